@@ -1,0 +1,72 @@
+/* The run-time configuration: every option of the deck, read and validated in one place
+ * (config.c). Decks are PETSc options files; `-help` lists every key with its meaning. */
+#ifndef NTK_CONFIG_H
+#define NTK_CONFIG_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <mpi.h>
+#include "data.h"
+#include "model.h"
+
+#define CONFIG_MAX_LIST 256
+
+typedef enum { OPT_GD = 0, OPT_SGD } OptimizerKind;           /* "gd", "sgd" */
+typedef enum { LR_CONSTANT = 0, LR_STEP, LR_COSINE } LrSchedule; /* "constant", "step", "cosine" */
+
+typedef struct {
+  /* model (one ModelConfig per instance is derived from these and the sweep lists) */
+  ModelConfig model;            /* width and param are overwritten per instance */
+  /* sweep lists */
+  int n_widths;   int widths[CONFIG_MAX_LIST];
+  int n_seeds;    int64_t seeds[CONFIG_MAX_LIST];
+  int n_params;   Parameterization params[PARAM_COUNT];
+  int n_etas;     double etas[CONFIG_MAX_LIST];
+  /* data */
+  DataConfig data;
+  /* training */
+  OptimizerKind optimizer;
+  int batch_size;               /* SGD minibatch (GD: the whole training subset) */
+  int64_t steps;
+  double momentum;              /* heavy ball, 0 = none */
+  double weight_decay;          /* L2 coupled into the gradient */
+  LrSchedule lr_schedule;
+  int64_t warmup_steps;         /* linear warm-up from 0, applied on top of any schedule */
+  int64_t lr_step_every;        /* LR_STEP: multiply by lr_step_gamma every this many steps */
+  double lr_step_gamma;
+  double lr_min_factor;         /* LR_COSINE: final lr as a fraction of eta */
+  int64_t record_every;         /* m: train metrics every m steps */
+  int64_t test_every;           /* M: test metrics every M steps (0 = only at the end) */
+  int eval_chunk;               /* samples per forward pass in evaluations (memory bound) */
+  /* phases / divergence */
+  double diverge_factor;        /* stop when loss > diverge_factor * L0 or non-finite */
+  double catapult_factor;       /* catapult if L_peak > catapult_factor * L0 ... */
+  int64_t catapult_window;      /* ... within the first catapult_window steps */
+  /* parallel layout */
+  int ranks_per_run;            /* size of each run's sub-communicator */
+  /* output and progress */
+  char output[4096];
+  bool overwrite;
+  double flush_seconds;         /* write buffered trajectory rows at least this often */
+  double progress_seconds;      /* rank 0 prints a summary at least this often */
+  bool quiet;
+} Config;
+
+/* Reads every option (after PetscInitialize) into cfg and validates it. On a bad value prints one
+ * line "ntkhpc: error: option -NAME: what is wrong" on rank 0 and returns 1; returns 0 when good. */
+int config_read(Config *cfg, MPI_Comm comm);
+
+/* Fails (one line, returns 1) if any option was given that nothing read: typos are errors. */
+int config_check_unused(MPI_Comm comm);
+
+/* The effective deck: every option with its value in force, one "-key value" per line, so that the
+ * text is itself a deck that reproduces the job. malloc'd; the caller frees it. */
+char *config_deck_text(const Config *cfg);
+
+/* Names of the enums, for output attributes and messages. */
+const char *optimizer_name(OptimizerKind o);
+const char *lr_schedule_name(LrSchedule s);
+
+/* Learning rate at step t for base rate eta (schedule times warm-up). */
+double config_lr_at(const Config *cfg, double eta, int64_t t);
+
+#endif

@@ -1,0 +1,80 @@
+/* Layer kernels: plain C over flat arrays, in the style of llm.c.
+ *
+ * Conventions for every kernel:
+ *   - outputs come first in the argument list, then inputs, then sizes and scalars;
+ *   - activations are row-major, one sample per row: a B x n array holds sample a at a*n;
+ *   - parameter tensors are pointers into the model's one flat parameter buffer;
+ *   - gradients with respect to parameters are ACCUMULATED (+=) so that chunks of a batch, or
+ *     several uses of one tensor, can add into the same buffer; gradients with respect to
+ *     activations are OVERWRITTEN;
+ *   - no PETSc, no MPI: a kernel sees only memory.
+ * Each optimised kernel has a *_ref twin written as the obvious loops; tests compare the two.
+ */
+#ifndef NTK_LAYERS_H
+#define NTK_LAYERS_H
+#include <stddef.h>
+
+typedef enum { ACT_IDENTITY = 0, ACT_RELU, ACT_TANH, ACT_ERF, ACT_COUNT } Activation;
+
+/* Name <-> enum ("identity", "relu", "tanh", "erf"). act_from_name returns -1 if unknown. */
+const char *act_name(Activation a);
+int act_from_name(const char *name);
+
+/* ---- activations (elementwise, n = total elements) ---- */
+/* out = phi(in); out may alias in only if the caller no longer needs in (backward needs it). */
+void act_forward(double *out /* n */, const double *in /* n */, size_t n, Activation a);
+/* din = dout * phi'(in); din may alias dout. */
+void act_vjp(double *din /* n */, const double *dout /* n */, const double *in /* n */, size_t n,
+             Activation a);
+/* tout = phi'(in) * tin; tout may alias tin. */
+void act_jvp(double *tout /* n */, const double *tin /* n */, const double *in /* n */, size_t n,
+             Activation a);
+/* Pointwise derivatives, for tests and second-order code. relu'(0) = 0, relu''= 0. */
+double act_value(double x, Activation a);
+double act_deriv(double x, Activation a);
+double act_deriv2(double x, Activation a);
+
+/* ---- dense (fully connected) layer ----
+ * out = w_mult * in W^T + b_mult * b, with W stored n_out x n_in (row-major, like torch Linear).
+ * b may be NULL (no bias). w_mult/b_mult carry the parameterization (ntk: sigma_w/sqrt(fan_in),
+ * sigma_b; sp and mup: 1, 1). */
+void dense_forward(double *out /* B x n_out */, const double *in /* B x n_in */,
+                   const double *W /* n_out x n_in */, const double *b /* n_out or NULL */,
+                   int B, int n_in, int n_out, double w_mult, double b_mult);
+void dense_forward_ref(double *out /* B x n_out */, const double *in /* B x n_in */,
+                       const double *W /* n_out x n_in */, const double *b /* n_out or NULL */,
+                       int B, int n_in, int n_out, double w_mult, double b_mult);
+
+/* Backward (VJP) given dout = dL/dout:
+ *   dW += w_mult * dout^T in,  db += b_mult * sum_a dout[a,:],  din = w_mult * dout W.
+ * Any of din, dW, db may be NULL to skip that product (din is NULL for the first layer). */
+void dense_vjp(double *din /* B x n_in or NULL */, double *dW /* n_out x n_in or NULL */,
+               double *db /* n_out or NULL */, const double *dout /* B x n_out */,
+               const double *in /* B x n_in */, const double *W /* n_out x n_in */,
+               int B, int n_in, int n_out, double w_mult, double b_mult);
+void dense_vjp_ref(double *din /* B x n_in or NULL */, double *dW /* n_out x n_in or NULL */,
+                   double *db /* n_out or NULL */, const double *dout /* B x n_out */,
+                   const double *in /* B x n_in */, const double *W /* n_out x n_in */,
+                   int B, int n_in, int n_out, double w_mult, double b_mult);
+
+/* Forward mode (JVP): tout = w_mult * (tin W^T + in tW^T) + b_mult * tb.
+ * tin may be NULL (input does not depend on the parameters), tW/tb may be NULL (zero tangent). */
+void dense_jvp(double *tout /* B x n_out */, const double *tin /* B x n_in or NULL */,
+               const double *in /* B x n_in */, const double *W /* n_out x n_in */,
+               const double *tW /* n_out x n_in or NULL */, const double *tb /* n_out or NULL */,
+               int B, int n_in, int n_out, double w_mult, double b_mult);
+void dense_jvp_ref(double *tout /* B x n_out */, const double *tin /* B x n_in or NULL */,
+                   const double *in /* B x n_in */, const double *W /* n_out x n_in */,
+                   const double *tW /* n_out x n_in or NULL */, const double *tb /* n_out or NULL */,
+                   int B, int n_in, int n_out, double w_mult, double b_mult);
+
+/* ---- loss (CONVENTIONS.md: L = 1/(2N) sum_a ||f_a - y_a||^2) ----
+ * Returns sum_a ||f_a - y_a||^2 / 2 over these B samples (the caller divides by the global N, so
+ * data-parallel ranks can sum their parts), and writes dout = scale * (f - y) if dout != NULL
+ * (scale = 1/N gives dL/df). */
+double mse_loss(double *dout /* B x k or NULL */, const double *f /* B x k */,
+                const double *y /* B x k */, int B, int k, double scale);
+/* Number of samples whose argmax_i f[a,i] equals label[a]; labels < 0 are skipped. */
+int count_correct(const double *f /* B x k */, const int *label /* B */, int B, int k);
+
+#endif

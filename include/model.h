@@ -1,0 +1,115 @@
+/* A network as a list of ops over numbered activation buffers, with every trained tensor in one
+ * flat parameter buffer theta[P] (per-tensor offsets, llm.c style).
+ *
+ * Buffer 0 holds the input, buffer model->out_buf the output f (B x out_dim). Each op reads one or
+ * two buffers and writes one; ops run in order for the forward pass and in reverse for the VJP.
+ * New layer kinds (conv2d, residual add, batch norm, pooling) are new OpKind values with their own
+ * kernels: the graph, the tape and the parameter table stay as they are.
+ *
+ * Free of PETSc and MPI. Reductions across data-parallel ranks that a layer may need (batch norm
+ * statistics) go through the Reducer callback supplied by the caller.
+ */
+#ifndef NTK_MODEL_H
+#define NTK_MODEL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "layers.h"
+
+typedef enum { PARAM_NTK = 0, PARAM_SP, PARAM_MUP, PARAM_COUNT } Parameterization;
+typedef enum { ARCH_FC = 0, ARCH_COUNT } Architecture; /* ARCH_UV, ARCH_WRN follow */
+
+const char *param_name(Parameterization p);   /* "ntk", "sp", "mup" */
+int param_from_name(const char *name);        /* -1 if unknown */
+const char *arch_name(Architecture a);        /* "fc" */
+int arch_from_name(const char *name);         /* -1 if unknown */
+
+typedef struct {
+  Architecture arch;
+  int in_dim;           /* d: features per input sample */
+  int out_dim;          /* k: outputs */
+  int depth;            /* number of hidden layers L (>= 1) */
+  int width;            /* hidden width n */
+  Activation act;
+  bool bias;            /* biases on every dense layer */
+  double sigma_w, sigma_b;
+  Parameterization param;
+  int base_width;       /* muP base width n0 (r = n / n0) */
+  bool mup_zero_readout;/* muP: zero-initialise the output layer's weights */
+} ModelConfig;
+
+typedef enum { OP_DENSE = 0, OP_ACT } OpKind;
+
+/* One trained tensor: theta[offset .. offset+size). */
+typedef struct {
+  char name[32];        /* "dense0.W", "dense0.b", ... */
+  size_t offset, size;  /* in doubles */
+  int fan_in;
+  double init_std;      /* initialised as N(0, init_std^2); 0 gives zeros */
+  double mult;          /* forward multiplier (ntk: sigma_w/sqrt(fan_in) or sigma_b; else 1) */
+  double lr_scale;      /* per-tensor learning-rate multiplier (muP; else 1) */
+} ParamTensor;
+
+typedef struct {
+  OpKind kind;
+  int in, out;          /* activation buffer ids */
+  int w, b;             /* parameter tensor ids, -1 if none */
+  int n_in, n_out;      /* per-sample features of in and out */
+  Activation act;       /* OP_ACT only */
+} Op;
+
+typedef struct {
+  ModelConfig cfg;
+  int n_ops;
+  Op *ops;              /* [n_ops] */
+  int n_tensors;
+  ParamTensor *tensors; /* [n_tensors] */
+  int n_bufs;
+  size_t *buf_size;     /* [n_bufs] per-sample features of each activation buffer */
+  int out_buf;
+  size_t n_params;      /* P */
+} Model;
+
+/* Cross-rank sum used by layers whose statistics span the batch (batch norm). NULL = local. */
+typedef struct {
+  void (*sum)(double *buf /* n, in place */, int n, void *ctx);
+  void *ctx;
+} Reducer;
+
+/* Per-batch workspace: activations, cotangents and tangents of every buffer for up to B samples. */
+typedef struct {
+  int capacity;         /* max samples */
+  int n_bufs;
+  double **act;         /* [n_bufs] each capacity x buf_size[i] */
+  double **grad;        /* [n_bufs] cotangents, allocated lazily by model_vjp */
+  double **tan;         /* [n_bufs] tangents, allocated lazily by model_jvp */
+} Tape;
+
+/* Builds the op list and parameter table of cfg. Returns 0, or -1 with a one-line reason in err. */
+int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen);
+void model_destroy(Model *m);
+
+/* theta <- initial parameters: tensor t drawn from stream RNG_STREAM_PARAM_BASE + t, index = element
+ * within the tensor, scaled by init_std. A pure function of (model, seed). */
+void model_init(const Model *m, double *theta /* P */, uint64_t seed);
+
+/* Per-parameter learning-rate multipliers, expanded: lr[p] = lr_scale of p's tensor. */
+void model_lr_scales(const Model *m, double *lr /* P */);
+
+/* Forward FLOPs per sample (multiply-adds count 2); cost model and benchmarks use it. */
+double model_flops_per_sample(const Model *m);
+
+int tape_create(Tape *t, const Model *m, int capacity);
+void tape_destroy(Tape *t);
+
+/* f = network(x) on B <= capacity samples; returns a pointer into the tape (B x out_dim). */
+const double *model_forward(const Model *m, const double *theta /* P */, const double *x /* B x d */,
+                            int B, Tape *t, const Reducer *red);
+/* grad += J^T dout: the VJP of the last model_forward on this tape. */
+void model_vjp(const Model *m, const double *theta /* P */, const double *dout /* B x k */, int B,
+               Tape *t, double *grad /* P */, const Reducer *red);
+/* tout = J dtheta: the JVP at the point of the last model_forward on this tape. */
+void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta /* P */, int B,
+               Tape *t, double *tout /* B x k */, const Reducer *red);
+
+#endif

@@ -1,0 +1,79 @@
+/* One parallel HDF5 file per job (layout: docs/output.md).
+ *
+ * Parallel HDF5 metadata operations are collective, while runs finish at different times on
+ * different sub-communicators. So output_create() makes, collectively and up front, every group,
+ * dataset and static attribute of every run, sized for the whole trajectory and filled with NaN;
+ * afterwards each run's group leader writes its rows and its summary row independently, touching
+ * only raw data. output_close() is collective.
+ */
+#ifndef NTK_OUTPUT_H
+#define NTK_OUTPUT_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <mpi.h>
+#include <hdf5.h>
+#include "config.h"
+#include "sweep.h"
+
+typedef struct {
+  int64_t step;
+  double loss;          /* train loss on the training subset, CONVENTIONS.md normalisation */
+  double accuracy;      /* train accuracy (NaN for regression targets) */
+  double param_norm;    /* ||theta_t||_2 */
+  double dist_init;     /* ||theta_t - theta_0||_2 */
+  double lr;            /* base learning rate in force at this step (schedule applied) */
+} TrainRecord;
+
+typedef struct {
+  int64_t step;
+  double loss, accuracy;
+} TestRecord;
+
+typedef enum { RUN_PENDING = 0, RUN_RUNNING = 1, RUN_DONE = 2, RUN_DIVERGED = 3 } RunStatus;
+
+/* One row of /summary, written when a run ends (and updated while it runs, status RUNNING). */
+typedef struct {
+  int32_t run, instance, width, param;   /* param: Parameterization enum */
+  int64_t seed;
+  double eta, eta_factor;
+  int32_t status;                        /* RunStatus */
+  int64_t steps_done;
+  int32_t n_train_records, n_test_records;
+  double loss0, loss_peak, loss_final;
+  double acc_final, test_loss_final, test_acc_final;
+  double wall_seconds;
+} SummaryRow;
+
+typedef struct {
+  hid_t file;
+  int n_runs;
+  int64_t n_train_records, n_test_records; /* rows per run */
+} OutputFile;
+
+/* Rows each run gets: train at steps 0, m, 2m, ... and the final step; test likewise with M. */
+int64_t output_n_train_records(const Config *cfg);
+int64_t output_n_test_records(const Config *cfg);
+/* Step of train (test) record r. */
+int64_t output_train_step(const Config *cfg, int64_t r);
+int64_t output_test_step(const Config *cfg, int64_t r);
+
+/* Collective over comm. Refuses an existing file unless cfg->overwrite (then it is replaced only
+ * after every check has passed). deck_text: the effective options, one "-key value" per line.
+ * Returns 0, or -1 with a one-line message naming the file. */
+int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep *sw,
+                  const char *deck_text, char *err, size_t errlen);
+
+/* Independent (one rank): rows [first, first + count) of run `run`. */
+int output_write_train(OutputFile *of, int run, int64_t first, int64_t count,
+                       const TrainRecord *rows /* count */);
+int output_write_test(OutputFile *of, int run, int64_t first, int64_t count,
+                      const TestRecord *rows /* count */);
+int output_write_summary(OutputFile *of, const SummaryRow *row);
+/* output_create() flushes the file's metadata collectively before returning, so raw data written
+ * independently afterwards is on disk once the write returns: a killed job leaves a readable file
+ * whose /summary says which runs finished. */
+
+/* Collective. */
+int output_close(OutputFile *of);
+
+#endif

@@ -1,0 +1,42 @@
+/* Progress reports. Rank 0 prints a line per finished run and, at least every progress_seconds,
+ * a summary: runs done out of the total, elapsed time, time left (from the cost model) and where
+ * the running runs are. Group leaders send small messages to rank 0; rank 0 drains them whenever
+ * progress_poll() is called (between its own training steps) and at the end. */
+#ifndef NTK_PROGRESS_H
+#define NTK_PROGRESS_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <mpi.h>
+#include "output.h"
+#include "sweep.h"
+
+typedef struct {
+  int run;
+  int64_t step, steps;
+  double loss;
+  double updated;       /* MPI_Wtime of the last heartbeat */
+} RunningRun;
+
+typedef struct {
+  MPI_Comm world;
+  int rank, size;
+  const Sweep *sweep;
+  int n_done, n_diverged;
+  double total_cost, done_cost;
+  double t_start, t_last_print, t_last_beat, interval;
+  bool quiet;
+  RunningRun *running;  /* rank 0: latest heartbeat per world rank (group leaders) */
+} Progress;
+
+void progress_init(Progress *p, MPI_Comm world, const Sweep *sw, double interval, bool quiet);
+/* Group leaders: a run has ended; its summary row goes to rank 0. */
+void progress_run_done(Progress *p, const SummaryRow *row);
+/* Group leaders: where a run is; sent at most every interval seconds. */
+void progress_heartbeat(Progress *p, int run, int64_t step, int64_t steps, double loss);
+/* Rank 0: handle pending messages and print a summary when one is due. Cheap; others: no-op. */
+void progress_poll(Progress *p);
+/* Collective over world: rank 0 waits for every run's report, then prints the final summary. */
+void progress_finish(Progress *p);
+void progress_free(Progress *p);
+
+#endif

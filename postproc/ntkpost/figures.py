@@ -1,0 +1,683 @@
+"""One function per figure. Each takes an Analysis and returns a matplotlib Figure, or None (with a
+logged note and `<function>.last_skip` set to the reason) when the file has no data for it.
+
+Artists carry a gid so tests and notebooks can find them: "curve" (one seed-aggregated data
+series), "band" (its min-max spread over seeds), "ref" (reference lines such as eta*lambda0 = 2, 4,
+12 or 2/eta), "cells" (phase-diagram markers), "init" (initial spectrum), "marker" (decorations).
+
+    an = ntkpost.Analysis(ntkpost.load("out.h5"))
+    fig = ntkpost.figures.catapult_curves(an)
+    results = ntkpost.figures.make_all(an, "figs/")
+"""
+import functools
+import logging
+import math
+import os
+from collections import OrderedDict
+
+import matplotlib
+import matplotlib.ticker
+
+if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline", "pdf", "svg"):
+    try:
+        matplotlib.use("Agg")
+    except Exception:
+        pass
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .analysis import aggregate_curves  # noqa: E402
+
+log = logging.getLogger("ntkpost")
+
+# Okabe-Ito (colourblind safe) for the phases; viridis (ordered by eta) for learning rates; plasma
+# (ordered by width) for widths.
+PHASE_COLORS = OrderedDict([("lazy", "#0072B2"), ("catapult", "#E69F00"),
+                            ("divergent", "#D55E00"), ("incomplete", "#999999")])
+PARAM_MARKERS = {"ntk": "o", "sp": "s", "mup": "^"}
+PARAM_LINES = {"ntk": "-", "sp": "--", "mup": "-."}
+REF_X = ((2.0, "2: η_crit"), (4.0, "4: uv η_max"), (12.0, "12: ReLU η_max"))
+PANEL_W, PANEL_H = 3.7, 2.9
+MAX_PANELS = 24
+
+FIGURES = OrderedDict()
+
+
+class NoData(Exception):
+    """Raised inside a figure function when the data it needs is absent."""
+
+
+def figure(name, title, caption):
+    """Register a figure function: catches NoData (returns None, logs, sets .last_skip)."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(an, **kw):
+            wrapper.last_skip = None
+            try:
+                fig = fn(an, **kw)
+            except NoData as e:
+                wrapper.last_skip = str(e)
+                log.info("figure %s skipped: %s", name, e)
+                return None
+            fig.ntk_name, fig.ntk_title = name, title
+            fig.ntk_caption = caption(an) if callable(caption) else caption
+            return fig
+
+        wrapper.name, wrapper.title, wrapper.last_skip = name, title, None
+        FIGURES[name] = wrapper
+        return wrapper
+
+    return deco
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _grid(n, ncols, title, size=(PANEL_W, PANEL_H)):
+    ncols = max(1, min(ncols, n))
+    nrows = int(math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols + 1.6, size[1] * nrows + 0.8),
+                             squeeze=False)
+    axes = list(axes.ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=12)
+    return fig, axes[:n]
+
+
+def _ncols(an, panels):
+    return min(4, max(1, len({p[2] for p in panels})))
+
+
+def _finish(fig, legend_handles=None, legend_title=None, right=0.84):
+    fig.tight_layout(rect=(0, 0, right if legend_handles else 1, 0.95))
+    if legend_handles:
+        fig.legend(handles=legend_handles, loc="center left", bbox_to_anchor=(right + 0.005, 0.5),
+                   title=legend_title, fontsize=8, title_fontsize=9, frameon=False)
+    return fig
+
+
+def eta_colors(an):
+    keys = an.eta_keys()
+    cmap = plt.get_cmap("viridis")
+    n = max(1, len(keys) - 1)
+    return OrderedDict((k, cmap(0.92 * i / n)) for i, k in enumerate(keys))
+
+
+def width_colors(an):
+    ws = sorted({p[2] for p in an.panels()})
+    cmap = plt.get_cmap("plasma")
+    n = max(1, len(ws) - 1)
+    return {w: cmap(0.85 * i / n) for i, w in enumerate(ws)}
+
+
+def _eta_handles(an, colors, used):
+    keys = [k for k in colors if k in used]
+    if len(keys) > 16:  # too many for a legend: first, some middle, last
+        pick = sorted(set(np.linspace(0, len(keys) - 1, 12).round().astype(int)))
+        keys = [keys[i] for i in pick]
+    h = [Line2D([], [], color=colors[k], lw=2, label=an.eta_label(k)) for k in keys]
+    h.append(Line2D([], [], color="0.4", lw=1.2, ls=":", label="divergent (dotted)"))
+    return h
+
+
+def _plot_agg(ax, agg, color, label=None, ls="-", lw=1.6, marker=None, x=None):
+    xs = agg["step"] if x is None else x
+    (line,) = ax.plot(xs, agg["mean"], color=color, ls=ls, lw=lw, label=label, marker=marker,
+                      ms=4 if marker else None, gid="curve")
+    if agg.get("n_curves", 1) > 1 and np.any(agg["hi"] > agg["lo"]):
+        ax.fill_between(xs, agg["lo"], agg["hi"], color=color, alpha=0.18, lw=0, gid="band")
+    return line
+
+
+def _set_logy_if_positive(ax, arrays, force=False, span=1e7):
+    """Log y when the values are positive and (force or) span more than a factor 20; non-positive
+    values are masked; the lower limit is kept within `span` of the top so that losses that
+    converge to ~0 do not squash the plot."""
+    vals = np.concatenate([np.asarray(a, float).ravel() for a in arrays]) if arrays else np.array([])
+    vals = vals[np.isfinite(vals)]
+    pos = vals[vals > 0]
+    if not pos.size or (not force and ((vals <= 0).any() or pos.max() / pos.min() <= 20)):
+        return False
+    ax.set_yscale("log", nonpositive="mask")
+    lo, hi = pos.min(), pos.max()
+    ax.set_ylim(max(lo, hi / span) / 1.5, hi * 1.5)
+    return True
+
+
+def _xscale(ax, xs):
+    xs = np.asarray([x for x in xs if np.isfinite(x) and x > 0])
+    if xs.size and xs.max() / xs.min() > 20:
+        ax.set_xscale("log")
+
+
+def _ref_vlines(ax, an, labels=True):
+    if an.xkind != "eta_lambda0":
+        return
+    lo, hi = ax.get_xlim()
+    for x, lab in REF_X:
+        if lo <= x <= hi:
+            ax.axvline(x, color="0.25", ls=(0, (4, 3)), lw=0.9, gid="ref")
+            if labels:
+                ax.text(x, 0.98, " " + lab, rotation=90, va="top", ha="left", fontsize=7,
+                        color="0.25", transform=ax.get_xaxis_transform())
+    ax.set_xlim(lo, hi)
+
+
+def _shade_phases(ax, an, idx_groups):
+    """Shade the x axis by the seed-majority phase pooled over the given groups (x rounded to 3
+    significant digits); spans meet halfway (geometric halfway on a log axis)."""
+    pooled = OrderedDict()
+    for idx in idx_groups:
+        x = an.group_x(idx)
+        if np.isfinite(x):
+            pooled.setdefault(float("%.3g" % x), []).extend(an.rows[i]["phase"] for i in idx)
+    if not pooled:
+        return []
+    from .analysis import majority_phase
+    xs = sorted(pooled)
+    ph = [majority_phase(pooled[x]) for x in xs]
+    logx = ax.get_xscale() == "log"
+    mid = lambda a, b: math.sqrt(a * b) if logx else 0.5 * (a + b)
+    lo, hi = ax.get_xlim()
+    edges = [lo] + [mid(a, b) for a, b in zip(xs[:-1], xs[1:])] + [hi]
+    used = []
+    for i, p in enumerate(ph):
+        if p in PHASE_COLORS and p != "incomplete":
+            ax.axvspan(edges[i], edges[i + 1], color=PHASE_COLORS[p], alpha=0.12, lw=0, zorder=0,
+                       gid="shade")
+            if p not in used:
+                used.append(p)
+    ax.set_xlim(lo, hi)
+    return [Patch(color=PHASE_COLORS[p], alpha=0.3, label="%s (measured)" % p) for p in used]
+
+
+def _series(an):
+    """OrderedDict (cfg, param, width) -> [(eta_key, idx)] (the usual panels)."""
+    return OrderedDict((p, an.panel_groups(p)) for p in an.panels())
+
+
+def _limit_panels(panels, name):
+    if len(panels) > MAX_PANELS:
+        log.warning("figure %s: %d panels, showing the first %d", name, len(panels), MAX_PANELS)
+        return panels[:MAX_PANELS]
+    return panels
+
+
+# -- per-eta curve figures -------------------------------------------------------------------------
+def _eta_curve_figure(an, name, title, getter, ylabel, logy="auto", xmax=None, refs=None,
+                      nodata="no data", xlabel="step"):
+    colors = eta_colors(an)
+    panels = []
+    for panel, gs in _series(an).items():
+        curves = []
+        for key, idx in gs:
+            agg = aggregate_curves([getter(r) for r in an.runs_of(idx) if getter(r) is not None])
+            if agg is not None and xmax is not None:
+                keep = agg["step"] <= xmax
+                agg = {k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in agg.items()}
+                if not keep.any():
+                    agg = None
+            if agg is not None:
+                curves.append((key, idx, agg))
+        if curves:
+            panels.append((panel, curves))
+    if not panels:
+        raise NoData(nodata)
+    panels = _limit_panels(panels, name)
+    fig, axes = _grid(len(panels), _ncols(an, [p for p, _ in panels]), title)
+    used = set()
+    for ax, (panel, curves) in zip(axes, panels):
+        arrays, calm = [], []
+        for key, idx, agg in curves:
+            ph = an.group_phase(idx)
+            _plot_agg(ax, agg, colors[key], ls=":" if ph == "divergent" else "-")
+            if ph != "divergent":
+                calm += [agg["lo"], agg["hi"]]
+            if refs is not None:
+                y = refs(an.runs_of(idx))
+                if y is not None and np.isfinite(y):
+                    ax.axhline(y, color=colors[key], ls=(0, (2, 2)), lw=0.8, gid="ref")
+            used.add(key)
+            arrays += [agg["lo"], agg["hi"]]
+        # divergent curves leave through the top: the y range follows the other curves
+        rng = calm if calm and len(calm) < len(arrays) else arrays
+        if logy is True:
+            _set_logy_if_positive(ax, rng, force=True)
+        elif logy == "auto":
+            _set_logy_if_positive(ax, rng)
+        if rng is calm and ax.get_yscale() == "log":
+            ax.set_ylim(top=ax.get_ylim()[1] * 30)
+        elif rng is calm:
+            v = np.concatenate([np.asarray(a, float) for a in calm])
+            v = v[np.isfinite(v)]
+            if v.size:
+                pad = 0.1 * (v.max() - v.min() or abs(v.max()) or 1)
+                ax.set_ylim(v.min() - pad, v.max() + 4 * pad)
+        if xmax is not None:
+            ax.set_xlim(0, xmax)
+        ax.set_title(an.panel_title(panel), fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+    return _finish(fig, _eta_handles(an, colors, used), an.xshort)
+
+
+def _train(field):
+    def get(r):
+        if r.train is not None and field in r.train and r.train["step"].size:
+            return r.train["step"], r.train[field]
+        return None
+    return get
+
+
+def _test(field):
+    def get(r):
+        if r.test is not None and field in r.test and r.test["step"].size:
+            return r.test["step"], r.test[field]
+        return None
+    return get
+
+
+_SPREAD = "Curves: mean over seeds; band: min-max over seeds; colour: learning rate (viridis, ordered by %s); dotted: seed-majority divergent."
+
+
+@figure("catapult_curves", "(a) Early training loss: the catapult",
+        lambda an: "Training loss for the first %s steps, log scale, one panel per parameterization and "
+                   "width. In the catapult phase the loss first rises (L_peak > %g L_0) then falls below L_0. "
+                   % (an.th.catapult_window if an.th.catapult_window is not None else "(all)",
+                      an.th.catapult_factor) + _SPREAD % an.xshort)
+def catapult_curves(an, window=None):
+    if window is None:
+        window = an.th.catapult_window
+    if window is None:
+        last = max((row["last_step"] for row in an.rows), default=0)
+        window = max(50, last // 5)
+    return _eta_curve_figure(an, "catapult_curves",
+                             "(a) Early training loss vs step (first %d steps), per learning rate" % window,
+                             _train("loss"), "train loss L_t (log)", logy=True, xmax=window,
+                             nodata="no training rows")
+
+
+@figure("train_loss", "Training loss over the whole run",
+        lambda an: "Training loss over every recorded step, log scale. " + _SPREAD % an.xshort)
+def train_loss(an):
+    return _eta_curve_figure(an, "train_loss", "Training loss vs step (whole run), per learning rate",
+                             _train("loss"), "train loss (log)", logy=True, nodata="no training rows")
+
+
+@figure("test_accuracy_curves", "Test accuracy during training",
+        lambda an: "Test accuracy at every test evaluation. " + _SPREAD % an.xshort)
+def test_accuracy_curves(an):
+    return _eta_curve_figure(an, "test_accuracy_curves", "Test accuracy vs step, per learning rate",
+                             _test("accuracy"), "test accuracy", logy=False,
+                             nodata="no test accuracy rows (regression targets or no test rows)")
+
+
+@figure("lambda_curves", "(c) Top NTK eigenvalue during training",
+        lambda an: "λ_t, the largest eigenvalue of the empirical NTK, at every recorded step. In the "
+                   "catapult phase λ_t drops until η λ_t < 2. " + _SPREAD % an.xshort)
+def lambda_curves(an):
+    def get(r):
+        if r.lam is not None and "value" in r.lam:
+            return r.lam["step"], r.lam["value"]
+        return None
+    return _eta_curve_figure(an, "lambda_curves", "(c) Top NTK eigenvalue λ_t vs step, per learning rate",
+                             get, "λ_t", logy="auto", nodata="no lambda/ datasets in the file")
+
+
+@figure("sharpness_curves", "(g) Sharpness during training, with 2/η",
+        lambda an: "Sharpness s_t (largest Hessian eigenvalue) at every recorded step; dashed lines of "
+                   "the same colour: 2/η for that learning rate (edge of stability). " + _SPREAD % an.xshort)
+def sharpness_curves(an):
+    def get(r):
+        if r.hessian is not None and "sharpness" in r.hessian:
+            return r.hessian["step"], r.hessian["sharpness"]
+        return None
+
+    def ref(runs):
+        return 2.0 / float(np.mean([r.eta for r in runs]))
+    return _eta_curve_figure(an, "sharpness_curves", "(g) Sharpness s_t vs step, per learning rate (dashed: 2/η)",
+                             get, "sharpness s_t", logy="auto", refs=ref,
+                             nodata="no hessian/sharpness datasets in the file")
+
+
+# -- scalar vs eta*lambda0 figures ----------------------------------------------------------------
+def _xplot(ax, an, field, series, wcol, label_series=True):
+    """One curve per (cfg, param, width): group mean of `field` vs group x, band min-max, over the
+    finished non-divergent runs (a divergent run's final numbers are those of the step where it
+    was stopped; its x range is shaded instead)."""
+    n = 0
+    for panel, gs in series.items():
+        pts = []
+        for key, idx in gs:
+            idx = [i for i in idx if an.rows[i]["phase"] in ("lazy", "catapult")]
+            vals = np.array([an.rows[i][field] for i in idx], float)
+            vals = vals[np.isfinite(vals)]
+            x = an.group_x(idx)
+            if vals.size and np.isfinite(x):
+                pts.append((x, vals.mean(), vals.min(), vals.max(), vals.size))
+        if not pts:
+            continue
+        pts.sort()
+        a = np.array(pts)
+        cfg, param, width = panel
+        lab = "%s w=%d%s" % (param, width, (" [%s]" % cfg) if cfg else "")
+        agg = {"mean": a[:, 1], "lo": a[:, 2], "hi": a[:, 3], "n_curves": int(a[:, 4].max())}
+        _plot_agg(ax, agg, wcol[width], label=lab if label_series else None,
+                  ls=PARAM_LINES.get(param, "-"), marker=PARAM_MARKERS.get(param, "o"), x=a[:, 0])
+        n += 1
+    return n
+
+
+def _xfigure(an, title, specs, series=None, extra=None):
+    """specs: [(field, ylabel, logy, hlines)], one axis each, curves per (param, width)."""
+    series = series or _series(an)
+    wcol = width_colors(an)
+    fig, axes = _grid(len(specs), len(specs), title, size=(5.2, 3.9))
+    handles = None
+    for ax, (field, ylabel, logy, hlines) in zip(axes, specs):
+        n = _xplot(ax, an, field, series, wcol)
+        if n == 0:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+            continue
+        _xscale(ax, [an.group_x(idx) for gs in series.values() for _, idx in gs])
+        if logy:
+            _set_logy_if_positive(ax, [l.get_ydata() for l in ax.lines], force=True)
+        for y, lab in hlines:
+            ax.axhline(y, color="k", lw=0.9, ls="--", gid="ref")
+            ax.text(1.0, y, lab + " ", ha="right", va="bottom", fontsize=7,
+                    transform=ax.get_yaxis_transform())
+        # x range over every group, divergent ones included (their region is shaded)
+        xs = np.array([an.group_x(idx) for gs in series.values() for _, idx in gs], float)
+        xs = xs[np.isfinite(xs) & ((xs > 0) if ax.get_xscale() == "log" else np.isfinite(xs))]
+        if xs.size:
+            if ax.get_xscale() == "log":
+                ax.set_xlim(xs.min() / 1.15, xs.max() * 1.15)
+            else:
+                pad = 0.05 * (xs.max() - xs.min() or abs(xs.max()) or 1)
+                ax.set_xlim(xs.min() - pad, xs.max() + pad)
+        if extra is not None:
+            extra(ax, field)
+        _ref_vlines(ax, an)
+        shade = _shade_phases(ax, an, [idx for gs in series.values() for _, idx in gs])
+        ax.set_xlabel(an.xlabel if len(specs) == 1 else an.xshort + ("" if an.xkind == "eta_lambda0" else " (λ₀ unknown)"))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+        if handles is None:
+            handles = [h for h in ax.get_legend_handles_labels()[0]] + shade
+    if handles is None:
+        plt.close(fig)
+        raise NoData("no finite values")
+    if len(specs) > 1:
+        fig.text(0.5, 0.005, an.xlabel, ha="center", fontsize=8, color="0.3")
+    return _finish(fig, handles, "param, width")
+
+
+def _need_groups(an):
+    if not an.groups():
+        raise NoData("no runs with data")
+
+
+@figure("peak_ratio", "(b) Loss peak L_peak/L_0 vs learning rate",
+        lambda an: "Largest recorded training loss within the first %s steps divided by the initial loss, "
+                   "mean over seeds (band min-max) of the finished non-divergent runs, one curve per parameterization and width. Dashed "
+                   "horizontal line: the catapult threshold %g; background: measured phase (seed majority, "
+                   "pooled); vertical lines at η·λ₀ = 2, 4, 12 when λ₀ is known. x axis: %s."
+                   % (an.th.catapult_window, an.th.catapult_factor, an.xlabel))
+def peak_ratio(an):
+    _need_groups(an)
+    return _xfigure(an, "(b) Loss peak within the catapult window, L_peak / L_0, vs %s" % an.xshort,
+                    [("peak_ratio", "L_peak / L_0 (log)", True,
+                      [(an.th.catapult_factor, "catapult threshold %g" % an.th.catapult_factor)])])
+
+
+@figure("test_accuracy", "(e) Final test accuracy vs learning rate",
+        lambda an: "Test accuracy at the last test evaluation, mean over seeds (band min-max), one curve "
+                   "per parameterization and width; background: measured phase. x axis: %s." % an.xlabel)
+def test_accuracy(an):
+    _need_groups(an)
+    if not any(np.isfinite(row["test_acc_T"]) for row in an.rows):
+        raise NoData("no test accuracy")
+    return _xfigure(an, "(e) Final test accuracy vs %s" % an.xshort,
+                    [("test_acc_T", "final test accuracy", False, [])])
+
+
+@figure("lambda_final", "(d) Final NTK eigenvalue vs η·λ₀",
+        "Left: λ_T/λ_0 (final over initial top NTK eigenvalue); right: η·λ_T. In the lazy phase "
+        "λ_T ≈ λ_0 (right: on the diagonal); in the catapult phase λ_T drops so that η·λ_T < 2 "
+        "(horizontal line). Vertical lines: η·λ₀ = 2 (η_crit), 4 (uv-model η_max), 12 (ReLU-net η_max); "
+        "background: measured phase (seed majority). Mean over seeds, band min-max.")
+def lambda_final(an):
+    _need_groups(an)
+    if not any(np.isfinite(row["lambda_ratio"]) for row in an.rows):
+        raise NoData("λ_T/λ_0 unknown (no lambda/ datasets or no lambda0)")
+
+    def extra(ax, field):
+        if field == "eta_lambda_T":
+            lo, hi = ax.get_xlim()
+            ax.plot([lo, hi], [lo, hi], color="0.5", ls=":", lw=1, gid="ref")
+            ax.set_xlim(lo, hi)
+    return _xfigure(an, "(d) Final top NTK eigenvalue vs %s" % an.xshort,
+                    [("lambda_ratio", "λ_T / λ_0", False, [(1.0, "λ_T = λ_0")]),
+                     ("eta_lambda_T", "η·λ_T", False, [(2.0, "η·λ_T = 2")])], extra=extra)
+
+
+@figure("width_scaling", "(f) λ_0 and initial sharpness vs width",
+        "Left: top NTK eigenvalue at initialisation λ_0; right: sharpness at initialisation s_0; both vs "
+        "width, log-log, mean over seeds (band min-max) per parameterization; the legend gives the fitted "
+        "power-law exponent. η_crit = 2/λ_0, so the slope of λ_0 is minus that of η_crit.")
+def width_scaling(an):
+    specs = [("lambda0", "λ_0 (log)"), ("sharpness0", "sharpness s_0 (log)")]
+    have = [s for s in specs if any(np.isfinite(row[s[0]]) for row in an.rows)]
+    if not have:
+        raise NoData("neither lambda0 nor initial sharpness recorded")
+    fig, axes = _grid(len(have), len(have), size=(4.6, 3.6), title="(f) Initial top NTK eigenvalue and sharpness vs width (log-log)")
+    pcol = {"ntk": "#0072B2", "sp": "#D55E00", "mup": "#009E73"}
+    for ax, (field, ylabel) in zip(axes, have):
+        by = OrderedDict()
+        for i, r in enumerate(an.sweep.runs):
+            v = an.rows[i][field]
+            if np.isfinite(v) and v > 0:
+                # one value per instance
+                by.setdefault((r.cfg_label, r.param), {}).setdefault(r.width, {})[(r.file_index, r.instance, r.seed)] = v
+        for (cfg, param), d in by.items():
+            ws = np.array(sorted(d), float)
+            vals = [np.array(list(d[w].values())) for w in sorted(d)]
+            agg = {"mean": np.array([v.mean() for v in vals]), "lo": np.array([v.min() for v in vals]),
+                   "hi": np.array([v.max() for v in vals]), "n_curves": max(v.size for v in vals)}
+            lab = param + ((" [%s]" % cfg) if cfg else "")
+            if ws.size >= 2:
+                slope = np.polyfit(np.log(ws), np.log(agg["mean"]), 1)[0]
+                lab += "  (slope %.2f)" % slope
+            _plot_agg(ax, agg, pcol.get(param, "k"), label=lab, marker=PARAM_MARKERS.get(param, "o"),
+                      ls=PARAM_LINES.get(param, "-"), x=ws)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ws_all = sorted({w for d in by.values() for w in d})
+        ax.set_xticks(ws_all)
+        ax.set_xticklabels([str(w) for w in ws_all])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("width n")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+        ax.legend(fontsize=8)
+    return _finish(fig)
+
+
+@figure("ntk_spectrum", "(h) Top-k NTK eigenvalues at initialisation and at the end",
+        "Top-k eigenvalues of the empirical NTK (lambda/topk) vs their index, log scale: black = at "
+        "initialisation (shared by every learning rate of an instance), colours = at the last recorded step "
+        "per learning rate (mean over seeds, band min-max).")
+def ntk_spectrum(an):
+    def get(r):
+        if r.lam is not None and "topk" in r.lam and r.lam["topk"].ndim == 2 and r.lam["step"].size:
+            return r.lam["step"], r.lam["topk"]
+        return None
+    return _spectrum_figure(an, "ntk_spectrum", {"NTK top-k": get},
+                            "(h) NTK spectrum: top-k eigenvalues at init (black) and at the end (colours)",
+                            "no lambda/topk datasets in the file")
+
+
+@figure("spectra", "(h) Recorded spectra (spectra/ group)",
+        "Every 2-D dataset under the runs' spectra/ group: eigenvalues vs index at the first recorded step "
+        "(black) and the last (colours, per learning rate, mean over seeds, band min-max).")
+def spectra(an):
+    names = sorted({n for r in an.sweep.runs for n in r.spectra})
+    if not names:
+        raise NoData("no spectra/ group in the file")
+
+    def mk(n):
+        def get(r):
+            s = r.spectra.get(n)
+            return (s["step"], s["values"]) if s is not None and s["step"].size else None
+        return get
+    return _spectrum_figure(an, "spectra", OrderedDict((n, mk(n)) for n in names),
+                            "(h) Spectra: first recorded step (black) and last (colours)", "no spectra")
+
+
+def _spectrum_figure(an, name, sources, title, nodata):
+    colors = eta_colors(an)
+    items = []
+    for sname, get in sources.items():
+        for panel, gs in _series(an).items():
+            curves, init = [], None
+            for key, idx in gs:
+                finals = []
+                for r in an.runs_of(idx):
+                    d = get(r)
+                    if d is None:
+                        continue
+                    vals = d[1]
+                    ok = np.isfinite(vals).any(axis=1)
+                    if not ok.any():
+                        continue
+                    rows = np.nonzero(ok)[0]
+                    if init is None:
+                        init = vals[rows[0]]
+                    finals.append(vals[rows[-1]])
+                if finals:
+                    k = min(len(f) for f in finals)
+                    M = np.array([np.sort(f[:k])[::-1] for f in finals])
+                    curves.append((key, idx, {"mean": M.mean(0), "lo": M.min(0), "hi": M.max(0),
+                                              "n_curves": len(finals)}))
+            if curves:
+                items.append((sname, panel, init, curves))
+    if not items:
+        raise NoData(nodata)
+    items = _limit_panels(items, name)
+    fig, axes = _grid(len(items), _ncols(an, [it[1] for it in items]), title)
+    used = set()
+    for ax, (sname, panel, init, curves) in zip(axes, items):
+        if init is not None:
+            iv = np.sort(init[np.isfinite(init)])[::-1]
+            ax.plot(np.arange(1, iv.size + 1), iv, color="k", lw=2, marker="o", ms=3, gid="init")
+        for key, idx, agg in curves:
+            ph = an.group_phase(idx)
+            _plot_agg(ax, agg, colors[key], x=np.arange(1, agg["mean"].size + 1), lw=1.2,
+                      ls=":" if ph == "divergent" else "-")
+            used.add(key)
+        _set_logy_if_positive(ax, [l.get_ydata() for l in ax.lines], force=True)
+        ax.set_title("%s: %s" % (sname, an.panel_title(panel)) if len(sources) > 1 else an.panel_title(panel),
+                     fontsize=9)
+        ax.set_xlabel("eigenvalue index")
+        ax.set_ylabel("eigenvalue")
+        ax.grid(alpha=0.3, which="both", lw=0.5)
+    h = [Line2D([], [], color="k", lw=2, marker="o", ms=3, label="initialisation")] + _eta_handles(an, colors, used)
+    return _finish(fig, h, an.xshort)
+
+
+@figure("phase_diagram", "(i) Phase diagram: width × learning rate",
+        lambda an: "Each cell is one (width, learning rate) of one parameterization; colour: phase of the "
+                   "seed majority (lazy / catapult / divergent; grey: still running); a fraction k/n is shown "
+                   "where seeds disagree. Thresholds: catapult if L_peak > %g L_0 within %s steps and "
+                   "L_T < L_0; divergent if a loss is non-finite or L_max > %g L_0 or L_T > L_0 (sources: %s). "
+                   "x axis: %s." % (an.th.catapult_factor, an.th.catapult_window, an.th.diverge_factor,
+                                    ", ".join("%s from %s" % kv for kv in an.th.source.items()), an.xlabel))
+def phase_diagram(an):
+    _need_groups(an)
+    by = OrderedDict()
+    for (cfg, param, width, key), idx in an.groups().items():
+        by.setdefault((cfg, param), []).append((width, key, idx))
+    fig, axes = _grid(len(by), min(3, len(by)),
+                      "(i) Phase diagram: width × %s (seed majority)" % an.xshort)
+    used = []
+    for ax, ((cfg, param), cells) in zip(axes, by.items()):
+        pts = OrderedDict((p, []) for p in PHASE_COLORS)
+        for width, key, idx in cells:
+            ph = an.group_phase(idx)
+            x = an.group_x(idx)
+            if not np.isfinite(x):
+                continue
+            pts.setdefault(ph, []).append((x, width))
+            phases = [an.rows[i]["phase"] for i in idx]
+            k = phases.count(ph)
+            if k != len(phases):
+                ax.annotate("%d/%d" % (k, len(phases)), (x, width), fontsize=6, ha="center",
+                            va="center", color="k")
+        for ph, xy in pts.items():
+            if xy:
+                a = np.array(xy)
+                ax.scatter(a[:, 0], a[:, 1], marker="s", s=170, c=PHASE_COLORS.get(ph, "#CC79A7"),
+                           edgecolors="white", linewidths=0.5, gid="cells", label=ph)
+                if ph not in used:
+                    used.append(ph)
+        ax.set_yscale("log", base=2)
+        ws = sorted({c[0] for c in cells})
+        ax.set_yticks(ws)
+        ax.set_yticklabels([str(w) for w in ws])
+        ax.minorticks_off()
+        _xscale(ax, [an.group_x(c[2]) for c in cells])
+        if len(ws) == 1:
+            ax.set_ylim(ws[0] / 1.6, ws[0] * 1.6)
+        else:
+            ax.set_ylim(ws[0] / 1.4, ws[-1] * 1.4)
+        if ax.get_xscale() == "linear":
+            xl = ax.get_xlim()
+            ax.set_xlim(xl[0] - 0.03 * (xl[1] - xl[0]), xl[1] + 0.03 * (xl[1] - xl[0]))
+        _ref_vlines(ax, an)
+        ax.set_title("%s%s" % (param, (" [%s]" % cfg) if cfg else ""), fontsize=10)
+        ax.set_xlabel(an.xshort if an.xkind == "eta_lambda0" else "η (λ₀ unknown)")
+        ax.set_ylabel("width n")
+        ax.grid(alpha=0.3, lw=0.5)
+    handles = [Patch(color=PHASE_COLORS.get(p, "#CC79A7"), label=p) for p in used]
+    return _finish(fig, handles, "phase", right=0.86)
+
+
+# -- all of them ----------------------------------------------------------------------------------
+# Order of the HTML report: the at-a-glance figures first.
+ORDER = ("phase_diagram", "catapult_curves", "peak_ratio", "lambda_final", "test_accuracy",
+         "lambda_curves", "sharpness_curves", "width_scaling", "ntk_spectrum", "spectra",
+         "train_loss", "test_accuracy_curves")
+
+
+def make_all(an, outdir, dpi=110, names=None, keep_figures=False):
+    """Draw every figure, save <outdir>/<name>.png. Returns a list of dicts (name, title, caption,
+    path or None, skipped reason or None, figure if keep_figures). Never raises for one figure."""
+    os.makedirs(outdir, exist_ok=True)
+    out = []
+    for name in (names or ORDER):
+        fn = FIGURES[name]
+        res = {"name": name, "title": fn.title, "caption": "", "path": None, "skipped": None,
+               "figure": None}
+        try:
+            fig = fn(an)
+        except Exception as e:  # a bug in one figure must not lose the others
+            log.exception("figure %s failed", name)
+            res["skipped"] = "error: %s: %s" % (type(e).__name__, e)
+            out.append(res)
+            continue
+        if fig is None:
+            res["skipped"] = fn.last_skip
+        else:
+            res["caption"] = fig.ntk_caption
+            res["path"] = os.path.join(outdir, name + ".png")
+            fig.savefig(res["path"], dpi=dpi, bbox_inches="tight")
+            if keep_figures:
+                res["figure"] = fig
+            else:
+                plt.close(fig)
+            log.info("wrote %s", res["path"])
+        out.append(res)
+    return out

@@ -1,0 +1,370 @@
+"""Reading ntkhpc HDF5 output (layout: docs/output.md).
+
+Robust to partial output: a killed or still-running job leaves runs that are pending (no rows) or
+running (rows up to some step, then the fill values step = -1 / NaN). Only rows with step >= 0 are
+kept. Datasets added by later versions (lambda/, hessian/, spectra/, lambda0) are read when present
+and left as None when absent.
+
+    sweep = load(["job1.h5", "job2.h5"])     # combine the runs of several jobs
+    for run in sweep.runs: run.width, run.param, run.eta, run.train["loss"], run.lam, ...
+"""
+import logging
+import math
+import os
+
+import h5py
+import numpy as np
+
+log = logging.getLogger("ntkpost")
+
+PARAM_NAMES = {0: "ntk", 1: "sp", 2: "mup"}
+PARAM_ORDER = {"ntk": 0, "sp": 1, "mup": 2}
+STATUS_NAMES = {-1: "unknown", 0: "pending", 1: "running", 2: "done", 3: "diverged"}
+
+TRAIN_FIELDS = ("loss", "accuracy", "param_norm", "dist_init", "lr")
+TEST_FIELDS = ("loss", "accuracy")
+# Summary fields that describe results (the identity fields come from the run group's attrs).
+SUMMARY_RESULT_FIELDS = ("status", "steps_done", "n_train_records", "n_test_records", "loss0",
+                         "loss_peak", "loss_final", "acc_final", "test_loss_final",
+                         "test_acc_final", "wall_seconds", "lambda0", "lambda_final")
+# /config and root attrs that legitimately differ between the files of one sweep.
+_CONFIG_IGNORE = {"output", "overwrite", "n_runs", "n_instances", "world_size", "ranks_per_run",
+                  "created", "flush_seconds", "progress_seconds", "quiet", "widths", "seeds",
+                  "params", "etas", "eta", "eta_factors", "width", "seed", "param"}
+
+
+def _decode(v):
+    """h5py attribute value -> plain Python (str for strings, scalar for 0-d/1-element arrays)."""
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind in "SO":
+            v = np.array([_decode(x) for x in v.ravel()], dtype=object).reshape(v.shape)
+        if v.shape == () or v.size == 1:
+            return _decode(v.reshape(-1)[0] if v.size else v[()])
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _attrs(obj):
+    out = {}
+    for k in obj.attrs:
+        try:
+            out[k] = _decode(obj.attrs[k])
+        except Exception as e:  # unreadable attribute type: keep going
+            log.debug("attribute %s of %s unreadable: %s", k, obj.name, e)
+    return out
+
+
+def _float(v, default=math.nan):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return default
+    return f
+
+
+def _param_name(v):
+    if isinstance(v, str):
+        return v.strip().lower()
+    try:
+        return PARAM_NAMES.get(int(v), str(v))
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _read_group_rows(g, fields, step_name="step"):
+    """{step: int64[n], field: float64[n], ...} of the rows with step >= 0 (sorted by step), or
+    None when the group or its step dataset is absent. Fields absent in the file are omitted."""
+    if g is None or step_name not in g:
+        return None
+    step = np.asarray(g[step_name][()]).astype(np.int64).reshape(-1)
+    ok = step >= 0
+    out = {}
+    order = np.argsort(step[ok], kind="stable")
+    out["step"] = step[ok][order]
+    for f in fields:
+        if f in g and isinstance(g[f], h5py.Dataset):
+            a = np.asarray(g[f][()], dtype=np.float64)
+            if a.shape[:1] != step.shape:
+                log.warning("%s/%s has %s rows, step has %d: ignored", g.name, f, a.shape[:1],
+                            step.size)
+                continue
+            out[f] = a[ok][order]
+    return out
+
+
+class Run:
+    """One training run (instance + learning rate) of one file.
+
+    Identity: file, index (run number in its file), instance, width, seed, param ("ntk"/"sp"/"mup"),
+    eta (absolute base lr), eta_factor (eta*lambda_0 when the deck gave a factor, else NaN).
+    Data (rows with step >= 0 only; None when the file has no such group):
+      train: {step, loss, accuracy, param_norm, dist_init, lr}
+      test:  {step, loss, accuracy}
+      lam:   {step, value[, topk (R x k)]}            top NTK eigenvalue lambda_t
+      hessian: {step[, sharpness][, min_eig]}
+      spectra: {name: {step, values (R x k)}}        any 2-D dataset under spectra/
+    summary: dict of the /summary row (raw values from the file), {} when there is none.
+    status: int (-1 unknown, 0 pending, 1 running, 2 done, 3 diverged).
+    config: the file's /config attrs.
+    """
+
+    def __init__(self, file_index, path, index, attrs, summary, config):
+        self.file_index = file_index
+        self.path = path
+        self.index = int(index)
+        self.attrs = attrs
+        self.summary = summary or {}
+        self.config = config
+        self.instance = int(attrs.get("instance", self.summary.get("instance", -1)))
+        self.width = int(attrs.get("width", self.summary.get("width", 0)))
+        self.seed = int(attrs.get("seed", self.summary.get("seed", 0)))
+        self.param = _param_name(attrs.get("param", self.summary.get("param", "?")))
+        self.eta = _float(attrs.get("eta", self.summary.get("eta")))
+        self.eta_factor = _float(attrs.get("eta_factor", self.summary.get("eta_factor")))
+        self.n_params = int(_float(attrs.get("n_params", -1), -1))
+        st = self.summary.get("status")
+        self.status = int(st) if st is not None else -1
+        self.train = self.test = self.lam = self.hessian = None
+        self.spectra = {}
+        self.cfg_label = ""  # set by load() when files with different configs are combined
+
+    # -- derived identity -------------------------------------------------------------------------
+    @property
+    def status_name(self):
+        return STATUS_NAMES.get(self.status, str(self.status))
+
+    @property
+    def eta_key(self):
+        """Grouping key of the learning rate: ("c", eta_factor) or ("eta", eta), rounded to 10
+        significant digits so equal decks give equal keys."""
+        if math.isfinite(self.eta_factor):
+            return ("c", float("%.10g" % self.eta_factor))
+        return ("eta", float("%.10g" % self.eta))
+
+    @property
+    def lambda0(self):
+        """lambda_0 from (in order) the run attr, the summary field, or lambda/value at step 0;
+        NaN when unknown."""
+        for v in (self.attrs.get("lambda0"), self.summary.get("lambda0")):
+            f = _float(v)
+            if math.isfinite(f) and f > 0:
+                return f
+        if self.lam is not None and "value" in self.lam and self.lam["step"].size:
+            if self.lam["step"][0] == 0 and math.isfinite(self.lam["value"][0]):
+                return float(self.lam["value"][0])
+        return math.nan
+
+    @property
+    def has_data(self):
+        return self.train is not None and self.train["step"].size > 0
+
+    @property
+    def label(self):
+        return "%s w=%d seed=%d %s" % (self.param, self.width, self.seed, eta_key_label(self.eta_key))
+
+    def __repr__(self):
+        return "<Run %s#%d %s status=%s rows=%d>" % (os.path.basename(self.path), self.index,
+                                                      self.label, self.status_name,
+                                                      self.train["step"].size if self.train else 0)
+
+
+def eta_key_label(key, unicode=True):
+    kind, v = key
+    if kind == "c":
+        return ("ηλ₀=%g" if unicode else "eta*lambda0=%g") % v
+    return ("η=%g" if unicode else "eta=%g") % v
+
+
+class FileInfo:
+    """Metadata of one ntkhpc file: path, root attrs, /config attrs, the /deck text."""
+
+    def __init__(self, path, root, config, deck, n_summary):
+        self.path, self.root, self.config, self.deck = path, root, config, deck
+        self.n_summary = n_summary
+
+    def __repr__(self):
+        return "<FileInfo %s %s>" % (self.path, self.root.get("n_runs"))
+
+
+class Sweep:
+    """All runs of one or several files. `config` holds the /config attrs common to every file
+    (differing keys are listed in `config_diff`, and runs get a `cfg_label` naming them)."""
+
+    def __init__(self, files, runs, config, config_diff):
+        self.files, self.runs, self.config, self.config_diff = files, runs, config, config_diff
+
+    def select(self, **kw):
+        """Runs whose attributes equal the given values, e.g. select(param="ntk", width=256)."""
+        return [r for r in self.runs if all(getattr(r, k) == v for k, v in kw.items())]
+
+    @property
+    def widths(self):
+        return sorted({r.width for r in self.runs})
+
+    @property
+    def params(self):
+        return sorted({r.param for r in self.runs}, key=lambda p: (PARAM_ORDER.get(p, 9), p))
+
+    def status_counts(self):
+        out = {}
+        for r in self.runs:
+            out[r.status_name] = out.get(r.status_name, 0) + 1
+        return out
+
+    def __repr__(self):
+        return "<Sweep %d file(s), %d runs, %s>" % (len(self.files), len(self.runs),
+                                                    self.status_counts())
+
+
+def _read_summary(f):
+    if "summary" not in f or not isinstance(f["summary"], h5py.Dataset):
+        return None
+    s = f["summary"][()]
+    if s.dtype.names is None:
+        log.warning("%s: /summary is not a compound dataset: ignored", f.filename)
+        return None
+    return s
+
+
+def _summary_row(s, i):
+    """The /summary row of run i: the row whose `run` field is i and whose status is not pending
+    (rows are written by run), else row i by position. Returns a dict or None."""
+    if s is None:
+        return None
+    names = s.dtype.names
+    row = None
+    if "run" in names and "status" in names:
+        hit = np.nonzero((s["run"] == i) & (s["status"] != 0))[0]
+        if hit.size:
+            row = s[hit[0]]
+    if row is None and i < s.shape[0]:
+        row = s[i]
+    if row is None:
+        return None
+    return {n: _decode(row[n]) for n in names}
+
+
+def _read_spectra(g):
+    out = {}
+    if g is None:
+        return out
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.ndim == 2 and obj.dtype.kind == "f":
+            parent = obj.parent
+            step = None
+            for cand in (name.rsplit("/", 1)[-1] + "_step", "step"):
+                if cand in parent and parent[cand].ndim == 1:
+                    step = np.asarray(parent[cand][()], dtype=np.int64)
+                    break
+            vals = np.asarray(obj[()], dtype=np.float64)
+            if step is None or step.shape[0] != vals.shape[0]:
+                step = np.arange(vals.shape[0], dtype=np.int64)
+            ok = step >= 0
+            ok &= np.isfinite(vals).any(axis=1)
+            key = name if not name.endswith("/values") else name[: -len("/values")]
+            out[key] = {"step": step[ok], "values": vals[ok]}
+    g.visititems(visit)
+    return out
+
+
+def read_file(path, file_index=0):
+    """(FileInfo, [Run]) of one ntkhpc file."""
+    with h5py.File(path, "r") as f:
+        root = _attrs(f)
+        if root.get("program") not in (None, "ntkhpc"):
+            log.warning("%s: program attribute is %r, not 'ntkhpc'", path, root.get("program"))
+        config = _attrs(f["config"]) if "config" in f else {}
+        deck = ""
+        if "deck" in f:
+            try:
+                deck = _decode(f["deck"][()])
+                if not isinstance(deck, str):
+                    deck = str(deck)
+            except Exception as e:
+                log.warning("%s: /deck unreadable: %s", path, e)
+        summ = _read_summary(f)
+        info = FileInfo(path, root, config, deck, 0 if summ is None else summ.shape[0])
+        runs = []
+        if "runs" not in f:
+            log.warning("%s: no /runs group", path)
+            return info, runs
+        for name in sorted(f["runs"]):
+            g = f["runs"][name]
+            if not isinstance(g, h5py.Group):
+                continue
+            attrs = _attrs(g)
+            try:
+                idx = int(attrs.get("run", name.rsplit("_", 1)[-1]))
+            except ValueError:
+                idx = len(runs)
+            r = Run(file_index, path, idx, attrs, _summary_row(summ, idx), config)
+            r.train = _read_group_rows(g.get("train"), TRAIN_FIELDS)
+            r.test = _read_group_rows(g.get("test"), TEST_FIELDS)
+            lam = _read_group_rows(g.get("lambda"), ("value", "topk"))
+            r.lam = lam if lam is not None and lam["step"].size else None
+            hs = _read_group_rows(g.get("hessian"), ("sharpness", "min_eig"))
+            r.hessian = hs if hs is not None and hs["step"].size else None
+            r.spectra = _read_spectra(g.get("spectra"))
+            if r.status == -1:  # no summary: infer what we can
+                r.status = 1 if r.has_data else 0
+            runs.append(r)
+    return info, runs
+
+
+def _status_rank(r):
+    return (r.status in (2, 3), r.status == 1, r.train["step"].size if r.train else 0)
+
+
+def load(paths, dedup=True):
+    """Sweep of the runs of one or several ntkhpc files.
+
+    paths: a path or a list of paths. Runs are combined; if the same run (same config, width,
+    param, seed and learning rate) appears in several files (a job rerun after a kill), the most
+    complete copy is kept (finished > running > pending, then more rows) and the choice is logged.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files, runs = [], []
+    for i, p in enumerate(paths):
+        info, rs = read_file(os.fspath(p), i)
+        files.append(info)
+        runs.extend(rs)
+        log.info("%s: %d runs (%s)", p, len(rs),
+                 ", ".join("%s %d" % kv for kv in sorted(Sweep(None, rs, {}, {}).status_counts().items())))
+    # configs: common part, and labels of the differing keys
+    config, diff = {}, {}
+    if files:
+        keys = set().union(*(fi.config.keys() for fi in files))
+        for k in sorted(keys):
+            vals = [fi.config.get(k) for fi in files]
+            if all(repr(v) == repr(vals[0]) for v in vals):
+                config[k] = vals[0]
+            elif k not in _CONFIG_IGNORE:
+                diff[k] = vals
+    if diff:
+        log.warning("files differ in config %s: runs are kept apart (cfg_label)", sorted(diff))
+        for r in runs:
+            r.cfg_label = ",".join("%s=%s" % (k, r.config.get(k)) for k in sorted(diff))
+    if dedup and len(files) > 1:
+        best = {}
+        for r in runs:
+            key = (r.cfg_label, r.width, r.param, r.seed, r.eta_key)
+            if key in best:
+                other = best[key]
+                if other.file_index == r.file_index:  # same file: not a rerun, keep both
+                    best[key + (r.index,)] = r
+                    continue
+                keep, drop = (r, other) if _status_rank(r) > _status_rank(other) else (other, r)
+                log.info("duplicate run %s in %s and %s: keeping the copy in %s (%s)", r.label,
+                         other.path, r.path, keep.path, keep.status_name)
+                best[key] = keep
+            else:
+                best[key] = r
+        kept = set(id(r) for r in best.values())
+        runs = [r for r in runs if id(r) in kept]
+    return Sweep(files, runs, config, diff)

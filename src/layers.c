@@ -1,0 +1,267 @@
+/* Layer kernels (see layers.h for the conventions). The dense kernels are single OpenBLAS calls;
+ * the *_ref twins are the obvious loops that the tests compare against.
+ * Outputs must not alias the inputs of a GEMM (out vs in/W, din vs dout/W, tout vs tin/in). */
+#include "layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ activations */
+
+static const char *const act_names[ACT_COUNT] = {"identity", "relu", "tanh", "erf"};
+
+/* 2/sqrt(pi) = erf'(0). */
+static const double two_over_sqrt_pi = 1.1283791670955125738961589031215;
+
+const char *act_name(Activation a) {
+  return (a >= 0 && a < ACT_COUNT) ? act_names[a] : "unknown";
+}
+
+int act_from_name(const char *name) {
+  if (!name) return -1;
+  for (int a = 0; a < ACT_COUNT; a++)
+    if (strcmp(name, act_names[a]) == 0) return a;
+  return -1;
+}
+
+double act_value(double x, Activation a) {
+  switch (a) {
+    case ACT_IDENTITY: return x;
+    case ACT_RELU: return x > 0.0 ? x : 0.0;
+    case ACT_TANH: return tanh(x);
+    case ACT_ERF: return erf(x);
+    default: return NAN;
+  }
+}
+
+double act_deriv(double x, Activation a) {
+  switch (a) {
+    case ACT_IDENTITY: return 1.0;
+    case ACT_RELU: return x > 0.0 ? 1.0 : 0.0; /* relu'(0) = 0 by convention */
+    case ACT_TANH: {
+      double t = tanh(x);
+      return 1.0 - t * t;
+    }
+    case ACT_ERF: return two_over_sqrt_pi * exp(-x * x);
+    default: return NAN;
+  }
+}
+
+double act_deriv2(double x, Activation a) {
+  switch (a) {
+    case ACT_IDENTITY:
+    case ACT_RELU: return 0.0;
+    case ACT_TANH: {
+      double t = tanh(x);
+      return -2.0 * t * (1.0 - t * t);
+    }
+    case ACT_ERF: return -2.0 * x * two_over_sqrt_pi * exp(-x * x);
+    default: return NAN;
+  }
+}
+
+/* Switch outside the loops so each loop body is branch-free (relu aside) and vectorisable. */
+void act_forward(double *out /* n */, const double *in /* n */, size_t n, Activation a) {
+  switch (a) {
+    case ACT_IDENTITY:
+      if (out != in) memmove(out, in, n * sizeof *out);
+      break;
+    case ACT_RELU:
+      for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0 ? in[i] : 0.0;
+      break;
+    case ACT_TANH:
+      for (size_t i = 0; i < n; i++) out[i] = tanh(in[i]);
+      break;
+    case ACT_ERF:
+      for (size_t i = 0; i < n; i++) out[i] = erf(in[i]);
+      break;
+    default:
+      for (size_t i = 0; i < n; i++) out[i] = NAN;
+  }
+}
+
+/* VJP and JVP of an elementwise map are the same product phi'(in) * v. */
+static void act_scale_by_deriv(double *vout /* n */, const double *v /* n */,
+                               const double *in /* n */, size_t n, Activation a) {
+  switch (a) {
+    case ACT_IDENTITY:
+      if (vout != v) memmove(vout, v, n * sizeof *vout);
+      break;
+    case ACT_RELU:
+      for (size_t i = 0; i < n; i++) vout[i] = in[i] > 0.0 ? v[i] : 0.0;
+      break;
+    case ACT_TANH:
+      for (size_t i = 0; i < n; i++) {
+        double t = tanh(in[i]);
+        vout[i] = v[i] * (1.0 - t * t);
+      }
+      break;
+    case ACT_ERF:
+      for (size_t i = 0; i < n; i++) vout[i] = v[i] * two_over_sqrt_pi * exp(-in[i] * in[i]);
+      break;
+    default:
+      for (size_t i = 0; i < n; i++) vout[i] = NAN;
+  }
+}
+
+void act_vjp(double *din /* n */, const double *dout /* n */, const double *in /* n */, size_t n,
+             Activation a) {
+  act_scale_by_deriv(din, dout, in, n, a);
+}
+
+void act_jvp(double *tout /* n */, const double *tin /* n */, const double *in /* n */, size_t n,
+             Activation a) {
+  act_scale_by_deriv(tout, tin, in, n, a);
+}
+
+/* ------------------------------------------------------------------ dense layer */
+
+/* rows x cols array <- every row equal to mult * v, or zeros if v is NULL. */
+static void fill_rows(double *out /* rows x cols */, const double *v /* cols or NULL */, double mult,
+                      int rows, int cols) {
+  if (!v) {
+    memset(out, 0, (size_t)rows * (size_t)cols * sizeof *out);
+    return;
+  }
+  for (int j = 0; j < cols; j++) out[j] = mult * v[j];
+  for (int a = 1; a < rows; a++) memcpy(out + (size_t)a * cols, out, (size_t)cols * sizeof *out);
+}
+
+void dense_forward(double *out /* B x n_out */, const double *in /* B x n_in */,
+                   const double *W /* n_out x n_in */, const double *b /* n_out or NULL */,
+                   int B, int n_in, int n_out, double w_mult, double b_mult) {
+  if (B <= 0 || n_out <= 0) return;
+  /* Bias first, then one GEMM accumulating onto it: no second pass over out. */
+  if (b) fill_rows(out, b, b_mult, B, n_out);
+  if (n_in <= 0) {
+    if (!b) fill_rows(out, NULL, 0.0, B, n_out);
+    return;
+  }
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, w_mult, in, n_in, W, n_in,
+              b ? 1.0 : 0.0, out, n_out);
+}
+
+void dense_forward_ref(double *out /* B x n_out */, const double *in /* B x n_in */,
+                       const double *W /* n_out x n_in */, const double *b /* n_out or NULL */,
+                       int B, int n_in, int n_out, double w_mult, double b_mult) {
+  for (int a = 0; a < B; a++)
+    for (int j = 0; j < n_out; j++) {
+      double s = 0.0;
+      for (int i = 0; i < n_in; i++) s += in[(size_t)a * n_in + i] * W[(size_t)j * n_in + i];
+      out[(size_t)a * n_out + j] = w_mult * s + (b ? b_mult * b[j] : 0.0);
+    }
+}
+
+void dense_vjp(double *din /* B x n_in or NULL */, double *dW /* n_out x n_in or NULL */,
+               double *db /* n_out or NULL */, const double *dout /* B x n_out */,
+               const double *in /* B x n_in */, const double *W /* n_out x n_in */,
+               int B, int n_in, int n_out, double w_mult, double b_mult) {
+  if (dW && B > 0 && n_in > 0 && n_out > 0) /* dW += w_mult dout^T in */
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, B, w_mult, dout, n_out, in,
+                n_in, 1.0, dW, n_in);
+  if (db) /* row sums: B*n_out adds, negligible next to the GEMMs */
+    for (int a = 0; a < B; a++) {
+      const double *row = dout + (size_t)a * n_out;
+      for (int j = 0; j < n_out; j++) db[j] += b_mult * row[j];
+    }
+  if (din && B > 0 && n_in > 0) { /* din = w_mult dout W (overwritten) */
+    if (n_out > 0)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, w_mult, dout, n_out, W,
+                  n_in, 0.0, din, n_in);
+    else
+      memset(din, 0, (size_t)B * (size_t)n_in * sizeof *din);
+  }
+}
+
+void dense_vjp_ref(double *din /* B x n_in or NULL */, double *dW /* n_out x n_in or NULL */,
+                   double *db /* n_out or NULL */, const double *dout /* B x n_out */,
+                   const double *in /* B x n_in */, const double *W /* n_out x n_in */,
+                   int B, int n_in, int n_out, double w_mult, double b_mult) {
+  if (dW)
+    for (int j = 0; j < n_out; j++)
+      for (int i = 0; i < n_in; i++) {
+        double s = 0.0;
+        for (int a = 0; a < B; a++) s += dout[(size_t)a * n_out + j] * in[(size_t)a * n_in + i];
+        dW[(size_t)j * n_in + i] += w_mult * s;
+      }
+  if (db)
+    for (int j = 0; j < n_out; j++) {
+      double s = 0.0;
+      for (int a = 0; a < B; a++) s += dout[(size_t)a * n_out + j];
+      db[j] += b_mult * s;
+    }
+  if (din)
+    for (int a = 0; a < B; a++)
+      for (int i = 0; i < n_in; i++) {
+        double s = 0.0;
+        for (int j = 0; j < n_out; j++) s += dout[(size_t)a * n_out + j] * W[(size_t)j * n_in + i];
+        din[(size_t)a * n_in + i] = w_mult * s;
+      }
+}
+
+void dense_jvp(double *tout /* B x n_out */, const double *tin /* B x n_in or NULL */,
+               const double *in /* B x n_in */, const double *W /* n_out x n_in */,
+               const double *tW /* n_out x n_in or NULL */, const double *tb /* n_out or NULL */,
+               int B, int n_in, int n_out, double w_mult, double b_mult) {
+  if (B <= 0 || n_out <= 0) return;
+  /* beta = 0 for whichever term writes tout first; later terms accumulate. */
+  double beta = 0.0;
+  if (tb) {
+    fill_rows(tout, tb, b_mult, B, n_out);
+    beta = 1.0;
+  }
+  if (n_in > 0 && tin) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, w_mult, tin, n_in, W, n_in,
+                beta, tout, n_out);
+    beta = 1.0;
+  }
+  if (n_in > 0 && tW) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, w_mult, in, n_in, tW, n_in,
+                beta, tout, n_out);
+    beta = 1.0;
+  }
+  if (beta == 0.0) fill_rows(tout, NULL, 0.0, B, n_out); /* all tangents zero */
+}
+
+void dense_jvp_ref(double *tout /* B x n_out */, const double *tin /* B x n_in or NULL */,
+                   const double *in /* B x n_in */, const double *W /* n_out x n_in */,
+                   const double *tW /* n_out x n_in or NULL */, const double *tb /* n_out or NULL */,
+                   int B, int n_in, int n_out, double w_mult, double b_mult) {
+  for (int a = 0; a < B; a++)
+    for (int j = 0; j < n_out; j++) {
+      double s = 0.0;
+      for (int i = 0; i < n_in; i++) {
+        if (tin) s += tin[(size_t)a * n_in + i] * W[(size_t)j * n_in + i];
+        if (tW) s += in[(size_t)a * n_in + i] * tW[(size_t)j * n_in + i];
+      }
+      tout[(size_t)a * n_out + j] = w_mult * s + (tb ? b_mult * tb[j] : 0.0);
+    }
+}
+
+/* ------------------------------------------------------------------ loss */
+
+double mse_loss(double *dout /* B x k or NULL */, const double *f /* B x k */,
+                const double *y /* B x k */, int B, int k, double scale) {
+  size_t n = (size_t)(B > 0 ? B : 0) * (size_t)(k > 0 ? k : 0);
+  double sum_sq = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double r = f[i] - y[i];
+    sum_sq += r * r;
+    if (dout) dout[i] = scale * r; /* after reading f[i], so dout may alias f */
+  }
+  return 0.5 * sum_sq;
+}
+
+int count_correct(const double *f /* B x k */, const int *label /* B */, int B, int k) {
+  int correct = 0;
+  for (int a = 0; a < B; a++) {
+    if (label[a] < 0 || k <= 0) continue;
+    const double *row = f + (size_t)a * k;
+    int best = 0; /* first maximum wins ties */
+    for (int i = 1; i < k; i++)
+      if (row[i] > row[best]) best = i;
+    correct += (best == label[a]);
+  }
+  return correct;
+}

@@ -1,0 +1,689 @@
+/* One parallel HDF5 file per job; layout in docs/output.md.
+ *
+ * Design: every HDF5 metadata operation (creating groups, datasets, attributes) is collective in
+ * parallel HDF5, but runs end at different times on different sub-communicators. So
+ * output_create() builds the complete file up front, collectively: every dataset of every run is
+ * contiguous, allocated early and filled (NaN, or -1 for steps), then the metadata is flushed.
+ * Afterwards a run's leader only opens existing datasets and writes raw bytes into space that is
+ * already allocated, which needs no metadata change and so no other rank.
+ */
+#include "output.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "layers.h"
+#include "model.h"
+
+#ifndef NTK_VERSION
+#define NTK_VERSION "0.1.0"
+#endif
+
+/* ------------------------------------------------------------------ record schedule */
+
+/* Records at 0, every, 2 every, ... plus the final step if it is not a multiple. every <= 0:
+ * only the first and the final step. */
+static int64_t n_records(int64_t steps, int64_t every) {
+  if (steps <= 0) return 1;
+  if (every <= 0) return 2;
+  return steps / every + 1 + (steps % every != 0);
+}
+
+static int64_t record_step(int64_t steps, int64_t every, int64_t r) {
+  if (r <= 0 || steps <= 0) return 0;
+  if (every <= 0) return steps;
+  int64_t regular = steps / every + 1; /* records 0 .. regular-1 are multiples of every */
+  return r < regular ? r * every : steps;
+}
+
+int64_t output_n_train_records(const Config *cfg) { return n_records(cfg->steps, cfg->record_every); }
+int64_t output_n_test_records(const Config *cfg) { return n_records(cfg->steps, cfg->test_every); }
+int64_t output_train_step(const Config *cfg, int64_t r) {
+  return record_step(cfg->steps, cfg->record_every, r);
+}
+int64_t output_test_step(const Config *cfg, int64_t r) {
+  return record_step(cfg->steps, cfg->test_every, r);
+}
+
+/* ------------------------------------------------------------------ small helpers */
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+static void report(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "ntkhpc: error: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+}
+
+/* Fixed-length, NUL-terminated UTF-8 string type. Fixed rather than variable length because VL
+ * data lives in the global heap, which parallel HDF5 supports poorly. */
+static hid_t str_type(size_t len) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  if (t < 0) return -1;
+  if (H5Tset_size(t, len + 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0 ||
+      H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+    H5Tclose(t);
+    return -1;
+  }
+  return t;
+}
+
+static int attr_write(hid_t loc, const char *name, hid_t type, const void *val) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  if (sp < 0) return -1;
+  hid_t a = H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = (a >= 0 && H5Awrite(a, type, val) >= 0) ? 0 : -1;
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return rc;
+}
+
+static int attr_str(hid_t loc, const char *name, const char *val) {
+  if (!val) val = "";
+  hid_t t = str_type(strlen(val));
+  if (t < 0) return -1;
+  int rc = attr_write(loc, name, t, val);
+  H5Tclose(t);
+  return rc;
+}
+static int attr_i32(hid_t loc, const char *name, int32_t v) {
+  return attr_write(loc, name, H5T_NATIVE_INT32, &v);
+}
+static int attr_i64(hid_t loc, const char *name, int64_t v) {
+  return attr_write(loc, name, H5T_NATIVE_INT64, &v);
+}
+static int attr_f64(hid_t loc, const char *name, double v) {
+  return attr_write(loc, name, H5T_NATIVE_DOUBLE, &v);
+}
+
+/* Directory part of path ("." if none). */
+static void dir_of(const char *path, char *dir, size_t len) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) {
+    snprintf(dir, len, ".");
+  } else if (slash == path) {
+    snprintf(dir, len, "/");
+  } else {
+    size_t n = (size_t)(slash - path);
+    if (n >= len) n = len - 1;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+  }
+}
+
+/* Rank 0's verdict on the output path: 0 = go ahead, else a message in err. Done on one rank
+ * so every rank acts on the same answer (the file system may change between ranks' checks). */
+static int check_path(const char *path, bool overwrite, char *err, size_t errlen) {
+  struct stat st;
+  char dir[4096];
+  if (path[0] == '\0') {
+    seterr(err, errlen, "no output file given (option -output)");
+    return -1;
+  }
+  if (stat(path, &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      seterr(err, errlen, "output file %s is a directory", path);
+      return -1;
+    }
+    if (!overwrite) {
+      seterr(err, errlen,
+             "output file %s exists: refusing to overwrite (give -overwrite to replace it)", path);
+      return -1;
+    }
+    if (access(path, W_OK) != 0) {
+      seterr(err, errlen, "output file %s exists and is not writable: %s", path, strerror(errno));
+      return -1;
+    }
+  }
+  dir_of(path, dir, sizeof dir);
+  if (stat(dir, &st) != 0) {
+    seterr(err, errlen, "output file %s: directory %s: %s", path, dir, strerror(errno));
+    return -1;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    seterr(err, errlen, "output file %s: %s is not a directory", path, dir);
+    return -1;
+  }
+  if (access(dir, W_OK | X_OK) != 0) {
+    seterr(err, errlen, "output file %s: directory %s is not writable: %s", path, dir,
+           strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* The SummaryRow as HDF5 compound; member names are the struct's. In memory: the native struct.
+ * In the file: packed little-endian standard types, independent of the writer's ABI. */
+static const struct {
+  const char *name;
+  size_t offset;
+  int kind; /* 0 int32, 1 int64, 2 double */
+} summary_fields[] = {
+#define F(name, kind) {#name, offsetof(SummaryRow, name), kind}
+    F(run, 0),          F(instance, 0),        F(width, 0),          F(param, 0),
+    F(seed, 1),         F(eta, 2),             F(eta_factor, 2),     F(status, 0),
+    F(steps_done, 1),   F(n_train_records, 0), F(n_test_records, 0), F(loss0, 2),
+    F(loss_peak, 2),    F(loss_final, 2),      F(acc_final, 2),      F(test_loss_final, 2),
+    F(test_acc_final, 2), F(wall_seconds, 2),
+#undef F
+};
+#define N_SUMMARY_FIELDS (sizeof summary_fields / sizeof summary_fields[0])
+
+static hid_t summary_type(bool file) {
+  static const size_t sizes[3] = {4, 8, 8};
+  size_t total = 0;
+  for (size_t i = 0; i < N_SUMMARY_FIELDS; i++) total += sizes[summary_fields[i].kind];
+  hid_t t = H5Tcreate(H5T_COMPOUND, file ? total : sizeof(SummaryRow));
+  if (t < 0) return -1;
+  size_t off = 0;
+  for (size_t i = 0; i < N_SUMMARY_FIELDS; i++) {
+    int k = summary_fields[i].kind;
+    hid_t mt = file ? (k == 0 ? H5T_STD_I32LE : k == 1 ? H5T_STD_I64LE : H5T_IEEE_F64LE)
+                    : (k == 0 ? H5T_NATIVE_INT32 : k == 1 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE);
+    if (H5Tinsert(t, summary_fields[i].name, file ? off : summary_fields[i].offset, mt) < 0) {
+      H5Tclose(t);
+      return -1;
+    }
+    off += sizes[k];
+  }
+  return t;
+}
+
+/* Dataset creation: contiguous and allocated at creation, so later independent writes only touch
+ * raw data. The fill value is recorded (readers see it as the dataset's fillvalue) but HDF5 does
+ * not write it: its parallel fill costs a barrier per dataset, which dominates creating thousands
+ * of runs. Rank 0 writes the fill rows itself instead (make_dataset). */
+static hid_t make_dcpl(hid_t fill_type, const void *fill) {
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (dcpl < 0) return -1;
+  if (H5Pset_layout(dcpl, H5D_CONTIGUOUS) < 0 || H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) < 0 ||
+      (fill && H5Pset_fill_value(dcpl, fill_type, fill) < 0) ||
+      H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0) {
+    H5Pclose(dcpl);
+    return -1;
+  }
+  return dcpl;
+}
+
+/* Collective create; rank 0 then writes fill (memory type memtype, covering the whole dataset). */
+static int make_dataset(hid_t loc, const char *name, hid_t type, hid_t space, hid_t dcpl,
+                        hid_t memtype, const void *fill, int rank) {
+  hid_t d = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (d < 0) return -1;
+  int rc = 0;
+  if (rank == 0 && fill && H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, fill) < 0) rc = -1;
+  return (H5Dclose(d) < 0 || rc) ? -1 : 0;
+}
+
+static int write_config_attrs(hid_t g, const Config *cfg) {
+  const ModelConfig *m = &cfg->model;
+  const DataConfig *d = &cfg->data;
+  int rc = 0;
+  rc |= attr_str(g, "arch", arch_name(m->arch));
+  rc |= attr_i32(g, "depth", m->depth);
+  rc |= attr_str(g, "activation", act_name(m->act));
+  rc |= attr_i32(g, "bias", m->bias ? 1 : 0);
+  rc |= attr_f64(g, "sigma_w", m->sigma_w);
+  rc |= attr_f64(g, "sigma_b", m->sigma_b);
+  rc |= attr_i32(g, "base_width", m->base_width);
+  rc |= attr_i32(g, "mup_zero_readout", m->mup_zero_readout ? 1 : 0);
+  rc |= attr_str(g, "dataset", data_kind_name(d->kind));
+  rc |= attr_str(g, "data_dir", d->dir);
+  rc |= attr_i32(g, "n_train", d->n_train);
+  rc |= attr_i32(g, "n_test", d->n_test);
+  rc |= attr_i32(g, "standardize", d->standardize ? 1 : 0);
+  rc |= attr_i32(g, "center_targets", d->center_targets ? 1 : 0);
+  if (d->kind == DATA_TEACHER) {
+    rc |= attr_i32(g, "teacher_dim", d->teacher_dim);
+    rc |= attr_i32(g, "teacher_width", d->teacher_width);
+    rc |= attr_i32(g, "teacher_outputs", d->teacher_outputs);
+    rc |= attr_str(g, "teacher_activation", act_name(d->teacher_act));
+    rc |= attr_i64(g, "teacher_seed", (int64_t)d->teacher_seed);
+    rc |= attr_f64(g, "teacher_noise", d->teacher_noise);
+  }
+  rc |= attr_str(g, "optimizer", optimizer_name(cfg->optimizer));
+  rc |= attr_i32(g, "batch_size", cfg->batch_size);
+  rc |= attr_i64(g, "steps", cfg->steps);
+  rc |= attr_f64(g, "momentum", cfg->momentum);
+  rc |= attr_f64(g, "weight_decay", cfg->weight_decay);
+  rc |= attr_str(g, "lr_schedule", lr_schedule_name(cfg->lr_schedule));
+  rc |= attr_i64(g, "warmup_steps", cfg->warmup_steps);
+  rc |= attr_i64(g, "lr_step_every", cfg->lr_step_every);
+  rc |= attr_f64(g, "lr_step_gamma", cfg->lr_step_gamma);
+  rc |= attr_f64(g, "lr_min_factor", cfg->lr_min_factor);
+  rc |= attr_i64(g, "record_every", cfg->record_every);
+  rc |= attr_i64(g, "test_every", cfg->test_every);
+  rc |= attr_f64(g, "diverge_factor", cfg->diverge_factor);
+  rc |= attr_f64(g, "catapult_factor", cfg->catapult_factor);
+  rc |= attr_i64(g, "catapult_window", cfg->catapult_window);
+  return rc ? -1 : 0;
+}
+
+static const char *const train_fields[] = {"step", "loss", "accuracy", "param_norm", "dist_init", "lr"};
+static const char *const test_fields[] = {"step", "loss", "accuracy"};
+#define N_TRAIN_FIELDS 6
+#define N_TEST_FIELDS 3
+
+/* One run's group with its attributes and its nine trajectory datasets. */
+static int make_run(hid_t runs, const RunSpec *rs, hid_t sp_train, hid_t sp_test, hid_t dcpl_f64,
+                    hid_t dcpl_i64, const double *nans, const int64_t *minus1s, int rank) {
+  char name[32];
+  snprintf(name, sizeof name, "run_%06d", rs->index);
+  hid_t g = H5Gcreate2(runs, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) return -1;
+  int rc = 0;
+  rc |= attr_i32(g, "run", rs->index);
+  rc |= attr_i32(g, "instance", rs->instance);
+  rc |= attr_i32(g, "width", rs->width);
+  rc |= attr_i64(g, "seed", rs->seed);
+  rc |= attr_str(g, "param", param_name(rs->param));
+  rc |= attr_f64(g, "eta", rs->eta);
+  rc |= attr_f64(g, "eta_factor", rs->eta_factor);
+  rc |= attr_i64(g, "n_params", rs->n_params);
+  for (int part = 0; part < 2 && rc == 0; part++) {
+    hid_t sub = H5Gcreate2(g, part ? "test" : "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (sub < 0) {
+      rc = -1;
+      break;
+    }
+    int nf = part ? N_TEST_FIELDS : N_TRAIN_FIELDS;
+    const char *const *fields = part ? test_fields : train_fields;
+    hid_t sp = part ? sp_test : sp_train;
+    for (int i = 0; i < nf && rc == 0; i++) {
+      bool is_step = i == 0;
+      rc |= make_dataset(sub, fields[i], is_step ? H5T_STD_I64LE : H5T_IEEE_F64LE, sp,
+                         is_step ? dcpl_i64 : dcpl_f64,
+                         is_step ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE,
+                         is_step ? (const void *)minus1s : (const void *)nans, rank);
+    }
+    H5Gclose(sub);
+  }
+  H5Gclose(g);
+  return rc ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ create */
+
+static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep *sw,
+                       const char *deck, int rank, int size, const char *created, char *err,
+                       size_t errlen) {
+  const char *path = cfg->output;
+  hid_t fapl = -1, file = -1, sp = -1, t = -1, d = -1, g = -1, runs = -1;
+  hid_t sp_train = -1, sp_test = -1, dcpl_f64 = -1, dcpl_i64 = -1, dcpl_plain = -1;
+  hid_t mtype = -1, ftype = -1;
+  SummaryRow *rows = NULL;
+  double *nans = NULL;
+  int64_t *minus1s = NULL;
+  int rc = -1;
+  const double nan = NAN;
+  const int64_t minus1 = -1;
+
+  fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
+    seterr(err, errlen, "output file %s: cannot set up MPI-IO file access", path);
+    goto done;
+  }
+  /* Metadata is written collectively at flush/close (fewer, larger writes); metadata READS stay
+   * independent, which the single-rank writes of output_write_* rely on. Default (earliest)
+   * libver bounds: no superblock status flags, so a killed job's file opens without h5clear. */
+  H5Pset_coll_metadata_write(fapl, true);
+  /* Every check has passed on rank 0: only now is an existing file truncated. EXCL otherwise, so a
+   * file that appeared since the check is still not overwritten. */
+  file = H5Fcreate(path, cfg->overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+  if (file < 0) {
+    seterr(err, errlen, "output file %s: cannot create it (HDF5/MPI-IO open failed)", path);
+    goto done;
+  }
+
+  /* root attributes */
+  if (attr_str(file, "program", "ntkhpc") || attr_str(file, "version", NTK_VERSION) ||
+      attr_str(file, "created", created) || attr_i32(file, "n_runs", sw->n_runs) ||
+      attr_i32(file, "n_instances", sw->n_instances) || attr_i32(file, "world_size", size) ||
+      attr_i32(file, "ranks_per_run", cfg->ranks_per_run)) {
+    seterr(err, errlen, "output file %s: cannot write the root attributes", path);
+    goto done;
+  }
+
+  /* /deck: scalar fixed-length string; rank 0 writes the bytes (raw data, no metadata) */
+  dcpl_plain = make_dcpl(-1, NULL);
+  size_t decklen = strlen(deck);
+  if (dcpl_plain < 0 || (sp = H5Screate(H5S_SCALAR)) < 0 || (t = str_type(decklen)) < 0 ||
+      (d = H5Dcreate2(file, "deck", t, sp, H5P_DEFAULT, dcpl_plain, H5P_DEFAULT)) < 0 ||
+      (rank == 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, deck) < 0)) {
+    seterr(err, errlen, "output file %s: cannot write /deck", path);
+    goto done;
+  }
+  H5Dclose(d), d = -1;
+  H5Tclose(t), t = -1;
+  H5Sclose(sp), sp = -1;
+
+  /* /config */
+  if ((g = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+      write_config_attrs(g, cfg) < 0) {
+    seterr(err, errlen, "output file %s: cannot write /config", path);
+    goto done;
+  }
+  H5Gclose(g), g = -1;
+
+  /* /runs/run_%06d */
+  hsize_t ntr = (hsize_t)of->n_train_records, nte = (hsize_t)of->n_test_records;
+  sp_train = H5Screate_simple(1, &ntr, NULL);
+  sp_test = H5Screate_simple(1, &nte, NULL);
+  dcpl_f64 = make_dcpl(H5T_NATIVE_DOUBLE, &nan);
+  dcpl_i64 = make_dcpl(H5T_NATIVE_INT64, &minus1);
+  runs = H5Gcreate2(file, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  size_t nfill = (size_t)(ntr > nte ? ntr : nte);
+  nans = malloc(nfill * sizeof *nans);
+  minus1s = malloc(nfill * sizeof *minus1s);
+  if (nans && minus1s)
+    for (size_t i = 0; i < nfill; i++) nans[i] = nan, minus1s[i] = minus1;
+  if (sp_train < 0 || sp_test < 0 || dcpl_f64 < 0 || dcpl_i64 < 0 || runs < 0 || !nans ||
+      !minus1s) {
+    seterr(err, errlen, "output file %s: cannot create /runs", path);
+    goto done;
+  }
+  for (int i = 0; i < sw->n_runs; i++) {
+    if (make_run(runs, &sw->runs[i], sp_train, sp_test, dcpl_f64, dcpl_i64, nans, minus1s, rank) < 0) {
+      seterr(err, errlen, "output file %s: cannot create /runs/run_%06d", path, sw->runs[i].index);
+      goto done;
+    }
+  }
+
+  /* /summary, initial rows written once, by rank 0 */
+  hsize_t nr = (hsize_t)sw->n_runs;
+  rows = calloc(sw->n_runs > 0 ? (size_t)sw->n_runs : 1, sizeof *rows);
+  mtype = summary_type(false);
+  ftype = summary_type(true);
+  if (!rows || mtype < 0 || ftype < 0 || (sp = H5Screate_simple(1, &nr, NULL)) < 0 ||
+      (d = H5Dcreate2(file, "summary", ftype, sp, H5P_DEFAULT, dcpl_plain, H5P_DEFAULT)) < 0) {
+    seterr(err, errlen, "output file %s: cannot create /summary", path);
+    goto done;
+  }
+  for (int i = 0; i < sw->n_runs; i++) {
+    const RunSpec *rs = &sw->runs[i];
+    SummaryRow *r = &rows[rs->index >= 0 && rs->index < sw->n_runs ? rs->index : i];
+    r->run = rs->index;
+    r->instance = rs->instance;
+    r->width = rs->width;
+    r->param = (int32_t)rs->param;
+    r->seed = rs->seed;
+    r->eta = rs->eta;
+    r->eta_factor = rs->eta_factor;
+    r->status = RUN_PENDING;
+    r->steps_done = 0;
+    r->n_train_records = r->n_test_records = 0;
+    r->loss0 = r->loss_peak = r->loss_final = NAN;
+    r->acc_final = r->test_loss_final = r->test_acc_final = NAN;
+    r->wall_seconds = NAN;
+  }
+  if ((sw->n_runs > 0 && rank == 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) ||
+      attr_str(d, "status_names", "0=pending,1=running,2=done,3=diverged") ||
+      attr_str(d, "param_names", "0=ntk,1=sp,2=mup")) {
+    seterr(err, errlen, "output file %s: cannot write /summary", path);
+    goto done;
+  }
+  H5Dclose(d), d = -1;
+
+  /* Metadata to disk now: from here on the file is readable whatever happens to the job. */
+  if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
+    seterr(err, errlen, "output file %s: cannot flush (disk full?)", path);
+    goto done;
+  }
+  rc = 0;
+
+done:
+  /* The file goes back to the caller even on failure: closing is collective, so it must happen
+   * after all ranks agree (output_create). */
+  of->file = file;
+  file = -1;
+  free(rows);
+  free(nans);
+  free(minus1s);
+  if (d >= 0) H5Dclose(d);
+  if (t >= 0) H5Tclose(t);
+  if (sp >= 0) H5Sclose(sp);
+  if (g >= 0) H5Gclose(g);
+  if (runs >= 0) H5Gclose(runs);
+  if (sp_train >= 0) H5Sclose(sp_train);
+  if (sp_test >= 0) H5Sclose(sp_test);
+  if (dcpl_f64 >= 0) H5Pclose(dcpl_f64);
+  if (dcpl_i64 >= 0) H5Pclose(dcpl_i64);
+  if (dcpl_plain >= 0) H5Pclose(dcpl_plain);
+  if (mtype >= 0) H5Tclose(mtype);
+  if (ftype >= 0) H5Tclose(ftype);
+  if (file >= 0) H5Fclose(file);
+  if (fapl >= 0) H5Pclose(fapl);
+  return rc;
+}
+
+int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep *sw,
+                  const char *deck_text, char *err, size_t errlen) {
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  if (err && errlen) err[0] = '\0';
+  of->file = -1;
+  of->n_runs = sw->n_runs;
+  of->n_train_records = output_n_train_records(cfg);
+  of->n_test_records = output_n_test_records(cfg);
+  /* Our one-line messages replace HDF5's error stack dumps. */
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+
+  /* Rank 0 decides on the path; everybody gets the same verdict and message. */
+  char msg[1024] = "";
+  int bad = 0;
+  if (rank == 0) bad = check_path(cfg->output, cfg->overwrite, msg, sizeof msg) != 0;
+  MPI_Bcast(&bad, 1, MPI_INT, 0, comm);
+  if (bad) {
+    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, 0, comm);
+    seterr(err, errlen, "%s", msg);
+    return -1;
+  }
+
+  /* Values that must be identical on all ranks for collective metadata writes: rank 0's. */
+  char created[64] = "";
+  if (rank == 0) {
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  }
+  MPI_Bcast(created, (int)sizeof created, MPI_CHAR, 0, comm);
+  long decklen = rank == 0 && deck_text ? (long)strlen(deck_text) : 0;
+  MPI_Bcast(&decklen, 1, MPI_LONG, 0, comm);
+  char *deck = malloc((size_t)decklen + 1);
+  if (!deck) { /* rank-local failure cannot be agreed on safely; abort is the honest answer */
+    report("output file %s: out of memory for the deck text", cfg->output);
+    MPI_Abort(comm, 1);
+  }
+  if (rank == 0 && decklen) memcpy(deck, deck_text, (size_t)decklen);
+  deck[decklen] = '\0';
+  if (decklen) MPI_Bcast(deck, (int)decklen, MPI_CHAR, 0, comm);
+
+  char myerr[1024] = "";
+  int rc = create_file(of, comm, cfg, sw, deck, rank, size, created, myerr, sizeof myerr);
+  free(deck);
+
+  /* Agree on the outcome; the message is the lowest failing rank's. */
+  int fail_rank = rc ? rank : size, first_fail;
+  MPI_Allreduce(&fail_rank, &first_fail, 1, MPI_INT, MPI_MIN, comm);
+  if (first_fail < size) {
+    MPI_Bcast(myerr, (int)sizeof myerr, MPI_CHAR, first_fail, comm);
+    /* A half-built file is useless and would make a rerun need -overwrite: remove it. It did not
+     * exist before (EXCL), or -overwrite had asked for it to be replaced. */
+    int created_it = of->file >= 0, all_created;
+    MPI_Allreduce(&created_it, &all_created, 1, MPI_INT, MPI_MIN, comm);
+    if (of->file >= 0) H5Fclose(of->file);
+    of->file = -1;
+    if (all_created) {
+      MPI_Barrier(comm);
+      if (rank == 0) unlink(cfg->output);
+    }
+    seterr(err, errlen, all_created ? "%s (the incomplete file was removed)" : "%s", myerr);
+    return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ independent writes */
+
+/* The file's name for messages (OutputFile does not keep the path). */
+static const char *fname(const OutputFile *of) {
+  static char name[4096];
+  if (H5Fget_name(of->file, name, sizeof name) < 0) snprintf(name, sizeof name, "(unknown)");
+  return name;
+}
+
+static hid_t indep_dxpl(void) {
+  hid_t x = H5Pcreate(H5P_DATASET_XFER);
+  if (x >= 0 && H5Pset_dxpl_mpio(x, H5FD_MPIO_INDEPENDENT) < 0) {
+    H5Pclose(x);
+    return -1;
+  }
+  return x;
+}
+
+/* Writes count values of buf into rows [first, first+count) of dataset path: open, select,
+ * write, close. Raw data only. */
+static int write_column(hid_t file, const char *path, hid_t memtype, hid_t dxpl, int64_t first,
+                        int64_t count, const void *buf) {
+  hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
+  if (d < 0) return -1;
+  hid_t fs = H5Dget_space(d);
+  hsize_t start = (hsize_t)first, cnt = (hsize_t)count;
+  hid_t ms = H5Screate_simple(1, &cnt, NULL);
+  int rc = -1;
+  if (fs >= 0 && ms >= 0 &&
+      H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL) >= 0 &&
+      H5Dwrite(d, memtype, ms, fs, dxpl, buf) >= 0)
+    rc = 0;
+  if (ms >= 0) H5Sclose(ms);
+  if (fs >= 0) H5Sclose(fs);
+  H5Dclose(d);
+  return rc;
+}
+
+static int check_rows(const OutputFile *of, const char *what, int run, int64_t first, int64_t count,
+                      int64_t capacity) {
+  if (!of || of->file < 0) {
+    report("output: %s rows of run %d: the output file is not open", what, run);
+    return -1;
+  }
+  if (run < 0 || run >= of->n_runs || first < 0 || count < 0 || first + count > capacity) {
+    report("output file %s: %s rows [%lld, %lld) of run %d out of range (runs 0..%d, %lld rows "
+           "per run)",
+           fname(of), what, (long long)first, (long long)(first + count), run, of->n_runs - 1,
+           (long long)capacity);
+    return -1;
+  }
+  return 0;
+}
+
+int output_write_train(OutputFile *of, int run, int64_t first, int64_t count,
+                       const TrainRecord *rows) {
+  if (check_rows(of, "train", run, first, count, of ? of->n_train_records : 0) < 0) return -1;
+  if (count == 0) return 0;
+  /* Records are structs; datasets are columns: gather one column at a time. */
+  double *col = malloc((size_t)count * sizeof(double));
+  int64_t *steps = malloc((size_t)count * sizeof(int64_t));
+  hid_t dxpl = indep_dxpl();
+  int rc = (col && steps && dxpl >= 0) ? 0 : -1;
+  char path[96];
+  /* The step column last: a row whose step is >= 0 is then complete even if the job is killed
+   * between these writes (readers select rows by step >= 0). */
+  for (int k = 0; k < N_TRAIN_FIELDS && rc == 0; k++) {
+    int f = (k + 1) % N_TRAIN_FIELDS;
+    snprintf(path, sizeof path, "/runs/run_%06d/train/%s", run, train_fields[f]);
+    for (int64_t i = 0; i < count; i++) {
+      const TrainRecord *r = &rows[i];
+      switch (f) {
+      case 0: steps[i] = r->step; break;
+      case 1: col[i] = r->loss; break;
+      case 2: col[i] = r->accuracy; break;
+      case 3: col[i] = r->param_norm; break;
+      case 4: col[i] = r->dist_init; break;
+      default: col[i] = r->lr; break;
+      }
+    }
+    rc = write_column(of->file, path, f ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64, dxpl, first, count,
+                      f ? (const void *)col : (const void *)steps);
+  }
+  if (rc) report("output file %s: cannot write train rows [%lld, %lld) of run %d", fname(of),
+                   (long long)first, (long long)(first + count), run);
+  if (dxpl >= 0) H5Pclose(dxpl);
+  free(col);
+  free(steps);
+  return rc;
+}
+
+int output_write_test(OutputFile *of, int run, int64_t first, int64_t count,
+                      const TestRecord *rows) {
+  if (check_rows(of, "test", run, first, count, of ? of->n_test_records : 0) < 0) return -1;
+  if (count == 0) return 0;
+  double *col = malloc((size_t)count * sizeof(double));
+  int64_t *steps = malloc((size_t)count * sizeof(int64_t));
+  hid_t dxpl = indep_dxpl();
+  int rc = (col && steps && dxpl >= 0) ? 0 : -1;
+  char path[96];
+  for (int k = 0; k < N_TEST_FIELDS && rc == 0; k++) { /* step last, as for train */
+    int f = (k + 1) % N_TEST_FIELDS;
+    snprintf(path, sizeof path, "/runs/run_%06d/test/%s", run, test_fields[f]);
+    for (int64_t i = 0; i < count; i++) {
+      if (f == 0) steps[i] = rows[i].step;
+      else col[i] = f == 1 ? rows[i].loss : rows[i].accuracy;
+    }
+    rc = write_column(of->file, path, f ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64, dxpl, first, count,
+                      f ? (const void *)col : (const void *)steps);
+  }
+  if (rc) report("output file %s: cannot write test rows [%lld, %lld) of run %d", fname(of),
+                   (long long)first, (long long)(first + count), run);
+  if (dxpl >= 0) H5Pclose(dxpl);
+  free(col);
+  free(steps);
+  return rc;
+}
+
+int output_write_summary(OutputFile *of, const SummaryRow *row) {
+  if (check_rows(of, "summary", row ? row->run : -1, 0, 0, 0) < 0) return -1;
+  hid_t mtype = summary_type(false);
+  hid_t dxpl = indep_dxpl();
+  int rc = (mtype >= 0 && dxpl >= 0)
+               ? write_column(of->file, "/summary", mtype, dxpl, row->run, 1, row)
+               : -1;
+  if (rc) report("output file %s: cannot write the summary row of run %d", fname(of), row->run);
+  if (mtype >= 0) H5Tclose(mtype);
+  if (dxpl >= 0) H5Pclose(dxpl);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ close */
+
+int output_close(OutputFile *of) {
+  if (!of || of->file < 0) return 0;
+  char name[4096];
+  snprintf(name, sizeof name, "%s", fname(of));
+  herr_t e = H5Fclose(of->file);
+  of->file = -1;
+  if (e < 0) {
+    report("output file %s: closing failed (data may be incomplete)", name);
+    return -1;
+  }
+  return 0;
+}

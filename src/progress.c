@@ -1,0 +1,169 @@
+/* Progress reports gathered on rank 0 (see progress.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "progress.h"
+
+enum { TAG_BEAT = 7301, TAG_DONE = 7302 };
+
+typedef struct {
+  int32_t kind; /* TAG_BEAT or TAG_DONE */
+  int32_t run;
+  int64_t step, steps;
+  double loss;
+  SummaryRow row; /* TAG_DONE only */
+} Message;
+
+static void format_duration(char *buf, size_t len, double s)
+{
+  if (!isfinite(s) || s < 0) snprintf(buf, len, "?");
+  else if (s < 60) snprintf(buf, len, "%.0fs", s);
+  else if (s < 3600) snprintf(buf, len, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+  else snprintf(buf, len, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+}
+
+static const char *status_word(int status)
+{
+  return status == RUN_DIVERGED ? "DIVERGED" : status == RUN_DONE ? "done" : "stopped";
+}
+
+void progress_init(Progress *p, MPI_Comm world, const Sweep *sw, double interval, bool quiet)
+{
+  memset(p, 0, sizeof *p);
+  MPI_Comm_dup(world, &p->world); /* a private channel: nothing else can match our receives */
+  MPI_Comm_rank(world, &p->rank);
+  MPI_Comm_size(world, &p->size);
+  p->sweep = sw;
+  p->interval = interval;
+  p->quiet = quiet;
+  for (int i = 0; i < sw->n_runs; i++) p->total_cost += sw->runs[i].cost;
+  p->t_start = p->t_last_print = p->t_last_beat = MPI_Wtime();
+  if (p->rank == 0) {
+    p->running = calloc((size_t)p->size, sizeof *p->running);
+    for (int i = 0; i < p->size; i++) p->running[i].run = -1;
+  }
+}
+
+static void print_summary(Progress *p, double now)
+{
+  char el[32], left[32];
+  double elapsed = now - p->t_start;
+  double remaining = p->done_cost > 0 ? elapsed * (p->total_cost - p->done_cost) / p->done_cost : NAN;
+  format_duration(el, sizeof el, elapsed);
+  format_duration(left, sizeof left, remaining);
+  printf("[ntkhpc] %d/%d runs done (%d diverged), %s elapsed, ~%s left", p->n_done, p->sweep->n_runs, p->n_diverged, el, left);
+  int shown = 0;
+  for (int i = 0; i < p->size && shown < 4; i++) {
+    const RunningRun *r = &p->running[i];
+    if (r->run < 0) continue;
+    printf("%s run %d: step %lld/%lld loss %.4g", shown ? ";" : " |", r->run, (long long)r->step, (long long)r->steps, r->loss);
+    shown++;
+  }
+  printf("\n");
+  fflush(stdout);
+  p->t_last_print = now;
+}
+
+static void handle(Progress *p, int source, const Message *m)
+{
+  if (m->kind == TAG_BEAT) {
+    p->running[source] = (RunningRun){m->run, m->step, m->steps, m->loss, MPI_Wtime()};
+    return;
+  }
+  const SummaryRow *row = &m->row;
+  const RunSpec *run = &p->sweep->runs[row->run];
+  p->n_done++;
+  p->done_cost += run->cost;
+  if (row->status == RUN_DIVERGED) p->n_diverged++;
+  if (p->running[source].run == row->run) p->running[source].run = -1;
+  if (!p->quiet) {
+    printf("[ntkhpc] run %d %s [%d/%d]: width %d seed %lld %s eta %.4g | %lld steps, loss %.4g -> %.4g (peak %.4g), "
+           "train acc %.4f, test acc %.4f, %.1f s\n",
+           row->run, status_word(row->status), p->n_done, p->sweep->n_runs, run->width, (long long)run->seed,
+           param_name(run->param), run->eta, (long long)row->steps_done, row->loss0, row->loss_final, row->loss_peak,
+           row->acc_final, row->test_acc_final, row->wall_seconds);
+    fflush(stdout);
+  }
+}
+
+static void send(Progress *p, const Message *m)
+{
+  if (p->rank == 0) handle(p, 0, m);
+  else MPI_Send(m, (int)sizeof *m, MPI_BYTE, 0, m->kind, p->world);
+}
+
+void progress_run_done(Progress *p, const SummaryRow *row)
+{
+  Message m;
+  memset(&m, 0, sizeof m);
+  m.kind = TAG_DONE;
+  m.run = row->run;
+  m.row = *row;
+  send(p, &m);
+  progress_poll(p);
+}
+
+void progress_heartbeat(Progress *p, int run, int64_t step, int64_t steps, double loss)
+{
+  double now = MPI_Wtime();
+  if (now - p->t_last_beat < p->interval && step > 0) return;
+  p->t_last_beat = now;
+  Message m;
+  memset(&m, 0, sizeof m);
+  m.kind = TAG_BEAT;
+  m.run = run;
+  m.step = step;
+  m.steps = steps;
+  m.loss = loss;
+  send(p, &m);
+  progress_poll(p);
+}
+
+/* Receives every message that has arrived; returns how many. */
+static int drain(Progress *p)
+{
+  int n = 0, flag = 1;
+  while (flag) {
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, p->world, &flag, &st);
+    if (!flag || (st.MPI_TAG != TAG_BEAT && st.MPI_TAG != TAG_DONE)) break;
+    Message m;
+    MPI_Recv(&m, (int)sizeof m, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, p->world, MPI_STATUS_IGNORE);
+    handle(p, st.MPI_SOURCE, &m);
+    n++;
+  }
+  return n;
+}
+
+void progress_poll(Progress *p)
+{
+  if (p->rank != 0) return;
+  drain(p);
+  double now = MPI_Wtime();
+  if (!p->quiet && now - p->t_last_print >= p->interval) print_summary(p, now);
+}
+
+void progress_finish(Progress *p)
+{
+  if (p->rank == 0) {
+    while (p->n_done < p->sweep->n_runs) {
+      MPI_Status st;
+      Message m;
+      MPI_Recv(&m, (int)sizeof m, MPI_BYTE, MPI_ANY_SOURCE, MPI_ANY_TAG, p->world, &st);
+      handle(p, st.MPI_SOURCE, &m);
+      double now = MPI_Wtime();
+      if (!p->quiet && now - p->t_last_print >= p->interval) print_summary(p, now);
+    }
+    p->quiet = false;
+    print_summary(p, MPI_Wtime());
+  }
+  MPI_Barrier(p->world);
+}
+
+void progress_free(Progress *p)
+{
+  free(p->running);
+  p->running = NULL;
+  MPI_Comm_free(&p->world);
+}

@@ -1,0 +1,115 @@
+/* The sweep's runs, their cost estimates, and the largest-first dynamic scheduler. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "output.h"
+#include "sweep.h"
+
+/* FLOPs of a whole run: forward + backward (about 3x forward) on every training step's samples,
+ * plus the forward passes of the train and test evaluations. Only the ordering uses it, and the
+ * time-left estimate, so a constant factor does not matter. */
+static double run_cost(const Config *cfg, double flops_per_sample, int n_train, int n_test)
+{
+  double per_step = cfg->optimizer == OPT_GD ? n_train : cfg->batch_size;
+  double train = 3.0 * flops_per_sample * per_step * (double)cfg->steps;
+  double evals = flops_per_sample * ((cfg->optimizer == OPT_SGD ? (double)n_train * output_n_train_records(cfg) : 0.0) +
+                                     (double)n_test * output_n_test_records(cfg));
+  return train + evals + 1.0;
+}
+
+static const RunSpec *sort_base;
+static int by_cost_desc(const void *a, const void *b)
+{
+  const RunSpec *x = &sort_base[*(const int *)a], *y = &sort_base[*(const int *)b];
+  if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
+  return x->index - y->index; /* deterministic tie-break */
+}
+
+int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_dim, int out_dim, char *err, size_t errlen)
+{
+  memset(sw, 0, sizeof *sw);
+  sw->n_runs = cfg->n_widths * cfg->n_seeds * cfg->n_params * cfg->n_etas;
+  sw->runs = calloc((size_t)sw->n_runs, sizeof *sw->runs);
+  sw->order = malloc((size_t)sw->n_runs * sizeof *sw->order);
+  int r = 0;
+  /* Deck order: width, seed, parameterization, learning rate (innermost). */
+  for (int w = 0; w < cfg->n_widths; w++)
+    for (int s = 0; s < cfg->n_seeds; s++)
+      for (int p = 0; p < cfg->n_params; p++) {
+        ModelConfig mc = cfg->model;
+        mc.width = cfg->widths[w];
+        mc.param = cfg->params[p];
+        mc.in_dim = in_dim;
+        mc.out_dim = out_dim;
+        Model m;
+        if (model_build(&m, &mc, err, errlen)) {
+          sweep_free(sw);
+          return -1;
+        }
+        double cost = run_cost(cfg, model_flops_per_sample(&m), n_train, n_test);
+        for (int e = 0; e < cfg->n_etas; e++, r++) {
+          RunSpec *run = &sw->runs[r];
+          run->index = r;
+          run->instance = sw->n_instances;
+          run->width = mc.width;
+          run->seed = cfg->seeds[s];
+          run->param = mc.param;
+          run->eta = cfg->etas[e];
+          run->eta_factor = NAN;
+          run->n_params = (int64_t)m.n_params;
+          run->cost = cost;
+        }
+        sw->n_instances++;
+        model_destroy(&m);
+      }
+  for (int i = 0; i < sw->n_runs; i++) sw->order[i] = i;
+  sort_base = sw->runs;
+  qsort(sw->order, (size_t)sw->n_runs, sizeof *sw->order, by_cost_desc);
+  return 0;
+}
+
+void sweep_free(Sweep *sw)
+{
+  free(sw->runs);
+  free(sw->order);
+  memset(sw, 0, sizeof *sw);
+}
+
+/* ------------------------------------------------------------------ scheduler
+ * A shared counter on world rank 0, advanced with MPI_Fetch_and_op under a passive-target lock:
+ * a group that finishes early takes the next (cheaper) run at once, without a master rank. */
+
+int scheduler_create(Scheduler *s, MPI_Comm world, MPI_Comm group, int n_runs)
+{
+  int rank;
+  MPI_Comm_rank(world, &rank);
+  s->world = world;
+  s->group = group;
+  s->n_runs = n_runs;
+  if (MPI_Win_allocate(rank == 0 ? (MPI_Aint)sizeof(long) : 0, sizeof(long), MPI_INFO_NULL, world, &s->counter, &s->win))
+    return -1;
+  if (rank == 0) {
+    MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, s->win);
+    *s->counter = 0;
+    MPI_Win_unlock(0, s->win);
+  }
+  MPI_Barrier(world);
+  return 0;
+}
+
+int scheduler_next(Scheduler *s)
+{
+  int grank;
+  long next = 0, one = 1;
+  MPI_Comm_rank(s->group, &grank);
+  if (grank == 0) {
+    MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, s->win);
+    MPI_Fetch_and_op(&one, &next, MPI_LONG, 0, 0, MPI_SUM, s->win);
+    MPI_Win_unlock(0, s->win);
+  }
+  MPI_Bcast(&next, 1, MPI_LONG, 0, s->group);
+  return next < s->n_runs ? (int)next : -1;
+}
+
+void scheduler_destroy(Scheduler *s) { MPI_Win_free(&s->win); }

@@ -1,0 +1,361 @@
+/* Training of one run, data-parallel over its sub-communicator (see train.h).
+ *
+ * Every rank of the group holds the full parameter vector. For each step the global batch (the
+ * whole training subset for gd, a minibatch for sgd) is cut into contiguous slices, one per rank;
+ * each rank accumulates its slice's gradient in chunks of at most eval_chunk samples, and one
+ * allreduce sums gradient, loss and correct count. The minibatch order is a pure function of
+ * (seed, epoch), so the trajectory does not depend on the number of ranks beyond round-off. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <petscsys.h>
+#include "ntk_petsc.h"
+#include "rng.h"
+#include "train.h"
+
+static PetscLogEvent EV_GRADIENT, EV_ALLREDUCE, EV_UPDATE, EV_EVALUATE, EV_OUTPUT;
+
+int train_register_events(void)
+{
+  PetscClassId cls;
+  PetscCall(PetscClassIdRegister("ntkhpc training", &cls));
+  PetscCall(PetscLogEventRegister("NtkGradient", cls, &EV_GRADIENT));
+  PetscCall(PetscLogEventRegister("NtkAllreduce", cls, &EV_ALLREDUCE));
+  PetscCall(PetscLogEventRegister("NtkUpdate", cls, &EV_UPDATE));
+  PetscCall(PetscLogEventRegister("NtkEvaluate", cls, &EV_EVALUATE));
+  PetscCall(PetscLogEventRegister("NtkOutput", cls, &EV_OUTPUT));
+  return 0;
+}
+
+/* State of one run on one rank. */
+typedef struct {
+  const TrainContext *ctx;
+  const RunSpec *run;
+  Model model;
+  Tape tape;
+  int grank, gsize;
+  size_t P;
+  double *theta;        /* P */
+  double *theta0;       /* P, initialisation (distance from init) */
+  double *grad;         /* P + 2: gradient, then loss sum and correct count (one allreduce) */
+  double *velocity;     /* P, momentum buffer (NULL without momentum) */
+  double *lr_scale;     /* P, per-parameter learning-rate multipliers (muP) */
+  double *xbuf, *ybuf;  /* eval_chunk x d, eval_chunk x k: gathered minibatch rows */
+  int *lbuf;            /* eval_chunk labels */
+  double *dfbuf;        /* eval_chunk x k: dL/df of a chunk */
+  int64_t *perm;        /* n_train, minibatch permutation of the current epoch */
+  int64_t perm_epoch;
+} RunState;
+
+/* [lo, hi) of n items for rank g of G: contiguous, sizes differ by at most one. */
+static void slice(int64_t n, int g, int G, int64_t *lo, int64_t *hi)
+{
+  *lo = n * g / G;
+  *hi = n * (g + 1) / G;
+}
+
+static void sum_group(RunState *s, double *buf, int n)
+{
+  if (s->gsize == 1) return;
+  PetscLogEventBegin(EV_ALLREDUCE, 0, 0, 0, 0);
+  MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, s->ctx->group);
+  PetscLogEventEnd(EV_ALLREDUCE, 0, 0, 0, 0);
+}
+
+/* Forward (and, if grad != NULL, backward) over the samples idx[0..n) of ds (idx == NULL: the
+ * contiguous samples first..first+n). Adds sum_a ||f_a - y_a||^2 / 2 to *loss_sum and the number
+ * of correct argmax predictions to *correct; grad += d/dtheta of that sum / n_global. */
+static void pass(RunState *s, const Dataset *ds, const int64_t *idx, int64_t first, int64_t n, double n_global,
+                 double *grad, double *loss_sum, double *correct)
+{
+  const Model *m = &s->model;
+  const int d = ds->d, k = ds->k, chunk = s->tape.capacity;
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    int B = (int)(n - c0 < chunk ? n - c0 : chunk);
+    const double *x, *y;
+    const int *lab;
+    if (idx) {
+      for (int a = 0; a < B; a++) {
+        int64_t i = idx[c0 + a];
+        memcpy(s->xbuf + (size_t)a * d, ds->x + (size_t)i * d, (size_t)d * sizeof(double));
+        memcpy(s->ybuf + (size_t)a * k, ds->y + (size_t)i * k, (size_t)k * sizeof(double));
+        s->lbuf[a] = ds->label[i];
+      }
+      x = s->xbuf, y = s->ybuf, lab = s->lbuf;
+    } else {
+      x = ds->x + (size_t)(first + c0) * d;
+      y = ds->y + (size_t)(first + c0) * k;
+      lab = ds->label + first + c0;
+    }
+    const double *f = model_forward(m, s->theta, x, B, &s->tape, NULL);
+    if (grad) {
+      /* dL/df = (f - y) / N over the global batch. */
+      *loss_sum += mse_loss(s->dfbuf, f, y, B, k, 1.0 / n_global);
+      model_vjp(m, s->theta, s->dfbuf, B, &s->tape, grad, NULL);
+    } else {
+      *loss_sum += mse_loss(NULL, f, y, B, k, 1.0);
+    }
+    *correct += count_correct(f, lab, B, k);
+  }
+}
+
+/* Train loss and accuracy over the whole training subset, or test metrics over the test set. */
+static void evaluate(RunState *s, const Dataset *ds, double *loss, double *acc)
+{
+  PetscLogEventBegin(EV_EVALUATE, 0, 0, 0, 0);
+  int64_t lo, hi;
+  slice(ds->n, s->grank, s->gsize, &lo, &hi);
+  double sums[2] = {0, 0};
+  pass(s, ds, NULL, lo, hi - lo, ds->n, NULL, &sums[0], &sums[1]);
+  sum_group(s, sums, 2);
+  *loss = sums[0] / ds->n;
+  *acc = ds->label[0] >= 0 ? sums[1] / ds->n : NAN;
+  PetscLogEventEnd(EV_EVALUATE, 0, 0, 0, 0);
+}
+
+/* The global minibatch of step t: positions [(t mod spe) B, +B) of epoch t / spe's permutation. */
+static const int64_t *minibatch(RunState *s, int64_t t)
+{
+  const Config *cfg = s->ctx->cfg;
+  const int64_t n = s->ctx->train->n, B = cfg->batch_size, per_epoch = n / B;
+  const int64_t epoch = t / per_epoch;
+  if (epoch != s->perm_epoch) {
+    rng_permutation(s->perm, n, (uint64_t)s->run->seed, RNG_STREAM_SHUFFLE, (uint64_t)epoch);
+    s->perm_epoch = epoch;
+  }
+  return s->perm + (t % per_epoch) * B;
+}
+
+/* Gradient of the loss at theta over step t's batch, summed over the group. Returns the batch loss
+ * (train loss at theta for gd) and writes the batch accuracy. */
+static double gradient(RunState *s, int64_t t, double *acc)
+{
+  const Config *cfg = s->ctx->cfg;
+  const Dataset *tr = s->ctx->train;
+  PetscLogEventBegin(EV_GRADIENT, 0, 0, 0, 0);
+  memset(s->grad, 0, (s->P + 2) * sizeof(double));
+  int64_t n_global, lo, hi;
+  const int64_t *batch = NULL;
+  if (cfg->optimizer == OPT_GD) {
+    n_global = tr->n;
+  } else {
+    n_global = cfg->batch_size;
+    batch = minibatch(s, t);
+  }
+  slice(n_global, s->grank, s->gsize, &lo, &hi);
+  pass(s, tr, batch ? batch + lo : NULL, lo, hi - lo, (double)n_global, s->grad, &s->grad[s->P], &s->grad[s->P + 1]);
+  PetscLogEventEnd(EV_GRADIENT, 0, 0, 0, 0);
+  sum_group(s, s->grad, (int)(s->P + 2));
+  *acc = tr->label[0] >= 0 ? s->grad[s->P + 1] / n_global : NAN;
+  return s->grad[s->P] / n_global;
+}
+
+/* theta -= lr * scale .* (mu v + g + wd theta), heavy-ball momentum with coupled weight decay. */
+static void update(RunState *s, double lr)
+{
+  const Config *cfg = s->ctx->cfg;
+  PetscLogEventBegin(EV_UPDATE, 0, 0, 0, 0);
+  const double mu = cfg->momentum, wd = cfg->weight_decay;
+  double *th = s->theta, *g = s->grad, *v = s->velocity;
+  const double *sc = s->lr_scale;
+  for (size_t p = 0; p < s->P; p++) {
+    double step = g[p] + wd * th[p];
+    if (v) step = v[p] = mu * v[p] + step;
+    th[p] -= lr * sc[p] * step;
+  }
+  PetscLogEventEnd(EV_UPDATE, 0, 0, 0, 0);
+}
+
+static void norms(const RunState *s, double *norm, double *dist)
+{
+  double a = 0, b = 0;
+  for (size_t p = 0; p < s->P; p++) {
+    a += s->theta[p] * s->theta[p];
+    double d = s->theta[p] - s->theta0[p];
+    b += d * d;
+  }
+  *norm = sqrt(a);
+  *dist = sqrt(b);
+}
+
+/* Buffered trajectory rows, written by the group leader at least every flush_seconds. */
+typedef struct {
+  TrainRecord *train;
+  TestRecord *test;
+  int64_t n_train, n_test, flushed_train, flushed_test;
+  double last_flush;
+} Records;
+
+static int flush_records(RunState *s, Records *r)
+{
+  if (s->grank != 0) return 0;
+  int err = 0;
+  PetscLogEventBegin(EV_OUTPUT, 0, 0, 0, 0);
+  OutputFile *of = s->ctx->out;
+  if (r->n_train > r->flushed_train)
+    err |= output_write_train(of, s->run->index, r->flushed_train, r->n_train - r->flushed_train, r->train + r->flushed_train);
+  if (r->n_test > r->flushed_test)
+    err |= output_write_test(of, s->run->index, r->flushed_test, r->n_test - r->flushed_test, r->test + r->flushed_test);
+  r->flushed_train = r->n_train;
+  r->flushed_test = r->n_test;
+  r->last_flush = MPI_Wtime();
+  PetscLogEventEnd(EV_OUTPUT, 0, 0, 0, 0);
+  return err;
+}
+
+static int setup(RunState *s, const TrainContext *ctx, const RunSpec *run)
+{
+  const Config *cfg = ctx->cfg;
+  char err[256];
+  memset(s, 0, sizeof *s);
+  s->ctx = ctx;
+  s->run = run;
+  MPI_Comm_rank(ctx->group, &s->grank);
+  MPI_Comm_size(ctx->group, &s->gsize);
+  ModelConfig mc = cfg->model;
+  mc.width = run->width;
+  mc.param = run->param;
+  mc.in_dim = ctx->train->d;
+  mc.out_dim = ctx->train->k;
+  if (model_build(&s->model, &mc, err, sizeof err)) {
+    fprintf(stderr, "ntkhpc: error: run %d: %s\n", run->index, err);
+    return -1;
+  }
+  s->P = s->model.n_params;
+  int chunk = cfg->eval_chunk;
+  if (tape_create(&s->tape, &s->model, chunk)) return -1;
+  s->theta = malloc(s->P * sizeof(double));
+  s->theta0 = malloc(s->P * sizeof(double));
+  s->grad = malloc((s->P + 2) * sizeof(double));
+  s->lr_scale = malloc(s->P * sizeof(double));
+  s->velocity = cfg->momentum > 0 ? calloc(s->P, sizeof(double)) : NULL;
+  s->xbuf = malloc((size_t)chunk * ctx->train->d * sizeof(double));
+  s->ybuf = malloc((size_t)chunk * ctx->train->k * sizeof(double));
+  s->lbuf = malloc((size_t)chunk * sizeof(int));
+  s->dfbuf = malloc((size_t)chunk * ctx->train->k * sizeof(double));
+  s->perm = cfg->optimizer == OPT_SGD ? malloc((size_t)ctx->train->n * sizeof(int64_t)) : NULL;
+  s->perm_epoch = -1;
+  if (!s->theta || !s->theta0 || !s->grad || !s->lr_scale || !s->xbuf || !s->ybuf || !s->lbuf || !s->dfbuf ||
+      (cfg->momentum > 0 && !s->velocity) || (cfg->optimizer == OPT_SGD && !s->perm)) {
+    fprintf(stderr, "ntkhpc: error: run %d: out of memory for %zu parameters\n", run->index, s->P);
+    return -1;
+  }
+  model_init(&s->model, s->theta, (uint64_t)run->seed);
+  memcpy(s->theta0, s->theta, s->P * sizeof(double));
+  model_lr_scales(&s->model, s->lr_scale);
+  return 0;
+}
+
+static void teardown(RunState *s)
+{
+  free(s->theta), free(s->theta0), free(s->grad), free(s->lr_scale), free(s->velocity);
+  free(s->xbuf), free(s->ybuf), free(s->lbuf), free(s->dfbuf), free(s->perm);
+  tape_destroy(&s->tape);
+  model_destroy(&s->model);
+}
+
+int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
+{
+  const Config *cfg = ctx->cfg;
+  RunState s;
+  double t_start = MPI_Wtime();
+  int rc = setup(&s, ctx, run);
+  int any_rc;
+  MPI_Allreduce(&rc, &any_rc, 1, MPI_INT, MPI_MIN, ctx->group);
+  if (any_rc) {
+    teardown(&s);
+    return -1;
+  }
+
+  memset(row, 0, sizeof *row);
+  row->run = run->index;
+  row->instance = run->instance;
+  row->width = run->width;
+  row->param = run->param;
+  row->seed = run->seed;
+  row->eta = run->eta;
+  row->eta_factor = run->eta_factor;
+  row->status = RUN_RUNNING;
+  row->loss0 = row->loss_peak = row->loss_final = NAN;
+  row->acc_final = row->test_loss_final = row->test_acc_final = NAN;
+  if (s.grank == 0) output_write_summary(ctx->out, row);
+
+  Records rec = {0};
+  rec.train = calloc((size_t)output_n_train_records(cfg), sizeof *rec.train);
+  rec.test = calloc((size_t)output_n_test_records(cfg), sizeof *rec.test);
+  rec.last_flush = MPI_Wtime();
+
+  const int64_t m = cfg->record_every, M = cfg->test_every, T = cfg->steps;
+  double loss0 = NAN, peak = -INFINITY, last_loss = NAN, last_acc = NAN;
+  int diverged = 0;
+  int64_t t;
+  for (t = 0;; t++) {
+    const bool final = t == T;
+    const bool record = t % m == 0 || final;
+    const bool test_now = t == 0 || final || (M > 0 && t % M == 0);
+    const double lr = config_lr_at(cfg, run->eta, t);
+    double loss = NAN, acc = NAN, batch_acc;
+
+    /* For gd the gradient pass already evaluates the train loss at theta_t. */
+    if (cfg->optimizer == OPT_GD && !final) {
+      loss = gradient(&s, t, &batch_acc);
+      acc = batch_acc;
+    } else if (record || t == 0) {
+      evaluate(&s, ctx->train, &loss, &acc);
+    }
+    if (t == 0) loss0 = loss;
+    if (!isnan(loss)) {
+      last_loss = loss, last_acc = acc;
+      if (loss > peak || !isfinite(loss)) peak = isfinite(loss) ? loss : INFINITY;
+    }
+    if (record) {
+      double norm, dist;
+      norms(&s, &norm, &dist);
+      rec.train[rec.n_train++] = (TrainRecord){t, loss, acc, norm, dist, lr};
+    }
+    if (test_now) {
+      double tl, ta;
+      evaluate(&s, ctx->test, &tl, &ta);
+      rec.test[rec.n_test++] = (TestRecord){t, tl, ta};
+      row->test_loss_final = tl, row->test_acc_final = ta;
+    }
+    /* A run whose loss blows up stops here; its rows so far are kept. */
+    if (!isnan(loss) && (!isfinite(loss) || loss > cfg->diverge_factor * loss0)) {
+      diverged = 1;
+      break;
+    }
+    if (final) break;
+    if (cfg->optimizer == OPT_SGD) {
+      double bl = gradient(&s, t, &batch_acc);
+      if (!isfinite(bl) || bl > cfg->diverge_factor * loss0) {
+        last_loss = bl;
+        diverged = 1;
+        break;
+      }
+    }
+    update(&s, lr);
+    if (s.grank == 0) {
+      if (MPI_Wtime() - rec.last_flush >= cfg->flush_seconds) flush_records(&s, &rec);
+      progress_heartbeat(ctx->progress, run->index, t + 1, T, last_loss);
+    }
+  }
+
+  rc = flush_records(&s, &rec);
+  row->status = diverged ? RUN_DIVERGED : RUN_DONE;
+  row->steps_done = t;
+  row->n_train_records = (int32_t)rec.n_train;
+  row->n_test_records = (int32_t)rec.n_test;
+  row->loss0 = loss0;
+  row->loss_peak = peak;
+  row->loss_final = last_loss;
+  row->acc_final = last_acc;
+  row->wall_seconds = MPI_Wtime() - t_start;
+  if (s.grank == 0) {
+    rc |= output_write_summary(ctx->out, row);
+    progress_run_done(ctx->progress, row);
+  }
+  free(rec.train);
+  free(rec.test);
+  teardown(&s);
+  return rc;
+}

@@ -1,0 +1,1 @@
+ntk_unit_test(test_data)

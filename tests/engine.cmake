@@ -1,0 +1,4 @@
+# End-to-end tests of the ntkhpc binary: decks and options, rank-count independence, divergence.
+ntk_script_test(cli_bad_input bash ${CMAKE_CURRENT_SOURCE_DIR}/test_cli.sh)
+ntk_script_test(sweep_rank_independence bash ${CMAKE_CURRENT_SOURCE_DIR}/test_ranks.sh)
+ntk_script_test(sweep_divergence bash ${CMAKE_CURRENT_SOURCE_DIR}/test_divergence.sh)

@@ -1,0 +1,1 @@
+ntk_mpi_test(test_output 1 4)
