@@ -16,12 +16,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Named streams. Tensor streams are RNG_STREAM_PARAM_BASE + tensor index. */
+/* Named streams. Tensor streams are RNG_STREAM_PARAM_BASE + tensor index. A named stream that
+ * needs sub-streams puts the sub-stream number in the high 32 bits (stream + (j << 32)), which can
+ * never collide with another named or tensor stream. */
 enum {
   RNG_STREAM_SHUFFLE = 1,       /* minibatch permutation; index = epoch-local position */
   RNG_STREAM_DATA_SUBSET = 2,   /* choice of training/test subsets */
   RNG_STREAM_TEACHER_X = 3,     /* teacher-student Gaussian inputs */
-  RNG_STREAM_TEACHER_W = 4,     /* teacher network weights (offset by tensor index) */
+  RNG_STREAM_TEACHER_W = 4,     /* teacher network weights; sub-tensor j uses + (j << 32) */
   RNG_STREAM_AUGMENT = 5,       /* data augmentation (crop, flip) */
   RNG_STREAM_PROBE = 6,         /* random probe vectors (Hutchinson, SLQ, eigensolver starts) */
   RNG_STREAM_PARAM_BASE = 1024  /* + tensor index in the model's parameter table */

@@ -277,7 +277,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   row->eta_factor = run->eta_factor;
   row->status = RUN_RUNNING;
   row->loss0 = row->loss_peak = row->loss_final = NAN;
-  row->acc_final = row->test_loss_final = row->test_acc_final = NAN;
+  row->acc_final = row->test_loss_final = row->test_acc_final = row->wall_seconds = NAN;
   if (s.grank == 0) output_write_summary(ctx->out, row);
 
   Records rec = {0};

@@ -1,0 +1,442 @@
+#!/usr/bin/python3
+"""Tests of postproc/ntkpost on synthetic ntkhpc files (tests/postproc_synth.py) and, with
+--real out.h5 [more.h5 ...], the same generic checks on real ntkhpc output.
+
+    /usr/bin/python3 tests/test_postproc.py                  # synthetic files only
+    /usr/bin/python3 tests/test_postproc.py --real out.h5    # also a real file
+    /usr/bin/python3 tests/test_postproc.py --real out.h5 --no-synth --keep /tmp/pp
+
+The expected numbers (curves per figure, summary values) are computed here from the HDF5 files
+with h5py directly, not through ntkpost. Last line: "N passed, N failed"; exit 1 on failure.
+"""
+import argparse
+import base64
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+
+import matplotlib
+
+matplotlib.use("Agg")
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("NTK_SOURCE_DIR", os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(SRC, "postproc"))
+sys.path.insert(0, HERE)
+import ntkpost  # noqa: E402
+import postproc_synth as synth  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+
+PASSED, FAILED = [], []
+SUMMARY_FIELDS = ("status", "steps_done", "n_train_records", "n_test_records", "loss0", "loss_peak",
+                  "loss_final", "acc_final", "test_loss_final", "test_acc_final", "wall_seconds",
+                  "lambda_final")
+CURVE_FIGS = ("train_loss", "catapult_curves", "test_accuracy_curves", "lambda_curves", "sharpness_curves")
+
+
+def check(name, cond, detail=""):
+    if cond:
+        PASSED.append(name)
+    else:
+        FAILED.append(name)
+        print("FAIL %s %s" % (name, detail))
+    return cond
+
+
+def section(fn):
+    """Run a test function; an exception is one failure (with traceback), never the end."""
+    def run(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except Exception:
+            FAILED.append(fn.__name__)
+            print("FAIL %s raised:" % fn.__name__)
+            traceback.print_exc()
+    run.__name__ = fn.__name__
+    return run
+
+
+# -- independent reading with h5py ----------------------------------------------------------------
+def _s(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _key(g):
+    ef = float(g.attrs["eta_factor"]) if "eta_factor" in g.attrs else math.nan
+    lr = ("c", float("%.10g" % ef)) if math.isfinite(ef) else ("eta", float("%.10g" % float(g.attrs["eta"])))
+    p = g.attrs["param"]
+    p = _s(p) if not isinstance(p, (int, np.integer)) else {0: "ntk", 1: "sp", 2: "mup"}[int(p)]
+    return p, int(g.attrs["width"]), lr
+
+
+def _summary_row(s, i):
+    if s is None:
+        return None
+    hit = np.nonzero((s["run"] == i) & (s["status"] != 0))[0]
+    if hit.size:
+        return s[hit[0]]
+    return s[i] if i < s.shape[0] else None
+
+
+def _valid(g, sub, field):
+    if sub not in g or "step" not in g[sub] or field not in g[sub]:
+        return None
+    st = g[sub]["step"][()]
+    ok = st >= 0
+    if not ok.any():
+        return None
+    v = g[sub][field][()][ok]
+    return st[ok], v
+
+
+def expected(paths):
+    """Per run (from h5py): key, has train/test/lambda/hessian/topk data, independent phase."""
+    runs = []
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            cfg = dict(f["config"].attrs) if "config" in f else {}
+            cf = float(cfg.get("catapult_factor", 1.5))
+            df = float(cfg.get("diverge_factor", 1e6))
+            win = cfg.get("catapult_window")
+            s = f["summary"][()] if "summary" in f else None
+            for name in sorted(f["runs"]):
+                g = f["runs"][name]
+                i = int(g.attrs["run"])
+                row = _summary_row(s, i)
+                status = int(row["status"]) if row is not None else -1
+                tr = _valid(g, "train", "loss")
+                rec = {"file": path, "run": i, "key": _key(g), "status": status, "row": row,
+                       "attrs": dict(g.attrs), "train": tr is not None,
+                       "test": (_valid(g, "test", "accuracy") is not None
+                                and np.isfinite(_valid(g, "test", "accuracy")[1]).any()),
+                       "lambda": _valid(g, "lambda", "value") is not None,
+                       "hessian": _valid(g, "hessian", "sharpness") is not None,
+                       "topk": _valid(g, "lambda", "topk") is not None,
+                       "spectra": sorted(k for k in g.get("spectra", {}) if "spectra" in g)}
+                ph = "pending"
+                if tr is not None:
+                    st, L = tr
+                    L0 = L[0] if st[0] == 0 else math.nan
+                    w = st <= int(win) if win is not None and int(win) > 0 else np.ones(st.size, bool)
+                    if status == 3 or not np.isfinite(L).all() or L.max() > df * L0:
+                        ph = "divergent"
+                    elif status != 2:
+                        ph = "incomplete"
+                    elif L[-1] > L0:
+                        ph = "divergent"
+                    elif L[w].max() > cf * L0 and L[-1] < L0:
+                        ph = "catapult"
+                    else:
+                        ph = "lazy"
+                rec["phase"] = ph
+                lam0 = g.attrs.get("lambda0", row["lambda0"] if row is not None and "lambda0" in row.dtype.names else math.nan)
+                if not (np.isfinite(lam0) and lam0 > 0) and rec["lambda"]:
+                    st, v = _valid(g, "lambda", "value")
+                    lam0 = v[0] if st[0] == 0 else math.nan
+                rec["lambda0"] = float(lam0)
+                runs.append(rec)
+    return runs
+
+
+def groups_with(runs, flag):
+    return {r["key"] for r in runs if r["train"] and r[flag]}
+
+
+def series_with(runs, pred):
+    return {r["key"][:2] for r in runs if r["phase"] in ("lazy", "catapult") and pred(r)}
+
+
+def count(fig, gid, kind="line"):
+    n = 0
+    for ax in fig.axes:
+        arts = ax.lines if kind == "line" else ax.collections
+        n += sum(1 for a in arts if a.get_gid() == gid)
+    return n
+
+
+def count_offsets(fig, gid):
+    return sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections if c.get_gid() == gid)
+
+
+# -- generic checks (synthetic and real) ----------------------------------------------------------
+@section
+def check_dataset(tag, paths, outdir):
+    exp = expected(paths)
+    sweep = ntkpost.load(paths)
+    an = ntkpost.Analysis(sweep)
+    check("%s: run count" % tag, len(sweep.runs) == len(exp), "%d vs %d" % (len(sweep.runs), len(exp)))
+    F = ntkpost.figures
+    # -- figure objects: number of curves
+    groups = groups_with(exp, "train")
+    want = {
+        "train_loss": groups,
+        "catapult_curves": groups,
+        "test_accuracy_curves": groups_with(exp, "test"),
+        "lambda_curves": groups_with(exp, "lambda"),
+        "sharpness_curves": groups_with(exp, "hessian"),
+        "ntk_spectrum": groups_with(exp, "topk"),
+    }
+    for name in F.ORDER:
+        fig = F.FIGURES[name](an)
+        if name in want:
+            n = len(want[name])
+            if n == 0:
+                check("%s: %s skipped without data" % (tag, name), fig is None)
+                continue
+            if not check("%s: %s drawn" % (tag, name), fig is not None, F.FIGURES[name].last_skip):
+                continue
+            got = count(fig, "curve")
+            check("%s: %s has %d curves" % (tag, name, n), got == n, "got %d" % got)
+            multi = sum(1 for k in want[name] if sum(1 for r in exp if r["key"] == k and r["train"]) > 1)
+            nb = count(fig, "band", "coll")
+            check("%s: %s bands <= curves, present with seeds" % (tag, name),
+                  nb <= got and (nb > 0 or multi == 0), "bands %d, multi-seed groups %d" % (nb, multi))
+            if name == "sharpness_curves":
+                check("%s: sharpness 2/eta lines" % tag, count(fig, "ref") == n)
+            if name == "ntk_spectrum":
+                check("%s: spectrum init lines" % tag, count(fig, "init") == len({k[:2] for k in want[name]}))
+        elif name == "phase_diagram":
+            if check("%s: phase_diagram drawn" % tag, fig is not None):
+                got = count_offsets(fig, "cells")
+                check("%s: phase_diagram has one cell per group" % tag, got == len(groups),
+                      "%d vs %d" % (got, len(groups)))
+        elif name in ("peak_ratio", "test_accuracy"):
+            ser = series_with(exp, (lambda r: True) if name == "peak_ratio" else (lambda r: r["test"]))
+            if not ser:
+                check("%s: %s skipped or empty" % (tag, name), fig is None or count(fig, "curve") == 0)
+                continue
+            if check("%s: %s drawn" % (tag, name), fig is not None, F.FIGURES[name].last_skip):
+                got = count(fig, "curve")
+                check("%s: %s has %d curves" % (tag, name, len(ser)), got == len(ser), "got %d" % got)
+        elif name == "lambda_final":
+            ser = series_with(exp, lambda r: r["lambda"] and np.isfinite(r["lambda0"]))
+            if not ser:
+                check("%s: lambda_final skipped" % tag, fig is None)
+                continue
+            if check("%s: lambda_final drawn" % tag, fig is not None):
+                per_ax = [sum(1 for l in ax.lines if l.get_gid() == "curve") for ax in fig.axes]
+                check("%s: lambda_final %d curves per panel" % (tag, len(ser)), per_ax == [len(ser)] * 2,
+                      str(per_ax))
+        elif name == "width_scaling":
+            params = {r["key"][0] for r in exp if np.isfinite(r["lambda0"])}
+            hparams = {r["key"][0] for r in exp if r["hessian"]}
+            if not params and not hparams:
+                check("%s: width_scaling skipped" % tag, fig is None)
+                continue
+            if check("%s: width_scaling drawn" % tag, fig is not None):
+                got = [sum(1 for l in ax.lines if l.get_gid() == "curve") for ax in fig.axes]
+                wantn = [len(p) for p in (params, hparams) if p]
+                check("%s: width_scaling curves per param" % tag, got == wantn, "%s vs %s" % (got, wantn))
+        elif name == "spectra":
+            names = {n for r in exp for n in r["spectra"]}
+            if not names:
+                check("%s: spectra skipped" % tag, fig is None)
+            else:
+                check("%s: spectra drawn" % tag, fig is not None and count(fig, "curve") > 0)
+        if fig is not None:
+            plt.close(fig)
+    # -- the report: PNGs, CSV, HTML
+    out = ntkpost.write_report(an, outdir, quiet=True)
+    made = [r for r in out["figures"] if r["path"]]
+    for r in out["figures"]:
+        if r["path"]:
+            with open(r["path"], "rb") as fh:
+                head = fh.read(8)
+            check("%s: %s.png is a PNG" % (tag, r["name"]), head == b"\x89PNG\r\n\x1a\n" and os.path.getsize(r["path"]) > 5000)
+        else:
+            check("%s: %s not drawn only for lack of data" % (tag, r["name"]),
+                  not (r["skipped"] or "").startswith("error"), r["skipped"])
+    for must in ("train_loss", "test_accuracy_curves"):
+        if groups_with(exp, "test" if "test" in must else "train"):
+            check("%s: always-figure %s made" % (tag, must), any(r["name"] == must for r in made))
+    check_summary_csv(tag, exp, out["runs.csv"])
+    check_html(tag, out["report.html"], made)
+    return an
+
+
+def _eq(a, b):
+    a, b = float(a), float(b)
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+@section
+def check_summary_csv(tag, exp, csv_path):
+    rows = ntkpost.report.read_csv(csv_path)
+    check("%s: runs.csv one row per run" % tag, len(rows) == len(exp), "%d vs %d" % (len(rows), len(exp)))
+    by = {(os.path.abspath(r["file"]), int(r["run"])): r for r in rows}
+    bad = []
+    n_cmp = 0
+    for e in exp:
+        r = by.get((os.path.abspath(e["file"]), e["run"]))
+        if r is None:
+            bad.append("missing run %d" % e["run"])
+            continue
+        for k, attr in (("width", "width"), ("seed", "seed"), ("eta", "eta"), ("eta_factor", "eta_factor")):
+            if attr in e["attrs"] and not _eq(r[k], e["attrs"][attr]):
+                bad.append("run %d %s %s != %s" % (e["run"], k, r[k], e["attrs"][attr]))
+        if e["row"] is None:
+            continue
+        for k in SUMMARY_FIELDS:
+            if k in e["row"].dtype.names:
+                n_cmp += 1
+                if k not in r or not _eq(r[k], e["row"][k]):
+                    bad.append("run %d %s: csv %s != h5 %r" % (e["run"], k, r.get(k), e["row"][k]))
+    check("%s: runs.csv equals /summary and run attrs (%d values)" % (tag, n_cmp), not bad, "; ".join(bad[:5]))
+
+
+@section
+def check_html(tag, path, made):
+    with open(path, encoding="utf-8") as fh:
+        h = fh.read()
+    srcs = re.findall(r'\bsrc\s*=\s*["\']([^"\']*)', h, re.I)
+    hrefs = re.findall(r'\bhref\s*=\s*["\']([^"\']*)', h, re.I)
+    check("%s: html src only data:" % tag, all(s.startswith("data:") for s in srcs), str(srcs[:3]))
+    check("%s: html href only #anchors" % tag, all(s.startswith("#") for s in hrefs), str(hrefs[:3]))
+    check("%s: html no external css/js" % tag,
+          not re.search(r"<script|<link|@import|url\(|<iframe", h, re.I))
+    imgs = re.findall(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"', h)
+    check("%s: html has every figure (%d)" % (tag, len(made)), len(imgs) == len(made) and
+          all('id="fig-%s"' % r["name"] in h for r in made), "%d imgs" % len(imgs))
+    check("%s: html images are PNGs" % tag, all(base64.b64decode(b)[:4] == b"\x89PNG" for b in imgs))
+
+
+# -- synthetic-only checks ------------------------------------------------------------------------
+@section
+def check_phases_theory(files):
+    """uv model: lazy below eta*lambda0 = 2, catapult in (2, 4), divergent above 4."""
+    an = ntkpost.Analysis(ntkpost.load(files["lambda"]))
+    wrong = []
+    for row in an.rows:
+        c = row["eta_factor"]
+        th = "lazy" if c < 2 else ("catapult" if c < 4 else "divergent")
+        if row["phase"] != th:
+            wrong.append((row["run"], c, row["phase"]))
+    check("uv phases match theory", not wrong, str(wrong[:5]))
+    crit = an.critical_rows()
+    check("critical rows per (param, width)", len(crit) == 9)
+    check("x_crit = 2.5, x_max = 5, last lazy 1.5",
+          all(r["x_crit"] == 2.5 and r["x_max"] == 5.0 and r["x_last_lazy"] == 1.5 for r in crit))
+    check("eta_crit_theory = 2/lambda0", all(abs(r["eta_crit_theory"] * r["lambda0_mean"] - 2) < 1e-12 for r in crit))
+    check("xkind eta_lambda0 with lambda", an.xkind == "eta_lambda0")
+    # lambda0 read from the file equals the synthetic generator's
+    r0 = an.sweep.runs[0]
+    check("lambda0 from file", abs(r0.lambda0 - synth.lambda0_of(r0.width, r0.seed, r0.param)) < 1e-12)
+    check("eta*lambda0 == eta_factor", all(abs(row["eta_lambda0"] - row["eta_factor"]) < 1e-9 for row in an.rows))
+    # seed aggregation: group means equal the mean over the group's runs
+    g = an.group_rows()[4]
+    vals = [row["peak_ratio"] for row in an.rows if row["param"] == g["param"] and row["width"] == g["width"]
+            and abs(row["eta_factor"] - g["eta_factor"]) < 1e-12]
+    check("group mean = mean over seeds", len(vals) == g["n_seeds"] == 3 and abs(np.mean(vals) - g["peak_ratio_mean"]) < 1e-12
+          and abs(np.min(vals) - g["peak_ratio_min"]) == 0)
+    # threshold override reclassifies
+    an2 = ntkpost.Analysis(an.sweep, catapult_factor=1e9)
+    check("threshold override: no catapult", an2.phase_counts()["catapult"] == 0 and an2.th.source["catapult_factor"] == "override")
+    check("thresholds from config", an.th.source["catapult_window"] == "config" and an.th.catapult_window == 100)
+
+
+@section
+def check_partial(files, outdir):
+    sw = ntkpost.load(files["partial"])
+    st = sw.status_counts()
+    check("partial: 17 finished, 1 running, 66 pending",
+          st.get("done", 0) + st.get("diverged", 0) == 17 and st.get("running") == 1 and st.get("pending") == 66, str(st))
+    an = ntkpost.Analysis(sw)
+    running = [(r, row) for r, row in zip(sw.runs, an.rows) if r.status == 1][0]
+    check("partial: running run trimmed to its rows", running[0].train["step"].size == 74
+          and running[0].train["step"][-1] == 73 and np.isfinite(running[0].train["loss"]).all())
+    check("partial: running run is incomplete", running[1]["phase"] == "incomplete")
+    check("partial: pending runs have no data and phase pending",
+          all(row["phase"] == "pending" for r, row in zip(sw.runs, an.rows) if r.status == 0))
+    check("partial: lambda figures skipped", ntkpost.figures.lambda_curves(an) is None
+          and ntkpost.figures.lambda_curves.last_skip)
+    sw2 = ntkpost.load(files["partial_nan"])
+    an2 = ntkpost.Analysis(sw2)
+    check("partial (NaN summary rows, lambda): loads", an2.phase_counts()["pending"] > 0 and an2.xkind == "eta_lambda0")
+    out = ntkpost.write_report(an2, os.path.join(outdir, "partial_nan"), quiet=True)
+    check("partial (NaN summary rows): report", os.path.exists(out["report.html"]))
+
+
+@section
+def check_combine(files):
+    a, b = ntkpost.load(files["full"]), ntkpost.load(files["second"])
+    c = ntkpost.load([files["full"], files["second"]])
+    check("combine: runs add up", len(c.runs) == len(a.runs) + len(b.runs))
+    check("combine: widths union", c.widths == sorted(set(a.widths) | set(b.widths)), str(c.widths))
+    an = ntkpost.Analysis(c)
+    check("combine: critical rows for every width", {r["width"] for r in an.critical_rows()} == set(c.widths))
+    # the same file twice: duplicates dropped, keep one copy of each
+    d = ntkpost.load([files["full"], files["full"]])
+    check("combine: duplicate runs dropped", len(d.runs) == len(a.runs))
+    # a rerun that finished beats the killed copy
+    e = ntkpost.load([files["partial"], files["full"]])
+    check("combine: finished copy preferred over killed", len(e.runs) == len(a.runs)
+          and all(r.status in (2, 3) for r in e.runs))
+
+
+@section
+def check_absolute(files, outdir):
+    an = ntkpost.Analysis(ntkpost.load(files["absolute"]))
+    check("absolute lr: x is eta", an.xkind == "eta" and "unknown" in an.xlabel)
+    fig = ntkpost.figures.peak_ratio(an)
+    check("absolute lr: axis says eta / lambda0 unknown",
+          fig is not None and "unknown" in fig.axes[0].get_xlabel())
+    if fig is not None:
+        plt.close(fig)
+    check("absolute lr: lambda_final skipped", ntkpost.figures.lambda_final(an) is None)
+
+
+@section
+def check_cli(files, outdir):
+    exe = os.path.join(SRC, "postproc", "ntkplot")
+    d = os.path.join(outdir, "cli")
+    p = subprocess.run([exe, files["full"], files["second"], "--out", d, "-q"], capture_output=True, text=True)
+    check("cli: exit 0", p.returncode == 0, p.stderr[-2000:])
+    check("cli: report and csv", all(os.path.exists(os.path.join(d, f)) for f in
+                                     ("report.html", "runs.csv", "groups.csv", "critical.csv", "summary.txt")))
+    p = subprocess.run([exe, os.path.join(outdir, "nonexistent.h5"), "--out", d], capture_output=True, text=True)
+    check("cli: missing file is an error", p.returncode != 0)
+    p = subprocess.run([exe, files["full"], "--out", d], capture_output=True, text=True)
+    check("cli: prints summary", "Critical learning rates" in p.stdout and p.returncode == 0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--real", nargs="+", help="real ntkhpc output file(s), checked as one sweep")
+    ap.add_argument("--no-synth", action="store_true", help="skip the synthetic files")
+    ap.add_argument("--keep", help="write into this directory and keep it")
+    args = ap.parse_args()
+    tmp = args.keep or tempfile.mkdtemp(prefix="ntkpost_test_")
+    os.makedirs(tmp, exist_ok=True)
+    try:
+        if not args.no_synth:
+            files = synth.make_standard_set(os.path.join(tmp, "h5"))
+            check_dataset("full", [files["full"]], os.path.join(tmp, "full"))
+            check_dataset("lambda", [files["lambda"]], os.path.join(tmp, "lambda"))
+            check_dataset("partial", [files["partial"]], os.path.join(tmp, "partial"))
+            check_dataset("combined", [files["full"], files["second"]], os.path.join(tmp, "combined"))
+            check_dataset("absolute", [files["absolute"]], os.path.join(tmp, "absolute"))
+            check_phases_theory(files)
+            check_partial(files, tmp)
+            check_combine(files)
+            check_absolute(files, tmp)
+            check_cli(files, tmp)
+        if args.real:
+            check_dataset("real", [os.path.abspath(p) for p in args.real], os.path.join(tmp, "real"))
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print("outputs in %s" % tmp)
+    print("%d passed, %d failed" % (len(PASSED), len(FAILED)))
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
