@@ -83,11 +83,10 @@ static int bench_step(const char *path, int B, int d, int k, int width, int dept
     return 1;
   }
   size_t P = m.n_params;
-  double *theta = xmalloc(P * sizeof *theta), *lr = xmalloc(P * sizeof *lr);
+  double *theta = xmalloc(P * sizeof *theta);
   double *grad = calloc(P, sizeof *grad), *dout = xmalloc((size_t)B * k * sizeof *dout);
   if (!grad) return 1;
   model_init(&m, theta, 1);
-  model_lr_scales(&m, lr);
   const double eta = 0.1;
 
   /* GEMM flops of one step: forward 2 B n_in n_out per dense layer; backward dW the same, din the
@@ -102,10 +101,16 @@ static int bench_step(const char *path, int B, int d, int k, int width, int dept
     const double *f = model_forward(&m, theta, x, B, &tape, NULL);
     double loss = mse_loss(dout, f, y, B, k, 1.0 / B) / B;
     model_vjp(&m, theta, dout, B, &tape, grad, NULL);
-    /* SGD update fused with clearing grad for the next (accumulating) VJP: one pass over P. */
-    for (size_t p = 0; p < P; p++) {
-      theta[p] -= eta * lr[p] * grad[p];
-      grad[p] = 0.0;
+    /* SGD update fused with clearing grad for the next (accumulating) VJP: one pass over P,
+     * with the learning-rate scale per tensor (a constant) rather than an expanded P array. */
+    for (int i = 0; i < m.n_tensors; i++) {
+      const ParamTensor *pt = &m.tensors[i];
+      const double step = eta * pt->lr_scale;
+      double *th = theta + pt->offset, *g = grad + pt->offset; /* pt->size */
+      for (size_t j = 0; j < pt->size; j++) {
+        th[j] -= step * g[j];
+        g[j] = 0.0;
+      }
     }
     double ms = now_ms() - t0;
     if (r == -warmup) loss0 = loss;
@@ -116,7 +121,7 @@ static int bench_step(const char *path, int B, int d, int k, int width, int dept
   double ms = median(t, reps);
   printf("step ms=%.3f ms_min=%.3f gemm_flops=%.6e gflops=%.3f loss0=%.10g P=%zu\n", ms, ms_min,
          step_flops, step_flops / ms * 1e-6, loss0, P);
-  free(x), free(y), free(theta), free(lr), free(grad), free(dout), free(t);
+  free(x), free(y), free(theta), free(grad), free(dout), free(t);
   tape_destroy(&tape);
   model_destroy(&m);
   return 0;

@@ -38,6 +38,9 @@ PASSED, FAILED = [], []
 SUMMARY_FIELDS = ("status", "steps_done", "n_train_records", "n_test_records", "loss0", "loss_peak",
                   "loss_final", "acc_final", "test_loss_final", "test_acc_final", "wall_seconds",
                   "lambda_final")
+CFG_IGNORE = {"output", "overwrite", "widths", "seeds", "params", "etas", "eta_factors", "created",
+              "flush_seconds", "progress_seconds", "quiet", "n_runs", "n_instances", "world_size",
+              "ranks_per_run", "width", "seed", "param", "eta"}
 CURVE_FIGS = ("train_loss", "catapult_curves", "test_accuracy_curves", "lambda_curves", "sharpness_curves")
 
 
@@ -102,6 +105,8 @@ def expected(paths):
     for path in paths:
         with h5py.File(path, "r") as f:
             cfg = dict(f["config"].attrs) if "config" in f else {}
+            cfgkey = repr(sorted((k, _s(v) if isinstance(v, bytes) else repr(v)) for k, v in cfg.items()
+                                 if k not in CFG_IGNORE))
             cf = float(cfg.get("catapult_factor", 1.5))
             df = float(cfg.get("diverge_factor", 1e6))
             win = cfg.get("catapult_window")
@@ -140,8 +145,26 @@ def expected(paths):
                 if not (np.isfinite(lam0) and lam0 > 0) and rec["lambda"]:
                     st, v = _valid(g, "lambda", "value")
                     lam0 = v[0] if st[0] == 0 else math.nan
+                ef, eta = float(g.attrs.get("eta_factor", math.nan)), float(g.attrs["eta"])
+                if not (np.isfinite(lam0) and lam0 > 0) and np.isfinite(ef) and ef > 0 and eta > 0:
+                    lam0 = ef / eta  # eta = eta_factor / lambda0 by definition
                 rec["lambda0"] = float(lam0)
+                rec["cfg"] = cfgkey
+                rec["seed"] = int(g.attrs["seed"])
+                rec["nrows"] = 0 if tr is None else tr[0].size
                 runs.append(rec)
+    if len(paths) > 1:  # the same run in several files (a rerun): the most complete copy is kept
+        best = {}
+        for r in runs:
+            k = (r["cfg"], r["key"], r["seed"])
+            rank = (r["status"] in (2, 3), r["status"] == 1, r["nrows"])
+            o = best.get(k)
+            if o is None or (o["file"] != r["file"] and rank > (o["status"] in (2, 3), o["status"] == 1, o["nrows"])):
+                best[k] = r
+            elif o["file"] == r["file"]:
+                best[k + (r["run"],)] = r
+        keep = {id(r) for r in best.values()}
+        runs = [r for r in runs if id(r) in keep]
     return runs
 
 
@@ -173,6 +196,10 @@ def check_dataset(tag, paths, outdir):
     an = ntkpost.Analysis(sweep)
     check("%s: run count" % tag, len(sweep.runs) == len(exp), "%d vs %d" % (len(sweep.runs), len(exp)))
     F = ntkpost.figures
+    # the report draws every figure once; its Figure objects are inspected here
+    out = ntkpost.write_report(an, outdir, quiet=True, keep_figures=True)
+    figs = {r["name"]: r["figure"] for r in out["figures"]}
+    why = {r["name"]: r["skipped"] for r in out["figures"]}
     # -- figure objects: number of curves
     groups = groups_with(exp, "train")
     want = {
@@ -184,13 +211,13 @@ def check_dataset(tag, paths, outdir):
         "ntk_spectrum": groups_with(exp, "topk"),
     }
     for name in F.ORDER:
-        fig = F.FIGURES[name](an)
+        fig = figs.get(name)
         if name in want:
             n = len(want[name])
             if n == 0:
                 check("%s: %s skipped without data" % (tag, name), fig is None)
                 continue
-            if not check("%s: %s drawn" % (tag, name), fig is not None, F.FIGURES[name].last_skip):
+            if not check("%s: %s drawn" % (tag, name), fig is not None, why[name]):
                 continue
             got = count(fig, "curve")
             check("%s: %s has %d curves" % (tag, name, n), got == n, "got %d" % got)
@@ -212,7 +239,7 @@ def check_dataset(tag, paths, outdir):
             if not ser:
                 check("%s: %s skipped or empty" % (tag, name), fig is None or count(fig, "curve") == 0)
                 continue
-            if check("%s: %s drawn" % (tag, name), fig is not None, F.FIGURES[name].last_skip):
+            if check("%s: %s drawn" % (tag, name), fig is not None, why[name]):
                 got = count(fig, "curve")
                 check("%s: %s has %d curves" % (tag, name, len(ser)), got == len(ser), "got %d" % got)
         elif name == "lambda_final":
@@ -243,7 +270,6 @@ def check_dataset(tag, paths, outdir):
         if fig is not None:
             plt.close(fig)
     # -- the report: PNGs, CSV, HTML
-    out = ntkpost.write_report(an, outdir, quiet=True)
     made = [r for r in out["figures"] if r["path"]]
     for r in out["figures"]:
         if r["path"]:

@@ -40,6 +40,7 @@ PARAM_MARKERS = {"ntk": "o", "sp": "s", "mup": "^"}
 PARAM_LINES = {"ntk": "-", "sp": "--", "mup": "-."}
 REF_X = ((2.0, "2: η_crit"), (4.0, "4: uv η_max"), (12.0, "12: ReLU η_max"))
 PANEL_W, PANEL_H = 3.7, 2.9
+LEGEND_W = 1.75  # inches kept on the right of a figure for its legend
 MAX_PANELS = 24
 
 FIGURES = OrderedDict()
@@ -77,7 +78,7 @@ def figure(name, title, caption):
 def _grid(n, ncols, title, size=(PANEL_W, PANEL_H)):
     ncols = max(1, min(ncols, n))
     nrows = int(math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols + 1.6, size[1] * nrows + 0.8),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols + LEGEND_W + 0.2, size[1] * nrows + 0.8),
                              squeeze=False)
     axes = list(axes.ravel())
     for ax in axes[n:]:
@@ -90,10 +91,15 @@ def _ncols(an, panels):
     return min(4, max(1, len({p[2] for p in panels})))
 
 
-def _finish(fig, legend_handles=None, legend_title=None, right=0.84):
-    fig.tight_layout(rect=(0, 0, right if legend_handles else 1, 0.95))
+def _finish(fig, legend_handles=None, legend_title=None, right=None):
+    """Fixed margins in inches (tight_layout is slow on big grids); the legend goes outside on the
+    right and savefig(bbox_inches="tight") keeps it in the PNG."""
+    w, h = fig.get_size_inches()
+    nrows = max(1, len({round(ax.get_position().y0, 3) for ax in fig.axes if ax.get_visible()}))
+    fig.subplots_adjust(left=0.75 / w, right=1 - (LEGEND_W + 0.1 if legend_handles else 0.25) / w,
+                        bottom=0.6 / h, top=1 - 0.75 / h, wspace=0.42, hspace=0.6 if nrows > 1 else 0.2)
     if legend_handles:
-        fig.legend(handles=legend_handles, loc="center left", bbox_to_anchor=(right + 0.005, 0.5),
+        fig.legend(handles=legend_handles, loc="center left", bbox_to_anchor=(1 - LEGEND_W / w, 0.5),
                    title=legend_title, fontsize=8, title_fontsize=9, frameon=False)
     return fig
 
@@ -238,7 +244,7 @@ def _eta_curve_figure(an, name, title, getter, ylabel, logy="auto", xmax=None, r
             if refs is not None:
                 y = refs(an.runs_of(idx))
                 if y is not None and np.isfinite(y):
-                    ax.axhline(y, color=colors[key], ls=(0, (2, 2)), lw=0.8, gid="ref")
+                    ax.axhline(y, color=colors[key], ls=(0, (6, 3)), lw=0.8, alpha=0.8, gid="ref")
             used.add(key)
             arrays += [agg["lo"], agg["hi"]]
         # divergent curves leave through the top: the y range follows the other curves
@@ -248,7 +254,7 @@ def _eta_curve_figure(an, name, title, getter, ylabel, logy="auto", xmax=None, r
         elif logy == "auto":
             _set_logy_if_positive(ax, rng)
         if rng is calm and ax.get_yscale() == "log":
-            ax.set_ylim(top=ax.get_ylim()[1] * 30)
+            ax.set_ylim(top=ax.get_ylim()[1] * 5)
         elif rng is calm:
             v = np.concatenate([np.asarray(a, float) for a in calm])
             v = v[np.isfinite(v)]
@@ -260,7 +266,7 @@ def _eta_curve_figure(an, name, title, getter, ylabel, logy="auto", xmax=None, r
         ax.set_title(an.panel_title(panel), fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, which="both", lw=0.5)
+        ax.grid(alpha=0.3, lw=0.5)
     return _finish(fig, _eta_handles(an, colors, used), an.xshort)
 
 
@@ -404,7 +410,7 @@ def _xfigure(an, title, specs, series=None, extra=None):
         shade = _shade_phases(ax, an, [idx for gs in series.values() for _, idx in gs])
         ax.set_xlabel(an.xlabel if len(specs) == 1 else an.xshort + ("" if an.xkind == "eta_lambda0" else " (λ₀ unknown)"))
         ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, which="both", lw=0.5)
+        ax.grid(alpha=0.3, lw=0.5)
         if handles is None:
             handles = [h for h in ax.get_legend_handles_labels()[0]] + shade
     if handles is None:
@@ -501,7 +507,7 @@ def width_scaling(an):
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("width n")
         ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3, which="both", lw=0.5)
+        ax.grid(alpha=0.3, lw=0.5)
         ax.legend(fontsize=8)
     return _finish(fig)
 
@@ -573,17 +579,24 @@ def _spectrum_figure(an, name, sources, title, nodata):
         if init is not None:
             iv = np.sort(init[np.isfinite(init)])[::-1]
             ax.plot(np.arange(1, iv.size + 1), iv, color="k", lw=2, marker="o", ms=3, gid="init")
+        calm = [iv] if init is not None else []
         for key, idx, agg in curves:
             ph = an.group_phase(idx)
+            if ph == "divergent":  # no band: the spread of blown-up spectra only clutters
+                agg = dict(agg, n_curves=1)
             _plot_agg(ax, agg, colors[key], x=np.arange(1, agg["mean"].size + 1), lw=1.2,
                       ls=":" if ph == "divergent" else "-")
             used.add(key)
-        _set_logy_if_positive(ax, [l.get_ydata() for l in ax.lines], force=True)
+            if ph != "divergent":
+                calm += [agg["lo"], agg["hi"]]
+        # divergent spectra (taken where the run was stopped) leave through the top
+        if _set_logy_if_positive(ax, calm or [l.get_ydata() for l in ax.lines], force=True) and calm:
+            ax.set_ylim(top=ax.get_ylim()[1] * 3)
         ax.set_title("%s: %s" % (sname, an.panel_title(panel)) if len(sources) > 1 else an.panel_title(panel),
                      fontsize=9)
         ax.set_xlabel("eigenvalue index")
         ax.set_ylabel("eigenvalue")
-        ax.grid(alpha=0.3, which="both", lw=0.5)
+        ax.grid(alpha=0.3, lw=0.5)
     h = [Line2D([], [], color="k", lw=2, marker="o", ms=3, label="initialisation")] + _eta_handles(an, colors, used)
     return _finish(fig, h, an.xshort)
 
@@ -642,7 +655,7 @@ def phase_diagram(an):
         ax.set_ylabel("width n")
         ax.grid(alpha=0.3, lw=0.5)
     handles = [Patch(color=PHASE_COLORS.get(p, "#CC79A7"), label=p) for p in used]
-    return _finish(fig, handles, "phase", right=0.86)
+    return _finish(fig, handles, "phase")
 
 
 # -- all of them ----------------------------------------------------------------------------------
@@ -673,7 +686,7 @@ def make_all(an, outdir, dpi=110, names=None, keep_figures=False):
         else:
             res["caption"] = fig.ntk_caption
             res["path"] = os.path.join(outdir, name + ".png")
-            fig.savefig(res["path"], dpi=dpi, bbox_inches="tight")
+            fig.savefig(res["path"], dpi=dpi)
             if keep_figures:
                 res["figure"] = fig
             else:

@@ -147,8 +147,8 @@ class Run:
 
     @property
     def lambda0(self):
-        """lambda_0 from (in order) the run attr, the summary field, or lambda/value at step 0;
-        NaN when unknown."""
+        """lambda_0 from (in order) the run attr, the summary field, lambda/value at step 0, or
+        eta_factor / eta (exact for runs whose lr was given as a factor); NaN when unknown."""
         for v in (self.attrs.get("lambda0"), self.summary.get("lambda0")):
             f = _float(v)
             if math.isfinite(f) and f > 0:
@@ -156,6 +156,10 @@ class Run:
         if self.lam is not None and "value" in self.lam and self.lam["step"].size:
             if self.lam["step"][0] == 0 and math.isfinite(self.lam["value"][0]):
                 return float(self.lam["value"][0])
+        # eta = eta_factor / lambda_0 by definition (CONVENTIONS.md), so a factor-given run
+        # carries the lambda_0 the trainer measured
+        if math.isfinite(self.eta_factor) and self.eta > 0 and self.eta_factor > 0:
+            return self.eta_factor / self.eta
         return math.nan
 
     @property

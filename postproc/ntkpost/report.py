@@ -230,11 +230,12 @@ def html_report(an, fig_results, path, title=None):
     return path
 
 
-def write_report(an, outdir, dpi=110, quiet=False, figure_names=None):
+def write_report(an, outdir, dpi=110, quiet=False, figure_names=None, keep_figures=False):
     """Figures (PNG), runs.csv, groups.csv, critical.csv, summary.txt and report.html in outdir.
-    Prints the text summary unless quiet. Returns dict name -> path (and 'figures': results)."""
+    Prints the text summary unless quiet. Returns dict name -> path, and 'figures': the list of
+    figures.make_all results (with the matplotlib Figure objects when keep_figures)."""
     os.makedirs(outdir, exist_ok=True)
-    res = F.make_all(an, outdir, dpi=dpi, names=figure_names)
+    res = F.make_all(an, outdir, dpi=dpi, names=figure_names, keep_figures=keep_figures)
     out = {"figures": res}
     out["runs.csv"] = write_csv(an.rows, os.path.join(outdir, "runs.csv"), RUN_COLUMNS)
     out["groups.csv"] = write_csv(an.group_rows(), os.path.join(outdir, "groups.csv"))
