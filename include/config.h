@@ -12,6 +12,7 @@
 
 typedef enum { OPT_GD = 0, OPT_SGD } OptimizerKind;           /* "gd", "sgd" */
 typedef enum { LR_CONSTANT = 0, LR_STEP, LR_COSINE } LrSchedule; /* "constant", "step", "cosine" */
+typedef enum { NTK_METHOD_AUTO = 0, NTK_METHOD_MATFREE, NTK_METHOD_EXACT } NtkMethod; /* "auto", "matfree", "exact" */
 
 typedef struct {
   /* model (one ModelConfig per instance is derived from these and the sweep lists) */
@@ -20,7 +21,8 @@ typedef struct {
   int n_widths;   int widths[CONFIG_MAX_LIST];
   int n_seeds;    int64_t seeds[CONFIG_MAX_LIST];
   int n_params;   Parameterization params[PARAM_COUNT];
-  int n_etas;     double etas[CONFIG_MAX_LIST];
+  int n_etas;     double etas[CONFIG_MAX_LIST];        /* absolute learning rates, or ... */
+  bool eta_in_lambda0_units;                           /* ... factors c: eta = c / lambda_0 */
   /* data */
   DataConfig data;
   /* training */
@@ -37,6 +39,17 @@ typedef struct {
   int64_t record_every;         /* m: train metrics every m steps */
   int64_t test_every;           /* M: test metrics every M steps (0 = only at the end) */
   int eval_chunk;               /* samples per forward pass in evaluations (memory bound) */
+  /* NTK spectrum (CONVENTIONS.md: Theta = J J^T / N on the NTK batch) */
+  int ntk_batch;                /* N: the first ntk_batch training samples */
+  int ntk_variant;              /* 0 full (Nk x Nk), 1 logit-traced (N x N); see ntk.h */
+  int ntk_nev;                  /* top-k eigenvalues recorded */
+  int64_t lambda_every;         /* lambda_t every this many steps (0 = first and last step only) */
+  NtkMethod ntk_method;         /* how lambda is computed; auto = the cheaper by the cost model */
+  int n_spectrum_steps;         /* full spectrum (exact Gram matrix) at these steps */
+  int64_t spectrum_steps[CONFIG_MAX_LIST];
+  bool kernel_distance;         /* ||Theta_t - Theta_0||_F / ||Theta_0||_F at lambda steps, if the
+                                   exact Gram matrix is affordable */
+  int gram_max_rows;            /* the exact Gram matrix is affordable up to this many rows */
   /* phases / divergence */
   double diverge_factor;        /* stop when loss > diverge_factor * L0 or non-finite */
   double catapult_factor;       /* catapult if L_peak > catapult_factor * L0 ... */
@@ -65,6 +78,7 @@ char *config_deck_text(const Config *cfg);
 /* Names of the enums, for output attributes and messages. */
 const char *optimizer_name(OptimizerKind o);
 const char *lr_schedule_name(LrSchedule s);
+const char *ntk_method_name(NtkMethod m);
 
 /* Learning rate at step t for base rate eta (schedule times warm-up). */
 double config_lr_at(const Config *cfg, double eta, int64_t t);

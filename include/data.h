@@ -12,8 +12,9 @@
 #include <stdint.h>
 #include "layers.h"
 
-typedef enum { DATA_FASHION_MNIST = 0, DATA_MNIST, DATA_CIFAR10, DATA_TEACHER, DATA_COUNT } DataKind;
-const char *data_kind_name(DataKind k);   /* "fashion_mnist", "mnist", "cifar10", "teacher" */
+/* DATA_UV: the uv model's single sample (x, y) = (1, 0) (CONVENTIONS.md), never standardised. */
+typedef enum { DATA_FASHION_MNIST = 0, DATA_MNIST, DATA_CIFAR10, DATA_TEACHER, DATA_UV, DATA_COUNT } DataKind;
+const char *data_kind_name(DataKind k);   /* "fashion_mnist", "mnist", "cifar10", "teacher", "uv" */
 int data_kind_from_name(const char *name); /* -1 if unknown */
 
 /* Default directory of the Debian package dataset-fashion-mnist. */

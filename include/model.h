@@ -17,11 +17,14 @@
 #include "layers.h"
 
 typedef enum { PARAM_NTK = 0, PARAM_SP, PARAM_MUP, PARAM_COUNT } Parameterization;
-typedef enum { ARCH_FC = 0, ARCH_COUNT } Architecture; /* ARCH_UV, ARCH_WRN follow */
+/* ARCH_UV: the paper's exactly solvable model f(x) = v^T u x / sqrt(n) (CONVENTIONS.md): one input,
+ * one output, u, v ~ N(0,1) -- a depth-1 linear fc net in the ntk parameterization with sigma_w = 1
+ * and no biases, whatever the deck says for those. ARCH_WRN follows. */
+typedef enum { ARCH_FC = 0, ARCH_UV, ARCH_COUNT } Architecture;
 
 const char *param_name(Parameterization p);   /* "ntk", "sp", "mup" */
 int param_from_name(const char *name);        /* -1 if unknown */
-const char *arch_name(Architecture a);        /* "fc" */
+const char *arch_name(Architecture a);        /* "fc", "uv" */
 int arch_from_name(const char *name);         /* -1 if unknown */
 
 typedef struct {
@@ -105,7 +108,8 @@ void tape_destroy(Tape *t);
 /* f = network(x) on B <= capacity samples; returns a pointer into the tape (B x out_dim). */
 const double *model_forward(const Model *m, const double *theta /* P */, const double *x /* B x d */,
                             int B, Tape *t, const Reducer *red);
-/* grad += J^T dout: the VJP of the last model_forward on this tape. */
+/* grad += J^T dout: the VJP of the last model_forward on this tape. With grad == NULL only the
+ * cotangents of the activation buffers (t->grad) are computed, skipping the parameter products. */
 void model_vjp(const Model *m, const double *theta /* P */, const double *dout /* B x k */, int B,
                Tape *t, double *grad /* P */, const Reducer *red);
 /* tout = J dtheta: the JVP at the point of the last model_forward on this tape. */

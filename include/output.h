@@ -30,6 +30,27 @@ typedef struct {
 } TestRecord;
 
 typedef enum { RUN_PENDING = 0, RUN_RUNNING = 1, RUN_DONE = 2, RUN_DIVERGED = 3 } RunStatus;
+/* Phase of a finished run (CONVENTIONS.md "Learning rates and phases"); -1 while unknown. */
+typedef enum { PHASE_UNKNOWN = -1, PHASE_LAZY = 0, PHASE_CATAPULT = 1, PHASE_DIVERGENT = 2 } Phase;
+
+/* One NTK measurement along a run: lambda_t, the top-k spectrum and its residuals. */
+typedef struct {
+  int64_t step;
+  double lambda;        /* top eigenvalue of Theta_t */
+  double kernel_distance; /* ||Theta_t - Theta_0||_F / ||Theta_0||_F, NaN if not computed */
+  int32_t nconv;        /* eigenpairs converged */
+  const double *topk;   /* nev eigenvalues, largest first (NaN where not converged) */
+  const double *resid;  /* nev relative residuals ||Theta x - l x|| / |l| */
+} LambdaRecord;
+
+/* One row of /instances: a model instance and its lambda_0, written by the group that measured it. */
+typedef struct {
+  int32_t instance, width, param;
+  int64_t seed, n_params;
+  double lambda0, lambda0_resid;
+  int32_t method;       /* NtkMethod used: 1 matrix-free, 2 exact */
+  double seconds;
+} InstanceRow;
 
 /* One row of /summary, written when a run ends (and updated while it runs, status RUNNING). */
 typedef struct {
@@ -42,20 +63,35 @@ typedef struct {
   double loss0, loss_peak, loss_final;
   double acc_final, test_loss_final, test_acc_final;
   double wall_seconds;
+  /* phase and the raw numbers behind it */
+  double lambda0, lambda_final;          /* NTK top eigenvalue at step 0 and at the last step */
+  double peak_ratio;                     /* L_peak / L_0 within the catapult window */
+  double eta_lambda0, eta_lambda_final;  /* eta * lambda_0, eta * lambda_T */
+  double lambda_ratio;                   /* lambda_T / lambda_0 */
+  int32_t phase;                         /* Phase */
 } SummaryRow;
 
 typedef struct {
   hid_t file;
-  int n_runs;
-  int64_t n_train_records, n_test_records; /* rows per run */
+  int n_runs, n_instances;
+  int64_t n_train_records, n_test_records, n_lambda_records; /* rows per run */
+  int nev;                                /* columns of lambda/topk and lambda/resid */
+  int n_spectra;                          /* rows of spectrum/ntk (0: none) */
+  int64_t spectrum_len;                   /* columns of spectrum/ntk: Nk (full) or N (traced) */
 } OutputFile;
 
 /* Rows each run gets: train at steps 0, m, 2m, ... and the final step; test likewise with M. */
 int64_t output_n_train_records(const Config *cfg);
 int64_t output_n_test_records(const Config *cfg);
+int64_t output_n_lambda_records(const Config *cfg);
+int64_t output_lambda_step(const Config *cfg, int64_t r);
 /* Step of train (test) record r. */
 int64_t output_train_step(const Config *cfg, int64_t r);
 int64_t output_test_step(const Config *cfg, int64_t r);
+
+/* Collective: the checks output_create makes on the path (existing file without -overwrite, missing
+ * or unwritable directory), so a bad path fails before any expensive work. */
+int output_check_path(MPI_Comm comm, const Config *cfg, char *err, size_t errlen);
 
 /* Collective over comm. Refuses an existing file unless cfg->overwrite (then it is replaced only
  * after every check has passed). deck_text: the effective options, one "-key value" per line.
@@ -68,7 +104,12 @@ int output_write_train(OutputFile *of, int run, int64_t first, int64_t count,
                        const TrainRecord *rows /* count */);
 int output_write_test(OutputFile *of, int run, int64_t first, int64_t count,
                       const TestRecord *rows /* count */);
+int output_write_lambda(OutputFile *of, int run, int64_t first, int64_t count,
+                        const LambdaRecord *rows /* count */);
+/* Spectrum row r (the r-th of cfg->spectrum_steps): all eigenvalues, largest first. */
+int output_write_spectrum(OutputFile *of, int run, int r, int64_t step, const double *eig /* spectrum_len */);
 int output_write_summary(OutputFile *of, const SummaryRow *row);
+int output_write_instance(OutputFile *of, const InstanceRow *row);
 /* output_create() flushes the file's metadata collectively before returning, so raw data written
  * independently afterwards is on disk once the write returns: a killed job leaves a readable file
  * whose /summary says which runs finished. */

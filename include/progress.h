@@ -13,7 +13,7 @@
 typedef struct {
   int run;
   int64_t step, steps;
-  double loss;
+  double loss, lambda;
   double updated;       /* MPI_Wtime of the last heartbeat */
 } RunningRun;
 
@@ -32,7 +32,7 @@ void progress_init(Progress *p, MPI_Comm world, const Sweep *sw, double interval
 /* Group leaders: a run has ended; its summary row goes to rank 0. */
 void progress_run_done(Progress *p, const SummaryRow *row);
 /* Group leaders: where a run is; sent at most every interval seconds. */
-void progress_heartbeat(Progress *p, int run, int64_t step, int64_t steps, double loss);
+void progress_heartbeat(Progress *p, int run, int64_t step, int64_t steps, double loss, double lambda);
 /* Rank 0: handle pending messages and print a summary when one is due. Cheap; others: no-op. */
 void progress_poll(Progress *p);
 /* Collective over world: rank 0 waits for every run's report, then prints the final summary. */

@@ -15,12 +15,14 @@ typedef struct {
   Parameterization param;
   double eta;           /* absolute base learning rate */
   double eta_factor;    /* eta * lambda_0 when given in units of 1/lambda_0, else NaN */
+  double lambda0;       /* the instance's lambda_0 once measured (NaN before) */
   int64_t n_params;
   double cost;          /* estimated FLOPs of the whole run */
 } RunSpec;
 
 typedef struct {
   int n_runs, n_instances;
+  int in_dim, out_dim;  /* d and k of the data the sweep was built for */
   RunSpec *runs;        /* [n_runs] in deck order */
   int *order;           /* [n_runs] run indices, most expensive first (the assignment order) */
 } Sweep;

@@ -21,6 +21,16 @@ typedef struct {
 /* Registers the PetscLogEvents of training (visible in -log_view). Call once after init. */
 int train_register_events(void);
 
+/* Phase of a finished run from its raw numbers (CONVENTIONS.md): divergent if it blew up (non-finite
+ * loss, L_peak > diverge_factor L_0, or L_T > L_0); catapult if the loss peaked above
+ * catapult_factor L_0 within the first catapult_window steps (peak_window) and ended below L_0;
+ * lazy otherwise. */
+Phase phase_classify(const Config *cfg, double loss0, double peak_window, double loss_peak, double loss_final, bool diverged);
+
+/* Measures lambda_0 of a model instance (any of its runs names it) on ctx->group, and fills row.
+ * Collective over ctx->group. */
+int train_measure_instance(const TrainContext *ctx, const RunSpec *run, InstanceRow *row);
+
 /* Trains run `run` to the end or to divergence, writing its trajectory and summary row.
  * Collective over ctx->group. Returns 0, or non-zero on an internal error. */
 int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *result);

@@ -19,6 +19,7 @@ static const char *const schedule_names[] = {"constant", "step", "cosine"};
 
 const char *optimizer_name(OptimizerKind o) { return optimizer_names[o]; }
 const char *lr_schedule_name(LrSchedule s) { return schedule_names[s]; }
+const char *ntk_method_name(NtkMethod m) { return m == NTK_METHOD_MATFREE ? "matfree" : m == NTK_METHOD_EXACT ? "exact" : "auto"; }
 
 double config_lr_at(const Config *cfg, double eta, int64_t t)
 {
@@ -134,6 +135,15 @@ static void opt_string(PetscOptionItems *PetscOptionsObject, Checker *c, const c
   if (PetscOptionsString(key, help, NULL, def, out, len, set)) fail(c, "option %s: cannot read the value", key);
 }
 
+/* PETSc reports a list option given with no value ("-widths" alone, or "") as not set, which
+ * would silently fall back to the default: that is an error. */
+static void check_not_empty(Checker *c, const char *key, PetscBool set, PetscInt n)
+{
+  PetscBool given = PETSC_FALSE;
+  if (PetscOptionsHasName(NULL, NULL, key, &given)) given = PETSC_FALSE;
+  if (given && (!set || n == 0)) fail(c, "option %s: the list is empty", key);
+}
+
 /* ------------------------------------------------------------------ reading */
 
 static const char *const *act_names_list(void)
@@ -146,7 +156,7 @@ static const char *const *act_names_list(void)
 static PetscErrorCode read_options(Config *cfg, Checker *c)
 {
   PetscInt ival;
-  PetscBool set, batch_set, step_every_set, gamma_set, min_set, teacher_set = PETSC_FALSE, dir_set;
+  PetscBool set, batch_set, step_every_set, gamma_set, min_set, teacher_set = PETSC_FALSE, dir_set, ntk_batch_set;
   const char *const *acts = act_names_list();
   const char *arch_names[ARCH_COUNT], *data_names[DATA_COUNT];
   for (int i = 0; i < ARCH_COUNT; i++) arch_names[i] = arch_name((Architecture)i);
@@ -174,19 +184,25 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
     PetscInt list[CONFIG_MAX_LIST], n = CONFIG_MAX_LIST;
     list[0] = 512;
     if (PetscOptionsIntArray("-widths", "Hidden widths n to sweep (comma separated)", NULL, list, &n, &set)) fail(c, "option -widths: expected a comma-separated list of integers");
+    check_not_empty(c, "-widths", set, n);
     if (!set) n = 1;
     cfg->n_widths = (int)n;
     for (PetscInt i = 0; i < n; i++) {
       if (list[i] < 1 || list[i] > 100000000) fail(c, "option -widths: width %" PetscInt_FMT " must be a positive integer", list[i]);
+      for (PetscInt j = 0; j < i; j++)
+        if (list[j] == list[i]) fail(c, "option -widths: %" PetscInt_FMT " is listed twice", list[i]);
       cfg->widths[i] = (int)list[i];
     }
     n = CONFIG_MAX_LIST;
     list[0] = 0;
     if (PetscOptionsIntArray("-seeds", "Random seeds to sweep (comma separated, >= 0)", NULL, list, &n, &set)) fail(c, "option -seeds: expected a comma-separated list of integers");
+    check_not_empty(c, "-seeds", set, n);
     if (!set) n = 1;
     cfg->n_seeds = (int)n;
     for (PetscInt i = 0; i < n; i++) {
       if (list[i] < 0) fail(c, "option -seeds: seed %" PetscInt_FMT " must be >= 0", list[i]);
+      for (PetscInt j = 0; j < i; j++)
+        if (list[j] == list[i]) fail(c, "option -seeds: %" PetscInt_FMT " is listed twice", list[i]);
       cfg->seeds[i] = list[i];
     }
   }
@@ -194,6 +210,7 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
     char *names[PARAM_COUNT + 1];
     PetscInt n = PARAM_COUNT + 1;
     if (PetscOptionsStringArray("-params", "Parameterizations to sweep: ntk, sp, mup (comma separated)", NULL, names, &n, &set)) fail(c, "option -params: cannot read the list");
+    check_not_empty(c, "-params", set, n);
     if (!set) {
       cfg->n_params = 1;
       cfg->params[0] = PARAM_NTK;
@@ -203,7 +220,8 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
     } else {
       cfg->n_params = (int)n;
     }
-    for (PetscInt i = 0; i < n; i++) {
+    const PetscInt n_checked = n < PARAM_COUNT ? n : PARAM_COUNT; /* names beyond were refused above */
+    for (PetscInt i = 0; i < n_checked; i++) {
       int p = param_from_name(names[i]);
       if (p < 0) fail(c, "option -params: unknown parameterization '%s' (choose from ntk, sp, mup)", names[i]);
       else cfg->params[i] = (Parameterization)p;
@@ -214,17 +232,65 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
     if (set && n == 0) fail(c, "option -params: the list is empty");
   }
   {
-    PetscReal list[CONFIG_MAX_LIST];
-    PetscInt n = CONFIG_MAX_LIST;
-    list[0] = 0.5;
-    if (PetscOptionsRealArray("-etas", "Learning rates eta to sweep (comma separated)", NULL, list, &n, &set)) fail(c, "option -etas: expected a comma-separated list of real numbers");
-    if (!set) n = 1;
+    /* Learning rates: absolute (-etas) or in units of 1/lambda_0 (-eta_factors), not both. */
+    PetscReal etas[CONFIG_MAX_LIST], factors[CONFIG_MAX_LIST];
+    PetscInt n_etas = CONFIG_MAX_LIST, n_factors = CONFIG_MAX_LIST;
+    PetscBool etas_set, factors_set;
+    etas[0] = 0.5;
+    if (PetscOptionsRealArray("-etas", "Absolute learning rates eta to sweep (comma separated)", NULL, etas, &n_etas, &etas_set))
+      fail(c, "option -etas: expected a comma-separated list of real numbers");
+    if (PetscOptionsRealArray("-eta_factors", "Learning rates in units of 1/lambda_0: eta = c / lambda_0 (c = 2 is eta_crit)", NULL, factors,
+                              &n_factors, &factors_set))
+      fail(c, "option -eta_factors: expected a comma-separated list of real numbers");
+    check_not_empty(c, "-etas", etas_set, n_etas);
+    check_not_empty(c, "-eta_factors", factors_set, n_factors);
+    if (etas_set && factors_set) fail(c, "option -eta_factors: give either -etas or -eta_factors, not both (the deck may set one)");
+    const char *key = factors_set ? "-eta_factors" : "-etas";
+    PetscReal *list = factors_set ? factors : etas;
+    PetscInt n = factors_set ? n_factors : etas_set ? n_etas : 1;
+    if ((etas_set || factors_set) && n == 0) fail(c, "option %s: the list is empty", key);
+    cfg->eta_in_lambda0_units = factors_set;
     cfg->n_etas = (int)n;
     for (PetscInt i = 0; i < n; i++) {
-      if (!(list[i] > 0) || !isfinite(list[i])) fail(c, "option -etas: learning rate %g must be positive and finite", (double)list[i]);
+      if (!(list[i] > 0) || !isfinite(list[i])) fail(c, "option %s: learning rate %g must be positive and finite", key, (double)list[i]);
+      for (PetscInt j = 0; j < i; j++)
+        if (list[j] == list[i]) fail(c, "option %s: %g is listed twice", key, (double)list[i]);
       cfg->etas[i] = list[i];
     }
   }
+
+  /* ---- NTK spectrum */
+  opt_int(PetscOptionsObject, c, "-ntk_batch", "NTK batch: the first N training samples (default 100, at most -n_train)", 100, 1, 100000000, &ival,
+          &ntk_batch_set);
+  cfg->ntk_batch = (int)ival;
+  {
+    static const char *const variants[] = {"full", "traced"};
+    opt_choice(PetscOptionsObject, c, "-ntk_variant", "NTK Gram matrix: full (Nk x Nk) or logit-traced (N x N)", variants, 2, 0, &choice, NULL);
+    cfg->ntk_variant = choice;
+    static const char *const methods[] = {"auto", "matfree", "exact"};
+    opt_choice(PetscOptionsObject, c, "-ntk_method", "lambda by matrix-free Krylov-Schur, the exact Gram matrix, or the cheaper (auto)", methods, 3,
+               NTK_METHOD_AUTO, &choice, NULL);
+    cfg->ntk_method = (NtkMethod)choice;
+  }
+  opt_int(PetscOptionsObject, c, "-ntk_nev", "Top eigenvalues of the NTK recorded at each lambda step", 3, 1, 1000, &ival, NULL);
+  cfg->ntk_nev = (int)ival;
+  opt_int(PetscOptionsObject, c, "-lambda_every", "Measure lambda_t every this many steps (0 = first and last step only)", 10, 0, PETSC_MAX_INT, &ival, NULL);
+  cfg->lambda_every = ival;
+  {
+    PetscInt list[CONFIG_MAX_LIST], n = CONFIG_MAX_LIST;
+    if (PetscOptionsIntArray("-spectrum_steps", "Steps at which the full NTK spectrum is stored (comma separated)", NULL, list, &n, &set))
+      fail(c, "option -spectrum_steps: expected a comma-separated list of integers");
+    cfg->n_spectrum_steps = set ? (int)n : 0;
+    for (PetscInt i = 0; set && i < n; i++) {
+      if (list[i] < 0) fail(c, "option -spectrum_steps: step %" PetscInt_FMT " must be >= 0", list[i]);
+      if (i > 0 && list[i] <= list[i - 1]) fail(c, "option -spectrum_steps: steps must increase");
+      cfg->spectrum_steps[i] = list[i];
+    }
+  }
+  opt_bool(PetscOptionsObject, c, "-kernel_distance", "Record ||Theta_t - Theta_0||_F / ||Theta_0||_F when the exact Gram matrix is affordable", true,
+           &cfg->kernel_distance, NULL);
+  opt_int(PetscOptionsObject, c, "-gram_max_rows", "Largest exact NTK Gram matrix (rows) built for spectra and kernel distances", 4000, 1, 10000000, &ival, NULL);
+  cfg->gram_max_rows = (int)ival;
 
   /* ---- data */
   opt_choice(PetscOptionsObject, c, "-dataset", "Dataset", data_names, DATA_COUNT, DATA_FASHION_MNIST, &choice, NULL);
@@ -304,9 +370,16 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   if (cfg->optimizer == OPT_SGD && cfg->data.n_train > 0 && cfg->batch_size > cfg->data.n_train)
     fail(c, "option -batch_size: %d exceeds -n_train %d", cfg->batch_size, cfg->data.n_train);
   if (cfg->warmup_steps > cfg->steps && cfg->steps > 0) fail(c, "option -warmup_steps: %" PRId64 " exceeds -steps %" PRId64, cfg->warmup_steps, cfg->steps);
-  if (!dir_set && cfg->data.kind != DATA_FASHION_MNIST && cfg->data.kind != DATA_TEACHER)
+  if (!dir_set && cfg->data.kind != DATA_FASHION_MNIST && cfg->data.kind != DATA_TEACHER && cfg->data.kind != DATA_UV)
     fail(c, "option -data_dir: required for -dataset %s", data_kind_name(cfg->data.kind));
   if (!cfg->output[0]) fail(c, "option -output: empty file name");
+  if (cfg->model.arch == ARCH_UV && (cfg->n_params != 1 || cfg->params[0] != PARAM_NTK))
+    fail(c, "option -params: the uv model is defined in the ntk parameterization only");
+  if (!ntk_batch_set && cfg->data.n_train > 0 && cfg->ntk_batch > cfg->data.n_train) cfg->ntk_batch = cfg->data.n_train;
+  if (cfg->data.n_train > 0 && cfg->ntk_batch > cfg->data.n_train)
+    fail(c, "option -ntk_batch: %d exceeds -n_train %d", cfg->ntk_batch, cfg->data.n_train);
+  if (cfg->n_spectrum_steps > 0 && cfg->spectrum_steps[cfg->n_spectrum_steps - 1] > cfg->steps)
+    fail(c, "option -spectrum_steps: step %" PRId64 " is beyond -steps %" PRId64, cfg->spectrum_steps[cfg->n_spectrum_steps - 1], cfg->steps);
   {
     int size;
     MPI_Comm_size(c->comm, &size);
@@ -377,8 +450,15 @@ char *config_deck_text(const Config *cfg)
   for (int i = 0; i < cfg->n_seeds; i++) append(&b, &len, &cap, "%s%" PRId64, i ? "," : "", cfg->seeds[i]);
   append(&b, &len, &cap, "\n-params ");
   for (int i = 0; i < cfg->n_params; i++) append(&b, &len, &cap, "%s%s", i ? "," : "", param_name(cfg->params[i]));
-  append(&b, &len, &cap, "\n-etas ");
+  append(&b, &len, &cap, cfg->eta_in_lambda0_units ? "\n-eta_factors " : "\n-etas ");
   for (int i = 0; i < cfg->n_etas; i++) append(&b, &len, &cap, "%s%.17g", i ? "," : "", cfg->etas[i]);
+  append(&b, &len, &cap, "\n-ntk_batch %d\n-ntk_variant %s\n-ntk_method %s\n-ntk_nev %d\n-lambda_every %" PRId64 "\n-kernel_distance %s\n-gram_max_rows %d",
+         cfg->ntk_batch, cfg->ntk_variant ? "traced" : "full", ntk_method_name(cfg->ntk_method), cfg->ntk_nev, cfg->lambda_every,
+         cfg->kernel_distance ? "true" : "false", cfg->gram_max_rows);
+  if (cfg->n_spectrum_steps) {
+    append(&b, &len, &cap, "\n-spectrum_steps ");
+    for (int i = 0; i < cfg->n_spectrum_steps; i++) append(&b, &len, &cap, "%s%" PRId64, i ? "," : "", cfg->spectrum_steps[i]);
+  }
   const DataConfig *d = &cfg->data;
   append(&b, &len, &cap, "\n-dataset %s\n-data_dir %s\n-n_train %d\n-n_test %d\n-standardize %s\n-center_targets %s\n",
          data_kind_name(d->kind), d->dir, d->n_train, d->n_test, d->standardize ? "true" : "false", d->center_targets ? "true" : "false");

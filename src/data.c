@@ -343,7 +343,7 @@ int cifar10_read_batch(const char *path, int max_n, uint8_t **pixels, uint8_t **
 
 /* ------------------------------------------------------------------ names */
 
-static const char *const kind_names[DATA_COUNT] = {"fashion_mnist", "mnist", "cifar10", "teacher"};
+static const char *const kind_names[DATA_COUNT] = {"fashion_mnist", "mnist", "cifar10", "teacher", "uv"};
 
 const char *data_kind_name(DataKind k) {
   return (k >= 0 && k < DATA_COUNT) ? kind_names[k] : "unknown";
@@ -471,6 +471,18 @@ static int load_cifar_split(Dataset *ds, const char *dir, bool train, int n_req,
   return rc;
 }
 
+/* The uv model's data (CONVENTIONS.md): one sample (x, y) = (1, 0) in both splits. */
+static int load_uv(Dataset *train, Dataset *test, char *err, size_t errlen) {
+  if (dataset_alloc(train, 1, 1, 1, 1, 1, err, errlen) || dataset_alloc(test, 1, 1, 1, 1, 1, err, errlen)) return -1;
+  Dataset *split[2] = {train, test};
+  for (int s = 0; s < 2; s++) {
+    split[s]->x[0] = 1.0;
+    split[s]->y[0] = 0.0;
+    split[s]->label[0] = -1;
+  }
+  return 0;
+}
+
 /* Teacher-student regression set (see data.h / the task notes):
  *   x ~ N(0, I_d): stream RNG_STREAM_TEACHER_X, index = global_sample * d + feature, train first;
  *   y = V phi(U x / sqrt(d)) / sqrt(width) + noise * N(0,1) on train and test alike;
@@ -581,7 +593,7 @@ int data_load(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, s
     return fail(err, errlen, "data: directory name is not terminated");
   const char *dir = cfg->dir;
   if (cfg->kind == DATA_FASHION_MNIST && !dir[0]) dir = DATA_FASHION_MNIST_DEFAULT_DIR;
-  if (cfg->kind != DATA_TEACHER && !dir[0])
+  if (cfg->kind != DATA_TEACHER && cfg->kind != DATA_UV && !dir[0])
     return fail(err, errlen, "data: no directory given for %s", data_kind_name(cfg->kind));
   int rc;
   switch (cfg->kind) {
@@ -600,12 +612,18 @@ int data_load(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, s
     case DATA_TEACHER:
       rc = load_teacher(train, test, cfg, err, errlen);
       break;
+    case DATA_UV:
+      if (cfg->n_train > 1 || cfg->n_test > 1)
+        return fail(err, errlen, "n_train = %d, n_test = %d: the uv data set is one sample", cfg->n_train, cfg->n_test);
+      rc = load_uv(train, test, err, errlen);
+      break;
     default:
       rc = fail(err, errlen, "data: unknown dataset kind %d", (int)cfg->kind);
   }
-  if (!rc && cfg->standardize) rc = standardize(train, test, err, errlen);
+  /* One sample has no spread to standardise by: the uv data stay as CONVENTIONS.md defines them. */
+  if (!rc && cfg->standardize && cfg->kind != DATA_UV) rc = standardize(train, test, err, errlen);
   /* Classification only: regression targets are not one-hot. */
-  if (!rc && cfg->center_targets && cfg->kind != DATA_TEACHER) {
+  if (!rc && cfg->center_targets && cfg->kind != DATA_TEACHER && cfg->kind != DATA_UV) {
     Dataset *split[2] = {train, test};
     for (int s = 0; s < 2; s++) {
       double c = 1.0 / split[s]->k;

@@ -5,10 +5,12 @@
  * The deck is a PETSc options file; command-line options override it. Exit codes:
  *   0 success, 1 runtime failure (I/O, out of memory), 2 bad input (deck, option, data file). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <slepcsys.h>
 #include "config.h"
 #include "data.h"
@@ -34,6 +36,12 @@ static int check_deck(const char *path, char *err, size_t len)
     snprintf(err, len, "deck %s: cannot open: %s", path, strerror(errno));
     return -1;
   }
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    snprintf(err, len, "deck %s: is a directory, not a file", path);
+    fclose(f);
+    return -1;
+  }
   char line[8192];
   int lineno = 0, rc = 0;
   while (fgets(line, sizeof line, f)) {
@@ -41,9 +49,38 @@ static int check_deck(const char *path, char *err, size_t len)
     char *p = line;
     while (*p == ' ' || *p == '\t') p++;
     if (*p == '#' || *p == '\n' || *p == '\r' || *p == 0) continue;
+    p[strcspn(p, "#\r\n")] = 0; /* PETSc drops everything after '#' */
     if (p[0] != '-' || !(p[1] == '_' || (p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z'))) {
-      p[strcspn(p, "\r\n")] = 0;
       snprintf(err, len, "deck %s line %d: expected '-key value', got '%.60s'", path, lineno, p);
+      rc = -1;
+      break;
+    }
+    /* PETSc takes at most one value per line ('"' groups words) and executes a few keys as
+     * directives; both would otherwise end in a PETSc trace instead of one line. */
+    int ntok = 0;
+    for (const char *q = p; *q;) {
+      while (*q == ' ' || *q == '\t') q++;
+      if (!*q) break;
+      ntok++;
+      if (*q == '"') {
+        const char *e = strchr(q + 1, '"');
+        q = e ? e + 1 : q + strlen(q);
+      } else {
+        while (*q && *q != ' ' && *q != '\t') q++;
+      }
+    }
+    size_t klen = strcspn(p, " \t");
+    static const char *const directives[] = {"-options_file", "-options_file_yaml", "-options_string_yaml",
+                                             "-prefix_push", "-prefix_pop"};
+    for (size_t i = 0; i < sizeof directives / sizeof *directives && !rc; i++)
+      if (strlen(directives[i]) == klen && strncmp(p, directives[i], klen) == 0) {
+        snprintf(err, len, "deck %s line %d: %s is not allowed in a deck", path, lineno, directives[i]);
+        rc = -1;
+      }
+    if (rc) break;
+    if (ntok > 2) {
+      snprintf(err, len, "deck %s line %d: expected '-key value' with one value (quote a value with spaces), got '%.60s'",
+               path, lineno, p);
       rc = -1;
       break;
     }
@@ -64,16 +101,85 @@ static void say_error(int rank, const char *msg)
   }
 }
 
-/* Splits the world into run groups and trains every run the scheduler hands to this group. */
-static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *test, const Sweep *sw, OutputFile *out,
-                     MPI_Comm world)
+/* Phase 1: lambda_0 of every model instance, measured once by one group (largest first) and shared
+ * by all the instance's runs: with -eta_factors it sets their learning rates, eta = c / lambda_0.
+ * Every rank ends with every instance's row. */
+static int measure_instances(const Config *cfg, const Dataset *train, const Dataset *test, Sweep *sw, MPI_Comm world, MPI_Comm group,
+                             InstanceRow *rows /* n_instances */)
+{
+  const int n = sw->n_instances;
+  int rank;
+  MPI_Comm_rank(world, &rank);
+  int *rep = malloc((size_t)n * sizeof *rep); /* a run of each instance, in cost order */
+  int k = 0;
+  for (int i = 0; i < sw->n_runs; i++) { /* sw->order is by cost; instances keep its order */
+    const RunSpec *r = &sw->runs[sw->order[i]];
+    int seen = 0;
+    for (int j = 0; j < k && !seen; j++) seen = sw->runs[rep[j]].instance == r->instance;
+    if (!seen) rep[k++] = sw->order[i];
+  }
+  double *vals = malloc((size_t)n * 3 * sizeof *vals); /* lambda0, resid, seconds */
+  int *method = calloc((size_t)n, sizeof *method);
+  for (int i = 0; i < 3 * n; i++) vals[i] = -INFINITY;
+  Scheduler sched;
+  const int created = scheduler_create(&sched, world, group, n) == 0;
+  int rc = created ? 0 : -1;
+  TrainContext ctx = {group, cfg, train, test, NULL, NULL};
+  int pos;
+  while (created && (pos = scheduler_next(&sched)) >= 0) {
+    InstanceRow row;
+    rc |= train_measure_instance(&ctx, &sw->runs[rep[pos]], &row);
+    vals[3 * row.instance] = row.lambda0, vals[3 * row.instance + 1] = row.lambda0_resid, vals[3 * row.instance + 2] = row.seconds;
+    method[row.instance] = row.method;
+  }
+  if (created) scheduler_destroy(&sched);
+  /* Each entry was set by exactly one group (all of whose ranks agree); MAX gathers them. NaN
+   * (not converged) must survive the MAX, so it travels as a flag. */
+  int *nan_flag = calloc((size_t)n, sizeof *nan_flag);
+  for (int i = 0; i < n; i++)
+    if (isnan(vals[3 * i])) nan_flag[i] = 1, vals[3 * i] = -INFINITY;
+  MPI_Allreduce(MPI_IN_PLACE, vals, 3 * n, MPI_DOUBLE, MPI_MAX, world);
+  MPI_Allreduce(MPI_IN_PLACE, method, n, MPI_INT, MPI_MAX, world);
+  MPI_Allreduce(MPI_IN_PLACE, nan_flag, n, MPI_INT, MPI_MAX, world);
+  MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, world);
+  for (int i = 0; i < n; i++) {
+    const RunSpec *r = NULL;
+    for (int j = 0; j < sw->n_runs && !r; j++)
+      if (sw->runs[j].instance == i) r = &sw->runs[j];
+    double lam = nan_flag[i] ? NAN : vals[3 * i];
+    rows[i] = (InstanceRow){i, r->width, (int32_t)r->param, r->seed, r->n_params, lam, vals[3 * i + 1], method[i], vals[3 * i + 2]};
+  }
+  for (int j = 0; j < sw->n_runs; j++) {
+    RunSpec *r = &sw->runs[j];
+    r->lambda0 = rows[r->instance].lambda0;
+    if (cfg->eta_in_lambda0_units) r->eta = r->eta_factor / r->lambda0;
+  }
+  int bad = 0;
+  for (int i = 0; i < n && !bad; i++)
+    if (cfg->eta_in_lambda0_units && !(rows[i].lambda0 > 0)) {
+      if (rank == 0)
+        fprintf(stderr, "ntkhpc: error: instance %d (width %d, seed %lld, %s): lambda_0 = %g could not be measured, so -eta_factors "
+                        "give no learning rate (try -ntk_method exact or a larger -ntk_eps_max_it)\n",
+                i, rows[i].width, (long long)rows[i].seed, param_name((Parameterization)rows[i].param), rows[i].lambda0);
+      bad = 1;
+    }
+  if (rank == 0 && !cfg->quiet && !bad) {
+    double tot = 0;
+    for (int i = 0; i < n; i++) tot += rows[i].seconds;
+    printf("[ntkhpc] lambda_0 of %d instances measured (%.1f s of group time)\n", n, tot);
+    fflush(stdout);
+  }
+  free(rep), free(vals), free(method), free(nan_flag);
+  return rc || bad ? EXIT_RUNTIME : 0;
+}
+
+/* Phase 2: trains every run the scheduler hands to this group. */
+static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *test, const Sweep *sw, OutputFile *out, MPI_Comm world,
+                     MPI_Comm group)
 {
   int rank, size;
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
-  MPI_Comm group;
-  MPI_Comm_split(world, rank / cfg->ranks_per_run, rank, &group);
-
   Progress progress;
   progress_init(&progress, world, sw, cfg->progress_seconds, cfg->quiet);
   Scheduler sched;
@@ -95,7 +201,6 @@ static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *tes
   progress_finish(&progress);
   scheduler_destroy(&sched);
   progress_free(&progress);
-  MPI_Comm_free(&group);
   int any;
   MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, world);
   return any ? EXIT_RUNTIME : 0;
@@ -157,16 +262,41 @@ int main(int argc, char **argv)
     goto free_data;
   }
 
+  if (cfg.ntk_batch > train.n) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "option -ntk_batch: %d exceeds the %d training samples", cfg.ntk_batch, train.n);
+    say_error(rank, msg);
+    code = EXIT_BAD_INPUT;
+    goto free_sweep;
+  }
+  /* A bad output path must fail now, not after lambda_0 of every instance. */
+  if (output_check_path(world, &cfg, err, sizeof err)) {
+    say_error(rank, err);
+    code = EXIT_BAD_INPUT;
+    goto free_sweep;
+  }
+  MPI_Comm group;
+  MPI_Comm_split(world, rank / cfg.ranks_per_run, rank, &group);
+  InstanceRow *instances = calloc((size_t)sweep.n_instances, sizeof *instances);
+  code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances);
   char *deck_text = config_deck_text(&cfg);
   OutputFile out;
-  if (output_create(&out, world, &cfg, &sweep, deck_text, err, sizeof err)) {
+  if (code) {
+    /* the message is printed */
+  } else if (output_create(&out, world, &cfg, &sweep, deck_text, err, sizeof err)) {
     say_error(rank, err);
     code = EXIT_BAD_INPUT;
   } else {
-    code = run_sweep(&cfg, &train, &test, &sweep, &out, world);
+    for (int i = 0; i < sweep.n_instances && rank == 0; i++)
+      if (output_write_instance(&out, &instances[i])) code = EXIT_RUNTIME;
+    int rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group);
+    if (rc) code = rc;
     if (output_close(&out)) code = EXIT_RUNTIME;
   }
+  MPI_Comm_free(&group);
+  free(instances);
   free(deck_text);
+free_sweep:
   sweep_free(&sweep);
 free_data:
   data_free(&train);

@@ -17,7 +17,7 @@
 /* ------------------------------------------------------------------ names */
 
 static const char *const param_names[PARAM_COUNT] = {"ntk", "sp", "mup"};
-static const char *const arch_names[ARCH_COUNT] = {"fc"};
+static const char *const arch_names[ARCH_COUNT] = {"fc", "uv"};
 
 const char *param_name(Parameterization p) {
   return (p >= 0 && p < PARAM_COUNT) ? param_names[p] : "unknown";
@@ -159,6 +159,18 @@ static int add_act(Model *m, int in, int n, Activation a) {
 int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
   memset(m, 0, sizeof *m);
   if (check_config(cfg, err, errlen)) return -1;
+  m->cfg = *cfg;
+  if (cfg->arch == ARCH_UV) {
+    if (cfg->in_dim != 1 || cfg->out_dim != 1)
+      return fail(err, errlen, "model: the uv model has one input and one output, not %d and %d (use -dataset uv)", cfg->in_dim, cfg->out_dim);
+    /* f = v^T u x / sqrt(n): the fc recipe below with these settings. */
+    m->cfg.depth = 1;
+    m->cfg.act = ACT_IDENTITY;
+    m->cfg.bias = false;
+    m->cfg.param = PARAM_NTK;
+    m->cfg.sigma_w = 1.0;
+    cfg = &m->cfg;
+  }
   const int L = cfg->depth, d = cfg->in_dim, n = cfg->width, k = cfg->out_dim;
   /* Keep P and every tape buffer far from size_t/int overflow (kernels index with int sizes). */
   const uint64_t maxdim = (uint64_t)(d > n ? (d > k ? d : k) : (n > k ? n : k));
@@ -166,8 +178,8 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
     return fail(err, errlen, "model: network too large (in_dim %d, width %d, depth %d, out_dim %d)",
                 d, n, L, k);
 
-  m->cfg = *cfg;
   switch (cfg->arch) {
+    case ARCH_UV:
     case ARCH_FC: {
       /* dense, act, (L-1) x [dense, act], dense: 2L+1 ops, 2L+2 buffers, (L+1)(1+bias) tensors. */
       m->ops = xcalloc((size_t)(2 * L + 1), sizeof *m->ops, "ops");
@@ -323,7 +335,8 @@ void model_vjp(const Model *m, const double *theta /* P */, const double *dout /
       case OP_DENSE: {
         const ParamTensor *W = &m->tensors[op->w];
         const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
-        dense_vjp(gin, grad + W->offset, b ? grad + b->offset : NULL, g, t->act[op->in],
+        /* grad == NULL: only the activation cotangents are wanted (NTK Gram matrix). */
+        dense_vjp(gin, grad ? grad + W->offset : NULL, b && grad ? grad + b->offset : NULL, g, t->act[op->in],
                   theta + W->offset, B, op->n_in, op->n_out, W->mult, b ? b->mult : 0.0);
         break;
       }

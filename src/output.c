@@ -46,6 +46,10 @@ static int64_t record_step(int64_t steps, int64_t every, int64_t r) {
 
 int64_t output_n_train_records(const Config *cfg) { return n_records(cfg->steps, cfg->record_every); }
 int64_t output_n_test_records(const Config *cfg) { return n_records(cfg->steps, cfg->test_every); }
+int64_t output_n_lambda_records(const Config *cfg) { return n_records(cfg->steps, cfg->lambda_every); }
+int64_t output_lambda_step(const Config *cfg, int64_t r) {
+  return record_step(cfg->steps, cfg->lambda_every, r);
+}
 int64_t output_train_step(const Config *cfg, int64_t r) {
   return record_step(cfg->steps, cfg->record_every, r);
 }
@@ -171,39 +175,59 @@ static int check_path(const char *path, bool overwrite, char *err, size_t errlen
 
 /* The SummaryRow as HDF5 compound; member names are the struct's. In memory: the native struct.
  * In the file: packed little-endian standard types, independent of the writer's ABI. */
-static const struct {
+typedef struct {
   const char *name;
   size_t offset;
   int kind; /* 0 int32, 1 int64, 2 double */
-} summary_fields[] = {
+} Field;
+
+static const Field summary_fields[] = {
 #define F(name, kind) {#name, offsetof(SummaryRow, name), kind}
     F(run, 0),          F(instance, 0),        F(width, 0),          F(param, 0),
     F(seed, 1),         F(eta, 2),             F(eta_factor, 2),     F(status, 0),
     F(steps_done, 1),   F(n_train_records, 0), F(n_test_records, 0), F(loss0, 2),
     F(loss_peak, 2),    F(loss_final, 2),      F(acc_final, 2),      F(test_loss_final, 2),
-    F(test_acc_final, 2), F(wall_seconds, 2),
+    F(test_acc_final, 2), F(wall_seconds, 2), F(lambda0, 2),       F(lambda_final, 2),
+    F(peak_ratio, 2),   F(eta_lambda0, 2),     F(eta_lambda_final, 2), F(lambda_ratio, 2),
+    F(phase, 0),
 #undef F
 };
 #define N_SUMMARY_FIELDS (sizeof summary_fields / sizeof summary_fields[0])
 
-static hid_t summary_type(bool file) {
+/* The InstanceRow likewise (/instances). */
+static const Field instance_fields[] = {
+#define F(name, kind) {#name, offsetof(InstanceRow, name), kind}
+    F(instance, 0), F(width, 0), F(param, 0), F(seed, 1), F(n_params, 1),
+    F(lambda0, 2), F(lambda0_resid, 2), F(method, 0), F(seconds, 2),
+#undef F
+};
+#define N_INSTANCE_FIELDS (sizeof instance_fields / sizeof instance_fields[0])
+
+static hid_t compound_type(const Field *fields, size_t n, size_t native_size, bool file) {
   static const size_t sizes[3] = {4, 8, 8};
   size_t total = 0;
-  for (size_t i = 0; i < N_SUMMARY_FIELDS; i++) total += sizes[summary_fields[i].kind];
-  hid_t t = H5Tcreate(H5T_COMPOUND, file ? total : sizeof(SummaryRow));
+  for (size_t i = 0; i < n; i++) total += sizes[fields[i].kind];
+  hid_t t = H5Tcreate(H5T_COMPOUND, file ? total : native_size);
   if (t < 0) return -1;
   size_t off = 0;
-  for (size_t i = 0; i < N_SUMMARY_FIELDS; i++) {
-    int k = summary_fields[i].kind;
+  for (size_t i = 0; i < n; i++) {
+    int k = fields[i].kind;
     hid_t mt = file ? (k == 0 ? H5T_STD_I32LE : k == 1 ? H5T_STD_I64LE : H5T_IEEE_F64LE)
                     : (k == 0 ? H5T_NATIVE_INT32 : k == 1 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE);
-    if (H5Tinsert(t, summary_fields[i].name, file ? off : summary_fields[i].offset, mt) < 0) {
+    if (H5Tinsert(t, fields[i].name, file ? off : fields[i].offset, mt) < 0) {
       H5Tclose(t);
       return -1;
     }
     off += sizes[k];
   }
   return t;
+}
+
+static hid_t summary_type(bool file) {
+  return compound_type(summary_fields, N_SUMMARY_FIELDS, sizeof(SummaryRow), file);
+}
+static hid_t instance_type(bool file) {
+  return compound_type(instance_fields, N_INSTANCE_FIELDS, sizeof(InstanceRow), file);
 }
 
 /* Dataset creation: contiguous and allocated at creation, so later independent writes only touch
@@ -273,6 +297,13 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   rc |= attr_f64(g, "diverge_factor", cfg->diverge_factor);
   rc |= attr_f64(g, "catapult_factor", cfg->catapult_factor);
   rc |= attr_i64(g, "catapult_window", cfg->catapult_window);
+  rc |= attr_i32(g, "eta_in_lambda0_units", cfg->eta_in_lambda0_units ? 1 : 0);
+  rc |= attr_i32(g, "ntk_batch", cfg->ntk_batch);
+  rc |= attr_str(g, "ntk_variant", cfg->ntk_variant ? "traced" : "full");
+  rc |= attr_str(g, "ntk_method", ntk_method_name(cfg->ntk_method));
+  rc |= attr_i32(g, "ntk_nev", cfg->ntk_nev);
+  rc |= attr_i64(g, "lambda_every", cfg->lambda_every);
+  rc |= attr_i32(g, "gram_max_rows", cfg->gram_max_rows);
   return rc ? -1 : 0;
 }
 
@@ -281,9 +312,25 @@ static const char *const test_fields[] = {"step", "loss", "accuracy"};
 #define N_TRAIN_FIELDS 6
 #define N_TEST_FIELDS 3
 
-/* One run's group with its attributes and its nine trajectory datasets. */
-static int make_run(hid_t runs, const RunSpec *rs, hid_t sp_train, hid_t sp_test, hid_t dcpl_f64,
-                    hid_t dcpl_i64, const double *nans, const int64_t *minus1s, int rank) {
+/* Dataspaces, creation properties and fill buffers shared by every run's datasets. */
+typedef struct {
+  hid_t sp_train, sp_test, sp_lambda, sp_topk, sp_spec_step, sp_spec;
+  hid_t dcpl_f64, dcpl_i64;
+  const double *nans;     /* large enough for the largest dataset */
+  const int64_t *minus1s;
+  int rank;
+} RunLayout;
+
+static int make_f64(hid_t loc, const char *name, hid_t sp, const RunLayout *L) {
+  return make_dataset(loc, name, H5T_IEEE_F64LE, sp, L->dcpl_f64, H5T_NATIVE_DOUBLE, L->nans, L->rank);
+}
+static int make_i64(hid_t loc, const char *name, hid_t sp, const RunLayout *L) {
+  return make_dataset(loc, name, H5T_STD_I64LE, sp, L->dcpl_i64, H5T_NATIVE_INT64, L->minus1s, L->rank);
+}
+
+/* One run's group: attributes, train/ and test/ trajectories, lambda/ (NTK along training) and,
+ * when the deck asks for spectra, spectrum/. */
+static int make_run(hid_t runs, const RunSpec *rs, const RunLayout *L) {
   char name[32];
   snprintf(name, sizeof name, "run_%06d", rs->index);
   hid_t g = H5Gcreate2(runs, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -305,15 +352,32 @@ static int make_run(hid_t runs, const RunSpec *rs, hid_t sp_train, hid_t sp_test
     }
     int nf = part ? N_TEST_FIELDS : N_TRAIN_FIELDS;
     const char *const *fields = part ? test_fields : train_fields;
-    hid_t sp = part ? sp_test : sp_train;
-    for (int i = 0; i < nf && rc == 0; i++) {
-      bool is_step = i == 0;
-      rc |= make_dataset(sub, fields[i], is_step ? H5T_STD_I64LE : H5T_IEEE_F64LE, sp,
-                         is_step ? dcpl_i64 : dcpl_f64,
-                         is_step ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE,
-                         is_step ? (const void *)minus1s : (const void *)nans, rank);
-    }
+    hid_t sp = part ? L->sp_test : L->sp_train;
+    rc |= make_i64(sub, fields[0], sp, L);
+    for (int i = 1; i < nf && rc == 0; i++) rc |= make_f64(sub, fields[i], sp, L);
     H5Gclose(sub);
+  }
+  if (rc == 0) {
+    hid_t sub = H5Gcreate2(g, "lambda", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (sub < 0) rc = -1;
+    else {
+      rc |= make_i64(sub, "step", L->sp_lambda, L);
+      rc |= make_f64(sub, "value", L->sp_lambda, L);
+      rc |= make_f64(sub, "kernel_distance", L->sp_lambda, L);
+      rc |= make_i64(sub, "nconv", L->sp_lambda, L);
+      rc |= make_f64(sub, "topk", L->sp_topk, L);
+      rc |= make_f64(sub, "resid", L->sp_topk, L);
+      H5Gclose(sub);
+    }
+  }
+  if (rc == 0 && L->sp_spec >= 0) {
+    hid_t sub = H5Gcreate2(g, "spectrum", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (sub < 0) rc = -1;
+    else {
+      rc |= make_i64(sub, "step", L->sp_spec_step, L);
+      rc |= make_f64(sub, "ntk", L->sp_spec, L);
+      H5Gclose(sub);
+    }
   }
   H5Gclose(g);
   return rc ? -1 : 0;
@@ -326,7 +390,8 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
                        size_t errlen) {
   const char *path = cfg->output;
   hid_t fapl = -1, file = -1, sp = -1, t = -1, d = -1, g = -1, runs = -1;
-  hid_t sp_train = -1, sp_test = -1, dcpl_f64 = -1, dcpl_i64 = -1, dcpl_plain = -1;
+  hid_t dcpl_plain = -1;
+  RunLayout L = {-1, -1, -1, -1, -1, -1, -1, -1, NULL, NULL, 0};
   hid_t mtype = -1, ftype = -1;
   SummaryRow *rows = NULL;
   double *nans = NULL;
@@ -384,24 +449,61 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
 
   /* /runs/run_%06d */
   hsize_t ntr = (hsize_t)of->n_train_records, nte = (hsize_t)of->n_test_records;
-  sp_train = H5Screate_simple(1, &ntr, NULL);
-  sp_test = H5Screate_simple(1, &nte, NULL);
-  dcpl_f64 = make_dcpl(H5T_NATIVE_DOUBLE, &nan);
-  dcpl_i64 = make_dcpl(H5T_NATIVE_INT64, &minus1);
+  hsize_t nla[2] = {(hsize_t)of->n_lambda_records, (hsize_t)of->nev};
+  hsize_t nsp[2] = {(hsize_t)of->n_spectra, (hsize_t)of->spectrum_len};
+  L.sp_train = H5Screate_simple(1, &ntr, NULL);
+  L.sp_test = H5Screate_simple(1, &nte, NULL);
+  L.sp_lambda = H5Screate_simple(1, nla, NULL);
+  L.sp_topk = H5Screate_simple(2, nla, NULL);
+  L.sp_spec_step = of->n_spectra ? H5Screate_simple(1, nsp, NULL) : -1;
+  L.sp_spec = of->n_spectra ? H5Screate_simple(2, nsp, NULL) : -1;
+  L.dcpl_f64 = make_dcpl(H5T_NATIVE_DOUBLE, &nan);
+  L.dcpl_i64 = make_dcpl(H5T_NATIVE_INT64, &minus1);
+  L.rank = rank;
   runs = H5Gcreate2(file, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   size_t nfill = (size_t)(ntr > nte ? ntr : nte);
+  if (nla[0] * nla[1] > nfill) nfill = (size_t)(nla[0] * nla[1]);
+  if (nsp[0] * nsp[1] > nfill) nfill = (size_t)(nsp[0] * nsp[1]);
   nans = malloc(nfill * sizeof *nans);
   minus1s = malloc(nfill * sizeof *minus1s);
   if (nans && minus1s)
     for (size_t i = 0; i < nfill; i++) nans[i] = nan, minus1s[i] = minus1;
-  if (sp_train < 0 || sp_test < 0 || dcpl_f64 < 0 || dcpl_i64 < 0 || runs < 0 || !nans ||
-      !minus1s) {
+  L.nans = nans;
+  L.minus1s = minus1s;
+  if (L.sp_train < 0 || L.sp_test < 0 || L.sp_lambda < 0 || L.sp_topk < 0 || (of->n_spectra && (L.sp_spec < 0 || L.sp_spec_step < 0)) ||
+      L.dcpl_f64 < 0 || L.dcpl_i64 < 0 || runs < 0 || !nans || !minus1s) {
     seterr(err, errlen, "output file %s: cannot create /runs", path);
     goto done;
   }
   for (int i = 0; i < sw->n_runs; i++) {
-    if (make_run(runs, &sw->runs[i], sp_train, sp_test, dcpl_f64, dcpl_i64, nans, minus1s, rank) < 0) {
+    if (make_run(runs, &sw->runs[i], &L) < 0) {
       seterr(err, errlen, "output file %s: cannot create /runs/run_%06d", path, sw->runs[i].index);
+      goto done;
+    }
+  }
+
+  /* /instances, one row per model instance, filled in by the group that measures lambda_0 */
+  {
+    hsize_t ni = (hsize_t)sw->n_instances;
+    InstanceRow *irows = calloc(ni ? ni : 1, sizeof *irows);
+    hid_t imt = instance_type(false), ift = instance_type(true), isp = H5Screate_simple(1, &ni, NULL);
+    hid_t id = (irows && imt >= 0 && ift >= 0 && isp >= 0) ? H5Dcreate2(file, "instances", ift, isp, H5P_DEFAULT, dcpl_plain, H5P_DEFAULT) : -1;
+    int bad = id < 0;
+    if (!bad) {
+      for (int i = 0; i < sw->n_runs; i++) {
+        const RunSpec *rs = &sw->runs[i];
+        InstanceRow *r = &irows[rs->instance];
+        *r = (InstanceRow){rs->instance, rs->width, (int32_t)rs->param, rs->seed, rs->n_params, NAN, NAN, 0, NAN};
+      }
+      if (ni > 0 && rank == 0 && H5Dwrite(id, imt, H5S_ALL, H5S_ALL, H5P_DEFAULT, irows) < 0) bad = 1;
+    }
+    if (id >= 0) H5Dclose(id);
+    if (isp >= 0) H5Sclose(isp);
+    if (imt >= 0) H5Tclose(imt);
+    if (ift >= 0) H5Tclose(ift);
+    free(irows);
+    if (bad) {
+      seterr(err, errlen, "output file %s: cannot create /instances", path);
       goto done;
     }
   }
@@ -432,10 +534,13 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
     r->loss0 = r->loss_peak = r->loss_final = NAN;
     r->acc_final = r->test_loss_final = r->test_acc_final = NAN;
     r->wall_seconds = NAN;
+    r->lambda0 = r->lambda_final = r->peak_ratio = r->eta_lambda0 = r->eta_lambda_final = r->lambda_ratio = NAN;
+    r->phase = PHASE_UNKNOWN;
   }
   if ((sw->n_runs > 0 && rank == 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) ||
       attr_str(d, "status_names", "0=pending,1=running,2=done,3=diverged") ||
-      attr_str(d, "param_names", "0=ntk,1=sp,2=mup")) {
+      attr_str(d, "param_names", "0=ntk,1=sp,2=mup") ||
+      attr_str(d, "phase_names", "-1=unknown,0=lazy,1=catapult,2=divergent")) {
     seterr(err, errlen, "output file %s: cannot write /summary", path);
     goto done;
   }
@@ -461,16 +566,33 @@ done:
   if (sp >= 0) H5Sclose(sp);
   if (g >= 0) H5Gclose(g);
   if (runs >= 0) H5Gclose(runs);
-  if (sp_train >= 0) H5Sclose(sp_train);
-  if (sp_test >= 0) H5Sclose(sp_test);
-  if (dcpl_f64 >= 0) H5Pclose(dcpl_f64);
-  if (dcpl_i64 >= 0) H5Pclose(dcpl_i64);
+  hid_t spaces[] = {L.sp_train, L.sp_test, L.sp_lambda, L.sp_topk, L.sp_spec_step, L.sp_spec};
+  for (size_t i = 0; i < sizeof spaces / sizeof spaces[0]; i++)
+    if (spaces[i] >= 0) H5Sclose(spaces[i]);
+  if (L.dcpl_f64 >= 0) H5Pclose(L.dcpl_f64);
+  if (L.dcpl_i64 >= 0) H5Pclose(L.dcpl_i64);
   if (dcpl_plain >= 0) H5Pclose(dcpl_plain);
   if (mtype >= 0) H5Tclose(mtype);
   if (ftype >= 0) H5Tclose(ftype);
   if (file >= 0) H5Fclose(file);
   if (fapl >= 0) H5Pclose(fapl);
   return rc;
+}
+
+int output_check_path(MPI_Comm comm, const Config *cfg, char *err, size_t errlen) {
+  /* Rank 0 decides on the path; everybody gets the same verdict and message. */
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  char msg[1024] = "";
+  int bad = 0;
+  if (rank == 0) bad = check_path(cfg->output, cfg->overwrite, msg, sizeof msg) != 0;
+  MPI_Bcast(&bad, 1, MPI_INT, 0, comm);
+  if (bad) {
+    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, 0, comm);
+    seterr(err, errlen, "%s", msg);
+    return -1;
+  }
+  return 0;
 }
 
 int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep *sw,
@@ -483,19 +605,15 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep 
   of->n_runs = sw->n_runs;
   of->n_train_records = output_n_train_records(cfg);
   of->n_test_records = output_n_test_records(cfg);
+  of->n_instances = sw->n_instances;
+  of->n_lambda_records = output_n_lambda_records(cfg);
+  of->nev = cfg->ntk_nev;
+  of->n_spectra = cfg->n_spectrum_steps;
+  of->spectrum_len = (int64_t)cfg->ntk_batch * (cfg->ntk_variant ? 1 : sw->out_dim);
   /* Our one-line messages replace HDF5's error stack dumps. */
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 
-  /* Rank 0 decides on the path; everybody gets the same verdict and message. */
-  char msg[1024] = "";
-  int bad = 0;
-  if (rank == 0) bad = check_path(cfg->output, cfg->overwrite, msg, sizeof msg) != 0;
-  MPI_Bcast(&bad, 1, MPI_INT, 0, comm);
-  if (bad) {
-    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, 0, comm);
-    seterr(err, errlen, "%s", msg);
-    return -1;
-  }
+  if (output_check_path(comm, cfg, err, errlen)) return -1;
 
   /* Values that must be identical on all ranks for collective metadata writes: rank 0's. */
   char created[64] = "";
@@ -668,6 +786,87 @@ int output_write_summary(OutputFile *of, const SummaryRow *row) {
                ? write_column(of->file, "/summary", mtype, dxpl, row->run, 1, row)
                : -1;
   if (rc) report("output file %s: cannot write the summary row of run %d", fname(of), row->run);
+  if (mtype >= 0) H5Tclose(mtype);
+  if (dxpl >= 0) H5Pclose(dxpl);
+  return rc;
+}
+
+/* Rows [first, first + count) of a 2-D dataset with ncols columns; buf is count x ncols. */
+static int write_rows(hid_t file, const char *path, hid_t dxpl, int64_t first, int64_t count, int64_t ncols, const double *buf) {
+  hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
+  if (d < 0) return -1;
+  hid_t fs = H5Dget_space(d);
+  hsize_t start[2] = {(hsize_t)first, 0}, cnt[2] = {(hsize_t)count, (hsize_t)ncols};
+  hid_t ms = H5Screate_simple(2, cnt, NULL);
+  int rc = -1;
+  if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0 &&
+      H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, dxpl, buf) >= 0)
+    rc = 0;
+  if (ms >= 0) H5Sclose(ms);
+  if (fs >= 0) H5Sclose(fs);
+  H5Dclose(d);
+  return rc;
+}
+
+int output_write_lambda(OutputFile *of, int run, int64_t first, int64_t count, const LambdaRecord *rows) {
+  if (check_rows(of, "lambda", run, first, count, of ? of->n_lambda_records : 0) < 0) return -1;
+  if (count == 0) return 0;
+  const int64_t nev = of->nev;
+  double *col = malloc((size_t)count * sizeof(double));
+  double *mat = malloc((size_t)(count * nev) * sizeof(double));
+  int64_t *ints = malloc((size_t)count * sizeof(int64_t));
+  hid_t dxpl = indep_dxpl();
+  int rc = (col && mat && ints && dxpl >= 0) ? 0 : -1;
+  char path[96];
+  for (int part = 0; part < 2 && rc == 0; part++) { /* top-k and residuals */
+    for (int64_t i = 0; i < count; i++)
+      for (int64_t j = 0; j < nev; j++) {
+        const double *src = part ? rows[i].resid : rows[i].topk;
+        mat[i * nev + j] = src ? src[j] : NAN;
+      }
+    snprintf(path, sizeof path, "/runs/run_%06d/lambda/%s", run, part ? "resid" : "topk");
+    rc = write_rows(of->file, path, dxpl, first, count, nev, mat);
+  }
+  for (int f = 0; f < 2 && rc == 0; f++) {
+    for (int64_t i = 0; i < count; i++) col[i] = f ? rows[i].kernel_distance : rows[i].lambda;
+    snprintf(path, sizeof path, "/runs/run_%06d/lambda/%s", run, f ? "kernel_distance" : "value");
+    rc = write_column(of->file, path, H5T_NATIVE_DOUBLE, dxpl, first, count, col);
+  }
+  for (int f = 0; f < 2 && rc == 0; f++) { /* the step column last, as for train */
+    for (int64_t i = 0; i < count; i++) ints[i] = f ? rows[i].step : rows[i].nconv;
+    snprintf(path, sizeof path, "/runs/run_%06d/lambda/%s", run, f ? "step" : "nconv");
+    rc = write_column(of->file, path, H5T_NATIVE_INT64, dxpl, first, count, ints);
+  }
+  if (rc) report("output file %s: cannot write lambda rows [%lld, %lld) of run %d", fname(of), (long long)first, (long long)(first + count), run);
+  if (dxpl >= 0) H5Pclose(dxpl);
+  free(col);
+  free(mat);
+  free(ints);
+  return rc;
+}
+
+int output_write_spectrum(OutputFile *of, int run, int r, int64_t step, const double *eig) {
+  if (check_rows(of, "spectrum", run, r, 1, of ? of->n_spectra : 0) < 0) return -1;
+  hid_t dxpl = indep_dxpl();
+  char path[96];
+  snprintf(path, sizeof path, "/runs/run_%06d/spectrum/ntk", run);
+  int rc = dxpl >= 0 ? write_rows(of->file, path, dxpl, r, 1, of->spectrum_len, eig) : -1;
+  snprintf(path, sizeof path, "/runs/run_%06d/spectrum/step", run);
+  if (rc == 0) rc = write_column(of->file, path, H5T_NATIVE_INT64, dxpl, r, 1, &step);
+  if (rc) report("output file %s: cannot write spectrum %d of run %d", fname(of), r, run);
+  if (dxpl >= 0) H5Pclose(dxpl);
+  return rc;
+}
+
+int output_write_instance(OutputFile *of, const InstanceRow *row) {
+  if (!of || of->file < 0 || !row || row->instance < 0 || row->instance >= of->n_instances) {
+    report("output: instance row %d out of range", row ? row->instance : -1);
+    return -1;
+  }
+  hid_t mtype = instance_type(false);
+  hid_t dxpl = indep_dxpl();
+  int rc = (mtype >= 0 && dxpl >= 0) ? write_column(of->file, "/instances", mtype, dxpl, row->instance, 1, row) : -1;
+  if (rc) report("output file %s: cannot write the row of instance %d", fname(of), row->instance);
   if (mtype >= 0) H5Tclose(mtype);
   if (dxpl >= 0) H5Pclose(dxpl);
   return rc;

@@ -11,7 +11,7 @@ typedef struct {
   int32_t kind; /* TAG_BEAT or TAG_DONE */
   int32_t run;
   int64_t step, steps;
-  double loss;
+  double loss, lambda;
   SummaryRow row; /* TAG_DONE only */
 } Message;
 
@@ -57,7 +57,8 @@ static void print_summary(Progress *p, double now)
   for (int i = 0; i < p->size && shown < 4; i++) {
     const RunningRun *r = &p->running[i];
     if (r->run < 0) continue;
-    printf("%s run %d: step %lld/%lld loss %.4g", shown ? ";" : " |", r->run, (long long)r->step, (long long)r->steps, r->loss);
+    printf("%s run %d: step %lld/%lld loss %.4g lambda %.4g", shown ? ";" : " |", r->run, (long long)r->step, (long long)r->steps, r->loss,
+           r->lambda);
     shown++;
   }
   printf("\n");
@@ -68,7 +69,7 @@ static void print_summary(Progress *p, double now)
 static void handle(Progress *p, int source, const Message *m)
 {
   if (m->kind == TAG_BEAT) {
-    p->running[source] = (RunningRun){m->run, m->step, m->steps, m->loss, MPI_Wtime()};
+    p->running[source] = (RunningRun){m->run, m->step, m->steps, m->loss, m->lambda, MPI_Wtime()};
     return;
   }
   const SummaryRow *row = &m->row;
@@ -78,11 +79,13 @@ static void handle(Progress *p, int source, const Message *m)
   if (row->status == RUN_DIVERGED) p->n_diverged++;
   if (p->running[source].run == row->run) p->running[source].run = -1;
   if (!p->quiet) {
-    printf("[ntkhpc] run %d %s [%d/%d]: width %d seed %lld %s eta %.4g | %lld steps, loss %.4g -> %.4g (peak %.4g), "
-           "train acc %.4f, test acc %.4f, %.1f s\n",
-           row->run, status_word(row->status), p->n_done, p->sweep->n_runs, run->width, (long long)run->seed,
-           param_name(run->param), run->eta, (long long)row->steps_done, row->loss0, row->loss_final, row->loss_peak,
-           row->acc_final, row->test_acc_final, row->wall_seconds);
+    static const char *const phases[] = {"lazy", "catapult", "divergent"};
+    printf("[ntkhpc] run %d %s [%d/%d]: width %d seed %lld %s eta %.4g (eta*lambda0 %.3g) | %lld steps, loss %.4g -> %.4g "
+           "(peak %.4g), lambda %.4g -> %.4g, train acc %.4f, test acc %.4f, %s, %.1f s\n",
+           row->run, status_word(row->status), p->n_done, p->sweep->n_runs, row->width, (long long)row->seed,
+           param_name((Parameterization)row->param), row->eta, row->eta_lambda0, (long long)row->steps_done, row->loss0, row->loss_final,
+           row->loss_peak, row->lambda0, row->lambda_final, row->acc_final, row->test_acc_final,
+           row->phase >= 0 && row->phase <= 2 ? phases[row->phase] : "?", row->wall_seconds);
     fflush(stdout);
   }
 }
@@ -104,7 +107,7 @@ void progress_run_done(Progress *p, const SummaryRow *row)
   progress_poll(p);
 }
 
-void progress_heartbeat(Progress *p, int run, int64_t step, int64_t steps, double loss)
+void progress_heartbeat(Progress *p, int run, int64_t step, int64_t steps, double loss, double lambda)
 {
   double now = MPI_Wtime();
   if (now - p->t_last_beat < p->interval && step > 0) return;
@@ -116,6 +119,7 @@ void progress_heartbeat(Progress *p, int run, int64_t step, int64_t steps, doubl
   m.step = step;
   m.steps = steps;
   m.loss = loss;
+  m.lambda = lambda;
   send(p, &m);
   progress_poll(p);
 }

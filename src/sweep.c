@@ -30,6 +30,8 @@ int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_di
 {
   memset(sw, 0, sizeof *sw);
   sw->n_runs = cfg->n_widths * cfg->n_seeds * cfg->n_params * cfg->n_etas;
+  sw->in_dim = in_dim;
+  sw->out_dim = out_dim;
   sw->runs = calloc((size_t)sw->n_runs, sizeof *sw->runs);
   sw->order = malloc((size_t)sw->n_runs * sizeof *sw->order);
   int r = 0;
@@ -55,8 +57,10 @@ int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_di
           run->width = mc.width;
           run->seed = cfg->seeds[s];
           run->param = mc.param;
-          run->eta = cfg->etas[e];
-          run->eta_factor = NAN;
+          /* With -eta_factors the absolute rate is known only once lambda_0 is measured. */
+          run->eta = cfg->eta_in_lambda0_units ? NAN : cfg->etas[e];
+          run->eta_factor = cfg->eta_in_lambda0_units ? cfg->etas[e] : NAN;
+          run->lambda0 = NAN;
           run->n_params = (int64_t)m.n_params;
           run->cost = cost;
         }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <petscsys.h>
+#include "ntk.h"
 #include "ntk_petsc.h"
 #include "rng.h"
 #include "train.h"
@@ -45,6 +46,13 @@ typedef struct {
   double *dfbuf;        /* eval_chunk x k: dL/df of a chunk */
   int64_t *perm;        /* n_train, minibatch permutation of the current epoch */
   int64_t perm_epoch;
+  /* NTK on the NTK batch (the first ntk_batch training samples, sliced over the group) */
+  NtkOperator *ntk;
+  bool use_exact;       /* lambda from the exact Gram matrix rather than Krylov-Schur */
+  bool gram_ok;         /* the exact Gram matrix is supported and affordable */
+  Mat gram0;            /* Theta_0, for kernel distances (NULL if not recorded) */
+  double *spectrum;     /* spectrum_len: all eigenvalues of the last exact Gram matrix */
+  double *scratch;      /* 2 nev: eigenvalues and residuals of a measurement not recorded */
 } RunState;
 
 /* [lo, hi) of n items for rank g of G: contiguous, sizes differ by at most one. */
@@ -182,7 +190,9 @@ static void norms(const RunState *s, double *norm, double *dist)
 typedef struct {
   TrainRecord *train;
   TestRecord *test;
-  int64_t n_train, n_test, flushed_train, flushed_test;
+  LambdaRecord *lambda;
+  double *topk, *resid; /* n_lambda x nev, pointed to by the lambda records */
+  int64_t n_train, n_test, n_lambda, flushed_train, flushed_test, flushed_lambda;
   double last_flush;
 } Records;
 
@@ -196,11 +206,78 @@ static int flush_records(RunState *s, Records *r)
     err |= output_write_train(of, s->run->index, r->flushed_train, r->n_train - r->flushed_train, r->train + r->flushed_train);
   if (r->n_test > r->flushed_test)
     err |= output_write_test(of, s->run->index, r->flushed_test, r->n_test - r->flushed_test, r->test + r->flushed_test);
+  if (r->n_lambda > r->flushed_lambda)
+    err |= output_write_lambda(of, s->run->index, r->flushed_lambda, r->n_lambda - r->flushed_lambda, r->lambda + r->flushed_lambda);
   r->flushed_train = r->n_train;
   r->flushed_test = r->n_test;
+  r->flushed_lambda = r->n_lambda;
   r->last_flush = MPI_Wtime();
   PetscLogEventEnd(EV_OUTPUT, 0, 0, 0, 0);
   return err;
+}
+
+/* The NTK operator over this rank's slice of the NTK batch, and the choice of method for lambda:
+ * the exact Gram matrix when the deck asks for it, or (auto) when the cost model says it is
+ * cheaper than Krylov-Schur on the matrix-free operator and it fits in -gram_max_rows. */
+static int ntk_setup(RunState *s)
+{
+  const Config *cfg = s->ctx->cfg;
+  const Dataset *tr = s->ctx->train;
+  int64_t lo, hi;
+  slice(cfg->ntk_batch, s->grank, s->gsize, &lo, &hi);
+  if (ntk_operator_create(&s->ntk, s->ctx->group, &s->model, tr->x + (size_t)lo * tr->d, (int)(hi - lo), (int)lo, cfg->ntk_batch,
+                          cfg->ntk_variant ? NTK_TRACED : NTK_FULL))
+    return -1;
+  const int64_t rows = (int64_t)cfg->ntk_batch * (cfg->ntk_variant ? 1 : tr->k);
+  s->gram_ok = ntk_gram_supported(&s->model) && rows <= cfg->gram_max_rows;
+  if (cfg->ntk_method == NTK_METHOD_EXACT) s->use_exact = s->gram_ok;
+  else if (cfg->ntk_method == NTK_METHOD_AUTO)
+    s->use_exact = s->gram_ok && ntk_cost_exact(&s->model, cfg->ntk_batch, cfg->ntk_variant ? NTK_TRACED : NTK_FULL) <
+                                     ntk_cost_matfree(&s->model, cfg->ntk_batch, cfg->ntk_variant ? NTK_TRACED : NTK_FULL, 40);
+  s->spectrum = s->gram_ok ? malloc((size_t)rows * sizeof(double)) : NULL;
+  s->scratch = malloc(2 * (size_t)cfg->ntk_nev * sizeof(double));
+  return (s->gram_ok && !s->spectrum) || !s->scratch ? -1 : 0;
+}
+
+/* One NTK measurement at the current theta: lambda_t, the top nev eigenvalues with residuals,
+ * and the kernel distance to Theta_0 when the exact Gram matrix is affordable. With want_spectrum
+ * the full spectrum is left in s->spectrum (needs gram_ok). Never fails the run: a solver that does
+ * not converge leaves NaN and nconv < nev. */
+static PetscErrorCode measure_ntk(RunState *s, int64_t t, bool want_spectrum, LambdaRecord *rec, double *topk, double *resid)
+{
+  const Config *cfg = s->ctx->cfg;
+  const int nev = cfg->ntk_nev;
+  int nconv = 0;
+  for (int j = 0; j < nev; j++) topk[j] = resid[j] = NAN;
+  PetscCall(ntk_set_params(s->ntk, s->theta));
+  const bool want_gram = s->gram_ok && (s->use_exact || want_spectrum || cfg->kernel_distance);
+  double dist = NAN;
+  if (want_gram) {
+    Mat G;
+    PetscCall(ntk_gram_assemble(s->ntk, &G));
+    if (s->use_exact || want_spectrum) {
+      PetscCall(ntk_gram_spectrum(s->ntk, G, s->spectrum));
+      if (s->use_exact) {
+        PetscInt rows;
+        PetscCall(MatGetSize(G, &rows, NULL));
+        nconv = nev < rows ? nev : (int)rows;
+        for (int j = 0; j < nconv; j++) topk[j] = s->spectrum[j], resid[j] = 0.0; /* a direct solve */
+      }
+    }
+    if (cfg->kernel_distance) {
+      if (!s->gram0) {
+        s->gram0 = G; /* Theta_0: kept for the rest of the run */
+        G = NULL;
+        dist = 0.0;
+      } else {
+        PetscCall(ntk_kernel_distance(s->gram0, G, &dist));
+      }
+    }
+    if (G) PetscCall(MatDestroy(&G));
+  }
+  if (!s->use_exact) PetscCall(ntk_top_eigs(s->ntk, nev, topk, resid, &nconv));
+  *rec = (LambdaRecord){t, topk[0], dist, nconv, topk, resid};
+  return 0;
 }
 
 static int setup(RunState *s, const TrainContext *ctx, const RunSpec *run)
@@ -243,6 +320,7 @@ static int setup(RunState *s, const TrainContext *ctx, const RunSpec *run)
   model_init(&s->model, s->theta, (uint64_t)run->seed);
   memcpy(s->theta0, s->theta, s->P * sizeof(double));
   model_lr_scales(&s->model, s->lr_scale);
+  if (ntk_setup(s)) return -1;
   return 0;
 }
 
@@ -250,8 +328,50 @@ static void teardown(RunState *s)
 {
   free(s->theta), free(s->theta0), free(s->grad), free(s->lr_scale), free(s->velocity);
   free(s->xbuf), free(s->ybuf), free(s->lbuf), free(s->dfbuf), free(s->perm);
+  if (s->gram0) MatDestroy(&s->gram0);
+  if (s->ntk) ntk_operator_destroy(&s->ntk); /* before the model it points to */
+  free(s->spectrum);
+  free(s->scratch);
   tape_destroy(&s->tape);
   model_destroy(&s->model);
+}
+
+Phase phase_classify(const Config *cfg, double loss0, double peak_window, double loss_peak, double loss_final, bool diverged)
+{
+  if (diverged || !isfinite(loss_final) || !isfinite(loss_peak) || loss_peak > cfg->diverge_factor * loss0 || loss_final > loss0)
+    return PHASE_DIVERGENT;
+  if (peak_window > cfg->catapult_factor * loss0 && loss_final < loss0) return PHASE_CATAPULT;
+  return PHASE_LAZY;
+}
+
+static bool is_spectrum_step(const Config *cfg, int64_t t, int *r)
+{
+  for (int i = 0; i < cfg->n_spectrum_steps; i++)
+    if (cfg->spectrum_steps[i] == t) {
+      *r = i;
+      return true;
+    }
+  return false;
+}
+
+int train_measure_instance(const TrainContext *ctx, const RunSpec *run, InstanceRow *row)
+{
+  RunState s;
+  double t0 = MPI_Wtime();
+  int rc = setup(&s, ctx, run), any_rc;
+  MPI_Allreduce(&rc, &any_rc, 1, MPI_INT, MPI_MIN, ctx->group);
+  *row = (InstanceRow){run->instance, run->width, (int32_t)run->param, run->seed, run->n_params, NAN, NAN, 0, NAN};
+  if (!any_rc) {
+    LambdaRecord rec;
+    double *topk = s.scratch, *resid = s.scratch + ctx->cfg->ntk_nev;
+    if (measure_ntk(&s, 0, false, &rec, topk, resid)) any_rc = -1;
+    row->lambda0 = rec.lambda;
+    row->lambda0_resid = resid[0];
+    row->method = s.use_exact ? NTK_METHOD_EXACT : NTK_METHOD_MATFREE;
+  }
+  row->seconds = MPI_Wtime() - t0;
+  teardown(&s);
+  return any_rc ? -1 : 0;
 }
 
 int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
@@ -278,21 +398,30 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   row->status = RUN_RUNNING;
   row->loss0 = row->loss_peak = row->loss_final = NAN;
   row->acc_final = row->test_loss_final = row->test_acc_final = row->wall_seconds = NAN;
+  row->lambda0 = row->lambda_final = row->peak_ratio = row->eta_lambda0 = row->eta_lambda_final = row->lambda_ratio = NAN;
+  row->phase = PHASE_UNKNOWN;
   if (s.grank == 0) output_write_summary(ctx->out, row);
 
+  const int nev = cfg->ntk_nev;
   Records rec = {0};
+  const int64_t n_lambda = output_n_lambda_records(cfg);
   rec.train = calloc((size_t)output_n_train_records(cfg), sizeof *rec.train);
   rec.test = calloc((size_t)output_n_test_records(cfg), sizeof *rec.test);
+  rec.lambda = calloc((size_t)n_lambda, sizeof *rec.lambda);
+  rec.topk = calloc((size_t)(n_lambda * nev), sizeof(double));
+  rec.resid = calloc((size_t)(n_lambda * nev), sizeof(double));
   rec.last_flush = MPI_Wtime();
 
-  const int64_t m = cfg->record_every, M = cfg->test_every, T = cfg->steps;
-  double loss0 = NAN, peak = -INFINITY, last_loss = NAN, last_acc = NAN;
+  const int64_t m = cfg->record_every, M = cfg->test_every, ML = cfg->lambda_every, T = cfg->steps;
+  double loss0 = NAN, peak = -INFINITY, peak_window = -INFINITY, last_loss = NAN, last_acc = NAN;
+  double lambda_first = NAN, lambda_last = NAN;
   int diverged = 0;
   int64_t t;
   for (t = 0;; t++) {
     const bool final = t == T;
     const bool record = t % m == 0 || final;
     const bool test_now = t == 0 || final || (M > 0 && t % M == 0);
+    const bool lambda_now = t == 0 || final || (ML > 0 && t % ML == 0);
     const double lr = config_lr_at(cfg, run->eta, t);
     double loss = NAN, acc = NAN, batch_acc;
 
@@ -306,7 +435,9 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
     if (t == 0) loss0 = loss;
     if (!isnan(loss)) {
       last_loss = loss, last_acc = acc;
-      if (loss > peak || !isfinite(loss)) peak = isfinite(loss) ? loss : INFINITY;
+      double l = isfinite(loss) ? loss : INFINITY;
+      if (l > peak) peak = l;
+      if (t <= cfg->catapult_window && l > peak_window) peak_window = l;
     }
     if (record) {
       double norm, dist;
@@ -324,6 +455,24 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       diverged = 1;
       break;
     }
+    int spec_row;
+    const bool spectrum_now = s.gram_ok && is_spectrum_step(cfg, t, &spec_row);
+    if (lambda_now || spectrum_now) {
+      /* A spectrum-only step measures into scratch: only the spectrum is kept. */
+      double *topk = lambda_now ? rec.topk + rec.n_lambda * nev : s.scratch;
+      double *resid = lambda_now ? rec.resid + rec.n_lambda * nev : s.scratch + nev;
+      LambdaRecord lrec;
+      if (measure_ntk(&s, t, spectrum_now, &lrec, topk, resid)) {
+        rc = -1;
+        break;
+      }
+      if (lambda_now) {
+        rec.lambda[rec.n_lambda++] = lrec;
+        if (t == 0) lambda_first = lrec.lambda;
+        lambda_last = lrec.lambda;
+      }
+      if (spectrum_now && s.grank == 0) rc |= output_write_spectrum(ctx->out, run->index, spec_row, t, s.spectrum);
+    }
     if (final) break;
     if (cfg->optimizer == OPT_SGD) {
       double bl = gradient(&s, t, &batch_acc);
@@ -336,11 +485,11 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
     update(&s, lr);
     if (s.grank == 0) {
       if (MPI_Wtime() - rec.last_flush >= cfg->flush_seconds) flush_records(&s, &rec);
-      progress_heartbeat(ctx->progress, run->index, t + 1, T, last_loss);
+      progress_heartbeat(ctx->progress, run->index, t + 1, T, last_loss, lambda_last);
     }
   }
 
-  rc = flush_records(&s, &rec);
+  rc |= flush_records(&s, &rec);
   row->status = diverged ? RUN_DIVERGED : RUN_DONE;
   row->steps_done = t;
   row->n_train_records = (int32_t)rec.n_train;
@@ -350,12 +499,23 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   row->loss_final = last_loss;
   row->acc_final = last_acc;
   row->wall_seconds = MPI_Wtime() - t_start;
+  /* Phase and the raw numbers behind it: lambda_0 is the instance's (shared by its runs). */
+  row->lambda0 = isfinite(run->lambda0) ? run->lambda0 : lambda_first;
+  row->lambda_final = diverged ? NAN : lambda_last;
+  row->peak_ratio = peak_window / loss0;
+  row->eta_lambda0 = run->eta * row->lambda0;
+  row->eta_lambda_final = run->eta * row->lambda_final;
+  row->lambda_ratio = row->lambda_final / row->lambda0;
+  row->phase = phase_classify(cfg, loss0, peak_window, peak, last_loss, diverged);
   if (s.grank == 0) {
     rc |= output_write_summary(ctx->out, row);
     progress_run_done(ctx->progress, row);
   }
   free(rec.train);
   free(rec.test);
+  free(rec.lambda);
+  free(rec.topk);
+  free(rec.resid);
   teardown(&s);
   return rc;
 }

@@ -13,8 +13,65 @@ base=(-widths 16 -seeds 0 -params ntk -etas 0.1 -steps 2 -n_train 50 -n_test 20 
 
 printf -- '-widths 16\nwidths 32\n' >"$tmp/badline.in"
 printf -- '# only a comment\n-depth 2 # trailing\n' >"$tmp/comment.in"
+printf -- '-depth 2\n- depth 3\n' >"$tmp/dashspace.in"
+printf -- '-depth 2\n-5\n' >"$tmp/dashdigit.in"
+: >"$tmp/empty.in"
+mkdir -p "$tmp/deckdir.in"
+small=(-widths 16 -seeds 0 -etas 0.1 -steps 2 -n_train 20 -n_test 10 -quiet)
+
+# ---- data fixtures, made here: tiny MNIST (IDX, raw) and CIFAR-10 directories
+be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
+idx_images() { # file n rows cols [pixel-bytes]
+  { be32 2051; be32 "$2"; be32 "$3"; be32 "$4"; head -c "${5:-$(($2 * $3 * $4))}" /dev/urandom; } >"$1"
+}
+idx_labels() { # file n [label-of-the-last-sample]
+  { be32 2049; be32 "$2"; for ((i = 0; i < $2 - 1; i++)); do printf "\\x0$((i % 10))"; done
+    printf "\\x$(printf %02x "${3:-1}")"; } >"$1"
+}
+mnist() { # dir: a valid 30 train / 20 test set
+  mkdir -p "$1"
+  idx_images "$1/train-images-idx3-ubyte" 30 28 28; idx_labels "$1/train-labels-idx1-ubyte" 30
+  idx_images "$1/t10k-images-idx3-ubyte" 20 28 28; idx_labels "$1/t10k-labels-idx1-ubyte" 20
+}
+cifar_batch() { # file records [label-of-the-last-record]
+  for ((i = 0; i < $2; i++)); do
+    if ((i == $2 - 1)); then printf "\\x$(printf %02x "${3:-1}")"; else printf "\\x0$((i % 10))"; fi
+    head -c 3072 /dev/urandom
+  done >"$1"
+}
+cifar() { # dir: 5 train batches of 6 records, a test batch of 10
+  mkdir -p "$1"
+  for b in 1 2 3 4 5; do cifar_batch "$1/data_batch_$b.bin" 6; done
+  cifar_batch "$1/test_batch.bin" 10
+}
+mdir="$tmp/mnist"; cdir="$tmp/cifar"
+mnist "$mdir/ok"; cifar "$cdir/ok"
+mnist "$mdir/trunc"; idx_images "$mdir/trunc/train-images-idx3-ubyte" 30 28 28 1000
+mnist "$mdir/badgz"; rm "$mdir/badgz/train-images-idx3-ubyte"
+{ printf '\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03'; head -c 2000 /dev/urandom; } >"$mdir/badgz/train-images-idx3-ubyte.gz"
+mnist "$mdir/cutgz"; gzip -c "$mdir/cutgz/train-images-idx3-ubyte" | head -c 4000 >"$mdir/cutgz/train-images-idx3-ubyte.gz"
+rm "$mdir/cutgz/train-images-idx3-ubyte"
+mnist "$mdir/magic"; cp "$mdir/magic/train-labels-idx1-ubyte" "$mdir/magic/train-images-idx3-ubyte"
+mnist "$mdir/count"; idx_labels "$mdir/count/train-labels-idx1-ubyte" 31
+mnist "$mdir/label"; idx_labels "$mdir/label/t10k-labels-idx1-ubyte" 20 12
+mnist "$mdir/nolabels"; rm "$mdir/nolabels/train-labels-idx1-ubyte"
+mnist "$mdir/empty"; : >"$mdir/empty/t10k-images-idx3-ubyte"
+mnist "$mdir/shape"; idx_images "$mdir/shape/train-images-idx3-ubyte" 30 27 27
+mnist "$mdir/zero"; { be32 2051; be32 0; be32 28; be32 28; } >"$mdir/zero/train-images-idx3-ubyte"
+mnist "$mdir/huge"; { be32 2051; be32 30; be32 65536; be32 65536; } >"$mdir/huge/train-images-idx3-ubyte"
+cifar "$cdir/size"; head -c 10000 /dev/urandom >"$cdir/size/data_batch_1.bin"
+cifar "$cdir/nobatch"; rm "$cdir/nobatch/data_batch_3.bin"
+cifar "$cdir/notest"; rm "$cdir/notest/test_batch.bin"
+cifar "$cdir/label"; cifar_batch "$cdir/label/data_batch_2.bin" 6 10
+cifar "$cdir/empty"; : >"$cdir/empty/test_batch.bin"
+mn=(-dataset mnist -data_dir); cf=(-dataset cifar10 -data_dir)
 
 # np | expected exit | expected text on stderr | arguments after ntkhpc
+# Decks for the rows added after the fuzzing round (docs/robustness.md)
+printf -- '-depth 2 3\n' >"$tmp/extratok.in"
+printf -- '-prefix_pop\n' >"$tmp/prefixpop.in"
+printf -- '-options_file %s\n' "$tmp/missing.in" >"$tmp/include.in"
+
 cases=(
   "1|2|deck $tmp/missing.in: cannot open|$tmp/missing.in"
   "1|2|deck $tmp/badline.in line 2: expected '-key value'|$tmp/badline.in"
@@ -42,23 +99,88 @@ cases=(
   "2|2|option -ranks_per_run: 3 exceeds the 2 MPI ranks|$deck -ranks_per_run 3"
   "1|2|$tmp/nodir/out.h5|$deck ${base[*]} -output $tmp/nodir/out.h5"
   "2|2|option -steps: expected an integer, got '1e3'|$deck -steps 1e3"
+  # ---- decks
+  "1|2|deck $tmp/deckdir.in: |$tmp/deckdir.in"
+  "1|2|deck $tmp/dashspace.in line 2: expected '-key value', got '- depth 3'|$tmp/dashspace.in"
+  "1|2|deck $tmp/dashdigit.in line 2: expected '-key value', got '-5'|$tmp/dashdigit.in"
+  "1|2|option -widthz: unknown option|$tmp/empty.in -widthz 5"
+  # ---- option values
+  "1|2|option -ranks_per_run: 0 is outside [1,|$deck -ranks_per_run 0"
+  "1|2|option -n_train: -5 is outside [0,|$deck -n_train -5"
+  "1|2|option -n_test: expected an integer, got '1.5'|$deck -n_test 1.5"
+  "1|2|option -etas: learning rate nan must be positive and finite|$deck -etas nan"
+  "1|2|option -etas: learning rate inf must be positive and finite|$deck -etas 0.1,inf"
+  "1|2|option -sigma_w: inf is outside|$deck -sigma_w inf"
+  "1|2|option -momentum: nan is outside|$deck -momentum nan"
+  "1|2|option -seeds: seed -1 must be >= 0|$deck -seeds -1"
+  "1|2|option -steps: -1 is outside [0,|$deck -steps -1"
+  "1|2|option -widths: width -16 must be a positive integer|$deck -widths 16,-16"
+  "1|2|option -params: 'sp' is listed twice|$deck -params sp,mup,sp"
+  "1|2|option -params: at most 3 entries|$deck -params ntk,sp,mup,ntk" # fuzz_deck: wrote params[3]
+  "1|2|option -lr_min_factor: only used with -lr_schedule cosine|$deck -lr_min_factor 0.1"
+  "1|2|option -warmup_steps: 50 exceeds -steps 10|$deck -warmup_steps 50 -steps 10"
+  "1|2|option -n_train: the teacher-student set needs an explicit size|$deck -dataset teacher -n_train 0"
+  "1|2|option -output: empty file name|$deck -output -quiet"
+  # ---- data files (MNIST: IDX raw or gzip; CIFAR-10 binary batches)
+  "1|2|$mdir/trunc/train-images-idx3-ubyte: truncated: expected 15680 bytes of pixels, found 1000|$deck ${small[*]} ${mn[*]} $mdir/trunc"
+  "1|2|$mdir/badgz/train-images-idx3-ubyte.gz: corrupt gzip data|$deck ${small[*]} ${mn[*]} $mdir/badgz"
+  "1|2|$mdir/cutgz/train-images-idx3-ubyte.gz: truncated: expected 15680 bytes of pixels|$deck ${small[*]} ${mn[*]} $mdir/cutgz"
+  "1|2|$mdir/magic/train-images-idx3-ubyte: wrong magic 0x00000801 (expected 0x00000803 for IDX images; this is an IDX labels file)|$deck ${small[*]} ${mn[*]} $mdir/magic"
+  "1|2|count mismatch: 30 images but $mdir/count/train-labels-idx1-ubyte has 31 labels|$deck ${small[*]} ${mn[*]} $mdir/count"
+  "1|2|$mdir/label/t10k-labels-idx1-ubyte: label 12 at index 19 out of range [0, 9]|$deck ${small[*]} ${mn[*]} $mdir/label -n_test 20"
+  "1|2|$mdir/nolabels/train-labels-idx1-ubyte.gz: not found|$deck ${small[*]} ${mn[*]} $mdir/nolabels"
+  "1|2|$mdir/empty/t10k-images-idx3-ubyte: truncated header: expected 16 bytes, found 0|$deck ${small[*]} ${mn[*]} $mdir/empty"
+  "1|2|$mdir/shape/train-images-idx3-ubyte: images are 27 x 27, expected 28 x 28|$deck ${small[*]} ${mn[*]} $mdir/shape"
+  "1|2|$mdir/zero/train-images-idx3-ubyte: header says 0 images|$deck ${small[*]} ${mn[*]} $mdir/zero"
+  "1|2|$mdir/huge/train-images-idx3-ubyte: bad image size 65536 x 65536|$deck ${small[*]} ${mn[*]} $mdir/huge"
+  "1|2|n_train = 40 but $mdir/ok/train-images-idx3-ubyte holds 30 samples|$deck ${small[*]} ${mn[*]} $mdir/ok -n_train 40"
+  "1|2|$cdir/size/data_batch_1.bin: corrupt: size 10000 bytes is not a multiple of the 3073-byte record|$deck ${small[*]} ${cf[*]} $cdir/size"
+  "1|2|$cdir/nobatch/data_batch_3.bin: not found|$deck ${small[*]} ${cf[*]} $cdir/nobatch"
+  "1|2|$cdir/notest/test_batch.bin: not found|$deck ${small[*]} ${cf[*]} $cdir/notest"
+  "1|2|$cdir/label/data_batch_2.bin: label 10 in record 5 out of range [0, 9]|$deck ${small[*]} ${cf[*]} $cdir/label"
+  "1|2|$cdir/empty/test_batch.bin: empty: no 3073-byte records|$deck ${small[*]} ${cf[*]} $cdir/empty"
+  "1|2|n_train = 40 but data_batch_1..5.bin in $cdir/ok hold 30 samples|$deck ${small[*]} ${cf[*]} $cdir/ok -n_train 40"
+  "1|2|option -data_dir: required for -dataset cifar10|$deck ${small[*]} -dataset cifar10"
+  # fixed after the fuzzing round (docs/robustness.md)
+  "1|2|deck $tmp/extratok.in line 1:|$tmp/extratok.in"
+  "1|2|deck $tmp/prefixpop.in line 1:|$tmp/prefixpop.in"
+  "1|2|deck $tmp/include.in line 1:|$tmp/include.in"
+  "1|2|option -widths: |$deck ${small[*]} -widths -quiet"
+  "1|2|option -etas: |$deck ${small[*]} -etas -quiet"
+  "1|2|option -widths: 16 is listed twice|$deck ${small[*]} -widths 16,16"
+  "1|2|option -seeds: 0 is listed twice|$deck ${small[*]} -seeds 0,0"
 )
+# Unreadable deck: root reads anything, so only as another user.
+if [[ $(id -u) -ne 0 ]]; then
+  printf -- '-depth 2\n' >"$tmp/noread.in"; chmod 000 "$tmp/noread.in"
+  cases+=("1|2|deck $tmp/noread.in: cannot open: Permission denied|$tmp/noread.in")
+else
+  echo "SKIP: unreadable deck (running as root)"
+fi
 
-for c in "${cases[@]}"; do
-  IFS='|' read -r np code text args <<<"$c"
+# Runs one case; 0 when it behaves: exit code, message, exactly one stderr line, no output file.
+run_case() {
+  local np code text args rc lines
+  IFS='|' read -r np code text args <<<"$1"
   rm -f "$tmp/out.h5"
-  # shellcheck disable=SC2086
   launch=("$MPIEXEC" -q --oversubscribe -n "$np")
   [[ $np -eq 1 ]] && launch=() # singleton MPI: also covers running without mpirun
+  # shellcheck disable=SC2086
   "${launch[@]}" "$NTKHPC" $args $( [[ "$args" == *"-output "* ]] || echo "-output $tmp/out.h5" ) \
     >"$tmp/stdout" 2>"$tmp/stderr" </dev/null
   rc=$?
   lines=$(grep -c . "$tmp/stderr")
-  if [[ $rc -eq $code ]] && grep -qF -- "$text" "$tmp/stderr" && [[ $lines -eq 1 ]] && [[ ! -e "$tmp/out.h5" ]]; then
+  [[ $rc -eq $code ]] && grep -qF -- "$text" "$tmp/stderr" && [[ $lines -eq 1 ]] && [[ ! -e "$tmp/out.h5" ]] && return 0
+  why="ntkhpc $args -> exit $rc (want $code), $lines stderr lines, want '$text'"
+  return 1
+}
+
+for c in "${cases[@]}"; do
+  if run_case "$c"; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
-    echo "FAIL: ntkhpc $args -> exit $rc (want $code), $lines stderr lines, want '$text':"
+    echo "FAIL: $why:"
     sed 's/^/    /' "$tmp/stderr" | head -5
   fi
 done
@@ -83,6 +205,18 @@ if "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -output "$tmp/good.h5" >"$t
 else
   failed=$((failed + 1)); echo "FAIL: a good deck failed:"; cat "$tmp/stderr"
 fi
+
+# The fixtures themselves are valid, and an empty deck means all defaults.
+for good in "$tmp/empty.in ${small[*]}" "$deck ${small[*]} ${mn[*]} $mdir/ok" "$deck ${small[*]} ${cf[*]} $cdir/ok"; do
+  rm -f "$tmp/g.h5"
+  # shellcheck disable=SC2086
+  if "$NTKHPC" $good -output "$tmp/g.h5" >/dev/null 2>"$tmp/stderr" </dev/null && [[ -s "$tmp/g.h5" ]] &&
+     [[ ! -s "$tmp/stderr" ]]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); echo "FAIL: good input refused: ntkhpc $good"; sed 's/^/    /' "$tmp/stderr" | head -5
+  fi
+done
 
 # Comments in decks are fine; -help lists every option that the effective deck records.
 if "$MPIEXEC" -q -n 1 "$NTKHPC" "$tmp/comment.in" "${base[@]}" -output "$tmp/c.h5" >/dev/null 2>"$tmp/stderr"; then

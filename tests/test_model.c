@@ -338,7 +338,7 @@ static void test_gradient_fd(void) {
 static void test_jvp(void) {
   const int B = 4, d = 5, k = 3;
   double worst_fd = 0, worst_adj = 0;
-  int ok_fd = 1, ok_adj = 1, ok_acc = 1, ok_rep = 1;
+  int ok_fd = 1, ok_adj = 1, ok_acc = 1, ok_rep = 1, ok_null = 1;
   for (int a = 0; a < ACT_COUNT; a++)
     for (int pi = 0; pi < 3; pi++)
       for (int bias = 0; bias <= 1; bias++) {
@@ -388,6 +388,14 @@ static void test_jvp(void) {
         for (size_t p = 0; p < P; p++) ok_acc &= fabs(jtu[p] - 2 * jtu2[p]) <= 1e-14 * (1 + fabs(jtu[p]));
         model_jvp(&m, th, v, B, &t, jv2, NULL);
         ok_rep &= memcmp(jv, jv2, sizeof jv) == 0;
+        /* grad == NULL (model.h): same activation cotangents, parameter products skipped. */
+        size_t n1 = (size_t)B * m.buf_size[1];
+        double *g1 = malloc(n1 * sizeof *g1);
+        memcpy(g1, t.grad[1], n1 * sizeof *g1);
+        memset(t.grad[1], 0, n1 * sizeof *g1);
+        model_vjp(&m, th, u, B, &t, NULL, NULL);
+        ok_null &= memcmp(g1, t.grad[1], n1 * sizeof *g1) == 0;
+        free(g1);
         tape_destroy(&t);
         free(th);
         free(v);
@@ -400,6 +408,7 @@ static void test_jvp(void) {
   CHECK(ok_adj, "adjoint <Jv,u> = <v,J^T u>, worst rel err %.3g", worst_adj);
   CHECK(ok_acc, "model_vjp does not accumulate into grad");
   CHECK(ok_rep, "repeated model_jvp differs");
+  CHECK(ok_null, "model_vjp with grad == NULL gives different activation cotangents");
   printf("jvp: worst FD rel err %.2e, worst adjoint rel err %.2e\n", worst_fd, worst_adj);
 }
 

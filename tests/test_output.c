@@ -51,6 +51,10 @@ static void setup(int world_size) {
   cfg.data.n_test = 100;
   cfg.data.standardize = true;
   cfg.data.center_targets = false;
+  cfg.ntk_batch = 20;
+  cfg.ntk_nev = 3;
+  cfg.lambda_every = 10;
+  cfg.gram_max_rows = 4000;
   cfg.optimizer = OPT_SGD;
   cfg.batch_size = 32;
   cfg.steps = 25;
@@ -347,13 +351,16 @@ static void verify_file(const char *path, int world_size, const char *label) {
     static const char *names[] = {"run", "instance", "width", "param", "seed", "eta", "eta_factor",
                                   "status", "steps_done", "n_train_records", "n_test_records",
                                   "loss0", "loss_peak", "loss_final", "acc_final",
-                                  "test_loss_final", "test_acc_final", "wall_seconds"};
+                                  "test_loss_final", "test_acc_final", "wall_seconds",
+                                  "lambda0", "lambda_final", "peak_ratio", "eta_lambda0",
+                                  "eta_lambda_final", "lambda_ratio", "phase"};
+    const unsigned n_names = sizeof names / sizeof names[0];
     hid_t d = H5Dopen2(f, "summary", H5P_DEFAULT);
     CHECK(d >= 0, "%s: /summary missing", label);
     if (d >= 0) {
       hid_t t = H5Dget_type(d);
-      CHECK(H5Tget_class(t) == H5T_COMPOUND && H5Tget_nmembers(t) == 18, "%s: summary type", label);
-      for (unsigned i = 0; i < 18 && H5Tget_class(t) == H5T_COMPOUND; i++) {
+      CHECK(H5Tget_class(t) == H5T_COMPOUND && H5Tget_nmembers(t) == (int)n_names, "%s: summary type", label);
+      for (unsigned i = 0; i < n_names && H5Tget_class(t) == H5T_COMPOUND; i++) {
         char *nm = H5Tget_member_name(t, i);
         CHECK(nm && strcmp(nm, names[i]) == 0, "%s: summary member %u is '%s', want '%s'", label,
               i, nm ? nm : "(null)", names[i]);

@@ -1,0 +1,93 @@
+/* The empirical NTK on an NTK batch (CONVENTIONS.md "Empirical NTK"): Theta = J J^T / N, the full
+ * (Nk x Nk) matrix or its logit trace Theta_bar = (1/k) sum_i Theta_{(.,i),(.,i)} (N x N).
+ *
+ * Two ways to its spectrum:
+ *   - matrix-free: a MATSHELL y = Theta v (one VJP, one allreduce of a P-vector, one JVP per
+ *     product) and SLEPc Krylov-Schur for the top eigenvalues, warm-started across calls;
+ *   - exact: the Gram matrix assembled layer by layer from backpropagated signals and layer
+ *     inputs without forming J (dense/activation nets only), then ScaLAPACK for all eigenvalues
+ *     (SLEPc's EPSSCALAPACK, which this Debian SLEPc 3.18 provides) or Krylov-Schur on it.
+ * ntk_cost_matfree / ntk_cost_exact estimate both so a caller can take the cheaper.
+ *
+ * Layout: the batch is split in contiguous slices, rank r holding samples [first, first+n_local).
+ * Vectors and Gram rows follow it: full variant index (a, i) -> a*k + i (sample-major), local size
+ * n_local*k; traced variant index a, local size n_local. theta is replicated on every rank.
+ *
+ * Options (prefix ntk_): -ntk_eps_* tune the Krylov-Schur solve (read once, at creation);
+ * -ntk_gram_eps_* the eigensolves on an assembled Gram matrix; -ntk_chunk (samples per tape
+ * chunk, default 512) and -ntk_tape_mb (per-rank budget for stored activations, default 4096:
+ * above it the forward pass is recomputed chunk by chunk in every product instead).
+ */
+#ifndef NTK_NTK_H
+#define NTK_NTK_H
+#include <stdbool.h>
+
+#include <petscmat.h>
+
+#include "model.h"
+#include "ntk_petsc.h"
+
+typedef enum { NTK_FULL = 0, NTK_TRACED = 1 } NtkVariant;
+
+const char *ntk_variant_name(NtkVariant v); /* "full", "traced" (the output attribute values) */
+
+typedef struct NtkOperator NtkOperator;
+
+/* Collective on comm. Keeps m (which must outlive the operator) and copies x_local. Every rank
+ * passes its slice; n_local may be 0 on some ranks. ntk_set_params must be called before use. */
+PetscErrorCode ntk_operator_create(NtkOperator **op, MPI_Comm comm, const Model *m,
+                                   const double *x_local, int n_local, int first, int n_global,
+                                   NtkVariant v);
+PetscErrorCode ntk_operator_destroy(NtkOperator **op);
+
+/* The MATSHELL y = Theta v at the theta last given (borrowed: do not destroy). */
+PetscErrorCode ntk_operator_mat(NtkOperator *op, Mat *A);
+
+/* Re-linearise at theta (P, identical on every rank): one forward pass on the local samples,
+ * kept on the tapes (none if -ntk_tape_mb is exceeded: products then recompute it). Collective
+ * (the ranks agree on whether theta is finite). */
+PetscErrorCode ntk_set_params(NtkOperator *op, const double *theta);
+
+/* Top-nev eigenvalues of Theta, largest first, by Krylov-Schur on the shell operator, warm-started
+ * from the previous call's eigenvectors; resid[i] = ||Theta x - lambda x|| / |lambda|. Missing
+ * (unconverged, or a non-finite theta, or a solver failure) values are NaN and the call still
+ * returns 0: a diverging run goes on. Collective. */
+PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid, int *nconv);
+
+/* Statistics of the last ntk_top_eigs / ntk_gram_top_eigs: solver iterations (restarts) and
+ * operator applications. */
+PetscErrorCode ntk_last_solve_stats(NtkOperator *op, int *its, long *matvecs);
+/* Forget the warm start (the next solve starts from SLEPc's random vector). */
+PetscErrorCode ntk_reset_warm_start(NtkOperator *op);
+
+/* Exact Gram matrix, for models made only of OP_DENSE and OP_ACT ops: per dense layer l
+ *   Theta += (1/N) (w_mult_l^2 (Delta_l Delta_l^T) .* (A_{l-1} A_{l-1}^T) + b_mult_l^2 Delta_l Delta_l^T)
+ * with A_{l-1} the layer's inputs (one row per sample, expanded over outputs) and Delta_l the
+ * backpropagated signals d f_i / d h_l (one row per (sample, output)); traced: the same with
+ * Delta Delta^T summed over i == j and 1/(Nk). G is a new MATDENSE (caller destroys), rows
+ * distributed like the shell operator's vectors. Memory per rank: n_local*k*sum(n_out) for the
+ * local signals, plus one layer's gathered signals (N*k*n_out) and inputs at a time. */
+bool ntk_gram_supported(const Model *m);
+PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *G);
+/* All Nk (or N) eigenvalues of G, descending, on every rank, by ScaLAPACK (EPSSCALAPACK: pdsyev). */
+PetscErrorCode ntk_gram_spectrum(NtkOperator *op, Mat G, double *eig_desc);
+/* Top-nev eigenvalues of an assembled G by Krylov-Schur (prefix ntk_gram_): the cheap way to
+ * lambda once G exists; same conventions as ntk_top_eigs (no warm start). */
+PetscErrorCode ntk_gram_top_eigs(NtkOperator *op, Mat G, int nev, double *eig, double *resid,
+                                 int *nconv);
+/* ||Gt - G0||_F / ||G0||_F (Inf if G0 = 0). Collective. */
+PetscErrorCode ntk_kernel_distance(Mat G0, Mat Gt, double *dist);
+
+/* Cost models in flops (multiply-add = 2) of lambda by each method; see ntk.c for the terms.
+ * ntk_cost_exact prices the Gram matrix plus its full spectrum (ntk_gram_spectrum: pdsyev with
+ * vectors, 9 R^3); ntk_cost_exact_top the Gram matrix plus ntk_gram_top_eigs (expected_iters
+ * dense products), the cheaper exact route when only the top eigenvalues are wanted. */
+double ntk_cost_matfree(const Model *m, int n_global, NtkVariant v, int expected_iters);
+double ntk_cost_exact(const Model *m, int n_global, NtkVariant v);
+double ntk_cost_exact_top(const Model *m, int n_global, NtkVariant v, int expected_iters);
+
+/* PetscLogEvents NtkMatMult, NtkEigensolve, NtkGramAssemble, NtkGramEigen (idempotent; the
+ * create call registers them too). */
+PetscErrorCode ntk_register_events(void);
+
+#endif
