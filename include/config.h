@@ -50,6 +50,11 @@ typedef struct {
   bool kernel_distance;         /* ||Theta_t - Theta_0||_F / ||Theta_0||_F at lambda steps, if the
                                    exact Gram matrix is affordable */
   int gram_max_rows;            /* the exact Gram matrix is affordable up to this many rows */
+  /* optional bisection for the divergence boundary eta_max, per instance */
+  bool eta_max_search;
+  double eta_max_lo, eta_max_hi;  /* initial bracket, in units of 1/lambda_0 */
+  double eta_max_tol;             /* stop when hi - lo <= tol (units of 1/lambda_0) */
+  int64_t eta_max_steps;          /* length of each probe run */
   /* phases / divergence */
   double diverge_factor;        /* stop when loss > diverge_factor * L0 or non-finite */
   double catapult_factor;       /* catapult if L_peak > catapult_factor * L0 ... */

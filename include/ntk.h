@@ -16,7 +16,9 @@
  * Options (prefix ntk_): -ntk_eps_* tune the Krylov-Schur solve (read once, at creation);
  * -ntk_gram_eps_* the eigensolves on an assembled Gram matrix; -ntk_chunk (samples per tape
  * chunk, default 512) and -ntk_tape_mb (per-rank budget for stored activations, default 4096:
- * above it the forward pass is recomputed chunk by chunk in every product instead).
+ * above it the forward pass is recomputed chunk by chunk in every product instead);
+ * -ntk_gram_block (source samples per column block of the Gram assembly; default: temporaries of
+ * about 64 MB).
  */
 #ifndef NTK_NTK_H
 #define NTK_NTK_H

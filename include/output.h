@@ -50,6 +50,10 @@ typedef struct {
   double lambda0, lambda0_resid;
   int32_t method;       /* NtkMethod used: 1 matrix-free, 2 exact */
   double seconds;
+  /* -eta_max_search: the divergence boundary in units of 1/lambda_0 lies in (eta_max_lo,
+   * eta_max_hi]; NaN if not searched, eta_max_hi = inf if even the top of the bracket converged */
+  double eta_max_lo, eta_max_hi;
+  int32_t eta_max_probes;
 } InstanceRow;
 
 /* One row of /summary, written when a run ends (and updated while it runs, status RUNNING). */

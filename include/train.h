@@ -31,6 +31,11 @@ Phase phase_classify(const Config *cfg, double loss0, double peak_window, double
  * Collective over ctx->group. */
 int train_measure_instance(const TrainContext *ctx, const RunSpec *run, InstanceRow *row);
 
+/* -eta_max_search: bisects eta_factor over short probe runs (-eta_max_steps) of the instance of
+ * `run` until the divergence boundary is bracketed to -eta_max_tol; fills row->eta_max_lo/hi and
+ * eta_max_probes. Collective over ctx->group. */
+int train_search_eta_max(const TrainContext *ctx, const RunSpec *run, double lambda0, InstanceRow *row);
+
 /* Trains run `run` to the end or to divergence, writing its trajectory and summary row.
  * Collective over ctx->group. Returns 0, or non-zero on an internal error. */
 int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *result);

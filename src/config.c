@@ -344,6 +344,15 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   opt_int(PetscOptionsObject, c, "-eval_chunk", "Samples per forward pass (bounds activation memory)", 512, 1, 100000000, &ival, NULL);
   cfg->eval_chunk = (int)ival;
 
+  /* ---- eta_max search */
+  opt_bool(PetscOptionsObject, c, "-eta_max_search", "Bisect eta_factor per instance for the divergence boundary eta_max (short probe runs)", false,
+           &cfg->eta_max_search, NULL);
+  opt_real(PetscOptionsObject, c, "-eta_max_lo", "eta_max search: lower end of the initial bracket (units of 1/lambda_0)", 2.0, 0, 1e6, 1, &cfg->eta_max_lo, NULL);
+  opt_real(PetscOptionsObject, c, "-eta_max_hi", "eta_max search: upper end of the initial bracket (units of 1/lambda_0)", 64.0, 0, 1e6, 1, &cfg->eta_max_hi, NULL);
+  opt_real(PetscOptionsObject, c, "-eta_max_tol", "eta_max search: width of the final bracket (units of 1/lambda_0)", 0.1, 0, 1e6, 1, &cfg->eta_max_tol, NULL);
+  opt_int(PetscOptionsObject, c, "-eta_max_steps", "eta_max search: steps of each probe run", 100, 1, PETSC_MAX_INT, &ival, NULL);
+  cfg->eta_max_steps = ival;
+
   /* ---- phases */
   opt_real(PetscOptionsObject, c, "-diverge_factor", "Stop a run as divergent when loss > factor * L0 or non-finite", 1e6, 1, 1e300, 1, &cfg->diverge_factor, NULL);
   opt_real(PetscOptionsObject, c, "-catapult_factor", "Catapult when L_peak > factor * L0 early and L_T < L0", 1.5, 1, 1e300, 1, &cfg->catapult_factor, NULL);
@@ -373,6 +382,7 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   if (!dir_set && cfg->data.kind != DATA_FASHION_MNIST && cfg->data.kind != DATA_TEACHER && cfg->data.kind != DATA_UV)
     fail(c, "option -data_dir: required for -dataset %s", data_kind_name(cfg->data.kind));
   if (!cfg->output[0]) fail(c, "option -output: empty file name");
+  if (cfg->eta_max_lo >= cfg->eta_max_hi) fail(c, "option -eta_max_lo: %g must be below -eta_max_hi %g", cfg->eta_max_lo, cfg->eta_max_hi);
   if (cfg->model.arch == ARCH_UV && (cfg->n_params != 1 || cfg->params[0] != PARAM_NTK))
     fail(c, "option -params: the uv model is defined in the ntk parameterization only");
   if (!ntk_batch_set && cfg->data.n_train > 0 && cfg->ntk_batch > cfg->data.n_train) cfg->ntk_batch = cfg->data.n_train;
@@ -473,6 +483,9 @@ char *config_deck_text(const Config *cfg)
   if (cfg->lr_schedule == LR_COSINE) append(&b, &len, &cap, "-lr_min_factor %.17g\n", cfg->lr_min_factor);
   append(&b, &len, &cap, "-record_every %" PRId64 "\n-test_every %" PRId64 "\n-eval_chunk %d\n-diverge_factor %.17g\n-catapult_factor %.17g\n-catapult_window %" PRId64 "\n",
          cfg->record_every, cfg->test_every, cfg->eval_chunk, cfg->diverge_factor, cfg->catapult_factor, cfg->catapult_window);
+  if (cfg->eta_max_search)
+    append(&b, &len, &cap, "-eta_max_search true\n-eta_max_lo %.17g\n-eta_max_hi %.17g\n-eta_max_tol %.17g\n-eta_max_steps %" PRId64 "\n", cfg->eta_max_lo,
+           cfg->eta_max_hi, cfg->eta_max_tol, cfg->eta_max_steps);
   append(&b, &len, &cap, "-ranks_per_run %d\n-output %s\n-flush_seconds %.17g\n-progress_seconds %.17g\n", cfg->ranks_per_run, cfg->output,
          cfg->flush_seconds, cfg->progress_seconds);
   return b;

@@ -118,9 +118,13 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
     for (int j = 0; j < k && !seen; j++) seen = sw->runs[rep[j]].instance == r->instance;
     if (!seen) rep[k++] = sw->order[i];
   }
-  double *vals = malloc((size_t)n * 3 * sizeof *vals); /* lambda0, resid, seconds */
-  int *method = calloc((size_t)n, sizeof *method);
-  for (int i = 0; i < 3 * n; i++) vals[i] = -INFINITY;
+  /* Per instance: lambda0, resid, seconds, eta_max_lo, eta_max_hi; set by exactly one group (all
+   * of whose ranks agree) and -inf elsewhere, so a MAX over the world gathers them. NaN would not
+   * survive the MAX: it travels as -inf plus a flag. */
+  enum { NV = 5 };
+  double *vals = malloc((size_t)n * NV * sizeof *vals);
+  int *ints = calloc((size_t)n * 3, sizeof *ints); /* method, probes, nan-flags (bit j: value j is NaN) */
+  for (int i = 0; i < NV * n; i++) vals[i] = -INFINITY;
   Scheduler sched;
   const int created = scheduler_create(&sched, world, group, n) == 0;
   int rc = created ? 0 : -1;
@@ -128,26 +132,28 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
   int pos;
   while (created && (pos = scheduler_next(&sched)) >= 0) {
     InstanceRow row;
-    rc |= train_measure_instance(&ctx, &sw->runs[rep[pos]], &row);
-    vals[3 * row.instance] = row.lambda0, vals[3 * row.instance + 1] = row.lambda0_resid, vals[3 * row.instance + 2] = row.seconds;
-    method[row.instance] = row.method;
+    const RunSpec *r = &sw->runs[rep[pos]];
+    rc |= train_measure_instance(&ctx, r, &row);
+    if (cfg->eta_max_search && row.lambda0 > 0) rc |= train_search_eta_max(&ctx, r, row.lambda0, &row);
+    const double v[NV] = {row.lambda0, row.lambda0_resid, row.seconds, row.eta_max_lo, row.eta_max_hi};
+    for (int j = 0; j < NV; j++) {
+      if (isnan(v[j])) ints[3 * row.instance + 2] |= 1 << j;
+      else vals[NV * row.instance + j] = v[j];
+    }
+    ints[3 * row.instance] = row.method;
+    ints[3 * row.instance + 1] = row.eta_max_probes;
   }
   if (created) scheduler_destroy(&sched);
-  /* Each entry was set by exactly one group (all of whose ranks agree); MAX gathers them. NaN
-   * (not converged) must survive the MAX, so it travels as a flag. */
-  int *nan_flag = calloc((size_t)n, sizeof *nan_flag);
-  for (int i = 0; i < n; i++)
-    if (isnan(vals[3 * i])) nan_flag[i] = 1, vals[3 * i] = -INFINITY;
-  MPI_Allreduce(MPI_IN_PLACE, vals, 3 * n, MPI_DOUBLE, MPI_MAX, world);
-  MPI_Allreduce(MPI_IN_PLACE, method, n, MPI_INT, MPI_MAX, world);
-  MPI_Allreduce(MPI_IN_PLACE, nan_flag, n, MPI_INT, MPI_MAX, world);
+  MPI_Allreduce(MPI_IN_PLACE, vals, NV * n, MPI_DOUBLE, MPI_MAX, world);
+  MPI_Allreduce(MPI_IN_PLACE, ints, 3 * n, MPI_INT, MPI_MAX, world); /* flags: one group sets them */
   MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, world);
   for (int i = 0; i < n; i++) {
     const RunSpec *r = NULL;
     for (int j = 0; j < sw->n_runs && !r; j++)
       if (sw->runs[j].instance == i) r = &sw->runs[j];
-    double lam = nan_flag[i] ? NAN : vals[3 * i];
-    rows[i] = (InstanceRow){i, r->width, (int32_t)r->param, r->seed, r->n_params, lam, vals[3 * i + 1], method[i], vals[3 * i + 2]};
+    double v[NV];
+    for (int j = 0; j < NV; j++) v[j] = (ints[3 * i + 2] >> j & 1) ? NAN : vals[NV * i + j];
+    rows[i] = (InstanceRow){i, r->width, (int32_t)r->param, r->seed, r->n_params, v[0], v[1], ints[3 * i], v[2], v[3], v[4], ints[3 * i + 1]};
   }
   for (int j = 0; j < sw->n_runs; j++) {
     RunSpec *r = &sw->runs[j];
@@ -169,7 +175,12 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
     printf("[ntkhpc] lambda_0 of %d instances measured (%.1f s of group time)\n", n, tot);
     fflush(stdout);
   }
-  free(rep), free(vals), free(method), free(nan_flag);
+  if (rank == 0 && !cfg->quiet && cfg->eta_max_search)
+    for (int i = 0; i < n; i++)
+      printf("[ntkhpc] instance %d (width %d seed %lld %s): lambda_0 %.6g, eta_max * lambda_0 in (%.4g, %.4g] after %d probe runs\n", i,
+             rows[i].width, (long long)rows[i].seed, param_name((Parameterization)rows[i].param), rows[i].lambda0, rows[i].eta_max_lo,
+             rows[i].eta_max_hi, rows[i].eta_max_probes);
+  free(rep), free(vals), free(ints);
   return rc || bad ? EXIT_RUNTIME : 0;
 }
 

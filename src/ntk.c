@@ -520,13 +520,19 @@ PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
   PetscCall(MatDenseGetArray(G, &g));
   for (PetscInt j = 0; j < R; j++) PetscCall(PetscArrayzero(g + j * lda, mloc));
 
-  /* Column blocks of cb source samples: temporaries of about 2^23 doubles. */
-  const int cb = mloc > 0 ? (int)PetscMax(1, PetscMin((PetscInt)max_nl, (PetscInt)(8388608 / (mloc * rps)))) : 1;
+  /* Column blocks of cb source samples (-ntk_gram_block, else temporaries of about 2^23 doubles). */
+  PetscInt cb_opt = 0;
+  PetscCall(PetscOptionsGetInt(NULL, "ntk_", "-gram_block", &cb_opt, NULL));
+  int cb = mloc > 0 ? (int)PetscMax(1, PetscMin((PetscInt)max_nl, (PetscInt)(8388608 / (mloc * rps)))) : 1;
+  if (cb_opt > 0 && cb_opt < cb) cb = (int)cb_opt;
   PetscCall(PetscMalloc4(max_D, &Dsrc, max_A, &Asrc, (size_t)mloc * cb * rps + 1, &C, (size_t)nl * cb + 1, &KA));
   const double scale = op->v == NTK_FULL ? 1.0 / N : 1.0 / ((double)N * k);
+  /* Traced rows are samples with the k outputs' signals concatenated, so the same GEMM then sums
+   * over i == j only, as the trace needs. */
+  const int Kmul = op->v == NTK_FULL ? 1 : k;
   for (int l = 0; l < nd; l++) {
     const Op *o = &m->ops[dense_ops[l]];
-    const int nin = o->n_in, nout = o->n_out;
+    const int nin = o->n_in, nout = o->n_out, K = Kmul * nout;
     const double wm = m->tensors[o->w].mult, bm = o->b >= 0 ? m->tensors[o->b].mult : 0.0;
     const double w2 = wm * wm, b2 = bm * bm;
     for (int s = 0; s < op->size; s++) {
@@ -541,27 +547,33 @@ PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
       PetscCallMPI(MPI_Bcast(Asrc, ns * nin, MPI_DOUBLE, s, op->pcomm));
       if (!mloc) continue;
       for (int b0 = 0; b0 < ns; b0 += cb) {
-        const int nb = ns - b0 < cb ? ns - b0 : cb;
-        const int ncol = nb * rps;
-        /* C (column-major, mloc x ncol) = Dloc Dsrc[b0:b0+nb]^T; traced rows are samples with the
-         * k outputs' signals concatenated, so the GEMM sums over i == j as the trace needs. */
-        const int K = op->v == NTK_FULL ? nout : k * nout;
-        cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)mloc, ncol, K, 1.0, Dloc[l], K,
-                    Dsrc + (size_t)b0 * k * nout, K, 0.0, C, (int)mloc);
-        /* KA (row-major, nl x nb) = A_loc A_src[b0:b0+nb]^T */
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nl, nb, nin, 1.0, Aloc[l], nin, Asrc + (size_t)b0 * nin,
-                    nin, 0.0, KA, nb);
-        PetscCall(PetscLogFlops(2.0 * mloc * ncol * K + 2.0 * nl * nb * nin + 4.0 * mloc * ncol));
+        const int nb = ns - b0 < cb ? ns - b0 : cb, ncol = nb * rps;
+        /* In this rank's own diagonal block only the rows down to the end of the column block are
+         * computed; the rest is mirrored from later blocks below: half the GEMM work there. */
+        const int na = s == op->rank ? b0 + nb : nl, mrows = na * rps;
+        /* C (column-major, mrows x ncol) = Dloc Dsrc[b0:b0+nb]^T, KA (row-major, na x nb) = A_loc A_src^T */
+        cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, mrows, ncol, K, 1.0, Dloc[l], K, Dsrc + (size_t)b0 * k * nout, K,
+                    0.0, C, mrows);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nb, nin, 1.0, Aloc[l], nin, Asrc + (size_t)b0 * nin, nin, 0.0,
+                    KA, nb);
+        PetscCall(PetscLogFlops(2.0 * mrows * ncol * K + 2.0 * na * nb * nin + 2.0 * mrows * ncol));
         const PetscInt col0 = ((PetscInt)op->first_all[s] + b0) * rps;
-        for (int cc = 0; cc < ncol; cc++) {
-          const int b = cc / rps;
-          PetscScalar *gcol = g + (col0 + cc) * lda;
-          const double *ccol = C + (size_t)cc * mloc;
-          for (PetscInt r = 0; r < mloc; r++) gcol[r] += ccol[r] * (w2 * KA[(size_t)(r / rps) * nb + b] + b2) * scale;
-        }
+        for (int b = 0; b < nb; b++)
+          for (int j = 0; j < rps; j++) {
+            PetscScalar *gcol = g + (col0 + (PetscInt)b * rps + j) * lda;
+            const double *ccol = C + ((size_t)b * rps + j) * mrows;
+            for (int a = 0; a < na; a++) {
+              const double sab = (w2 * KA[(size_t)a * nb + b] + b2) * scale;
+              for (int i = 0; i < rps; i++) gcol[a * rps + i] += ccol[a * rps + i] * sab;
+            }
+          }
       }
     }
   }
+  /* Own diagonal block: lower triangle from the upper, which every column block computed. */
+  const PetscInt own0 = (PetscInt)op->first * rps;
+  for (PetscInt c = 0; c < mloc; c++)
+    for (PetscInt r = c + 1; r < mloc; r++) g[r + (own0 + c) * lda] = g[c + (own0 + r) * lda];
   PetscCall(MatDenseRestoreArray(G, &g));
   PetscCall(MatAssemblyBegin(G, MAT_FINAL_ASSEMBLY));
   PetscCall(MatAssemblyEnd(G, MAT_FINAL_ASSEMBLY));

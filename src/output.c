@@ -199,6 +199,7 @@ static const Field instance_fields[] = {
 #define F(name, kind) {#name, offsetof(InstanceRow, name), kind}
     F(instance, 0), F(width, 0), F(param, 0), F(seed, 1), F(n_params, 1),
     F(lambda0, 2), F(lambda0_resid, 2), F(method, 0), F(seconds, 2),
+    F(eta_max_lo, 2), F(eta_max_hi, 2), F(eta_max_probes, 0),
 #undef F
 };
 #define N_INSTANCE_FIELDS (sizeof instance_fields / sizeof instance_fields[0])
@@ -304,6 +305,9 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   rc |= attr_i32(g, "ntk_nev", cfg->ntk_nev);
   rc |= attr_i64(g, "lambda_every", cfg->lambda_every);
   rc |= attr_i32(g, "gram_max_rows", cfg->gram_max_rows);
+  rc |= attr_i32(g, "eta_max_search", cfg->eta_max_search ? 1 : 0);
+  rc |= attr_i64(g, "eta_max_steps", cfg->eta_max_steps);
+  rc |= attr_f64(g, "eta_max_tol", cfg->eta_max_tol);
   return rc ? -1 : 0;
 }
 
@@ -493,7 +497,7 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
       for (int i = 0; i < sw->n_runs; i++) {
         const RunSpec *rs = &sw->runs[i];
         InstanceRow *r = &irows[rs->instance];
-        *r = (InstanceRow){rs->instance, rs->width, (int32_t)rs->param, rs->seed, rs->n_params, NAN, NAN, 0, NAN};
+        *r = (InstanceRow){rs->instance, rs->width, (int32_t)rs->param, rs->seed, rs->n_params, NAN, NAN, 0, NAN, NAN, NAN, 0};
       }
       if (ni > 0 && rank == 0 && H5Dwrite(id, imt, H5S_ALL, H5S_ALL, H5P_DEFAULT, irows) < 0) bad = 1;
     }

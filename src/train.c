@@ -198,7 +198,7 @@ typedef struct {
 
 static int flush_records(RunState *s, Records *r)
 {
-  if (s->grank != 0) return 0;
+  if (s->grank != 0 || !s->ctx->out) return 0; /* probe runs (eta_max search) write nothing */
   int err = 0;
   PetscLogEventBegin(EV_OUTPUT, 0, 0, 0, 0);
   OutputFile *of = s->ctx->out;
@@ -360,7 +360,7 @@ int train_measure_instance(const TrainContext *ctx, const RunSpec *run, Instance
   double t0 = MPI_Wtime();
   int rc = setup(&s, ctx, run), any_rc;
   MPI_Allreduce(&rc, &any_rc, 1, MPI_INT, MPI_MIN, ctx->group);
-  *row = (InstanceRow){run->instance, run->width, (int32_t)run->param, run->seed, run->n_params, NAN, NAN, 0, NAN};
+  *row = (InstanceRow){run->instance, run->width, (int32_t)run->param, run->seed, run->n_params, NAN, NAN, 0, NAN, NAN, NAN, 0};
   if (!any_rc) {
     LambdaRecord rec;
     double *topk = s.scratch, *resid = s.scratch + ctx->cfg->ntk_nev;
@@ -372,6 +372,52 @@ int train_measure_instance(const TrainContext *ctx, const RunSpec *run, Instance
   row->seconds = MPI_Wtime() - t0;
   teardown(&s);
   return any_rc ? -1 : 0;
+}
+
+/* A short run at eta = c / lambda_0 with nothing written: does it diverge? */
+static int probe_diverges(const TrainContext *ctx, const RunSpec *run, double lambda0, double c, int *diverges)
+{
+  Config pc = *ctx->cfg;
+  pc.steps = ctx->cfg->eta_max_steps;
+  pc.record_every = pc.steps;
+  pc.test_every = 0;
+  pc.lambda_every = 0;
+  pc.n_spectrum_steps = 0;
+  pc.kernel_distance = false;
+  TrainContext pctx = *ctx;
+  pctx.cfg = &pc;
+  pctx.out = NULL;
+  pctx.progress = NULL;
+  RunSpec r = *run;
+  r.eta_factor = c;
+  r.lambda0 = lambda0;
+  r.eta = c / lambda0;
+  SummaryRow row;
+  int rc = train_run(&pctx, &r, &row);
+  *diverges = row.phase == PHASE_DIVERGENT;
+  return rc;
+}
+
+int train_search_eta_max(const TrainContext *ctx, const RunSpec *run, double lambda0, InstanceRow *row)
+{
+  const Config *cfg = ctx->cfg;
+  double lo = cfg->eta_max_lo, hi = cfg->eta_max_hi;
+  int d, rc = 0, probes = 0;
+  rc |= probe_diverges(ctx, run, lambda0, hi, &d), probes++;
+  if (!d) { /* even the top of the bracket converges: only a lower bound */
+    row->eta_max_lo = hi, row->eta_max_hi = INFINITY, row->eta_max_probes = probes;
+    return rc;
+  }
+  rc |= probe_diverges(ctx, run, lambda0, lo, &d), probes++;
+  if (d) hi = lo, lo = 0.0; /* diverges already at the bottom: search below it */
+  while (hi - lo > cfg->eta_max_tol && !rc) {
+    const double mid = 0.5 * (lo + hi);
+    rc |= probe_diverges(ctx, run, lambda0, mid, &d), probes++;
+    if (d) hi = mid;
+    else lo = mid;
+  }
+  row->eta_max_lo = lo, row->eta_max_hi = hi, row->eta_max_probes = probes;
+  return rc;
 }
 
 int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
@@ -400,7 +446,8 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   row->acc_final = row->test_loss_final = row->test_acc_final = row->wall_seconds = NAN;
   row->lambda0 = row->lambda_final = row->peak_ratio = row->eta_lambda0 = row->eta_lambda_final = row->lambda_ratio = NAN;
   row->phase = PHASE_UNKNOWN;
-  if (s.grank == 0) output_write_summary(ctx->out, row);
+  const bool writer = s.grank == 0 && ctx->out; /* probe runs have no output and no progress */
+  if (writer) output_write_summary(ctx->out, row);
 
   const int nev = cfg->ntk_nev;
   Records rec = {0};
@@ -471,7 +518,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
         if (t == 0) lambda_first = lrec.lambda;
         lambda_last = lrec.lambda;
       }
-      if (spectrum_now && s.grank == 0) rc |= output_write_spectrum(ctx->out, run->index, spec_row, t, s.spectrum);
+      if (spectrum_now && writer) rc |= output_write_spectrum(ctx->out, run->index, spec_row, t, s.spectrum);
     }
     if (final) break;
     if (cfg->optimizer == OPT_SGD) {
@@ -483,7 +530,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       }
     }
     update(&s, lr);
-    if (s.grank == 0) {
+    if (writer) {
       if (MPI_Wtime() - rec.last_flush >= cfg->flush_seconds) flush_records(&s, &rec);
       progress_heartbeat(ctx->progress, run->index, t + 1, T, last_loss, lambda_last);
     }
@@ -507,7 +554,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   row->eta_lambda_final = run->eta * row->lambda_final;
   row->lambda_ratio = row->lambda_final / row->lambda0;
   row->phase = phase_classify(cfg, loss0, peak_window, peak, last_loss, diverged);
-  if (s.grank == 0) {
+  if (writer) {
     rc |= output_write_summary(ctx->out, row);
     progress_run_done(ctx->progress, row);
   }

@@ -279,6 +279,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
 
   /* Tape layouts: several chunks per rank, and recomputation instead of stored activations. */
   if (idx % 3 == 0) PetscCall(PetscOptionsSetValue(NULL, "-ntk_chunk", "2"));
+  if (idx % 3 != 2) PetscCall(PetscOptionsSetValue(NULL, "-ntk_gram_block", idx % 3 ? "1" : "2"));
   if (idx % 4 == 1) PetscCall(PetscOptionsSetValue(NULL, "-ntk_tape_mb", "0"));
 
   for (int vi = 0; vi < 2; vi++) {
@@ -344,6 +345,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
     free(wt);
   }
   PetscCall(PetscOptionsClearValue(NULL, "-ntk_chunk"));
+  PetscCall(PetscOptionsClearValue(NULL, "-ntk_gram_block"));
   PetscCall(PetscOptionsClearValue(NULL, "-ntk_tape_mb"));
   free(x);
   free(theta0);

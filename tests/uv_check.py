@@ -4,6 +4,7 @@
   uv_check.py recursion out.h5   every run's recorded loss L_t = f_t^2/2 and lambda_t follow
                                  f_{t+1} = (1 - eta l_t + eta^2 f_t^2/n) f_t,
                                  l_{t+1} = l_t + (eta f_t^2/n)(eta l_t - 4) step by step
+  uv_check.py etamax out.h5 TOL  -eta_max_search brackets eta_max * lambda_0 = 4 to TOL
   uv_check.py phases out.h5      the eta_factor sweep is lazy below 2, catapult between 2 and 4,
                                  divergent above 4, each boundary within 0.1
 Prints "N passed, N failed"; exit status 1 on any failure.
@@ -83,10 +84,24 @@ def phases(path):
     print(f"last lazy {lazy_max}, catapult {min(cat)}..{max(cat)}, first divergent {div_min}")
 
 
+def etamax(path, tol):
+    """-eta_max_search on the uv model must bracket the exact boundary eta_max * lambda_0 = 4."""
+    with h5py.File(path, "r") as f:
+        inst = f["instances"][:]
+    for row in inst:
+        lo, hi = float(row["eta_max_lo"]), float(row["eta_max_hi"])
+        check(lo < 4.0 <= hi + 1e-12, f"instance {row['instance']}: bracket ({lo}, {hi}] misses 4")
+        check(hi - lo <= tol + 1e-12, f"instance {row['instance']}: bracket width {hi - lo} > {tol}")
+        check(row["eta_max_probes"] >= 3, f"instance {row['instance']}: {row['eta_max_probes']} probes")
+        print(f"instance {int(row['instance'])} (width {int(row['width'])}): eta_max * lambda_0 in ({lo:.4f}, {hi:.4f}] after {int(row['eta_max_probes'])} probes")
+
+
 if __name__ == "__main__":
     mode, path = sys.argv[1], sys.argv[2]
     if mode == "recursion":
         recursion(path, float(sys.argv[3]) if len(sys.argv) > 3 else 1e-10)
+    elif mode == "etamax":
+        etamax(path, float(sys.argv[3]))
     else:
         phases(path)
     print(f"{passed} passed, {failed} failed")
