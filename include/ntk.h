@@ -91,5 +91,8 @@ double ntk_cost_exact_top(const Model *m, int n_global, NtkVariant v, int expect
 /* PetscLogEvents NtkMatMult, NtkEigensolve, NtkGramAssemble, NtkGramEigen (idempotent; the
  * create call registers them too). */
 PetscErrorCode ntk_register_events(void);
+/* Reads (and so documents in -help and marks as used) every -ntk_* option, including the
+ * eigensolvers' -ntk_eps_* and -ntk_gram_eps_*. Call once, before checking for unused options. */
+PetscErrorCode ntk_options_register(MPI_Comm comm);
 
 #endif

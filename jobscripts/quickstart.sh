@@ -8,5 +8,5 @@ mkdir -p "$out"
 cmake -S "$here" -B "$here/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$here/build" -j "$(nproc)" --target ntkhpc >/dev/null
 bash "$here/jobscripts/run_local.sh" "$here/inputs/quickstart.in" "$(nproc)" -output "$out/quickstart.h5" -overwrite
-/usr/bin/python3 "$here/postproc/ntkplot" "$out/quickstart.h5" --out "$out/figs"
+/usr/bin/python3 "$here/postproc/ntkplot" "$out/quickstart.h5" --out "$out/figs" --open
 echo "quickstart: figures and report in $out/figs (open $out/figs/report.html)"

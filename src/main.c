@@ -14,6 +14,7 @@
 #include <slepcsys.h>
 #include "config.h"
 #include "data.h"
+#include "ntk.h"
 #include "ntk_petsc.h"
 #include "output.h"
 #include "progress.h"
@@ -245,12 +246,14 @@ int main(int argc, char **argv)
 
   PetscCall(SlepcInitialize(&pargc, &pargv, deck, help));
   PetscCall(train_register_events());
+  PetscCall(ntk_register_events());
   PetscBool has_help = PETSC_FALSE;
   PetscCall(PetscOptionsHasHelp(NULL, &has_help));
 
   Config cfg;
   int code = 0;
   if (config_read(&cfg, world)) code = EXIT_BAD_INPUT;
+  if (!code && ntk_options_register(world)) code = EXIT_BAD_INPUT;
   if (!code && has_help) goto finalize;
   if (!code && config_check_unused(world)) code = EXIT_BAD_INPUT;
   if (code) goto finalize;

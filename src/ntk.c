@@ -13,7 +13,10 @@
  * w_mult * Delta_l[(a,i)] (x) A_{l-1}[a], so rows' inner products factor into
  * (Delta Delta^T) .* (A A^T): two GEMMs per layer instead of the Nk x P Jacobian. The signals
  * come from k cotangent-only VJPs (grad == NULL) per chunk. Columns are filled one source rank at
- * a time (its signals and inputs broadcast), in blocks of columns, so the temporaries stay small.
+ * a time (its signals and inputs broadcast), in blocks of columns, so the temporaries stay small;
+ * a rank's own diagonal block is computed as its upper triangle only and mirrored (exactly
+ * symmetric, half the work on one rank). Off-diagonal blocks are computed by both ranks of the
+ * pair: the transposed-block exchange that would halve them too is left for later.
  *
  * ScaLAPACK. Debian's SLEPc 3.18 is configured with ScaLAPACK (SLEPC_HAVE_SCALAPACK in
  * slepcconf.h; EPSCreate_ScaLAPACK is in libslepc_real.so), so the full spectrum goes through
@@ -713,4 +716,28 @@ double ntk_cost_exact_top(const Model *m, int n_global, NtkVariant v, int expect
 {
   const double R = v == NTK_FULL ? (double)n_global * m->cfg.out_dim : (double)n_global;
   return gram_flops(m, n_global, v) + (double)expected_iters * (2.0 * R * R + 4.0 * 24.0 * R);
+}
+
+/* Every option this module reads later (when an operator is created or a Gram matrix assembled),
+ * read once up front: -help then lists them, and the deck's check for unused options (a typo is an
+ * error) sees them as used before any expensive work. The eigensolvers' own options come from
+ * EPSSetFromOptions on throw-away solvers with the same prefixes. */
+PetscErrorCode ntk_options_register(MPI_Comm comm)
+{
+  PetscInt chunk = 512, block = 0;
+  PetscReal tape_mb = 4096;
+  EPS eps;
+  PetscOptionsBegin(comm, "ntk_", "NTK operator (prefix -ntk_; its eigensolver takes -ntk_eps_*, the exact Gram matrix's -ntk_gram_eps_*)", NULL);
+  PetscCall(PetscOptionsInt("-chunk", "Samples per tape chunk in NTK products", NULL, chunk, &chunk, NULL));
+  PetscCall(PetscOptionsReal("-tape_mb", "Keep the NTK batch's activations up to this many MB, else recompute them per product", NULL, tape_mb, &tape_mb, NULL));
+  PetscCall(PetscOptionsInt("-gram_block", "Source samples per column block when assembling the exact Gram matrix (0 = automatic)", NULL, block, &block, NULL));
+  PetscOptionsEnd();
+  const char *prefixes[] = {"ntk_", "ntk_gram_"};
+  for (int i = 0; i < 2; i++) {
+    PetscCall(EPSCreate(comm, &eps));
+    PetscCall(EPSSetOptionsPrefix(eps, prefixes[i]));
+    PetscCall(EPSSetFromOptions(eps));
+    PetscCall(EPSDestroy(&eps));
+  }
+  return 0;
 }

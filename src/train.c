@@ -232,7 +232,7 @@ static int ntk_setup(RunState *s)
   s->gram_ok = ntk_gram_supported(&s->model) && rows <= cfg->gram_max_rows;
   if (cfg->ntk_method == NTK_METHOD_EXACT) s->use_exact = s->gram_ok;
   else if (cfg->ntk_method == NTK_METHOD_AUTO)
-    s->use_exact = s->gram_ok && ntk_cost_exact(&s->model, cfg->ntk_batch, cfg->ntk_variant ? NTK_TRACED : NTK_FULL) <
+    s->use_exact = s->gram_ok && ntk_cost_exact_top(&s->model, cfg->ntk_batch, cfg->ntk_variant ? NTK_TRACED : NTK_FULL, 40) <
                                      ntk_cost_matfree(&s->model, cfg->ntk_batch, cfg->ntk_variant ? NTK_TRACED : NTK_FULL, 40);
   s->spectrum = s->gram_ok ? malloc((size_t)rows * sizeof(double)) : NULL;
   s->scratch = malloc(2 * (size_t)cfg->ntk_nev * sizeof(double));
@@ -255,14 +255,14 @@ static PetscErrorCode measure_ntk(RunState *s, int64_t t, bool want_spectrum, La
   if (want_gram) {
     Mat G;
     PetscCall(ntk_gram_assemble(s->ntk, &G));
-    if (s->use_exact || want_spectrum) {
-      PetscCall(ntk_gram_spectrum(s->ntk, G, s->spectrum));
-      if (s->use_exact) {
-        PetscInt rows;
-        PetscCall(MatGetSize(G, &rows, NULL));
-        nconv = nev < rows ? nev : (int)rows;
-        for (int j = 0; j < nconv; j++) topk[j] = s->spectrum[j], resid[j] = 0.0; /* a direct solve */
-      }
+    if (want_spectrum) PetscCall(ntk_gram_spectrum(s->ntk, G, s->spectrum));
+    if (s->use_exact && want_spectrum) { /* the full spectrum is a direct solve: residuals 0 */
+      PetscInt rows;
+      PetscCall(MatGetSize(G, &rows, NULL));
+      nconv = nev < rows ? nev : (int)rows;
+      for (int j = 0; j < nconv; j++) topk[j] = s->spectrum[j], resid[j] = 0.0;
+    } else if (s->use_exact) { /* only the top: Krylov-Schur on the assembled matrix is cheap */
+      PetscCall(ntk_gram_top_eigs(s->ntk, G, nev, topk, resid, &nconv));
     }
     if (cfg->kernel_distance) {
       if (!s->gram0) {
