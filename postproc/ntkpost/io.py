@@ -314,6 +314,8 @@ def read_file(path, file_index=0):
             hs = _read_group_rows(g.get("hessian"), ("sharpness", "min_eig"))
             r.hessian = hs if hs is not None and hs["step"].size else None
             r.spectra = _read_spectra(g.get("spectra"))
+            # ntkhpc's own layout (docs/output.md): spectrum/ntk with spectrum/step
+            r.spectra.update({"spectrum/" + k: v for k, v in _read_spectra(g.get("spectrum")).items()})
             if r.status == -1:  # no summary: infer what we can
                 r.status = 1 if r.has_data else 0
             runs.append(r)

@@ -1,0 +1,104 @@
+/* The loss Hessian on a Hessian batch (CONVENTIONS.md "Hessian"): H = G + R of
+ * L = 1/(2N) sum_a ||f(x_a) - y_a||^2, as a SLEPc shell matrix over the P parameters, and its
+ * spectrum: top eigenvalues (sharpness), the most negative eigenvalue, Hutchinson's trace and
+ * stochastic Lanczos quadrature (SLQ) for the spectral density. Also the Gauss-Newton part
+ * G = J^T J / N as a second shell matrix (lambda_max(G) = lambda_max(Theta)).
+ *
+ * Layout. The batch is split in contiguous slices, rank r holding samples [first, first+n_local)
+ * of n_global (n_local may be 0); theta is replicated. Vectors of the shell matrices have P rows
+ * in PETSc's default layout over comm. A product gathers v on every rank (MPI_Allgatherv), adds
+ * the local samples' contribution by forward-over-reverse (model_hvp_apply, chunk by chunk, one
+ * JVP and one R-backward per chunk: the forward pass and first-order cotangents are kept from
+ * hessian_set_params when they fit), and sums the parts into each rank's rows
+ * (MPI_Reduce_scatter). Results do not depend on the number of ranks beyond rounding.
+ *
+ * Options (prefix hess_): -hess_eps_* tune the top-eigenvalue Krylov-Schur solve and
+ * -hess_min_eps_* the most-negative one (read once, at creation); -hess_chunk (samples per tape
+ * chunk, default 512); -hess_tape_mb (per-rank budget for stored activations and cotangents,
+ * default 4096: above it every product recomputes them chunk by chunk).
+ *
+ * Random probes (trace, SLQ) are Rademacher vectors drawn counter-based, rank-count independent:
+ * probe j, parameter index p (global) is +1 if rng_u64(seed, RNG_STREAM_PROBE + (j << 32), p) is
+ * odd, else -1 (sub-stream j of the probe stream, rng.h).
+ */
+#ifndef NTK_HESSIAN_H
+#define NTK_HESSIAN_H
+#include <stdint.h>
+
+#include <petscmat.h>
+
+#include "model.h"
+#include "ntk_petsc.h"
+
+typedef struct HessianOperator HessianOperator;
+
+/* Collective on comm. Keeps m (which must outlive the operator) and copies x_local (n_local x d)
+ * and y_local (n_local x k). The slices must tile [0, n_global) in rank order. hessian_set_params
+ * must be called before use. */
+PetscErrorCode hessian_operator_create(HessianOperator **op, MPI_Comm comm, const Model *m,
+                                       const double *x_local, const double *y_local, int n_local,
+                                       int first, int n_global);
+PetscErrorCode hessian_operator_destroy(HessianOperator **op);
+
+/* Linearise at theta (P, identical on every rank): forward pass and cotangents of the local
+ * samples, kept on tapes if they fit. Collective (the ranks agree on whether theta is finite). */
+PetscErrorCode hessian_set_params(HessianOperator *op, const double *theta);
+
+/* The MATSHELLs y = H v and y = G v at the theta last given (borrowed: do not destroy). */
+PetscErrorCode hessian_operator_mat(HessianOperator *op, Mat *H);
+PetscErrorCode hessian_gn_mat(HessianOperator *op, Mat *G);
+
+/* Top-nev eigenvalues of H (largest algebraic first) by Krylov-Schur (prefix hess_), warm-started
+ * from the sum of the previous call's eigenvectors. resid[i] = ||H x - lambda x|| / s with x the
+ * unit eigenvector and s = max(|lambda|, |lambda_max|): recomputed with one more product per
+ * eigenpair after the solve (residual check); a pair whose residual exceeds 100 times the solver
+ * tolerance is dropped. Missing values (unconverged, failed check, non-finite theta, solver
+ * failure) are NaN and the call still returns 0; nconv counts the valid leading values.
+ * Collective. */
+PetscErrorCode hessian_top_eigs(HessianOperator *op, int nev, double *eig, double *resid, int *nconv);
+/* The most negative (smallest algebraic) eigenvalue, Krylov-Schur with prefix hess_min_,
+ * warm-started likewise. Converged when the residual is below tol * max(|lambda|, |lambda_max|):
+ * relative to the spectrum's scale, since the smallest eigenvalue of a wide net's Hessian sits in
+ * a cluster near 0 where a test relative to |lambda| alone would never be met. lambda_max is taken
+ * from a hessian_top_eigs at the same theta, or computed first if there was none. */
+PetscErrorCode hessian_min_eig(HessianOperator *op, double *eig, double *resid, int *nconv);
+/* The same for G (Gauss-Newton), no warm start; resid as above. */
+PetscErrorCode hessian_gn_top_eigs(HessianOperator *op, int nev, double *eig, double *resid, int *nconv);
+
+/* Statistics of the last solve: Krylov-Schur restarts and products with H (or G). */
+PetscErrorCode hessian_last_solve_stats(HessianOperator *op, int *its, long *matvecs);
+/* Forget the warm starts (the next solves start from the deterministic Philox vector). */
+PetscErrorCode hessian_reset_warm_start(HessianOperator *op);
+
+/* Hutchinson: trace = mean over n_probe Rademacher z_j of z_j^T H z_j, stderr_ = sample standard
+ * deviation / sqrt(n_probe) (NaN for n_probe < 2). NaN for a non-finite theta. Collective. */
+PetscErrorCode hessian_trace(HessianOperator *op, int n_probe, uint64_t seed, double *trace, double *stderr_);
+
+/* Stochastic Lanczos quadrature: for each probe j, m Lanczos steps from z_j/||z_j|| with full
+ * reorthogonalisation (classical Gram-Schmidt, twice) give a tridiagonal T_j whose eigenvalues are
+ * the nodes and whose eigenvectors' squared first components, divided by n_probe, the weights:
+ * nodes[j*m + i], weights[j*m + i] (n_probe*m entries each, every probe's weights sum to
+ * 1/n_probe). sum_i w_i nodes_i^p = (1/n_probe) sum_j z_j^T H^p z_j / P exactly (up to rounding)
+ * for p <= 2m-1, an unbiased estimate of tr(H^p)/P. After a Lanczos breakdown (invariant
+ * subspace, e.g. m >= P) the remaining nodes of that probe repeat its first node with weight 0.
+ * NaN everywhere for a non-finite theta. Collective; the results are on every rank. */
+PetscErrorCode hessian_slq(HessianOperator *op, int n_probe, int m, uint64_t seed, double *nodes, double *weights);
+/* Gaussian-broadened density of SLQ output on a grid:
+ * density[g] = sum_i w_i exp(-(grid[g] - nodes_i)^2 / (2 sigma^2)) / (sigma sqrt(2 pi)). */
+void hessian_slq_density(double *density /* n_grid */, const double *grid /* n_grid */, int n_grid,
+                         const double *nodes /* n_nodes */, const double *weights /* n_nodes */,
+                         int n_nodes, double sigma);
+
+/* Loss L at the current theta (1/(2N) sum ||f - y||^2), from hessian_set_params. */
+PetscErrorCode hessian_loss(HessianOperator *op, double *loss);
+
+/* PetscLogEvents HessMatMult, HessEigensolve, HessTrace, HessSLQ (idempotent; the create call
+ * registers them too). */
+PetscErrorCode hessian_register_events(void);
+
+/* Flops of one H v product over n_global samples with the forward pass and cotangents stored
+ * (JVP 2F - F1 plus R-backward 4F - 3F1 per sample, F = forward GEMM flops, F1 its input layer),
+ * plus the allgather and reduce-scatter of P doubles priced as flops (ntk.c's word price). */
+double hessian_cost_matvec(const Model *m, int n_global);
+
+#endif
