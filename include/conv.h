@@ -10,9 +10,9 @@
  *
  * For each op there is: forward, VJP (reverse mode), JVP (forward mode), and what a Hessian-vector
  * product (Pearlmutter's R-operator applied to the backward pass) needs, the "R-VJP": given the
- * tangents (t-prefix) of the op's inputs and parameters from the R-forward pass, and the tangent
- * Rdout of the incoming cotangent, it returns the tangents of the op's outgoing cotangents
- * (Rdin, RdW, ...). The mathematics is written out in docs/layers.md.
+ * R-forward tangents of the op's input (rin = R{in}), the parameter direction (vW, ...) and R{dout}
+ * (rdout), it returns R{din}, R{dW}, ... (rdin, rdW, ...), with the argument names and NULL rules of
+ * layers.h dense_rvjp. The mathematics is written out in docs/layers.md.
  */
 #ifndef NTK_CONV_H
 #define NTK_CONV_H
@@ -86,25 +86,28 @@ void conv2d_jvp_ref(double *tout /* B x C_out x Ho x Wo */,
                     const double *tb /* C_out or NULL */, int B, const ConvShape *s, double w_mult,
                     double b_mult);
 
-/* R-VJP (HVP backward). The VJP is bilinear in (dout, in/W), so with tangents tin, tW of the
- * forward inputs and Rdout of the cotangent:
- *   RdW += w_mult * (Rdout (*) in + dout (*) tin)     Rdb += b_mult * sum Rdout
- *   Rdin = w_mult * (conv_transpose(Rdout, W) + conv_transpose(dout, tW))   (OVERWRITTEN)
- * tin / tW may be NULL (zero); Rdin / RdW / Rdb may be NULL to skip. */
-int conv2d_rvjp(double *Rdin /* B x C_in x H x W or NULL */,
-                double *RdW /* C_out x C_in x kh x kw or NULL */, double *Rdb /* C_out or NULL */,
-                const double *dout /* B x C_out x Ho x Wo */, const double *Rdout /* B x C_out x Ho x Wo */,
-                const double *in /* B x C_in x H x W */, const double *tin /* B x C_in x H x W or NULL */,
+/* R-VJP (HVP backward), with the names and NULL rules of layers.h dense_rvjp. The VJP is bilinear
+ * in (dout, in/W), so with R{in} = rin, the parameter direction vW and R{dout} = rdout:
+ *   rdW += w_mult * (rdout (*) in + dout (*) rin)     rdb += b_mult * sum rdout
+ *   rdin = w_mult * (conv_transpose(rdout, W) + conv_transpose(dout, vW))   (OVERWRITTEN)
+ * NULL: dout (zero first-order cotangent: the Gauss-Newton product, the VJP of rdout), rin (input
+ * independent of theta), vW (zero direction), rdin / rdW / rdb (product not wanted).
+ * rdin may alias rin (the parameter products, which read rin, run first). */
+int conv2d_rvjp(double *rdin /* B x C_in x H x W or NULL */,
+                double *rdW /* C_out x C_in x kh x kw or NULL */, double *rdb /* C_out or NULL */,
+                const double *rdout /* B x C_out x Ho x Wo */,
+                const double *dout /* B x C_out x Ho x Wo or NULL */,
+                const double *in /* B x C_in x H x W */, const double *rin /* B x C_in x H x W or NULL */,
                 const double *W /* C_out x C_in x kh x kw */,
-                const double *tW /* C_out x C_in x kh x kw or NULL */, int B, const ConvShape *s,
+                const double *vW /* C_out x C_in x kh x kw or NULL */, int B, const ConvShape *s,
                 double w_mult, double b_mult, double *work /* work_len */, size_t work_len);
-void conv2d_rvjp_ref(double *Rdin /* B x C_in x H x W or NULL */,
-                     double *RdW /* C_out x C_in x kh x kw or NULL */, double *Rdb /* C_out or NULL */,
-                     const double *dout /* B x C_out x Ho x Wo */,
-                     const double *Rdout /* B x C_out x Ho x Wo */, const double *in /* B x C_in x H x W */,
-                     const double *tin /* B x C_in x H x W or NULL */,
+void conv2d_rvjp_ref(double *rdin /* B x C_in x H x W or NULL */,
+                     double *rdW /* C_out x C_in x kh x kw or NULL */, double *rdb /* C_out or NULL */,
+                     const double *rdout /* B x C_out x Ho x Wo */,
+                     const double *dout /* B x C_out x Ho x Wo or NULL */,
+                     const double *in /* B x C_in x H x W */, const double *rin /* B x C_in x H x W or NULL */,
                      const double *W /* C_out x C_in x kh x kw */,
-                     const double *tW /* C_out x C_in x kh x kw or NULL */, int B, const ConvShape *s,
+                     const double *vW /* C_out x C_in x kh x kw or NULL */, int B, const ConvShape *s,
                      double w_mult, double b_mult);
 
 /* ================================================================ batch norm, train mode
@@ -157,23 +160,28 @@ void bn_jvp(double *ty /* B x C x HW */, const double *tx /* B x C x HW or NULL 
             const double *tbeta /* C or NULL */, const double *jpart /* 2C reduced, or NULL */,
             double count, int B, int C, int HW);
 
-/* R-VJP (HVP backward): tangent of (dx, dgamma, dbeta) along (tx, tgamma, Rdy), at (x, gamma, dy).
- * Needs jpart = the reduced bn_jvp_stats of tx (from the R-forward pass) and vpart = the reduced
- * bn_vjp_stats of dy. Stats: part = [sum Rdy | sum Rdy*xhat | sum dy*txhat] (local, OVERWRITTEN),
- * Rdbeta += sum Rdy, Rdgamma += sum (Rdy*xhat + dy*txhat) (local sums). The caller may reduce
- * vpart and this part in ONE call (both depend only on local data and jpart). Then
- *   Rdx = trstd * (dx/rstd) + rstd * (Rdxhat - mean(Rdxhat) - txhat*b - xhat*Rb)   (docs/layers.md).
- * tx == NULL: zero input tangent (jpart unused). */
-void bn_rvjp_stats(double *part /* 3C */, double *Rdgamma /* C or NULL */, double *Rdbeta /* C or NULL */,
-                   const double *dy /* B x C x HW */, const double *Rdy /* B x C x HW */,
-                   const double *tx /* B x C x HW or NULL */, const double *x /* B x C x HW */,
+/* R-VJP (HVP backward): the tangent of (dx, dgamma, dbeta) along (rx = R{x}, vgamma, rdy = R{dy})
+ * at (x, gamma, dy). Needs jpart = the reduced bn_jvp_stats of rx (from the R-forward pass) and
+ * vpart = the reduced bn_vjp_stats of dy. Stats: part = [sum rdy | sum rdy*xhat | sum dy*rxhat]
+ * (local, OVERWRITTEN), rdbeta += sum rdy, rdgamma += sum (rdy*xhat + dy*rxhat) (local sums).
+ * vpart and this part depend only on local data and jpart, so the caller can reduce them in ONE
+ * call (a 5C buffer). Then (docs/layers.md)
+ *   rdx = R{rstd} * (dxhat - mean dxhat - xhat mean(dxhat xhat))
+ *         + rstd * (R{dxhat} - mean R{dxhat} - rxhat mean(dxhat xhat) - xhat R{mean(dxhat xhat)}).
+ * NULL: dy (zero first-order cotangent, Gauss-Newton: rx, vgamma, jpart and vpart are then not
+ * read), rx (input independent of theta), vgamma (zero direction), rdgamma / rdbeta.
+ * rdx may alias rx or rdy (elementwise, each element read before it is written); call
+ * bn_rvjp_stats before bn_rvjp overwrites rx. */
+void bn_rvjp_stats(double *part /* 3C */, double *rdgamma /* C or NULL */, double *rdbeta /* C or NULL */,
+                   const double *rdy /* B x C x HW */, const double *dy /* B x C x HW or NULL */,
+                   const double *rx /* B x C x HW or NULL */, const double *x /* B x C x HW */,
                    const double *mean /* C */, const double *rstd /* C */,
                    const double *jpart /* 2C reduced, or NULL */, double count, int B, int C, int HW);
-void bn_rvjp(double *Rdx /* B x C x HW */, const double *dy /* B x C x HW */,
-             const double *Rdy /* B x C x HW */, const double *tx /* B x C x HW or NULL */,
+void bn_rvjp(double *rdx /* B x C x HW */, const double *rdy /* B x C x HW */,
+             const double *dy /* B x C x HW or NULL */, const double *rx /* B x C x HW or NULL */,
              const double *x /* B x C x HW */, const double *mean /* C */, const double *rstd /* C */,
-             const double *gamma /* C or NULL */, const double *tgamma /* C or NULL */,
-             const double *jpart /* 2C reduced, or NULL */, const double *vpart /* 2C reduced */,
+             const double *gamma /* C or NULL */, const double *vgamma /* C or NULL */,
+             const double *jpart /* 2C reduced, or NULL */, const double *vpart /* 2C reduced, or NULL */,
              const double *rpart /* 3C reduced */, double count, int B, int C, int HW);
 
 /* Whole-batch textbook twins (one rank, two-pass mean/variance, no split): same outputs as
@@ -188,15 +196,15 @@ void bn_jvp_ref(double *ty /* B x C x HW */, const double *tx /* B x C x HW or N
                 const double *x /* B x C x HW */, const double *gamma /* C or NULL */,
                 const double *tgamma /* C or NULL */, const double *tbeta /* C or NULL */,
                 int B, int C, int HW, double eps);
-void bn_rvjp_ref(double *Rdx /* B x C x HW */, double *Rdgamma /* C or NULL */,
-                 double *Rdbeta /* C or NULL */, const double *dy /* B x C x HW */,
-                 const double *Rdy /* B x C x HW */, const double *tx /* B x C x HW or NULL */,
+void bn_rvjp_ref(double *rdx /* B x C x HW */, double *rdgamma /* C or NULL */,
+                 double *rdbeta /* C or NULL */, const double *rdy /* B x C x HW */,
+                 const double *dy /* B x C x HW or NULL */, const double *rx /* B x C x HW or NULL */,
                  const double *x /* B x C x HW */, const double *gamma /* C or NULL */,
-                 const double *tgamma /* C or NULL */, int B, int C, int HW, double eps);
+                 const double *vgamma /* C or NULL */, int B, int C, int HW, double eps);
 
 /* ================================================================ global average pooling
  * out[a, c] = (1/HW) sum_p in[a, c, p]. Linear, no parameters: the JVP is the forward applied to
- * tin, and the R-VJP is the VJP applied to Rdout. */
+ * tin, and the R-VJP is the VJP applied to rdout (no dout term). */
 void global_avgpool_forward(double *out /* B x C */, const double *in /* B x C x HW */, int B, int C,
                             int HW);
 /* din[a, c, p] = dout[a, c] / HW (OVERWRITTEN). */
@@ -207,7 +215,7 @@ void global_avgpool_jvp(double *tout /* B x C */, const double *tin /* B x C x H
 
 /* ================================================================ residual add
  * out = a + b over n = B * per-sample elements. Linear: JVP tout = ta + tb, VJP da = db = dout, and
- * the R-VJP is the VJP of Rdout. A buffer read by two ops (the input of a block feeds both the
+ * the R-VJP is the VJP of rdout. A buffer read by two ops (the input of a block feeds both the
  * branch and the shortcut) gets the SUM of the two cotangents: overwrite with the first, then
  * add_inplace the second. */
 void residual_add_forward(double *out /* n */, const double *a /* n */, const double *b /* n */,

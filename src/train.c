@@ -393,8 +393,15 @@ static int probe_diverges(const TrainContext *ctx, const RunSpec *run, double la
   r.lambda0 = lambda0;
   r.eta = c / lambda0;
   SummaryRow row;
-  int rc = train_run(&pctx, &r, &row);
+  double t0 = MPI_Wtime();
+  int rc = train_run(&pctx, &r, &row), grank;
   *diverges = row.phase == PHASE_DIVERGENT;
+  MPI_Comm_rank(ctx->group, &grank);
+  if (grank == 0 && !ctx->cfg->quiet) { /* the search runs before the progress channel exists */
+    printf("[ntkhpc] instance %d: eta_max probe at eta*lambda0 = %.4g %s after %lld steps (%.1f s)\n", run->instance, c,
+           *diverges ? "diverges" : "converges", (long long)row.steps_done, MPI_Wtime() - t0);
+    fflush(stdout);
+  }
   return rc;
 }
 
