@@ -15,7 +15,7 @@ small=(-widths 32,64 -seeds 0,1 -eta_factors 0.5,3,30 -n_train 100 -n_test 100 -
 "$NTK_PYTHON" "$NTK_SOURCE_DIR/tests/test_postproc.py" --no-synth --real "$tmp/real.h5"
 
 # A job killed mid-sweep: rows flushed every 0.1 s, SIGKILL once some runs have finished.
-"$NTKHPC" "$deck" "${small[@]}" -steps 3000 -flush_seconds 0.1 -output "$tmp/killed.h5" >"$tmp/log2" 2>&1 &
+"$NTKHPC" "$deck" "${small[@]}" -steps 600 -flush_seconds 0.1 -output "$tmp/killed.h5" >"$tmp/log2" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
   sleep 0.1
