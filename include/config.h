@@ -50,6 +50,14 @@ typedef struct {
   bool kernel_distance;         /* ||Theta_t - Theta_0||_F / ||Theta_0||_F at lambda steps, if the
                                    exact Gram matrix is affordable */
   int gram_max_rows;            /* the exact Gram matrix is affordable up to this many rows */
+  /* loss Hessian on the Hessian batch (CONVENTIONS.md) */
+  int hess_batch;               /* the first hess_batch training samples (default: -ntk_batch) */
+  int64_t hess_every;           /* sharpness every this many steps (0 = never) */
+  int hess_nev;                 /* top eigenvalues recorded */
+  bool hess_min_eig;            /* also the most negative eigenvalue */
+  int n_density_steps;          /* Hutchinson trace and SLQ density at these steps */
+  int64_t density_steps[CONFIG_MAX_LIST];
+  int trace_probes, slq_probes, slq_lanczos;
   /* optional bisection for the divergence boundary eta_max, per instance */
   bool eta_max_search;
   double eta_max_lo, eta_max_hi;  /* initial bracket, in units of 1/lambda_0 */

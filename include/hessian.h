@@ -13,7 +13,8 @@
  * (MPI_Reduce_scatter). Results do not depend on the number of ranks beyond rounding.
  *
  * Options (prefix hess_): -hess_eps_* tune the top-eigenvalue Krylov-Schur solve and
- * -hess_min_eps_* the most-negative one (read once, at creation); -hess_chunk (samples per tape
+ * -hess_min_eps_* the most-negative one (read once, at creation); -hess_gn_eps_* the Gauss-Newton
+ * one; -hess_chunk (samples per tape
  * chunk, default 512); -hess_tape_mb (per-rank budget for stored activations and cotangents,
  * default 4096: above it every product recomputes them chunk by chunk).
  *
@@ -62,7 +63,8 @@ PetscErrorCode hessian_top_eigs(HessianOperator *op, int nev, double *eig, doubl
  * a cluster near 0 where a test relative to |lambda| alone would never be met. lambda_max is taken
  * from a hessian_top_eigs at the same theta, or computed first if there was none. */
 PetscErrorCode hessian_min_eig(HessianOperator *op, double *eig, double *resid, int *nconv);
-/* The same for G (Gauss-Newton), no warm start; resid as above. */
+/* The same for G (Gauss-Newton), options prefix hess_gn_ (read at each call), no warm start;
+ * resid as above. */
 PetscErrorCode hessian_gn_top_eigs(HessianOperator *op, int nev, double *eig, double *resid, int *nconv);
 
 /* Statistics of the last solve: Krylov-Schur restarts and products with H (or G). */

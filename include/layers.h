@@ -68,6 +68,40 @@ void dense_jvp_ref(double *tout /* B x n_out */, const double *tin /* B x n_in o
                    const double *tW /* n_out x n_in or NULL */, const double *tb /* n_out or NULL */,
                    int B, int n_in, int n_out, double w_mult, double b_mult);
 
+/* ---- second order: Pearlmutter's R-operator for forward-over-reverse Hessian products ----
+ * R{.} is the directional derivative along a parameter direction v. Given the forward values,
+ * the first-order cotangents (dout) and the tangents (R{in}) of the R-forward pass (the JVP), the
+ * R-backward pass differentiates the VJP once more. dout == NULL means a zero first-order
+ * cotangent: the kernel then reduces to the VJP of R{dout}, which is the Gauss-Newton product. */
+
+/* Activation: R{din} = R{dout} * phi'(in) + dout * phi''(in) * R{in}.
+ * rdin may alias rin (elementwise: each element is read before it is written) or rdout.
+ * relu'' is taken as 0 (the kink at 0 has measure zero). */
+void act_rvjp(double *rdin /* n */, const double *rdout /* n */, const double *dout /* n or NULL */,
+              const double *in /* n */, const double *rin /* n */, size_t n, Activation a);
+void act_rvjp_ref(double *rdin /* n */, const double *rdout /* n */, const double *dout /* n or NULL */,
+                  const double *in /* n */, const double *rin /* n */, size_t n, Activation a);
+
+/* Dense layer, out = w_mult in W^T + b_mult b, VJP dW = w_mult dout^T in, db = b_mult sum dout,
+ * din = w_mult dout W. Its R-operator (vW = R{W}, rin = R{in}, rdout = R{dout}):
+ *   rdW += w_mult (rdout^T in + dout^T rin),  rdb += b_mult sum_a rdout[a,:],
+ *   rdin = w_mult (rdout W + dout vW)         (overwritten).
+ * NULL: dout (zero cotangent, Gauss-Newton), rin (input independent of theta: first layer),
+ * vW (zero direction), rdW / rdb / rdin (product not wanted). rdin may alias rin: rdW reads rin
+ * before rdin is written. No other aliasing. */
+void dense_rvjp(double *rdin /* B x n_in or NULL */, double *rdW /* n_out x n_in or NULL */,
+                double *rdb /* n_out or NULL */, const double *rdout /* B x n_out */,
+                const double *dout /* B x n_out or NULL */, const double *in /* B x n_in */,
+                const double *rin /* B x n_in or NULL */, const double *W /* n_out x n_in */,
+                const double *vW /* n_out x n_in or NULL */, int B, int n_in, int n_out,
+                double w_mult, double b_mult);
+void dense_rvjp_ref(double *rdin /* B x n_in or NULL */, double *rdW /* n_out x n_in or NULL */,
+                    double *rdb /* n_out or NULL */, const double *rdout /* B x n_out */,
+                    const double *dout /* B x n_out or NULL */, const double *in /* B x n_in */,
+                    const double *rin /* B x n_in or NULL */, const double *W /* n_out x n_in */,
+                    const double *vW /* n_out x n_in or NULL */, int B, int n_in, int n_out,
+                    double w_mult, double b_mult);
+
 /* ---- loss (CONVENTIONS.md: L = 1/(2N) sum_a ||f_a - y_a||^2) ----
  * Returns sum_a ||f_a - y_a||^2 / 2 over these B samples (the caller divides by the global N, so
  * data-parallel ranks can sum their parts), and writes dout = scale * (f - y) if dout != NULL

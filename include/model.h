@@ -116,4 +116,36 @@ void model_vjp(const Model *m, const double *theta /* P */, const double *dout /
 void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta /* P */, int B,
                Tape *t, double *tout /* B x k */, const Reducer *red);
 
+
+/* ---- loss Hessian products (CONVENTIONS.md "Hessian": H = G + R, G = J^T J / N) ----
+ * The loss of these B samples is L = 1/(2 n_global) sum_a ||f(x_a) - y_a||^2, normalised by the
+ * whole batch's n_global so that chunks and data-parallel ranks add their parts. Products are
+ * ACCUMULATED (+=) into hv / gv, like model_vjp's grad.
+ *
+ * Forward over reverse (Pearlmutter's R-operator): model_hvp_prepare runs the forward pass and the
+ * first-order cotangents (t->act, t->grad), which do not depend on the direction; each product is
+ * then one JVP (R-forward, into t->tan) and one R-backward sweep that OVERWRITES t->tan in place
+ * with the R-cotangents (valid because every buffer has one reader, as in model_vjp; an op with
+ * a buffer read twice, such as a residual add, needs R-cotangent buffers of its own). New op kinds
+ * add their R-operator case to the switch in model.c's r_backward. After a product t->tan holds
+ * no tangents; t->act and t->grad are untouched, so any number of products can follow a prepare.
+ */
+/* Forward + cotangents of L on a tape; returns sum_a ||f_a - y_a||^2 / 2 (divide by n_global). */
+double model_hvp_prepare(const Model *m, const double *theta /* P */, const double *x /* B x d */,
+                         const double *y /* B x k */, int B, double n_global, Tape *t,
+                         const Reducer *red);
+/* hv += H v on a tape prepared at theta (exact Hessian of L, residual term R included). */
+void model_hvp_apply(const Model *m, const double *theta /* P */, const double *v /* P */, int B,
+                     double n_global, Tape *t, double *hv /* P, accumulated */, const Reducer *red);
+/* gv += G v = J^T J v / n_global on a tape after model_forward (or model_hvp_prepare) at theta. */
+void model_gnvp_apply(const Model *m, const double *theta /* P */, const double *v /* P */, int B,
+                      double n_global, Tape *t, double *gv /* P, accumulated */, const Reducer *red);
+/* One-call forms: forward (+ cotangents) and the product. */
+void model_hvp(const Model *m, const double *theta /* P */, const double *v /* P */,
+               const double *x /* B x d */, const double *y /* B x k */, int B, double n_global,
+               Tape *t, double *hv /* P, accumulated */, const Reducer *red);
+void model_gnvp(const Model *m, const double *theta /* P */, const double *v /* P */,
+                const double *x /* B x d */, int B, double n_global, Tape *t,
+                double *gv /* P, accumulated */, const Reducer *red);
+
 #endif

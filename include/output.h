@@ -43,6 +43,24 @@ typedef struct {
   const double *resid;  /* nev relative residuals ||Theta x - l x|| / |l| */
 } LambdaRecord;
 
+/* One Hessian measurement along a run: the sharpness s_t = top eigenvalue of the loss Hessian,
+ * the top-k with residuals, the most negative eigenvalue, and lambda_t at the same step. */
+typedef struct {
+  int64_t step;
+  double sharpness, min_eig, min_resid;
+  double lambda;        /* NTK top eigenvalue at the same theta (catapult paper's comparison) */
+  double lr;            /* learning rate in force: 2/lr is the edge of stability */
+  int32_t nconv;
+  const double *topk, *resid; /* hess_nev each */
+} HessianRecord;
+
+/* Hutchinson trace and SLQ spectral density of the Hessian at one step. */
+typedef struct {
+  int64_t step;
+  double trace, trace_stderr;
+  const double *nodes, *weights; /* slq_probes * slq_lanczos each; weights sum to 1 */
+} DensityRecord;
+
 /* One row of /instances: a model instance and its lambda_0, written by the group that measured it. */
 typedef struct {
   int32_t instance, width, param;
@@ -81,6 +99,10 @@ typedef struct {
   int64_t n_train_records, n_test_records, n_lambda_records; /* rows per run */
   int nev;                                /* columns of lambda/topk and lambda/resid */
   int n_spectra;                          /* rows of spectrum/ntk (0: none) */
+  int64_t n_hess_records;                 /* rows of hessian/ (0: no Hessian) */
+  int hess_nev;
+  int n_density;                          /* rows of density/ (0: none) */
+  int64_t density_len;                    /* SLQ nodes per row */
   int64_t spectrum_len;                   /* columns of spectrum/ntk: Nk (full) or N (traced) */
 } OutputFile;
 
@@ -89,6 +111,7 @@ int64_t output_n_train_records(const Config *cfg);
 int64_t output_n_test_records(const Config *cfg);
 int64_t output_n_lambda_records(const Config *cfg);
 int64_t output_lambda_step(const Config *cfg, int64_t r);
+int64_t output_n_hess_records(const Config *cfg); /* 0 when -hess_every is 0 */
 /* Step of train (test) record r. */
 int64_t output_train_step(const Config *cfg, int64_t r);
 int64_t output_test_step(const Config *cfg, int64_t r);
@@ -112,6 +135,8 @@ int output_write_lambda(OutputFile *of, int run, int64_t first, int64_t count,
                         const LambdaRecord *rows /* count */);
 /* Spectrum row r (the r-th of cfg->spectrum_steps): all eigenvalues, largest first. */
 int output_write_spectrum(OutputFile *of, int run, int r, int64_t step, const double *eig /* spectrum_len */);
+int output_write_hessian(OutputFile *of, int run, int64_t first, int64_t count, const HessianRecord *rows /* count */);
+int output_write_density(OutputFile *of, int run, int r, const DensityRecord *row);
 int output_write_summary(OutputFile *of, const SummaryRow *row);
 int output_write_instance(OutputFile *of, const InstanceRow *row);
 /* output_create() flushes the file's metadata collectively before returning, so raw data written

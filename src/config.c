@@ -156,7 +156,7 @@ static const char *const *act_names_list(void)
 static PetscErrorCode read_options(Config *cfg, Checker *c)
 {
   PetscInt ival;
-  PetscBool set, batch_set, step_every_set, gamma_set, min_set, teacher_set = PETSC_FALSE, dir_set, ntk_batch_set;
+  PetscBool set, batch_set, step_every_set, gamma_set, min_set, teacher_set = PETSC_FALSE, dir_set, ntk_batch_set, hess_batch_set;
   const char *const *acts = act_names_list();
   const char *arch_names[ARCH_COUNT], *data_names[DATA_COUNT];
   for (int i = 0; i < ARCH_COUNT; i++) arch_names[i] = arch_name((Architecture)i);
@@ -344,6 +344,34 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   opt_int(PetscOptionsObject, c, "-eval_chunk", "Samples per forward pass (bounds activation memory)", 512, 1, 100000000, &ival, NULL);
   cfg->eval_chunk = (int)ival;
 
+  /* ---- loss Hessian */
+  opt_int(PetscOptionsObject, c, "-hess_batch", "Hessian batch: the first N training samples (default: the NTK batch)", 100, 1, 100000000, &ival,
+          &hess_batch_set);
+  cfg->hess_batch = (int)ival;
+  opt_int(PetscOptionsObject, c, "-hess_every", "Sharpness (top Hessian eigenvalues) every this many steps (0 = never)", 0, 0, PETSC_MAX_INT, &ival, NULL);
+  cfg->hess_every = ival;
+  opt_int(PetscOptionsObject, c, "-hess_nev", "Top eigenvalues of the Hessian recorded", 1, 1, 1000, &ival, NULL);
+  cfg->hess_nev = (int)ival;
+  opt_bool(PetscOptionsObject, c, "-hess_min_eig", "Also record the most negative Hessian eigenvalue", true, &cfg->hess_min_eig, NULL);
+  {
+    PetscInt list[CONFIG_MAX_LIST], n = CONFIG_MAX_LIST;
+    if (PetscOptionsIntArray("-density_steps", "Steps at which the Hessian trace (Hutchinson) and spectral density (SLQ) are stored", NULL, list, &n,
+                             &set))
+      fail(c, "option -density_steps: expected a comma-separated list of integers");
+    cfg->n_density_steps = set ? (int)n : 0;
+    for (PetscInt i = 0; set && i < n; i++) {
+      if (list[i] < 0) fail(c, "option -density_steps: step %" PetscInt_FMT " must be >= 0", list[i]);
+      if (i > 0 && list[i] <= list[i - 1]) fail(c, "option -density_steps: steps must increase");
+      cfg->density_steps[i] = list[i];
+    }
+  }
+  opt_int(PetscOptionsObject, c, "-trace_probes", "Rademacher probes of the Hutchinson trace", 30, 1, 100000, &ival, NULL);
+  cfg->trace_probes = (int)ival;
+  opt_int(PetscOptionsObject, c, "-slq_probes", "Random starts of stochastic Lanczos quadrature", 10, 1, 100000, &ival, NULL);
+  cfg->slq_probes = (int)ival;
+  opt_int(PetscOptionsObject, c, "-slq_lanczos", "Lanczos steps per SLQ start", 40, 2, 100000, &ival, NULL);
+  cfg->slq_lanczos = (int)ival;
+
   /* ---- eta_max search */
   opt_bool(PetscOptionsObject, c, "-eta_max_search", "Bisect eta_factor per instance for the divergence boundary eta_max (short probe runs)", false,
            &cfg->eta_max_search, NULL);
@@ -386,6 +414,11 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   if (cfg->model.arch == ARCH_UV && (cfg->n_params != 1 || cfg->params[0] != PARAM_NTK))
     fail(c, "option -params: the uv model is defined in the ntk parameterization only");
   if (!ntk_batch_set && cfg->data.n_train > 0 && cfg->ntk_batch > cfg->data.n_train) cfg->ntk_batch = cfg->data.n_train;
+  if (!hess_batch_set) cfg->hess_batch = cfg->ntk_batch; /* same samples unless the deck says otherwise */
+  if (cfg->data.n_train > 0 && cfg->hess_batch > cfg->data.n_train)
+    fail(c, "option -hess_batch: %d exceeds -n_train %d", cfg->hess_batch, cfg->data.n_train);
+  if (cfg->n_density_steps > 0 && cfg->density_steps[cfg->n_density_steps - 1] > cfg->steps)
+    fail(c, "option -density_steps: step %" PRId64 " is beyond -steps %" PRId64, cfg->density_steps[cfg->n_density_steps - 1], cfg->steps);
   if (cfg->data.n_train > 0 && cfg->ntk_batch > cfg->data.n_train)
     fail(c, "option -ntk_batch: %d exceeds -n_train %d", cfg->ntk_batch, cfg->data.n_train);
   if (cfg->n_spectrum_steps > 0 && cfg->spectrum_steps[cfg->n_spectrum_steps - 1] > cfg->steps)
@@ -483,6 +516,13 @@ char *config_deck_text(const Config *cfg)
   if (cfg->lr_schedule == LR_COSINE) append(&b, &len, &cap, "-lr_min_factor %.17g\n", cfg->lr_min_factor);
   append(&b, &len, &cap, "-record_every %" PRId64 "\n-test_every %" PRId64 "\n-eval_chunk %d\n-diverge_factor %.17g\n-catapult_factor %.17g\n-catapult_window %" PRId64 "\n",
          cfg->record_every, cfg->test_every, cfg->eval_chunk, cfg->diverge_factor, cfg->catapult_factor, cfg->catapult_window);
+  append(&b, &len, &cap, "-hess_batch %d\n-hess_every %" PRId64 "\n-hess_nev %d\n-hess_min_eig %s\n", cfg->hess_batch, cfg->hess_every, cfg->hess_nev,
+         cfg->hess_min_eig ? "true" : "false");
+  if (cfg->n_density_steps) {
+    append(&b, &len, &cap, "-density_steps ");
+    for (int i = 0; i < cfg->n_density_steps; i++) append(&b, &len, &cap, "%s%" PRId64, i ? "," : "", cfg->density_steps[i]);
+    append(&b, &len, &cap, "\n-trace_probes %d\n-slq_probes %d\n-slq_lanczos %d\n", cfg->trace_probes, cfg->slq_probes, cfg->slq_lanczos);
+  }
   if (cfg->eta_max_search)
     append(&b, &len, &cap, "-eta_max_search true\n-eta_max_lo %.17g\n-eta_max_hi %.17g\n-eta_max_tol %.17g\n-eta_max_steps %" PRId64 "\n", cfg->eta_max_lo,
            cfg->eta_max_hi, cfg->eta_max_tol, cfg->eta_max_steps);

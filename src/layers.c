@@ -239,6 +239,108 @@ void dense_jvp_ref(double *tout /* B x n_out */, const double *tin /* B x n_in o
     }
 }
 
+/* ------------------------------------------------------------------ R-operator (second order) */
+
+void act_rvjp(double *rdin /* n */, const double *rdout /* n */, const double *dout /* n or NULL */,
+              const double *in /* n */, const double *rin /* n */, size_t n, Activation a) {
+  /* Without a first-order cotangent, or with phi'' = 0 (identity, relu), only R{dout} phi'. */
+  if (!dout || a == ACT_IDENTITY || a == ACT_RELU) {
+    act_scale_by_deriv(rdin, rdout, in, n, a);
+    return;
+  }
+  switch (a) {
+    case ACT_TANH:
+      for (size_t i = 0; i < n; i++) {
+        double t = tanh(in[i]), d1 = 1.0 - t * t;
+        rdin[i] = rdout[i] * d1 - 2.0 * t * d1 * dout[i] * rin[i];
+      }
+      break;
+    case ACT_ERF:
+      for (size_t i = 0; i < n; i++) {
+        double d1 = two_over_sqrt_pi * exp(-in[i] * in[i]);
+        rdin[i] = rdout[i] * d1 - 2.0 * in[i] * d1 * dout[i] * rin[i];
+      }
+      break;
+    default:
+      for (size_t i = 0; i < n; i++) rdin[i] = NAN;
+  }
+}
+
+void act_rvjp_ref(double *rdin /* n */, const double *rdout /* n */, const double *dout /* n or NULL */,
+                  const double *in /* n */, const double *rin /* n */, size_t n, Activation a) {
+  for (size_t i = 0; i < n; i++) {
+    double r = rdout[i] * act_deriv(in[i], a);
+    if (dout) r += dout[i] * act_deriv2(in[i], a) * rin[i];
+    rdin[i] = r;
+  }
+}
+
+void dense_rvjp(double *rdin /* B x n_in or NULL */, double *rdW /* n_out x n_in or NULL */,
+                double *rdb /* n_out or NULL */, const double *rdout /* B x n_out */,
+                const double *dout /* B x n_out or NULL */, const double *in /* B x n_in */,
+                const double *rin /* B x n_in or NULL */, const double *W /* n_out x n_in */,
+                const double *vW /* n_out x n_in or NULL */, int B, int n_in, int n_out,
+                double w_mult, double b_mult) {
+  /* rdW first: it is the only reader of rin, which rdin may overwrite. */
+  if (rdW && B > 0 && n_in > 0 && n_out > 0) {
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, B, w_mult, rdout, n_out, in,
+                n_in, 1.0, rdW, n_in);
+    if (dout && rin)
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, B, w_mult, dout, n_out, rin,
+                  n_in, 1.0, rdW, n_in);
+  }
+  if (rdb)
+    for (int a = 0; a < B; a++) {
+      const double *row = rdout + (size_t)a * n_out;
+      for (int j = 0; j < n_out; j++) rdb[j] += b_mult * row[j];
+    }
+  if (rdin && B > 0 && n_in > 0) {
+    if (n_out > 0) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, w_mult, rdout, n_out, W,
+                  n_in, 0.0, rdin, n_in);
+      if (dout && vW)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, w_mult, dout, n_out,
+                    vW, n_in, 1.0, rdin, n_in);
+    } else {
+      memset(rdin, 0, (size_t)B * (size_t)n_in * sizeof *rdin);
+    }
+  }
+}
+
+void dense_rvjp_ref(double *rdin /* B x n_in or NULL */, double *rdW /* n_out x n_in or NULL */,
+                    double *rdb /* n_out or NULL */, const double *rdout /* B x n_out */,
+                    const double *dout /* B x n_out or NULL */, const double *in /* B x n_in */,
+                    const double *rin /* B x n_in or NULL */, const double *W /* n_out x n_in */,
+                    const double *vW /* n_out x n_in or NULL */, int B, int n_in, int n_out,
+                    double w_mult, double b_mult) {
+  if (rdW)
+    for (int j = 0; j < n_out; j++)
+      for (int i = 0; i < n_in; i++) {
+        double s = 0.0;
+        for (int a = 0; a < B; a++) {
+          s += rdout[(size_t)a * n_out + j] * in[(size_t)a * n_in + i];
+          if (dout && rin) s += dout[(size_t)a * n_out + j] * rin[(size_t)a * n_in + i];
+        }
+        rdW[(size_t)j * n_in + i] += w_mult * s;
+      }
+  if (rdb)
+    for (int j = 0; j < n_out; j++) {
+      double s = 0.0;
+      for (int a = 0; a < B; a++) s += rdout[(size_t)a * n_out + j];
+      rdb[j] += b_mult * s;
+    }
+  if (rdin)
+    for (int a = 0; a < B; a++)
+      for (int i = 0; i < n_in; i++) {
+        double s = 0.0;
+        for (int j = 0; j < n_out; j++) {
+          s += rdout[(size_t)a * n_out + j] * W[(size_t)j * n_in + i];
+          if (dout && vW) s += dout[(size_t)a * n_out + j] * vW[(size_t)j * n_in + i];
+        }
+        rdin[(size_t)a * n_in + i] = w_mult * s;
+      }
+}
+
 /* ------------------------------------------------------------------ loss */
 
 double mse_loss(double *dout /* B x k or NULL */, const double *f /* B x k */,

@@ -11,9 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include <slepcsys.h>
+#include <slepceps.h>
 #include "config.h"
 #include "data.h"
+#include "hessian.h"
 #include "ntk.h"
 #include "ntk_petsc.h"
 #include "output.h"
@@ -100,6 +101,28 @@ static void say_error(int rank, const char *msg)
     fprintf(stderr, "ntkhpc: error: %s\n", msg);
     fflush(stderr);
   }
+}
+
+/* Options that the operators read only when they are created (maybe hours later): read them all
+ * now, so that -help lists them and a typo among them fails before any work. */
+static PetscErrorCode register_solver_options(MPI_Comm comm)
+{
+  PetscInt chunk = 512;
+  PetscReal tape_mb = 4096;
+  EPS eps;
+  PetscCall(ntk_options_register(comm));
+  PetscOptionsBegin(comm, "hess_", "Hessian operator (prefix -hess_; its eigensolvers take -hess_eps_* and, for the most negative eigenvalue, -hess_min_eps_*)", NULL);
+  PetscCall(PetscOptionsInt("-chunk", "Samples per tape chunk in Hessian-vector products", NULL, chunk, &chunk, NULL));
+  PetscCall(PetscOptionsReal("-tape_mb", "Keep the Hessian batch's activations up to this many MB, else recompute them per product", NULL, tape_mb, &tape_mb, NULL));
+  PetscOptionsEnd();
+  const char *prefixes[] = {"hess_", "hess_min_"};
+  for (int i = 0; i < 2; i++) {
+    PetscCall(EPSCreate(comm, &eps));
+    PetscCall(EPSSetOptionsPrefix(eps, prefixes[i]));
+    PetscCall(EPSSetFromOptions(eps));
+    PetscCall(EPSDestroy(&eps));
+  }
+  return 0;
 }
 
 /* Phase 1: lambda_0 of every model instance, measured once by one group (largest first) and shared
@@ -247,13 +270,14 @@ int main(int argc, char **argv)
   PetscCall(SlepcInitialize(&pargc, &pargv, deck, help));
   PetscCall(train_register_events());
   PetscCall(ntk_register_events());
+  PetscCall(hessian_register_events());
   PetscBool has_help = PETSC_FALSE;
   PetscCall(PetscOptionsHasHelp(NULL, &has_help));
 
   Config cfg;
   int code = 0;
   if (config_read(&cfg, world)) code = EXIT_BAD_INPUT;
-  if (!code && ntk_options_register(world)) code = EXIT_BAD_INPUT;
+  if (!code && register_solver_options(world)) code = EXIT_BAD_INPUT;
   if (!code && has_help) goto finalize;
   if (!code && config_check_unused(world)) code = EXIT_BAD_INPUT;
   if (code) goto finalize;
@@ -276,9 +300,10 @@ int main(int argc, char **argv)
     goto free_data;
   }
 
-  if (cfg.ntk_batch > train.n) {
+  if (cfg.ntk_batch > train.n || cfg.hess_batch > train.n) {
     char msg[128];
-    snprintf(msg, sizeof msg, "option -ntk_batch: %d exceeds the %d training samples", cfg.ntk_batch, train.n);
+    snprintf(msg, sizeof msg, "option -%s: %d exceeds the %d training samples", cfg.ntk_batch > train.n ? "ntk_batch" : "hess_batch",
+             cfg.ntk_batch > train.n ? cfg.ntk_batch : cfg.hess_batch, train.n);
     say_error(rank, msg);
     code = EXIT_BAD_INPUT;
     goto free_sweep;

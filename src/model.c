@@ -375,3 +375,84 @@ void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta
   }
   memcpy(tout, t->tan[m->out_buf], (size_t)B * m->buf_size[m->out_buf] * sizeof *tout);
 }
+
+/* ------------------------------------------------------------------ Hessian products */
+
+double model_hvp_prepare(const Model *m, const double *theta /* P */, const double *x /* B x d */,
+                         const double *y /* B x k */, int B, double n_global, Tape *t,
+                         const Reducer *red) {
+  check_batch(t, B, "model_hvp_prepare");
+  const size_t nk = (size_t)B * m->buf_size[m->out_buf];
+  const double *f = model_forward(m, theta, x, B, t, red); /* B x k */
+  double *dout = xcalloc(nk, sizeof *dout, "loss cotangent"); /* B x k */
+  const double half_sq = mse_loss(dout, f, y, B, (int)m->buf_size[m->out_buf], 1.0 / n_global);
+  model_vjp(m, theta, dout, B, t, NULL, red); /* cotangents only: no parameter gradient needed */
+  free(dout);
+  return half_sq;
+}
+
+/* R-forward (JVP of v), then the reverse sweep of the R-operator with the R-cotangents written
+ * over t->tan. residual = false drops the first-order cotangents: the Gauss-Newton product. */
+static void r_backward(const Model *m, const double *theta /* P */, const double *v /* P */, int B,
+                       double n_global, Tape *t, double *hv /* P */, bool residual,
+                       const Reducer *red, const char *who) {
+  check_batch(t, B, who);
+  const size_t nk = (size_t)B * m->buf_size[m->out_buf];
+  double *jv = xcalloc(nk, sizeof *jv, "J v"); /* B x k */
+  model_jvp(m, theta, v, B, t, jv, red);
+  free(jv);
+  /* dL/df = (f - y)/N, so R{dL/df} = R{f}/N = (J v)/N. */
+  double *rg = t->tan[m->out_buf]; /* B x k */
+  for (size_t i = 0; i < nk; i++) rg[i] /= n_global;
+  for (int i = m->n_ops - 1; i >= 0; i--) {
+    const Op *op = &m->ops[i];
+    const double *rdout = t->tan[op->out]; /* B x n_out: R-cotangent, written by op->out's reader */
+    const double *dout = NULL;             /* B x n_out: first-order cotangent */
+    if (residual) {
+      dout = t->grad[op->out];
+      if (!dout) {
+        fprintf(stderr, "%s: tape has no cotangents (call model_hvp_prepare first)\n", who);
+        abort();
+      }
+    }
+    /* In place: rin (tangent of op->in) becomes op->in's R-cotangent. NULL for the data buffer. */
+    double *rin = op->in == 0 ? NULL : t->tan[op->in]; /* B x n_in */
+    switch (op->kind) {
+      case OP_DENSE: {
+        const ParamTensor *W = &m->tensors[op->w];
+        const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
+        dense_rvjp(rin, hv + W->offset, b ? hv + b->offset : NULL, rdout, dout, t->act[op->in], rin,
+                   theta + W->offset, v + W->offset, B, op->n_in, op->n_out, W->mult,
+                   b ? b->mult : 0.0);
+        break;
+      }
+      case OP_ACT:
+        if (rin) act_rvjp(rin, rdout, dout, t->act[op->in], rin, (size_t)B * (size_t)op->n_in, op->act);
+        break;
+    }
+  }
+}
+
+void model_hvp_apply(const Model *m, const double *theta /* P */, const double *v /* P */, int B,
+                     double n_global, Tape *t, double *hv /* P */, const Reducer *red) {
+  r_backward(m, theta, v, B, n_global, t, hv, true, red, "model_hvp_apply");
+}
+
+void model_gnvp_apply(const Model *m, const double *theta /* P */, const double *v /* P */, int B,
+                      double n_global, Tape *t, double *gv /* P */, const Reducer *red) {
+  r_backward(m, theta, v, B, n_global, t, gv, false, red, "model_gnvp_apply");
+}
+
+void model_hvp(const Model *m, const double *theta /* P */, const double *v /* P */,
+               const double *x /* B x d */, const double *y /* B x k */, int B, double n_global,
+               Tape *t, double *hv /* P */, const Reducer *red) {
+  model_hvp_prepare(m, theta, x, y, B, n_global, t, red);
+  model_hvp_apply(m, theta, v, B, n_global, t, hv, red);
+}
+
+void model_gnvp(const Model *m, const double *theta /* P */, const double *v /* P */,
+                const double *x /* B x d */, int B, double n_global, Tape *t,
+                double *gv /* P */, const Reducer *red) {
+  model_forward(m, theta, x, B, t, red);
+  model_gnvp_apply(m, theta, v, B, n_global, t, gv, red);
+}

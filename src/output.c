@@ -46,6 +46,9 @@ static int64_t record_step(int64_t steps, int64_t every, int64_t r) {
 
 int64_t output_n_train_records(const Config *cfg) { return n_records(cfg->steps, cfg->record_every); }
 int64_t output_n_test_records(const Config *cfg) { return n_records(cfg->steps, cfg->test_every); }
+int64_t output_n_hess_records(const Config *cfg) {
+  return cfg->hess_every > 0 ? n_records(cfg->steps, cfg->hess_every) : 0;
+}
 int64_t output_n_lambda_records(const Config *cfg) { return n_records(cfg->steps, cfg->lambda_every); }
 int64_t output_lambda_step(const Config *cfg, int64_t r) {
   return record_step(cfg->steps, cfg->lambda_every, r);
@@ -305,6 +308,12 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   rc |= attr_i32(g, "ntk_nev", cfg->ntk_nev);
   rc |= attr_i64(g, "lambda_every", cfg->lambda_every);
   rc |= attr_i32(g, "gram_max_rows", cfg->gram_max_rows);
+  rc |= attr_i32(g, "hess_batch", cfg->hess_batch);
+  rc |= attr_i64(g, "hess_every", cfg->hess_every);
+  rc |= attr_i32(g, "hess_nev", cfg->hess_nev);
+  rc |= attr_i32(g, "trace_probes", cfg->trace_probes);
+  rc |= attr_i32(g, "slq_probes", cfg->slq_probes);
+  rc |= attr_i32(g, "slq_lanczos", cfg->slq_lanczos);
   rc |= attr_i32(g, "eta_max_search", cfg->eta_max_search ? 1 : 0);
   rc |= attr_i64(g, "eta_max_steps", cfg->eta_max_steps);
   rc |= attr_f64(g, "eta_max_tol", cfg->eta_max_tol);
@@ -319,6 +328,7 @@ static const char *const test_fields[] = {"step", "loss", "accuracy"};
 /* Dataspaces, creation properties and fill buffers shared by every run's datasets. */
 typedef struct {
   hid_t sp_train, sp_test, sp_lambda, sp_topk, sp_spec_step, sp_spec;
+  hid_t sp_hess, sp_hess_topk, sp_dens, sp_dens_nodes; /* -1 when not recorded */
   hid_t dcpl_f64, dcpl_i64;
   const double *nans;     /* large enough for the largest dataset */
   const int64_t *minus1s;
@@ -374,6 +384,31 @@ static int make_run(hid_t runs, const RunSpec *rs, const RunLayout *L) {
       H5Gclose(sub);
     }
   }
+  if (rc == 0 && L->sp_hess >= 0) {
+    hid_t sub = H5Gcreate2(g, "hessian", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (sub < 0) rc = -1;
+    else {
+      rc |= make_i64(sub, "step", L->sp_hess, L);
+      static const char *const cols[] = {"sharpness", "min_eig", "min_resid", "lambda", "lr"};
+      for (int i = 0; i < 5; i++) rc |= make_f64(sub, cols[i], L->sp_hess, L);
+      rc |= make_i64(sub, "nconv", L->sp_hess, L);
+      rc |= make_f64(sub, "topk", L->sp_hess_topk, L);
+      rc |= make_f64(sub, "resid", L->sp_hess_topk, L);
+      H5Gclose(sub);
+    }
+  }
+  if (rc == 0 && L->sp_dens >= 0) {
+    hid_t sub = H5Gcreate2(g, "density", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (sub < 0) rc = -1;
+    else {
+      rc |= make_i64(sub, "step", L->sp_dens, L);
+      rc |= make_f64(sub, "trace", L->sp_dens, L);
+      rc |= make_f64(sub, "trace_stderr", L->sp_dens, L);
+      rc |= make_f64(sub, "nodes", L->sp_dens_nodes, L);
+      rc |= make_f64(sub, "weights", L->sp_dens_nodes, L);
+      H5Gclose(sub);
+    }
+  }
   if (rc == 0 && L->sp_spec >= 0) {
     hid_t sub = H5Gcreate2(g, "spectrum", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (sub < 0) rc = -1;
@@ -395,7 +430,7 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
   const char *path = cfg->output;
   hid_t fapl = -1, file = -1, sp = -1, t = -1, d = -1, g = -1, runs = -1;
   hid_t dcpl_plain = -1;
-  RunLayout L = {-1, -1, -1, -1, -1, -1, -1, -1, NULL, NULL, 0};
+  RunLayout L = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, NULL, NULL, 0};
   hid_t mtype = -1, ftype = -1;
   SummaryRow *rows = NULL;
   double *nans = NULL;
@@ -461,6 +496,12 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
   L.sp_topk = H5Screate_simple(2, nla, NULL);
   L.sp_spec_step = of->n_spectra ? H5Screate_simple(1, nsp, NULL) : -1;
   L.sp_spec = of->n_spectra ? H5Screate_simple(2, nsp, NULL) : -1;
+  hsize_t nhe[2] = {(hsize_t)of->n_hess_records, (hsize_t)of->hess_nev};
+  hsize_t nde[2] = {(hsize_t)of->n_density, (hsize_t)of->density_len};
+  L.sp_hess = nhe[0] ? H5Screate_simple(1, nhe, NULL) : -1;
+  L.sp_hess_topk = nhe[0] ? H5Screate_simple(2, nhe, NULL) : -1;
+  L.sp_dens = nde[0] ? H5Screate_simple(1, nde, NULL) : -1;
+  L.sp_dens_nodes = nde[0] ? H5Screate_simple(2, nde, NULL) : -1;
   L.dcpl_f64 = make_dcpl(H5T_NATIVE_DOUBLE, &nan);
   L.dcpl_i64 = make_dcpl(H5T_NATIVE_INT64, &minus1);
   L.rank = rank;
@@ -468,6 +509,8 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
   size_t nfill = (size_t)(ntr > nte ? ntr : nte);
   if (nla[0] * nla[1] > nfill) nfill = (size_t)(nla[0] * nla[1]);
   if (nsp[0] * nsp[1] > nfill) nfill = (size_t)(nsp[0] * nsp[1]);
+  if (nhe[0] * nhe[1] > nfill) nfill = (size_t)(nhe[0] * nhe[1]);
+  if (nde[0] * nde[1] > nfill) nfill = (size_t)(nde[0] * nde[1]);
   nans = malloc(nfill * sizeof *nans);
   minus1s = malloc(nfill * sizeof *minus1s);
   if (nans && minus1s)
@@ -570,7 +613,7 @@ done:
   if (sp >= 0) H5Sclose(sp);
   if (g >= 0) H5Gclose(g);
   if (runs >= 0) H5Gclose(runs);
-  hid_t spaces[] = {L.sp_train, L.sp_test, L.sp_lambda, L.sp_topk, L.sp_spec_step, L.sp_spec};
+  hid_t spaces[] = {L.sp_train, L.sp_test, L.sp_lambda, L.sp_topk, L.sp_spec_step, L.sp_spec, L.sp_hess, L.sp_hess_topk, L.sp_dens, L.sp_dens_nodes};
   for (size_t i = 0; i < sizeof spaces / sizeof spaces[0]; i++)
     if (spaces[i] >= 0) H5Sclose(spaces[i]);
   if (L.dcpl_f64 >= 0) H5Pclose(L.dcpl_f64);
@@ -614,6 +657,10 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep 
   of->nev = cfg->ntk_nev;
   of->n_spectra = cfg->n_spectrum_steps;
   of->spectrum_len = (int64_t)cfg->ntk_batch * (cfg->ntk_variant ? 1 : sw->out_dim);
+  of->n_hess_records = output_n_hess_records(cfg);
+  of->hess_nev = cfg->hess_nev;
+  of->n_density = cfg->n_density_steps;
+  of->density_len = (int64_t)cfg->slq_probes * cfg->slq_lanczos;
   /* Our one-line messages replace HDF5's error stack dumps. */
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 
@@ -846,6 +893,70 @@ int output_write_lambda(OutputFile *of, int run, int64_t first, int64_t count, c
   free(col);
   free(mat);
   free(ints);
+  return rc;
+}
+
+int output_write_hessian(OutputFile *of, int run, int64_t first, int64_t count, const HessianRecord *rows) {
+  if (check_rows(of, "hessian", run, first, count, of ? of->n_hess_records : 0) < 0) return -1;
+  if (count == 0) return 0;
+  const int64_t nev = of->hess_nev;
+  double *col = malloc((size_t)count * sizeof(double));
+  double *mat = malloc((size_t)(count * nev) * sizeof(double));
+  int64_t *ints = malloc((size_t)count * sizeof(int64_t));
+  hid_t dxpl = indep_dxpl();
+  int rc = (col && mat && ints && dxpl >= 0) ? 0 : -1;
+  char path[96];
+  for (int part = 0; part < 2 && rc == 0; part++) {
+    for (int64_t i = 0; i < count; i++)
+      for (int64_t j = 0; j < nev; j++) {
+        const double *src = part ? rows[i].resid : rows[i].topk;
+        mat[i * nev + j] = src ? src[j] : NAN;
+      }
+    snprintf(path, sizeof path, "/runs/run_%06d/hessian/%s", run, part ? "resid" : "topk");
+    rc = write_rows(of->file, path, dxpl, first, count, nev, mat);
+  }
+  static const char *const cols[] = {"sharpness", "min_eig", "min_resid", "lambda", "lr"};
+  for (int f = 0; f < 5 && rc == 0; f++) {
+    for (int64_t i = 0; i < count; i++) {
+      const HessianRecord *r = &rows[i];
+      col[i] = f == 0 ? r->sharpness : f == 1 ? r->min_eig : f == 2 ? r->min_resid : f == 3 ? r->lambda : r->lr;
+    }
+    snprintf(path, sizeof path, "/runs/run_%06d/hessian/%s", run, cols[f]);
+    rc = write_column(of->file, path, H5T_NATIVE_DOUBLE, dxpl, first, count, col);
+  }
+  for (int f = 0; f < 2 && rc == 0; f++) { /* the step column last */
+    for (int64_t i = 0; i < count; i++) ints[i] = f ? rows[i].step : rows[i].nconv;
+    snprintf(path, sizeof path, "/runs/run_%06d/hessian/%s", run, f ? "step" : "nconv");
+    rc = write_column(of->file, path, H5T_NATIVE_INT64, dxpl, first, count, ints);
+  }
+  if (rc) report("output file %s: cannot write hessian rows [%lld, %lld) of run %d", fname(of), (long long)first, (long long)(first + count), run);
+  if (dxpl >= 0) H5Pclose(dxpl);
+  free(col);
+  free(mat);
+  free(ints);
+  return rc;
+}
+
+int output_write_density(OutputFile *of, int run, int r, const DensityRecord *row) {
+  if (check_rows(of, "density", run, r, 1, of ? of->n_density : 0) < 0) return -1;
+  hid_t dxpl = indep_dxpl();
+  char path[96];
+  int rc = dxpl >= 0 ? 0 : -1;
+  const char *const mats[] = {"nodes", "weights"};
+  for (int i = 0; i < 2 && rc == 0; i++) {
+    snprintf(path, sizeof path, "/runs/run_%06d/density/%s", run, mats[i]);
+    rc = write_rows(of->file, path, dxpl, r, 1, of->density_len, i ? row->weights : row->nodes);
+  }
+  const double vals[2] = {row->trace, row->trace_stderr};
+  const char *const cols[] = {"trace", "trace_stderr"};
+  for (int i = 0; i < 2 && rc == 0; i++) {
+    snprintf(path, sizeof path, "/runs/run_%06d/density/%s", run, cols[i]);
+    rc = write_column(of->file, path, H5T_NATIVE_DOUBLE, dxpl, r, 1, &vals[i]);
+  }
+  snprintf(path, sizeof path, "/runs/run_%06d/density/step", run);
+  if (rc == 0) rc = write_column(of->file, path, H5T_NATIVE_INT64, dxpl, r, 1, &row->step);
+  if (rc) report("output file %s: cannot write density %d of run %d", fname(of), r, run);
+  if (dxpl >= 0) H5Pclose(dxpl);
   return rc;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <petscsys.h>
+#include "hessian.h"
 #include "ntk.h"
 #include "ntk_petsc.h"
 #include "rng.h"
@@ -53,6 +54,8 @@ typedef struct {
   Mat gram0;            /* Theta_0, for kernel distances (NULL if not recorded) */
   double *spectrum;     /* spectrum_len: all eigenvalues of the last exact Gram matrix */
   double *scratch;      /* 2 nev: eigenvalues and residuals of a measurement not recorded */
+  /* loss Hessian on the Hessian batch (NULL unless -hess_every or -density_steps) */
+  HessianOperator *hess;
 } RunState;
 
 /* [lo, hi) of n items for rank g of G: contiguous, sizes differ by at most one. */
@@ -192,7 +195,9 @@ typedef struct {
   TestRecord *test;
   LambdaRecord *lambda;
   double *topk, *resid; /* n_lambda x nev, pointed to by the lambda records */
-  int64_t n_train, n_test, n_lambda, flushed_train, flushed_test, flushed_lambda;
+  HessianRecord *hess;
+  double *htopk, *hresid; /* n_hess x hess_nev */
+  int64_t n_train, n_test, n_lambda, n_hess, flushed_train, flushed_test, flushed_lambda, flushed_hess;
   double last_flush;
 } Records;
 
@@ -208,9 +213,12 @@ static int flush_records(RunState *s, Records *r)
     err |= output_write_test(of, s->run->index, r->flushed_test, r->n_test - r->flushed_test, r->test + r->flushed_test);
   if (r->n_lambda > r->flushed_lambda)
     err |= output_write_lambda(of, s->run->index, r->flushed_lambda, r->n_lambda - r->flushed_lambda, r->lambda + r->flushed_lambda);
+  if (r->n_hess > r->flushed_hess)
+    err |= output_write_hessian(of, s->run->index, r->flushed_hess, r->n_hess - r->flushed_hess, r->hess + r->flushed_hess);
   r->flushed_train = r->n_train;
   r->flushed_test = r->n_test;
   r->flushed_lambda = r->n_lambda;
+  r->flushed_hess = r->n_hess;
   r->last_flush = MPI_Wtime();
   PetscLogEventEnd(EV_OUTPUT, 0, 0, 0, 0);
   return err;
@@ -321,6 +329,14 @@ static int setup(RunState *s, const TrainContext *ctx, const RunSpec *run)
   memcpy(s->theta0, s->theta, s->P * sizeof(double));
   model_lr_scales(&s->model, s->lr_scale);
   if (ntk_setup(s)) return -1;
+  if (cfg->hess_every > 0 || cfg->n_density_steps > 0) {
+    const Dataset *tr = ctx->train;
+    int64_t lo, hi;
+    slice(cfg->hess_batch, s->grank, s->gsize, &lo, &hi);
+    if (hessian_operator_create(&s->hess, ctx->group, &s->model, tr->x + (size_t)lo * tr->d, tr->y + (size_t)lo * tr->k, (int)(hi - lo), (int)lo,
+                                cfg->hess_batch))
+      return -1;
+  }
   return 0;
 }
 
@@ -330,6 +346,7 @@ static void teardown(RunState *s)
   free(s->xbuf), free(s->ybuf), free(s->lbuf), free(s->dfbuf), free(s->perm);
   if (s->gram0) MatDestroy(&s->gram0);
   if (s->ntk) ntk_operator_destroy(&s->ntk); /* before the model it points to */
+  if (s->hess) hessian_operator_destroy(&s->hess);
   free(s->spectrum);
   free(s->scratch);
   tape_destroy(&s->tape);
@@ -344,14 +361,44 @@ Phase phase_classify(const Config *cfg, double loss0, double peak_window, double
   return PHASE_LAZY;
 }
 
-static bool is_spectrum_step(const Config *cfg, int64_t t, int *r)
+/* Is t one of the n steps of list? Then *r is its position. */
+static bool is_listed(const int64_t *list, int n, int64_t t, int *r)
 {
-  for (int i = 0; i < cfg->n_spectrum_steps; i++)
-    if (cfg->spectrum_steps[i] == t) {
+  for (int i = 0; i < n; i++)
+    if (list[i] == t) {
       *r = i;
       return true;
     }
   return false;
+}
+
+/* Sharpness at the current theta: the top hess_nev eigenvalues of the loss Hessian, the most
+ * negative one, and lambda_t of the NTK at the same theta. Non-convergence gives NaN, not failure. */
+static PetscErrorCode measure_hessian(RunState *s, int64_t t, double lr, HessianRecord *rec, double *topk, double *resid)
+{
+  const Config *cfg = s->ctx->cfg;
+  int nconv = 0, nmin = 0;
+  double mn = NAN, mres = NAN;
+  PetscCall(hessian_set_params(s->hess, s->theta));
+  PetscCall(hessian_top_eigs(s->hess, cfg->hess_nev, topk, resid, &nconv));
+  if (cfg->hess_min_eig) PetscCall(hessian_min_eig(s->hess, &mn, &mres, &nmin));
+  LambdaRecord lrec; /* into scratch: the lambda trajectory proper is recorded on its own schedule */
+  PetscCall(measure_ntk(s, t, false, &lrec, s->scratch, s->scratch + cfg->ntk_nev));
+  *rec = (HessianRecord){t, topk[0], nmin ? mn : NAN, mres, lrec.lambda, lr, nconv, topk, resid};
+  return 0;
+}
+
+/* Hutchinson trace and SLQ density at the current theta; probes are counter-based (seed, step). */
+static PetscErrorCode measure_density(RunState *s, int64_t t, DensityRecord *rec, double *nodes, double *weights)
+{
+  const Config *cfg = s->ctx->cfg;
+  const uint64_t seed = (uint64_t)s->run->seed * 1000003u + (uint64_t)t;
+  double tr = NAN, se = NAN;
+  PetscCall(hessian_set_params(s->hess, s->theta));
+  PetscCall(hessian_trace(s->hess, cfg->trace_probes, seed, &tr, &se));
+  PetscCall(hessian_slq(s->hess, cfg->slq_probes, cfg->slq_lanczos, seed, nodes, weights));
+  *rec = (DensityRecord){t, tr, se, nodes, weights};
+  return 0;
 }
 
 int train_measure_instance(const TrainContext *ctx, const RunSpec *run, InstanceRow *row)
@@ -464,9 +511,15 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   rec.lambda = calloc((size_t)n_lambda, sizeof *rec.lambda);
   rec.topk = calloc((size_t)(n_lambda * nev), sizeof(double));
   rec.resid = calloc((size_t)(n_lambda * nev), sizeof(double));
+  const int64_t n_hess = output_n_hess_records(cfg), hnev = cfg->hess_nev;
+  rec.hess = calloc((size_t)(n_hess + 1), sizeof *rec.hess);
+  rec.htopk = calloc((size_t)((n_hess + 1) * hnev), sizeof(double));
+  rec.hresid = calloc((size_t)((n_hess + 1) * hnev), sizeof(double));
+  const size_t n_nodes = (size_t)cfg->slq_probes * (size_t)cfg->slq_lanczos;
+  double *nodes = cfg->n_density_steps ? malloc(2 * n_nodes * sizeof(double)) : NULL;
   rec.last_flush = MPI_Wtime();
 
-  const int64_t m = cfg->record_every, M = cfg->test_every, ML = cfg->lambda_every, T = cfg->steps;
+  const int64_t m = cfg->record_every, M = cfg->test_every, ML = cfg->lambda_every, MH = cfg->hess_every, T = cfg->steps;
   double loss0 = NAN, peak = -INFINITY, peak_window = -INFINITY, last_loss = NAN, last_acc = NAN;
   double lambda_first = NAN, lambda_last = NAN;
   int diverged = 0;
@@ -510,7 +563,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       break;
     }
     int spec_row;
-    const bool spectrum_now = s.gram_ok && is_spectrum_step(cfg, t, &spec_row);
+    const bool spectrum_now = s.gram_ok && is_listed(cfg->spectrum_steps, cfg->n_spectrum_steps, t, &spec_row);
     if (lambda_now || spectrum_now) {
       /* A spectrum-only step measures into scratch: only the spectrum is kept. */
       double *topk = lambda_now ? rec.topk + rec.n_lambda * nev : s.scratch;
@@ -526,6 +579,23 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
         lambda_last = lrec.lambda;
       }
       if (spectrum_now && writer) rc |= output_write_spectrum(ctx->out, run->index, spec_row, t, s.spectrum);
+    }
+    if (MH > 0 && (t % MH == 0 || final)) {
+      HessianRecord hrec;
+      if (measure_hessian(&s, t, lr, &hrec, rec.htopk + rec.n_hess * hnev, rec.hresid + rec.n_hess * hnev)) {
+        rc = -1;
+        break;
+      }
+      rec.hess[rec.n_hess++] = hrec;
+    }
+    int dens_row;
+    if (s.hess && is_listed(cfg->density_steps, cfg->n_density_steps, t, &dens_row)) {
+      DensityRecord drec;
+      if (measure_density(&s, t, &drec, nodes, nodes + n_nodes)) {
+        rc = -1;
+        break;
+      }
+      if (writer) rc |= output_write_density(ctx->out, run->index, dens_row, &drec);
     }
     if (final) break;
     if (cfg->optimizer == OPT_SGD) {
@@ -570,6 +640,10 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   free(rec.lambda);
   free(rec.topk);
   free(rec.resid);
+  free(rec.hess);
+  free(rec.htopk);
+  free(rec.hresid);
+  free(nodes);
   teardown(&s);
   return rc;
 }

@@ -5,6 +5,8 @@
                                  f_{t+1} = (1 - eta l_t + eta^2 f_t^2/n) f_t,
                                  l_{t+1} = l_t + (eta f_t^2/n)(eta l_t - 4) step by step
   uv_check.py etamax out.h5 TOL  -eta_max_search brackets eta_max * lambda_0 = 4 to TOL
+  uv_check.py hessian out.h5 TOL most negative Hessian eigenvalue = -|f|/sqrt(n) (exact) and
+                                 sharpness = lambda once f = 0 (H = G there)
   uv_check.py phases out.h5      the eta_factor sweep is lazy below 2, catapult between 2 and 4,
                                  divergent above 4, each boundary within 0.1
 Prints "N passed, N failed"; exit status 1 on any failure.
@@ -96,10 +98,37 @@ def etamax(path, tol):
         print(f"instance {int(row['instance'])} (width {int(row['width'])}): eta_max * lambda_0 in ({lo:.4f}, {hi:.4f}] after {int(row['eta_max_probes'])} probes")
 
 
+def hessian(path, rtol):
+    """uv model, L = f^2/2: H = grad f grad f^T + f Hess f, and Hess f = [[0, I], [I, 0]] x / sqrt(n)
+    has eigenvalues +-1/sqrt(n) on vectors orthogonal to u and v, so the most negative eigenvalue of
+    H is exactly -|f|/sqrt(n) (n > 2); at convergence (f = 0) H = G and the sharpness equals lambda."""
+    with h5py.File(path, "r") as f:
+        s = f["summary"][:]
+        for row in s:
+            g = f["runs"][f"run_{int(row['run']):06d}"]
+            n = int(g.attrs["width"])
+            hs, ls = g["hessian/step"][:], g["train/step"][:]
+            loss = g["train/loss"][:]
+            for q, step in enumerate(hs):
+                if step < 0:
+                    continue
+                fabs = np.sqrt(2 * loss[list(ls).index(step)])
+                want = -fabs / np.sqrt(n)
+                got = g["hessian/min_eig"][q]
+                check(abs(got - want) <= rtol * max(abs(want), 1e-12) + 1e-13, f"run {row['run']} step {step}: min eig {got!r}, exact -|f|/sqrt(n) = {want!r}")
+            q = int(np.sum(hs >= 0)) - 1
+            sh, lam = g["hessian/sharpness"][q], g["hessian/lambda"][q]
+            check(abs(sh - lam) <= rtol * lam, f"run {row['run']}: converged sharpness {sh!r} != lambda {lam!r}")
+            check(abs(lam - g["lambda/value"][int(np.sum(g['lambda/step'][:] >= 0)) - 1]) <= 1e-12 * lam, "lambda recorded twice agrees")
+            print(f"run {int(row['run'])}: min eig matches -|f|/sqrt(n) at {int(np.sum(hs >= 0))} steps; final sharpness {sh:.10g} = lambda {lam:.10g}")
+
+
 if __name__ == "__main__":
     mode, path = sys.argv[1], sys.argv[2]
     if mode == "recursion":
         recursion(path, float(sys.argv[3]) if len(sys.argv) > 3 else 1e-10)
+    elif mode == "hessian":
+        hessian(path, float(sys.argv[3]))
     elif mode == "etamax":
         etamax(path, float(sys.argv[3]))
     else:

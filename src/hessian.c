@@ -1,0 +1,676 @@
+/* The loss Hessian as a shell matrix over the parameters, and its spectrum (see hessian.h and
+ * CONVENTIONS.md "Hessian").
+ *
+ * Tapes. hessian_set_params runs, chunk by chunk (-hess_chunk samples), the forward pass and the
+ * first-order cotangents of the local samples (model_hvp_prepare) and keeps both when they fit
+ * -hess_tape_mb: a product is then one JVP and one R-backward sweep per chunk (6F - 4F1 flops per
+ * sample), the minimum for an exact H v. The tangent/R-cotangent workspace is shared by all chunk
+ * tapes (needed one chunk at a time). Otherwise one tape is used and every product recomputes the
+ * forward pass and cotangents first (8F - 5F1).
+ *
+ * Products. v is distributed over comm in PETSc's default layout of P rows. Every rank gathers
+ * the whole v (MPI_Allgatherv: theta and v are needed whole by the sample-parallel kernels), adds
+ * its samples' H v into a P-vector, and MPI_Reduce_scatter sums those into each rank's rows. Per
+ * product that is 2P doubles on the wire per rank against n_local (6F - 4F1) flops.
+ *
+ * Eigensolves. Krylov-Schur with a convergence test relative to the spectrum's scale
+ * max(|lambda|, |lambda_max|) (see hessian.h), warm-started from the last eigenvectors, with the
+ * final residuals recomputed by an explicit product. SLQ runs its own Lanczos with full
+ * reorthogonalisation on the same shell matrix.
+ */
+#include "hessian.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <slepceps.h>
+#include <petscblaslapack.h> /* after slepceps.h: it needs petscsys.h */
+
+#include "rng.h"
+
+/* One double on the wire priced in flops, as in ntk.c's cost model. */
+#define HESS_FLOPS_PER_WORD 16.0
+/* Seed of the deterministic, rank-count independent Krylov start vector (stream RNG_STREAM_PROBE). */
+#define HESS_START_SEED 0x48455353ULL
+/* A converged pair is kept only if its recomputed residual is below this many solver tolerances. */
+#define HESS_RESID_FACTOR 100.0
+/* Lanczos breakdown: beta below this fraction of the largest |alpha|, beta seen. */
+#define HESS_BREAKDOWN 1e-10
+
+static PetscLogEvent EV_MATMULT, EV_EIGENSOLVE, EV_TRACE, EV_SLQ;
+static PetscBool events_registered = PETSC_FALSE;
+
+PetscErrorCode hessian_register_events(void)
+{
+  PetscClassId cls;
+
+  PetscFunctionBeginUser;
+  if (events_registered) PetscFunctionReturn(0);
+  PetscCall(PetscClassIdRegister("Hessian", &cls));
+  PetscCall(PetscLogEventRegister("HessMatMult", cls, &EV_MATMULT));
+  PetscCall(PetscLogEventRegister("HessEigensolve", cls, &EV_EIGENSOLVE));
+  PetscCall(PetscLogEventRegister("HessTrace", cls, &EV_TRACE));
+  PetscCall(PetscLogEventRegister("HessSLQ", cls, &EV_SLQ));
+  events_registered = PETSC_TRUE;
+  PetscFunctionReturn(0);
+}
+
+struct HessianOperator {
+  MPI_Comm comm;            /* the caller's comm: PETSc objects live here */
+  MPI_Comm pcomm;           /* a duplicate for our own collectives */
+  int rank, size;
+  const Model *m;
+  int n_local, first, n_global, d, k;
+  double *x, *y;            /* n_local x d, n_local x k */
+  double *theta;            /* P, the linearisation point */
+  double *vfull, *hfull;    /* P: gathered direction, local samples' product */
+  PetscMPIInt *counts, *displs; /* [size] every rank's rows of P */
+  PetscInt plo, pn;         /* this rank's rows */
+  int chunk, n_chunks;
+  PetscBool stored;         /* activations and cotangents of every chunk kept on tapes[c] */
+  int n_tapes;
+  Tape *tapes;
+  PetscBool have_params, theta_finite;
+  double loss;
+  Mat H, G;                 /* the MATSHELLs */
+  EPS eps_top, eps_min;     /* prefixes hess_ and hess_min_ */
+  PetscInt ncv_top, mpd_top, ncv_min, mpd_min;
+  Vec warm_top, warm_min;   /* sums of the last eigenvectors; NULL = none */
+  PetscBool have_lmax;      /* lmax is lambda_max at the current theta */
+  double lmax;
+  double conv_scale;        /* running spectral scale of the current solve's convergence test */
+  long n_mult;              /* products applied (H or G) */
+  int last_its;
+  long last_matvecs;
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+static int chunk_len(const HessianOperator *op, int c)
+{
+  const int lo = c * op->chunk;
+  return op->n_local - lo < op->chunk ? op->n_local - lo : op->chunk;
+}
+
+/* Flops of the input layer's forward GEMM: its input needs no tangent or cotangent. */
+static double first_layer_flops(const Model *m)
+{
+  for (int i = 0; i < m->n_ops; i++)
+    if (m->ops[i].kind == OP_DENSE) return 2.0 * (double)m->ops[i].n_in * (double)m->ops[i].n_out;
+  return 0.0;
+}
+
+/* Per-sample flops: JVP 2F - F1; R-backward with residual 4F - 3F1 (two GEMMs for rdW, two for
+ * rdin, none into the data), without (Gauss-Newton) 2F - F1; recomputing forward + cotangents
+ * 2F - F1. */
+static double product_flops(const Model *m, PetscBool gn, PetscBool stored)
+{
+  const double F = model_flops_per_sample(m), F1 = first_layer_flops(m);
+  double f = (2.0 * F - F1) + (gn ? 2.0 * F - F1 : 4.0 * F - 3.0 * F1);
+  if (!stored) f += gn ? F : 2.0 * F - F1;
+  return f;
+}
+
+double hessian_cost_matvec(const Model *m, int n_global)
+{
+  return (double)n_global * product_flops(m, PETSC_FALSE, PETSC_TRUE) + HESS_FLOPS_PER_WORD * 2.0 * (double)m->n_params;
+}
+
+/* The tape holding chunk c at theta: stored, or recomputed now (with cotangents for H). */
+static Tape *chunk_tape(HessianOperator *op, int c, PetscBool gn)
+{
+  if (op->stored) return &op->tapes[c];
+  Tape *t = &op->tapes[0];
+  const double *xc = op->x + (size_t)c * op->chunk * op->d, *yc = op->y + (size_t)c * op->chunk * op->k;
+  if (gn) model_forward(op->m, op->theta, xc, chunk_len(op, c), t, NULL);
+  else model_hvp_prepare(op->m, op->theta, xc, yc, chunk_len(op, c), (double)op->n_global, t, NULL);
+  return t;
+}
+
+/* z <- Rademacher probe j of seed on this rank's rows (global index, so rank-count independent). */
+static PetscErrorCode fill_rademacher(HessianOperator *op, Vec z, uint64_t seed, int j)
+{
+  PetscScalar *a;
+
+  PetscFunctionBeginUser;
+  const uint64_t stream = (uint64_t)RNG_STREAM_PROBE + ((uint64_t)j << 32);
+  PetscCall(VecGetArray(z, &a));
+  for (PetscInt i = 0; i < op->pn; i++) a[i] = (rng_u64(seed, stream, (uint64_t)(op->plo + i)) & 1u) ? 1.0 : -1.0;
+  PetscCall(VecRestoreArray(z, &a));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------ products */
+
+static PetscErrorCode apply(Mat A, Vec x, Vec y, PetscBool gn)
+{
+  HessianOperator *op;
+  const PetscScalar *xv;
+  PetscScalar *yv;
+
+  PetscFunctionBeginUser;
+  PetscCall(MatShellGetContext(A, &op));
+  PetscCheck(op->have_params, op->comm, PETSC_ERR_ORDER, "hessian: call hessian_set_params before a product");
+  PetscCall(PetscLogEventBegin(EV_MATMULT, A, x, y, 0));
+  PetscCall(VecGetArrayRead(x, &xv));
+  PetscCallMPI(MPI_Allgatherv(xv, op->counts[op->rank], MPI_DOUBLE, op->vfull, op->counts, op->displs, MPI_DOUBLE, op->pcomm));
+  PetscCall(VecRestoreArrayRead(x, &xv));
+  PetscCall(PetscArrayzero(op->hfull, op->m->n_params)); /* the products accumulate */
+  for (int c = 0; c < op->n_chunks; c++) {
+    Tape *t = chunk_tape(op, c, gn);
+    if (gn) model_gnvp_apply(op->m, op->theta, op->vfull, chunk_len(op, c), (double)op->n_global, t, op->hfull, NULL);
+    else model_hvp_apply(op->m, op->theta, op->vfull, chunk_len(op, c), (double)op->n_global, t, op->hfull, NULL);
+  }
+  PetscCall(VecGetArray(y, &yv));
+  PetscCallMPI(MPI_Reduce_scatter(op->hfull, yv, op->counts, MPI_DOUBLE, MPI_SUM, op->pcomm));
+  PetscCall(VecRestoreArray(y, &yv));
+  op->n_mult++;
+  PetscCall(PetscLogFlops((double)op->n_local * product_flops(op->m, gn, op->stored)));
+  PetscCall(PetscLogEventEnd(EV_MATMULT, A, x, y, 0));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode HessMult(Mat A, Vec x, Vec y)
+{
+  PetscFunctionBeginUser;
+  PetscCall(apply(A, x, y, PETSC_FALSE));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode GaussNewtonMult(Mat A, Vec x, Vec y)
+{
+  PetscFunctionBeginUser;
+  PetscCall(apply(A, x, y, PETSC_TRUE));
+  PetscFunctionReturn(0);
+}
+
+/* Krylov-Schur convergence test: residual relative to max(|lambda|, the largest |Ritz value| seen
+ * in this solve, op->conv_scale at its start). */
+static PetscErrorCode ConvergedScaled(EPS eps, PetscScalar eigr, PetscScalar eigi, PetscReal res, PetscReal *errest, void *ctx)
+{
+  HessianOperator *op = (HessianOperator *)ctx;
+
+  PetscFunctionBeginUser;
+  const double a = PetscAbsScalar(eigr);
+  if (a > op->conv_scale) op->conv_scale = a;
+  *errest = op->conv_scale > 0 ? res / op->conv_scale : res;
+  PetscFunctionReturn(0);
+}
+
+/* Krylov-Schur for eigenvalues of A at one end, options read once, with the scaled test. */
+static PetscErrorCode make_eps(HessianOperator *op, Mat A, EPSWhich which, const char *prefix, EPS *eps, PetscInt *ncv,
+                               PetscInt *mpd)
+{
+  PetscInt nev0;
+
+  PetscFunctionBeginUser;
+  PetscCall(EPSCreate(op->comm, eps));
+  PetscCall(EPSSetOperators(*eps, A, NULL));
+  PetscCall(EPSSetProblemType(*eps, EPS_HEP));
+  PetscCall(EPSSetType(*eps, EPSKRYLOVSCHUR));
+  PetscCall(EPSSetWhichEigenpairs(*eps, which));
+  PetscCall(EPSSetConvergenceTestFunction(*eps, ConvergedScaled, op, NULL));
+  PetscCall(EPSSetOptionsPrefix(*eps, prefix));
+  PetscCall(EPSSetFromOptions(*eps));
+  PetscCall(EPSGetDimensions(*eps, &nev0, ncv, mpd));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------ create / destroy */
+
+PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, const Model *m, const double *x_local,
+                                       const double *y_local, int n_local, int first, int n_global)
+{
+  HessianOperator *op;
+  PetscInt chunk = 512;
+  PetscReal tape_mb = 4096;
+
+  PetscFunctionBeginUser;
+  *out = NULL;
+  PetscCall(hessian_register_events());
+  PetscCheck(n_local >= 0 && first >= 0 && n_global > 0 && (int64_t)first + n_local <= n_global, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "hessian: bad slice first %d n_local %d of %d samples", first, n_local, n_global);
+  PetscCheck(m->n_params > 0 && m->n_params <= (size_t)INT_MAX, comm, PETSC_ERR_ARG_OUTOFRANGE,
+             "hessian: %zu parameters exceed an MPI count", m->n_params);
+  PetscCall(PetscNew(&op));
+  op->comm = comm;
+  PetscCallMPI(MPI_Comm_dup(comm, &op->pcomm));
+  PetscCallMPI(MPI_Comm_rank(comm, &op->rank));
+  PetscCallMPI(MPI_Comm_size(comm, &op->size));
+  op->m = m;
+  op->n_local = n_local;
+  op->first = first;
+  op->n_global = n_global;
+  op->d = (int)m->buf_size[0];
+  op->k = (int)m->buf_size[m->out_buf];
+  op->lmax = NAN;
+
+  /* The slices must tile the batch in rank order (the caller's split, checked once here). */
+  int mine[2] = {first, n_local}, *all;
+  PetscCall(PetscMalloc1(2 * op->size, &all));
+  PetscCallMPI(MPI_Allgather(mine, 2, MPI_INT, all, 2, MPI_INT, op->pcomm));
+  int64_t next = 0;
+  PetscBool tiled = PETSC_TRUE;
+  for (int r = 0; r < op->size; r++) {
+    if (all[2 * r] != next) tiled = PETSC_FALSE;
+    next += all[2 * r + 1];
+  }
+  PetscCall(PetscFree(all));
+  PetscCheck(tiled && next == n_global, comm, PETSC_ERR_ARG_INCOMP,
+             "hessian: the ranks' slices do not tile the %d samples contiguously in rank order", n_global);
+
+  /* Rows of P: PETSc's default split, and every rank's share for the collectives. */
+  PetscInt P = (PetscInt)m->n_params;
+  op->pn = PETSC_DECIDE;
+  PetscCall(PetscSplitOwnership(comm, &op->pn, &P));
+  PetscCall(PetscMalloc2(op->size, &op->counts, op->size, &op->displs));
+  PetscMPIInt pn = (PetscMPIInt)op->pn;
+  PetscCallMPI(MPI_Allgather(&pn, 1, MPI_INT, op->counts, 1, MPI_INT, op->pcomm));
+  op->displs[0] = 0;
+  for (int r = 1; r < op->size; r++) op->displs[r] = op->displs[r - 1] + op->counts[r - 1];
+  op->plo = op->displs[op->rank];
+
+  PetscCall(PetscMalloc2((size_t)n_local * op->d + 1, &op->x, (size_t)n_local * op->k + 1, &op->y));
+  if (n_local) {
+    PetscCall(PetscArraycpy(op->x, x_local, (size_t)n_local * op->d));
+    PetscCall(PetscArraycpy(op->y, y_local, (size_t)n_local * op->k));
+  }
+  PetscCall(PetscMalloc3(m->n_params, &op->theta, m->n_params, &op->vfull, m->n_params, &op->hfull));
+
+  /* Tapes: chunks of at most -hess_chunk samples; keep activations and cotangents if they fit. */
+  PetscCall(PetscOptionsGetInt(NULL, "hess_", "-chunk", &chunk, NULL));
+  PetscCall(PetscOptionsGetReal(NULL, "hess_", "-tape_mb", &tape_mb, NULL));
+  PetscCheck(chunk > 0, comm, PETSC_ERR_ARG_OUTOFRANGE, "hessian: -hess_chunk must be positive, got %" PetscInt_FMT, chunk);
+  op->chunk = (int)(chunk < n_local ? chunk : (n_local > 0 ? n_local : 1));
+  op->n_chunks = (n_local + op->chunk - 1) / op->chunk;
+  double per_sample = 0;
+  for (int i = 0; i < m->n_bufs; i++) per_sample += 2.0 * (double)m->buf_size[i];
+  per_sample -= (double)m->buf_size[0]; /* no cotangent for the data */
+  op->stored = (double)n_local * per_sample * sizeof(double) <= tape_mb * 1048576.0 ? PETSC_TRUE : PETSC_FALSE;
+  op->n_tapes = op->stored ? op->n_chunks : (n_local > 0);
+  PetscCall(PetscCalloc1(op->n_tapes + 1, &op->tapes));
+  for (int c = 0; c < op->n_tapes; c++) {
+    PetscCheck(tape_create(&op->tapes[c], m, op->chunk) == 0, PETSC_COMM_SELF, PETSC_ERR_MEM,
+               "hessian: cannot allocate a tape of %d samples", op->chunk);
+    if (c > 0) { /* borrow tape 0's tangent workspace (equal capacities); cotangents stay per chunk */
+      free(op->tapes[c].tan);
+      op->tapes[c].tan = op->tapes[0].tan;
+    }
+  }
+
+  PetscCall(MatCreateShell(comm, op->pn, op->pn, P, P, op, &op->H));
+  PetscCall(MatShellSetOperation(op->H, MATOP_MULT, (void (*)(void))HessMult));
+  PetscCall(MatSetOption(op->H, MAT_SYMMETRIC, PETSC_TRUE));
+  PetscCall(PetscObjectSetName((PetscObject)op->H, "Hessian"));
+  PetscCall(MatCreateShell(comm, op->pn, op->pn, P, P, op, &op->G));
+  PetscCall(MatShellSetOperation(op->G, MATOP_MULT, (void (*)(void))GaussNewtonMult));
+  PetscCall(MatSetOption(op->G, MAT_SYMMETRIC, PETSC_TRUE));
+  PetscCall(MatSetOption(op->G, MAT_SPD, PETSC_TRUE));
+  PetscCall(PetscObjectSetName((PetscObject)op->G, "GaussNewton"));
+
+  PetscCall(make_eps(op, op->H, EPS_LARGEST_REAL, "hess_", &op->eps_top, &op->ncv_top, &op->mpd_top));
+  PetscCall(make_eps(op, op->H, EPS_SMALLEST_REAL, "hess_min_", &op->eps_min, &op->ncv_min, &op->mpd_min));
+  *out = op;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_operator_destroy(HessianOperator **pop)
+{
+  HessianOperator *op = *pop;
+
+  PetscFunctionBeginUser;
+  if (!op) PetscFunctionReturn(0);
+  PetscCall(EPSDestroy(&op->eps_top));
+  PetscCall(EPSDestroy(&op->eps_min));
+  PetscCall(MatDestroy(&op->H));
+  PetscCall(MatDestroy(&op->G));
+  PetscCall(VecDestroy(&op->warm_top));
+  PetscCall(VecDestroy(&op->warm_min));
+  for (int c = op->n_tapes - 1; c >= 0; c--) {
+    if (c > 0) op->tapes[c].tan = NULL; /* borrowed from tape 0 */
+    tape_destroy(&op->tapes[c]);
+  }
+  PetscCall(PetscFree(op->tapes));
+  PetscCall(PetscFree3(op->theta, op->vfull, op->hfull));
+  PetscCall(PetscFree2(op->x, op->y));
+  PetscCall(PetscFree2(op->counts, op->displs));
+  PetscCallMPI(MPI_Comm_free(&op->pcomm));
+  PetscCall(PetscFree(op));
+  *pop = NULL;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_operator_mat(HessianOperator *op, Mat *H)
+{
+  PetscFunctionBeginUser;
+  *H = op->H;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_gn_mat(HessianOperator *op, Mat *G)
+{
+  PetscFunctionBeginUser;
+  *G = op->G;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_set_params(HessianOperator *op, const double *theta)
+{
+  const size_t P = op->m->n_params;
+  int finite = 1;
+  double half_sq = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscArraycpy(op->theta, theta, P));
+  for (size_t p = 0; p < P; p++) finite &= isfinite(theta[p]) != 0;
+  /* theta is replicated, but agree anyway so every rank takes the same branch in the solvers. */
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &finite, 1, MPI_INT, MPI_LAND, op->pcomm));
+  op->theta_finite = finite ? PETSC_TRUE : PETSC_FALSE;
+  for (int c = 0; c < op->n_chunks; c++) {
+    const int B = chunk_len(op, c);
+    const double *xc = op->x + (size_t)c * op->chunk * op->d, *yc = op->y + (size_t)c * op->chunk * op->k;
+    if (op->stored) half_sq += model_hvp_prepare(op->m, op->theta, xc, yc, B, (double)op->n_global, &op->tapes[c], NULL);
+    else half_sq += mse_loss(NULL, model_forward(op->m, op->theta, xc, B, &op->tapes[0], NULL), yc, B, op->k, 1.0);
+  }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &half_sq, 1, MPI_DOUBLE, MPI_SUM, op->pcomm));
+  op->loss = half_sq / op->n_global;
+  op->have_params = PETSC_TRUE;
+  op->have_lmax = PETSC_FALSE;
+  /* The operators changed: assembly bumps the matrix state for anything that caches on it. */
+  PetscCall(MatAssemblyBegin(op->H, MAT_FINAL_ASSEMBLY));
+  PetscCall(MatAssemblyEnd(op->H, MAT_FINAL_ASSEMBLY));
+  PetscCall(MatAssemblyBegin(op->G, MAT_FINAL_ASSEMBLY));
+  PetscCall(MatAssemblyEnd(op->G, MAT_FINAL_ASSEMBLY));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_loss(HessianOperator *op, double *loss)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(op->have_params, op->comm, PETSC_ERR_ORDER, "hessian: call hessian_set_params first");
+  *loss = op->loss;
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------ eigensolves */
+
+/* nev eigenpairs of A at the end eps is set for, NaN for what is missing, never an error from the
+ * solver itself (reported through PetscInfo). scale0 seeds the convergence test's spectral scale
+ * (0: the solve's own Ritz values). If warm is given it is the start vector and is replaced by
+ * the sum of the accepted eigenvectors. resid[i] = ||A x - lambda x|| / max(|lambda|, scale). */
+static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_user, PetscInt mpd_user, double scale0, Vec *warm,
+                            int nev, double *eig, double *resid, int *nconv)
+{
+  PetscInt rows, nc = 0, its = 0, maxit;
+  PetscReal tol;
+  PetscErrorCode ierr;
+  Vec xr, r, start;
+
+  PetscFunctionBeginUser;
+  PetscCall(MatGetSize(A, &rows, NULL));
+  const int want = nev < rows ? nev : (int)rows;
+  const PetscInt ncv = ncv_user > 0 && ncv_user > rows ? rows : ncv_user;
+  PetscCall(EPSSetOperators(eps, A, NULL));
+  PetscCall(EPSSetDimensions(eps, want, ncv, mpd_user));
+
+  /* Start: the warm vector, or a Philox vector indexed by global row (rank-count independent). */
+  PetscCall(MatCreateVecs(A, &start, &xr));
+  PetscCall(VecDuplicate(xr, &r));
+  if (warm && *warm) PetscCall(VecCopy(*warm, start));
+  else {
+    PetscScalar *s;
+    PetscCall(VecGetArray(start, &s));
+    rng_normal_fill(s, (size_t)op->pn, HESS_START_SEED, RNG_STREAM_PROBE, (uint64_t)op->plo);
+    PetscCall(VecRestoreArray(start, &s));
+  }
+  PetscCall(EPSSetInitialSpace(eps, 1, &start));
+
+  const long m0 = op->n_mult;
+  op->conv_scale = scale0;
+  PetscCall(PetscLogEventBegin(EV_EIGENSOLVE, eps, 0, 0, 0));
+  PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
+  ierr = EPSSolve(eps);
+  PetscCall(PetscPopErrorHandler());
+  PetscCall(PetscLogEventEnd(EV_EIGENSOLVE, eps, 0, 0, 0));
+  if (ierr) {
+    PetscCall(PetscInfo(eps, "hessian: eigensolve failed (error %d): NaN reported\n", (int)ierr));
+    if (warm) PetscCall(VecDestroy(warm));
+    op->last_its = -1;
+  } else {
+    PetscCall(EPSGetConverged(eps, &nc));
+    PetscCall(EPSGetIterationNumber(eps, &its));
+    PetscCall(EPSGetTolerances(eps, &tol, &maxit));
+    op->last_its = (int)its;
+    if (nc > want) nc = want;
+    double scale = scale0;
+    for (PetscInt i = 0; i < nc; i++) {
+      PetscScalar kr;
+      PetscCall(EPSGetEigenvalue(eps, i, &kr, NULL));
+      scale = PetscMax(scale, PetscAbsScalar(kr));
+    }
+    /* Residual check: an explicit product per pair, independent of the solver's estimate. */
+    PetscInt ok = 0;
+    for (PetscInt i = 0; i < nc; i++) {
+      PetscScalar kr;
+      PetscReal nx, nr;
+      PetscCall(EPSGetEigenpair(eps, i, &kr, NULL, xr, NULL));
+      PetscCall(VecNorm(xr, NORM_2, &nx));
+      PetscCall(VecScale(xr, 1.0 / nx));
+      PetscCall(MatMult(A, xr, r));
+      PetscCall(VecAXPY(r, -kr, xr));
+      PetscCall(VecNorm(r, NORM_2, &nr));
+      const double rel = nr / PetscMax(PetscAbsScalar(kr), scale);
+      if (!(rel <= HESS_RESID_FACTOR * tol) || !isfinite(PetscRealPart(kr))) {
+        PetscCall(PetscInfo(eps, "hessian: pair %" PetscInt_FMT " (%g) fails the residual check (%g): dropped\n", i,
+                            (double)PetscRealPart(kr), rel));
+        break;
+      }
+      eig[i] = PetscRealPart(kr);
+      resid[i] = rel;
+      if (warm) {
+        if (!*warm) PetscCall(VecDuplicate(start, warm));
+        if (ok == 0) PetscCall(VecSet(*warm, 0.0));
+        PetscCall(VecAXPY(*warm, 1.0, xr));
+      }
+      ok++;
+    }
+    nc = ok;
+  }
+  op->last_matvecs = op->n_mult - m0;
+  *nconv = (int)nc;
+  PetscCall(VecDestroy(&start));
+  PetscCall(VecDestroy(&xr));
+  PetscCall(VecDestroy(&r));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode solve_prologue(HessianOperator *op, int nev, double *eig, double *resid, int *nconv, PetscBool *go)
+{
+  PetscFunctionBeginUser;
+  for (int i = 0; i < nev; i++) eig[i] = resid[i] = NAN;
+  *nconv = 0;
+  op->last_its = 0;
+  op->last_matvecs = 0;
+  PetscCheck(op->have_params, op->comm, PETSC_ERR_ORDER, "hessian: call hessian_set_params before an eigensolve");
+  *go = nev > 0 && op->theta_finite ? PETSC_TRUE : PETSC_FALSE; /* NaN theta: nothing to solve */
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_top_eigs(HessianOperator *op, int nev, double *eig, double *resid, int *nconv)
+{
+  PetscBool go = PETSC_FALSE;
+
+  PetscFunctionBeginUser;
+  PetscCall(solve_prologue(op, nev, eig, resid, nconv, &go));
+  if (!go) PetscFunctionReturn(0);
+  PetscCall(solve(op, op->eps_top, op->H, op->ncv_top, op->mpd_top, 0.0, &op->warm_top, nev, eig, resid, nconv));
+  if (*nconv > 0) {
+    op->lmax = eig[0];
+    op->have_lmax = PETSC_TRUE;
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_min_eig(HessianOperator *op, double *eig, double *resid, int *nconv)
+{
+  PetscBool go = PETSC_FALSE;
+  long mv_top = 0;
+  int its_top = 0;
+
+  PetscFunctionBeginUser;
+  PetscCall(solve_prologue(op, 1, eig, resid, nconv, &go));
+  if (!go) PetscFunctionReturn(0);
+  if (!op->have_lmax) { /* the scale of the spectrum, for the convergence test */
+    double e, rs;
+    int nc;
+    PetscCall(hessian_top_eigs(op, 1, &e, &rs, &nc));
+    mv_top = op->last_matvecs;
+    its_top = op->last_its;
+    if (nc < 1) PetscFunctionReturn(0); /* no scale: report NaN rather than a meaningless test */
+  }
+  PetscCall(solve(op, op->eps_min, op->H, op->ncv_min, op->mpd_min, fabs(op->lmax), &op->warm_min, 1, eig, resid, nconv));
+  op->last_matvecs += mv_top;
+  op->last_its += its_top;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_gn_top_eigs(HessianOperator *op, int nev, double *eig, double *resid, int *nconv)
+{
+  PetscBool go = PETSC_FALSE;
+  EPS eps;
+  PetscInt ncv, mpd;
+
+  PetscFunctionBeginUser;
+  PetscCall(solve_prologue(op, nev, eig, resid, nconv, &go));
+  if (!go) PetscFunctionReturn(0);
+  PetscCall(make_eps(op, op->G, EPS_LARGEST_REAL, "hess_gn_", &eps, &ncv, &mpd));
+  PetscCall(solve(op, eps, op->G, ncv, mpd, 0.0, NULL, nev, eig, resid, nconv));
+  PetscCall(EPSDestroy(&eps));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_last_solve_stats(HessianOperator *op, int *its, long *matvecs)
+{
+  PetscFunctionBeginUser;
+  if (its) *its = op->last_its;
+  if (matvecs) *matvecs = op->last_matvecs;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_reset_warm_start(HessianOperator *op)
+{
+  PetscFunctionBeginUser;
+  PetscCall(VecDestroy(&op->warm_top));
+  PetscCall(VecDestroy(&op->warm_min));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------ trace and SLQ */
+
+PetscErrorCode hessian_trace(HessianOperator *op, int n_probe, uint64_t seed, double *trace, double *stderr_)
+{
+  Vec z, hz;
+  double mean = 0, m2 = 0;
+
+  PetscFunctionBeginUser;
+  *trace = *stderr_ = NAN;
+  PetscCheck(op->have_params, op->comm, PETSC_ERR_ORDER, "hessian: call hessian_set_params before hessian_trace");
+  if (n_probe <= 0 || !op->theta_finite) PetscFunctionReturn(0);
+  PetscCall(PetscLogEventBegin(EV_TRACE, op->H, 0, 0, 0));
+  PetscCall(MatCreateVecs(op->H, &z, &hz));
+  for (int j = 0; j < n_probe; j++) {
+    PetscScalar t;
+    PetscCall(fill_rademacher(op, z, seed, j));
+    PetscCall(MatMult(op->H, z, hz));
+    PetscCall(VecDot(hz, z, &t));
+    /* Welford: the mean and the sum of squared deviations without cancellation. */
+    const double delta = PetscRealPart(t) - mean;
+    mean += delta / (j + 1);
+    m2 += delta * (PetscRealPart(t) - mean);
+  }
+  *trace = mean;
+  *stderr_ = n_probe > 1 ? sqrt(m2 / (n_probe - 1) / n_probe) : NAN;
+  PetscCall(VecDestroy(&z));
+  PetscCall(VecDestroy(&hz));
+  PetscCall(PetscLogEventEnd(EV_TRACE, op->H, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_slq(HessianOperator *op, int n_probe, int m, uint64_t seed, double *nodes, double *weights)
+{
+  Vec *V, w;
+  PetscScalar *h;
+  PetscReal *alpha, *beta, *e, *Z, *work;
+
+  PetscFunctionBeginUser;
+  for (size_t i = 0; i < (size_t)(n_probe > 0 ? n_probe : 0) * (size_t)(m > 0 ? m : 0); i++) nodes[i] = weights[i] = NAN;
+  PetscCheck(op->have_params, op->comm, PETSC_ERR_ORDER, "hessian: call hessian_set_params before hessian_slq");
+  if (n_probe <= 0 || m <= 0 || !op->theta_finite) PetscFunctionReturn(0);
+  PetscCall(PetscLogEventBegin(EV_SLQ, op->H, 0, 0, 0));
+  PetscCall(MatCreateVecs(op->H, &w, NULL));
+  PetscCall(VecDuplicateVecs(w, m, &V));
+  PetscCall(PetscMalloc6(m, &h, m, &alpha, m, &beta, m, &e, (size_t)m * m, &Z, 2 * m, &work));
+  const double invsqrtP = 1.0 / sqrt((double)op->m->n_params);
+  for (int j = 0; j < n_probe; j++) {
+    int s = 0;                  /* Lanczos steps taken (size of T) */
+    double tnorm = 0;           /* largest |alpha|, beta so far: the scale for breakdown */
+    PetscCall(fill_rademacher(op, V[0], seed, j));
+    PetscCall(VecScale(V[0], invsqrtP)); /* ||z|| = sqrt(P) exactly */
+    for (int i = 0; i < m; i++) {
+      PetscCall(MatMult(op->H, V[i], w));
+      /* Full reorthogonalisation against v_0..v_i: classical Gram-Schmidt twice. The coefficient on
+       * v_i is alpha_i; the others are beta_{i-1} (on v_{i-1}) and rounding, dropped from T. */
+      alpha[i] = 0;
+      for (int pass = 0; pass < 2; pass++) {
+        PetscCall(VecMDot(w, i + 1, V, h));
+        for (int q = 0; q <= i; q++) h[q] = -h[q];
+        PetscCall(VecMAXPY(w, i + 1, h, V));
+        alpha[i] -= PetscRealPart(h[i]);
+      }
+      s = i + 1;
+      tnorm = PetscMax(tnorm, PetscAbsReal(alpha[i]));
+      if (i == m - 1) break;
+      PetscReal b;
+      PetscCall(VecNorm(w, NORM_2, &b));
+      tnorm = PetscMax(tnorm, b);
+      if (!(b > HESS_BREAKDOWN * tnorm)) break; /* invariant subspace: T is exact at size s */
+      beta[i] = b;
+      PetscCall(VecAXPBY(V[i + 1], 1.0 / b, 0.0, w));
+    }
+    /* Eigen-decomposition of T (s x s): nodes = eigenvalues, weights = squared first components. */
+    PetscBLASInt n = (PetscBLASInt)s, ldz = (PetscBLASInt)s, info = 0;
+    PetscCall(PetscArraycpy(nodes + (size_t)j * m, alpha, s));
+    double *d = nodes + (size_t)j * m;
+    if (s > 1) PetscCall(PetscArraycpy(e, beta, s - 1)); /* steqr overwrites e */
+    PetscCallBLAS("LAPACKsteqr", LAPACKREALsteqr_("I", &n, d, e, Z, &ldz, work, &info));
+    PetscCheck(info == 0, PETSC_COMM_SELF, PETSC_ERR_LIB, "hessian: LAPACK steqr failed (info %d)", (int)info);
+    for (int i = 0; i < s; i++) weights[(size_t)j * m + i] = Z[(size_t)i * s] * Z[(size_t)i * s] / n_probe;
+    for (int i = s; i < m; i++) { /* after a breakdown: zero-weight repeats of a real node */
+      nodes[(size_t)j * m + i] = d[0];
+      weights[(size_t)j * m + i] = 0.0;
+    }
+  }
+  PetscCall(PetscFree6(h, alpha, beta, e, Z, work));
+  PetscCall(VecDestroyVecs(m, &V));
+  PetscCall(VecDestroy(&w));
+  PetscCall(PetscLogEventEnd(EV_SLQ, op->H, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+void hessian_slq_density(double *density /* n_grid */, const double *grid /* n_grid */, int n_grid,
+                         const double *nodes /* n_nodes */, const double *weights /* n_nodes */,
+                         int n_nodes, double sigma)
+{
+  const double norm = 1.0 / (sigma * sqrt(2.0 * M_PI));
+  for (int g = 0; g < n_grid; g++) {
+    double s = 0;
+    for (int i = 0; i < n_nodes; i++) {
+      const double u = (grid[g] - nodes[i]) / sigma;
+      s += weights[i] * exp(-0.5 * u * u);
+    }
+    density[g] = s * norm;
+  }
+}
