@@ -49,7 +49,13 @@ static void print_summary(Progress *p, double now)
 {
   char el[32], left[32];
   double elapsed = now - p->t_start;
-  double remaining = p->done_cost > 0 ? elapsed * (p->total_cost - p->done_cost) / p->done_cost : NAN;
+  /* Work done: finished runs plus the finished fraction of running ones (their last heartbeat). */
+  double done = p->done_cost;
+  for (int i = 0; i < p->size; i++) {
+    const RunningRun *r = &p->running[i];
+    if (r->run >= 0 && r->steps > 0) done += p->sweep->runs[r->run].cost * (double)r->step / (double)r->steps;
+  }
+  double remaining = done > 0 ? elapsed * (p->total_cost - done) / done : NAN;
   format_duration(el, sizeof el, elapsed);
   format_duration(left, sizeof left, remaining);
   printf("[ntkhpc] %d/%d runs done (%d diverged), %s elapsed, ~%s left", p->n_done, p->sweep->n_runs, p->n_diverged, el, left);

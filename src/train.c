@@ -56,6 +56,7 @@ typedef struct {
   double *scratch;      /* 2 nev: eigenvalues and residuals of a measurement not recorded */
   /* loss Hessian on the Hessian batch (NULL unless -hess_every or -density_steps) */
   HessianOperator *hess;
+  int64_t hess_step;    /* step whose theta the Hessian operator holds (-1: none) */
 } RunState;
 
 /* [lo, hi) of n items for rank g of G: contiguous, sizes differ by at most one. */
@@ -320,6 +321,7 @@ static int setup(RunState *s, const TrainContext *ctx, const RunSpec *run)
   s->dfbuf = malloc((size_t)chunk * ctx->train->k * sizeof(double));
   s->perm = cfg->optimizer == OPT_SGD ? malloc((size_t)ctx->train->n * sizeof(int64_t)) : NULL;
   s->perm_epoch = -1;
+  s->hess_step = -1;
   if (!s->theta || !s->theta0 || !s->grad || !s->lr_scale || !s->xbuf || !s->ybuf || !s->lbuf || !s->dfbuf ||
       (cfg->momentum > 0 && !s->velocity) || (cfg->optimizer == OPT_SGD && !s->perm)) {
     fprintf(stderr, "ntkhpc: error: run %d: out of memory for %zu parameters\n", run->index, s->P);
@@ -379,7 +381,10 @@ static PetscErrorCode measure_hessian(RunState *s, int64_t t, double lr, Hessian
   const Config *cfg = s->ctx->cfg;
   int nconv = 0, nmin = 0;
   double mn = NAN, mres = NAN;
-  PetscCall(hessian_set_params(s->hess, s->theta));
+  if (s->hess_step != t) { /* one forward-backward per theta, shared by the measurements */
+    PetscCall(hessian_set_params(s->hess, s->theta));
+    s->hess_step = t;
+  }
   PetscCall(hessian_top_eigs(s->hess, cfg->hess_nev, topk, resid, &nconv));
   if (cfg->hess_min_eig) PetscCall(hessian_min_eig(s->hess, &mn, &mres, &nmin));
   LambdaRecord lrec; /* into scratch: the lambda trajectory proper is recorded on its own schedule */
@@ -394,7 +399,10 @@ static PetscErrorCode measure_density(RunState *s, int64_t t, DensityRecord *rec
   const Config *cfg = s->ctx->cfg;
   const uint64_t seed = (uint64_t)s->run->seed * 1000003u + (uint64_t)t;
   double tr = NAN, se = NAN;
-  PetscCall(hessian_set_params(s->hess, s->theta));
+  if (s->hess_step != t) { /* one forward-backward per theta, shared by the measurements */
+    PetscCall(hessian_set_params(s->hess, s->theta));
+    s->hess_step = t;
+  }
   PetscCall(hessian_trace(s->hess, cfg->trace_probes, seed, &tr, &se));
   PetscCall(hessian_slq(s->hess, cfg->slq_probes, cfg->slq_lanczos, seed, nodes, weights));
   *rec = (DensityRecord){t, tr, se, nodes, weights};
