@@ -124,7 +124,9 @@ def expected(paths):
                        "lambda": _valid(g, "lambda", "value") is not None,
                        "hessian": _valid(g, "hessian", "sharpness") is not None,
                        "topk": _valid(g, "lambda", "topk") is not None,
-                       "spectra": sorted(k for k in g.get("spectra", {}) if "spectra" in g)}
+                       "spectra": sorted(k for k in g.get("spectra", {}) if "spectra" in g)
+                                  + (["spectrum/ntk"] if "spectrum" in g and (g["spectrum/step"][()] >= 0).any() else []),
+                       "density": "density" in g and bool((g["density/step"][()] >= 0).any())}
                 ph = "pending"
                 if tr is not None:
                     st, L = tr
@@ -261,6 +263,13 @@ def check_dataset(tag, paths, outdir):
                 got = [sum(1 for l in ax.lines if l.get_gid() == "curve") for ax in fig.axes]
                 wantn = [len(p) for p in (params, hparams) if p]
                 check("%s: width_scaling curves per param" % tag, got == wantn, "%s vs %s" % (got, wantn))
+        elif name == "hessian_density":
+            groups_d = {r["key"] for r in exp if r["density"]}
+            if not groups_d:
+                check("%s: hessian_density skipped" % tag, fig is None)
+            elif check("%s: hessian_density drawn" % tag, fig is not None):
+                got = count(fig, "curve")
+                check("%s: hessian_density has %d curves" % (tag, len(groups_d)), got == len(groups_d), "got %d" % got)
         elif name == "spectra":
             names = {n for r in exp for n in r["spectra"]}
             if not names:

@@ -601,6 +601,59 @@ def _spectrum_figure(an, name, sources, title, nodata):
     return _finish(fig, h, an.xshort)
 
 
+def _broadened(nodes, weights, grid, sigma):
+    """SLQ nodes and weights as a density on grid: a sum of Gaussians of width sigma."""
+    ok = np.isfinite(nodes) & np.isfinite(weights) & (weights > 0)
+    d = (grid[:, None] - nodes[ok][None, :]) / sigma
+    return (np.exp(-0.5 * d * d) * weights[ok][None, :]).sum(axis=1) / (sigma * np.sqrt(2 * np.pi))
+
+
+@figure("hessian_density", "(h) Hessian spectral density (stochastic Lanczos quadrature)",
+        "SLQ estimate of the loss Hessian's eigenvalue density (nodes and weights from density/, "
+        "Gaussian-broadened with sigma = 1% of the range), at the first recorded step (black) and the "
+        "last (colours, per learning rate, first seed of each group); log density.")
+def hessian_density(an):
+    items = []
+    for panel, gs in _series(an).items():
+        init, curves = None, []
+        for key, idx in gs:
+            runs = [r for r in an.runs_of(idx) if getattr(r, "density", None) is not None]
+            if not runs:
+                continue
+            d = runs[0].density
+            if init is None:
+                init = (d["nodes"][0], d["weights"][0])
+            curves.append((key, idx, (d["nodes"][-1], d["weights"][-1])))
+        if curves:
+            items.append((panel, init, curves))
+    if not items:
+        raise NoData("no density/ datasets in the file (ntkhpc -density_steps)")
+    items = _limit_panels(items, "hessian_density")
+    colors = eta_colors(an)
+    fig, axes = _grid(len(items), _ncols(an, [it[0] for it in items]),
+                      "(h) Hessian spectral density (SLQ): first recorded step (black) and last (colours)")
+    used = set()
+    for ax, (panel, init, curves) in zip(axes, items):
+        allnodes = np.concatenate([n[np.isfinite(n)] for n, _ in [init] + [c[2] for c in curves]])
+        lo, hi = float(allnodes.min()), float(allnodes.max())
+        span = max(hi - lo, 1e-12)
+        grid = np.linspace(lo - 0.05 * span, hi + 0.05 * span, 600)
+        sigma = 0.01 * span
+        ax.plot(grid, _broadened(*init, grid, sigma), color="k", lw=2, gid="init")
+        for key, idx, (n, w) in curves:
+            ax.plot(grid, _broadened(n, w, grid, sigma), color=colors[key], lw=1.2, gid="curve",
+                    ls=":" if an.group_phase(idx) == "divergent" else "-")
+            used.add(key)
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=1e-4 / span)
+        ax.set_title(an.panel_title(panel), fontsize=9)
+        ax.set_xlabel("Hessian eigenvalue")
+        ax.set_ylabel("density")
+        ax.grid(alpha=0.3, lw=0.5)
+    h = [Line2D([], [], color="k", lw=2, label="initialisation")] + _eta_handles(an, colors, used)
+    return _finish(fig, h, an.xshort)
+
+
 @figure("phase_diagram", "(i) Phase diagram: width × learning rate",
         lambda an: "Each cell is one (width, learning rate) of one parameterization; colour: phase of the "
                    "seed majority (lazy / catapult / divergent; grey: still running); a fraction k/n is shown "
@@ -661,7 +714,7 @@ def phase_diagram(an):
 # -- all of them ----------------------------------------------------------------------------------
 # Order of the HTML report: the at-a-glance figures first.
 ORDER = ("phase_diagram", "catapult_curves", "peak_ratio", "lambda_final", "test_accuracy",
-         "lambda_curves", "sharpness_curves", "width_scaling", "ntk_spectrum", "spectra",
+         "lambda_curves", "sharpness_curves", "width_scaling", "ntk_spectrum", "spectra", "hessian_density",
          "train_loss", "test_accuracy_curves")
 
 

@@ -130,6 +130,7 @@ class Run:
         self.status = int(st) if st is not None else -1
         self.train = self.test = self.lam = self.hessian = None
         self.spectra = {}
+        self.density = None  # {step, nodes (D x m), weights (D x m), trace, trace_stderr}: Hessian SLQ
         self.cfg_label = ""  # set by load() when files with different configs are combined
 
     # -- derived identity -------------------------------------------------------------------------
@@ -276,6 +277,22 @@ def _read_spectra(g):
     return out
 
 
+def _read_density(g):
+    """density/ (Hutchinson trace and SLQ nodes/weights of the Hessian), valid rows only."""
+    if g is None or "nodes" not in g or "weights" not in g or "step" not in g:
+        return None
+    step = np.asarray(g["step"][()], dtype=np.int64)
+    nodes, weights = np.asarray(g["nodes"][()], float), np.asarray(g["weights"][()], float)
+    ok = (step >= 0) & np.isfinite(weights).any(axis=1)
+    if not ok.any():
+        return None
+    out = {"step": step[ok], "nodes": nodes[ok], "weights": weights[ok]}
+    for k in ("trace", "trace_stderr"):
+        if k in g:
+            out[k] = np.asarray(g[k][()], float)[ok]
+    return out
+
+
 def read_file(path, file_index=0):
     """(FileInfo, [Run]) of one ntkhpc file."""
     with h5py.File(path, "r") as f:
@@ -316,6 +333,7 @@ def read_file(path, file_index=0):
             r.spectra = _read_spectra(g.get("spectra"))
             # ntkhpc's own layout (docs/output.md): spectrum/ntk with spectrum/step
             r.spectra.update({"spectrum/" + k: v for k, v in _read_spectra(g.get("spectrum")).items()})
+            r.density = _read_density(g.get("density"))
             if r.status == -1:  # no summary: infer what we can
                 r.status = 1 if r.has_data else 0
             runs.append(r)
