@@ -39,6 +39,8 @@ typedef struct {
   int64_t record_every;         /* m: train metrics every m steps */
   int64_t test_every;           /* M: test metrics every M steps (0 = only at the end) */
   int eval_chunk;               /* samples per forward pass in evaluations (memory bound) */
+  bool augment;                 /* random crop + horizontal flip of training batches (augment.h) */
+  int augment_pad;              /* zero padding p of the random crop */
   /* NTK spectrum (CONVENTIONS.md: Theta = J J^T / N on the NTK batch) */
   int ntk_batch;                /* N: the first ntk_batch training samples */
   int ntk_variant;              /* 0 full (Nk x Nk), 1 logit-traced (N x N); see ntk.h */
@@ -75,6 +77,12 @@ typedef struct {
   double flush_seconds;         /* write buffered trajectory rows at least this often */
   double progress_seconds;      /* rank 0 prints a summary at least this often */
   bool quiet;
+  /* checkpoints, restart and sweep splitting (docs/checkpoint.md) */
+  char checkpoint_dir[4096];    /* resolved: default <output>.ckpt */
+  int64_t checkpoint_every;     /* checkpoint running runs every this many steps (0 = off) */
+  double checkpoint_minutes;    /* ... and at least this often (0 = off); always at a run's end */
+  bool restart;                 /* continue from the checkpoints */
+  int sweep_part, sweep_parts;  /* run only the deck's runs d with d % sweep_parts == sweep_part */
 } Config;
 
 /* Reads every option (after PetscInitialize) into cfg and validates it. On a bad value prints one

@@ -71,6 +71,10 @@ PetscErrorCode hessian_gn_top_eigs(HessianOperator *op, int nev, double *eig, do
 PetscErrorCode hessian_last_solve_stats(HessianOperator *op, int *its, long *matvecs);
 /* Forget the warm starts (the next solves start from the deterministic Philox vector). */
 PetscErrorCode hessian_reset_warm_start(HessianOperator *op);
+/* The warm starts of the top (which = 0) and most negative (which = 1) eigenvalue solves as full
+ * arrays on every rank, and back, for checkpoints (warm_start.h): *n = 0 when there is none. */
+PetscErrorCode hessian_warm_start_get(HessianOperator *op, int which, PetscInt *n, double **buf /* n, malloc'd */);
+PetscErrorCode hessian_warm_start_set(HessianOperator *op, int which, PetscInt n, const double *buf /* n */);
 
 /* Hutchinson: trace = mean over n_probe Rademacher z_j of z_j^T H z_j, stderr_ = sample standard
  * deviation / sqrt(n_probe) (NaN for n_probe < 2). NaN for a non-finite theta. Collective. */

@@ -14,41 +14,56 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "conv.h"
 #include "layers.h"
 
 typedef enum { PARAM_NTK = 0, PARAM_SP, PARAM_MUP, PARAM_COUNT } Parameterization;
 /* ARCH_UV: the paper's exactly solvable model f(x) = v^T u x / sqrt(n) (CONVENTIONS.md): one input,
  * one output, u, v ~ N(0,1) -- a depth-1 linear fc net in the ntk parameterization with sigma_w = 1
- * and no biases, whatever the deck says for those. ARCH_WRN follows. */
-typedef enum { ARCH_FC = 0, ARCH_UV, ARCH_COUNT } Architecture;
+ * and no biases, whatever the deck says for those.
+ * ARCH_WRN: pre-activation Wide ResNet WRN-d-k (Zagoruyko & Komodakis), d = wrn_depth = 6n+4,
+ * k = width (the widening factor): conv3x3(C_in -> 16); 3 groups of n blocks
+ * [BN-act-conv3x3(stride s)-BN-act-conv3x3] + shortcut, with 16k, 32k, 64k channels and s = 1, 2, 2
+ * in each group's first block (1x1 projection conv of the block's act(BN(x)) when channels or
+ * resolution change, identity otherwise); final BN-act; global average pool; dense(64k -> k_out).
+ * Without batch_norm the BN ops are absent. act is cfg->act (relu for the WRN). docs/layers.md. */
+typedef enum { ARCH_FC = 0, ARCH_UV, ARCH_WRN, ARCH_COUNT } Architecture;
 
 const char *param_name(Parameterization p);   /* "ntk", "sp", "mup" */
 int param_from_name(const char *name);        /* -1 if unknown */
-const char *arch_name(Architecture a);        /* "fc", "uv" */
+const char *arch_name(Architecture a);        /* "fc", "uv", "wrn" */
 int arch_from_name(const char *name);         /* -1 if unknown */
 
 typedef struct {
   Architecture arch;
   int in_dim;           /* d: features per input sample */
+  int in_channels, in_height, in_width; /* image shape of an input sample (ARCH_WRN: product = in_dim) */
   int out_dim;          /* k: outputs */
-  int depth;            /* number of hidden layers L (>= 1) */
-  int width;            /* hidden width n */
+  int depth;            /* number of hidden layers L (>= 1; fc only) */
+  int width;            /* hidden width n (ARCH_WRN: widening factor k) */
   Activation act;
   bool bias;            /* biases on every dense layer */
   double sigma_w, sigma_b;
   Parameterization param;
   int base_width;       /* muP base width n0 (r = n / n0) */
   bool mup_zero_readout;/* muP: zero-initialise the output layer's weights */
+  int wrn_depth;        /* ARCH_WRN: d = 6n+4, n >= 1 blocks per group */
+  bool batch_norm;      /* ARCH_WRN: train-mode batch norm before every activation */
+  double bn_eps;        /* batch norm epsilon (> 0) */
 } ModelConfig;
 
-typedef enum { OP_DENSE = 0, OP_ACT } OpKind;
+/* OP_CONV: conv2d (conv.h) with op->conv; OP_BN: train-mode batch norm over op->C channels of
+ * op->HW positions, statistics of the whole batch (Reducer); OP_POOL: global average pool;
+ * OP_ADD: out = in + in2 (residual). */
+typedef enum { OP_DENSE = 0, OP_ACT, OP_CONV, OP_BN, OP_POOL, OP_ADD } OpKind;
 
 /* One trained tensor: theta[offset .. offset+size). */
 typedef struct {
   char name[32];        /* "dense0.W", "dense0.b", ... */
   size_t offset, size;  /* in doubles */
   int fan_in;
-  double init_std;      /* initialised as N(0, init_std^2); 0 gives zeros */
+  double init_std;      /* initialised as init_mean + N(0, init_std^2); init_std 0 gives init_mean */
+  double init_mean;     /* 0, except batch-norm gamma (1) */
   double mult;          /* forward multiplier (ntk: sigma_w/sqrt(fan_in) or sigma_b; else 1) */
   double lr_scale;      /* per-tensor learning-rate multiplier (muP; else 1) */
 } ParamTensor;
@@ -56,9 +71,14 @@ typedef struct {
 typedef struct {
   OpKind kind;
   int in, out;          /* activation buffer ids */
-  int w, b;             /* parameter tensor ids, -1 if none */
+  int in2;              /* OP_ADD: second input buffer; -1 otherwise */
+  int w, b;             /* parameter tensor ids, -1 if none (OP_BN: gamma, beta) */
   int n_in, n_out;      /* per-sample features of in and out */
   Activation act;       /* OP_ACT only */
+  ConvShape conv;       /* OP_CONV only */
+  int C, HW;            /* OP_BN, OP_POOL: channels and positions per channel */
+  double eps;           /* OP_BN only */
+  int bn;               /* OP_BN: index of its statistics on the tape; -1 otherwise */
 } Op;
 
 typedef struct {
@@ -69,8 +89,12 @@ typedef struct {
   ParamTensor *tensors; /* [n_tensors] */
   int n_bufs;
   size_t *buf_size;     /* [n_bufs] per-sample features of each activation buffer */
+  int *n_readers;       /* [n_bufs] ops reading each buffer (2: residual fan-out, cotangents add) */
   int out_buf;
   size_t n_params;      /* P */
+  int n_bn;             /* batch-norm ops */
+  int *bn_channels;     /* [n_bn] channels of each (tape statistics) */
+  size_t conv_work;     /* doubles of conv scratch a tape holds (0 without convs) */
 } Model;
 
 /* Cross-rank sum used by layers whose statistics span the batch (batch norm). NULL = local. */
@@ -79,13 +103,23 @@ typedef struct {
   void *ctx;
 } Reducer;
 
-/* Per-batch workspace: activations, cotangents and tangents of every buffer for up to B samples. */
+/* Per-batch workspace: activations, cotangents and tangents of every buffer for up to B samples.
+ * With batch norm the B samples of one call are (the local part of) ONE batch: their statistics
+ * couple them, so a batch must not be split over several calls (docs/layers.md). */
 typedef struct {
   int capacity;         /* max samples */
   int n_bufs;
   double **act;         /* [n_bufs] each capacity x buf_size[i] */
   double **grad;        /* [n_bufs] cotangents, allocated lazily by model_vjp */
   double **tan;         /* [n_bufs] tangents, allocated lazily by model_jvp */
+  double **rgrad;       /* [n_bufs] R-cotangents of buffers with two readers (HVP), lazily */
+  double *scratch;      /* capacity x max buf_size: a second reader's contribution before it is added */
+  unsigned char *seen;  /* [n_bufs] reverse sweeps: buffer already has a cotangent contribution */
+  double *work;         /* [work_len] conv im2col scratch */
+  size_t work_len;
+  int n_bn;
+  double **bn;          /* [n_bn] per BN op: mean (C) | rstd (C) | JVP sums (2C) | count (1) */
+  double *red;          /* 5 max C + 1: partial sums handed to the Reducer */
 } Tape;
 
 /* Builds the op list and parameter table of cfg. Returns 0, or -1 with a one-line reason in err. */
@@ -99,8 +133,14 @@ void model_init(const Model *m, double *theta /* P */, uint64_t seed);
 /* Per-parameter learning-rate multipliers, expanded: lr[p] = lr_scale of p's tensor. */
 void model_lr_scales(const Model *m, double *lr /* P */);
 
-/* Forward FLOPs per sample (multiply-adds count 2); cost model and benchmarks use it. */
+/* Forward FLOPs per sample (multiply-adds count 2) of dense and conv layers; cost model and
+ * benchmarks use it. model_first_layer_flops: those of the layer reading the data (its input needs
+ * no tangent or cotangent). */
 double model_flops_per_sample(const Model *m);
+double model_first_layer_flops(const Model *m);
+/* True if the model has batch norm: a batch must then be processed in one call, and ranks sharing
+ * a batch pass a Reducer that sums over them. */
+bool model_has_batch_norm(const Model *m);
 
 int tape_create(Tape *t, const Model *m, int capacity);
 void tape_destroy(Tape *t);
@@ -125,8 +165,8 @@ void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta
  * Forward over reverse (Pearlmutter's R-operator): model_hvp_prepare runs the forward pass and the
  * first-order cotangents (t->act, t->grad), which do not depend on the direction; each product is
  * then one JVP (R-forward, into t->tan) and one R-backward sweep that OVERWRITES t->tan in place
- * with the R-cotangents (valid because every buffer has one reader, as in model_vjp; an op with
- * a buffer read twice, such as a residual add, needs R-cotangent buffers of its own). New op kinds
+ * with the R-cotangents of buffers with one reader; a buffer read twice (residual fan-out) keeps
+ * its tangent until both readers are done and sums their R-cotangents in t->rgrad. New op kinds
  * add their R-operator case to the switch in model.c's r_backward. After a product t->tan holds
  * no tangents; t->act and t->grad are untouched, so any number of products can follow a prepare.
  */

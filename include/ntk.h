@@ -5,7 +5,7 @@
  *   - matrix-free: a MATSHELL y = Theta v (one VJP, one allreduce of a P-vector, one JVP per
  *     product) and SLEPc Krylov-Schur for the top eigenvalues, warm-started across calls;
  *   - exact: the Gram matrix assembled layer by layer from backpropagated signals and layer
- *     inputs without forming J (dense/activation nets only), then ScaLAPACK for all eigenvalues
+ *     inputs without forming J (dense/activation nets only: not the WRN), then ScaLAPACK for all eigenvalues
  *     (SLEPc's EPSSCALAPACK, which this Debian SLEPc 3.18 provides) or Krylov-Schur on it.
  * ntk_cost_matfree / ntk_cost_exact estimate both so a caller can take the cheaper.
  *
@@ -36,7 +36,8 @@ const char *ntk_variant_name(NtkVariant v); /* "full", "traced" (the output attr
 typedef struct NtkOperator NtkOperator;
 
 /* Collective on comm. Keeps m (which must outlive the operator) and copies x_local. Every rank
- * passes its slice; n_local may be 0 on some ranks. ntk_set_params must be called before use. */
+ * passes its slice; n_local may be 0 on some ranks. ntk_set_params must be called before use.
+ * With batch norm the N samples form one batch-norm batch, statistics summed over comm. */
 PetscErrorCode ntk_operator_create(NtkOperator **op, MPI_Comm comm, const Model *m,
                                    const double *x_local, int n_local, int first, int n_global,
                                    NtkVariant v);
@@ -61,6 +62,10 @@ PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid
 PetscErrorCode ntk_last_solve_stats(NtkOperator *op, int *its, long *matvecs);
 /* Forget the warm start (the next solve starts from SLEPc's random vector). */
 PetscErrorCode ntk_reset_warm_start(NtkOperator *op);
+/* The warm start (the sum of the last solve's eigenvectors) as a full array on every rank, and back,
+ * for checkpoints (warm_start.h): *n = 0 when there is none. Collective. */
+PetscErrorCode ntk_warm_start_get(NtkOperator *op, PetscInt *n, double **buf /* n, malloc'd */);
+PetscErrorCode ntk_warm_start_set(NtkOperator *op, PetscInt n, const double *buf /* n */);
 
 /* Exact Gram matrix, for models made only of OP_DENSE and OP_ACT ops: per dense layer l
  *   Theta += (1/N) (w_mult_l^2 (Delta_l Delta_l^T) .* (A_{l-1} A_{l-1}^T) + b_mult_l^2 Delta_l Delta_l^T)
@@ -81,6 +86,7 @@ PetscErrorCode ntk_gram_top_eigs(NtkOperator *op, Mat G, int nev, double *eig, d
 PetscErrorCode ntk_kernel_distance(Mat G0, Mat Gt, double *dist);
 
 /* Cost models in flops (multiply-add = 2) of lambda by each method; see ntk.c for the terms.
+ * The exact ones are INFINITY when ntk_gram_supported is false (conv nets), so auto picks matfree.
  * ntk_cost_exact prices the Gram matrix plus its full spectrum (ntk_gram_spectrum: pdsyev with
  * vectors, 9 R^3); ntk_cost_exact_top the Gram matrix plus ntk_gram_top_eigs (expected_iters
  * dense products), the cheaper exact route when only the top eigenvalues are wanted. */

@@ -22,6 +22,7 @@ typedef struct {
   int rank, size;
   const Sweep *sweep;
   int n_done, n_diverged;
+  int n_left;           /* rank 0: group leaders that have left the sweep */
   double total_cost, done_cost;
   double t_start, t_last_print, t_last_beat, interval;
   bool quiet;
@@ -35,8 +36,11 @@ void progress_run_done(Progress *p, const SummaryRow *row);
 void progress_heartbeat(Progress *p, int run, int64_t step, int64_t steps, double loss, double lambda);
 /* Rank 0: handle pending messages and print a summary when one is due. Cheap; others: no-op. */
 void progress_poll(Progress *p);
-/* Collective over world: rank 0 waits for every run's report, then prints the final summary. */
-void progress_finish(Progress *p);
+/* Rank 0: a run finished in an earlier job (restart); counted as done, not printed. */
+void progress_preload(Progress *p, const SummaryRow *row);
+/* Collective over world: rank 0 waits until every group leader (leader = true) has left the sweep,
+ * handling the reports on the way, then prints the final summary. */
+void progress_finish(Progress *p, bool leader);
 void progress_free(Progress *p);
 
 #endif

@@ -8,7 +8,8 @@
 
 /* Model instance = (arch, width, seed, param); run = instance + learning rate (CONVENTIONS.md). */
 typedef struct {
-  int index;            /* position in the deck's enumeration: HDF5 group runs/run_%06d */
+  int index;            /* position in this job's sweep: HDF5 group runs/run_%06d */
+  int deck_index;       /* position in the deck's enumeration (= index unless -sweep_parts > 1) */
   int instance;         /* model instance id, shared by runs differing only in eta */
   int width;
   int64_t seed;
@@ -27,22 +28,30 @@ typedef struct {
   int *order;           /* [n_runs] run indices, most expensive first (the assignment order) */
 } Sweep;
 
+/* The runs of the deck in deck order; with -sweep_parts n only those whose deck index d has
+ * d % n == -sweep_part (renumbered from 0, instances likewise). Fails if the part is empty. */
 int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_dim, int out_dim, char *err,
                 size_t errlen);
 void sweep_free(Sweep *sw);
 
 /* Dynamic largest-first assignment: an MPI one-sided shared counter over sweep->order.
- * Collective over world. Each group leader takes the next position; the group broadcasts it. */
+ * Collective over world. Each group leader takes the next position; the group broadcasts it.
+ * The window also holds a stop flag: after a signal no group takes another position. */
 typedef struct {
   MPI_Win win;
-  long *counter;        /* on world rank 0 */
+  long *counter;        /* on world rank 0: [0] next position, [1] stop flag */
   MPI_Comm world, group;
   int n_runs;
 } Scheduler;
 
 int scheduler_create(Scheduler *s, MPI_Comm world, MPI_Comm group, int n_runs);
-/* Collective over group: the next position in the order, or -1 when the sweep is exhausted. */
+/* Collective over group: the next position in the order, or -1 when the sweep is exhausted or a
+ * stop was requested. */
 int scheduler_next(Scheduler *s);
+/* Any one rank, no collective: ask every group to stop taking positions. */
+void scheduler_request_stop(Scheduler *s);
+/* Any one rank, no collective: has a stop been requested? */
+int scheduler_stop_requested(Scheduler *s);
 void scheduler_destroy(Scheduler *s);
 
 #endif

@@ -16,6 +16,11 @@ typedef struct {
   const Dataset *train, *test;
   OutputFile *out;      /* written by the group's rank 0 only */
   Progress *progress;
+  /* checkpoints (docs/checkpoint.md); ckpt_dir NULL: none (probe runs) */
+  const char *ckpt_dir;
+  const char *deck;     /* effective deck text, stored in each checkpoint */
+  Scheduler *sched;     /* its stop flag is set after a signal and polled (NULL: local signals only) */
+  int *stopped;         /* set to 1 when the run stopped after a signal, checkpointed, unfinished */
 } TrainContext;
 
 /* Registers the PetscLogEvents of training (visible in -log_view). Call once after init. */
@@ -36,7 +41,10 @@ int train_measure_instance(const TrainContext *ctx, const RunSpec *run, Instance
  * eta_max_probes. Collective over ctx->group. */
 int train_search_eta_max(const TrainContext *ctx, const RunSpec *run, double lambda0, InstanceRow *row);
 
-/* Trains run `run` to the end or to divergence, writing its trajectory and summary row.
+/* Trains run `run` to the end or to divergence, writing its trajectory and summary row. With
+ * ctx->ckpt_dir it resumes from the run's checkpoint if there is one, checkpoints every
+ * -checkpoint_every steps / -checkpoint_minutes and at the end, and after a signal (SIGTERM,
+ * SIGUSR1/2) checkpoints and stops at the end of the current step (*ctx->stopped = 1).
  * Collective over ctx->group. Returns 0, or non-zero on an internal error. */
 int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *result);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <petscsys.h>
+#include "augment.h"
 #include "config.h"
 #include "ntk_petsc.h"
 
@@ -156,17 +157,18 @@ static const char *const *act_names_list(void)
 static PetscErrorCode read_options(Config *cfg, Checker *c)
 {
   PetscInt ival;
-  PetscBool set, batch_set, step_every_set, gamma_set, min_set, teacher_set = PETSC_FALSE, dir_set, ntk_batch_set, hess_batch_set;
+  PetscBool set, batch_set, step_every_set, gamma_set, min_set, augment_pad_set, teacher_set = PETSC_FALSE, dir_set, ntk_batch_set, hess_batch_set;
   const char *const *acts = act_names_list();
   const char *arch_names[ARCH_COUNT], *data_names[DATA_COUNT];
   for (int i = 0; i < ARCH_COUNT; i++) arch_names[i] = arch_name((Architecture)i);
   for (int i = 0; i < DATA_COUNT; i++) data_names[i] = data_kind_name((DataKind)i);
   int choice;
+  PetscBool wrn_depth_set, bn_set, bn_eps_set; /* -arch wrn options */
 
   PetscOptionsBegin(c->comm, NULL, "ntkhpc: wide networks, their NTK and the catapult phase (options of the deck)", NULL);
 
   /* ---- model */
-  opt_choice(PetscOptionsObject, c, "-arch", "Architecture", arch_names, ARCH_COUNT, ARCH_FC, &choice, NULL);
+  opt_choice(PetscOptionsObject, c, "-arch", "Architecture (wrn: pre-activation Wide ResNet, -widths = widening factor k)", arch_names, ARCH_COUNT, ARCH_FC, &choice, NULL);
   cfg->model.arch = (Architecture)choice;
   opt_int(PetscOptionsObject, c, "-depth", "Number of hidden layers L", 3, 1, 1000, &ival, NULL);
   cfg->model.depth = (int)ival;
@@ -178,6 +180,13 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   opt_int(PetscOptionsObject, c, "-base_width", "muP base width n0 (r = width / n0)", 64, 1, 100000000, &ival, NULL);
   cfg->model.base_width = (int)ival;
   opt_bool(PetscOptionsObject, c, "-mup_zero_readout", "muP: zero-initialise the output layer", false, &cfg->model.mup_zero_readout, NULL);
+  opt_int(PetscOptionsObject, c, "-wrn_depth", "-arch wrn: depth d = 6n+4 of WRN-d-k (n blocks per group; -widths are the widening factor k)", 16, 10,
+          100000, &ival, &wrn_depth_set);
+  cfg->model.wrn_depth = (int)ival;
+  if ((ival - 4) % 6 != 0) fail(c, "option -wrn_depth: %d is not 6n+4 (10, 16, 22, 28, 40, ...)", (int)ival);
+  opt_bool(PetscOptionsObject, c, "-batch_norm", "-arch wrn: train-mode batch norm before every activation (statistics of the whole batch)", true,
+           &cfg->model.batch_norm, &bn_set);
+  opt_real(PetscOptionsObject, c, "-bn_eps", "-arch wrn: batch-norm epsilon", BN_EPS_DEFAULT, 0, 1, 1, &cfg->model.bn_eps, &bn_eps_set);
 
   /* ---- sweep lists */
   {
@@ -343,6 +352,11 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   cfg->test_every = ival;
   opt_int(PetscOptionsObject, c, "-eval_chunk", "Samples per forward pass (bounds activation memory)", 512, 1, 100000000, &ival, NULL);
   cfg->eval_chunk = (int)ival;
+  opt_bool(PetscOptionsObject, c, "-augment", "Augment training batches: random crop with zero padding and horizontal flip (image data only)", false,
+           &cfg->augment, NULL);
+  opt_int(PetscOptionsObject, c, "-augment_pad", "Augmentation: zero padding p of the random crop (offsets uniform in [0, 2p])", 4, 0, AUGMENT_MAX_PAD, &ival,
+          &augment_pad_set);
+  cfg->augment_pad = (int)ival;
 
   /* ---- loss Hessian */
   opt_int(PetscOptionsObject, c, "-hess_batch", "Hessian batch: the first N training samples (default: the NTK batch)", 100, 1, 100000000, &ival,
@@ -395,6 +409,19 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   opt_real(PetscOptionsObject, c, "-flush_seconds", "Write buffered trajectory rows at least this often", 30.0, 0, 1e9, 1, &cfg->flush_seconds, NULL);
   opt_real(PetscOptionsObject, c, "-progress_seconds", "Print a progress summary at least this often", 10.0, 0, 1e9, 1, &cfg->progress_seconds, NULL);
   opt_bool(PetscOptionsObject, c, "-quiet", "Only errors and the final summary", false, &cfg->quiet, NULL);
+  opt_string(PetscOptionsObject, c, "-checkpoint_dir", "Checkpoint directory (default: <output>.ckpt)", "", cfg->checkpoint_dir,
+             sizeof cfg->checkpoint_dir, NULL);
+  opt_int(PetscOptionsObject, c, "-checkpoint_every", "Checkpoint running runs every this many steps (0 = off)", 0, 0, PETSC_MAX_INT, &ival, NULL);
+  cfg->checkpoint_every = ival;
+  opt_real(PetscOptionsObject, c, "-checkpoint_minutes", "Checkpoint running runs at least this often, in minutes (0 = off)", 30.0, 0, 1e9, 0,
+           &cfg->checkpoint_minutes, NULL);
+  opt_bool(PetscOptionsObject, c, "-restart", "Continue from the checkpoints (finished runs are kept, the output is rebuilt)", false,
+           &cfg->restart, NULL);
+  opt_int(PetscOptionsObject, c, "-sweep_part", "Run only the deck's runs d with d % sweep_parts == sweep_part (Slurm array index)", 0, 0,
+          PETSC_MAX_INT, &ival, NULL);
+  cfg->sweep_part = (int)ival;
+  opt_int(PetscOptionsObject, c, "-sweep_parts", "Number of parts the sweep is split into (Slurm array size)", 1, 1, PETSC_MAX_INT, &ival, NULL);
+  cfg->sweep_parts = (int)ival;
 
   PetscOptionsEnd();
 
@@ -403,6 +430,9 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   if (cfg->lr_schedule != LR_STEP && (step_every_set || gamma_set)) fail(c, "option -lr_step_every/-lr_step_gamma: only used with -lr_schedule step");
   if (cfg->lr_schedule != LR_COSINE && min_set) fail(c, "option -lr_min_factor: only used with -lr_schedule cosine");
   if (cfg->data.kind != DATA_TEACHER && teacher_set) fail(c, "option -teacher_*: only used with -dataset teacher");
+  if (cfg->augment && (cfg->data.kind == DATA_TEACHER || cfg->data.kind == DATA_UV))
+    fail(c, "option -augment: needs an image dataset (fashion_mnist, mnist or cifar10), not %s", data_kind_name(cfg->data.kind));
+  if (!cfg->augment && augment_pad_set) fail(c, "option -augment_pad: only used with -augment true");
   if (cfg->data.kind == DATA_TEACHER && cfg->data.n_train == 0) fail(c, "option -n_train: the teacher-student set needs an explicit size");
   if (cfg->optimizer == OPT_SGD && cfg->data.n_train > 0 && cfg->batch_size > cfg->data.n_train)
     fail(c, "option -batch_size: %d exceeds -n_train %d", cfg->batch_size, cfg->data.n_train);
@@ -410,9 +440,16 @@ static PetscErrorCode read_options(Config *cfg, Checker *c)
   if (!dir_set && cfg->data.kind != DATA_FASHION_MNIST && cfg->data.kind != DATA_TEACHER && cfg->data.kind != DATA_UV)
     fail(c, "option -data_dir: required for -dataset %s", data_kind_name(cfg->data.kind));
   if (!cfg->output[0]) fail(c, "option -output: empty file name");
+  if (cfg->sweep_part >= cfg->sweep_parts) fail(c, "option -sweep_part: %d must be below -sweep_parts %d", cfg->sweep_part, cfg->sweep_parts);
+  if (!cfg->checkpoint_dir[0]) snprintf(cfg->checkpoint_dir, sizeof cfg->checkpoint_dir, "%.4000s.ckpt", cfg->output);
   if (cfg->eta_max_lo >= cfg->eta_max_hi) fail(c, "option -eta_max_lo: %g must be below -eta_max_hi %g", cfg->eta_max_lo, cfg->eta_max_hi);
   if (cfg->model.arch == ARCH_UV && (cfg->n_params != 1 || cfg->params[0] != PARAM_NTK))
     fail(c, "option -params: the uv model is defined in the ntk parameterization only");
+  if (cfg->model.arch == ARCH_WRN && (cfg->data.kind == DATA_TEACHER || cfg->data.kind == DATA_UV))
+    fail(c, "option -arch: wrn needs an image dataset (fashion_mnist, mnist or cifar10), not %s", data_kind_name(cfg->data.kind));
+  if (cfg->model.arch != ARCH_WRN && (wrn_depth_set || bn_set || bn_eps_set))
+    fail(c, "option -%s: only used with -arch wrn", wrn_depth_set ? "wrn_depth" : bn_set ? "batch_norm" : "bn_eps");
+  if (cfg->model.arch == ARCH_WRN && !cfg->model.batch_norm && bn_eps_set) fail(c, "option -bn_eps: only used with -batch_norm true");
   if (!ntk_batch_set && cfg->data.n_train > 0 && cfg->ntk_batch > cfg->data.n_train) cfg->ntk_batch = cfg->data.n_train;
   if (!hess_batch_set) cfg->hess_batch = cfg->ntk_batch; /* same samples unless the deck says otherwise */
   if (cfg->data.n_train > 0 && cfg->hess_batch > cfg->data.n_train)
@@ -487,6 +524,10 @@ char *config_deck_text(const Config *cfg)
   append(&b, &len, &cap, "-arch %s\n-depth %d\n-activation %s\n-bias %s\n-sigma_w %.17g\n-sigma_b %.17g\n-base_width %d\n-mup_zero_readout %s\n",
          arch_name(m->arch), m->depth, act_name(m->act), m->bias ? "true" : "false", m->sigma_w, m->sigma_b, m->base_width,
          m->mup_zero_readout ? "true" : "false");
+  if (m->arch == ARCH_WRN) {
+    append(&b, &len, &cap, "-wrn_depth %d\n-batch_norm %s\n", m->wrn_depth, m->batch_norm ? "true" : "false");
+    if (m->batch_norm) append(&b, &len, &cap, "-bn_eps %.17g\n", m->bn_eps);
+  }
   append(&b, &len, &cap, "-widths ");
   for (int i = 0; i < cfg->n_widths; i++) append(&b, &len, &cap, "%s%d", i ? "," : "", cfg->widths[i]);
   append(&b, &len, &cap, "\n-seeds ");
@@ -514,6 +555,8 @@ char *config_deck_text(const Config *cfg)
          cfg->steps, cfg->momentum, cfg->weight_decay, lr_schedule_name(cfg->lr_schedule), cfg->warmup_steps);
   if (cfg->lr_schedule == LR_STEP) append(&b, &len, &cap, "-lr_step_every %" PRId64 "\n-lr_step_gamma %.17g\n", cfg->lr_step_every, cfg->lr_step_gamma);
   if (cfg->lr_schedule == LR_COSINE) append(&b, &len, &cap, "-lr_min_factor %.17g\n", cfg->lr_min_factor);
+  append(&b, &len, &cap, "-augment %s\n", cfg->augment ? "true" : "false");
+  if (cfg->augment) append(&b, &len, &cap, "-augment_pad %d\n", cfg->augment_pad);
   append(&b, &len, &cap, "-record_every %" PRId64 "\n-test_every %" PRId64 "\n-eval_chunk %d\n-diverge_factor %.17g\n-catapult_factor %.17g\n-catapult_window %" PRId64 "\n",
          cfg->record_every, cfg->test_every, cfg->eval_chunk, cfg->diverge_factor, cfg->catapult_factor, cfg->catapult_window);
   append(&b, &len, &cap, "-hess_batch %d\n-hess_every %" PRId64 "\n-hess_nev %d\n-hess_min_eig %s\n", cfg->hess_batch, cfg->hess_every, cfg->hess_nev,
@@ -528,5 +571,7 @@ char *config_deck_text(const Config *cfg)
            cfg->eta_max_hi, cfg->eta_max_tol, cfg->eta_max_steps);
   append(&b, &len, &cap, "-ranks_per_run %d\n-output %s\n-flush_seconds %.17g\n-progress_seconds %.17g\n", cfg->ranks_per_run, cfg->output,
          cfg->flush_seconds, cfg->progress_seconds);
+  append(&b, &len, &cap, "-sweep_part %d\n-sweep_parts %d\n-checkpoint_dir %s\n-checkpoint_every %" PRId64 "\n-checkpoint_minutes %.17g\n-restart %s\n",
+         cfg->sweep_part, cfg->sweep_parts, cfg->checkpoint_dir, cfg->checkpoint_every, cfg->checkpoint_minutes, cfg->restart ? "true" : "false");
   return b;
 }

@@ -8,6 +8,11 @@
  * tapes (needed one chunk at a time). Otherwise one tape is used and every product recomputes the
  * forward pass and cotangents first (8F - 5F1).
  *
+ * Batch norm. With batch norm the Hessian batch is ONE batch-norm batch: each rank's slice is one
+ * chunk (one tape, whatever -hess_chunk says; every rank calls the model, also with 0 samples) and
+ * the statistics are summed over the ranks through a Reducer on pcomm, so H is the Hessian of the
+ * loss of the network evaluated on the whole batch, statistics included.
+ *
  * Products. v is distributed over comm in PETSc's default layout of P rows. Every rank gathers
  * the whole v (MPI_Allgatherv: theta and v are needed whole by the sample-parallel kernels), adds
  * its samples' H v into a P-vector, and MPI_Reduce_scatter sums those into each rank's rows. Per
@@ -19,6 +24,7 @@
  * reorthogonalisation on the same shell matrix.
  */
 #include "hessian.h"
+#include "warm_start.h"
 
 #include <limits.h>
 #include <math.h>
@@ -82,6 +88,8 @@ struct HessianOperator {
   PetscBool have_lmax;      /* lmax is lambda_max at the current theta */
   double lmax;
   double conv_scale;        /* running spectral scale of the current solve's convergence test */
+  Reducer red;              /* batch-norm statistics summed over pcomm */
+  const Reducer *redp;      /* &red if the model has batch norm, else NULL (no extra messages) */
   long n_mult;              /* products applied (H or G) */
   int last_its;
   long last_matvecs;
@@ -89,19 +97,20 @@ struct HessianOperator {
 
 /* ------------------------------------------------------------------ helpers */
 
+/* Reducer.sum over the operator's communicator (model.h). */
+static void reducer_allreduce(double *buf, int n, void *ctx)
+{
+  MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, *(MPI_Comm *)ctx);
+}
+
 static int chunk_len(const HessianOperator *op, int c)
 {
   const int lo = c * op->chunk;
   return op->n_local - lo < op->chunk ? op->n_local - lo : op->chunk;
 }
 
-/* Flops of the input layer's forward GEMM: its input needs no tangent or cotangent. */
-static double first_layer_flops(const Model *m)
-{
-  for (int i = 0; i < m->n_ops; i++)
-    if (m->ops[i].kind == OP_DENSE) return 2.0 * (double)m->ops[i].n_in * (double)m->ops[i].n_out;
-  return 0.0;
-}
+/* Flops of the input layer (dense or conv): its input needs no tangent or cotangent. */
+static double first_layer_flops(const Model *m) { return model_first_layer_flops(m); }
 
 /* Per-sample flops: JVP 2F - F1; R-backward with residual 4F - 3F1 (two GEMMs for rdW, two for
  * rdin, none into the data), without (Gauss-Newton) 2F - F1; recomputing forward + cotangents
@@ -125,8 +134,8 @@ static Tape *chunk_tape(HessianOperator *op, int c, PetscBool gn)
   if (op->stored) return &op->tapes[c];
   Tape *t = &op->tapes[0];
   const double *xc = op->x + (size_t)c * op->chunk * op->d, *yc = op->y + (size_t)c * op->chunk * op->k;
-  if (gn) model_forward(op->m, op->theta, xc, chunk_len(op, c), t, NULL);
-  else model_hvp_prepare(op->m, op->theta, xc, yc, chunk_len(op, c), (double)op->n_global, t, NULL);
+  if (gn) model_forward(op->m, op->theta, xc, chunk_len(op, c), t, op->redp);
+  else model_hvp_prepare(op->m, op->theta, xc, yc, chunk_len(op, c), (double)op->n_global, t, op->redp);
   return t;
 }
 
@@ -161,8 +170,8 @@ static PetscErrorCode apply(Mat A, Vec x, Vec y, PetscBool gn)
   PetscCall(PetscArrayzero(op->hfull, op->m->n_params)); /* the products accumulate */
   for (int c = 0; c < op->n_chunks; c++) {
     Tape *t = chunk_tape(op, c, gn);
-    if (gn) model_gnvp_apply(op->m, op->theta, op->vfull, chunk_len(op, c), (double)op->n_global, t, op->hfull, NULL);
-    else model_hvp_apply(op->m, op->theta, op->vfull, chunk_len(op, c), (double)op->n_global, t, op->hfull, NULL);
+    if (gn) model_gnvp_apply(op->m, op->theta, op->vfull, chunk_len(op, c), (double)op->n_global, t, op->hfull, op->redp);
+    else model_hvp_apply(op->m, op->theta, op->vfull, chunk_len(op, c), (double)op->n_global, t, op->hfull, op->redp);
   }
   PetscCall(VecGetArray(y, &yv));
   PetscCallMPI(MPI_Reduce_scatter(op->hfull, yv, op->counts, MPI_DOUBLE, MPI_SUM, op->pcomm));
@@ -290,6 +299,14 @@ PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, con
   for (int i = 0; i < m->n_bufs; i++) per_sample += 2.0 * (double)m->buf_size[i];
   per_sample -= (double)m->buf_size[0]; /* no cotangent for the data */
   op->stored = (double)n_local * per_sample * sizeof(double) <= tape_mb * 1048576.0 ? PETSC_TRUE : PETSC_FALSE;
+  op->red = (Reducer){reducer_allreduce, &op->pcomm};
+  op->redp = NULL;
+  if (model_has_batch_norm(m)) { /* one batch-norm batch: one chunk per rank, every rank calls */
+    op->redp = &op->red;
+    op->chunk = n_local > 0 ? n_local : 1;
+    op->n_chunks = 1;
+    op->stored = PETSC_TRUE; /* the one tape holds the slice either way */
+  }
   op->n_tapes = op->stored ? op->n_chunks : (n_local > 0);
   PetscCall(PetscCalloc1(op->n_tapes + 1, &op->tapes));
   for (int c = 0; c < op->n_tapes; c++) {
@@ -297,7 +314,9 @@ PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, con
                "hessian: cannot allocate a tape of %d samples", op->chunk);
     if (c > 0) { /* borrow tape 0's tangent workspace (equal capacities); cotangents stay per chunk */
       free(op->tapes[c].tan);
+      free(op->tapes[c].rgrad);
       op->tapes[c].tan = op->tapes[0].tan;
+      op->tapes[c].rgrad = op->tapes[0].rgrad; /* R-cotangents of fan-out buffers: also per product */
     }
   }
 
@@ -330,7 +349,7 @@ PetscErrorCode hessian_operator_destroy(HessianOperator **pop)
   PetscCall(VecDestroy(&op->warm_top));
   PetscCall(VecDestroy(&op->warm_min));
   for (int c = op->n_tapes - 1; c >= 0; c--) {
-    if (c > 0) op->tapes[c].tan = NULL; /* borrowed from tape 0 */
+    if (c > 0) op->tapes[c].tan = op->tapes[c].rgrad = NULL; /* borrowed from tape 0 */
     tape_destroy(&op->tapes[c]);
   }
   PetscCall(PetscFree(op->tapes));
@@ -372,8 +391,8 @@ PetscErrorCode hessian_set_params(HessianOperator *op, const double *theta)
   for (int c = 0; c < op->n_chunks; c++) {
     const int B = chunk_len(op, c);
     const double *xc = op->x + (size_t)c * op->chunk * op->d, *yc = op->y + (size_t)c * op->chunk * op->k;
-    if (op->stored) half_sq += model_hvp_prepare(op->m, op->theta, xc, yc, B, (double)op->n_global, &op->tapes[c], NULL);
-    else half_sq += mse_loss(NULL, model_forward(op->m, op->theta, xc, B, &op->tapes[0], NULL), yc, B, op->k, 1.0);
+    if (op->stored) half_sq += model_hvp_prepare(op->m, op->theta, xc, yc, B, (double)op->n_global, &op->tapes[c], op->redp);
+    else half_sq += mse_loss(NULL, model_forward(op->m, op->theta, xc, B, &op->tapes[0], op->redp), yc, B, op->k, 1.0);
   }
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &half_sq, 1, MPI_DOUBLE, MPI_SUM, op->pcomm));
   op->loss = half_sq / op->n_global;
@@ -565,6 +584,20 @@ PetscErrorCode hessian_reset_warm_start(HessianOperator *op)
   PetscFunctionBeginUser;
   PetscCall(VecDestroy(&op->warm_top));
   PetscCall(VecDestroy(&op->warm_min));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_warm_start_get(HessianOperator *op, int which, PetscInt *n, double **buf)
+{
+  PetscFunctionBeginUser;
+  PetscCall(warm_start_gather(which ? op->warm_min : op->warm_top, n, buf));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_warm_start_set(HessianOperator *op, int which, PetscInt n, const double *buf)
+{
+  PetscFunctionBeginUser;
+  PetscCall(warm_start_scatter(op->H, which ? &op->warm_min : &op->warm_top, n, buf));
   PetscFunctionReturn(0);
 }
 

@@ -3,7 +3,8 @@
  *   mpirun -n R ntkhpc deck.in [-key value ...]
  *
  * The deck is a PETSc options file; command-line options override it. Exit codes:
- *   0 success, 1 runtime failure (I/O, out of memory), 2 bad input (deck, option, data file). */
+ *   0 success, 1 runtime failure (I/O, out of memory), 2 bad input (deck, option, data file,
+ *   checkpoint), 3 stopped by a signal with every run checkpointed (requeue with -restart). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <slepceps.h>
+#include "checkpoint.h"
 #include "config.h"
 #include "data.h"
 #include "hessian.h"
@@ -22,7 +24,7 @@
 #include "sweep.h"
 #include "train.h"
 
-enum { EXIT_RUNTIME = 1, EXIT_BAD_INPUT = 2 };
+enum { EXIT_RUNTIME = 1, EXIT_BAD_INPUT = 2, EXIT_SIGNAL = CKPT_EXIT_SIGNAL };
 
 static const char help[] =
   "ntkhpc: trains sweeps of wide networks (widths x seeds x parameterizations x learning rates)\n"
@@ -129,16 +131,16 @@ static PetscErrorCode register_solver_options(MPI_Comm comm)
  * by all the instance's runs: with -eta_factors it sets their learning rates, eta = c / lambda_0.
  * Every rank ends with every instance's row. */
 static int measure_instances(const Config *cfg, const Dataset *train, const Dataset *test, Sweep *sw, MPI_Comm world, MPI_Comm group,
-                             InstanceRow *rows /* n_instances */)
+                             InstanceRow *rows /* n_instances */, int32_t *measured /* n_instances: in and out */, int *stopped)
 {
   const int n = sw->n_instances;
   int rank;
   MPI_Comm_rank(world, &rank);
-  int *rep = malloc((size_t)n * sizeof *rep); /* a run of each instance, in cost order */
+  int *rep = malloc((size_t)(n ? n : 1) * sizeof *rep); /* a run of each instance still to measure, in cost order */
   int k = 0;
   for (int i = 0; i < sw->n_runs; i++) { /* sw->order is by cost; instances keep its order */
     const RunSpec *r = &sw->runs[sw->order[i]];
-    int seen = 0;
+    int seen = measured[r->instance]; /* measured by an earlier job (checkpoint) */
     for (int j = 0; j < k && !seen; j++) seen = sw->runs[rep[j]].instance == r->instance;
     if (!seen) rep[k++] = sw->order[i];
   }
@@ -147,37 +149,53 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
    * survive the MAX: it travels as -inf plus a flag. */
   enum { NV = 5 };
   double *vals = malloc((size_t)n * NV * sizeof *vals);
-  int *ints = calloc((size_t)n * 3, sizeof *ints); /* method, probes, nan-flags (bit j: value j is NaN) */
+  int *ints = calloc((size_t)n * 4 + 1, sizeof *ints); /* method, probes, nan-flags (bit j: value j is NaN), measured */
   for (int i = 0; i < NV * n; i++) vals[i] = -INFINITY;
   Scheduler sched;
-  const int created = scheduler_create(&sched, world, group, n) == 0;
-  int rc = created ? 0 : -1;
-  TrainContext ctx = {group, cfg, train, test, NULL, NULL};
+  const int created = scheduler_create(&sched, world, group, k) == 0;
+  int rc = created ? 0 : -1, grank;
+  MPI_Comm_rank(group, &grank);
+  TrainContext ctx = {group, cfg, train, test, NULL, NULL, NULL, NULL, NULL, NULL};
   int pos;
-  while (created && (pos = scheduler_next(&sched)) >= 0) {
+  for (;;) {
+    int sig = ckpt_signal_received() != 0; /* a signal: finish this instance, take no other */
+    MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, group);
+    if (created && sig && grank == 0) scheduler_request_stop(&sched);
+    if (!created || (pos = scheduler_next(&sched)) < 0) break;
     InstanceRow row;
     const RunSpec *r = &sw->runs[rep[pos]];
     rc |= train_measure_instance(&ctx, r, &row);
     if (cfg->eta_max_search && row.lambda0 > 0) rc |= train_search_eta_max(&ctx, r, row.lambda0, &row);
     const double v[NV] = {row.lambda0, row.lambda0_resid, row.seconds, row.eta_max_lo, row.eta_max_hi};
     for (int j = 0; j < NV; j++) {
-      if (isnan(v[j])) ints[3 * row.instance + 2] |= 1 << j;
+      if (isnan(v[j])) ints[4 * row.instance + 2] |= 1 << j;
       else vals[NV * row.instance + j] = v[j];
     }
-    ints[3 * row.instance] = row.method;
-    ints[3 * row.instance + 1] = row.eta_max_probes;
+    ints[4 * row.instance] = row.method;
+    ints[4 * row.instance + 1] = row.eta_max_probes;
+    ints[4 * row.instance + 3] = 1;
   }
-  if (created) scheduler_destroy(&sched);
+  if (created) {
+    *stopped = scheduler_stop_requested(&sched);
+    MPI_Allreduce(MPI_IN_PLACE, stopped, 1, MPI_INT, MPI_MAX, world);
+    scheduler_destroy(&sched);
+  }
   MPI_Allreduce(MPI_IN_PLACE, vals, NV * n, MPI_DOUBLE, MPI_MAX, world);
-  MPI_Allreduce(MPI_IN_PLACE, ints, 3 * n, MPI_INT, MPI_MAX, world); /* flags: one group sets them */
+  MPI_Allreduce(MPI_IN_PLACE, ints, 4 * n, MPI_INT, MPI_MAX, world); /* flags: one group sets them */
   MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, world);
   for (int i = 0; i < n; i++) {
+    if (measured[i] || !ints[4 * i + 3]) continue; /* from the checkpoint, or not measured (stopped) */
+    measured[i] = 1;
     const RunSpec *r = NULL;
     for (int j = 0; j < sw->n_runs && !r; j++)
       if (sw->runs[j].instance == i) r = &sw->runs[j];
     double v[NV];
-    for (int j = 0; j < NV; j++) v[j] = (ints[3 * i + 2] >> j & 1) ? NAN : vals[NV * i + j];
-    rows[i] = (InstanceRow){i, r->width, (int32_t)r->param, r->seed, r->n_params, v[0], v[1], ints[3 * i], v[2], v[3], v[4], ints[3 * i + 1]};
+    for (int j = 0; j < NV; j++) v[j] = (ints[4 * i + 2] >> j & 1) ? NAN : vals[NV * i + j];
+    rows[i] = (InstanceRow){i, r->width, (int32_t)r->param, r->seed, r->n_params, v[0], v[1], ints[4 * i], v[2], v[3], v[4], ints[4 * i + 1]};
+  }
+  if (*stopped) { /* the rows measured so far go to sweep.h5; no learning rate is needed yet */
+    free(rep), free(vals), free(ints);
+    return rc ? EXIT_RUNTIME : 0;
   }
   for (int j = 0; j < sw->n_runs; j++) {
     RunSpec *r = &sw->runs[j];
@@ -196,7 +214,7 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
   if (rank == 0 && !cfg->quiet && !bad) {
     double tot = 0;
     for (int i = 0; i < n; i++) tot += rows[i].seconds;
-    printf("[ntkhpc] lambda_0 of %d instances measured (%.1f s of group time)\n", n, tot);
+    printf("[ntkhpc] lambda_0 of %d instances measured (%.1f s of group time)\n", k, tot);
     fflush(stdout);
   }
   if (rank == 0 && !cfg->quiet && cfg->eta_max_search)
@@ -208,37 +226,97 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
   return rc || bad ? EXIT_RUNTIME : 0;
 }
 
-/* Phase 2: trains every run the scheduler hands to this group. */
+/* Phase 2: trains every run the scheduler hands to this group; runs finished by an earlier job
+ * (status[i] != RUN_PENDING: RUN_RUNNING resumes from its checkpoint) are skipped. Returns 0,
+ * EXIT_SIGNAL (stopped by a signal, every unfinished run checkpointed) or EXIT_RUNTIME. */
 static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *test, const Sweep *sw, OutputFile *out, MPI_Comm world,
-                     MPI_Comm group)
+                     MPI_Comm group, const int32_t *status /* n_runs */, const SummaryRow *done_rows /* n_runs, rank 0 */, const char *deck)
 {
-  int rank, size;
+  int rank, size, grank;
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
+  MPI_Comm_rank(group, &grank);
+  int *todo = malloc((size_t)sw->n_runs * sizeof *todo), n_todo = 0; /* in cost order */
+  for (int i = 0; i < sw->n_runs; i++)
+    if (status[sw->order[i]] != RUN_DONE && status[sw->order[i]] != RUN_DIVERGED) todo[n_todo++] = sw->order[i];
   Progress progress;
   progress_init(&progress, world, sw, cfg->progress_seconds, cfg->quiet);
+  for (int i = 0; i < sw->n_runs && rank == 0; i++)
+    if (status[i] == RUN_DONE || status[i] == RUN_DIVERGED) progress_preload(&progress, &done_rows[i]);
   Scheduler sched;
-  if (scheduler_create(&sched, world, group, sw->n_runs)) {
+  if (scheduler_create(&sched, world, group, n_todo)) {
     say_error(rank, "cannot create the MPI window of the run scheduler");
+    free(todo);
     return EXIT_RUNTIME;
   }
   if (rank == 0 && !cfg->quiet) {
     printf("[ntkhpc] %d runs (%d model instances) on %d ranks in groups of %d; output %s\n", sw->n_runs, sw->n_instances, size,
            cfg->ranks_per_run, cfg->output);
+    if (n_todo < sw->n_runs) printf("[ntkhpc] restart: %d runs finished earlier, %d to do\n", sw->n_runs - n_todo, n_todo);
     fflush(stdout);
   }
-  TrainContext ctx = {group, cfg, train, test, out, &progress};
+  int stopped = 0, finished = 0;
+  TrainContext ctx = {group, cfg, train, test, out, &progress, cfg->checkpoint_dir, deck, &sched, &stopped};
   int rc = 0, pos;
-  while ((pos = scheduler_next(&sched)) >= 0) {
+  for (;;) {
+    if (grank == 0 && ckpt_signal_received()) scheduler_request_stop(&sched); /* between runs */
+    if (stopped || (pos = scheduler_next(&sched)) < 0) break;
     SummaryRow row;
-    rc |= train_run(&ctx, &sw->runs[sw->order[pos]], &row);
+    rc |= train_run(&ctx, &sw->runs[todo[pos]], &row);
+    if (!stopped && grank == 0) finished++;
   }
-  progress_finish(&progress);
+  progress_finish(&progress, grank == 0);
   scheduler_destroy(&sched);
   progress_free(&progress);
-  int any;
+  int any, all_finished;
   MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, world);
-  return any ? EXIT_RUNTIME : 0;
+  MPI_Allreduce(&finished, &all_finished, 1, MPI_INT, MPI_SUM, world);
+  free(todo);
+  if (any) return EXIT_RUNTIME;
+  return all_finished < n_todo ? EXIT_SIGNAL : 0;
+}
+
+/* What to do with the checkpoint directory (docs/checkpoint.md, "Restart rule"). Rank 0 decides:
+ *   -overwrite without -restart: start afresh (old checkpoints removed);
+ *   no sweep.h5: start afresh (stale run files removed); an existing output needs -overwrite;
+ *   no -restart and no output: start afresh (the checkpoints belong to a vanished output);
+ *   otherwise (-restart, or the output exists): continue, after checking every checkpoint file;
+ *     without -restart, a sweep whose runs are all finished is not redone: "output exists".
+ * Returns 0 (fresh), 1 (resume: instances, measured, status and done_rows filled) or -1 (err). */
+static int plan_restart(const Config *cfg, const Sweep *sw, const char *deck, InstanceRow *inst, int32_t *measured, int32_t *status,
+                        SummaryRow *done_rows, char *err, size_t errlen)
+{
+  struct stat st;
+  const bool output_exists = stat(cfg->output, &st) == 0;
+  if (cfg->overwrite && !cfg->restart) return 0;
+  char msg[4600] = "";
+  int got = ckpt_read_sweep(cfg->checkpoint_dir, deck, sw->n_instances, inst, measured, msg, sizeof msg);
+  if (got == 1) return 0;
+  if (!cfg->restart && !output_exists) return 0;
+  if (got < 0) {
+    if (cfg->restart) snprintf(err, errlen, "%s", msg);
+    else snprintf(err, errlen, "output file %s exists: refusing to overwrite (give -overwrite to replace it)",
+                  cfg->output);
+    return -1;
+  }
+  int n_finished = 0;
+  for (int i = 0; i < sw->n_runs; i++) {
+    RunCheckpoint c;
+    int r = ckpt_read_run(cfg->checkpoint_dir, deck, i, &c, msg, sizeof msg);
+    if (r < 0) {
+      snprintf(err, errlen, "%s", msg);
+      return -1;
+    }
+    status[i] = r == 1 ? RUN_PENDING : c.status;
+    if (r == 0 && c.status != RUN_RUNNING) done_rows[i] = c.summary, n_finished++;
+    if (r == 0) ckpt_run_free(&c);
+  }
+  if (!cfg->restart && n_finished == sw->n_runs) {
+    snprintf(err, errlen, "output file %s exists: refusing to overwrite (give -overwrite to replace it)",
+             cfg->output);
+    return -1;
+  }
+  return 1;
 }
 
 int main(int argc, char **argv)
@@ -247,7 +325,7 @@ int main(int argc, char **argv)
   MPI_Comm world = MPI_COMM_WORLD;
   int rank;
   MPI_Comm_rank(world, &rank);
-  char err[1024] = "";
+  char err[4700] = "";
 
   /* argv[1] is the deck unless it is an option; PETSc gets the rest. */
   const char *deck = NULL;
@@ -268,6 +346,7 @@ int main(int argc, char **argv)
   }
 
   PetscCall(SlepcInitialize(&pargc, &pargv, deck, help));
+  ckpt_install_signal_handlers(); /* after PETSc, whose own handler would otherwise abort on SIGTERM */
   PetscCall(train_register_events());
   PetscCall(ntk_register_events());
   PetscCall(hessian_register_events());
@@ -293,6 +372,8 @@ int main(int argc, char **argv)
     goto free_data;
   }
 
+  /* Image shape of the samples (the WRN's input layer); every ModelConfig is copied from cfg.model. */
+  cfg.model.in_channels = train.channels, cfg.model.in_height = train.height, cfg.model.in_width = train.width;
   Sweep sweep;
   if (sweep_build(&sweep, &cfg, train.n, test.n, train.d, train.k, err, sizeof err)) {
     say_error(rank, err);
@@ -308,32 +389,87 @@ int main(int argc, char **argv)
     code = EXIT_BAD_INPUT;
     goto free_sweep;
   }
-  /* A bad output path must fail now, not after lambda_0 of every instance. */
-  if (output_check_path(world, &cfg, err, sizeof err)) {
+
+  /* Restart or fresh start (rank 0 decides from the checkpoint directory; every rank follows). */
+  char *deck_text = config_deck_text(&cfg);
+  const int ni = sweep.n_instances, nr = sweep.n_runs;
+  InstanceRow *instances = calloc((size_t)ni, sizeof *instances);
+  int32_t *measured = calloc((size_t)ni, sizeof *measured), *status = calloc((size_t)nr, sizeof *status);
+  SummaryRow *done_rows = calloc((size_t)nr, sizeof *done_rows);
+  int plan = rank == 0 ? plan_restart(&cfg, &sweep, deck_text, instances, measured, status, done_rows, err, sizeof err) : 0;
+  MPI_Bcast(&plan, 1, MPI_INT, 0, world);
+  Config ocfg = cfg; /* resuming replaces the output: it is rebuilt from the checkpoints */
+  ocfg.overwrite = cfg.overwrite || plan == 1;
+  if (plan < 0) {
+    MPI_Bcast(err, (int)sizeof err, MPI_CHAR, 0, world);
     say_error(rank, err);
     code = EXIT_BAD_INPUT;
-    goto free_sweep;
-  }
-  MPI_Comm group;
-  MPI_Comm_split(world, rank / cfg.ranks_per_run, rank, &group);
-  InstanceRow *instances = calloc((size_t)sweep.n_instances, sizeof *instances);
-  code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances);
-  char *deck_text = config_deck_text(&cfg);
-  OutputFile out;
-  if (code) {
-    /* the message is printed */
-  } else if (output_create(&out, world, &cfg, &sweep, deck_text, err, sizeof err)) {
+  } else if (output_check_path(world, &ocfg, err, sizeof err)) { /* a bad output path fails now, not after lambda_0 */
     say_error(rank, err);
     code = EXIT_BAD_INPUT;
   } else {
-    for (int i = 0; i < sweep.n_instances && rank == 0; i++)
+    bad = 0;
+    if (rank == 0) {
+      if (plan == 0) ckpt_remove_all(cfg.checkpoint_dir);
+      bad = ckpt_make_dir(cfg.checkpoint_dir, err, sizeof err) != 0;
+      if (!bad && plan == 1 && !cfg.quiet) {
+        printf("[ntkhpc] restarting from the checkpoints in %s\n", cfg.checkpoint_dir);
+        fflush(stdout);
+      }
+    }
+    MPI_Bcast(&bad, 1, MPI_INT, 0, world);
+    if (bad) {
+      MPI_Bcast(err, (int)sizeof err, MPI_CHAR, 0, world);
+      say_error(rank, err);
+      code = EXIT_BAD_INPUT;
+    }
+  }
+  if (code) goto free_plan;
+  MPI_Bcast(status, nr, MPI_INT32_T, 0, world);
+  MPI_Bcast(measured, ni, MPI_INT32_T, 0, world);
+  MPI_Bcast(instances, (int)(ni * sizeof *instances), MPI_BYTE, 0, world);
+  for (int i = 0; i < ni; i++)
+    if (!measured[i]) instances[i] = (InstanceRow){i, 0, 0, 0, 0, NAN, NAN, 0, NAN, NAN, NAN, 0};
+
+  MPI_Comm group;
+  MPI_Comm_split(world, rank / cfg.ranks_per_run, rank, &group);
+  int stopped = 0;
+  code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances, measured, &stopped);
+  if (rank == 0 && ckpt_write_sweep(cfg.checkpoint_dir, deck_text, ni, instances, measured, err, sizeof err)) {
+    say_error(rank, err);
+    if (!code) code = EXIT_RUNTIME;
+  }
+  if (!code && stopped) code = EXIT_SIGNAL; /* lambda_0 so far is in sweep.h5 */
+  OutputFile out;
+  if (code) {
+    /* the message is printed */
+  } else if (output_create(&out, world, &ocfg, &sweep, deck_text, err, sizeof err)) {
+    say_error(rank, err);
+    code = EXIT_BAD_INPUT;
+  } else {
+    for (int i = 0; i < ni && rank == 0; i++)
       if (output_write_instance(&out, &instances[i])) code = EXIT_RUNTIME;
-    int rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group);
+    for (int i = 0; i < nr && rank == 0; i++) { /* runs finished earlier: from their checkpoints */
+      if (status[i] != RUN_DONE && status[i] != RUN_DIVERGED) continue;
+      RunCheckpoint c;
+      int r = ckpt_read_run(cfg.checkpoint_dir, deck_text, i, &c, err, sizeof err);
+      if (r == 0 && ckpt_refill_output(&out, &c)) r = -1;
+      if (r == 0) ckpt_run_free(&c);
+      if (r) {
+        say_error(rank, err[0] ? err : "cannot copy a finished run from its checkpoint into the output");
+        code = EXIT_RUNTIME;
+      }
+    }
+    int rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text);
     if (rc) code = rc;
     if (output_close(&out)) code = EXIT_RUNTIME;
+    if (code == EXIT_SIGNAL && rank == 0)
+      fprintf(stderr, "ntkhpc: stopped by a signal: every unfinished run is checkpointed in %s; continue with -restart (exit code %d)\n",
+              cfg.checkpoint_dir, EXIT_SIGNAL);
   }
   MPI_Comm_free(&group);
-  free(instances);
+free_plan:
+  free(instances), free(measured), free(status), free(done_rows);
   free(deck_text);
 free_sweep:
   sweep_free(&sweep);

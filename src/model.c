@@ -2,7 +2,12 @@
  *
  * The parameterization lives entirely in the parameter table (init_std, mult, lr_scale per tensor,
  * CONVENTIONS.md "Parameterizations"); the op loops below never look at cfg->param. Adding a layer
- * kind means a new OpKind case in the three switches (forward, VJP, JVP) and in model_build. */
+ * kind means a new OpKind case in the four switches (forward, VJP, JVP, R-backward) and a builder.
+ *
+ * Fan-out. A buffer read by two ops (residual blocks) gets the SUM of their cotangents: the first
+ * contribution of a reverse sweep is written in place, later ones go to t->scratch and are added
+ * (tape_contribution / tape_commit). Batch norm reduces its per-channel sums through the caller's
+ * Reducer and keeps mean, rstd and the R-forward sums on the tape. */
 #include "model.h"
 
 #include <math.h>
@@ -12,12 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv.h"
 #include "rng.h"
 
 /* ------------------------------------------------------------------ names */
 
 static const char *const param_names[PARAM_COUNT] = {"ntk", "sp", "mup"};
-static const char *const arch_names[ARCH_COUNT] = {"fc", "uv"};
+static const char *const arch_names[ARCH_COUNT] = {"fc", "uv", "wrn"};
 
 const char *param_name(Parameterization p) {
   return (p >= 0 && p < PARAM_COUNT) ? param_names[p] : "unknown";
@@ -68,7 +74,17 @@ static int check_config(const ModelConfig *c, char *err, size_t errlen) {
   if (c->in_dim <= 0) return fail(err, errlen, "model: in_dim must be positive, got %d", c->in_dim);
   if (c->out_dim <= 0) return fail(err, errlen, "model: out_dim must be positive, got %d", c->out_dim);
   if (c->width <= 0) return fail(err, errlen, "model: width must be positive, got %d", c->width);
-  if (c->depth < 1) return fail(err, errlen, "model: depth must be >= 1, got %d", c->depth);
+  if (c->arch != ARCH_WRN && c->depth < 1) return fail(err, errlen, "model: depth must be >= 1, got %d", c->depth);
+  if (c->arch == ARCH_WRN) {
+    if (c->wrn_depth < 10 || (c->wrn_depth - 4) % 6 != 0)
+      return fail(err, errlen, "model: wrn_depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got %d", c->wrn_depth);
+    if (c->in_channels <= 0 || c->in_height <= 0 || c->in_width <= 0 ||
+        (int64_t)c->in_channels * c->in_height * c->in_width != c->in_dim)
+      return fail(err, errlen, "model: wrn needs an image shape with channels x height x width = in_dim, got %d x %d x %d for %d",
+                  c->in_channels, c->in_height, c->in_width, c->in_dim);
+    if (c->batch_norm && !(isfinite(c->bn_eps) && c->bn_eps > 0))
+      return fail(err, errlen, "model: bn_eps must be finite and > 0, got %g", c->bn_eps);
+  }
   if (c->act < 0 || c->act >= ACT_COUNT) return fail(err, errlen, "model: unknown activation %d", (int)c->act);
   if (c->param < 0 || c->param >= PARAM_COUNT)
     return fail(err, errlen, "model: unknown parameterization %d", (int)c->param);
@@ -81,28 +97,43 @@ static int check_config(const ModelConfig *c, char *err, size_t errlen) {
   return 0;
 }
 
-/* Appends a dense op in -> new buffer, with its W (and b) tensors; returns the new buffer id.
- * kind_of_layer: 0 input, 1 hidden, 2 output (selects the parameterization's row of the table). */
-static int add_dense(Model *m, int in, int n_in, int n_out, int layer, int kind_of_layer) {
-  const ModelConfig *c = &m->cfg;
-  const double fan_in = (double)n_in;
-  const double r = c->param == PARAM_MUP ? (double)c->width / (double)c->base_width : 1.0;
+/* muP width ratio r = n / n0 (the widening factor k over base_width for the WRN). */
+static double mup_ratio(const ModelConfig *c) {
+  return c->param == PARAM_MUP ? (double)c->width / (double)c->base_width : 1.0;
+}
+
+/* A new op writing a new buffer of n_out features per sample; returns it with in2, w, b, bn = -1. */
+static Op *new_op(Model *m, OpKind kind, int in, int n_in, int n_out) {
   Op *op = &m->ops[m->n_ops++];
-  op->kind = OP_DENSE;
+  op->kind = kind;
   op->in = in;
+  op->in2 = -1;
   op->out = m->n_bufs;
+  op->w = op->b = op->bn = -1;
   op->n_in = n_in;
   op->n_out = n_out;
   op->act = ACT_IDENTITY;
   m->buf_size[m->n_bufs++] = (size_t)n_out;
+  return op;
+}
 
-  ParamTensor *W = &m->tensors[m->n_tensors];
-  op->w = m->n_tensors++;
-  snprintf(W->name, sizeof W->name, "dense%d.W", layer);
-  W->offset = m->n_params;
-  W->size = (size_t)n_out * (size_t)n_in;
-  W->fan_in = n_in;
-  m->n_params += W->size;
+/* A new tensor of `size` doubles at the end of theta; returns its id. */
+static int new_tensor(Model *m, const char *name, size_t size, int fan_in) {
+  ParamTensor *p = &m->tensors[m->n_tensors];
+  snprintf(p->name, sizeof p->name, "%s", name);
+  p->offset = m->n_params;
+  p->size = size;
+  p->fan_in = fan_in;
+  p->init_mean = 0.0;
+  m->n_params += size;
+  return m->n_tensors++;
+}
+
+/* The CONVENTIONS.md table row of a weight tensor with this fan-in (dense: n_in; conv:
+ * C_in*kh*kw). kind_of_layer: 0 input, 1 hidden, 2 output. */
+static void weight_table(const ModelConfig *c, ParamTensor *W, int kind_of_layer) {
+  const double fan_in = (double)W->fan_in;
+  const double r = mup_ratio(c);
   switch (c->param) {
     case PARAM_NTK:
       W->init_std = 1.0;
@@ -127,33 +158,151 @@ static int add_dense(Model *m, int in, int n_in, int n_out, int layer, int kind_
       break;
     default: break; /* rejected by check_config */
   }
+}
 
-  op->b = -1;
+/* Biases (and batch-norm shifts/scales below) follow the table's bias row. */
+static void bias_table(const ModelConfig *c, ParamTensor *b) {
+  b->init_std = c->param == PARAM_NTK ? 1.0 : c->sigma_b;
+  b->mult = c->param == PARAM_NTK ? c->sigma_b : 1.0;
+  b->lr_scale = c->param == PARAM_MUP ? mup_ratio(c) : 1.0;
+}
+
+/* Appends a dense op in -> new buffer, with its W (and b) tensors named prefix.W, prefix.b;
+ * returns the new buffer id. kind_of_layer as weight_table. */
+static int add_dense(Model *m, int in, int n_in, int n_out, const char *prefix, int kind_of_layer) {
+  const ModelConfig *c = &m->cfg;
+  char name[32];
+  Op *op = new_op(m, OP_DENSE, in, n_in, n_out);
+  snprintf(name, sizeof name, "%s.W", prefix);
+  op->w = new_tensor(m, name, (size_t)n_out * (size_t)n_in, n_in);
+  weight_table(c, &m->tensors[op->w], kind_of_layer);
   if (c->bias) {
-    ParamTensor *b = &m->tensors[m->n_tensors];
-    op->b = m->n_tensors++;
-    snprintf(b->name, sizeof b->name, "dense%d.b", layer);
-    b->offset = m->n_params;
-    b->size = (size_t)n_out;
-    b->fan_in = n_in; /* of the layer; unused by the table for biases */
-    m->n_params += b->size;
-    b->init_std = c->param == PARAM_NTK ? 1.0 : c->sigma_b;
-    b->mult = c->param == PARAM_NTK ? c->sigma_b : 1.0;
-    b->lr_scale = c->param == PARAM_MUP ? r : 1.0;
+    snprintf(name, sizeof name, "%s.b", prefix);
+    op->b = new_tensor(m, name, (size_t)n_out, n_in); /* fan_in of the layer; unused for biases */
+    bias_table(c, &m->tensors[op->b]);
   }
   return op->out;
 }
 
 static int add_act(Model *m, int in, int n, Activation a) {
-  Op *op = &m->ops[m->n_ops++];
-  op->kind = OP_ACT;
-  op->in = in;
-  op->out = m->n_bufs;
-  op->w = op->b = -1;
-  op->n_in = op->n_out = n;
+  Op *op = new_op(m, OP_ACT, in, n, n);
   op->act = a;
-  m->buf_size[m->n_bufs++] = (size_t)n;
   return op->out;
+}
+
+/* conv2d of in (C_in x H x W per sample) -> new buffer; weight fan_in = C_in*kh*kw. */
+static int add_conv(Model *m, int in, int C_in, int H, int W, int C_out, int ksize, int stride, bool bias,
+                    const char *prefix, int kind_of_layer) {
+  const ModelConfig *c = &m->cfg;
+  const ConvShape s = {C_in, H, W, C_out, ksize, ksize, stride, ksize / 2};
+  char name[32];
+  Op *op = new_op(m, OP_CONV, in, (int)conv_in_size(&s), (int)conv_out_size(&s));
+  op->conv = s;
+  snprintf(name, sizeof name, "%s.W", prefix);
+  op->w = new_tensor(m, name, conv_w_size(&s), C_in * ksize * ksize);
+  weight_table(c, &m->tensors[op->w], kind_of_layer);
+  if (bias) {
+    snprintf(name, sizeof name, "%s.b", prefix);
+    op->b = new_tensor(m, name, (size_t)C_out, C_in * ksize * ksize);
+    bias_table(c, &m->tensors[op->b]);
+  }
+  const size_t work = conv2d_workspace_size(&s, 4); /* chunk 4: GEMM speed (docs/layers.md) */
+  if (work > m->conv_work) m->conv_work = work;
+  return op->out;
+}
+
+/* Train-mode batch norm over C channels of HW positions: gamma (init 1), beta (init 0), used
+ * plain (mult 1) in every parameterization; muP trains them at eta r like biases. */
+static int add_bn(Model *m, int in, int C, int HW, const char *prefix) {
+  const ModelConfig *c = &m->cfg;
+  char name[32];
+  Op *op = new_op(m, OP_BN, in, C * HW, C * HW);
+  op->C = C;
+  op->HW = HW;
+  op->eps = c->bn_eps;
+  op->bn = m->n_bn;
+  m->bn_channels[m->n_bn++] = C;
+  snprintf(name, sizeof name, "%s.gamma", prefix);
+  op->w = new_tensor(m, name, (size_t)C, C);
+  snprintf(name, sizeof name, "%s.beta", prefix);
+  op->b = new_tensor(m, name, (size_t)C, C);
+  for (int i = 0; i < 2; i++) {
+    ParamTensor *p = &m->tensors[i ? op->b : op->w];
+    p->init_std = 0.0;
+    p->init_mean = i ? 0.0 : 1.0;
+    p->mult = 1.0;
+    p->lr_scale = mup_ratio(c);
+  }
+  return op->out;
+}
+
+static int add_pool(Model *m, int in, int C, int HW) {
+  Op *op = new_op(m, OP_POOL, in, C * HW, C);
+  op->C = C;
+  op->HW = HW;
+  return op->out;
+}
+
+static int add_add(Model *m, int a, int b, int n) {
+  Op *op = new_op(m, OP_ADD, a, n, n);
+  op->in2 = b;
+  return op->out;
+}
+
+/* BN (if enabled) then the activation: the pre-activation of a WRN block. */
+static int add_bn_act(Model *m, int in, int C, int HW, const char *prefix) {
+  if (m->cfg.batch_norm) in = add_bn(m, in, C, HW, prefix);
+  return add_act(m, in, C * HW, m->cfg.act);
+}
+
+/* WRN-d-k, see model.h. Tensor names: conv0.*, block{g}.{b}.{bn1,conv1,bn2,conv2,shortcut}.*
+ * (group g = 1..3, block b = 0..n-1), bn.*, fc.*. */
+static int build_wrn(Model *m, char *err, size_t errlen) {
+  const ModelConfig *c = &m->cfg;
+  const int n = (c->wrn_depth - 4) / 6, k = c->width;
+  int H = c->in_height, W = c->in_width;
+  /* Widest activation: 16k channels at full resolution (or the input); keep int sizes safe. */
+  const uint64_t widest = (uint64_t)16 * (uint64_t)k * (uint64_t)H * (uint64_t)W;
+  if (n > 100000 || k > 100000 || widest > ((uint64_t)1 << 30) || (uint64_t)64 * k * 64 * k * 9 * 3 * (uint64_t)n > ((uint64_t)1 << 40))
+    return fail(err, errlen, "model: network too large (wrn_depth %d, width %d, input %d x %d x %d)", c->wrn_depth, k,
+                c->in_channels, H, W);
+  const size_t max_ops = 24 * (size_t)n + 8, max_tensors = 27 * (size_t)n + 8;
+  m->ops = xcalloc(max_ops, sizeof *m->ops, "ops");
+  m->buf_size = xcalloc(max_ops + 1, sizeof *m->buf_size, "buffer sizes");
+  m->tensors = xcalloc(max_tensors, sizeof *m->tensors, "tensors");
+  m->bn_channels = xcalloc(6 * (size_t)n + 2, sizeof *m->bn_channels, "batch-norm channels");
+  m->buf_size[m->n_bufs++] = (size_t)c->in_dim; /* buffer 0: the input */
+  int x = add_conv(m, 0, c->in_channels, H, W, 16, 3, 1, c->bias, "conv0", 0);
+  int C = 16;
+  char pre[20], name[40]; /* "block3.12.shortcut" and the like; tensor names stay under 32 */
+  for (int g = 1; g <= 3; g++) {
+    const int Cg = 16 * k << (g - 1);
+    for (int b = 0; b < n; b++) {
+      const int stride = b == 0 && g > 1 ? 2 : 1;
+      snprintf(pre, sizeof pre, "block%d.%d", g, b);
+      snprintf(name, sizeof name, "%s.bn1", pre);
+      const int h = add_bn_act(m, x, C, H * W, name); /* act(bn(x)) */
+      snprintf(name, sizeof name, "%s.conv1", pre);
+      int y = add_conv(m, h, C, H, W, Cg, 3, stride, c->bias, name, 1);
+      const ConvShape *s1 = &m->ops[m->n_ops - 1].conv;
+      const int H1 = conv_out_h(s1), W1 = conv_out_w(s1);
+      snprintf(name, sizeof name, "%s.bn2", pre);
+      y = add_bn_act(m, y, Cg, H1 * W1, name);
+      snprintf(name, sizeof name, "%s.conv2", pre);
+      y = add_conv(m, y, Cg, H1, W1, Cg, 3, 1, c->bias, name, 1);
+      int sc = x;
+      if (Cg != C || stride != 1) { /* projection of the block's act(bn(x)), no bias */
+        snprintf(name, sizeof name, "%s.shortcut", pre);
+        sc = add_conv(m, h, C, H, W, Cg, 1, stride, false, name, 1);
+      }
+      x = add_add(m, y, sc, Cg * H1 * W1);
+      C = Cg, H = H1, W = W1;
+    }
+  }
+  x = add_bn_act(m, x, C, H * W, "bn");
+  x = add_pool(m, x, C, H * W);
+  m->out_buf = add_dense(m, x, C, c->out_dim, "fc", 2);
+  return 0;
 }
 
 int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
@@ -174,7 +323,7 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
   const int L = cfg->depth, d = cfg->in_dim, n = cfg->width, k = cfg->out_dim;
   /* Keep P and every tape buffer far from size_t/int overflow (kernels index with int sizes). */
   const uint64_t maxdim = (uint64_t)(d > n ? (d > k ? d : k) : (n > k ? n : k));
-  if (L > (1 << 20) || (uint64_t)n * maxdim * ((uint64_t)L + 1) > (uint64_t)1 << 40)
+  if (cfg->arch != ARCH_WRN && (L > (1 << 20) || (uint64_t)n * maxdim * ((uint64_t)L + 1) > (uint64_t)1 << 40))
     return fail(err, errlen, "model: network too large (in_dim %d, width %d, depth %d, out_dim %d)",
                 d, n, L, k);
 
@@ -186,16 +335,30 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
       m->buf_size = xcalloc((size_t)(2 * L + 2), sizeof *m->buf_size, "buffer sizes");
       m->tensors = xcalloc((size_t)(L + 1) * (cfg->bias ? 2 : 1), sizeof *m->tensors, "tensors");
       m->buf_size[m->n_bufs++] = (size_t)d; /* buffer 0: the input */
-      int buf = add_dense(m, 0, d, n, 0, 0);
+      char name[32];
+      int buf = add_dense(m, 0, d, n, "dense0", 0);
       buf = add_act(m, buf, n, cfg->act);
       for (int l = 1; l < L; l++) {
-        buf = add_dense(m, buf, n, n, l, 1);
+        snprintf(name, sizeof name, "dense%d", l);
+        buf = add_dense(m, buf, n, n, name, 1);
         buf = add_act(m, buf, n, cfg->act);
       }
-      m->out_buf = add_dense(m, buf, n, k, L, 2);
+      snprintf(name, sizeof name, "dense%d", L);
+      m->out_buf = add_dense(m, buf, n, k, name, 2);
       break;
     }
+    case ARCH_WRN:
+      if (build_wrn(m, err, errlen)) {
+        model_destroy(m);
+        return -1;
+      }
+      break;
     default: return fail(err, errlen, "model: unknown architecture %d", (int)cfg->arch);
+  }
+  m->n_readers = xcalloc((size_t)m->n_bufs, sizeof *m->n_readers, "reader counts");
+  for (int i = 0; i < m->n_ops; i++) {
+    m->n_readers[m->ops[i].in]++;
+    if (m->ops[i].in2 >= 0) m->n_readers[m->ops[i].in2]++;
   }
   return 0;
 }
@@ -204,6 +367,8 @@ void model_destroy(Model *m) {
   free(m->ops);
   free(m->tensors);
   free(m->buf_size);
+  free(m->n_readers);
+  free(m->bn_channels);
   memset(m, 0, sizeof *m);
 }
 
@@ -213,8 +378,10 @@ void model_init(const Model *m, double *theta /* P */, uint64_t seed) {
   for (int t = 0; t < m->n_tensors; t++) {
     const ParamTensor *p = &m->tensors[t];
     double *w = theta + p->offset; /* p->size */
-    if (p->init_std == 0.0) { /* zero init: exact zeros, no -0.0 from 0 * negative */
+    if (p->init_std == 0.0) { /* constant init: exact values, no -0.0 from 0 * negative */
       memset(w, 0, p->size * sizeof *w);
+      if (p->init_mean != 0.0)
+        for (size_t i = 0; i < p->size; i++) w[i] = p->init_mean;
       continue;
     }
     rng_normal_fill(w, p->size, seed, (uint64_t)RNG_STREAM_PARAM_BASE + (uint64_t)t, 0);
@@ -229,19 +396,30 @@ void model_lr_scales(const Model *m, double *lr /* P */) {
   }
 }
 
-/* Multiply-adds of the dense layers only: bias adds and activations are O(n) per layer against
- * O(n^2) and would only blur the cost model. */
+/* Multiply-adds of the dense and conv layers only: bias adds, activations, batch norm, pooling
+ * and residual adds are O(size) per layer against O(size * fan_in) and would only blur the cost
+ * model. */
+static double op_flops(const Op *op) {
+  switch (op->kind) {
+    case OP_DENSE: return 2.0 * (double)op->n_in * (double)op->n_out;
+    case OP_CONV: return conv_flops(&op->conv);
+    default: return 0.0;
+  }
+}
+
 double model_flops_per_sample(const Model *m) {
   double flops = 0.0;
-  for (int i = 0; i < m->n_ops; i++) {
-    const Op *op = &m->ops[i];
-    switch (op->kind) {
-      case OP_DENSE: flops += 2.0 * (double)op->n_in * (double)op->n_out; break;
-      case OP_ACT: break;
-    }
-  }
+  for (int i = 0; i < m->n_ops; i++) flops += op_flops(&m->ops[i]);
   return flops;
 }
+
+double model_first_layer_flops(const Model *m) {
+  for (int i = 0; i < m->n_ops; i++)
+    if (m->ops[i].in == 0) return op_flops(&m->ops[i]);
+  return 0.0;
+}
+
+bool model_has_batch_norm(const Model *m) { return m->n_bn > 0; }
 
 /* ------------------------------------------------------------------ tape */
 
@@ -253,11 +431,33 @@ int tape_create(Tape *t, const Model *m, int capacity) {
   t->act = calloc((size_t)m->n_bufs, sizeof *t->act);
   t->grad = calloc((size_t)m->n_bufs, sizeof *t->grad);
   t->tan = calloc((size_t)m->n_bufs, sizeof *t->tan);
-  if (!t->act || !t->grad || !t->tan) goto oom;
+  t->rgrad = calloc((size_t)m->n_bufs, sizeof *t->rgrad);
+  t->seen = calloc((size_t)m->n_bufs, sizeof *t->seen);
+  if (!t->act || !t->grad || !t->tan || !t->rgrad || !t->seen) goto oom;
+  size_t max_buf = 0;
+  bool fan_out = false;
   for (int i = 0; i < m->n_bufs; i++) {
     if (m->buf_size[i] > SIZE_MAX / sizeof **t->act / (size_t)capacity) goto oom;
     t->act[i] = malloc((size_t)capacity * m->buf_size[i] * sizeof **t->act);
     if (!t->act[i]) goto oom;
+    if (m->buf_size[i] > max_buf) max_buf = m->buf_size[i];
+    if (m->n_readers && m->n_readers[i] > 1) fan_out = true;
+  }
+  if (fan_out && !(t->scratch = malloc((size_t)capacity * max_buf * sizeof *t->scratch))) goto oom;
+  if (m->conv_work) {
+    t->work_len = m->conv_work;
+    if (!(t->work = malloc(t->work_len * sizeof *t->work))) goto oom;
+  }
+  if (m->n_bn) {
+    int maxC = 0;
+    t->n_bn = m->n_bn;
+    if (!(t->bn = calloc((size_t)m->n_bn, sizeof *t->bn))) goto oom;
+    for (int j = 0; j < m->n_bn; j++) {
+      const int C = m->bn_channels[j];
+      if (C > maxC) maxC = C;
+      if (!(t->bn[j] = calloc(4 * (size_t)C + 1, sizeof **t->bn))) goto oom;
+    }
+    if (!(t->red = malloc((5 * (size_t)maxC + 1) * sizeof *t->red))) goto oom;
   }
   return 0;
 oom:
@@ -270,10 +470,18 @@ void tape_destroy(Tape *t) {
     if (t->act) free(t->act[i]);
     if (t->grad) free(t->grad[i]);
     if (t->tan) free(t->tan[i]);
+    if (t->rgrad) free(t->rgrad[i]);
   }
+  for (int j = 0; t->bn && j < t->n_bn; j++) free(t->bn[j]);
   free(t->act);
   free(t->grad);
   free(t->tan);
+  free(t->rgrad);
+  free(t->seen);
+  free(t->scratch);
+  free(t->work);
+  free(t->bn);
+  free(t->red);
   memset(t, 0, sizeof *t);
 }
 
@@ -290,11 +498,48 @@ static double *lazy_buf(double **slot, const Model *m, const Tape *t, int i) {
   return slot[i];
 }
 
+/* Where a reader writes its contribution to buffer i's (R-)cotangent in slot during a reverse
+ * sweep: slot[i] itself for the first contribution (overwrite), t->scratch for later ones, which
+ * tape_commit then adds. NULL for the data buffer (no cotangent needed). */
+static double *tape_contribution(double **slot, const Model *m, Tape *t, int i) {
+  if (i == 0) return NULL;
+  if (!t->seen[i]) {
+    t->seen[i] = 1;
+    return lazy_buf(slot, m, t, i);
+  }
+  return t->scratch;
+}
+
+static void tape_commit(double **slot, const Model *m, const Tape *t, int i, const double *dst, int B) {
+  if (dst && dst == t->scratch) add_inplace(slot[i], t->scratch, (size_t)B * m->buf_size[i]);
+}
+
+static void reduce(const Reducer *red, double *buf, int n) {
+  if (red && red->sum) red->sum(buf, n, red->ctx);
+}
+
+/* A conv kernel's -1 means a workspace or shape the builder should have made impossible. */
+static void conv_ok(int rc, const char *who) {
+  if (rc) {
+    fprintf(stderr, "%s: conv kernel rejected its workspace or shape\n", who);
+    abort();
+  }
+}
+
+/* The statistics a BN op keeps on the tape: mean (C) | rstd (C) | JVP sums (2C) | count. */
+typedef struct {
+  double *mean, *rstd, *jpart, *count;
+} BnState;
+
+static BnState bn_state(const Tape *t, const Op *op) {
+  double *s = t->bn[op->bn];
+  return (BnState){s, s + op->C, s + 2 * op->C, s + 4 * op->C};
+}
+
 /* ------------------------------------------------------------------ forward, VJP, JVP */
 
 const double *model_forward(const Model *m, const double *theta /* P */, const double *x /* B x d */,
                             int B, Tape *t, const Reducer *red) {
-  (void)red; /* dense and act ops need no cross-rank statistics */
   check_batch(t, B, "model_forward");
   /* Copied, not aliased: the VJP/JVP must not depend on the caller keeping x alive. */
   memcpy(t->act[0], x, (size_t)B * m->buf_size[0] * sizeof *x);
@@ -302,74 +547,133 @@ const double *model_forward(const Model *m, const double *theta /* P */, const d
     const Op *op = &m->ops[i];
     const double *in = t->act[op->in]; /* B x n_in */
     double *out = t->act[op->out];     /* B x n_out */
+    const ParamTensor *W = op->w >= 0 ? &m->tensors[op->w] : NULL;
+    const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
     switch (op->kind) {
-      case OP_DENSE: {
-        const ParamTensor *W = &m->tensors[op->w];
-        const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
+      case OP_DENSE:
         dense_forward(out, in, theta + W->offset, b ? theta + b->offset : NULL, B, op->n_in,
                       op->n_out, W->mult, b ? b->mult : 0.0);
         break;
-      }
       case OP_ACT:
         act_forward(out, in, (size_t)B * (size_t)op->n_in, op->act);
+        break;
+      case OP_CONV:
+        conv_ok(conv2d_forward(out, in, theta + W->offset, b ? theta + b->offset : NULL, B, &op->conv, W->mult,
+                               b ? b->mult : 0.0, t->work, t->work_len), "model_forward");
+        break;
+      case OP_BN: { /* local sums -> Reducer -> global mean, rstd */
+        const BnState st = bn_state(t, op);
+        bn_stats(t->red, in, B, op->C, op->HW);
+        reduce(red, t->red, (int)BN_STATS_LEN(op->C));
+        bn_finalize(st.mean, st.rstd, NULL, t->red, op->C, op->eps);
+        *st.count = t->red[2 * op->C];
+        bn_forward(out, in, st.mean, st.rstd, theta + W->offset, theta + b->offset, B, op->C, op->HW);
+        break;
+      }
+      case OP_POOL:
+        global_avgpool_forward(out, in, B, op->C, op->HW);
+        break;
+      case OP_ADD:
+        residual_add_forward(out, in, t->act[op->in2], (size_t)B * (size_t)op->n_out);
         break;
     }
   }
   return t->act[m->out_buf];
 }
 
-/* Cotangents are OVERWRITTEN per buffer: valid because every FC buffer is read by exactly one op.
- * A residual add (a buffer with two readers) will need to accumulate into grad[in] instead. */
+/* Cotangents are OVERWRITTEN per buffer by its first reader in the reverse sweep; a second reader
+ * (residual fan-out) adds its part (tape_contribution / tape_commit). */
 void model_vjp(const Model *m, const double *theta /* P */, const double *dout /* B x k */, int B,
                Tape *t, double *grad /* P */, const Reducer *red) {
-  (void)red;
   check_batch(t, B, "model_vjp");
+  memset(t->seen, 0, (size_t)m->n_bufs);
   double *gout = lazy_buf(t->grad, m, t, m->out_buf); /* B x k */
   memcpy(gout, dout, (size_t)B * m->buf_size[m->out_buf] * sizeof *dout);
   for (int i = m->n_ops - 1; i >= 0; i--) {
     const Op *op = &m->ops[i];
-    const double *g = t->grad[op->out]; /* B x n_out, written by the op that reads op->out */
+    const double *g = t->grad[op->out]; /* B x n_out, complete: every reader of op->out came later */
     /* Buffer 0 is data: no cotangent needed (saves the B x d x n GEMM of the first layer). */
-    double *gin = op->in == 0 ? NULL : lazy_buf(t->grad, m, t, op->in); /* B x n_in */
+    double *gin = tape_contribution(t->grad, m, t, op->in); /* B x n_in or NULL */
+    const ParamTensor *W = op->w >= 0 ? &m->tensors[op->w] : NULL;
+    const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
+    /* grad == NULL: only the activation cotangents are wanted (NTK Gram matrix, HVP prepare). */
+    double *gW = W && grad ? grad + W->offset : NULL, *gb = b && grad ? grad + b->offset : NULL;
     switch (op->kind) {
-      case OP_DENSE: {
-        const ParamTensor *W = &m->tensors[op->w];
-        const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
-        /* grad == NULL: only the activation cotangents are wanted (NTK Gram matrix). */
-        dense_vjp(gin, grad ? grad + W->offset : NULL, b && grad ? grad + b->offset : NULL, g, t->act[op->in],
-                  theta + W->offset, B, op->n_in, op->n_out, W->mult, b ? b->mult : 0.0);
+      case OP_DENSE:
+        dense_vjp(gin, gW, gb, g, t->act[op->in], theta + W->offset, B, op->n_in, op->n_out, W->mult,
+                  b ? b->mult : 0.0);
         break;
-      }
       case OP_ACT:
         if (gin) act_vjp(gin, g, t->act[op->in], (size_t)B * (size_t)op->n_in, op->act);
         break;
+      case OP_CONV:
+        conv_ok(conv2d_vjp(gin, gW, gb, g, t->act[op->in], theta + W->offset, B, &op->conv, W->mult,
+                           b ? b->mult : 0.0, t->work, t->work_len), "model_vjp");
+        break;
+      case OP_BN: { /* the Reducer is called on every rank, input cotangent wanted or not */
+        const BnState st = bn_state(t, op);
+        bn_vjp_stats(t->red, gW, gb, g, t->act[op->in], st.mean, st.rstd, B, op->C, op->HW);
+        reduce(red, t->red, (int)BN_VJP_STATS_LEN(op->C));
+        if (gin) bn_vjp(gin, g, t->act[op->in], st.mean, st.rstd, theta + W->offset, t->red, *st.count, B, op->C, op->HW);
+        break;
+      }
+      case OP_POOL:
+        if (gin) global_avgpool_vjp(gin, g, B, op->C, op->HW);
+        break;
+      case OP_ADD: {
+        if (gin) memcpy(gin, g, (size_t)B * (size_t)op->n_out * sizeof *gin);
+        tape_commit(t->grad, m, t, op->in, gin, B);
+        gin = tape_contribution(t->grad, m, t, op->in2);
+        if (gin) memcpy(gin, g, (size_t)B * (size_t)op->n_out * sizeof *gin);
+        tape_commit(t->grad, m, t, op->in2, gin, B);
+        continue;
+      }
     }
+    tape_commit(t->grad, m, t, op->in, gin, B);
   }
 }
 
 void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta /* P */, int B,
                Tape *t, double *tout /* B x k */, const Reducer *red) {
-  (void)red;
   check_batch(t, B, "model_jvp");
   for (int i = 0; i < m->n_ops; i++) {
     const Op *op = &m->ops[i];
     /* NULL = zero tangent: buffer 0 is data, independent of theta. */
     const double *tin = op->in == 0 ? NULL : t->tan[op->in]; /* B x n_in */
     double *to = lazy_buf(t->tan, m, t, op->out);            /* B x n_out */
+    const ParamTensor *W = op->w >= 0 ? &m->tensors[op->w] : NULL;
+    const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
     switch (op->kind) {
-      case OP_DENSE: {
-        const ParamTensor *W = &m->tensors[op->w];
-        const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
+      case OP_DENSE:
         dense_jvp(to, tin, t->act[op->in], theta + W->offset, dtheta + W->offset,
                   b ? dtheta + b->offset : NULL, B, op->n_in, op->n_out, W->mult,
                   b ? b->mult : 0.0);
         break;
-      }
       case OP_ACT:
         if (tin)
           act_jvp(to, tin, t->act[op->in], (size_t)B * (size_t)op->n_in, op->act);
         else
           memset(to, 0, (size_t)B * (size_t)op->n_out * sizeof *to);
+        break;
+      case OP_CONV:
+        conv_ok(conv2d_jvp(to, tin, t->act[op->in], theta + W->offset, dtheta + W->offset, b ? dtheta + b->offset : NULL, B,
+                           &op->conv, W->mult, b ? b->mult : 0.0, t->work, t->work_len), "model_jvp");
+        break;
+      case OP_BN: { /* the reduced sums are kept for the R-backward sweep */
+        const BnState st = bn_state(t, op);
+        if (tin) bn_jvp_stats(st.jpart, tin, t->act[op->in], st.mean, st.rstd, B, op->C, op->HW);
+        else memset(st.jpart, 0, BN_VJP_STATS_LEN(op->C) * sizeof *st.jpart);
+        reduce(red, st.jpart, (int)BN_VJP_STATS_LEN(op->C));
+        bn_jvp(to, tin, t->act[op->in], st.mean, st.rstd, theta + W->offset, dtheta + W->offset, dtheta + b->offset,
+               st.jpart, *st.count, B, op->C, op->HW);
+        break;
+      }
+      case OP_POOL:
+        if (tin) global_avgpool_jvp(to, tin, B, op->C, op->HW);
+        else memset(to, 0, (size_t)B * (size_t)op->n_out * sizeof *to);
+        break;
+      case OP_ADD:
+        residual_add_jvp(to, tin, op->in2 == 0 ? NULL : t->tan[op->in2], (size_t)B * (size_t)op->n_out);
         break;
     }
   }
@@ -391,8 +695,15 @@ double model_hvp_prepare(const Model *m, const double *theta /* P */, const doub
   return half_sq;
 }
 
-/* R-forward (JVP of v), then the reverse sweep of the R-operator with the R-cotangents written
- * over t->tan. residual = false drops the first-order cotangents: the Gauss-Newton product. */
+/* R-forward (JVP of v), then the reverse sweep of the R-operator. The R-cotangent of a buffer with
+ * one reader is written over its tangent in t->tan (the reader is the only op that needs that
+ * tangent); a buffer with two readers keeps its tangent for both and collects the sum of their
+ * R-cotangents in t->rgrad. residual = false drops the first-order cotangents: the Gauss-Newton
+ * product. */
+static double *rcot(const Model *m, const Tape *t, int i) {
+  return m->n_readers[i] > 1 ? t->rgrad[i] : t->tan[i];
+}
+
 static void r_backward(const Model *m, const double *theta /* P */, const double *v /* P */, int B,
                        double n_global, Tape *t, double *hv /* P */, bool residual,
                        const Reducer *red, const char *who) {
@@ -401,13 +712,14 @@ static void r_backward(const Model *m, const double *theta /* P */, const double
   double *jv = xcalloc(nk, sizeof *jv, "J v"); /* B x k */
   model_jvp(m, theta, v, B, t, jv, red);
   free(jv);
+  memset(t->seen, 0, (size_t)m->n_bufs);
   /* dL/df = (f - y)/N, so R{dL/df} = R{f}/N = (J v)/N. */
   double *rg = t->tan[m->out_buf]; /* B x k */
   for (size_t i = 0; i < nk; i++) rg[i] /= n_global;
   for (int i = m->n_ops - 1; i >= 0; i--) {
     const Op *op = &m->ops[i];
-    const double *rdout = t->tan[op->out]; /* B x n_out: R-cotangent, written by op->out's reader */
-    const double *dout = NULL;             /* B x n_out: first-order cotangent */
+    const double *rdout = rcot(m, t, op->out); /* B x n_out: R-cotangent, complete */
+    const double *dout = NULL;                 /* B x n_out: first-order cotangent */
     if (residual) {
       dout = t->grad[op->out];
       if (!dout) {
@@ -415,21 +727,55 @@ static void r_backward(const Model *m, const double *theta /* P */, const double
         abort();
       }
     }
-    /* In place: rin (tangent of op->in) becomes op->in's R-cotangent. NULL for the data buffer. */
+    /* rin: tangent of op->in (NULL for the data buffer). rdin: where op->in's R-cotangent goes --
+     * over rin for a single reader (in place), else into t->rgrad (first reader) or scratch. */
     double *rin = op->in == 0 ? NULL : t->tan[op->in]; /* B x n_in */
+    double *rdin = m->n_readers[op->in] > 1 ? tape_contribution(t->rgrad, m, t, op->in) : rin;
+    const ParamTensor *W = op->w >= 0 ? &m->tensors[op->w] : NULL;
+    const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
     switch (op->kind) {
-      case OP_DENSE: {
-        const ParamTensor *W = &m->tensors[op->w];
-        const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
-        dense_rvjp(rin, hv + W->offset, b ? hv + b->offset : NULL, rdout, dout, t->act[op->in], rin,
+      case OP_DENSE:
+        dense_rvjp(rdin, hv + W->offset, b ? hv + b->offset : NULL, rdout, dout, t->act[op->in], rin,
                    theta + W->offset, v + W->offset, B, op->n_in, op->n_out, W->mult,
                    b ? b->mult : 0.0);
         break;
-      }
       case OP_ACT:
-        if (rin) act_rvjp(rin, rdout, dout, t->act[op->in], rin, (size_t)B * (size_t)op->n_in, op->act);
+        if (rdin) act_rvjp(rdin, rdout, dout, t->act[op->in], rin, (size_t)B * (size_t)op->n_in, op->act);
         break;
+      case OP_CONV:
+        conv_ok(conv2d_rvjp(rdin, hv + W->offset, b ? hv + b->offset : NULL, rdout, dout, t->act[op->in], rin,
+                            theta + W->offset, v + W->offset, B, &op->conv, W->mult, b ? b->mult : 0.0, t->work,
+                            t->work_len), who);
+        break;
+      case OP_BN: { /* VJP sums of dout (2C) and R-VJP sums (3C): one reduction */
+        const BnState st = bn_state(t, op);
+        const int C = op->C;
+        double *vpart = t->red, *rpart = t->red + 2 * C;
+        if (dout) bn_vjp_stats(vpart, NULL, NULL, dout, t->act[op->in], st.mean, st.rstd, B, C, op->HW);
+        else memset(vpart, 0, 2 * (size_t)C * sizeof *vpart);
+        bn_rvjp_stats(rpart, hv + W->offset, hv + b->offset, rdout, dout, rin, t->act[op->in], st.mean, st.rstd,
+                      st.jpart, *st.count, B, C, op->HW);
+        reduce(red, t->red, 5 * C);
+        if (rdin)
+          bn_rvjp(rdin, rdout, dout, rin, t->act[op->in], st.mean, st.rstd, theta + W->offset, v + W->offset, st.jpart,
+                  dout ? vpart : NULL, rpart, *st.count, B, C, op->HW);
+        break;
+      }
+      case OP_POOL: /* linear: the VJP of rdout */
+        if (rdin) global_avgpool_vjp(rdin, rdout, B, op->C, op->HW);
+        break;
+      case OP_ADD: { /* linear: rdout to both inputs */
+        const size_t n = (size_t)B * (size_t)op->n_out;
+        if (rdin) memcpy(rdin, rdout, n * sizeof *rdin);
+        if (rdin && m->n_readers[op->in] > 1) tape_commit(t->rgrad, m, t, op->in, rdin, B);
+        double *rin2 = op->in2 == 0 ? NULL : t->tan[op->in2];
+        double *rdin2 = m->n_readers[op->in2] > 1 ? tape_contribution(t->rgrad, m, t, op->in2) : rin2;
+        if (rdin2) memcpy(rdin2, rdout, n * sizeof *rdin2);
+        if (rdin2 && m->n_readers[op->in2] > 1) tape_commit(t->rgrad, m, t, op->in2, rdin2, B);
+        continue;
+      }
     }
+    if (rdin && m->n_readers[op->in] > 1) tape_commit(t->rgrad, m, t, op->in, rdin, B);
   }
 }
 

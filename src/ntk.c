@@ -18,6 +18,11 @@
  * symmetric, half the work on one rank). Off-diagonal blocks are computed by both ranks of the
  * pair: the transposed-block exchange that would halve them too is left for later.
  *
+ * Batch norm. With batch norm the NTK batch is ONE batch-norm batch: each rank's slice is one chunk
+ * (one tape, whatever -ntk_chunk says; every rank calls the model, also with 0 samples) and the
+ * model's statistics are summed over the ranks through a Reducer on pcomm, so J is the Jacobian of
+ * the network evaluated on the whole NTK batch, statistics included.
+ *
  * ScaLAPACK. Debian's SLEPc 3.18 is configured with ScaLAPACK (SLEPC_HAVE_SCALAPACK in
  * slepcconf.h; EPSCreate_ScaLAPACK is in libslepc_real.so), so the full spectrum goes through
  * EPSSCALAPACK, which converts the dense matrix to MATSCALAPACK and calls pdsyev. pdsyev also
@@ -25,6 +30,7 @@
  * R = Nk ~ 5000; for lambda alone on a larger Gram matrix use ntk_gram_top_eigs.
  */
 #include "ntk.h"
+#include "warm_start.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -87,6 +93,8 @@ struct NtkOperator {
   EPS eps;                /* Krylov-Schur on A, options prefix ntk_ */
   PetscInt ncv_user, mpd_user;
   Vec warm;               /* last converged eigenvectors, summed; NULL = none */
+  Reducer red;            /* batch-norm statistics summed over pcomm */
+  const Reducer *redp;    /* &red if the model has batch norm, else NULL (no extra messages) */
   long n_mult;            /* products applied */
   int last_its;
   long last_matvecs;
@@ -106,6 +114,12 @@ static PetscErrorCode allreduce_sum(double *buf, size_t n, MPI_Comm comm)
   PetscFunctionReturn(0);
 }
 
+/* Reducer.sum over the operator's communicator (model.h). */
+static void reducer_allreduce(double *buf, int n, void *ctx)
+{
+  MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, *(MPI_Comm *)ctx);
+}
+
 static int chunk_len(const NtkOperator *op, int c)
 {
   const int lo = c * op->chunk;
@@ -117,17 +131,12 @@ static Tape *chunk_tape(NtkOperator *op, int c)
 {
   if (op->stored) return &op->tapes[c];
   Tape *t = &op->tapes[0];
-  model_forward(op->m, op->theta, op->x + (size_t)c * op->chunk * op->d, chunk_len(op, c), t, NULL);
+  model_forward(op->m, op->theta, op->x + (size_t)c * op->chunk * op->d, chunk_len(op, c), t, op->redp);
   return t;
 }
 
-/* Flops of the dense layers' first GEMM (input layer): its input needs no tangent/cotangent. */
-static double first_layer_flops(const Model *m)
-{
-  for (int i = 0; i < m->n_ops; i++)
-    if (m->ops[i].kind == OP_DENSE) return 2.0 * (double)m->ops[i].n_in * (double)m->ops[i].n_out;
-  return 0.0;
-}
+/* Flops of the input layer (dense or conv): its input needs no tangent/cotangent. */
+static double first_layer_flops(const Model *m) { return model_first_layer_flops(m); }
 
 /* One J J^T product on n samples: VJP (dW and din GEMMs, no din for the input layer) + JVP
  * (tin W^T and in dW^T, no tin for the input layer) = 4F - 2F1 per sample. */
@@ -146,10 +155,10 @@ static PetscErrorCode jjt_apply(NtkOperator *op, const double *dv, double *yv)
   PetscFunctionBeginUser;
   memset(op->g, 0, op->m->n_params * sizeof *op->g); /* model_vjp accumulates */
   for (int c = 0; c < op->n_chunks; c++)
-    model_vjp(op->m, op->theta, dv + (size_t)c * op->chunk * k, chunk_len(op, c), chunk_tape(op, c), op->g, NULL);
+    model_vjp(op->m, op->theta, dv + (size_t)c * op->chunk * k, chunk_len(op, c), chunk_tape(op, c), op->g, op->redp);
   PetscCall(allreduce_sum(op->g, op->m->n_params, op->pcomm));
   for (int c = 0; c < op->n_chunks; c++)
-    model_jvp(op->m, op->theta, op->g, chunk_len(op, c), chunk_tape(op, c), yv + (size_t)c * op->chunk * k, NULL);
+    model_jvp(op->m, op->theta, op->g, chunk_len(op, c), chunk_tape(op, c), yv + (size_t)c * op->chunk * k, op->redp);
   PetscFunctionReturn(0);
 }
 
@@ -249,6 +258,14 @@ PetscErrorCode ntk_operator_create(NtkOperator **out, MPI_Comm comm, const Model
   double per_sample = 0;
   for (int i = 0; i < m->n_bufs; i++) per_sample += (double)m->buf_size[i];
   op->stored = (double)n_local * per_sample * sizeof(double) <= tape_mb * 1048576.0 ? PETSC_TRUE : PETSC_FALSE;
+  op->red = (Reducer){reducer_allreduce, &op->pcomm};
+  op->redp = NULL;
+  if (model_has_batch_norm(m)) { /* one batch-norm batch: one chunk per rank, every rank calls */
+    op->redp = &op->red;
+    op->chunk = n_local > 0 ? n_local : 1;
+    op->n_chunks = 1;
+    op->stored = PETSC_TRUE; /* the one tape holds the slice either way */
+  }
   op->n_tapes = op->stored ? op->n_chunks : (n_local > 0);
   PetscCall(PetscCalloc1(op->n_tapes + 1, &op->tapes));
   for (int c = 0; c < op->n_tapes; c++) {
@@ -328,7 +345,7 @@ PetscErrorCode ntk_set_params(NtkOperator *op, const double *theta)
   op->theta_finite = finite ? PETSC_TRUE : PETSC_FALSE;
   if (op->stored)
     for (int c = 0; c < op->n_chunks; c++)
-      model_forward(op->m, op->theta, op->x + (size_t)c * op->chunk * op->d, chunk_len(op, c), &op->tapes[c], NULL);
+      model_forward(op->m, op->theta, op->x + (size_t)c * op->chunk * op->d, chunk_len(op, c), &op->tapes[c], op->redp);
   op->have_params = PETSC_TRUE;
   /* The operator changed: assembly bumps the matrix state for anything that caches on it. */
   PetscCall(MatAssemblyBegin(op->A, MAT_FINAL_ASSEMBLY));
@@ -429,6 +446,20 @@ PetscErrorCode ntk_reset_warm_start(NtkOperator *op)
 {
   PetscFunctionBeginUser;
   PetscCall(VecDestroy(&op->warm));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ntk_warm_start_get(NtkOperator *op, PetscInt *n, double **buf)
+{
+  PetscFunctionBeginUser;
+  PetscCall(warm_start_gather(op->warm, n, buf));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ntk_warm_start_set(NtkOperator *op, PetscInt n, const double *buf)
+{
+  PetscFunctionBeginUser;
+  PetscCall(warm_start_scatter(op->A, &op->warm, n, buf));
   PetscFunctionReturn(0);
 }
 
@@ -706,6 +737,7 @@ static double gram_flops(const Model *m, int n_global, NtkVariant v)
 
 double ntk_cost_exact(const Model *m, int n_global, NtkVariant v)
 {
+  if (!ntk_gram_supported(m)) return INFINITY; /* conv nets: matrix-free only */
   const double R = v == NTK_FULL ? (double)n_global * m->cfg.out_dim : (double)n_global;
   return gram_flops(m, n_global, v) + NTK_EIG_FLOPS_COEF * R * R * R;
 }
@@ -714,6 +746,7 @@ double ntk_cost_exact(const Model *m, int n_global, NtkVariant v)
  * orthogonalisation. */
 double ntk_cost_exact_top(const Model *m, int n_global, NtkVariant v, int expected_iters)
 {
+  if (!ntk_gram_supported(m)) return INFINITY;
   const double R = v == NTK_FULL ? (double)n_global * m->cfg.out_dim : (double)n_global;
   return gram_flops(m, n_global, v) + (double)expected_iters * (2.0 * R * R + 4.0 * 24.0 * R);
 }

@@ -351,6 +351,7 @@ static int make_run(hid_t runs, const RunSpec *rs, const RunLayout *L) {
   if (g < 0) return -1;
   int rc = 0;
   rc |= attr_i32(g, "run", rs->index);
+  rc |= attr_i32(g, "deck_index", rs->deck_index);
   rc |= attr_i32(g, "instance", rs->instance);
   rc |= attr_i32(g, "width", rs->width);
   rc |= attr_i64(g, "seed", rs->seed);
@@ -460,7 +461,8 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
   if (attr_str(file, "program", "ntkhpc") || attr_str(file, "version", NTK_VERSION) ||
       attr_str(file, "created", created) || attr_i32(file, "n_runs", sw->n_runs) ||
       attr_i32(file, "n_instances", sw->n_instances) || attr_i32(file, "world_size", size) ||
-      attr_i32(file, "ranks_per_run", cfg->ranks_per_run)) {
+      attr_i32(file, "ranks_per_run", cfg->ranks_per_run) || attr_i32(file, "sweep_part", cfg->sweep_part) ||
+      attr_i32(file, "sweep_parts", cfg->sweep_parts)) {
     seterr(err, errlen, "output file %s: cannot write the root attributes", path);
     goto done;
   }

@@ -5,7 +5,7 @@
 #include <string.h>
 #include "progress.h"
 
-enum { TAG_BEAT = 7301, TAG_DONE = 7302 };
+enum { TAG_BEAT = 7301, TAG_DONE = 7302, TAG_LEFT = 7303 };
 
 typedef struct {
   int32_t kind; /* TAG_BEAT or TAG_DONE */
@@ -74,6 +74,10 @@ static void print_summary(Progress *p, double now)
 
 static void handle(Progress *p, int source, const Message *m)
 {
+  if (m->kind == TAG_LEFT) {
+    p->n_left++;
+    return;
+  }
   if (m->kind == TAG_BEAT) {
     p->running[source] = (RunningRun){m->run, m->step, m->steps, m->loss, m->lambda, MPI_Wtime()};
     return;
@@ -137,7 +141,7 @@ static int drain(Progress *p)
   while (flag) {
     MPI_Status st;
     MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, p->world, &flag, &st);
-    if (!flag || (st.MPI_TAG != TAG_BEAT && st.MPI_TAG != TAG_DONE)) break;
+    if (!flag || (st.MPI_TAG != TAG_BEAT && st.MPI_TAG != TAG_DONE && st.MPI_TAG != TAG_LEFT)) break;
     Message m;
     MPI_Recv(&m, (int)sizeof m, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, p->world, MPI_STATUS_IGNORE);
     handle(p, st.MPI_SOURCE, &m);
@@ -154,10 +158,26 @@ void progress_poll(Progress *p)
   if (!p->quiet && now - p->t_last_print >= p->interval) print_summary(p, now);
 }
 
-void progress_finish(Progress *p)
+void progress_preload(Progress *p, const SummaryRow *row)
 {
+  if (p->rank != 0) return;
+  p->n_done++;
+  p->total_cost -= p->sweep->runs[row->run].cost; /* time left: from this job's own pace */
+  if (row->status == RUN_DIVERGED) p->n_diverged++;
+}
+
+void progress_finish(Progress *p, bool leader)
+{
+  int is_leader = leader, n_leaders = 0;
+  MPI_Allreduce(&is_leader, &n_leaders, 1, MPI_INT, MPI_SUM, p->world);
+  if (leader) {
+    Message m;
+    memset(&m, 0, sizeof m);
+    m.kind = TAG_LEFT;
+    send(p, &m);
+  }
   if (p->rank == 0) {
-    while (p->n_done < p->sweep->n_runs) {
+    while (p->n_left < n_leaders) { /* a leader's reports arrive before it leaves (MPI message order) */
       MPI_Status st;
       Message m;
       MPI_Recv(&m, (int)sizeof m, MPI_BYTE, MPI_ANY_SOURCE, MPI_ANY_TAG, p->world, &st);

@@ -29,12 +29,18 @@ static int by_cost_desc(const void *a, const void *b)
 int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_dim, int out_dim, char *err, size_t errlen)
 {
   memset(sw, 0, sizeof *sw);
-  sw->n_runs = cfg->n_widths * cfg->n_seeds * cfg->n_params * cfg->n_etas;
+  const int n_deck = cfg->n_widths * cfg->n_seeds * cfg->n_params * cfg->n_etas;
+  const int part = cfg->sweep_part, parts = cfg->sweep_parts > 0 ? cfg->sweep_parts : 1;
+  sw->n_runs = n_deck / parts + (part < n_deck % parts);
+  if (sw->n_runs == 0) {
+    snprintf(err, errlen, "option -sweep_part: part %d of %d holds no run (the deck has %d runs)", part, parts, n_deck);
+    return -1;
+  }
   sw->in_dim = in_dim;
   sw->out_dim = out_dim;
   sw->runs = calloc((size_t)sw->n_runs, sizeof *sw->runs);
   sw->order = malloc((size_t)sw->n_runs * sizeof *sw->order);
-  int r = 0;
+  int r = 0, d = 0;
   /* Deck order: width, seed, parameterization, learning rate (innermost). */
   for (int w = 0; w < cfg->n_widths; w++)
     for (int s = 0; s < cfg->n_seeds; s++)
@@ -50,9 +56,12 @@ int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_di
           return -1;
         }
         double cost = run_cost(cfg, model_flops_per_sample(&m), n_train, n_test);
-        for (int e = 0; e < cfg->n_etas; e++, r++) {
+        const int r_first = r;
+        for (int e = 0; e < cfg->n_etas; e++, d++) {
+          if (d % parts != part) continue;
           RunSpec *run = &sw->runs[r];
-          run->index = r;
+          run->index = r++;
+          run->deck_index = d;
           run->instance = sw->n_instances;
           run->width = mc.width;
           run->seed = cfg->seeds[s];
@@ -64,7 +73,7 @@ int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_di
           run->n_params = (int64_t)m.n_params;
           run->cost = cost;
         }
-        sw->n_instances++;
+        if (r > r_first) sw->n_instances++; /* instances without a run in this part are skipped */
         model_destroy(&m);
       }
   for (int i = 0; i < sw->n_runs; i++) sw->order[i] = i;
@@ -91,11 +100,11 @@ int scheduler_create(Scheduler *s, MPI_Comm world, MPI_Comm group, int n_runs)
   s->world = world;
   s->group = group;
   s->n_runs = n_runs;
-  if (MPI_Win_allocate(rank == 0 ? (MPI_Aint)sizeof(long) : 0, sizeof(long), MPI_INFO_NULL, world, &s->counter, &s->win))
+  if (MPI_Win_allocate(rank == 0 ? (MPI_Aint)(2 * sizeof(long)) : 0, sizeof(long), MPI_INFO_NULL, world, &s->counter, &s->win))
     return -1;
   if (rank == 0) {
     MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, s->win);
-    *s->counter = 0;
+    s->counter[0] = s->counter[1] = 0;
     MPI_Win_unlock(0, s->win);
   }
   MPI_Barrier(world);
@@ -108,12 +117,32 @@ int scheduler_next(Scheduler *s)
   long next = 0, one = 1;
   MPI_Comm_rank(s->group, &grank);
   if (grank == 0) {
-    MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, s->win);
-    MPI_Fetch_and_op(&one, &next, MPI_LONG, 0, 0, MPI_SUM, s->win);
-    MPI_Win_unlock(0, s->win);
+    if (scheduler_stop_requested(s)) next = s->n_runs;
+    else {
+      MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, s->win);
+      MPI_Fetch_and_op(&one, &next, MPI_LONG, 0, 0, MPI_SUM, s->win);
+      MPI_Win_unlock(0, s->win);
+    }
   }
   MPI_Bcast(&next, 1, MPI_LONG, 0, s->group);
   return next < s->n_runs ? (int)next : -1;
+}
+
+void scheduler_request_stop(Scheduler *s)
+{
+  long one = 1, old;
+  MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, s->win);
+  MPI_Fetch_and_op(&one, &old, MPI_LONG, 0, 1, MPI_REPLACE, s->win);
+  MPI_Win_unlock(0, s->win);
+}
+
+int scheduler_stop_requested(Scheduler *s)
+{
+  long flag = 0;
+  MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, s->win);
+  MPI_Fetch_and_op(NULL, &flag, MPI_LONG, 0, 1, MPI_NO_OP, s->win);
+  MPI_Win_unlock(0, s->win);
+  return flag != 0;
 }
 
 void scheduler_destroy(Scheduler *s) { MPI_Win_free(&s->win); }

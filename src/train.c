@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <petscsys.h>
+#include "augment.h"
+#include "checkpoint.h"
 #include "hessian.h"
 #include "ntk.h"
 #include "ntk_petsc.h"
@@ -76,13 +78,25 @@ static void sum_group(RunState *s, double *buf, int n)
 
 /* Forward (and, if grad != NULL, backward) over the samples idx[0..n) of ds (idx == NULL: the
  * contiguous samples first..first+n). Adds sum_a ||f_a - y_a||^2 / 2 to *loss_sum and the number
- * of correct argmax predictions to *correct; grad += d/dtheta of that sum / n_global. */
+ * of correct argmax predictions to *correct; grad += d/dtheta of that sum / n_global.
+ * aug_step >= 0: the inputs are augmented (random crop + flip keyed by (seed, aug_step, sample),
+ * augment.h); only training steps pass it, evaluations pass -1.
+ * With batch norm the n samples are this rank's slice of ONE batch: one model call (the tape holds
+ * the slice, see setup), made even with n = 0, statistics summed over the group. */
+static void group_reduce(double *buf, int n, void *ctx) { sum_group((RunState *)ctx, buf, n); }
+
 static void pass(RunState *s, const Dataset *ds, const int64_t *idx, int64_t first, int64_t n, double n_global,
-                 double *grad, double *loss_sum, double *correct)
+                 double *grad, double *loss_sum, double *correct, int64_t aug_step)
 {
   const Model *m = &s->model;
   const int d = ds->d, k = ds->k, chunk = s->tape.capacity;
-  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+  const bool bn = model_has_batch_norm(m);
+  const Reducer group = {group_reduce, s}, *red = bn ? &group : NULL;
+  if (bn && n > chunk) { /* setup sizes the tape for the largest slice: a caller bug */
+    fprintf(stderr, "ntkhpc: batch-norm slice of %lld samples exceeds the tape (%d)\n", (long long)n, chunk);
+    abort();
+  }
+  for (int64_t c0 = 0; c0 < n || (bn && c0 == 0); c0 += chunk) {
     int B = (int)(n - c0 < chunk ? n - c0 : chunk);
     const double *x, *y;
     const int *lab;
@@ -99,11 +113,16 @@ static void pass(RunState *s, const Dataset *ds, const int64_t *idx, int64_t fir
       y = ds->y + (size_t)(first + c0) * k;
       lab = ds->label + first + c0;
     }
-    const double *f = model_forward(m, s->theta, x, B, &s->tape, NULL);
+    if (aug_step >= 0) { /* overwrites the gathered rows with their augmented copies */
+      augment_gather(s->xbuf, ds->x, idx ? idx + c0 : NULL, first + c0, B, ds->channels, ds->height, ds->width,
+                     s->ctx->cfg->augment_pad, (uint64_t)s->run->seed, aug_step);
+      x = s->xbuf;
+    }
+    const double *f = model_forward(m, s->theta, x, B, &s->tape, red);
     if (grad) {
       /* dL/df = (f - y) / N over the global batch. */
       *loss_sum += mse_loss(s->dfbuf, f, y, B, k, 1.0 / n_global);
-      model_vjp(m, s->theta, s->dfbuf, B, &s->tape, grad, NULL);
+      model_vjp(m, s->theta, s->dfbuf, B, &s->tape, grad, red);
     } else {
       *loss_sum += mse_loss(NULL, f, y, B, k, 1.0);
     }
@@ -111,14 +130,33 @@ static void pass(RunState *s, const Dataset *ds, const int64_t *idx, int64_t fir
   }
 }
 
-/* Train loss and accuracy over the whole training subset, or test metrics over the test set. */
+/* Samples per batch-norm batch: the training batch (gd: the training subset; sgd: -batch_size). */
+static int64_t bn_batch(const RunState *s)
+{
+  return s->ctx->cfg->optimizer == OPT_GD ? s->ctx->train->n : s->ctx->cfg->batch_size;
+}
+
+/* Train loss and accuracy over the whole training subset, or test metrics over the test set.
+ * With batch norm (train mode, no running statistics) the set is cut, in its order, into batches
+ * of bn_batch samples (the last one shorter), each normalised with its own statistics and split
+ * over the group like a training batch: deterministic and independent of the number of ranks; for
+ * gd the train loss equals the loss of the gradient pass. */
 static void evaluate(RunState *s, const Dataset *ds, double *loss, double *acc)
 {
   PetscLogEventBegin(EV_EVALUATE, 0, 0, 0, 0);
   int64_t lo, hi;
-  slice(ds->n, s->grank, s->gsize, &lo, &hi);
   double sums[2] = {0, 0};
-  pass(s, ds, NULL, lo, hi - lo, ds->n, NULL, &sums[0], &sums[1]);
+  if (model_has_batch_norm(&s->model)) {
+    const int64_t E = bn_batch(s);
+    for (int64_t b0 = 0; b0 < ds->n; b0 += E) {
+      const int64_t nb = ds->n - b0 < E ? ds->n - b0 : E;
+      slice(nb, s->grank, s->gsize, &lo, &hi);
+      pass(s, ds, NULL, b0 + lo, hi - lo, ds->n, NULL, &sums[0], &sums[1], -1);
+    }
+  } else {
+    slice(ds->n, s->grank, s->gsize, &lo, &hi);
+    pass(s, ds, NULL, lo, hi - lo, ds->n, NULL, &sums[0], &sums[1], -1);
+  }
   sum_group(s, sums, 2);
   *loss = sums[0] / ds->n;
   *acc = ds->label[0] >= 0 ? sums[1] / ds->n : NAN;
@@ -155,7 +193,8 @@ static double gradient(RunState *s, int64_t t, double *acc)
     batch = minibatch(s, t);
   }
   slice(n_global, s->grank, s->gsize, &lo, &hi);
-  pass(s, tr, batch ? batch + lo : NULL, lo, hi - lo, (double)n_global, s->grad, &s->grad[s->P], &s->grad[s->P + 1]);
+  pass(s, tr, batch ? batch + lo : NULL, lo, hi - lo, (double)n_global, s->grad, &s->grad[s->P], &s->grad[s->P + 1],
+       cfg->augment ? t : -1);
   PetscLogEventEnd(EV_GRADIENT, 0, 0, 0, 0);
   sum_group(s, s->grad, (int)(s->P + 2));
   *acc = tr->label[0] >= 0 ? s->grad[s->P + 1] / n_global : NAN;
@@ -200,6 +239,10 @@ typedef struct {
   double *htopk, *hresid; /* n_hess x hess_nev */
   int64_t n_train, n_test, n_lambda, n_hess, flushed_train, flushed_test, flushed_lambda, flushed_hess;
   double last_flush;
+  /* spectra and densities, written to the output at once but kept for checkpoints */
+  int64_t spec_len, n_spec, dens_len, n_dens;
+  double *spec;         /* n_spectrum_steps x (2 + spec_len): row, step, eigenvalues */
+  double *dens;         /* n_density_steps x (4 + 2 dens_len): row, step, trace, stderr, nodes, weights */
 } Records;
 
 static int flush_records(RunState *s, Records *r)
@@ -302,6 +345,7 @@ static int setup(RunState *s, const TrainContext *ctx, const RunSpec *run)
   mc.width = run->width;
   mc.param = run->param;
   mc.in_dim = ctx->train->d;
+  mc.in_channels = ctx->train->channels, mc.in_height = ctx->train->height, mc.in_width = ctx->train->width;
   mc.out_dim = ctx->train->k;
   if (model_build(&s->model, &mc, err, sizeof err)) {
     fprintf(stderr, "ntkhpc: error: run %d: %s\n", run->index, err);
@@ -309,6 +353,9 @@ static int setup(RunState *s, const TrainContext *ctx, const RunSpec *run)
   }
   s->P = s->model.n_params;
   int chunk = cfg->eval_chunk;
+  /* Batch norm: a rank's slice of a batch is one model call, so the tape holds the largest slice
+   * (-eval_chunk does not apply; docs/layers.md). */
+  if (model_has_batch_norm(&s->model)) chunk = (int)((bn_batch(s) + s->gsize - 1) / s->gsize);
   if (tape_create(&s->tape, &s->model, chunk)) return -1;
   s->theta = malloc(s->P * sizeof(double));
   s->theta0 = malloc(s->P * sizeof(double));
@@ -443,6 +490,8 @@ static int probe_diverges(const TrainContext *ctx, const RunSpec *run, double la
   pctx.cfg = &pc;
   pctx.out = NULL;
   pctx.progress = NULL;
+  pctx.ckpt_dir = NULL; /* probes are short: never checkpointed */
+  pctx.stopped = NULL;
   RunSpec r = *run;
   r.eta_factor = c;
   r.lambda0 = lambda0;
@@ -480,6 +529,148 @@ int train_search_eta_max(const TrainContext *ctx, const RunSpec *run, double lam
   }
   row->eta_max_lo = lo, row->eta_max_hi = hi, row->eta_max_probes = probes;
   return rc;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+/* Writes the run's checkpoint (group leader only): status RUN_RUNNING with theta and momentum to
+ * resume at step next, or a finished run's summary row; both with every record so far. */
+static int save_checkpoint(const RunState *s, const Records *rec, int32_t status, int64_t next, const double *stats, const SummaryRow *row,
+                           const PetscInt *n_warm /* CKPT_NWARM or NULL */, double *const *warm /* CKPT_NWARM */)
+{
+  const TrainContext *ctx = s->ctx;
+  RunCheckpoint c;
+  memset(&c, 0, sizeof c);
+  c.run = s->run->index, c.status = status, c.next_step = next, c.n_params = (int64_t)s->P;
+  memcpy(c.stats, stats, sizeof c.stats);
+  if (status == RUN_RUNNING) c.theta = s->theta, c.velocity = s->velocity;
+  c.n_train = rec->n_train, c.train = rec->train, c.n_test = rec->n_test, c.test = rec->test;
+  c.nev = ctx->cfg->ntk_nev, c.n_lambda = rec->n_lambda, c.lambda = rec->lambda;
+  c.hess_nev = ctx->cfg->hess_nev, c.n_hess = rec->n_hess, c.hess = rec->hess;
+  c.spec_len = rec->spec_len, c.n_spec = rec->n_spec, c.spec = rec->spec;
+  c.dens_len = rec->dens_len, c.n_dens = rec->n_dens, c.dens = rec->dens;
+  if (row) c.summary = *row;
+  for (int i = 0; n_warm && i < CKPT_NWARM; i++) c.n_warm[i] = n_warm[i], c.warm[i] = warm[i];
+  char err[4600];
+  if (ckpt_write_run(ctx->ckpt_dir, ctx->deck, &c, err, sizeof err)) {
+    fprintf(stderr, "ntkhpc: error: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Restores a running run from its checkpoint, if it has one: theta, momentum, records and
+ * statistics; *next is the step to resume at (0: nothing restored). Theta_0's Gram matrix (kernel
+ * distances) is recomputed from theta_0. Every rank of the group reads the file. Collective over
+ * the group: 0 (restored, or nothing to restore) or -1. */
+static int restore_checkpoint(RunState *s, Records *rec, double *stats, int64_t *next)
+{
+  const TrainContext *ctx = s->ctx;
+  const Config *cfg = ctx->cfg;
+  RunCheckpoint c;
+  char err[4600] = "";
+  int got = ckpt_read_run(ctx->ckpt_dir, ctx->deck, s->run->index, &c, err, sizeof err);
+  int bad = got < 0;
+  if (got == 0) {
+    bad = c.status != RUN_RUNNING || c.n_params != (int64_t)s->P || (s->velocity && !c.velocity) || c.nev != cfg->ntk_nev ||
+          c.hess_nev != cfg->hess_nev || c.n_train > output_n_train_records(cfg) || c.n_test > output_n_test_records(cfg) ||
+          c.n_lambda > output_n_lambda_records(cfg) || c.n_hess > output_n_hess_records(cfg) + 1 || c.n_spec > cfg->n_spectrum_steps ||
+          c.n_dens > cfg->n_density_steps || (c.n_spec && c.spec_len != rec->spec_len) || (c.n_dens && c.dens_len != rec->dens_len);
+    if (bad) snprintf(err, sizeof err, "checkpoint of run %d in %s does not fit this deck's run", s->run->index, ctx->ckpt_dir);
+  }
+  int lo, hi;
+  MPI_Allreduce(&got, &lo, 1, MPI_INT, MPI_MIN, ctx->group);
+  MPI_Allreduce(&got, &hi, 1, MPI_INT, MPI_MAX, ctx->group);
+  MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->group);
+  if (bad || lo != hi) {
+    if (s->grank == 0) fprintf(stderr, "ntkhpc: error: %s\n", err[0] ? err : "checkpoint: the group's ranks see different files");
+    if (got == 0) ckpt_run_free(&c);
+    return -1;
+  }
+  if (got == 1) return 0;
+  memcpy(s->theta, c.theta, s->P * sizeof(double));
+  if (s->velocity) memcpy(s->velocity, c.velocity, s->P * sizeof(double));
+  memcpy(stats, c.stats, sizeof c.stats);
+  *next = c.next_step;
+  memcpy(rec->train, c.train, (size_t)c.n_train * sizeof *c.train);
+  memcpy(rec->test, c.test, (size_t)c.n_test * sizeof *c.test);
+  rec->n_train = c.n_train, rec->n_test = c.n_test;
+  for (int64_t i = 0; i < c.n_lambda; i++) { /* the records point into our own top-k buffers */
+    LambdaRecord r = c.lambda[i];
+    memcpy(rec->topk + i * c.nev, r.topk, (size_t)c.nev * sizeof(double));
+    memcpy(rec->resid + i * c.nev, r.resid, (size_t)c.nev * sizeof(double));
+    r.topk = rec->topk + i * c.nev, r.resid = rec->resid + i * c.nev;
+    rec->lambda[i] = r;
+  }
+  rec->n_lambda = c.n_lambda;
+  for (int64_t i = 0; i < c.n_hess; i++) {
+    HessianRecord r = c.hess[i];
+    memcpy(rec->htopk + i * c.hess_nev, r.topk, (size_t)c.hess_nev * sizeof(double));
+    memcpy(rec->hresid + i * c.hess_nev, r.resid, (size_t)c.hess_nev * sizeof(double));
+    r.topk = rec->htopk + i * c.hess_nev, r.resid = rec->hresid + i * c.hess_nev;
+    rec->hess[i] = r;
+  }
+  rec->n_hess = c.n_hess;
+  if (c.n_spec) memcpy(rec->spec, c.spec, (size_t)(c.n_spec * (2 + c.spec_len)) * sizeof(double));
+  if (c.n_dens) memcpy(rec->dens, c.dens, (size_t)(c.n_dens * (4 + 2 * c.dens_len)) * sizeof(double));
+  rec->n_spec = c.n_spec, rec->n_dens = c.n_dens;
+  int rc = 0; /* the solvers start where the uninterrupted run's would (every rank read the same file) */
+  if (s->ntk) rc |= ntk_warm_start_set(s->ntk, (PetscInt)c.n_warm[CKPT_WARM_NTK], c.warm[CKPT_WARM_NTK]) != 0;
+  if (s->hess) {
+    rc |= hessian_warm_start_set(s->hess, 0, (PetscInt)c.n_warm[CKPT_WARM_HESS_TOP], c.warm[CKPT_WARM_HESS_TOP]) != 0;
+    rc |= hessian_warm_start_set(s->hess, 1, (PetscInt)c.n_warm[CKPT_WARM_HESS_MIN], c.warm[CKPT_WARM_HESS_MIN]) != 0;
+  }
+  ckpt_run_free(&c);
+  if (cfg->kernel_distance && s->gram_ok) { /* Theta_0, as measure_ntk keeps it at step 0 */
+    rc |= ntk_set_params(s->ntk, s->theta0) != 0;
+    rc |= ntk_gram_assemble(s->ntk, &s->gram0) != 0;
+  }
+  /* The output was rebuilt: spectra and densities so far go back in now, rows at the next flush. */
+  if (s->grank == 0 && ctx->out) {
+    for (int64_t i = 0; i < rec->n_spec; i++) {
+      const double *o = rec->spec + i * (2 + rec->spec_len);
+      rc |= output_write_spectrum(ctx->out, s->run->index, (int)o[0], (int64_t)o[1], o + 2) != 0;
+    }
+    for (int64_t i = 0; i < rec->n_dens; i++) {
+      const double *o = rec->dens + i * (4 + 2 * rec->dens_len);
+      DensityRecord d = {(int64_t)o[1], o[2], o[3], o + 4, o + 4 + rec->dens_len};
+      rc |= output_write_density(ctx->out, s->run->index, (int)o[0], &d) != 0;
+    }
+  }
+  return rc ? -1 : 0;
+}
+
+/* The eigensolvers' warm starts on every rank of the group (collective), for save_checkpoint. */
+static int gather_warm_starts(const RunState *s, PetscInt *n, double **buf /* CKPT_NWARM each */)
+{
+  for (int i = 0; i < CKPT_NWARM; i++) n[i] = 0, buf[i] = NULL;
+  int rc = 0;
+  if (s->ntk) rc |= ntk_warm_start_get(s->ntk, &n[CKPT_WARM_NTK], &buf[CKPT_WARM_NTK]) != 0;
+  if (s->hess) {
+    rc |= hessian_warm_start_get(s->hess, 0, &n[CKPT_WARM_HESS_TOP], &buf[CKPT_WARM_HESS_TOP]) != 0;
+    rc |= hessian_warm_start_get(s->hess, 1, &n[CKPT_WARM_HESS_MIN], &buf[CKPT_WARM_HESS_MIN]) != 0;
+  }
+  return rc ? -1 : 0;
+}
+
+/* After a step: what the group does, agreed by all its ranks (one small allreduce per step, cheap
+ * next to a step): bit 0 write a checkpoint, bit 1 then stop (a signal here or in another group). */
+static int checkpoint_action(const RunState *s, int64_t next, double last_ckpt, double *last_poll)
+{
+  const Config *cfg = s->ctx->cfg;
+  int act = ckpt_signal_received() ? 3 : 0;
+  if (cfg->checkpoint_every > 0 && next % cfg->checkpoint_every == 0) act |= 1;
+  if (s->grank == 0) { /* the leader's clock decides for the group */
+    const double now = MPI_Wtime();
+    if (cfg->checkpoint_minutes > 0 && now - last_ckpt >= 60.0 * cfg->checkpoint_minutes) act |= 1;
+    if (s->ctx->sched && now - *last_poll >= 1.0) {
+      *last_poll = now;
+      if (scheduler_stop_requested(s->ctx->sched)) act |= 3;
+    }
+  }
+  if (s->gsize > 1) MPI_Allreduce(MPI_IN_PLACE, &act, 1, MPI_INT, MPI_BOR, s->ctx->group);
+  if ((act & 2) && s->grank == 0 && s->ctx->sched) scheduler_request_stop(s->ctx->sched); /* stop the other groups too */
+  return act;
 }
 
 int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
@@ -525,14 +716,40 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   rec.hresid = calloc((size_t)((n_hess + 1) * hnev), sizeof(double));
   const size_t n_nodes = (size_t)cfg->slq_probes * (size_t)cfg->slq_lanczos;
   double *nodes = cfg->n_density_steps ? malloc(2 * n_nodes * sizeof(double)) : NULL;
+  rec.spec_len = (int64_t)cfg->ntk_batch * (cfg->ntk_variant ? 1 : ctx->train->k);
+  rec.dens_len = (int64_t)n_nodes;
+  rec.spec = calloc((size_t)(cfg->n_spectrum_steps * (2 + rec.spec_len)) + 1, sizeof(double));
+  rec.dens = calloc((size_t)(cfg->n_density_steps * (4 + 2 * rec.dens_len)) + 1, sizeof(double));
   rec.last_flush = MPI_Wtime();
 
   const int64_t m = cfg->record_every, M = cfg->test_every, ML = cfg->lambda_every, MH = cfg->hess_every, T = cfg->steps;
   double loss0 = NAN, peak = -INFINITY, peak_window = -INFINITY, last_loss = NAN, last_acc = NAN;
   double lambda_first = NAN, lambda_last = NAN;
   int diverged = 0;
-  int64_t t;
-  for (t = 0;; t++) {
+  const bool grad_is_train_loss = cfg->optimizer == OPT_GD && !cfg->augment;
+  int64_t t = 0, t_first = 0;
+  double stats[CKPT_NSTATS] = {0}, wall_before = 0, last_ckpt = MPI_Wtime(), last_poll = last_ckpt;
+  int stopped = 0;
+  if (ctx->ckpt_dir) { /* resume where the checkpoint left off */
+    rc = restore_checkpoint(&s, &rec, stats, &t_first);
+    MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, ctx->group);
+    if (rc) goto cleanup;
+    if (t_first > 0) {
+      loss0 = stats[CKPT_LOSS0], peak = stats[CKPT_PEAK], peak_window = stats[CKPT_PEAK_WINDOW];
+      last_loss = stats[CKPT_LAST_LOSS], last_acc = stats[CKPT_LAST_ACC];
+      lambda_first = stats[CKPT_LAMBDA_FIRST], lambda_last = stats[CKPT_LAMBDA_LAST];
+      row->test_loss_final = stats[CKPT_TEST_LOSS_FINAL], row->test_acc_final = stats[CKPT_TEST_ACC_FINAL];
+      wall_before = stats[CKPT_WALL_SECONDS];
+      if (writer) rc |= flush_records(&s, &rec);
+    }
+  }
+#define FILL_STATS()                                                                                                  \
+  do {                                                                                                                 \
+    const double st_[CKPT_NSTATS] = {loss0,     peak,         peak_window, last_loss, last_acc, lambda_first, lambda_last, \
+                                     row->test_loss_final, row->test_acc_final, wall_before + MPI_Wtime() - t_start};  \
+    memcpy(stats, st_, sizeof stats);                                                                                  \
+  } while (0)
+  for (t = t_first;; t++) {
     const bool final = t == T;
     const bool record = t % m == 0 || final;
     const bool test_now = t == 0 || final || (M > 0 && t % M == 0);
@@ -540,8 +757,9 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
     const double lr = config_lr_at(cfg, run->eta, t);
     double loss = NAN, acc = NAN, batch_acc;
 
-    /* For gd the gradient pass already evaluates the train loss at theta_t. */
-    if (cfg->optimizer == OPT_GD && !final) {
+    /* For gd the gradient pass already evaluates the train loss at theta_t (not when it sees
+     * augmented inputs: the train loss is always on the data as they are). */
+    if (grad_is_train_loss && !final) {
       loss = gradient(&s, t, &batch_acc);
       acc = batch_acc;
     } else if (record || t == 0) {
@@ -570,7 +788,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       diverged = 1;
       break;
     }
-    int spec_row;
+    int spec_row = 0;
     const bool spectrum_now = s.gram_ok && is_listed(cfg->spectrum_steps, cfg->n_spectrum_steps, t, &spec_row);
     if (lambda_now || spectrum_now) {
       /* A spectrum-only step measures into scratch: only the spectrum is kept. */
@@ -587,6 +805,11 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
         lambda_last = lrec.lambda;
       }
       if (spectrum_now && writer) rc |= output_write_spectrum(ctx->out, run->index, spec_row, t, s.spectrum);
+      if (spectrum_now) { /* kept for checkpoints */
+        double *o = rec.spec + rec.n_spec++ * (2 + rec.spec_len);
+        o[0] = spec_row, o[1] = (double)t;
+        memcpy(o + 2, s.spectrum, (size_t)rec.spec_len * sizeof(double));
+      }
     }
     if (MH > 0 && (t % MH == 0 || final)) {
       HessianRecord hrec;
@@ -604,9 +827,13 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
         break;
       }
       if (writer) rc |= output_write_density(ctx->out, run->index, dens_row, &drec);
+      double *o = rec.dens + rec.n_dens++ * (4 + 2 * rec.dens_len); /* kept for checkpoints */
+      o[0] = dens_row, o[1] = (double)t, o[2] = drec.trace, o[3] = drec.trace_stderr;
+      memcpy(o + 4, drec.nodes, (size_t)rec.dens_len * sizeof(double));
+      memcpy(o + 4 + rec.dens_len, drec.weights, (size_t)rec.dens_len * sizeof(double));
     }
     if (final) break;
-    if (cfg->optimizer == OPT_SGD) {
+    if (!grad_is_train_loss) {
       double bl = gradient(&s, t, &batch_acc);
       if (!isfinite(bl) || bl > cfg->diverge_factor * loss0) {
         last_loss = bl;
@@ -619,9 +846,28 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       if (MPI_Wtime() - rec.last_flush >= cfg->flush_seconds) flush_records(&s, &rec);
       progress_heartbeat(ctx->progress, run->index, t + 1, T, last_loss, lambda_last);
     }
+    if (ctx->ckpt_dir) {
+      const int act = checkpoint_action(&s, t + 1, last_ckpt, &last_poll);
+      if (act & 1) {
+        FILL_STATS();
+        PetscInt n_warm[CKPT_NWARM];
+        double *warm[CKPT_NWARM];
+        rc |= gather_warm_starts(&s, n_warm, warm);
+        if (s.grank == 0) rc |= save_checkpoint(&s, &rec, RUN_RUNNING, t + 1, stats, NULL, n_warm, warm);
+        for (int i = 0; i < CKPT_NWARM; i++) free(warm[i]);
+        last_ckpt = MPI_Wtime();
+      }
+      if (act & 2) { /* signal: the state is saved; leave the run unfinished */
+        stopped = 1;
+        t++;
+        break;
+      }
+    }
   }
 
   rc |= flush_records(&s, &rec);
+  if (stopped && ctx->stopped) *ctx->stopped = 1;
+  if (stopped) goto cleanup;
   row->status = diverged ? RUN_DIVERGED : RUN_DONE;
   row->steps_done = t;
   row->n_train_records = (int32_t)rec.n_train;
@@ -630,7 +876,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   row->loss_peak = peak;
   row->loss_final = last_loss;
   row->acc_final = last_acc;
-  row->wall_seconds = MPI_Wtime() - t_start;
+  row->wall_seconds = wall_before + MPI_Wtime() - t_start;
   /* Phase and the raw numbers behind it: lambda_0 is the instance's (shared by its runs). */
   row->lambda0 = isfinite(run->lambda0) ? run->lambda0 : lambda_first;
   row->lambda_final = diverged ? NAN : lambda_last;
@@ -639,10 +885,18 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   row->eta_lambda_final = run->eta * row->lambda_final;
   row->lambda_ratio = row->lambda_final / row->lambda0;
   row->phase = phase_classify(cfg, loss0, peak_window, peak, last_loss, diverged);
+  if (ctx->ckpt_dir && s.grank == 0) { /* before the output: a finished run is never redone */
+    FILL_STATS();
+    rc |= save_checkpoint(&s, &rec, row->status, t, stats, row, NULL, NULL);
+  }
+#undef FILL_STATS
   if (writer) {
     rc |= output_write_summary(ctx->out, row);
     progress_run_done(ctx->progress, row);
   }
+cleanup:
+  free(rec.spec);
+  free(rec.dens);
   free(rec.train);
   free(rec.test);
   free(rec.lambda);

@@ -117,7 +117,7 @@ static void test_structure(void) {
   CHECK(param_from_name("mup") == PARAM_MUP && param_from_name("ntk") == PARAM_NTK &&
             param_from_name("sp") == PARAM_SP && param_from_name("abc") == -1 &&
             strcmp(param_name(PARAM_SP), "sp") == 0 && arch_from_name("fc") == ARCH_FC &&
-            arch_from_name("wrn") == -1 && strcmp(arch_name(ARCH_FC), "fc") == 0,
+            arch_from_name("wrn") == ARCH_WRN && arch_from_name("resnet") == -1 && strcmp(arch_name(ARCH_FC), "fc") == 0,
         "name tables");
 }
 

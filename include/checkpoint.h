@@ -1,0 +1,97 @@
+/* Checkpoints, exact restart and signals (docs/checkpoint.md).
+ *
+ * A checkpoint directory (default <output>.ckpt/) holds
+ *   sweep.h5        the instances table (lambda_0, eta_max) and which instances are measured;
+ *   run_%06d.h5     one per run: a running run's state (theta, momentum, next step, the statistics
+ *                   behind its summary row) or a finished run's summary row, and in both cases every
+ *                   trajectory row recorded so far, so the output can be rebuilt from checkpoints.
+ * Each file is serial HDF5 written by one rank (a run's group leader, or world rank 0 for
+ * sweep.h5) to "<name>.tmp", fsync'ed and renamed: a kill at any instant leaves the previous
+ * checkpoint valid. Each stores the effective deck, a format version, a machine signature and a
+ * checksum over its data, all checked on reading.
+ *
+ * All randomness is counter-based (seed, stream, step/epoch), so the step is the RNG position:
+ * nothing else of the generators needs storing. Theta_0 and the Gram matrix at initialisation are
+ * recomputed from the seed. */
+#ifndef NTK_CHECKPOINT_H
+#define NTK_CHECKPOINT_H
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "output.h"
+
+#define CKPT_FORMAT_VERSION 1
+
+/* Exit code after a signal: every run's state is checkpointed; requeue the job with -restart. */
+#define CKPT_EXIT_SIGNAL 3
+
+/* Warm-start vectors kept in a running run's checkpoint. */
+enum { CKPT_WARM_NTK, CKPT_WARM_HESS_TOP, CKPT_WARM_HESS_MIN, CKPT_NWARM };
+
+/* The running statistics of train_run, in this order. */
+enum {
+  CKPT_LOSS0, CKPT_PEAK, CKPT_PEAK_WINDOW, CKPT_LAST_LOSS, CKPT_LAST_ACC, CKPT_LAMBDA_FIRST, CKPT_LAMBDA_LAST,
+  CKPT_TEST_LOSS_FINAL, CKPT_TEST_ACC_FINAL, CKPT_WALL_SECONDS, CKPT_NSTATS
+};
+
+/* One run's checkpoint. For writing, the pointers borrow the caller's buffers; ckpt_read_run
+ * allocates them (ckpt_run_free releases). */
+typedef struct {
+  int32_t run;             /* index of the run in the sweep */
+  int32_t status;          /* RUN_RUNNING (resumable), RUN_DONE or RUN_DIVERGED */
+  int64_t next_step;       /* first step not yet done */
+  int64_t n_params;
+  double stats[CKPT_NSTATS];
+  double *theta, *velocity;             /* n_params each; NULL when not stored (finished runs) */
+  int64_t n_train;  TrainRecord *train; /* n_train */
+  int64_t n_test;   TestRecord *test;   /* n_test */
+  int nev;      int64_t n_lambda; LambdaRecord *lambda;   /* n_lambda, topk/resid: nev each */
+  int hess_nev; int64_t n_hess;   HessianRecord *hess;    /* n_hess, topk/resid: hess_nev each */
+  int64_t spec_len; int64_t n_spec; double *spec; /* n_spec x (2 + spec_len): row, step, eigenvalues */
+  int64_t dens_len; int64_t n_dens; double *dens; /* n_dens x (4 + 2 dens_len): row, step, trace,
+                                                     trace_stderr, nodes, weights */
+  /* Eigensolver warm starts of a running run (NTK, Hessian top, Hessian most negative), so that a
+   * resumed run's lambda_t and sharpness equal the uninterrupted run's bit for bit; n 0 = none. */
+  int64_t n_warm[CKPT_NWARM]; double *warm[CKPT_NWARM];
+  SummaryRow summary;      /* finished runs */
+  /* owned by ckpt_read_run */
+  double *lambda_vals, *hess_vals;
+} RunCheckpoint;
+
+/* Paths: dir/sweep.h5 and dir/run_%06d.h5. */
+void ckpt_sweep_path(char *path, size_t len, const char *dir);
+void ckpt_run_path(char *path, size_t len, const char *dir, int run);
+
+/* Creates dir if missing (its parent must exist). 0, or -1 with a message. */
+int ckpt_make_dir(const char *dir, char *err, size_t errlen);
+/* Removes sweep.h5, run_*.h5 and leftover *.tmp of dir (a fresh start). */
+void ckpt_remove_all(const char *dir);
+
+/* Writes atomically (tmp file, fsync, rename). 0, or -1 with a message naming the file. */
+int ckpt_write_run(const char *dir, const char *deck, const RunCheckpoint *c, char *err, size_t errlen);
+/* Reads run `run`: 0 (c filled), 1 (no checkpoint of this run), -1 (unreadable, corrupt, foreign
+ * deck or machine: a one-line message naming the file in err). */
+int ckpt_read_run(const char *dir, const char *deck, int run, RunCheckpoint *c, char *err, size_t errlen);
+void ckpt_run_free(RunCheckpoint *c);
+
+/* The instances table; measured[i] != 0 where instance i's row is valid. */
+int ckpt_write_sweep(const char *dir, const char *deck, int n_instances, const InstanceRow *rows, const int32_t *measured, char *err,
+                     size_t errlen);
+/* 0, 1 (no sweep.h5), -1 (bad: message). */
+int ckpt_read_sweep(const char *dir, const char *deck, int n_instances, InstanceRow *rows, int32_t *measured, char *err, size_t errlen);
+
+/* Compares two effective decks option by option, ignoring the options that do not change results
+ * (output paths, progress and flush timing, checkpoint options, -restart, -ranks_per_run). Returns
+ * 0 if equal, else 1 with the first differing option's name ("-etas") in key. */
+int ckpt_deck_diff(const char *mine, const char *theirs, char *key, size_t keylen);
+
+/* Writes a finished run's rows and summary row into the output (independent, one rank). */
+int ckpt_refill_output(OutputFile *of, const RunCheckpoint *c);
+
+/* SIGTERM and SIGUSR1 (and SIGUSR2) set a flag, nothing else. */
+void ckpt_install_signal_handlers(void);
+/* The signal received (0: none). */
+int ckpt_signal_received(void);
+
+#endif

@@ -1,0 +1,16 @@
+/* Warm starts of the eigensolvers as plain arrays, for checkpoints: a restarted run must start each
+ * Krylov-Schur solve from the same vector as the uninterrupted run did, or lambda_t and the
+ * sharpness would differ from it at the level of the solver tolerance. */
+#ifndef NTK_WARM_START_H
+#define NTK_WARM_START_H
+#include <petscmat.h>
+
+/* The whole of v on every rank of its communicator: *n = global length (0 and *buf = NULL when v
+ * is NULL), *buf malloc'd (the caller frees). Collective. */
+PetscErrorCode warm_start_gather(Vec v, PetscInt *n, double **buf);
+
+/* *warm <- buf (n = global length, the same full array on every rank), created with A's layout;
+ * n == 0 destroys *warm (no warm start). Collective. Fails if n is not A's size. */
+PetscErrorCode warm_start_scatter(Mat A, Vec *warm, PetscInt n, const double *buf);
+
+#endif

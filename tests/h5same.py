@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""Compares two ntkhpc output files completely: every group, dataset and attribute, bit for bit
+(NaN equals NaN), except wall-clock fields (root attribute "created", /summary wall_seconds,
+/instances seconds) and the /deck lines of options that do not change results (output paths,
+timing, checkpoint options, -restart, -ranks_per_run). With --rtol/--atol > 0 floating-point values
+may differ by that much (a different number of ranks), and world_size is not compared.
+
+  h5same.py a.h5 b.h5 [--rtol 0] [--atol 0]
+"""
+import argparse
+import sys
+
+import h5py
+import numpy as np
+
+WALL_FIELDS = {"wall_seconds", "seconds"}
+IGNORED_DECK_KEYS = {"-output", "-overwrite", "-flush_seconds", "-progress_seconds", "-quiet", "-checkpoint_every",
+                     "-checkpoint_minutes", "-checkpoint_dir", "-restart", "-ranks_per_run"}
+
+
+def deck_lines(raw):
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return [l for l in text.splitlines() if l.split() and l.split()[0] not in IGNORED_DECK_KEYS]
+
+
+def same_array(a, b, tol):
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False, f"shape/dtype {a.shape} {a.dtype} vs {b.shape} {b.dtype}"
+    if a.dtype.names:  # compound: field by field, wall-clock fields skipped
+        for f in a.dtype.names:
+            if f in WALL_FIELDS:
+                continue
+            ok, why = same_array(a[f], b[f], tol)
+            if not ok:
+                return False, f"field {f}: {why}"
+        return True, ""
+    if a.dtype.kind == "f":
+        if tol == (0, 0):
+            ok = np.array_equal(a, b, equal_nan=True)
+        else:
+            ok = np.allclose(a, b, rtol=tol[0], atol=tol[1], equal_nan=True)
+        if not ok:
+            d = np.abs(a - b)[np.isfinite(a) & np.isfinite(b)]
+            return False, f"max abs difference {d.max() if d.size else 'nan-pattern'}"
+        return True, ""
+    return (np.array_equal(a, b), "values differ")
+
+
+def compare(pa, pb, tol):
+    problems = []
+    with h5py.File(pa, "r") as fa, h5py.File(pb, "r") as fb:
+        def attrs(path, oa, ob):
+            ka, kb = set(oa.attrs), set(ob.attrs)
+            if ka != kb:
+                problems.append(f"{path}: attributes {sorted(ka ^ kb)} in one file only")
+            for k in sorted(ka & kb):
+                if path == "/" and (k == "created" or (tol != (0, 0) and k in ("world_size", "ranks_per_run"))):
+                    continue
+                ok, why = same_array(np.asarray(oa.attrs[k]), np.asarray(ob.attrs[k]), tol)
+                if not ok:
+                    problems.append(f"{path} attribute {k}: {why}")
+
+        def walk(path, ga, gb):
+            attrs(path, ga, gb)
+            na, nb = set(ga), set(gb)
+            if na != nb:
+                problems.append(f"{path}: members {sorted(na ^ nb)} in one file only")
+            for n in sorted(na & nb):
+                oa, ob = ga[n], gb[n]
+                p = path.rstrip("/") + "/" + n
+                if isinstance(oa, h5py.Group):
+                    walk(p, oa, ob)
+                    continue
+                attrs(p, oa, ob)
+                if p == "/deck":
+                    if deck_lines(oa[()]) != deck_lines(ob[()]):
+                        problems.append("/deck differs")
+                    continue
+                ok, why = same_array(oa[()], ob[()], tol)
+                if not ok:
+                    problems.append(f"{p}: {why}")
+
+        walk("/", fa, fb)
+    return problems
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("a")
+    ap.add_argument("b")
+    ap.add_argument("--rtol", type=float, default=0.0)
+    ap.add_argument("--atol", type=float, default=0.0)
+    args = ap.parse_args()
+    problems = compare(args.a, args.b, (args.rtol, args.atol))
+    for p in problems[:20]:
+        print("FAIL:", p)
+    print("identical" if not problems else f"{len(problems)} differences", "(rtol %g, atol %g)" % (args.rtol, args.atol))
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

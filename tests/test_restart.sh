@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Checkpoints, exact restart and signals (docs/checkpoint.md):
+#   - kill -9 at >= 10 random moments of a small sweep on 2 ranks, restarting after each kill until
+#     the job completes: the output equals an uninterrupted run's bit for bit (h5same.py);
+#   - a restart on other rank counts (1 rank; 4 ranks in groups of 2) equals it to round-off;
+#   - with warm-started matrix-free lambda and Hessian solves too (warm starts are checkpointed);
+#   - SIGUSR1 to mpirun and SIGTERM to the ranks: exit code 3, checkpoints, -restart matches;
+#     SIGTERM to mpirun: the ranks checkpoint (mpirun itself exits 1), -restart matches;
+#   - refused with one line and exit 2, output and checkpoints untouched: a foreign deck's
+#     checkpoint, a truncated and a corrupted one, an existing output without -restart;
+#   - -sweep_part/-sweep_parts: the parts' runs equal the whole sweep's;
+#   - an eigensolver that does not converge is recorded as such and the run goes on.
+set -uo pipefail
+: "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}"
+MPIEXEC=${NTK_MPIEXEC:-mpiexec}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+same() { # a b [rtol atol]
+  if "$NTK_PYTHON" "$NTK_SOURCE_DIR/tests/h5same.py" "$1" "$2" --rtol "${3:-0}" --atol "${4:-0}" >"$tmp/same.log" 2>&1; then ok; else
+    bad "$2 differs from $1:"; sed 's/^/    /' "$tmp/same.log" | head -8; fi
+}
+deck="$NTK_SOURCE_DIR/tests/small_sweep.in"
+args=(-quiet -widths 64 -seeds 1,2 -params ntk -etas 0.3,1 -steps 60 -ntk_method exact -ntk_batch 20 -lambda_every 5
+      -spectrum_steps 0,30 -momentum 0.5 -checkpoint_every 4)
+run() { # np output [more options]: runs in the foreground, returns ntkhpc's exit code
+  local np=$1 out=$2; shift 2
+  "$MPIEXEC" -q --oversubscribe -n "$np" "$NTKHPC" "$deck" "${args[@]}" -output "$out" "$@" >>"$tmp/log" 2>&1
+}
+start() { # np output [more options]: in the background, pid in $job
+  local np=$1 out=$2; shift 2
+  "$MPIEXEC" -q --oversubscribe -n "$np" "$NTKHPC" "$deck" "${args[@]}" -output "$out" "$@" >>"$tmp/log" 2>&1 &
+  job=$!
+}
+crash() { # kill -9 the ranks of job $job (a node failure); mpirun too if it does not notice
+  kill -9 $(pgrep -P "$job") 2>/dev/null
+  for _ in $(seq 100); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$job" 2>/dev/null; then kill -9 $(pgrep -P "$job") "$job" 2>/dev/null; fi
+  wait "$job" 2>/dev/null
+}
+wait_for() { for _ in $(seq 200); do [[ -e $1 ]] && return 0; sleep 0.05; done; return 1; }
+md5() { cat "$@" | md5sum; }
+
+# ---- the uninterrupted reference
+run 2 "$tmp/ref.h5" && ok || { bad "the reference run failed"; tail "$tmp/log"; exit 1; }
+
+# ---- kill -9 at random moments, restart until complete; >= 10 kills over one or more rounds
+kills=0 rounds=0
+while ((kills < 10 && rounds < 6)); do
+  rounds=$((rounds + 1))
+  out="$tmp/kill$rounds.h5"
+  opts=()
+  for attempt in $(seq 40); do
+    start 2 "$out" "${opts[@]}"
+    sleep "$(awk -v s=$RANDOM 'BEGIN { srand(s); printf "%.2f", 0.3 + 1.2 * rand() }')"
+    if ((kills < 10)) && kill -0 "$job" 2>/dev/null; then
+      crash
+      kills=$((kills + 1))
+      opts=(-restart)
+    else
+      wait "$job"
+      rc=$?
+      [[ $rc -eq 0 ]] && break
+      bad "attempt $attempt of round $rounds exited $rc"; tail -5 "$tmp/log"; break
+    fi
+  done
+  run 2 "$out" -restart || bad "the final restart of round $rounds failed"
+  same "$tmp/ref.h5" "$out"
+done
+((kills >= 10)) && ok || bad "only $kills kills landed"
+echo "kill -9: $kills kills in $rounds rounds"
+
+# ---- restart on other rank counts: equal to round-off
+for layout in "1 1" "4 2"; do
+  np=${layout% *} rpr=${layout#* }
+  out="$tmp/ranks$np.h5"
+  start 2 "$out"
+  wait_for "$out" && sleep 0.4
+  crash
+  run "$np" "$out" -restart -ranks_per_run "$rpr" && ok || bad "restart on $np ranks (groups of $rpr) failed"
+  same "$tmp/ref.h5" "$out" 1e-10 1e-14 # residuals ~1e-16 differ in their own round-off
+done
+
+# ---- matrix-free lambda and the Hessian (sharpness, most negative eigenvalue) are warm-started
+# from the previous solve's eigenvectors: the checkpoint keeps those vectors, so two kills and a
+# restart still give the uninterrupted trajectory bit for bit
+mf=(-ntk_method matfree -spectrum_steps 0 -hess_every 5 -hess_batch 20 -hess_nev 2 -hess_min_eig true)
+run 2 "$tmp/mf_ref.h5" "${mf[@]}" && ok || bad "the matrix-free reference run failed"
+for k in 1 2; do
+  start 2 "$tmp/mf.h5" "${mf[@]}" $( ((k > 1)) && echo -restart)
+  wait_for "$tmp/mf.h5" && sleep "$(awk -v s=$RANDOM 'BEGIN { srand(s); printf "%.2f", 0.4 + 0.8 * rand() }')"
+  crash
+done
+run 2 "$tmp/mf.h5" "${mf[@]}" -restart && ok || bad "the matrix-free restart failed"
+same "$tmp/mf_ref.h5" "$tmp/mf.h5"
+
+# ---- signals: finish the step, checkpoint, exit 3; -restart completes bit for bit
+for how in "USR1 mpirun" "TERM ranks" "TERM mpirun"; do
+  sig=${how% *} to=${how#* }
+  out="$tmp/sig_${sig}_$to.h5"
+  : >"$tmp/log"
+  start 2 "$out"
+  wait_for "$out" && sleep 0.3
+  if [[ $to == mpirun ]]; then kill -"$sig" "$job"; else kill -"$sig" $(pgrep -P "$job"); fi
+  wait "$job"
+  rc=$?
+  want=3
+  [[ $how == "TERM mpirun" ]] && want=1 # Open MPI 4.1: mpirun reports 1 after SIGTERM (docs/checkpoint.md)
+  if [[ $rc -eq $want ]] && grep -q "stopped by a signal" "$tmp/log" && [[ -e "$out.ckpt/sweep.h5" ]]; then ok; else
+    bad "SIG$sig to $to: exit $rc (want $want)"; tail -5 "$tmp/log"; fi
+  [[ $how == "USR1 mpirun" ]] && cp -r "$out.ckpt" "$tmp/stopped.ckpt" && cp "$out" "$tmp/stopped.h5"
+  run 2 "$out" -restart && ok || bad "-restart after SIG$sig failed"
+  same "$tmp/ref.h5" "$out"
+done
+
+# ---- refusals: one line, exit 2, output and checkpoints untouched
+refuse() { # why expected-text output [options]
+  local why=$1 text=$2 out=$3; shift 3
+  local before after
+  before=$(md5 "$out" "$out.ckpt"/*)
+  "$MPIEXEC" -q --oversubscribe -n 2 "$NTKHPC" "$deck" "${args[@]}" -output "$out" "$@" >"$tmp/stdout" 2>"$tmp/stderr"
+  local rc=$?
+  after=$(md5 "$out" "$out.ckpt"/*)
+  if [[ $rc -eq 2 ]] && grep -qF -- "$text" "$tmp/stderr" && [[ $(grep -c . "$tmp/stderr") -eq 1 ]] && [[ $before == "$after" ]]; then ok; else
+    bad "$why: exit $rc, files $([[ $before == "$after" ]] && echo untouched || echo CHANGED)"; sed 's/^/    /' "$tmp/stderr" | head -3; fi
+}
+refuse "foreign deck" "$tmp/ref.h5.ckpt/sweep.h5: written by a different deck (option -etas differs)" "$tmp/ref.h5" -restart -etas 0.3,2
+refuse "existing output" "output file $tmp/ref.h5 exists" "$tmp/ref.h5"
+cp -r "$tmp/stopped.ckpt" "$tmp/trunc.h5.ckpt" && cp "$tmp/stopped.h5" "$tmp/trunc.h5"
+f="$tmp/trunc.h5.ckpt/run_000000.h5"
+truncate -s $(($(stat -c %s "$f") / 2)) "$f"
+refuse "truncated checkpoint" "checkpoint $f: cannot read it" "$tmp/trunc.h5" -restart
+cp -r "$tmp/stopped.ckpt" "$tmp/corrupt.h5.ckpt" && cp "$tmp/stopped.h5" "$tmp/corrupt.h5"
+f="$tmp/corrupt.h5.ckpt/run_000001.h5"
+# overwrite 8 bytes in the middle of the stored parameters (raw data HDF5 itself does not checksum)
+off=$("$NTK_PYTHON" -c 'import sys, h5py; d = h5py.File(sys.argv[1], "r")["theta"]; print(d.id.get_offset() + d.id.get_storage_size() // 2)' "$f")
+printf 'garbage!' | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
+refuse "corrupted checkpoint" "checkpoint $f:" "$tmp/corrupt.h5" -restart
+
+# ---- sweep parts: each part's runs equal the whole sweep's; the parts cover it
+: >"$tmp/log"
+run 2 "$tmp/part0.h5" -sweep_part 0 -sweep_parts 2 && run 1 "$tmp/part1.h5" -sweep_part 1 -sweep_parts 2 && ok || { bad "sweep parts failed"; tail -3 "$tmp/log"; }
+"$NTK_PYTHON" - "$tmp/ref.h5" "$tmp/part0.h5" "$tmp/part1.h5" <<'PY' && ok || bad "sweep parts differ from the whole sweep"
+import sys, h5py, numpy as np
+ref = h5py.File(sys.argv[1], "r")
+seen = []
+for part, path in enumerate(sys.argv[2:]):
+    with h5py.File(path, "r") as f:
+        assert f.attrs["sweep_part"] == part and f.attrs["sweep_parts"] == 2
+        for name, g in f["runs"].items():
+            d = int(g.attrs["deck_index"])
+            assert d % 2 == part, (path, name, d)
+            seen.append(d)
+            r = ref["runs"][f"run_{d:06d}"]
+            for sub in ("train", "test", "lambda"):
+                for k in g[sub]:
+                    assert np.allclose(g[sub][k][()], r[sub][k][()], rtol=1e-10, atol=0, equal_nan=True), (path, name, sub, k)
+assert sorted(seen) == list(range(len(ref["runs"]))), seen
+PY
+
+# ---- an eigensolver that does not converge: recorded (nconv, NaN), the run goes on and finishes
+run 1 "$tmp/noconv.h5" -ntk_method matfree -ntk_eps_max_it 1 -ntk_eps_tol 1e-15 -steps 10 -spectrum_steps 0 && ok || bad "non-converging eigensolver stopped the job"
+"$NTK_PYTHON" - "$tmp/noconv.h5" <<'PY' && ok || bad "non-convergence not recorded"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    s = f["summary"][:]
+    assert np.all(s["status"] == 2), s["status"]
+    for g in f["runs"].values():
+        nconv, top = g["lambda/nconv"][()], g["lambda/topk"][()]
+        assert np.all(nconv < top.shape[1]), nconv
+        assert np.all(np.isnan(top[np.arange(top.shape[1])[None, :] >= nconv[:, None]])), top
+        assert np.all(np.isfinite(g["train/loss"][()]))
+PY
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
