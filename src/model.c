@@ -22,6 +22,19 @@
 
 /* ------------------------------------------------------------------ names */
 
+
+/* memcpy / memset of n doubles that accept n == 0 with NULL pointers (a rank with an empty slice
+ * of the batch passes B = 0 and may hold no buffers; memcpy(NULL, ..., 0) is undefined). */
+static inline void copy_doubles(double *dst, const double *src, size_t n)
+{
+  if (n) memcpy(dst, src, n * sizeof *dst);
+}
+
+static inline void zero_doubles(double *dst, size_t n)
+{
+  if (n) memset(dst, 0, n * sizeof *dst);
+}
+
 static const char *const param_names[PARAM_COUNT] = {"ntk", "sp", "mup"};
 static const char *const arch_names[ARCH_COUNT] = {"fc", "uv", "wrn"};
 
@@ -542,7 +555,7 @@ const double *model_forward(const Model *m, const double *theta /* P */, const d
                             int B, Tape *t, const Reducer *red) {
   check_batch(t, B, "model_forward");
   /* Copied, not aliased: the VJP/JVP must not depend on the caller keeping x alive. */
-  memcpy(t->act[0], x, (size_t)B * m->buf_size[0] * sizeof *x);
+  copy_doubles(t->act[0], x, (size_t)B * m->buf_size[0]);
   for (int i = 0; i < m->n_ops; i++) {
     const Op *op = &m->ops[i];
     const double *in = t->act[op->in]; /* B x n_in */
@@ -588,7 +601,7 @@ void model_vjp(const Model *m, const double *theta /* P */, const double *dout /
   check_batch(t, B, "model_vjp");
   memset(t->seen, 0, (size_t)m->n_bufs);
   double *gout = lazy_buf(t->grad, m, t, m->out_buf); /* B x k */
-  memcpy(gout, dout, (size_t)B * m->buf_size[m->out_buf] * sizeof *dout);
+  copy_doubles(gout, dout, (size_t)B * m->buf_size[m->out_buf]);
   for (int i = m->n_ops - 1; i >= 0; i--) {
     const Op *op = &m->ops[i];
     const double *g = t->grad[op->out]; /* B x n_out, complete: every reader of op->out came later */
@@ -621,10 +634,10 @@ void model_vjp(const Model *m, const double *theta /* P */, const double *dout /
         if (gin) global_avgpool_vjp(gin, g, B, op->C, op->HW);
         break;
       case OP_ADD: {
-        if (gin) memcpy(gin, g, (size_t)B * (size_t)op->n_out * sizeof *gin);
+        if (gin) copy_doubles(gin, g, (size_t)B * (size_t)op->n_out);
         tape_commit(t->grad, m, t, op->in, gin, B);
         gin = tape_contribution(t->grad, m, t, op->in2);
-        if (gin) memcpy(gin, g, (size_t)B * (size_t)op->n_out * sizeof *gin);
+        if (gin) copy_doubles(gin, g, (size_t)B * (size_t)op->n_out);
         tape_commit(t->grad, m, t, op->in2, gin, B);
         continue;
       }
@@ -653,7 +666,7 @@ void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta
         if (tin)
           act_jvp(to, tin, t->act[op->in], (size_t)B * (size_t)op->n_in, op->act);
         else
-          memset(to, 0, (size_t)B * (size_t)op->n_out * sizeof *to);
+          zero_doubles(to, (size_t)B * (size_t)op->n_out);
         break;
       case OP_CONV:
         conv_ok(conv2d_jvp(to, tin, t->act[op->in], theta + W->offset, dtheta + W->offset, b ? dtheta + b->offset : NULL, B,
@@ -670,14 +683,14 @@ void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta
       }
       case OP_POOL:
         if (tin) global_avgpool_jvp(to, tin, B, op->C, op->HW);
-        else memset(to, 0, (size_t)B * (size_t)op->n_out * sizeof *to);
+        else zero_doubles(to, (size_t)B * (size_t)op->n_out);
         break;
       case OP_ADD:
         residual_add_jvp(to, tin, op->in2 == 0 ? NULL : t->tan[op->in2], (size_t)B * (size_t)op->n_out);
         break;
     }
   }
-  memcpy(tout, t->tan[m->out_buf], (size_t)B * m->buf_size[m->out_buf] * sizeof *tout);
+  copy_doubles(tout, t->tan[m->out_buf], (size_t)B * m->buf_size[m->out_buf]);
 }
 
 /* ------------------------------------------------------------------ Hessian products */
@@ -766,11 +779,11 @@ static void r_backward(const Model *m, const double *theta /* P */, const double
         break;
       case OP_ADD: { /* linear: rdout to both inputs */
         const size_t n = (size_t)B * (size_t)op->n_out;
-        if (rdin) memcpy(rdin, rdout, n * sizeof *rdin);
+        if (rdin) copy_doubles(rdin, rdout, n);
         if (rdin && m->n_readers[op->in] > 1) tape_commit(t->rgrad, m, t, op->in, rdin, B);
         double *rin2 = op->in2 == 0 ? NULL : t->tan[op->in2];
         double *rdin2 = m->n_readers[op->in2] > 1 ? tape_contribution(t->rgrad, m, t, op->in2) : rin2;
-        if (rdin2) memcpy(rdin2, rdout, n * sizeof *rdin2);
+        if (rdin2) copy_doubles(rdin2, rdout, n);
         if (rdin2 && m->n_readers[op->in2] > 1) tape_commit(t->rgrad, m, t, op->in2, rdin2, B);
         continue;
       }
