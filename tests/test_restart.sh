@@ -106,10 +106,13 @@ for how in "USR1 mpirun" "TERM ranks" "TERM mpirun"; do
   if [[ $to == mpirun ]]; then kill -"$sig" "$job"; else kill -"$sig" $(pgrep -P "$job"); fi
   wait "$job"
   rc=$?
-  want=3
-  [[ $how == "TERM mpirun" ]] && want=1 # Open MPI 4.1: mpirun reports 1 after SIGTERM (docs/checkpoint.md)
-  if [[ $rc -eq $want ]] && grep -q "stopped by a signal" "$tmp/log" && [[ -e "$out.ckpt/sweep.h5" ]]; then ok; else
-    bad "SIG$sig to $to: exit $rc (want $want)"; tail -5 "$tmp/log"; fi
+  if [[ $how == "TERM mpirun" ]]; then
+    # Open MPI 4.1 forwards SIGTERM and SIGKILLs the ranks about a second later, so whether they
+    # finish their checkpoint is a race (docs/checkpoint.md: use SIGUSR1); mpirun exits 1. What
+    # must hold is that -restart then completes from the last checkpoint and matches.
+    if [[ $rc -eq 1 ]]; then ok; else bad "SIGTERM to mpirun: exit $rc (want 1)"; tail -5 "$tmp/log"; fi
+  elif [[ $rc -eq 3 ]] && grep -q "stopped by a signal" "$tmp/log" && [[ -e "$out.ckpt/sweep.h5" ]]; then ok; else
+    bad "SIG$sig to $to: exit $rc (want 3, a message and checkpoints)"; tail -5 "$tmp/log"; fi
   [[ $how == "USR1 mpirun" ]] && cp -r "$out.ckpt" "$tmp/stopped.ckpt" && cp "$out" "$tmp/stopped.h5"
   run 2 "$out" -restart && ok || bad "-restart after SIG$sig failed"
   same "$tmp/ref.h5" "$out"
