@@ -23,7 +23,7 @@ same() { # a b [rtol atol]
     bad "$2 differs from $1:"; sed 's/^/    /' "$tmp/same.log" | head -8; fi
 }
 deck="$NTK_SOURCE_DIR/tests/small_sweep.in"
-args=(-quiet -widths 64 -seeds 1,2 -params ntk -etas 0.3,1 -steps 60 -ntk_method exact -ntk_batch 20 -lambda_every 5
+args=(-quiet -widths 64 -seeds 1,2 -params ntk -etas 0.3,1 -steps 120 -ntk_method exact -ntk_batch 20 -lambda_every 5
       -spectrum_steps 0,30 -momentum 0.5 -checkpoint_every 4)
 run() { # np output [more options]: runs in the foreground, returns ntkhpc's exit code
   local np=$1 out=$2; shift 2
@@ -43,18 +43,26 @@ crash() { # kill -9 the ranks of job $job (a node failure); mpirun too if it doe
 wait_for() { for _ in $(seq 200); do [[ -e $1 ]] && return 0; sleep 0.05; done; return 1; }
 md5() { cat "$@" | md5sum; }
 
+now() { date +%s.%N; }
+# after(T, lo, hi): a random time in [lo T, hi T] seconds; kill and signal moments scale with the
+# measured length T of an uninterrupted job, so they land mid-run on slow and fast machines alike
+after() { awk -v s=$RANDOM -v T="$1" -v lo="$2" -v hi="$3" 'BEGIN { srand(s); printf "%.2f", T * (lo + (hi - lo) * rand()) }'; }
+
 # ---- the uninterrupted reference
+t0=$(now)
 run 2 "$tmp/ref.h5" && ok || { bad "the reference run failed"; tail "$tmp/log"; exit 1; }
+tref=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
+echo "uninterrupted job: $tref s"
 
 # ---- kill -9 at random moments, restart until complete; >= 10 kills over one or more rounds
 kills=0 rounds=0
-while ((kills < 10 && rounds < 6)); do
+while ((kills < 10 && rounds < 12)); do
   rounds=$((rounds + 1))
   out="$tmp/kill$rounds.h5"
   opts=()
   for attempt in $(seq 40); do
     start 2 "$out" "${opts[@]}"
-    sleep "$(awk -v s=$RANDOM 'BEGIN { srand(s); printf "%.2f", 0.3 + 1.2 * rand() }')"
+    sleep "$(after "$tref" 0.15 0.85)"
     if ((kills < 10)) && kill -0 "$job" 2>/dev/null; then
       crash
       kills=$((kills + 1))
@@ -77,7 +85,7 @@ for layout in "1 1" "4 2"; do
   np=${layout% *} rpr=${layout#* }
   out="$tmp/ranks$np.h5"
   start 2 "$out"
-  wait_for "$out" && sleep 0.4
+  sleep "$(after "$tref" 0.4 0.6)"
   crash
   run "$np" "$out" -restart -ranks_per_run "$rpr" && ok || bad "restart on $np ranks (groups of $rpr) failed"
   same "$tmp/ref.h5" "$out" 1e-10 1e-14 # residuals ~1e-16 differ in their own round-off
@@ -87,10 +95,12 @@ done
 # from the previous solve's eigenvectors: the checkpoint keeps those vectors, so two kills and a
 # restart still give the uninterrupted trajectory bit for bit
 mf=(-ntk_method matfree -spectrum_steps 0 -hess_every 5 -hess_batch 20 -hess_nev 2 -hess_min_eig true)
+t0=$(now)
 run 2 "$tmp/mf_ref.h5" "${mf[@]}" && ok || bad "the matrix-free reference run failed"
+tmf=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
 for k in 1 2; do
   start 2 "$tmp/mf.h5" "${mf[@]}" $( ((k > 1)) && echo -restart)
-  wait_for "$tmp/mf.h5" && sleep "$(awk -v s=$RANDOM 'BEGIN { srand(s); printf "%.2f", 0.4 + 0.8 * rand() }')"
+  sleep "$(after "$tmf" 0.2 0.45)"
   crash
 done
 run 2 "$tmp/mf.h5" "${mf[@]}" -restart && ok || bad "the matrix-free restart failed"
@@ -102,7 +112,7 @@ for how in "USR1 mpirun" "TERM ranks" "TERM mpirun"; do
   out="$tmp/sig_${sig}_$to.h5"
   : >"$tmp/log"
   start 2 "$out"
-  wait_for "$out" && sleep 0.3
+  sleep "$(after "$tref" 0.4 0.6)"
   if [[ $to == mpirun ]]; then kill -"$sig" "$job"; else kill -"$sig" $(pgrep -P "$job"); fi
   wait "$job"
   rc=$?
@@ -137,8 +147,8 @@ truncate -s $(($(stat -c %s "$f") / 2)) "$f"
 refuse "truncated checkpoint" "checkpoint $f: cannot read it" "$tmp/trunc.h5" -restart
 cp -r "$tmp/stopped.ckpt" "$tmp/corrupt.h5.ckpt" && cp "$tmp/stopped.h5" "$tmp/corrupt.h5"
 f="$tmp/corrupt.h5.ckpt/run_000001.h5"
-# overwrite 8 bytes in the middle of the stored parameters (raw data HDF5 itself does not checksum)
-off=$("$NTK_PYTHON" -c 'import sys, h5py; d = h5py.File(sys.argv[1], "r")["theta"]; print(d.id.get_offset() + d.id.get_storage_size() // 2)' "$f")
+# overwrite 8 bytes in the middle of the stored trajectory (raw data HDF5 itself does not checksum)
+off=$("$NTK_PYTHON" -c 'import sys, h5py; d = h5py.File(sys.argv[1], "r")["train"]; print(d.id.get_offset() + d.id.get_storage_size() // 2)' "$f")
 printf 'garbage!' | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
 refuse "corrupted checkpoint" "checkpoint $f:" "$tmp/corrupt.h5" -restart
 
