@@ -9,7 +9,7 @@ set -euo pipefail
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$MPIEXEC" --oversubscribe -n 2 "$NTKHPC" "$NTK_SOURCE_DIR/inputs/fc_hessian.in" -quiet -widths 512 -steps 20 -hess_every 10 -ntk_batch 128 -hess_batch 128 \
+"$MPIEXEC" --oversubscribe -n 2 "$NTKHPC" "$NTK_SOURCE_DIR/inputs/fc_hessian.in" -quiet -widths 512 -steps 20 -hess_every 10 -hess_min_eig true -ntk_batch 128 -hess_batch 128 \
   -density_steps 0,20 -slq_probes 2 -slq_lanczos 30 -trace_probes 10 -ranks_per_run 1 -output "$tmp/h.h5" >"$tmp/log" 2>&1 ||
   { cat "$tmp/log"; exit 1; }
 "$NTK_PYTHON" - "$tmp/h.h5" <<'PY'
