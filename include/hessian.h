@@ -72,7 +72,7 @@ PetscErrorCode hessian_last_solve_stats(HessianOperator *op, int *its, long *mat
 /* Forget the warm starts (the next solves start from the deterministic Philox vector). */
 PetscErrorCode hessian_reset_warm_start(HessianOperator *op);
 /* The warm starts of the top (which = 0) and most negative (which = 1) eigenvalue solves as full
- * arrays on every rank, and back, for checkpoints (warm_start.h): *n = 0 when there is none. */
+ * arrays on rank 0, and back from full arrays on every rank, for checkpoints (warm_start.h): *n = 0 when there is none. */
 PetscErrorCode hessian_warm_start_get(HessianOperator *op, int which, PetscInt *n, double **buf /* n, malloc'd */);
 PetscErrorCode hessian_warm_start_set(HessianOperator *op, int which, PetscInt n, const double *buf /* n */);
 

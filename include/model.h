@@ -152,7 +152,8 @@ const double *model_forward(const Model *m, const double *theta /* P */, const d
  * cotangents of the activation buffers (t->grad) are computed, skipping the parameter products. */
 void model_vjp(const Model *m, const double *theta /* P */, const double *dout /* B x k */, int B,
                Tape *t, double *grad /* P */, const Reducer *red);
-/* tout = J dtheta: the JVP at the point of the last model_forward on this tape. */
+/* tout = J dtheta: the JVP at the point of the last model_forward on this tape (tout == NULL:
+ * leave it in t->tan[out_buf] only). */
 void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta /* P */, int B,
                Tape *t, double *tout /* B x k */, const Reducer *red);
 

@@ -62,8 +62,8 @@ PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid
 PetscErrorCode ntk_last_solve_stats(NtkOperator *op, int *its, long *matvecs);
 /* Forget the warm start (the next solve starts from SLEPc's random vector). */
 PetscErrorCode ntk_reset_warm_start(NtkOperator *op);
-/* The warm start (the sum of the last solve's eigenvectors) as a full array on every rank, and back,
- * for checkpoints (warm_start.h): *n = 0 when there is none. Collective. */
+/* The warm start (the sum of the last solve's eigenvectors) as a full array on rank 0, and back
+ * from a full array on every rank, for checkpoints (warm_start.h): *n = 0 when there is none. Collective. */
 PetscErrorCode ntk_warm_start_get(NtkOperator *op, PetscInt *n, double **buf /* n, malloc'd */);
 PetscErrorCode ntk_warm_start_set(NtkOperator *op, PetscInt n, const double *buf /* n */);
 

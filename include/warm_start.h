@@ -5,8 +5,9 @@
 #define NTK_WARM_START_H
 #include <petscmat.h>
 
-/* The whole of v on every rank of its communicator: *n = global length (0 and *buf = NULL when v
- * is NULL), *buf malloc'd (the caller frees). Collective. */
+/* The whole of v on rank 0 of its communicator (the checkpoint writer): *n = global length on
+ * every rank (0 when v is NULL), *buf malloc'd on rank 0 (the caller frees), NULL elsewhere.
+ * Collective. */
 PetscErrorCode warm_start_gather(Vec v, PetscInt *n, double **buf);
 
 /* *warm <- buf (n = global length, the same full array on every rank), created with A's layout;

@@ -113,12 +113,12 @@ static PetscErrorCode register_solver_options(MPI_Comm comm)
   PetscReal tape_mb = 4096;
   EPS eps;
   PetscCall(ntk_options_register(comm));
-  PetscOptionsBegin(comm, "hess_", "Hessian operator (prefix -hess_; its eigensolvers take -hess_eps_* and, for the most negative eigenvalue, -hess_min_eps_*)", NULL);
+  PetscOptionsBegin(comm, "hess_", "Hessian operator (prefix -hess_; its eigensolvers take -hess_eps_*, for the most negative eigenvalue -hess_min_eps_*, for the Gauss-Newton matrix -hess_gn_eps_*)", NULL);
   PetscCall(PetscOptionsInt("-chunk", "Samples per tape chunk in Hessian-vector products", NULL, chunk, &chunk, NULL));
   PetscCall(PetscOptionsReal("-tape_mb", "Keep the Hessian batch's activations up to this many MB, else recompute them per product", NULL, tape_mb, &tape_mb, NULL));
   PetscOptionsEnd();
-  const char *prefixes[] = {"hess_", "hess_min_"};
-  for (int i = 0; i < 2; i++) {
+  const char *prefixes[] = {"hess_", "hess_min_", "hess_gn_"}; /* hessian.h: top, most negative, Gauss-Newton */
+  for (int i = 0; i < 3; i++) {
     PetscCall(EPSCreate(comm, &eps));
     PetscCall(EPSSetOptionsPrefix(eps, prefixes[i]));
     PetscCall(EPSSetFromOptions(eps));

@@ -601,7 +601,7 @@ void model_vjp(const Model *m, const double *theta /* P */, const double *dout /
   check_batch(t, B, "model_vjp");
   memset(t->seen, 0, (size_t)m->n_bufs);
   double *gout = lazy_buf(t->grad, m, t, m->out_buf); /* B x k */
-  copy_doubles(gout, dout, (size_t)B * m->buf_size[m->out_buf]);
+  if (gout != dout) copy_doubles(gout, dout, (size_t)B * m->buf_size[m->out_buf]); /* hvp_prepare writes it in place */
   for (int i = m->n_ops - 1; i >= 0; i--) {
     const Op *op = &m->ops[i];
     const double *g = t->grad[op->out]; /* B x n_out, complete: every reader of op->out came later */
@@ -690,7 +690,7 @@ void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta
         break;
     }
   }
-  copy_doubles(tout, t->tan[m->out_buf], (size_t)B * m->buf_size[m->out_buf]);
+  if (tout) copy_doubles(tout, t->tan[m->out_buf], (size_t)B * m->buf_size[m->out_buf]);
 }
 
 /* ------------------------------------------------------------------ Hessian products */
@@ -699,12 +699,11 @@ double model_hvp_prepare(const Model *m, const double *theta /* P */, const doub
                          const double *y /* B x k */, int B, double n_global, Tape *t,
                          const Reducer *red) {
   check_batch(t, B, "model_hvp_prepare");
-  const size_t nk = (size_t)B * m->buf_size[m->out_buf];
   const double *f = model_forward(m, theta, x, B, t, red); /* B x k */
-  double *dout = xcalloc(nk, sizeof *dout, "loss cotangent"); /* B x k */
+  /* The loss cotangent goes straight into the output buffer's cotangent slot: no allocation. */
+  double *dout = lazy_buf(t->grad, m, t, m->out_buf); /* B x k */
   const double half_sq = mse_loss(dout, f, y, B, (int)m->buf_size[m->out_buf], 1.0 / n_global);
   model_vjp(m, theta, dout, B, t, NULL, red); /* cotangents only: no parameter gradient needed */
-  free(dout);
   return half_sq;
 }
 
@@ -722,9 +721,7 @@ static void r_backward(const Model *m, const double *theta /* P */, const double
                        const Reducer *red, const char *who) {
   check_batch(t, B, who);
   const size_t nk = (size_t)B * m->buf_size[m->out_buf];
-  double *jv = xcalloc(nk, sizeof *jv, "J v"); /* B x k */
-  model_jvp(m, theta, v, B, t, jv, red);
-  free(jv);
+  model_jvp(m, theta, v, B, t, NULL, red); /* J v stays in t->tan[out_buf] */
   memset(t->seen, 0, (size_t)m->n_bufs);
   /* dL/df = (f - y)/N, so R{dL/df} = R{f}/N = (J v)/N. */
   double *rg = t->tan[m->out_buf]; /* B x k */

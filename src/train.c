@@ -103,7 +103,7 @@ static void pass(RunState *s, const Dataset *ds, const int64_t *idx, int64_t fir
     if (idx) {
       for (int a = 0; a < B; a++) {
         int64_t i = idx[c0 + a];
-        memcpy(s->xbuf + (size_t)a * d, ds->x + (size_t)i * d, (size_t)d * sizeof(double));
+        if (aug_step < 0) memcpy(s->xbuf + (size_t)a * d, ds->x + (size_t)i * d, (size_t)d * sizeof(double)); /* else augment_gather */
         memcpy(s->ybuf + (size_t)a * k, ds->y + (size_t)i * k, (size_t)k * sizeof(double));
         s->lbuf[a] = ds->label[i];
       }
@@ -423,7 +423,7 @@ static bool is_listed(const int64_t *list, int n, int64_t t, int *r)
 
 /* Sharpness at the current theta: the top hess_nev eigenvalues of the loss Hessian, the most
  * negative one, and lambda_t of the NTK at the same theta. Non-convergence gives NaN, not failure. */
-static PetscErrorCode measure_hessian(RunState *s, int64_t t, double lr, HessianRecord *rec, double *topk, double *resid)
+static PetscErrorCode measure_hessian(RunState *s, int64_t t, double lr, double lambda_t, HessianRecord *rec, double *topk, double *resid)
 {
   const Config *cfg = s->ctx->cfg;
   int nconv = 0, nmin = 0;
@@ -434,9 +434,12 @@ static PetscErrorCode measure_hessian(RunState *s, int64_t t, double lr, Hessian
   }
   PetscCall(hessian_top_eigs(s->hess, cfg->hess_nev, topk, resid, &nconv));
   if (cfg->hess_min_eig) PetscCall(hessian_min_eig(s->hess, &mn, &mres, &nmin));
-  LambdaRecord lrec; /* into scratch: the lambda trajectory proper is recorded on its own schedule */
-  PetscCall(measure_ntk(s, t, false, &lrec, s->scratch, s->scratch + cfg->ntk_nev));
-  *rec = (HessianRecord){t, topk[0], nmin ? mn : NAN, mres, lrec.lambda, lr, nconv, topk, resid};
+  if (isnan(lambda_t)) { /* not measured at this step yet: into scratch, off the lambda trajectory */
+    LambdaRecord lrec;
+    PetscCall(measure_ntk(s, t, false, &lrec, s->scratch, s->scratch + cfg->ntk_nev));
+    lambda_t = lrec.lambda;
+  }
+  *rec = (HessianRecord){t, topk[0], nmin ? mn : NAN, mres, lambda_t, lr, nconv, topk, resid};
   return 0;
 }
 
@@ -485,6 +488,8 @@ static int probe_diverges(const TrainContext *ctx, const RunSpec *run, double la
   pc.test_every = 0;
   pc.lambda_every = 0;
   pc.n_spectrum_steps = 0;
+  pc.hess_every = 0; /* a probe only asks whether the run diverges */
+  pc.n_density_steps = 0;
   pc.kernel_distance = false;
   TrainContext pctx = *ctx;
   pctx.cfg = &pc;
@@ -640,7 +645,7 @@ static int restore_checkpoint(RunState *s, Records *rec, double *stats, int64_t 
   return rc ? -1 : 0;
 }
 
-/* The eigensolvers' warm starts on every rank of the group (collective), for save_checkpoint. */
+/* The eigensolvers' warm starts, gathered on the group leader (collective), for save_checkpoint. */
 static int gather_warm_starts(const RunState *s, PetscInt *n, double **buf /* CKPT_NWARM each */)
 {
   for (int i = 0; i < CKPT_NWARM; i++) n[i] = 0, buf[i] = NULL;
@@ -789,6 +794,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       break;
     }
     int spec_row = 0;
+    double lambda_t = NAN; /* lambda at this theta, once measured: the Hessian record reuses it */
     const bool spectrum_now = s.gram_ok && is_listed(cfg->spectrum_steps, cfg->n_spectrum_steps, t, &spec_row);
     if (lambda_now || spectrum_now) {
       /* A spectrum-only step measures into scratch: only the spectrum is kept. */
@@ -799,6 +805,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
         rc = -1;
         break;
       }
+      lambda_t = lrec.lambda;
       if (lambda_now) {
         rec.lambda[rec.n_lambda++] = lrec;
         if (t == 0) lambda_first = lrec.lambda;
@@ -813,7 +820,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
     }
     if (MH > 0 && (t % MH == 0 || final)) {
       HessianRecord hrec;
-      if (measure_hessian(&s, t, lr, &hrec, rec.htopk + rec.n_hess * hnev, rec.hresid + rec.n_hess * hnev)) {
+      if (measure_hessian(&s, t, lr, lambda_t, &hrec, rec.htopk + rec.n_hess * hnev, rec.hresid + rec.n_hess * hnev)) {
         rc = -1;
         break;
       }

@@ -12,15 +12,20 @@ PetscErrorCode warm_start_gather(Vec v, PetscInt *n, double **buf)
   VecScatter sc;
   Vec all;
   const PetscScalar *a;
+  PetscMPIInt rank;
   PetscCall(VecGetSize(v, n));
-  PetscCall(VecScatterCreateToAll(v, &sc, &all));
+  PetscCallMPI(MPI_Comm_rank(PetscObjectComm((PetscObject)v), &rank));
+  /* Only the writer needs the vector: gather to rank 0, not to every rank. */
+  PetscCall(VecScatterCreateToZero(v, &sc, &all));
   PetscCall(VecScatterBegin(sc, v, all, INSERT_VALUES, SCATTER_FORWARD));
   PetscCall(VecScatterEnd(sc, v, all, INSERT_VALUES, SCATTER_FORWARD));
-  *buf = malloc((size_t)(*n > 0 ? *n : 1) * sizeof(double));
-  PetscCheck(*buf, PETSC_COMM_SELF, PETSC_ERR_MEM, "warm start: out of memory for %" PetscInt_FMT " doubles", *n);
-  PetscCall(VecGetArrayRead(all, &a));
-  memcpy(*buf, a, (size_t)*n * sizeof(double));
-  PetscCall(VecRestoreArrayRead(all, &a));
+  if (rank == 0) {
+    *buf = malloc((size_t)(*n > 0 ? *n : 1) * sizeof(double));
+    PetscCheck(*buf, PETSC_COMM_SELF, PETSC_ERR_MEM, "warm start: out of memory for %" PetscInt_FMT " doubles", *n);
+    PetscCall(VecGetArrayRead(all, &a));
+    memcpy(*buf, a, (size_t)*n * sizeof(double));
+    PetscCall(VecRestoreArrayRead(all, &a));
+  }
   PetscCall(VecScatterDestroy(&sc));
   PetscCall(VecDestroy(&all));
   PetscFunctionReturn(0);
