@@ -34,11 +34,16 @@ start() { # np output [more options]: in the background, pid in $job
   "$MPIEXEC" -q --oversubscribe -n "$np" "$NTKHPC" "$deck" "${args[@]}" -output "$out" "$@" >>"$tmp/log" 2>&1 &
   job=$!
 }
-crash() { # kill -9 the ranks of job $job (a node failure); mpirun too if it does not notice
-  kill -9 $(pgrep -P "$job") 2>/dev/null
+crash() { # kill -9 the ranks of job $job (a node failure); mpirun too if it does not notice.
+  # Fails if the job had already ended (the kill did not land mid-run) or ended with status 0.
+  local ranks
+  ranks=$(pgrep -P "$job")
+  [[ -n $ranks ]] && kill -9 $ranks 2>/dev/null
   for _ in $(seq 100); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$job" 2>/dev/null; then kill -9 $(pgrep -P "$job") "$job" 2>/dev/null; fi
   wait "$job" 2>/dev/null
+  local rc=$?
+  [[ -n $ranks && $rc -ne 0 ]]
 }
 wait_for() { for _ in $(seq 200); do [[ -e $1 ]] && return 0; sleep 0.05; done; return 1; }
 md5() { cat "$@" | md5sum; }
@@ -64,7 +69,7 @@ while ((kills < 10 && rounds < 12)); do
     start 2 "$out" "${opts[@]}"
     sleep "$(after "$tref" 0.15 0.85)"
     if ((kills < 10)) && kill -0 "$job" 2>/dev/null; then
-      crash
+      crash || break # it ended just before the kill: the round is complete
       kills=$((kills + 1))
       opts=(-restart)
     else
@@ -86,7 +91,7 @@ for layout in "1 1" "4 2"; do
   out="$tmp/ranks$np.h5"
   start 2 "$out"
   sleep "$(after "$tref" 0.4 0.6)"
-  crash
+  crash || bad "a kill -9 did not land mid-run"
   run "$np" "$out" -restart -ranks_per_run "$rpr" && ok || bad "restart on $np ranks (groups of $rpr) failed"
   same "$tmp/ref.h5" "$out" 1e-10 1e-14 # residuals ~1e-16 differ in their own round-off
 done
@@ -101,7 +106,7 @@ tmf=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
 for k in 1 2; do
   start 2 "$tmp/mf.h5" "${mf[@]}" $( ((k > 1)) && echo -restart)
   sleep "$(after "$tmf" 0.2 0.45)"
-  crash
+  crash || bad "a kill -9 did not land mid-run"
 done
 run 2 "$tmp/mf.h5" "${mf[@]}" -restart && ok || bad "the matrix-free restart failed"
 same "$tmp/mf_ref.h5" "$tmp/mf.h5"
