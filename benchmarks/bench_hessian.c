@@ -102,7 +102,8 @@ int main(int argc, char **argv)
   PetscCall(hessian_register_events());
 
   double best = INFINITY, best_setup = 0, best_eig = 0, lam = NAN, resid = NAN;
-  long matvecs = 0;
+  long matvecs = 0, coarse_mv = 0;
+  double coarse_work = 0;
   int its = 0;
   for (PetscInt r = 0; r < reps; r++) {
     HessianOperator *op;
@@ -147,6 +148,7 @@ int main(int argc, char **argv)
         best_setup = t1 - t0;
         best_eig = t2 - t1;
         PetscCall(hessian_last_solve_stats(op, &its, &matvecs));
+        PetscCall(hessian_last_solve_coarse(op, &coarse_mv, &coarse_work));
         lam = nconv ? e : NAN;
         resid = rs;
       }
@@ -154,8 +156,9 @@ int main(int argc, char **argv)
     PetscCall(hessian_operator_destroy(&op));
   }
   if (rank == 0) {
-    printf("hess method=%s lambda=%.17g s=%.4f s_setup=%.4f s_eig=%.4f matvecs=%ld its=%d resid=%.3e ranks=%d", method, lam, best,
-           best_setup, best_eig, matvecs, its, resid, size);
+    printf("hess method=%s lambda=%.17g s=%.4f s_setup=%.4f s_eig=%.4f matvecs=%ld its=%d resid=%.3e ranks=%d coarse_matvecs=%ld "
+           "coarse_work=%.3f",
+           method, lam, best, best_setup, best_eig, matvecs, its, resid, size, coarse_mv, coarse_work);
     if (nev > 1 && strcmp(method, "product"))
       for (PetscInt i = 0; i < nev; i++) printf("%s%.12g", i ? "," : " eigs=", eigs[i]);
     printf("\n");

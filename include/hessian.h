@@ -14,9 +14,26 @@
  *
  * Options (prefix hess_): -hess_eps_* tune the top-eigenvalue Krylov-Schur solve and
  * -hess_min_eps_* the most-negative one (read once, at creation); -hess_gn_eps_* the Gauss-Newton
- * one; -hess_chunk (samples per tape
- * chunk, default 512); -hess_tape_mb (per-rank budget for stored activations and cotangents,
+ * one; -hess_coarse_eps_* the coarse levels' (tolerance 1e-2 unless set); -hess_chunk (samples per
+ * tape chunk, default 512); -hess_tape_mb (per-rank budget for stored activations and cotangents,
  * default 4096: above it every product recomputes them chunk by chunk).
+ *
+ * Convergence (-hess_conv). "value" (default): a Ritz value is accepted when its estimated
+ * eigenvalue error, relative to the spectral scale, is below -hess_*eps_tol: the smaller of the
+ * residual norm (a bound) and max(res^2 / gap, the error the last two restarts extrapolate to,
+ * doubled), gap being the distance to the other Ritz values. "residual": the residual norm alone,
+ * SLEPc's usual test, which asks for eigenvectors accurate to tol and so for more products.
+ *
+ * Coarse levels (-hess_coarse_levels L, default 2; -hess_coarse_factor f, default 4;
+ * -hess_coarse_min, default 32). A top-eigenvalue solve without a warm start begins from the sum of
+ * the top eigenvectors of the Hessian of the samples whose global index is a multiple of f (the
+ * same set for any rank count, each rank keeping its own), solved the same way from the level
+ * below, L levels deep while a level keeps at least coarse_min samples. The top of a wide net's
+ * Hessian is a property of the network more than of the samples, so that start is close: on the
+ * benchmark (benchmarks/README.md) the full-batch solve then needs 5 products instead of 16, the
+ * coarse levels costing under 2 more. Only the start vector changes: the answer is the full
+ * batch's, to the tolerance. A top solve from a warm or coarse start uses a basis of nev + 1
+ * vectors unless -hess_eps_ncv says otherwise, so that the test runs after every product.
  *
  * Random probes (trace, SLQ) are Rademacher vectors drawn counter-based, rank-count independent:
  * probe j, parameter index p (global) is +1 if rng_u64(seed, RNG_STREAM_PROBE + (j << 32), p) is
@@ -50,10 +67,11 @@ PetscErrorCode hessian_operator_mat(HessianOperator *op, Mat *H);
 PetscErrorCode hessian_gn_mat(HessianOperator *op, Mat *G);
 
 /* Top-nev eigenvalues of H (largest algebraic first) by Krylov-Schur (prefix hess_), warm-started
- * from the sum of the previous call's eigenvectors. resid[i] = ||H x - lambda x|| / s with x the
- * unit eigenvector and s = max(|lambda|, |lambda_max|): recomputed with one more product per
- * eigenpair after the solve (residual check); a pair whose residual exceeds 100 times the solver
- * tolerance is dropped. Missing values (unconverged, failed check, non-finite theta, solver
+ * from the sum of the previous call's eigenvectors, else from the coarse levels. resid[i] =
+ * ||H x - lambda x|| / s with x the unit eigenvector and s = max(|lambda|, |lambda_max|):
+ * recomputed with one more product per eigenpair after the solve (residual check; with
+ * -hess_check_residual false the solver's own error estimate instead); a pair whose error by the
+ * convergence test's measure exceeds 100 times the solver tolerance is dropped. Missing values (unconverged, failed check, non-finite theta, solver
  * failure) are NaN and the call still returns 0; nconv counts the valid leading values.
  * Collective. */
 PetscErrorCode hessian_top_eigs(HessianOperator *op, int nev, double *eig, double *resid, int *nconv);
@@ -67,8 +85,12 @@ PetscErrorCode hessian_min_eig(HessianOperator *op, double *eig, double *resid, 
  * resid as above. */
 PetscErrorCode hessian_gn_top_eigs(HessianOperator *op, int nev, double *eig, double *resid, int *nconv);
 
-/* Statistics of the last solve: Krylov-Schur restarts and products with H (or G). */
+/* Statistics of the last solve: Krylov-Schur restarts and products with H (or G), residual check
+ * included, coarse levels not. */
 PetscErrorCode hessian_last_solve_stats(HessianOperator *op, int *its, long *matvecs);
+/* Products of the coarse levels in the last top-eigenvalue solve (0 after a warm start), and
+ * their cost in full-batch products. */
+PetscErrorCode hessian_last_solve_coarse(HessianOperator *op, long *matvecs, double *work);
 /* Forget the warm starts (the next solves start from the deterministic Philox vector). */
 PetscErrorCode hessian_reset_warm_start(HessianOperator *op);
 /* The warm starts of the top (which = 0) and most negative (which = 1) eigenvalue solves as full

@@ -19,9 +19,11 @@
  * product that is 2P doubles on the wire per rank against n_local (6F - 4F1) flops.
  *
  * Eigensolves. Krylov-Schur with a convergence test relative to the spectrum's scale
- * max(|lambda|, |lambda_max|) (see hessian.h), warm-started from the last eigenvectors, with the
- * final residuals recomputed by an explicit product. SLQ runs its own Lanczos with full
- * reorthogonalisation on the same shell matrix.
+ * max(|lambda|, |lambda_max|) on the eigenvalue error or the residual (see hessian.h),
+ * warm-started from the last eigenvectors or, cold, from the coarse levels: HessianOperators over
+ * strided subsamples that borrow this level's product buffers. The final residuals are recomputed
+ * by an explicit product. SLQ runs its own Lanczos with full reorthogonalisation on the same shell
+ * matrix.
  */
 #include "hessian.h"
 #include "warm_start.h"
@@ -45,6 +47,14 @@
 #define HESS_RESID_FACTOR 100.0
 /* Lanczos breakdown: beta below this fraction of the largest |alpha|, beta seen. */
 #define HESS_BREAKDOWN 1e-10
+/* Ritz values of the previous restart kept for the eigenvalue-error test. */
+#define HESS_RITZ_MAX 64
+/* Restarts of the quick solve with a basis of nev + 1 from a good start (see solve). */
+#define HESS_QUICK_RESTARTS 4
+/* The extrapolated error of ritz_error, times this: rho from two steps is a rough estimate. */
+#define HESS_STEP_SAFETY 2.0
+/* Default tolerance of the coarse (subsample) solves that only provide a start vector. */
+#define HESS_COARSE_TOL 1e-2
 
 static PetscLogEvent EV_MATMULT, EV_EIGENSOLVE, EV_TRACE, EV_SLQ;
 static PetscBool events_registered = PETSC_FALSE;
@@ -93,7 +103,26 @@ struct HessianOperator {
   long n_mult;              /* products applied (H or G) */
   int last_its;
   long last_matvecs;
+  /* Cold starts (no warm vector) of the top-eigenvalue solve begin from the top eigenvectors of
+   * the Hessian of a strided subsample, itself solved the same way: see hessian.h. */
+  HessianOperator *coarse;  /* every coarse_factor-th sample of this batch, or NULL */
+  PetscBool coarse_stale;   /* coarse not yet linearised at theta */
+  PetscBool borrowed;       /* vfull, hfull belong to the finer level */
+  PetscBool conv_value;     /* -hess_conv value: test the eigenvalue error, else the residual */
+  PetscBool check_resid;    /* -hess_check_residual */
+  double ritz_prev[2][HESS_RITZ_MAX]; /* Ritz values at the last two restarts of the current solve */
+  int n_ritz_prev[2];                 /* [0] the last, [1] the one before */
+  long coarse_matvecs;      /* products of the coarse levels in the last solve */
+  double coarse_work;       /* the same in full-batch products (samples / n_global) */
 };
+
+/* Settings read once by hessian_operator_create and handed to every level. */
+typedef struct {
+  PetscInt chunk;
+  PetscReal tape_mb;
+  PetscInt coarse_levels, coarse_factor, coarse_min;
+  PetscBool conv_value, check_resid;
+} HessSettings;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -196,7 +225,45 @@ static PetscErrorCode GaussNewtonMult(Mat A, Vec x, Vec y)
   PetscFunctionReturn(0);
 }
 
-/* Krylov-Schur convergence test: residual relative to max(|lambda|, the largest |Ritz value| seen
+/* The value of prev (n) nearest t, and the distance from t to the next nearest (INFINITY if none). */
+static double nearest(const double *prev, int n, double t, double *next)
+{
+  double d1 = INFINITY, d2 = INFINITY, best = NAN;
+  for (int j = 0; j < n; j++) {
+    const double d = fabs(t - prev[j]);
+    if (d < d1) {
+      d2 = d1;
+      d1 = d;
+      best = prev[j];
+    } else if (d < d2) d2 = d;
+  }
+  if (next) *next = d2;
+  return best;
+}
+
+/* Error estimate of a Ritz value theta with residual norm res. The residual bound res always
+ * holds. With conv_value, the eigenvalue error is estimated as max(extrapolated step, res^2/gap):
+ * a Ritz value converges with the square of its residual, res^2/gap (Parlett, The Symmetric
+ * Eigenvalue Problem, 11.7), gap being the distance to the other Ritz values of the last restart;
+ * and since those can still be far below their eigenvalues (the gap then overestimated), the
+ * error is also taken at least as large as what the last two steps of theta extrapolate to
+ * (Aitken: d_j rho / (1 - rho), rho = d_j / d_{j-1}; doubled), which is infinite -- the residual bound
+ * rules -- until two restarts have passed or while theta is not converging geometrically. */
+static double ritz_error(const HessianOperator *op, double theta, double res)
+{
+  if (!op->conv_value || op->n_ritz_prev[1] < 1 || op->n_ritz_prev[0] < 2) return res;
+  double gap;
+  const double p1 = nearest(op->ritz_prev[0], op->n_ritz_prev[0], theta, &gap);
+  const double p2 = nearest(op->ritz_prev[1], op->n_ritz_prev[1], p1, NULL);
+  const double d1 = fabs(theta - p1), d0 = fabs(p1 - p2);
+  double step = INFINITY;
+  if (d1 == 0) step = 0;
+  else if (d0 > d1) step = HESS_STEP_SAFETY * d1 * (d1 / d0) / (1.0 - d1 / d0);
+  if (!(gap > 0) || !isfinite(gap) || !(step < INFINITY)) return res;
+  return PetscMin(res, PetscMax(step, res * res / gap));
+}
+
+/* Krylov-Schur convergence test: ritz_error relative to max(|lambda|, the largest |Ritz value| seen
  * in this solve, op->conv_scale at its start). */
 static PetscErrorCode ConvergedScaled(EPS eps, PetscScalar eigr, PetscScalar eigi, PetscReal res, PetscReal *errest, void *ctx)
 {
@@ -205,7 +272,22 @@ static PetscErrorCode ConvergedScaled(EPS eps, PetscScalar eigr, PetscScalar eig
   PetscFunctionBeginUser;
   const double a = PetscAbsScalar(eigr);
   if (a > op->conv_scale) op->conv_scale = a;
-  *errest = op->conv_scale > 0 ? res / op->conv_scale : res;
+  const double err = ritz_error(op, PetscRealPart(eigr), res);
+  *errest = op->conv_scale > 0 ? err / op->conv_scale : err;
+  PetscFunctionReturn(0);
+}
+
+/* Monitor: keeps the Ritz values of each restart for the next convergence test. */
+static PetscErrorCode RitzRecord(EPS eps, PetscInt its, PetscInt nconv, PetscScalar *eigr, PetscScalar *eigi, PetscReal *errest,
+                                 PetscInt nest, void *ctx)
+{
+  HessianOperator *op = (HessianOperator *)ctx;
+
+  PetscFunctionBeginUser;
+  op->n_ritz_prev[1] = op->n_ritz_prev[0];
+  PetscCall(PetscArraycpy(op->ritz_prev[1], op->ritz_prev[0], op->n_ritz_prev[0]));
+  op->n_ritz_prev[0] = (int)PetscMin(nest, (PetscInt)HESS_RITZ_MAX);
+  for (int j = 0; j < op->n_ritz_prev[0]; j++) op->ritz_prev[0][j] = PetscRealPart(eigr[j]);
   PetscFunctionReturn(0);
 }
 
@@ -222,6 +304,8 @@ static PetscErrorCode make_eps(HessianOperator *op, Mat A, EPSWhich which, const
   PetscCall(EPSSetType(*eps, EPSKRYLOVSCHUR));
   PetscCall(EPSSetWhichEigenpairs(*eps, which));
   PetscCall(EPSSetConvergenceTestFunction(*eps, ConvergedScaled, op, NULL));
+  PetscCall(EPSMonitorSet(*eps, RitzRecord, op, NULL));
+  if (op->borrowed) PetscCall(EPSSetTolerances(*eps, HESS_COARSE_TOL, PETSC_DEFAULT)); /* a start vector only */
   PetscCall(EPSSetOptionsPrefix(*eps, prefix));
   PetscCall(EPSSetFromOptions(*eps));
   PetscCall(EPSGetDimensions(*eps, &nev0, ncv, mpd));
@@ -230,16 +314,18 @@ static PetscErrorCode make_eps(HessianOperator *op, Mat A, EPSWhich which, const
 
 /* ------------------------------------------------------------------ create / destroy */
 
-PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, const Model *m, const double *x_local,
-                                       const double *y_local, int n_local, int first, int n_global)
+/* One level: the batch given (levels > 0 adds a coarse level below it); parent: the finer level
+ * whose product buffers it borrows, or NULL. */
+static PetscErrorCode operator_create(HessianOperator **out, MPI_Comm comm, const Model *m, const double *x_local,
+                                      const double *y_local, int n_local, int first, int n_global, const HessSettings *set,
+                                      int levels, HessianOperator *parent)
 {
   HessianOperator *op;
-  PetscInt chunk = 512;
-  PetscReal tape_mb = 4096;
+  const PetscInt chunk = set->chunk;
+  const PetscReal tape_mb = set->tape_mb;
 
   PetscFunctionBeginUser;
   *out = NULL;
-  PetscCall(hessian_register_events());
   PetscCheck(n_local >= 0 && first >= 0 && n_global > 0 && (int64_t)first + n_local <= n_global, comm, PETSC_ERR_ARG_OUTOFRANGE,
              "hessian: bad slice first %d n_local %d of %d samples", first, n_local, n_global);
   PetscCheck(m->n_params > 0 && m->n_params <= (size_t)INT_MAX, comm, PETSC_ERR_ARG_OUTOFRANGE,
@@ -287,12 +373,16 @@ PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, con
     PetscCall(PetscArraycpy(op->x, x_local, (size_t)n_local * op->d));
     PetscCall(PetscArraycpy(op->y, y_local, (size_t)n_local * op->k));
   }
-  PetscCall(PetscMalloc3(m->n_params, &op->theta, m->n_params, &op->vfull, m->n_params, &op->hfull));
+  op->conv_value = set->conv_value;
+  op->check_resid = set->check_resid;
+  op->borrowed = parent ? PETSC_TRUE : PETSC_FALSE;
+  if (parent) { /* levels are used one at a time: the finer level's product buffers serve */
+    PetscCall(PetscMalloc1(m->n_params, &op->theta));
+    op->vfull = parent->vfull;
+    op->hfull = parent->hfull;
+  } else PetscCall(PetscMalloc3(m->n_params, &op->theta, m->n_params, &op->vfull, m->n_params, &op->hfull));
 
   /* Tapes: chunks of at most -hess_chunk samples; keep activations and cotangents if they fit. */
-  PetscCall(PetscOptionsGetInt(NULL, "hess_", "-chunk", &chunk, NULL));
-  PetscCall(PetscOptionsGetReal(NULL, "hess_", "-tape_mb", &tape_mb, NULL));
-  PetscCheck(chunk > 0, comm, PETSC_ERR_ARG_OUTOFRANGE, "hessian: -hess_chunk must be positive, got %" PetscInt_FMT, chunk);
   op->chunk = (int)(chunk < n_local ? chunk : (n_local > 0 ? n_local : 1));
   op->n_chunks = (n_local + op->chunk - 1) / op->chunk;
   double per_sample = 0;
@@ -330,8 +420,57 @@ PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, con
   PetscCall(MatSetOption(op->G, MAT_SPD, PETSC_TRUE));
   PetscCall(PetscObjectSetName((PetscObject)op->G, "GaussNewton"));
 
-  PetscCall(make_eps(op, op->H, EPS_LARGEST_REAL, "hess_", &op->eps_top, &op->ncv_top, &op->mpd_top));
-  PetscCall(make_eps(op, op->H, EPS_SMALLEST_REAL, "hess_min_", &op->eps_min, &op->ncv_min, &op->mpd_min));
+  PetscCall(make_eps(op, op->H, EPS_LARGEST_REAL, parent ? "hess_coarse_" : "hess_", &op->eps_top, &op->ncv_top, &op->mpd_top));
+  if (!parent) PetscCall(make_eps(op, op->H, EPS_SMALLEST_REAL, "hess_min_", &op->eps_min, &op->ncv_min, &op->mpd_min));
+
+  /* The coarse level: samples whose global index is a multiple of the factor (the same set for
+   * any rank count; each rank keeps its own, so the level stays balanced). */
+  const int f = (int)set->coarse_factor, n_coarse = (n_global + f - 1) / f;
+  if (levels > 0 && n_coarse >= set->coarse_min && n_coarse < n_global) {
+    const int cfirst = (first + f - 1) / f, cend = (first + n_local + f - 1) / f, cn = cend - cfirst;
+    double *xc, *yc;
+    PetscCall(PetscMalloc2((size_t)cn * op->d + 1, &xc, (size_t)cn * op->k + 1, &yc));
+    for (int j = 0; j < cn; j++) {
+      const size_t a = (size_t)(cfirst + j) * f - (size_t)first; /* local row of coarse sample j */
+      PetscCall(PetscArraycpy(xc + (size_t)j * op->d, x_local + a * op->d, op->d));
+      PetscCall(PetscArraycpy(yc + (size_t)j * op->k, y_local + a * op->k, op->k));
+    }
+    PetscCall(operator_create(&op->coarse, comm, m, xc, yc, cn, cfirst, n_coarse, set, levels - 1, op));
+    PetscCall(PetscFree2(xc, yc));
+  }
+  *out = op;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, const Model *m, const double *x_local,
+                                       const double *y_local, int n_local, int first, int n_global)
+{
+  HessianOperator *op = NULL;
+  HessSettings set = {512, 4096, 2, 4, 32, PETSC_TRUE, PETSC_TRUE}; /* main.c register_solver_options shows these */
+  char conv[16] = "value";
+  PetscBool has;
+
+  PetscFunctionBeginUser;
+  *out = NULL;
+  PetscCall(hessian_register_events());
+  PetscCall(PetscOptionsGetInt(NULL, "hess_", "-chunk", &set.chunk, NULL));
+  PetscCall(PetscOptionsGetReal(NULL, "hess_", "-tape_mb", &set.tape_mb, NULL));
+  PetscCall(PetscOptionsGetInt(NULL, "hess_", "-coarse_levels", &set.coarse_levels, NULL));
+  PetscCall(PetscOptionsGetInt(NULL, "hess_", "-coarse_factor", &set.coarse_factor, NULL));
+  PetscCall(PetscOptionsGetInt(NULL, "hess_", "-coarse_min", &set.coarse_min, NULL));
+  PetscCall(PetscOptionsGetString(NULL, "hess_", "-conv", conv, sizeof conv, &has));
+  PetscCall(PetscOptionsGetBool(NULL, "hess_", "-check_residual", &set.check_resid, NULL));
+  PetscCheck(set.chunk > 0, comm, PETSC_ERR_ARG_OUTOFRANGE, "hessian: -hess_chunk must be positive, got %" PetscInt_FMT, set.chunk);
+  PetscCheck(set.coarse_levels >= 0, comm, PETSC_ERR_ARG_OUTOFRANGE, "hessian: -hess_coarse_levels must be >= 0, got %" PetscInt_FMT,
+             set.coarse_levels);
+  PetscCheck(set.coarse_factor >= 2, comm, PETSC_ERR_ARG_OUTOFRANGE, "hessian: -hess_coarse_factor must be >= 2, got %" PetscInt_FMT,
+             set.coarse_factor);
+  PetscCheck(set.coarse_min >= 1, comm, PETSC_ERR_ARG_OUTOFRANGE, "hessian: -hess_coarse_min must be >= 1, got %" PetscInt_FMT,
+             set.coarse_min);
+  PetscCheck(!strcmp(conv, "value") || !strcmp(conv, "residual"), comm, PETSC_ERR_ARG_WRONG,
+             "hessian: -hess_conv must be value or residual, got %s", conv);
+  set.conv_value = strcmp(conv, "value") == 0 ? PETSC_TRUE : PETSC_FALSE;
+  PetscCall(operator_create(&op, comm, m, x_local, y_local, n_local, first, n_global, &set, (int)set.coarse_levels, NULL));
   *out = op;
   PetscFunctionReturn(0);
 }
@@ -342,6 +481,7 @@ PetscErrorCode hessian_operator_destroy(HessianOperator **pop)
 
   PetscFunctionBeginUser;
   if (!op) PetscFunctionReturn(0);
+  PetscCall(hessian_operator_destroy(&op->coarse));
   PetscCall(EPSDestroy(&op->eps_top));
   PetscCall(EPSDestroy(&op->eps_min));
   PetscCall(MatDestroy(&op->H));
@@ -353,7 +493,8 @@ PetscErrorCode hessian_operator_destroy(HessianOperator **pop)
     tape_destroy(&op->tapes[c]);
   }
   PetscCall(PetscFree(op->tapes));
-  PetscCall(PetscFree3(op->theta, op->vfull, op->hfull));
+  if (op->borrowed) PetscCall(PetscFree(op->theta));
+  else PetscCall(PetscFree3(op->theta, op->vfull, op->hfull));
   PetscCall(PetscFree2(op->x, op->y));
   PetscCall(PetscFree2(op->counts, op->displs));
   PetscCallMPI(MPI_Comm_free(&op->pcomm));
@@ -398,6 +539,7 @@ PetscErrorCode hessian_set_params(HessianOperator *op, const double *theta)
   op->loss = half_sq / op->n_global;
   op->have_params = PETSC_TRUE;
   op->have_lmax = PETSC_FALSE;
+  op->coarse_stale = PETSC_TRUE; /* linearised when a cold solve needs it */
   /* The operators changed: assembly bumps the matrix state for anything that caches on it. */
   PetscCall(MatAssemblyBegin(op->H, MAT_FINAL_ASSEMBLY));
   PetscCall(MatAssemblyEnd(op->H, MAT_FINAL_ASSEMBLY));
@@ -416,13 +558,43 @@ PetscErrorCode hessian_loss(HessianOperator *op, double *loss)
 
 /* ------------------------------------------------------------------ eigensolves */
 
+/* start <- the sum of the coarse level's top-nev eigenvectors (its own cold solve, linearised at
+ * op's theta first if needed); *ok = false if that solve found none. */
+static PetscErrorCode coarse_start(HessianOperator *op, int nev, Vec start, PetscBool *ok)
+{
+  HessianOperator *c = op->coarse;
+  double *e, *r;
+  int nc = 0;
+
+  PetscFunctionBeginUser;
+  *ok = PETSC_FALSE;
+  if (op->coarse_stale) {
+    PetscCall(hessian_set_params(c, op->theta));
+    op->coarse_stale = PETSC_FALSE;
+  }
+  PetscCall(hessian_reset_warm_start(c)); /* a pure function of theta: no memory of other solves */
+  PetscCall(PetscMalloc2(nev, &e, nev, &r));
+  PetscCall(hessian_top_eigs(c, nev, e, r, &nc));
+  PetscCall(PetscFree2(e, r));
+  op->coarse_matvecs += c->last_matvecs + c->coarse_matvecs;
+  op->coarse_work += (c->last_matvecs + c->coarse_work) * (double)c->n_global / (double)op->n_global;
+  if (nc > 0 && c->warm_top) {
+    PetscCall(VecCopy(c->warm_top, start));
+    *ok = PETSC_TRUE;
+  }
+  PetscFunctionReturn(0);
+}
+
 /* nev eigenpairs of A at the end eps is set for, NaN for what is missing, never an error from the
  * solver itself (reported through PetscInfo). scale0 seeds the convergence test's spectral scale
  * (0: the solve's own Ritz values). If warm is given it is the start vector and is replaced by
- * the sum of the accepted eigenvectors. resid[i] = ||A x - lambda x|| / max(|lambda|, scale). */
+ * the sum of the accepted eigenvectors; without one, use_coarse starts from the coarse level's
+ * eigenvectors. resid[i] = ||A x - lambda x|| / max(|lambda|, scale). */
 static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_user, PetscInt mpd_user, double scale0, Vec *warm,
-                            int nev, double *eig, double *resid, int *nconv)
+                            PetscBool use_coarse, int nev, double *eig, double *resid, int *nconv)
 {
+  PetscBool from_coarse = PETSC_FALSE;
+
   PetscInt rows, nc = 0, its = 0, maxit;
   PetscReal tol;
   PetscErrorCode ierr;
@@ -431,28 +603,55 @@ static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_us
   PetscFunctionBeginUser;
   PetscCall(MatGetSize(A, &rows, NULL));
   const int want = nev < rows ? nev : (int)rows;
-  const PetscInt ncv = ncv_user > 0 && ncv_user > rows ? rows : ncv_user;
   PetscCall(EPSSetOperators(eps, A, NULL));
-  PetscCall(EPSSetDimensions(eps, want, ncv, mpd_user));
 
-  /* Start: the warm vector, or a Philox vector indexed by global row (rank-count independent). */
+  /* Start: the warm vector, the coarse level's eigenvectors, or a Philox vector indexed by global
+   * row (all rank-count independent). */
   PetscCall(MatCreateVecs(A, &start, &xr));
   PetscCall(VecDuplicate(xr, &r));
+  op->coarse_matvecs = 0;
+  op->coarse_work = 0;
   if (warm && *warm) PetscCall(VecCopy(*warm, start));
-  else {
+  else if (use_coarse && op->coarse) PetscCall(coarse_start(op, want, start, &from_coarse));
+  if (!(warm && *warm) && !from_coarse) {
     PetscScalar *s;
     PetscCall(VecGetArray(start, &s));
     rng_normal_fill(s, (size_t)op->pn, HESS_START_SEED, RNG_STREAM_PROBE, (uint64_t)op->plo);
     PetscCall(VecRestoreArray(start, &s));
   }
   PetscCall(EPSSetInitialSpace(eps, 1, &start));
+  /* From a good start (warm, or the coarse level's) the top solve often converges in a few
+   * products: a quick solve with a basis of nev + 1, which tests after every product, for at most
+   * HESS_QUICK_RESTARTS restarts. If that is not enough (a tight tolerance, a poor start), the
+   * solve proper follows from the same start with the chosen basis (SLEPc's default unless
+   * -hess_eps_ncv): a small basis restarts too often to converge fast. */
+  PetscInt ncv = ncv_user > rows ? rows : ncv_user, maxit0;
+  PetscReal tol0;
+  const PetscBool quick = ncv_user <= 0 && use_coarse && ((warm && *warm) || from_coarse) && want + 1 <= rows ? PETSC_TRUE : PETSC_FALSE;
+  PetscCall(EPSGetTolerances(eps, &tol0, &maxit0));
+  if (quick) {
+    PetscCall(EPSSetDimensions(eps, want, want + 1, PETSC_DEFAULT));
+    PetscCall(EPSSetTolerances(eps, tol0, HESS_QUICK_RESTARTS));
+  } else PetscCall(EPSSetDimensions(eps, want, ncv > 0 ? ncv : PETSC_DEFAULT, mpd_user));
 
   const long m0 = op->n_mult;
   op->conv_scale = scale0;
+  op->n_ritz_prev[0] = op->n_ritz_prev[1] = 0;
   PetscCall(PetscLogEventBegin(EV_EIGENSOLVE, eps, 0, 0, 0));
   PetscCall(PetscPushErrorHandler(PetscReturnErrorHandler, NULL));
   ierr = EPSSolve(eps);
+  if (quick && !ierr) {
+    ierr = EPSGetConverged(eps, &nc);
+    if (!ierr && nc < want) {
+      op->n_ritz_prev[0] = op->n_ritz_prev[1] = 0;
+      ierr = EPSSetDimensions(eps, want, ncv > 0 ? ncv : PETSC_DEFAULT, mpd_user);
+      if (!ierr) ierr = EPSSetTolerances(eps, tol0, maxit0);
+      if (!ierr) ierr = EPSSetInitialSpace(eps, 1, &start);
+      if (!ierr) ierr = EPSSolve(eps);
+    }
+  }
   PetscCall(PetscPopErrorHandler());
+  if (quick) PetscCall(EPSSetTolerances(eps, tol0, maxit0));
   PetscCall(PetscLogEventEnd(EV_EIGENSOLVE, eps, 0, 0, 0));
   if (ierr) {
     PetscCall(PetscInfo(eps, "hessian: eigensolve failed (error %d): NaN reported\n", (int)ierr));
@@ -470,19 +669,31 @@ static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_us
       PetscCall(EPSGetEigenvalue(eps, i, &kr, NULL));
       scale = PetscMax(scale, PetscAbsScalar(kr));
     }
-    /* Residual check: an explicit product per pair, independent of the solver's estimate. */
+    /* Residual check: an explicit product per pair, independent of the solver's estimate, judged
+     * by the same error measure as the solve (ritz_error with the last restart's Ritz values).
+     * Coarse levels only supply a start vector and skip it; so does -hess_check_residual false,
+     * which then reports the solver's own estimate. */
+    const PetscBool check = op->check_resid && !op->borrowed;
     PetscInt ok = 0;
     for (PetscInt i = 0; i < nc; i++) {
       PetscScalar kr;
-      PetscReal nx, nr;
+      PetscReal nx, nr, est;
       PetscCall(EPSGetEigenpair(eps, i, &kr, NULL, xr, NULL));
       PetscCall(VecNorm(xr, NORM_2, &nx));
       PetscCall(VecScale(xr, 1.0 / nx));
-      PetscCall(MatMult(A, xr, r));
-      PetscCall(VecAXPY(r, -kr, xr));
-      PetscCall(VecNorm(r, NORM_2, &nr));
-      const double rel = nr / PetscMax(PetscAbsScalar(kr), scale);
-      if (!(rel <= HESS_RESID_FACTOR * tol) || !isfinite(PetscRealPart(kr))) {
+      const double sc = PetscMax(PetscAbsScalar(kr), scale);
+      double rel, err;
+      if (check) {
+        PetscCall(MatMult(A, xr, r));
+        PetscCall(VecAXPY(r, -kr, xr));
+        PetscCall(VecNorm(r, NORM_2, &nr));
+        rel = nr / sc;
+        err = ritz_error(op, PetscRealPart(kr), nr) / sc;
+      } else {
+        PetscCall(EPSGetErrorEstimate(eps, i, &est));
+        rel = err = est;
+      }
+      if (!(err <= HESS_RESID_FACTOR * tol) || !isfinite(PetscRealPart(kr))) {
         PetscCall(PetscInfo(eps, "hessian: pair %" PetscInt_FMT " (%g) fails the residual check (%g): dropped\n", i,
                             (double)PetscRealPart(kr), rel));
         break;
@@ -525,7 +736,7 @@ PetscErrorCode hessian_top_eigs(HessianOperator *op, int nev, double *eig, doubl
   PetscFunctionBeginUser;
   PetscCall(solve_prologue(op, nev, eig, resid, nconv, &go));
   if (!go) PetscFunctionReturn(0);
-  PetscCall(solve(op, op->eps_top, op->H, op->ncv_top, op->mpd_top, 0.0, &op->warm_top, nev, eig, resid, nconv));
+  PetscCall(solve(op, op->eps_top, op->H, op->ncv_top, op->mpd_top, 0.0, &op->warm_top, PETSC_TRUE, nev, eig, resid, nconv));
   if (*nconv > 0) {
     op->lmax = eig[0];
     op->have_lmax = PETSC_TRUE;
@@ -550,7 +761,7 @@ PetscErrorCode hessian_min_eig(HessianOperator *op, double *eig, double *resid, 
     its_top = op->last_its;
     if (nc < 1) PetscFunctionReturn(0); /* no scale: report NaN rather than a meaningless test */
   }
-  PetscCall(solve(op, op->eps_min, op->H, op->ncv_min, op->mpd_min, fabs(op->lmax), &op->warm_min, 1, eig, resid, nconv));
+  PetscCall(solve(op, op->eps_min, op->H, op->ncv_min, op->mpd_min, fabs(op->lmax), &op->warm_min, PETSC_FALSE, 1, eig, resid, nconv));
   op->last_matvecs += mv_top;
   op->last_its += its_top;
   PetscFunctionReturn(0);
@@ -566,7 +777,7 @@ PetscErrorCode hessian_gn_top_eigs(HessianOperator *op, int nev, double *eig, do
   PetscCall(solve_prologue(op, nev, eig, resid, nconv, &go));
   if (!go) PetscFunctionReturn(0);
   PetscCall(make_eps(op, op->G, EPS_LARGEST_REAL, "hess_gn_", &eps, &ncv, &mpd));
-  PetscCall(solve(op, eps, op->G, ncv, mpd, 0.0, NULL, nev, eig, resid, nconv));
+  PetscCall(solve(op, eps, op->G, ncv, mpd, 0.0, NULL, PETSC_FALSE, nev, eig, resid, nconv));
   PetscCall(EPSDestroy(&eps));
   PetscFunctionReturn(0);
 }
@@ -576,6 +787,14 @@ PetscErrorCode hessian_last_solve_stats(HessianOperator *op, int *its, long *mat
   PetscFunctionBeginUser;
   if (its) *its = op->last_its;
   if (matvecs) *matvecs = op->last_matvecs;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_last_solve_coarse(HessianOperator *op, long *matvecs, double *work)
+{
+  PetscFunctionBeginUser;
+  if (matvecs) *matvecs = op->coarse_matvecs;
+  if (work) *work = op->coarse_work;
   PetscFunctionReturn(0);
 }
 

@@ -105,25 +105,64 @@ static void say_error(int rank, const char *msg)
   }
 }
 
-/* Options that the operators read only when they are created (maybe hours later): read them all
- * now, so that -help lists them and a typo among them fails before any work. */
-static PetscErrorCode register_solver_options(MPI_Comm comm)
+/* One line in msg (and 1) if the option's text is not an integer in [lo, hi] (a number > 0 for
+ * real_ok). */
+static int check_number(const char *opt, const char *text, double lo, double hi, int real_ok, char *msg, size_t n)
 {
-  PetscInt chunk = 512;
-  PetscReal tape_mb = 4096;
+  char *end;
+  errno = 0;
+  const double v = real_ok ? strtod(text, &end) : (double)strtol(text, &end, 10);
+  if (end == text || *end || errno) {
+    snprintf(msg, n, "option %s: expected %s, got '%s'", opt, real_ok ? "a number" : "an integer", text);
+    return 1;
+  }
+  if (!(v >= lo && v <= hi)) {
+    snprintf(msg, n, "option %s: %s is outside [%.15g, %.15g]", opt, text, lo, hi);
+    return 1;
+  }
+  return 0;
+}
+
+/* Options that the operators read only when they are created (maybe hours later): read them all
+ * now, so that -help lists them and a typo or an impossible value among them fails, in one line,
+ * before any work. Read as text here (PETSc's own parsers would print a traceback); the defaults
+ * shown are hessian.c's. */
+static PetscErrorCode register_solver_options(MPI_Comm comm, int *bad)
+{
+  char chunk[64] = "512", tape_mb[64] = "4096", conv[64] = "value", check[64] = "true", levels[64] = "2", factor[64] = "4",
+       cmin[64] = "32";
+  char msg[256] = "";
+  int rank;
   EPS eps;
   PetscCall(ntk_options_register(comm));
-  PetscOptionsBegin(comm, "hess_", "Hessian operator (prefix -hess_; its eigensolvers take -hess_eps_*, for the most negative eigenvalue -hess_min_eps_*, for the Gauss-Newton matrix -hess_gn_eps_*)", NULL);
-  PetscCall(PetscOptionsInt("-chunk", "Samples per tape chunk in Hessian-vector products", NULL, chunk, &chunk, NULL));
-  PetscCall(PetscOptionsReal("-tape_mb", "Keep the Hessian batch's activations up to this many MB, else recompute them per product", NULL, tape_mb, &tape_mb, NULL));
+  PetscOptionsBegin(comm, "hess_", "Hessian operator (prefix -hess_; its eigensolvers take -hess_eps_*, for the most negative eigenvalue -hess_min_eps_*, for the Gauss-Newton matrix -hess_gn_eps_*, on the coarse levels -hess_coarse_eps_*)", NULL);
+  PetscCall(PetscOptionsString("-chunk", "Samples per tape chunk in Hessian-vector products", NULL, chunk, chunk, sizeof chunk, NULL));
+  PetscCall(PetscOptionsString("-tape_mb", "Keep the Hessian batch's activations up to this many MB, else recompute them per product", NULL, tape_mb, tape_mb, sizeof tape_mb, NULL));
+  PetscCall(PetscOptionsString("-conv", "Convergence test of the eigensolves: value (the eigenvalue error, estimated from the residual, the Ritz gap and the last steps) or residual", NULL, conv, conv, sizeof conv, NULL));
+  PetscCall(PetscOptionsString("-check_residual", "Recompute each accepted eigenpair's residual with one more product (true/false)", NULL, check, check, sizeof check, NULL));
+  PetscCall(PetscOptionsString("-coarse_levels", "Cold top-eigenvalue solves start from the eigenvectors of the Hessian of every factor-th sample, this many levels deep (0: from a random vector)", NULL, levels, levels, sizeof levels, NULL));
+  PetscCall(PetscOptionsString("-coarse_factor", "Sample stride between successive coarse levels", NULL, factor, factor, sizeof factor, NULL));
+  PetscCall(PetscOptionsString("-coarse_min", "Fewest samples a coarse level may have", NULL, cmin, cmin, sizeof cmin, NULL));
   PetscOptionsEnd();
-  const char *prefixes[] = {"hess_", "hess_min_", "hess_gn_"}; /* hessian.h: top, most negative, Gauss-Newton */
-  for (int i = 0; i < 3; i++) {
+  if (check_number("-hess_chunk", chunk, 1, 2147483647.0, 0, msg, sizeof msg) ||
+      check_number("-hess_tape_mb", tape_mb, 0, 1e12, 1, msg, sizeof msg) ||
+      check_number("-hess_coarse_levels", levels, 0, 64, 0, msg, sizeof msg) ||
+      check_number("-hess_coarse_factor", factor, 2, 2147483647.0, 0, msg, sizeof msg) ||
+      check_number("-hess_coarse_min", cmin, 1, 2147483647.0, 0, msg, sizeof msg)) {
+  } else if (strcmp(conv, "value") && strcmp(conv, "residual"))
+    snprintf(msg, sizeof msg, "option -hess_conv: unknown value '%s' (value or residual)", conv);
+  else if (strcmp(check, "true") && strcmp(check, "false"))
+    snprintf(msg, sizeof msg, "option -hess_check_residual: expected true or false, got '%s'", check);
+  const char *prefixes[] = {"hess_", "hess_min_", "hess_gn_", "hess_coarse_"}; /* hessian.h: top, most negative, Gauss-Newton, coarse levels */
+  for (int i = 0; i < 4; i++) {
     PetscCall(EPSCreate(comm, &eps));
     PetscCall(EPSSetOptionsPrefix(eps, prefixes[i]));
     PetscCall(EPSSetFromOptions(eps));
     PetscCall(EPSDestroy(&eps));
   }
+  MPI_Comm_rank(comm, &rank);
+  if (msg[0]) say_error(rank, msg);
+  *bad = msg[0] != 0;
   return 0;
 }
 
@@ -356,7 +395,8 @@ int main(int argc, char **argv)
   Config cfg;
   int code = 0;
   if (config_read(&cfg, world)) code = EXIT_BAD_INPUT;
-  if (!code && register_solver_options(world)) code = EXIT_BAD_INPUT;
+  int bad_solver = 0;
+  if (!code && (register_solver_options(world, &bad_solver) || bad_solver)) code = EXIT_BAD_INPUT;
   if (!code && has_help) goto finalize;
   if (!code && config_check_unused(world)) code = EXIT_BAD_INPUT;
   if (code) goto finalize;

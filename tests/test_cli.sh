@@ -86,6 +86,13 @@ cases=(
   "1|2|option -checkpoint_every: -1 is outside [0,|$deck ${small[*]} -checkpoint_every -1"
   "1|2|option -checkpoint_minutes: -1 is outside [0,|$deck ${small[*]} -checkpoint_minutes -1"
   "1|2|option -restart: expected true or false, got 'maybe'|$deck ${small[*]} -restart maybe"
+  # ---- Hessian solver options (read at start, used hours later)
+  "1|2|option -hess_conv: unknown value 'bogus' (value or residual)|$deck ${small[*]} -hess_conv bogus"
+  "1|2|option -hess_coarse_factor: 1 is outside [2,|$deck ${small[*]} -hess_coarse_factor 1"
+  "1|2|option -hess_coarse_levels: expected an integer, got 'two'|$deck ${small[*]} -hess_coarse_levels two"
+  "1|2|option -hess_check_residual: expected true or false, got 'maybe'|$deck ${small[*]} -hess_check_residual maybe"
+  "1|2|option -hess_chunk: 0 is outside [1,|$deck ${small[*]} -hess_chunk 0"
+  "1|2|option -hess_tape_mb: expected a number, got 'lots'|$deck ${small[*]} -hess_tape_mb lots"
   "1|2|checkpoint directory $tmp/nodir/x.ckpt: cannot create it|$deck ${small[*]} -checkpoint_dir $tmp/nodir/x.ckpt"
   "1|2|checkpoint $tmp/ck.h5.ckpt/sweep.h5: written by a different deck (option -etas differs)|$deck ${small[*]} -etas 0.2 -restart -output $tmp/ck.h5"
   "2|2|checkpoint $tmp/cktr.h5.ckpt/run_000000.h5: cannot read it|$deck ${small[*]} -restart -output $tmp/cktr.h5"

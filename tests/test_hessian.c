@@ -960,6 +960,77 @@ static PetscErrorCode test_solver_paths(void)
   PetscFunctionReturn(0);
 }
 
+/* Cold solves from the coarse levels (-hess_coarse_*) with the eigenvalue-error test
+ * (-hess_conv value) against dsyev: the top eigenvalues to the tolerance, the coarse levels used
+ * on a cold solve and not on a warm one; and the residual test from the same start. Run at 1 and 4
+ * ranks, so the coarse subsample is checked to give the same answers on any rank count. */
+static PetscErrorCode test_coarse_start(void)
+{
+  Model m;
+  char err[256];
+  ModelConfig c = small_cfg(ACT_RELU, PARAM_NTK, 1, 2);
+  HessianOperator *op;
+  const int N = 96, nev = 2;
+
+  PetscFunctionBeginUser;
+  MCHECK(model_build(&m, &c, err, sizeof err) == 0, "build: %s", err);
+  const size_t P = m.n_params;
+  double *x = malloc((size_t)N * c.in_dim * sizeof *x), *y = malloc((size_t)N * c.out_dim * sizeof *y);
+  double *th = malloc(P * sizeof *th), *H = malloc(P * P * sizeof *H), *ev = malloc(P * sizeof *ev);
+  rng_normal_fill(x, (size_t)N * c.in_dim, 51, RNG_STREAM_TEACHER_X, 0);
+  rng_normal_fill(y, (size_t)N * c.out_dim, 52, RNG_STREAM_TEACHER_X, 0);
+  model_init(&m, th, 53);
+  matrix_by_products(&m, th, x, y, N, 0, H);
+  eigs_asc(H, (int)P, ev);
+  const double l1 = ev[P - 1], l2 = ev[P - 2], scale = fmax(fabs(ev[0]), fabs(l1));
+  int first, nl;
+  slice_of(N, rank, size, 1, &first, &nl);
+  const char *convs[] = {"value", "residual"};
+  const double tols[] = {1e-10, 1e-10};
+  for (int t = 0; t < 2; t++) {
+    double eig[2], resid[2];
+    int nconv, its;
+    long mv, cmv;
+    double cwork;
+    char tol[32];
+    snprintf(tol, sizeof tol, "%g", tols[t]);
+    PetscCall(PetscOptionsSetValue(NULL, "-hess_conv", convs[t]));
+    PetscCall(PetscOptionsSetValue(NULL, "-hess_coarse_min", "4")); /* 96 -> 24 -> 6 samples */
+    PetscCall(PetscOptionsSetValue(NULL, "-hess_eps_ncv", "4"));
+    PetscCall(PetscOptionsSetValue(NULL, "-hess_eps_tol", tol));
+    PetscCall(hessian_operator_create(&op, W, &m, x + (size_t)first * c.in_dim, y + (size_t)first * c.out_dim, nl, first, N));
+    PetscCall(PetscOptionsClearValue(NULL, "-hess_conv"));
+    PetscCall(PetscOptionsClearValue(NULL, "-hess_coarse_min"));
+    PetscCall(PetscOptionsClearValue(NULL, "-hess_eps_ncv"));
+    PetscCall(PetscOptionsSetValue(NULL, "-hess_eps_tol", "1e-12"));
+    PetscCall(hessian_set_params(op, th));
+    PetscCall(hessian_top_eigs(op, nev, eig, resid, &nconv));
+    PetscCall(hessian_last_solve_stats(op, &its, &mv));
+    PetscCall(hessian_last_solve_coarse(op, &cmv, &cwork));
+    const double e0 = fabs(eig[0] - l1) / scale, e1 = fabs(eig[1] - l2) / scale;
+    MCHECK(nconv == nev && e0 <= 10 * tols[t] && e1 <= 10 * tols[t] && cmv > 0 && cwork > 0 && cwork < cmv,
+           "coarse start, %s test: %.15g %.15g vs dsyev %.15g %.15g (errors %.1e %.1e), coarse %ld products (%.2f full)", convs[t],
+           eig[0], eig[1], l1, l2, e0, e1, cmv, cwork);
+    MCHECK(t == 0 || (resid[0] <= 100 * tols[t] && resid[1] <= 100 * tols[t]), "residual test: residuals %.1e %.1e", resid[0],
+           resid[1]);
+    if (rank == 0)
+      printf("coarse start, %s test (P = %zu, N = %d, tol %g): %ld products + %ld coarse (%.2f full), errors %.1e %.1e, resid %.1e\n",
+             convs[t], P, N, tols[t], mv, cmv, cwork, e0, e1, resid[0]);
+    PetscCall(hessian_top_eigs(op, nev, eig, resid, &nconv)); /* warm: no coarse work */
+    PetscCall(hessian_last_solve_coarse(op, &cmv, &cwork));
+    MCHECK(nconv == nev && cmv == 0 && cwork == 0 && fabs(eig[0] - l1) <= 10 * tols[t] * scale, "warm solve after coarse: %ld coarse products, %.15g",
+           cmv, eig[0]);
+    PetscCall(hessian_operator_destroy(&op));
+  }
+  free(x);
+  free(y);
+  free(th);
+  free(H);
+  free(ev);
+  model_destroy(&m);
+  PetscFunctionReturn(0);
+}
+
 int main(int argc, char **argv)
 {
   PetscCall(SlepcInitialize(&argc, &argv, NULL, NULL));
@@ -971,6 +1042,9 @@ int main(int argc, char **argv)
   PetscCall(PetscOptionsSetValue(NULL, "-hess_min_eps_tol", "1e-12"));
   PetscCall(PetscOptionsSetValue(NULL, "-hess_gn_eps_tol", "1e-12"));
   PetscCall(PetscOptionsSetValue(NULL, "-ntk_eps_tol", "1e-12"));
+  /* The residual test, so that every recorded residual is bounded too (test_coarse_start covers
+   * the eigenvalue-error test). */
+  PetscCall(PetscOptionsSetValue(NULL, "-hess_conv", "residual"));
 
   test_kernels();
   const Parameterization params[] = {PARAM_NTK, PARAM_SP, PARAM_MUP};
@@ -983,6 +1057,8 @@ int main(int argc, char **argv)
       for (int b = 0; b <= 1; b++) PetscCall(test_config(idx++, acts[a], params[p], b));
   PetscCall(test_slq_full());
   PetscCall(test_solver_paths());
+  PetscCall(PetscOptionsClearValue(NULL, "-hess_conv"));
+  PetscCall(test_coarse_start());
 
   int fails = tu_failed;
   if (rank == 0) {
