@@ -651,7 +651,11 @@ static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_us
     }
   }
   PetscCall(PetscPopErrorHandler());
-  if (quick) PetscCall(EPSSetTolerances(eps, tol0, maxit0));
+  if (quick) { /* the caller's iteration limit back; the tolerance as the solve resolved it */
+    PetscReal tol_now;
+    PetscCall(EPSGetTolerances(eps, &tol_now, NULL));
+    PetscCall(EPSSetTolerances(eps, tol_now, maxit0));
+  }
   PetscCall(PetscLogEventEnd(EV_EIGENSOLVE, eps, 0, 0, 0));
   if (ierr) {
     PetscCall(PetscInfo(eps, "hessian: eigensolve failed (error %d): NaN reported\n", (int)ierr));
