@@ -32,8 +32,10 @@
  * Hessian is a property of the network more than of the samples, so that start is close: on the
  * benchmark (benchmarks/README.md) the full-batch solve then needs 5 products instead of 16, the
  * coarse levels costing under 2 more. Only the start vector changes: the answer is the full
- * batch's, to the tolerance. A top solve from a warm or coarse start uses a basis of nev + 1
- * vectors unless -hess_eps_ncv says otherwise, so that the test runs after every product.
+ * batch's, to the tolerance. Unless -hess_eps_ncv says otherwise, a top solve from a warm or
+ * coarse start first tries a basis of nev + 1 vectors, which tests after every product, for at
+ * most 4 restarts, then solves with SLEPc's default basis from the same start; a coarse level
+ * from a random start uses nev + 3 vectors (its tolerance is loose).
  *
  * Random probes (trace, SLQ) are Rademacher vectors drawn counter-based, rank-count independent:
  * probe j, parameter index p (global) is +1 if rng_u64(seed, RNG_STREAM_PROBE + (j << 32), p) is

@@ -632,7 +632,12 @@ static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_us
   if (quick) {
     PetscCall(EPSSetDimensions(eps, want, want + 1, PETSC_DEFAULT));
     PetscCall(EPSSetTolerances(eps, tol0, HESS_QUICK_RESTARTS));
-  } else PetscCall(EPSSetDimensions(eps, want, ncv > 0 ? ncv : PETSC_DEFAULT, mpd_user));
+  } else {
+    /* A coarse level's loose tolerance is met within a few products: a basis of nev + 3 tests
+     * often enough, where SLEPc's default (nev + 15) would run 16 products first. */
+    if (ncv <= 0 && op->borrowed) ncv = PetscMin(want + 3, rows);
+    PetscCall(EPSSetDimensions(eps, want, ncv > 0 ? ncv : PETSC_DEFAULT, ncv > 0 && mpd_user > ncv ? ncv : mpd_user));
+  }
 
   const long m0 = op->n_mult;
   op->conv_scale = scale0;
