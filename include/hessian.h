@@ -30,8 +30,8 @@
  * same set for any rank count, each rank keeping its own), solved the same way from the level
  * below, L levels deep while a level keeps at least coarse_min samples. The top of a wide net's
  * Hessian is a property of the network more than of the samples, so that start is close: on the
- * benchmark (benchmarks/README.md) the full-batch solve then needs 5 products instead of 16, the
- * coarse levels costing under 2 more. Only the start vector changes: the answer is the full
+ * benchmark (benchmarks/README.md) the full-batch solve then needs 5 products instead of 17, the
+ * coarse levels costing 1.25 more. Only the start vector changes: the answer is the full
  * batch's, to the tolerance. Unless -hess_eps_ncv says otherwise, a top solve from a warm or
  * coarse start first tries a basis of nev + 1 vectors, which tests after every product, for at
  * most 4 restarts, then solves with SLEPc's default basis from the same start; a coarse level
