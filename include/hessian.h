@@ -52,6 +52,15 @@
 
 typedef struct HessianOperator HessianOperator;
 
+/* Defaults of the -hess_* operator options (main.c lists and checks them at start). */
+#define HESS_DEFAULT_CHUNK 512
+#define HESS_DEFAULT_TAPE_MB 4096
+#define HESS_DEFAULT_CONV "value"
+#define HESS_DEFAULT_CHECK_RESIDUAL "true"
+#define HESS_DEFAULT_COARSE_LEVELS 2
+#define HESS_DEFAULT_COARSE_FACTOR 4
+#define HESS_DEFAULT_COARSE_MIN 32
+
 /* Collective on comm. Keeps m (which must outlive the operator) and copies x_local (n_local x d)
  * and y_local (n_local x k). The slices must tile [0, n_global) in rank order. hessian_set_params
  * must be called before use. */

@@ -446,8 +446,11 @@ PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, con
                                        const double *y_local, int n_local, int first, int n_global)
 {
   HessianOperator *op = NULL;
-  HessSettings set = {512, 4096, 2, 4, 32, PETSC_TRUE, PETSC_TRUE}; /* main.c register_solver_options shows these */
-  char conv[16] = "value";
+  HessSettings set = {HESS_DEFAULT_CHUNK,         HESS_DEFAULT_TAPE_MB,
+                      HESS_DEFAULT_COARSE_LEVELS, HESS_DEFAULT_COARSE_FACTOR,
+                      HESS_DEFAULT_COARSE_MIN,    PETSC_TRUE,
+                      strcmp(HESS_DEFAULT_CHECK_RESIDUAL, "true") == 0 ? PETSC_TRUE : PETSC_FALSE};
+  char conv[16] = HESS_DEFAULT_CONV;
   PetscBool has;
 
   PetscFunctionBeginUser;
@@ -626,18 +629,16 @@ static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_us
    * solve proper follows from the same start with the chosen basis (SLEPc's default unless
    * -hess_eps_ncv): a small basis restarts too often to converge fast. */
   PetscInt ncv = ncv_user > rows ? rows : ncv_user, maxit0;
+  /* A coarse level's loose tolerance is met within a few products: a basis of nev + 3 tests
+   * often enough, where SLEPc's default (nev + 15) would run 16 products first. */
+  if (ncv <= 0 && op->borrowed) ncv = PetscMin(want + 3, rows);
   PetscReal tol0;
   const PetscBool quick = ncv_user <= 0 && use_coarse && ((warm && *warm) || from_coarse) && want + 1 <= rows ? PETSC_TRUE : PETSC_FALSE;
   PetscCall(EPSGetTolerances(eps, &tol0, &maxit0));
   if (quick) {
     PetscCall(EPSSetDimensions(eps, want, want + 1, PETSC_DEFAULT));
     PetscCall(EPSSetTolerances(eps, tol0, HESS_QUICK_RESTARTS));
-  } else {
-    /* A coarse level's loose tolerance is met within a few products: a basis of nev + 3 tests
-     * often enough, where SLEPc's default (nev + 15) would run 16 products first. */
-    if (ncv <= 0 && op->borrowed) ncv = PetscMin(want + 3, rows);
-    PetscCall(EPSSetDimensions(eps, want, ncv > 0 ? ncv : PETSC_DEFAULT, ncv > 0 && mpd_user > ncv ? ncv : mpd_user));
-  }
+  } else PetscCall(EPSSetDimensions(eps, want, ncv > 0 ? ncv : PETSC_DEFAULT, ncv > 0 && mpd_user > ncv ? ncv : mpd_user));
 
   const long m0 = op->n_mult;
   op->conv_scale = scale0;
@@ -649,7 +650,7 @@ static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_us
     ierr = EPSGetConverged(eps, &nc);
     if (!ierr && nc < want) {
       op->n_ritz_prev[0] = op->n_ritz_prev[1] = 0;
-      ierr = EPSSetDimensions(eps, want, ncv > 0 ? ncv : PETSC_DEFAULT, mpd_user);
+      ierr = EPSSetDimensions(eps, want, ncv > 0 ? ncv : PETSC_DEFAULT, ncv > 0 && mpd_user > ncv ? ncv : mpd_user);
       if (!ierr) ierr = EPSSetTolerances(eps, tol0, maxit0);
       if (!ierr) ierr = EPSSetInitialSpace(eps, 1, &start);
       if (!ierr) ierr = EPSSolve(eps);

@@ -125,12 +125,16 @@ static int check_number(const char *opt, const char *text, double lo, double hi,
 
 /* Options that the operators read only when they are created (maybe hours later): read them all
  * now, so that -help lists them and a typo or an impossible value among them fails, in one line,
- * before any work. Read as text here (PETSc's own parsers would print a traceback); the defaults
- * shown are hessian.c's. */
+ * before any work. Read as text here (PETSc's own parsers would print a traceback), with
+ * hessian.h's defaults. */
 static PetscErrorCode register_solver_options(MPI_Comm comm, int *bad)
 {
-  char chunk[64] = "512", tape_mb[64] = "4096", conv[64] = "value", check[64] = "true", levels[64] = "2", factor[64] = "4",
-       cmin[64] = "32";
+  char chunk[64], tape_mb[64], conv[64] = HESS_DEFAULT_CONV, check[64] = HESS_DEFAULT_CHECK_RESIDUAL, levels[64], factor[64], cmin[64];
+  snprintf(chunk, sizeof chunk, "%d", HESS_DEFAULT_CHUNK);
+  snprintf(tape_mb, sizeof tape_mb, "%d", HESS_DEFAULT_TAPE_MB);
+  snprintf(levels, sizeof levels, "%d", HESS_DEFAULT_COARSE_LEVELS);
+  snprintf(factor, sizeof factor, "%d", HESS_DEFAULT_COARSE_FACTOR);
+  snprintf(cmin, sizeof cmin, "%d", HESS_DEFAULT_COARSE_MIN);
   char msg[256] = "";
   int rank;
   EPS eps;
