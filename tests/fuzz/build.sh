@@ -24,20 +24,21 @@ out=$(cd "$out" && pwd)
 command -v "$CC" >/dev/null || { echo "build.sh: $CC not found (apt-get install clang)" >&2; exit 1; }
 deps="PETSc SLEPc hdf5-openmpi openblas zlib"
 cflags="-g -O1 -fno-omit-frame-pointer -std=c11 -D_XOPEN_SOURCE=700 -DNTK_VERSION=\"fuzz\" \
-  -I$src/include $(pkg-config --cflags $deps) $(mpicc --showme:compile) -w"
+  -I$src/src/core -I$src/src/common -I$src/src/ops -I$src/src/io -I$src/src/measure -I$src/src/train -I$src/src/app $(pkg-config --cflags $deps) $(mpicc --showme:compile) -w"
 libs="$(pkg-config --libs $deps) $(mpicc --showme:link) -lm"
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
 # Library sources: instrumented for coverage, not linked with the fuzzer main.
 objs=()
-for f in rng layers model data config sweep train output progress; do
+while IFS= read -r c; do
+  f=$(basename "$c" .c)
   o="$out/obj/$f.o"
-  if [[ ! -e $o || $src/src/$f.c -nt $o ]]; then
-    $CC $cflags $san -fsanitize=fuzzer-no-link -c "$src/src/$f.c" -o "$o"
+  if [[ ! -e $o || $c -nt $o ]]; then
+    $CC $cflags $san -fsanitize=fuzzer-no-link -c "$c" -o "$o"
   fi
   objs+=("$o")
-done
-core=("$out/obj/rng.o" "$out/obj/layers.o" "$out/obj/model.o" "$out/obj/data.o")
+done < <(find "$src/src" -name '*.c' ! -name main.c | sort)
+core=("$out/obj/rng.o" "$out/obj/layers.o" "$out/obj/conv.o" "$out/obj/model.o" "$out/obj/data.o")
 $CC $cflags $san -fsanitize=fuzzer "$src/tests/fuzz/fuzz_idx.c" "${core[@]}" $libs -o "$out/fuzz_idx"
 $CC $cflags $san -fsanitize=fuzzer "$src/tests/fuzz/fuzz_cifar.c" "${core[@]}" $libs -o "$out/fuzz_cifar"
 $CC $cflags $san -fsanitize=fuzzer "$src/tests/fuzz/fuzz_deck.c" "${objs[@]}" $libs -o "$out/fuzz_deck"
@@ -79,7 +80,7 @@ PYEOF
 for f in "$src"/inputs/*.in "$src"/tests/small_sweep.in; do cp "$f" "$out/seeds/deck/"; done
 # Dictionary: every option name config.c reads, and a few values.
 {
-  grep -oE '"-[a-z_]+"' "$src/src/config.c" | sort -u
+  grep -oE '"-[a-z_]+"' "$src/src/app/"options*.c | sort -u
   printf '"%s"\n' true false nan inf -inf 1e308 -1 0 , ntk sp mup sgd gd step cosine relu tanh erf \
     teacher cifar10 mnist "#" "\\x0a" "-options_file" "-prefix_push" "-prefix_pop" "-help"
 } >"$out/deck.dict"

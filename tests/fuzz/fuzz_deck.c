@@ -13,7 +13,7 @@
  *   4. an accepted deck's effective deck text (config_deck_text) must itself pass check_deck.
  * Build and run: tests/fuzz/build.sh (docs/robustness.md). */
 #define main ntkhpc_main
-#include "../../src/main.c"
+#include "../../src/app/main.c"
 #undef main
 
 #include <signal.h>

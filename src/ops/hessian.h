@@ -48,7 +48,7 @@
 #include <petscmat.h>
 
 #include "model.h"
-#include "ntk_petsc.h"
+#include "petsc_compat.h"
 
 typedef struct HessianOperator HessianOperator;
 

@@ -13,7 +13,7 @@
 #include "checkpoint.h"
 #include "hessian.h"
 #include "ntk.h"
-#include "ntk_petsc.h"
+#include "petsc_compat.h"
 #include "rng.h"
 #include "train.h"
 

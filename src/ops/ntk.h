@@ -27,7 +27,7 @@
 #include <petscmat.h>
 
 #include "model.h"
-#include "ntk_petsc.h"
+#include "petsc_compat.h"
 
 typedef enum { NTK_FULL = 0, NTK_TRACED = 1 } NtkVariant;
 

@@ -13,7 +13,7 @@
 #include <petscsys.h>
 #include "augment.h"
 #include "config.h"
-#include "ntk_petsc.h"
+#include "petsc_compat.h"
 
 static const char *const optimizer_names[] = {"gd", "sgd"};
 static const char *const schedule_names[] = {"constant", "step", "cosine"};

@@ -18,7 +18,7 @@
 #include "data.h"
 #include "hessian.h"
 #include "ntk.h"
-#include "ntk_petsc.h"
+#include "petsc_compat.h"
 #include "output.h"
 #include "progress.h"
 #include "sweep.h"
