@@ -1,4 +1,4 @@
-# Model graph, parameter table and derivatives (src/model.c).
+# Model graph, parameter table and derivatives (src/core/model.c).
 ntk_unit_test(test_model)
 
 # Independent check against PyTorch autograd: the C helper writes config, theta, data, loss and

@@ -3,9 +3,12 @@
 (NaN equals NaN), except wall-clock fields (root attribute "created", /summary wall_seconds,
 /instances seconds) and the /deck lines of options that do not change results (output paths,
 timing, checkpoint options, -restart, -ranks_per_run). With --rtol/--atol > 0 floating-point values
-may differ by that much (a different number of ranks), and world_size is not compared.
+may differ by that much (a different number of ranks), and world_size is not compared. With
+--ignore-schema the attributes that describe the measurements' schema (root "measurements", and
+"units" and "description" anywhere) are not compared either: that compares a file against one
+written before the schema attributes existed.
 
-  h5same.py a.h5 b.h5 [--rtol 0] [--atol 0]
+  h5same.py a.h5 b.h5 [--rtol 0] [--atol 0] [--ignore-schema]
 """
 import argparse
 import sys
@@ -14,6 +17,7 @@ import h5py
 import numpy as np
 
 WALL_FIELDS = {"wall_seconds", "seconds"}
+SCHEMA_ATTRS = {"measurements", "units", "description"}
 IGNORED_DECK_KEYS = {"-output", "-overwrite", "-flush_seconds", "-progress_seconds", "-quiet", "-checkpoint_every",
                      "-checkpoint_minutes", "-checkpoint_dir", "-restart", "-ranks_per_run"}
 
@@ -46,11 +50,13 @@ def same_array(a, b, tol):
     return (np.array_equal(a, b), "values differ")
 
 
-def compare(pa, pb, tol):
+def compare(pa, pb, tol, ignore_schema=False):
     problems = []
     with h5py.File(pa, "r") as fa, h5py.File(pb, "r") as fb:
         def attrs(path, oa, ob):
             ka, kb = set(oa.attrs), set(ob.attrs)
+            if ignore_schema:
+                ka, kb = ka - SCHEMA_ATTRS, kb - SCHEMA_ATTRS
             if ka != kb:
                 problems.append(f"{path}: attributes {sorted(ka ^ kb)} in one file only")
             for k in sorted(ka & kb):
@@ -90,8 +96,9 @@ def main():
     ap.add_argument("b")
     ap.add_argument("--rtol", type=float, default=0.0)
     ap.add_argument("--atol", type=float, default=0.0)
+    ap.add_argument("--ignore-schema", action="store_true")
     args = ap.parse_args()
-    problems = compare(args.a, args.b, (args.rtol, args.atol))
+    problems = compare(args.a, args.b, (args.rtol, args.atol), args.ignore_schema)
     for p in problems[:20]:
         print("FAIL:", p)
     print("identical" if not problems else f"{len(problems)} differences", "(rtol %g, atol %g)" % (args.rtol, args.atol))

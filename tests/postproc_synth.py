@@ -1,6 +1,14 @@
 #!/usr/bin/python3
 """Synthetic ntkhpc output files in the agreed HDF5 layout (docs/output.md), for postproc tests.
 
+Like the trainer's files, every trajectory group is a measurement declared by a schema (SCHEMAS
+below, copied from src/measure/*.c): the root attribute "measurements" lists the groups, each group
+has a "description" attribute and each dataset "units" and "description" (fixed-length strings).
+Besides the built-in groups the files carry "toy", a measurement as a user would register it
+(tests/test_registry.c), which postproc must read without naming it. make_file(legacy=True)
+writes a file as older ntkhpc versions did: no such attributes, and only the datasets postproc
+used to know.
+
 The trajectories are exact gradient descent on the uv model of CONVENTIONS.md
 (f = v.u/sqrt(n), one sample (1, 0), L = f^2/2, lambda = (|u|^2+|v|^2)/n), so the phases are
 known: lazy for eta*lambda0 < 2, catapult for 2 < eta*lambda0 < 4, divergent above 4.
@@ -23,6 +31,80 @@ SUMMARY_BASE = [("run", "<i4"), ("instance", "<i4"), ("width", "<i4"), ("param",
                 ("test_loss_final", "<f8"), ("test_acc_final", "<f8"), ("wall_seconds", "<f8")]
 SUMMARY_LAMBDA = [("lambda0", "<f8"), ("lambda_final", "<f8")]
 
+# group -> (description, [(dataset, dtype, units, description)]), as declared in src/measure/*.c and
+# tests/test_registry.c; "step" first. A dataset's width comes from the data.
+SCHEMAS = {
+    "train": ("train metrics on the training subset, every -record_every steps and at the last step", [
+        ("step", "<i8", "steps", "training step t of the record"),
+        ("loss", "<f8", "1", "train loss (1/2N) sum ||f(x) - y||^2 on the training subset at theta_t"),
+        ("accuracy", "<f8", "1", "fraction of training samples whose argmax output is the label (NaN for regression)"),
+        ("param_norm", "<f8", "1", "||theta_t||_2"),
+        ("dist_init", "<f8", "1", "||theta_t - theta_0||_2"),
+        ("lr", "<f8", "1", "base learning rate in force at step t (schedule and warm-up applied)")]),
+    "test": ("test metrics on the test set, every -test_every steps and at the first and last step", [
+        ("step", "<i8", "steps", "training step t of the record"),
+        ("loss", "<f8", "1", "test loss (1/2M) sum ||f(x) - y||^2 on the test set at theta_t"),
+        ("accuracy", "<f8", "1", "fraction of test samples whose argmax output is the label (NaN for regression)")]),
+    "spectrum": ("full spectrum of the NTK Gram matrix at the steps of -spectrum_steps", [
+        ("step", "<i8", "steps", "training step t of the row (-1: not measured)"),
+        ("ntk", "<f8", "1", "all eigenvalues of Theta_t, largest first")]),
+    "lambda": ("top of the empirical NTK Theta = J J^T / N on the NTK batch", [
+        ("step", "<i8", "steps", "training step t of the record"),
+        ("value", "<f8", "1", "lambda_t, the top eigenvalue of the NTK at theta_t"),
+        ("kernel_distance", "<f8", "1", "||Theta_t - Theta_0||_F / ||Theta_0||_F (NaN when the exact Gram matrix is not affordable)"),
+        ("nconv", "<i8", "1", "eigenpairs the solver converged"),
+        ("topk", "<f8", "1", "top -ntk_nev eigenvalues, largest first (NaN where not converged)"),
+        ("resid", "<f8", "1", "relative residuals ||Theta x - l x|| / |l| of topk")]),
+    "hessian": ("top and bottom of the loss Hessian on the Hessian batch", [
+        ("step", "<i8", "steps", "training step t of the record"),
+        ("sharpness", "<f8", "1", "top eigenvalue of the loss Hessian at theta_t"),
+        ("min_eig", "<f8", "1", "most negative eigenvalue (NaN unless -hess_min_eig)"),
+        ("min_resid", "<f8", "1", "relative residual of min_eig"),
+        ("lambda", "<f8", "1", "lambda_t of the NTK at the same theta"),
+        ("lr", "<f8", "1", "learning rate in force at step t (2/lr: the edge of stability)"),
+        ("nconv", "<i8", "1", "eigenpairs the solver converged"),
+        ("topk", "<f8", "1", "top -hess_nev eigenvalues, largest first (NaN where not converged)"),
+        ("resid", "<f8", "1", "relative residuals of topk")]),
+    "density": ("Hessian trace (Hutchinson) and spectral density (SLQ) at the steps of -density_steps", [
+        ("step", "<i8", "steps", "training step t of the row (-1: not measured)"),
+        ("trace", "<f8", "1", "Hutchinson estimate of tr H with -trace_probes Rademacher probes"),
+        ("trace_stderr", "<f8", "1", "standard error of trace"),
+        ("nodes", "<f8", "1", "SLQ quadrature nodes (Ritz values), -slq_lanczos per start"),
+        ("weights", "<f8", "1", "SLQ quadrature weights; they sum to 1")]),
+    "toy": ("a measurement registered by tests/test_registry.c", [
+        ("step", "<i8", "steps", "training step t of the record"),
+        ("theta_sum", "<f8", "1", "sum of the parameters"),
+        ("count", "<i8", "1", "measurements so far in this run, restored from checkpoints"),
+        ("moments", "<f8", "1", "sum of squared parameters and the largest |parameter|")]),
+}
+# what older files had (no schema attributes): the datasets postproc used to read
+LEGACY_FIELDS = {"train": ("step", "loss", "accuracy", "param_norm", "dist_init", "lr"),
+                 "test": ("step", "loss", "accuracy"), "lambda": ("step", "value", "topk"),
+                 "hessian": ("step", "sharpness", "min_eig")}
+
+
+def _fixed(text):
+    """A fixed-length NUL-terminated string attribute, as ntkhpc writes them."""
+    b = text.encode("utf-8")
+    return np.array(b, dtype="S%d" % max(1, len(b)))
+
+
+def write_measurement(rg, group, rows, legacy=False):
+    """Group `group` of run group rg with the datasets of rows (dict name -> full-length array,
+    fill values included), in SCHEMAS order, with the schema attributes unless legacy."""
+    desc, specs = SCHEMAS[group]
+    g = rg.create_group(group)
+    if not legacy:
+        g.attrs["description"] = _fixed(desc)
+    for name, dt, units, ddesc in specs:
+        if name not in rows or (legacy and name not in LEGACY_FIELDS.get(group, ())):
+            continue
+        d = g.create_dataset(name, data=np.asarray(rows[name]).astype(dt))
+        if not legacy:
+            d.attrs["units"] = _fixed(units)
+            d.attrs["description"] = _fixed(ddesc)
+    return g
+
 
 def _init(width, seed, param):
     rng = np.random.default_rng([seed, width, PARAM_ID[param]])
@@ -42,7 +124,7 @@ def simulate(width, seed, param, eta, steps, diverge_factor, stop_at=None):
     u, v = _init(width, seed, param)
     u0, v0 = u.copy(), v.copy()
     n = width
-    out = {k: [] for k in ("loss", "lam", "f", "pnorm", "dist")}
+    out = {k: [] for k in ("loss", "lam", "f", "pnorm", "dist", "tsum", "tmax")}
     diverged = False
     L0 = None
     with np.errstate(all="ignore"):
@@ -57,6 +139,8 @@ def simulate(width, seed, param, eta, steps, diverge_factor, stop_at=None):
             out["f"].append(f)
             out["pnorm"].append(math.sqrt(u @ u + v @ v))
             out["dist"].append(math.sqrt((u - u0) @ (u - u0) + (v - v0) @ (v - v0)))
+            out["tsum"].append(u.sum() + v.sum())
+            out["tmax"].append(max(np.abs(u).max(), np.abs(v).max()))
             if not math.isfinite(L) or L > diverge_factor * L0:
                 diverged = True
                 break
@@ -75,11 +159,17 @@ def lambda0_of(width, seed, param):
 def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
               eta_factors=(0.5, 1.0, 1.5, 2.5, 3.0, 3.5, 5.0), absolute_etas=None, steps=200,
               record_every=1, test_every=20, lambda_every=5, hessian_every=10, topk=5,
-              with_lambda=False, with_hessian=False, with_spectra=False, kill_after_runs=None,
+              with_lambda=False, with_hessian=False, with_spectra=False, with_spectrum=False,
+              with_density=False, with_toy=True, legacy=False, spectrum_steps=None,
+              density_steps=None, hess_nev=3, slq=(2, 6), kill_after_runs=None,
               running_stop=73, zero_pending_summary=True, diverge_factor=1e6,
               catapult_factor=1.5, catapult_window=100, extra_config=None):
-    """Write one synthetic file. absolute_etas: list of absolute learning rates (eta_factor NaN)
-    instead of eta_factors. kill_after_runs=k: runs 0..k-1 finish, run k is left running at step
+    """Write one synthetic file. Measurement groups: train, test, and with_spectrum (spectrum/ at
+    spectrum_steps), with_lambda (lambda/), with_hessian (hessian/), with_density (density/ at
+    density_steps), with_toy (toy/, every record_every steps); with_spectra adds a spectra/hessian
+    group (not a measurement). legacy: an older file (no "measurements"/"description"/"units"
+    attributes, no spectrum/density/toy, only LEGACY_FIELDS). absolute_etas: list of absolute
+    learning rates (eta_factor NaN) instead of eta_factors. kill_after_runs=k: runs 0..k-1 finish, run k is left running at step
     running_stop, the others are pending (their summary rows all zero when zero_pending_summary,
     as an unwritten compound row would be, else run ids with status 0 and NaN numbers)."""
     specs = []
@@ -99,6 +189,14 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
     n_lam = steps // lambda_every + 1 + (1 if steps % lambda_every else 0)
     n_hes = steps // hessian_every + 1 + (1 if steps % hessian_every else 0)
     rec_steps = lambda every: sorted(set(list(range(0, steps + 1, every)) + [steps]))
+    if legacy:
+        with_spectrum = with_density = with_toy = False
+    spectrum_steps = list(spectrum_steps or (0, steps // 2, steps))
+    density_steps = list(density_steps or (0, steps // 4, steps))
+    groups = ["train", "test"] + [g for g, on in (("spectrum", with_spectrum), ("lambda", with_lambda),
+                                                  ("hessian", with_hessian), ("density", with_density),
+                                                  ("toy", with_toy)) if on]
+    n_slq = slq[0] * slq[1]
     dtype = np.dtype(SUMMARY_BASE + (SUMMARY_LAMBDA if with_lambda else []))
     summary = np.zeros(len(specs), dtype=dtype)
     with h5py.File(path, "w") as f:
@@ -109,6 +207,8 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
         f.attrs["n_instances"] = np.int32(inst)
         f.attrs["world_size"] = np.int32(4)
         f.attrs["ranks_per_run"] = np.int32(1)
+        if not legacy:
+            f.attrs["measurements"] = _fixed(",".join(groups))
         cfg = dict(arch="uv", depth=1, activation="linear", bias=0, sigma_w=1.0, sigma_b=0.0,
                    base_width=64, dataset="uv", n_train=1, n_test=1, optimizer="gd", batch_size=1,
                    steps=steps, momentum=0.0, weight_decay=0.0, lr_schedule="constant",
@@ -145,10 +245,21 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
             tr_step = np.full(n_train, -1, np.int64)
             te = {k: np.full(n_test, np.nan) for k in ("loss", "accuracy")}
             te_step = np.full(n_test, -1, np.int64)
-            la = {"value": np.full(n_lam, np.nan), "topk": np.full((n_lam, topk), np.nan)}
+            la = {"value": np.full(n_lam, np.nan), "kernel_distance": np.full(n_lam, np.nan),
+                  "nconv": np.full(n_lam, -1, np.int64), "topk": np.full((n_lam, topk), np.nan),
+                  "resid": np.full((n_lam, topk), np.nan)}
             la_step = np.full(n_lam, -1, np.int64)
-            he = {"sharpness": np.full(n_hes, np.nan), "min_eig": np.full(n_hes, np.nan)}
+            he = {k: np.full(n_hes, np.nan) for k in ("sharpness", "min_eig", "min_resid", "lambda", "lr")}
+            he.update(nconv=np.full(n_hes, -1, np.int64), topk=np.full((n_hes, hess_nev), np.nan),
+                      resid=np.full((n_hes, hess_nev), np.nan))
             he_step = np.full(n_hes, -1, np.int64)
+            spec = {"step": np.full(len(spectrum_steps), -1, np.int64),
+                    "ntk": np.full((len(spectrum_steps), 8), np.nan)}
+            dens = {"step": np.full(len(density_steps), -1, np.int64)}
+            dens.update({k: np.full(len(density_steps), np.nan) for k in ("trace", "trace_stderr")})
+            dens.update({k: np.full((len(density_steps), n_slq), np.nan) for k in ("nodes", "weights")})
+            toy = {"step": np.full(n_train, -1, np.int64), "theta_sum": np.full(n_train, np.nan),
+                   "count": np.full(n_train, -1, np.int64), "moments": np.full((n_train, 2), np.nan)}
             row = summary[i]
             if status != 0:
                 sim, diverged = simulate(sp["width"], sp["seed"], sp["param"], sp["eta"], steps,
@@ -175,6 +286,10 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
                     tr["param_norm"][r] = sim["pnorm"][s]
                     tr["dist_init"][r] = sim["dist"][s]
                     tr["lr"][r] = sp["eta"]
+                    toy["step"][r] = s
+                    toy["theta_sum"][r] = sim["tsum"][s]
+                    toy["count"][r] = r + 1
+                    toy["moments"][r] = (sim["pnorm"][s] ** 2, sim["tmax"][s])
                 nt = 0
                 for s in rec_steps(test_every):
                     if s <= T:
@@ -188,6 +303,10 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
                         la_step[nl] = s
                         la["value"][nl] = lam[s]
                         la["topk"][nl] = lam[s] * np.array([1.0, 0.6, 0.35, 0.2, 0.1][:topk] + [0.05] * max(0, topk - 5))
+                        # one sample: Theta_t is the 1x1 matrix lambda_t
+                        la["kernel_distance"][nl] = abs(lam[s] - lam0) / lam0
+                        la["nconv"][nl] = topk
+                        la["resid"][nl] = 1e-12 * (1 + np.arange(topk))
                         nl += 1
                 nh = 0
                 for s in rec_steps(hessian_every):
@@ -195,7 +314,25 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
                         he_step[nh] = s
                         he["sharpness"][nh] = sharp[s]
                         he["min_eig"][nh] = mineig[s]
+                        he["min_resid"][nh] = 1e-9
+                        he["lambda"][nh] = lam[s]
+                        he["lr"][nh] = sp["eta"]
+                        he["nconv"][nh] = hess_nev
+                        he["topk"][nh] = sharp[s] * 0.5 ** np.arange(hess_nev)
+                        he["resid"][nh] = 1e-10
                         nh += 1
+                for r, s in enumerate(spectrum_steps):  # row r: the r-th listed step
+                    if s <= T:
+                        spec["step"][r] = s
+                        spec["ntk"][r] = lam[s] * 0.5 ** np.arange(8)
+                for r, s in enumerate(density_steps):
+                    if s <= T:
+                        dens["step"][r] = s
+                        nodes = np.tile(np.linspace(mineig[s], sharp[s], slq[1]), slq[0])
+                        w = np.tile(np.linspace(1.0, 2.0, slq[1]), slq[0])
+                        dens["nodes"][r], dens["weights"][r] = nodes, w / w.sum()
+                        dens["trace"][r] = sharp[s] + mineig[s]
+                        dens["trace_stderr"][r] = 0.01 * abs(sharp[s])
                 row["status"] = status
                 row["steps_done"] = T
                 row["n_train_records"] = len(steps_rec)
@@ -221,24 +358,11 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
                               "test_acc_final", "wall_seconds"):
                         row[k] = np.nan
             summary[i] = row
-            t = rg.create_group("train")
-            t.create_dataset("step", data=tr_step)
-            for k, a in tr.items():
-                t.create_dataset(k, data=a)
-            t = rg.create_group("test")
-            t.create_dataset("step", data=te_step)
-            for k, a in te.items():
-                t.create_dataset(k, data=a)
-            if with_lambda:
-                t = rg.create_group("lambda")
-                t.create_dataset("step", data=la_step)
-                t.create_dataset("value", data=la["value"])
-                t.create_dataset("topk", data=la["topk"])
-            if with_hessian:
-                t = rg.create_group("hessian")
-                t.create_dataset("step", data=he_step)
-                t.create_dataset("sharpness", data=he["sharpness"])
-                t.create_dataset("min_eig", data=he["min_eig"])
+            data = {"train": dict(tr, step=tr_step), "test": dict(te, step=te_step),
+                    "spectrum": spec, "lambda": dict(la, step=la_step), "hessian": dict(he, step=he_step),
+                    "density": dens, "toy": toy}
+            for grp in groups:
+                write_measurement(rg, grp, data[grp], legacy)
             if with_spectra:
                 t = rg.create_group("spectra").create_group("hessian")
                 t.create_dataset("step", data=he_step)
@@ -249,18 +373,22 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
 
 
 def make_standard_set(d):
-    """The files the tests use: full (no lambda), lambda (all later datasets), partial (killed),
-    second (another width, to combine with full), absolute (absolute learning rates)."""
+    """The files the tests use: full (no lambda), lambda (every measurement), partial (killed),
+    partial_nan (killed, lambda/, an older file without schema attributes), second (another width,
+    to combine with full; an older file too), absolute (absolute learning rates). All but the
+    older files have the user-registered measurement toy/."""
     os.makedirs(d, exist_ok=True)
     p = {}
     p["full"] = make_file(os.path.join(d, "full.h5"))
     p["lambda"] = make_file(os.path.join(d, "lambda.h5"), with_lambda=True, with_hessian=True,
-                            with_spectra=True, params=("ntk", "sp", "mup"), widths=(64, 256, 1024),
+                            with_spectra=True, with_spectrum=True, with_density=True, params=("ntk", "sp", "mup"), widths=(64, 256, 1024),
                             seeds=(0, 1, 2))
     p["partial"] = make_file(os.path.join(d, "partial.h5"), kill_after_runs=17)
     p["partial_nan"] = make_file(os.path.join(d, "partial_nan.h5"), kill_after_runs=5,
-                                 zero_pending_summary=False, with_lambda=True)
-    p["second"] = make_file(os.path.join(d, "second.h5"), widths=(4096,), seeds=(0, 1))
+                                 zero_pending_summary=False, with_lambda=True,
+                                 with_hessian=True, legacy=True)
+    p["second"] = make_file(os.path.join(d, "second.h5"), widths=(4096,), seeds=(0, 1),
+                            legacy=True)
     p["absolute"] = make_file(os.path.join(d, "absolute.h5"), absolute_etas=(0.25, 0.5, 0.75, 1.25, 1.5, 3.0),
                               widths=(128, 512), seeds=(0, 1, 2), params=("ntk",), record_every=2)
     return p

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Augmentation end to end (-augment, src/train.c pass()): with sgd and with gd, on Fashion-MNIST
+# Augmentation end to end (-augment, src/train/run_state.c pass()): with sgd and with gd, on Fashion-MNIST
 # (1 x 28 x 28) and a small CIFAR-10-shaped set (3 x 32 x 32), the trajectories on 1 rank, on 4
 # ranks in one group, on 4 ranks in groups of 2 and with a different -eval_chunk agree to 1e-10;
 # augmentation changes training but not the step-0 evaluation (evaluations are never augmented).

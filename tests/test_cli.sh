@@ -271,5 +271,39 @@ for k in $keys; do
 done
 [[ $nkeys -ge 30 ]] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: only $nkeys options in /deck"; }
 
+# -help: ntkhpc's part comes first (before any PETSc text), lists every option of the tables in
+# src/app/options*.c and of the measurements (src/measure/*.c) under its module's heading with a real default, and nothing shows "(None)"
+# (PETSc's mark of an option without a manual page) or an uninitialised default such as 4.7e-310.
+check() { # description, then a command that succeeds when it holds
+  local what=$1; shift
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: -help: $what"; fi
+}
+petsc=$(grep -n -m1 'Release Version' "$tmp/help" | cut -d: -f1) # PETSc's banner starts its part
+check "no PETSc part found" test -n "$petsc"
+head -n $((${petsc:-1} - 1)) "$tmp/help" >"$tmp/help_ours"
+names=$(grep -ohE '\.name = "-[a-z0-9_]+"' "$NTK_SOURCE_DIR"/src/app/options*.c "$NTK_SOURCE_DIR"/src/measure/*.c | grep -oE -- '-[a-z0-9_]+' | sort -u)
+check "fewer than 80 options in the tables" test "$(wc -w <<<"$names")" -ge 80
+for k in $names; do
+  check "$k is not in ntkhpc's part, with a default" grep -qE -- "^  $k <.+>: .+ \(default: [^)]+\)\$" "$tmp/help_ours"
+done
+for h in Model Data Training Sweep NTK Hessian Output Checkpoints; do
+  check "no heading '$h:'" grep -qx "$h:" "$tmp/help_ours"
+done
+# Every option line is under a heading: no option before the first heading.
+first_heading=$(grep -n -m1 -xE '[A-Z][A-Za-z]*:' "$tmp/help_ours" | cut -d: -f1)
+first_option=$(grep -n -m1 -E '^  -[a-z]' "$tmp/help_ours" | cut -d: -f1)
+check "an option before the first heading" test "${first_heading:-0}" -gt 0 -a "${first_option:-0}" -gt "${first_heading:-0}"
+check "a line shows (None)" bash -c '! grep -qF "(None)" "$1"' _ "$tmp/help"
+check "a line shows an uninitialised default (e-30x)" bash -c '! grep -qE "e-3[0-9][0-9]" "$1"' _ "$tmp/help"
+# --help and -h are -help, and -version prints the version and runs nothing.
+for flag in --help -h; do
+  "$NTKHPC" $flag >"$tmp/help2" 2>&1 </dev/null
+  check "$flag differs from -help in ntkhpc's part (exit $?)" bash -c 'head -n "$(wc -l <"$1")" "$2" | cmp -s - "$1"' _ "$tmp/help_ours" "$tmp/help2"
+done
+ver=$("$NTKHPC" -version 2>&1 </dev/null); rc=$?
+check "-version: exit $rc, printed '$ver'" bash -c '[[ $1 -eq 0 && $2 =~ ^ntkhpc\ [0-9][0-9.]*$ ]]' _ "$rc" "$ver"
+ver=$("$NTKHPC" "$deck" --version 2>&1 </dev/null); rc=$?
+check "--version after a deck: exit $rc, printed '$ver'" bash -c '[[ $1 -eq 0 && $2 =~ ^ntkhpc\ [0-9][0-9.]*$ ]]' _ "$rc" "$ver"
+
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -2,7 +2,10 @@
  * 2-rank sub-communicators at different times, then read back serially on rank 0 and checked value
  * by value (including the NaN / -1 fill of rows never written, and a copy of the file taken before
  * output_close, which is what a killed job leaves). Also the refusal / overwrite / unwritable
- * directory paths of output_create. Runs at 1 and 4 ranks.
+ * directory paths of output_create. The trajectories are written from schemas declared here, as a
+ * measurement declares them (schema.h): a train-like and a test-like schema of columns, and a
+ * schema with a 2-D dataset whose rows are written out of order and with gaps (as a measurement
+ * recorded at listed steps does). Runs at 1 and 4 ranks.
  *
  * Set NTK_KEEP_OUTPUT=1 to keep the temporary directory (its path is printed). */
 #include <math.h>
@@ -27,8 +30,11 @@ typedef struct {
 } Plan;
 
 static Config cfg;
-static Sweep sw;
 static RunSpec specs[N_RUNS];
+static int n_instances;
+static Schema schemas[3];   /* "train", "test", "listed" */
+#define LISTED_ROWS 5
+#define LISTED_WIDTH 3
 static int order[N_RUNS];
 static Plan plan[N_RUNS];
 static const char *deck =
@@ -85,12 +91,29 @@ static void setup(int world_size) {
     r->cost = 1e6 * (N_RUNS - i);
     order[i] = i;
   }
-  sw.n_runs = N_RUNS;
-  sw.n_instances = (N_RUNS + 1) / 2;
-  sw.runs = specs;
-  sw.order = order;
+  n_instances = (N_RUNS + 1) / 2;
+  (void)order;
 
-  int64_t ntr = output_n_train_records(&cfg), nte = output_n_test_records(&cfg);
+  Schema *s = &schemas[0];
+  *s = (Schema){.group = "train", .description = "train rows", .n_records = record_count(cfg.steps, cfg.record_every)};
+  schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step");
+  schema_add(s, "loss", DS_FLOAT64, SCALAR, "1", "train loss");
+  schema_add(s, "accuracy", DS_FLOAT64, SCALAR, "1", "train accuracy");
+  schema_add(s, "param_norm", DS_FLOAT64, SCALAR, "1", "parameter norm");
+  schema_add(s, "dist_init", DS_FLOAT64, SCALAR, "1", "distance from init");
+  schema_add(s, "lr", DS_FLOAT64, SCALAR, "1", "learning rate");
+  s = &schemas[1];
+  *s = (Schema){.group = "test", .description = "test rows", .n_records = record_count(cfg.steps, cfg.test_every)};
+  schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step");
+  schema_add(s, "loss", DS_FLOAT64, SCALAR, "1", "test loss");
+  schema_add(s, "accuracy", DS_FLOAT64, SCALAR, "1", "test accuracy");
+  s = &schemas[2];
+  *s = (Schema){.group = "listed", .description = "rows at listed steps", .n_records = LISTED_ROWS};
+  schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step");
+  schema_add(s, "values", DS_FLOAT64, LISTED_WIDTH, "1", "a row of values");
+  schema_add(s, "count", DS_INT64, SCALAR, "1", "an integer per row");
+
+  int64_t ntr = schemas[0].n_records, nte = schemas[1].n_records;
   for (int i = 0; i < N_RUNS; i++) plan[i] = (Plan){ntr, nte, RUN_DONE, cfg.steps};
   plan[3] = (Plan){3, 1, RUN_RUNNING, 9};   /* still running when the job ends */
   plan[4] = (Plan){5, 2, RUN_DIVERGED, 17}; /* stopped early */
@@ -98,9 +121,17 @@ static void setup(int world_size) {
 }
 
 /* The values the leaders write, as functions of (run, row). */
+typedef struct {
+  int64_t step;
+  double loss, accuracy, param_norm, dist_init, lr;
+} TrainRecord;
+typedef struct {
+  int64_t step;
+  double loss, accuracy;
+} TestRecord;
 static TrainRecord train_rec(int run, int64_t r) {
   TrainRecord t;
-  t.step = output_train_step(&cfg, r);
+  t.step = record_step(cfg.steps, cfg.record_every, r);
   t.loss = run + 0.5 + 0.001 * (double)r;
   if (plan[run].status == RUN_DIVERGED && r == plan[run].n_train - 1) t.loss = INFINITY;
   t.accuracy = 0.01 * (double)r;
@@ -111,7 +142,7 @@ static TrainRecord train_rec(int run, int64_t r) {
 }
 static TestRecord test_rec(int run, int64_t r) {
   TestRecord t;
-  t.step = output_test_step(&cfg, r);
+  t.step = record_step(cfg.steps, cfg.test_every, r);
   t.loss = 100.0 + run + 0.25 * (double)r;
   t.accuracy = 0.5 + 0.03 * (double)r;
   return t;
@@ -237,7 +268,8 @@ static void verify_file(const char *path, int world_size, const char *label) {
             buf[4] == '-' && buf[10] == 'T' && buf[19] == 'Z',
         "%s: /created '%s' is not ISO 8601 UTC", label, buf);
   CHECK(attr_i64(f, ".", "n_runs") == N_RUNS, "%s: n_runs", label);
-  CHECK(attr_i64(f, ".", "n_instances") == sw.n_instances, "%s: n_instances", label);
+  CHECK(attr_i64(f, ".", "n_instances") == n_instances, "%s: n_instances", label);
+  CHECK(attr_str_is(f, ".", "measurements", "train,test,listed"), "%s: /measurements", label);
   CHECK(attr_i64(f, ".", "world_size") == world_size, "%s: world_size", label);
   CHECK(attr_i64(f, ".", "ranks_per_run") == cfg.ranks_per_run, "%s: ranks_per_run", label);
 
@@ -291,7 +323,7 @@ static void verify_file(const char *path, int world_size, const char *label) {
   CHECK(attr_i64(f, "config", "catapult_window") == 10, "%s: config/catapult_window", label);
 
   /* /runs */
-  int64_t ntr = output_n_train_records(&cfg), nte = output_n_test_records(&cfg);
+  int64_t ntr = schemas[0].n_records, nte = schemas[1].n_records;
   static const char *tf[] = {"loss", "accuracy", "param_norm", "dist_init", "lr"};
   static const char *ef[] = {"loss", "accuracy"};
   for (int run = 0; run < N_RUNS; run++) {
@@ -312,7 +344,7 @@ static void verify_file(const char *path, int world_size, const char *label) {
     snprintf(p, sizeof p, "%s/train/step", g);
     CHECK(read_column(f, p, H5T_NATIVE_INT64, steps, 64) == ntr, "%s: %s length", label, p);
     for (int64_t r = 0; r < ntr; r++)
-      CHECK(steps[r] == (r < plan[run].n_train ? output_train_step(&cfg, r) : -1),
+      CHECK(steps[r] == (r < plan[run].n_train ? record_step(cfg.steps, cfg.record_every, r) : -1),
             "%s: %s[%lld] = %lld", label, p, (long long)r, (long long)steps[r]);
     for (int k = 0; k < 5; k++) {
       snprintf(p, sizeof p, "%s/train/%s", g, tf[k]);
@@ -332,7 +364,7 @@ static void verify_file(const char *path, int world_size, const char *label) {
     snprintf(p, sizeof p, "%s/test/step", g);
     CHECK(read_column(f, p, H5T_NATIVE_INT64, steps, 64) == nte, "%s: %s length", label, p);
     for (int64_t r = 0; r < nte; r++)
-      CHECK(steps[r] == (r < plan[run].n_test ? output_test_step(&cfg, r) : -1),
+      CHECK(steps[r] == (r < plan[run].n_test ? record_step(cfg.steps, cfg.test_every, r) : -1),
             "%s: %s[%lld] = %lld", label, p, (long long)r, (long long)steps[r]);
     for (int k = 0; k < 2; k++) {
       snprintf(p, sizeof p, "%s/test/%s", g, ef[k]);
@@ -344,6 +376,26 @@ static void verify_file(const char *path, int world_size, const char *label) {
               col[r], want);
       }
     }
+    /* the schema's attributes */
+    snprintf(p, sizeof p, "%s/train", g);
+    CHECK(attr_str_is(f, p, "description", "train rows"), "%s: %s description", label, p);
+    snprintf(p, sizeof p, "%s/train/loss", g);
+    CHECK(attr_str_is(f, p, "units", "1") && attr_str_is(f, p, "description", "train loss"), "%s: %s units/description", label, p);
+    /* listed rows: 1 and 3 written (3 first), the others keep their fill */
+    snprintf(p, sizeof p, "%s/listed/step", g);
+    CHECK(read_column(f, p, H5T_NATIVE_INT64, steps, 64) == LISTED_ROWS, "%s: %s length", label, p);
+    for (int64_t r = 0; r < LISTED_ROWS; r++)
+      CHECK(steps[r] == (r == 1 || r == 3 ? 100 * r + run : -1), "%s: %s[%lld] = %lld", label, p, (long long)r, (long long)steps[r]);
+    snprintf(p, sizeof p, "%s/listed/values", g);
+    double m[LISTED_ROWS][LISTED_WIDTH];
+    hid_t d = H5Dopen2(f, p, H5P_DEFAULT);
+    CHECK(d >= 0 && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, m) >= 0, "%s: read %s", label, p);
+    if (d >= 0) H5Dclose(d);
+    for (int64_t r = 0; r < LISTED_ROWS; r++)
+      for (int c = 0; c < LISTED_WIDTH; c++) {
+        const double want = r == 1 || r == 3 ? run + 0.5 * r + 0.125 * c : NAN;
+        CHECK(same_double(m[r][c], want), "%s: %s[%lld][%d] = %g, want %g", label, p, (long long)r, c, m[r][c], want);
+      }
   }
 
   /* /summary: member names are the struct's, in order */
@@ -431,7 +483,7 @@ static void expect_create_fails(const char *path, bool overwrite, const char *mu
   char err[1024] = "";
   snprintf(cfg.output, sizeof cfg.output, "%s", path);
   cfg.overwrite = overwrite;
-  int rc = output_create(&of, MPI_COMM_WORLD, &cfg, &sw, deck, err, sizeof err);
+  int rc = output_create(&of, MPI_COMM_WORLD, &cfg, specs, N_RUNS, n_instances, schemas, 3, deck, err, sizeof err);
   CHECK(rc == -1, "output_create(%s) should fail, got %d", path, rc);
   CHECK(strstr(err, path) != NULL, "message does not name the file: '%s'", err);
   CHECK(!must_contain || strstr(err, must_contain), "message '%s' lacks '%s'", err,
@@ -451,21 +503,13 @@ int main(int argc, char **argv) {
 
   /* record schedule */
   {
-    Config c = cfg;
-    CHECK(output_n_train_records(&c) == 8 && output_n_test_records(&c) == 4, "record counts");
-    CHECK(output_train_step(&c, 0) == 0 && output_train_step(&c, 6) == 24 &&
-              output_train_step(&c, 7) == 25,
-          "train steps");
-    CHECK(output_test_step(&c, 1) == 10 && output_test_step(&c, 2) == 20 &&
-              output_test_step(&c, 3) == 25,
-          "test steps");
-    c.steps = 20; c.record_every = 5; c.test_every = 0;
-    CHECK(output_n_train_records(&c) == 5 && output_train_step(&c, 4) == 20, "exact multiple");
-    CHECK(output_n_test_records(&c) == 2 && output_test_step(&c, 0) == 0 &&
-              output_test_step(&c, 1) == 20,
-          "test_every 0: first and last only");
-    c.steps = 0;
-    CHECK(output_n_train_records(&c) == 1 && output_n_test_records(&c) == 1, "zero steps");
+    CHECK(record_count(25, 4) == 8 && record_count(25, 10) == 4, "record counts");
+    CHECK(record_step(25, 4, 0) == 0 && record_step(25, 4, 6) == 24 && record_step(25, 4, 7) == 25, "train steps");
+    CHECK(record_step(25, 10, 1) == 10 && record_step(25, 10, 2) == 20 && record_step(25, 10, 3) == 25, "test steps");
+    CHECK(record_count(20, 5) == 5 && record_step(20, 5, 4) == 20, "exact multiple");
+    CHECK(record_count(20, 0) == 2 && record_step(20, 0, 0) == 0 && record_step(20, 0, 1) == 20, "every 0: first and last only");
+    CHECK(record_count(0, 5) == 1 && record_count(0, 0) == 1, "zero steps");
+    CHECK(record_due(25, 4, 0) && record_due(25, 4, 24) && record_due(25, 4, 25) && !record_due(25, 4, 23), "record_due");
   }
 
   char dir[256] = "";
@@ -487,11 +531,10 @@ int main(int argc, char **argv) {
   char err[1024] = "";
   snprintf(cfg.output, sizeof cfg.output, "%s", path);
   cfg.overwrite = false;
-  int rc = output_create(&of, MPI_COMM_WORLD, &cfg, &sw, deck, err, sizeof err);
+  int rc = output_create(&of, MPI_COMM_WORLD, &cfg, specs, N_RUNS, n_instances, schemas, 3, deck, err, sizeof err);
   CHECK(rc == 0, "output_create: %s", err);
   if (rc != 0) MPI_Abort(MPI_COMM_WORLD, 3);
-  CHECK(of.n_runs == N_RUNS && of.n_train_records == 8 && of.n_test_records == 4,
-        "OutputFile sizes");
+  CHECK(of.n_runs == N_RUNS && of.n_schemas == 3 && of.schema[0].n_records == 8 && of.schema[1].n_records == 4, "OutputFile sizes");
 
   /* Groups of ranks_per_run ranks; run i belongs to group i % n_groups; only leaders write. */
   int rpr = cfg.ranks_per_run, n_groups = (size + rpr - 1) / rpr, color = rank / rpr;
@@ -502,21 +545,42 @@ int main(int argc, char **argv) {
   if (grank == 0) {
     /* Phases of 3 train rows and 1 test row per run; groups sleep differently so writes from
      * different ranks interleave in time. */
+    /* One buffer per run and schema, as a run keeps them; rows are appended and flushed in
+     * phases, like a running job's flushes. */
+    RecordBuffer trb[N_RUNS], teb[N_RUNS], lib[N_RUNS];
+    for (int run = color; run < N_RUNS; run += n_groups) {
+      CHECK(records_init(&trb[run], &schemas[0]) == 0 && records_init(&teb[run], &schemas[1]) == 0 && records_init(&lib[run], &schemas[2]) == 0,
+            "records_init");
+      const Plan *p = &plan[run];
+      for (int64_t r = 0; r < p->n_train; r++) {
+        TrainRecord t = train_rec(run, r);
+        double *o = records_append(&trb[run], r);
+        o[0] = (double)t.step, o[1] = t.loss, o[2] = t.accuracy, o[3] = t.param_norm, o[4] = t.dist_init, o[5] = t.lr;
+      }
+      for (int64_t r = 0; r < p->n_test; r++) {
+        TestRecord t = test_rec(run, r);
+        double *o = records_append(&teb[run], r);
+        o[0] = (double)t.step, o[1] = t.loss, o[2] = t.accuracy;
+      }
+      for (int k = 0; k < 2; k++) { /* output rows 3 then 1 */
+        const int r = k ? 1 : 3;
+        double *o = records_append(&lib[run], r);
+        o[0] = 100 * r + run;
+        for (int c = 0; c < LISTED_WIDTH; c++) o[1 + c] = run + 0.5 * r + 0.125 * c;
+        o[1 + LISTED_WIDTH] = 7;
+      }
+    }
+    /* Phases of 3 train rows and 1 test row per run; groups sleep differently so writes from
+     * different ranks interleave in time. */
     for (int phase = 0; phase < 4; phase++) {
       nanosleep(&(struct timespec){0, 2000000L * (color + 1)}, NULL);
       for (int run = color; run < N_RUNS; run += n_groups) {
         const Plan *p = &plan[run];
         int64_t first = 3 * phase, count = p->n_train - first;
         if (count > 3) count = 3;
-        if (count > 0) {
-          TrainRecord tr[3];
-          for (int64_t i = 0; i < count; i++) tr[i] = train_rec(run, first + i);
-          CHECK(output_write_train(&of, run, first, count, tr) == 0, "write train run %d", run);
-        }
-        if (phase < p->n_test) {
-          TestRecord te = test_rec(run, phase);
-          CHECK(output_write_test(&of, run, phase, 1, &te) == 0, "write test run %d", run);
-        }
+        if (count > 0) CHECK(output_write_records(&of, run, &trb[run], first, count) == 0, "write train run %d", run);
+        if (phase < p->n_test) CHECK(output_write_records(&of, run, &teb[run], phase, 1) == 0, "write test run %d", run);
+        if (phase == 1) CHECK(output_write_records(&of, run, &lib[run], 0, 2) == 0, "write listed rows of run %d", run);
         if (p->status != RUN_PENDING && phase == 0) {
           SummaryRow s = summary_of(run, RUN_RUNNING); /* overwritten below unless running */
           s.steps_done = 1;
@@ -530,11 +594,17 @@ int main(int argc, char **argv) {
       CHECK(output_write_summary(&of, &s) == 0, "final summary run %d", run);
     }
     /* Bad arguments are refused without touching the file. */
-    TrainRecord tr = train_rec(0, 0);
-    CHECK(output_write_train(&of, N_RUNS, 0, 1, &tr) == -1, "run out of range accepted");
-    CHECK(output_write_train(&of, color, 7, 2, &tr) == -1, "rows past the end accepted");
-    CHECK(output_write_test(&of, color, -1, 1, &(TestRecord){0}) == -1, "negative first accepted");
-    CHECK(output_write_train(&of, color, 2, 0, NULL) == 0, "empty write refused");
+    CHECK(output_write_records(&of, N_RUNS, &trb[color], 0, 1) == -1, "run out of range accepted");
+    CHECK(output_write_records(&of, color, &trb[color], 7, 2) == -1, "rows past the end accepted");
+    CHECK(output_write_records(&of, color, &teb[color], -1, 1) == -1, "negative first accepted");
+    CHECK(output_write_records(&of, color, &trb[color], 2, 0) == 0, "empty write refused");
+    Schema alien = schemas[0];
+    alien.group = "alien";
+    RecordBuffer ab;
+    CHECK(records_init(&ab, &alien) == 0 && records_append(&ab, 0), "alien buffer");
+    CHECK(output_write_records(&of, color, &ab, 0, 1) == -1, "a group the file does not have accepted");
+    records_free(&ab);
+    for (int run = color; run < N_RUNS; run += n_groups) records_free(&trb[run]), records_free(&teb[run]), records_free(&lib[run]);
   }
   MPI_Comm_free(&group);
 
@@ -573,7 +643,7 @@ int main(int argc, char **argv) {
 
   cfg.overwrite = true;
   snprintf(cfg.output, sizeof cfg.output, "%s", other);
-  rc = output_create(&of, MPI_COMM_WORLD, &cfg, &sw, deck, err, sizeof err);
+  rc = output_create(&of, MPI_COMM_WORLD, &cfg, specs, N_RUNS, n_instances, schemas, 3, deck, err, sizeof err);
   CHECK(rc == 0, "output_create with overwrite: %s", err);
   if (rc == 0) CHECK(output_close(&of) == 0, "close overwritten file");
   if (rank == 0) CHECK(H5Fis_hdf5(other) > 0, "overwritten file is not HDF5");

@@ -342,6 +342,157 @@ def check_html(tag, path, made):
     check("%s: html images are PNGs" % tag, all(base64.b64decode(b)[:4] == b"\x89PNG" for b in imgs))
 
 
+# -- measurements and their schema ----------------------------------------------------------------
+def _nan_equal(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        a, b = a.astype(float), b.astype(float)
+        return bool(((a == b) | (np.isnan(a) & np.isnan(b))).all())
+    return bool((a == b).all())
+
+
+def _file_groups(f, g):
+    """The measurement groups of run group g: the root attribute, else subgroups with a 1-D step."""
+    if "measurements" in f.attrs:
+        return [n for n in _s(f.attrs["measurements"]).split(",") if n]
+    return [n for n in g if isinstance(g[n], h5py.Group) and "step" in g[n] and g[n]["step"].ndim == 1]
+
+
+@section
+def check_measurements(tag, path):
+    """run.measurements and run.schema hold every group and dataset of the file (read here with
+    h5py), valid rows only and sorted by step; the convenience views are the same dicts."""
+    sweep = ntkpost.load(path)
+    by = {r.index: r for r in sweep.runs}
+    bad, n_ds, n_rows = [], 0, 0
+    with h5py.File(path, "r") as f:
+        legacy = "measurements" not in f.attrs
+        for name in sorted(f["runs"]):
+            g = f["runs"][name]
+            run = by.get(int(g.attrs["run"]))
+            if run is None:
+                bad.append("%s not loaded" % name)
+                continue
+            groups = _file_groups(f, g)
+            if list(run.measurements) != groups or list(run.schema) != groups:
+                bad.append("%s groups %s / %s != %s" % (name, list(run.measurements), list(run.schema), groups))
+            for grp in groups:
+                m, sc, h = run.measurements.get(grp, {}), run.schema.get(grp, {}), g[grp]
+                st = h["step"][()]
+                ok = st >= 0
+                order = np.argsort(st[ok], kind="stable")
+                if set(m) != set(h) or set(sc.get("datasets", {})) != set(h):
+                    bad.append("%s/%s datasets %s != %s" % (name, grp, sorted(m), sorted(h)))
+                if sc.get("description") != (_s(h.attrs["description"]) if "description" in h.attrs else ""):
+                    bad.append("%s/%s description %r" % (name, grp, sc.get("description")))
+                for ds in h:
+                    n_ds += 1
+                    want = h[ds][()][ok][order]
+                    got = m.get(ds)
+                    if got is None or not _nan_equal(got, want) or got.dtype != np.dtype(h[ds].dtype.kind == "f" and "f8" or "i8"):
+                        bad.append("%s/%s/%s rows differ" % (name, grp, ds))
+                    n_rows += 0 if got is None else got.shape[0]
+                    spec = sc.get("datasets", {}).get(ds, {})
+                    for a in ("units", "description"):
+                        if spec.get(a) != (_s(h[ds].attrs[a]) if a in h[ds].attrs else ""):
+                            bad.append("%s/%s/%s %s %r" % (name, grp, ds, a, spec.get(a)))
+                    if spec.get("width") != (1 if h[ds].ndim == 1 else h[ds].shape[1]):
+                        bad.append("%s/%s/%s width %r" % (name, grp, ds, spec.get("width")))
+                    if not legacy and not spec.get("description"):
+                        bad.append("%s/%s/%s has no description" % (name, grp, ds))
+            ms = run.measurements
+            views = ((run.train, ms.get("train")), (run.test, ms.get("test")),
+                     (run.lam, ms["lambda"] if "lambda" in ms and ms["lambda"]["step"].size else None),
+                     (run.hessian, ms["hessian"] if "hessian" in ms and ms["hessian"]["step"].size else None))
+            if not all(a is b for a, b in views):
+                bad.append("%s: train/test/lam/hessian are not run.measurements' dicts" % name)
+    check("%s: run.measurements/run.schema = the file (%d datasets, %d rows)" % (tag, n_ds, n_rows),
+          not bad and n_ds > 0, "; ".join(bad[:5]))
+    return sweep
+
+
+@section
+def check_schema_content(files):
+    """The new datasets are loaded, units and descriptions come from the file, an extra
+    measurement is read with no code naming it, and older files fall back to their subgroups."""
+    sw = ntkpost.load(files["lambda"])
+    done = [r for r in sw.runs if r.status == 2]
+    r = done[0]
+    check("schema: groups in declaration order", list(r.measurements) ==
+          ["train", "test", "spectrum", "lambda", "hessian", "density", "toy"], str(list(r.measurements)))
+    check("schema: dist_init loaded", all("dist_init" in x.train and x.train["dist_init"].size == x.train["step"].size
+                                          for x in sw.runs if x.has_data))
+    check("schema: dist_init = ||theta_t - theta_0||", r.train["dist_init"][0] == 0 and np.all(r.train["dist_init"][1:] > 0))
+    check("schema: kernel_distance loaded", all("kernel_distance" in x.lam and x.lam["kernel_distance"][0] == 0
+                                                and np.isfinite(x.lam["kernel_distance"]).all() for x in done))
+    check("schema: lambda nconv/resid loaded", r.lam["nconv"].dtype == np.int64 and r.lam["resid"].shape == r.lam["topk"].shape)
+    check("schema: hessian lambda/lr/topk/resid/nconv loaded",
+          {"lambda", "lr", "topk", "resid", "nconv", "min_resid"} <= set(r.hessian)
+          and r.hessian["topk"].shape == (r.hessian["step"].size, 3) and np.all(r.hessian["lr"] == r.eta))
+    ds = r.schema["lambda"]["datasets"]
+    check("schema: units and descriptions", r.schema["train"]["datasets"]["step"]["units"] == "steps"
+          and ds["value"]["units"] == "1" and ds["kernel_distance"]["description"].startswith("||Theta_t - Theta_0||_F")
+          and r.schema["lambda"]["description"].startswith("top of the empirical NTK")
+          and ds["topk"]["width"] == 5 and ds["value"]["width"] == 1 and ds["nconv"]["dtype"] == np.int64)
+    toy = r.measurements.get("toy", {})
+    n = r.train["step"].size
+    check("schema: extra group toy read", set(toy) == {"step", "theta_sum", "count", "moments"}
+          and toy["moments"].shape == (n, 2) and toy["count"].dtype == np.int64
+          and np.array_equal(toy["count"], np.arange(1, n + 1)) and np.array_equal(toy["step"], r.train["step"])
+          and r.schema["toy"]["datasets"]["moments"]["width"] == 2
+          and r.schema["toy"]["description"] == "a measurement registered by tests/test_registry.c")
+    pkg = os.path.join(SRC, "postproc", "ntkpost")
+    named = [fn for fn in sorted(os.listdir(pkg)) if fn.endswith(".py")
+             and re.search(r"\btoy\b", open(os.path.join(pkg, fn), encoding="utf-8").read())]
+    check("schema: no ntkpost code names the toy group", not named, str(named))
+    check("schema: spectrum and density from measurements",
+          r.spectra["spectrum/ntk"]["values"].shape == (3, 8) and "hessian" in r.spectra
+          and set(r.density) == {"step", "trace", "trace_stderr", "nodes", "weights"}
+          and r.density["nodes"].shape == (3, 12))
+    div = [x for x in sw.runs if x.status == 3]
+    check("schema: diverged run keeps only its written spectrum/density rows", div and all(
+        x.density["step"].size == (x.spectra["spectrum/ntk"]["step"] <= x.train["step"][-1]).sum() < 3 for x in div))
+    # older files (no "measurements" attribute): every subgroup with a 1-D step, empty units
+    old = ntkpost.load(files["partial_nan"])
+    o = [x for x in old.runs if x.has_data][0]
+    check("schema fallback: groups of an older file", list(o.measurements) == ["hessian", "lambda", "test", "train"]
+          and set(o.lam) == {"step", "value", "topk"} and o.schema["lambda"]["description"] == ""
+          and o.schema["train"]["datasets"]["loss"]["units"] == "" and "spectra" not in o.measurements,
+          str(list(o.measurements)))
+
+
+@section
+def check_rows_in_place(outdir):
+    """Rows out of step order, holes (step -1), a listed group missing and a dataset of the wrong
+    length: valid rows sorted by step, the rest ignored with a warning, never an error."""
+    path = os.path.join(outdir, "odd.h5")
+    with h5py.File(path, "w") as f:
+        f.attrs["program"] = "ntkhpc"
+        f.attrs["measurements"] = np.array(b"train,odd,missing", dtype="S17")
+        g = f.create_group("runs/run_000000")
+        for k, v in (("run", 0), ("width", 8), ("seed", 0), ("eta", 0.1)):
+            g.attrs[k] = v
+        g.attrs["param"] = "ntk"
+        t = g.create_group("train")
+        t.create_dataset("step", data=np.array([0, 1, -1], np.int64))
+        t.create_dataset("loss", data=np.array([1.0, 0.5, np.nan]))
+        o = g.create_group("odd")
+        o.attrs["description"] = np.array(b"out of order", dtype="S12")
+        o.create_dataset("step", data=np.array([5, -1, 0, 3, -1], np.int64))
+        o.create_dataset("x", data=np.array([5.0, 9.0, 0.0, 3.0, 9.0])).attrs["units"] = np.array(b"m", dtype="S1")
+        o.create_dataset("pair", data=np.arange(10, dtype=np.int32).reshape(5, 2))
+        o.create_dataset("short", data=np.zeros(2))
+    r = ntkpost.load(path).runs[0]
+    m = r.measurements.get("odd", {})
+    check("rows: sorted by step, holes dropped", list(r.measurements) == ["train", "odd"]
+          and m["step"].tolist() == [0, 3, 5] and m["x"].tolist() == [0.0, 3.0, 5.0]
+          and m["pair"].tolist() == [[4, 5], [6, 7], [0, 1]] and m["pair"].dtype == np.int64
+          and "short" not in m and r.schema["odd"]["datasets"]["x"]["units"] == "m"
+          and r.schema["odd"]["description"] == "out of order" and r.train["loss"].tolist() == [1.0, 0.5])
+
+
 # -- synthetic-only checks ------------------------------------------------------------------------
 @section
 def check_phases_theory(files):
@@ -457,6 +608,10 @@ def main():
             check_dataset("partial", [files["partial"]], os.path.join(tmp, "partial"))
             check_dataset("combined", [files["full"], files["second"]], os.path.join(tmp, "combined"))
             check_dataset("absolute", [files["absolute"]], os.path.join(tmp, "absolute"))
+            for k in sorted(files):
+                check_measurements(k, files[k])
+            check_schema_content(files)
+            check_rows_in_place(tmp)
             check_phases_theory(files)
             check_partial(files, tmp)
             check_combine(files)
@@ -464,6 +619,8 @@ def main():
             check_cli(files, tmp)
         if args.real:
             check_dataset("real", [os.path.abspath(p) for p in args.real], os.path.join(tmp, "real"))
+            for p in args.real:
+                check_measurements("real %s" % os.path.basename(p), os.path.abspath(p))
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

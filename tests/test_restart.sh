@@ -117,7 +117,9 @@ for how in "USR1 mpirun" "TERM ranks" "TERM mpirun"; do
   out="$tmp/sig_${sig}_$to.h5"
   : >"$tmp/log"
   start 2 "$out"
-  sleep "$(after "$tref" 0.4 0.6)"
+  # The signal goes after an observed event, not after a time: the first run checkpoint written
+  # (step 4 of 120; the job has most of its work ahead of it).
+  for _ in $(seq 600); do compgen -G "$out.ckpt/run_*.h5" >/dev/null && break; sleep 0.05; done
   if [[ $to == mpirun ]]; then kill -"$sig" "$job"; else kill -"$sig" $(pgrep -P "$job"); fi
   wait "$job"
   rc=$?
@@ -153,7 +155,7 @@ refuse "truncated checkpoint" "checkpoint $f: cannot read it" "$tmp/trunc.h5" -r
 cp -r "$tmp/stopped.ckpt" "$tmp/corrupt.h5.ckpt" && cp "$tmp/stopped.h5" "$tmp/corrupt.h5"
 f="$tmp/corrupt.h5.ckpt/run_000001.h5"
 # overwrite 8 bytes in the middle of the stored trajectory (raw data HDF5 itself does not checksum)
-off=$("$NTK_PYTHON" -c 'import sys, h5py; d = h5py.File(sys.argv[1], "r")["train"]; print(d.id.get_offset() + d.id.get_storage_size() // 2)' "$f")
+off=$("$NTK_PYTHON" -c 'import sys, h5py; d = h5py.File(sys.argv[1], "r")["records.train"]; print(d.id.get_offset() + d.id.get_storage_size() // 2)' "$f")
 printf 'garbage!' | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
 refuse "corrupted checkpoint" "checkpoint $f:" "$tmp/corrupt.h5" -restart
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Checks the Wide-ResNet kernels (src/conv.c) against torch.nn.functional in float64.
+"""Checks the Wide-ResNet kernels (src/core/conv.c) against torch.nn.functional in float64.
 
 Usage: torch_conv_check.py PATH_TO_test_conv
 

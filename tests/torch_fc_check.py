@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Checks the C FC network (src/model.c) against PyTorch autograd on the same weights.
+"""Checks the C FC network (src/core/model.c) against PyTorch autograd on the same weights.
 
 Usage: torch_fc_check.py PATH_TO_test_torch_fc
 

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Checks the C Wide ResNet (src/model.c ARCH_WRN) against PyTorch autograd on the same weights.
+"""Checks the C Wide ResNet (src/core/model.c ARCH_WRN) against PyTorch autograd on the same
+weights.
 
 Usage: torch_wrn_check.py PATH_TO_test_torch_wrn
 

@@ -1,5 +1,5 @@
-# Wide ResNets in the model graph (src/model.c: conv, batch norm, pooling, residual add): structure,
-# parameter table, and gradient / JVP / HVP of whole tiny WRNs against finite differences, the
+# Wide ResNets in the model graph (src/core/model.c: conv, batch norm, pooling, residual add):
+# structure, parameter table, and gradient / JVP / HVP of whole tiny WRNs against finite differences, the
 # VJP-built Jacobian and an explicitly formed (subspace) Hessian, with and without batch norm.
 ntk_unit_test(test_wrn)
 # Batch norm across data-parallel ranks: the same tiny WRN sweep on 1 rank and as a group of 4

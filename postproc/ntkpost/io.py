@@ -1,9 +1,22 @@
 """Reading ntkhpc HDF5 output (layout: docs/output.md).
 
+Everything a run records along its trajectory is a measurement: a group /runs/run_%06d/<group>
+whose datasets follow a schema declared by the trainer (src/io/schema.h). The file lists the
+groups in the root attribute "measurements"; each group has a "description" attribute, each
+dataset "units" and "description"; the first dataset is "step" (int64, -1 = row not written).
+This module reads the schema from the file, so a measurement added on the C side (or registered by
+a user) is loaded with no change here:
+
+    run.measurements[group][dataset]   numpy array of the valid rows (step >= 0), sorted by step
+    run.schema[group]                  {"description", "datasets": {name: {units, description,
+                                        dtype, width}}}
+
+Files written before the schema (no "measurements" attribute) are read the same way: every
+subgroup of a run with a 1-D "step" dataset is a measurement, with empty units/descriptions.
+
 Robust to partial output: a killed or still-running job leaves runs that are pending (no rows) or
 running (rows up to some step, then the fill values step = -1 / NaN). Only rows with step >= 0 are
-kept. Datasets added by later versions (lambda/, hessian/, spectra/, lambda0) are read when present
-and left as None when absent.
+kept. Groups absent from a file are left as None ({} for spectra).
 
     sweep = load(["job1.h5", "job2.h5"])     # combine the runs of several jobs
     for run in sweep.runs: run.width, run.param, run.eta, run.train["loss"], run.lam, ...
@@ -21,8 +34,6 @@ PARAM_NAMES = {0: "ntk", 1: "sp", 2: "mup"}
 PARAM_ORDER = {"ntk": 0, "sp": 1, "mup": 2}
 STATUS_NAMES = {-1: "unknown", 0: "pending", 1: "running", 2: "done", 3: "diverged"}
 
-TRAIN_FIELDS = ("loss", "accuracy", "param_norm", "dist_init", "lr")
-TEST_FIELDS = ("loss", "accuracy")
 # Summary fields that describe results (the identity fields come from the run group's attrs).
 SUMMARY_RESULT_FIELDS = ("status", "steps_done", "n_train_records", "n_test_records", "loss0",
                          "loss_peak", "loss_final", "acc_final", "test_loss_final",
@@ -75,25 +86,69 @@ def _param_name(v):
         return str(v)
 
 
-def _read_group_rows(g, fields, step_name="step"):
-    """{step: int64[n], field: float64[n], ...} of the rows with step >= 0 (sorted by step), or
-    None when the group or its step dataset is absent. Fields absent in the file are omitted."""
-    if g is None or step_name not in g:
+def _measurement_names(f, run_group):
+    """The measurement groups of a run: those named in the root attribute "measurements" (in that
+    order), or for older files without it every subgroup with a 1-D "step" dataset."""
+    if "measurements" in f.attrs:
+        v = _decode(f.attrs["measurements"])
+        items = v if isinstance(v, list) else str(v).split(",")
+        names = []
+        for n in (str(x).strip() for x in items):
+            if n and n not in names:
+                names.append(n)
+        return names
+    return [n for n in run_group if isinstance(run_group[n], h5py.Group) and "step" in run_group[n]
+            and isinstance(run_group[n]["step"], h5py.Dataset) and run_group[n]["step"].ndim == 1]
+
+
+def _text_attr(obj, name):
+    """String attribute `name` of obj, "" when absent or unreadable."""
+    try:
+        return str(_decode(obj.attrs[name])) if name in obj.attrs else ""
+    except Exception as e:
+        log.debug("attribute %s of %s unreadable: %s", name, obj.name, e)
+        return ""
+
+
+def _read_measurement(g, texts=None):
+    """(rows, schema) of one measurement group: rows = {dataset: array of the rows with step >= 0,
+    sorted by step}, "step" first, int64 or float64 (other integer/float types are widened);
+    schema = {"description", "datasets": {name: {"units", "description", "dtype", "width"}}}.
+    Datasets that are not 1-D/2-D numbers with one row per step are skipped with a warning.
+    None when g has no 1-D "step" dataset. texts: a dict caching the description/units strings
+    by (group, dataset) across the runs of one file (every run group of a file is created from the
+    same schema), or None to read them each time."""
+    sd = g.get("step") if g is not None else None
+    if not isinstance(sd, h5py.Dataset) or sd.ndim != 1:
         return None
-    step = np.asarray(g[step_name][()]).astype(np.int64).reshape(-1)
+    step = np.asarray(sd[()]).astype(np.int64)
     ok = step >= 0
-    out = {}
     order = np.argsort(step[ok], kind="stable")
-    out["step"] = step[ok][order]
-    for f in fields:
-        if f in g and isinstance(g[f], h5py.Dataset):
-            a = np.asarray(g[f][()], dtype=np.float64)
-            if a.shape[:1] != step.shape:
-                log.warning("%s/%s has %s rows, step has %d: ignored", g.name, f, a.shape[:1],
-                            step.size)
-                continue
-            out[f] = a[ok][order]
-    return out
+    texts = {} if texts is None else texts
+    gname = g.name.rsplit("/", 1)[-1]
+    rows, ds = {}, {}
+    for name in ["step"] + [n for n in g if n != "step"]:
+        d = sd if name == "step" else g[name]
+        if not isinstance(d, h5py.Dataset):
+            continue
+        kind = d.dtype.kind
+        if kind not in "iuf" or d.ndim not in (1, 2):
+            log.warning("%s: not a 1-D/2-D numeric dataset: ignored", d.name)
+            continue
+        if d.shape[0] != step.size:
+            log.warning("%s has %d rows, step has %d: ignored", d.name, d.shape[0], step.size)
+            continue
+        a = np.asarray(d[()])
+        a = a.astype(np.float64 if kind == "f" else np.int64, copy=False)
+        rows[name] = a[ok][order]
+        key = (gname, name)
+        if key not in texts:
+            texts[key] = (_text_attr(d, "units"), _text_attr(d, "description"))
+        ds[name] = {"units": texts[key][0], "description": texts[key][1], "dtype": a.dtype,
+                    "width": 1 if d.ndim == 1 else int(d.shape[1])}
+    if (gname,) not in texts:
+        texts[(gname,)] = _text_attr(g, "description")
+    return rows, {"description": texts[(gname,)], "datasets": ds}
 
 
 class Run:
@@ -101,12 +156,20 @@ class Run:
 
     Identity: file, index (run number in its file), instance, width, seed, param ("ntk"/"sp"/"mup"),
     eta (absolute base lr), eta_factor (eta*lambda_0 when the deck gave a factor, else NaN).
-    Data (rows with step >= 0 only; None when the file has no such group):
-      train: {step, loss, accuracy, param_norm, dist_init, lr}
-      test:  {step, loss, accuracy}
-      lam:   {step, value[, topk (R x k)]}            top NTK eigenvalue lambda_t
-      hessian: {step[, sharpness][, min_eig]}
-      spectra: {name: {step, values (R x k)}}        any 2-D dataset under spectra/
+    measurements: {group: {dataset: array}} of every measurement group of the run (the file's
+      root "measurements" attribute), valid rows only (step >= 0), sorted by step.
+    schema: {group: {"description": str, "datasets": {name: {"units", "description", "dtype",
+      "width"}}}}, as declared in the file.
+    Convenience views of measurements (the same dicts; None when the file has no such group):
+      train: measurements["train"]   {step, loss, accuracy, param_norm, dist_init, lr, ...}
+      test:  measurements["test"]    {step, loss, accuracy, ...}
+      lam:   measurements["lambda"]  {step, value, kernel_distance, nconv, topk, resid, ...};
+             None when it has no rows
+      hessian: measurements["hessian"] {step, sharpness, min_eig, lambda, lr, topk, ...}; None when
+             it has no rows
+      spectra: {name: {step, values (R x k)}}: every 2-D float dataset of spectrum/ (named
+             "spectrum/<dataset>") and any under a spectra/ group, rows with a finite value only
+      density: measurements["density"] restricted to rows with a finite weight, or None
     summary: dict of the /summary row (raw values from the file), {} when there is none.
     status: int (-1 unknown, 0 pending, 1 running, 2 done, 3 diverged).
     config: the file's /config attrs.
@@ -128,6 +191,8 @@ class Run:
         self.n_params = int(_float(attrs.get("n_params", -1), -1))
         st = self.summary.get("status")
         self.status = int(st) if st is not None else -1
+        self.measurements = {}
+        self.schema = {}
         self.train = self.test = self.lam = self.hessian = None
         self.spectra = {}
         self.density = None  # {step, nodes (D x m), weights (D x m), trace, trace_stderr}: Hessian SLQ
@@ -277,20 +342,48 @@ def _read_spectra(g):
     return out
 
 
-def _read_density(g):
-    """density/ (Hutchinson trace and SLQ nodes/weights of the Hessian), valid rows only."""
-    if g is None or "nodes" not in g or "weights" not in g or "step" not in g:
+def _spectra_of(rows, prefix):
+    """{prefix + name: {step, values}} of the 2-D float datasets of a measurement's rows, keeping
+    the rows with a finite value."""
+    out = {}
+    for name, a in (rows or {}).items():
+        if name != "step" and a.ndim == 2 and a.dtype.kind == "f":
+            ok = np.isfinite(a).any(axis=1)
+            out[prefix + name] = {"step": rows["step"][ok], "values": a[ok]}
+    return out
+
+
+def _density_of(rows):
+    """density/ (Hutchinson trace and SLQ nodes/weights of the Hessian): its rows with a finite
+    weight, or None."""
+    if rows is None or "nodes" not in rows or "weights" not in rows:
         return None
-    step = np.asarray(g["step"][()], dtype=np.int64)
-    nodes, weights = np.asarray(g["nodes"][()], float), np.asarray(g["weights"][()], float)
-    ok = (step >= 0) & np.isfinite(weights).any(axis=1)
+    w = rows["weights"]
+    ok = np.isfinite(w).any(axis=1) if w.ndim == 2 else np.isfinite(w)
     if not ok.any():
         return None
-    out = {"step": step[ok], "nodes": nodes[ok], "weights": weights[ok]}
-    for k in ("trace", "trace_stderr"):
-        if k in g:
-            out[k] = np.asarray(g[k][()], float)[ok]
-    return out
+    return {k: a[ok] for k, a in rows.items()}
+
+
+def _set_measurements(r, f, g, texts=None):
+    """Fill r.measurements / r.schema from run group g, and the convenience views from them.
+    texts: the file's cache of schema strings (_read_measurement)."""
+    for name in _measurement_names(f, g):
+        sub = g.get(name)
+        got = _read_measurement(sub, texts) if isinstance(sub, h5py.Group) else None
+        if got is None:
+            log.warning("%s/%s: measurement listed in the file but no group with a 1-D step: ignored",
+                        g.name, name)
+            continue
+        r.measurements[name], r.schema[name] = got
+    m = r.measurements
+    r.train, r.test = m.get("train"), m.get("test")
+    r.lam = m["lambda"] if "lambda" in m and m["lambda"]["step"].size else None
+    r.hessian = m["hessian"] if "hessian" in m and m["hessian"]["step"].size else None
+    # spectra/ is not a measurement (no step of its own): read as before
+    r.spectra = _read_spectra(g.get("spectra"))
+    r.spectra.update(_spectra_of(m.get("spectrum"), "spectrum/"))
+    r.density = _density_of(m.get("density"))
 
 
 def read_file(path, file_index=0):
@@ -311,6 +404,7 @@ def read_file(path, file_index=0):
         summ = _read_summary(f)
         info = FileInfo(path, root, config, deck, 0 if summ is None else summ.shape[0])
         runs = []
+        texts = {}  # schema strings, read once per file
         if "runs" not in f:
             log.warning("%s: no /runs group", path)
             return info, runs
@@ -324,16 +418,7 @@ def read_file(path, file_index=0):
             except ValueError:
                 idx = len(runs)
             r = Run(file_index, path, idx, attrs, _summary_row(summ, idx), config)
-            r.train = _read_group_rows(g.get("train"), TRAIN_FIELDS)
-            r.test = _read_group_rows(g.get("test"), TEST_FIELDS)
-            lam = _read_group_rows(g.get("lambda"), ("value", "topk"))
-            r.lam = lam if lam is not None and lam["step"].size else None
-            hs = _read_group_rows(g.get("hessian"), ("sharpness", "min_eig"))
-            r.hessian = hs if hs is not None and hs["step"].size else None
-            r.spectra = _read_spectra(g.get("spectra"))
-            # ntkhpc's own layout (docs/output.md): spectrum/ntk with spectrum/step
-            r.spectra.update({"spectrum/" + k: v for k, v in _read_spectra(g.get("spectrum")).items()})
-            r.density = _read_density(g.get("density"))
+            _set_measurements(r, f, g, texts)
             if r.status == -1:  # no summary: infer what we can
                 r.status = 1 if r.has_data else 0
             runs.append(r)

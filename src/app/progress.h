@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <mpi.h>
-#include "output.h"
+#include "runs.h"
 #include "sweep.h"
 
 typedef struct {

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "output.h"
 #include "sweep.h"
 
 /* FLOPs of a whole run: forward + backward (about 3x forward) on every training step's samples,
@@ -13,8 +12,8 @@ static double run_cost(const Config *cfg, double flops_per_sample, int n_train, 
 {
   double per_step = cfg->optimizer == OPT_GD ? n_train : cfg->batch_size;
   double train = 3.0 * flops_per_sample * per_step * (double)cfg->steps;
-  double evals = flops_per_sample * ((cfg->optimizer == OPT_SGD ? (double)n_train * output_n_train_records(cfg) : 0.0) +
-                                     (double)n_test * output_n_test_records(cfg));
+  double evals = flops_per_sample * ((cfg->optimizer == OPT_SGD ? (double)n_train * record_count(cfg->steps, cfg->record_every) : 0.0) +
+                                     (double)n_test * record_count(cfg->steps, cfg->test_every));
   return train + evals + 1.0;
 }
 

@@ -5,21 +5,8 @@
 #include <stdint.h>
 #include <mpi.h>
 #include "config.h"
+#include "runs.h"
 
-/* Model instance = (arch, width, seed, param); run = instance + learning rate (CONVENTIONS.md). */
-typedef struct {
-  int index;            /* position in this job's sweep: HDF5 group runs/run_%06d */
-  int deck_index;       /* position in the deck's enumeration (= index unless -sweep_parts > 1) */
-  int instance;         /* model instance id, shared by runs differing only in eta */
-  int width;
-  int64_t seed;
-  Parameterization param;
-  double eta;           /* absolute base learning rate */
-  double eta_factor;    /* eta * lambda_0 when given in units of 1/lambda_0, else NaN */
-  double lambda0;       /* the instance's lambda_0 once measured (NaN before) */
-  int64_t n_params;
-  double cost;          /* estimated FLOPs of the whole run */
-} RunSpec;
 
 typedef struct {
   int n_runs, n_instances;

@@ -1,5 +1,6 @@
-/* The run-time configuration: every option of the deck, read and validated in one place
- * (config.c). Decks are PETSc options files; `-help` lists every key with its meaning. */
+/* The run-time configuration: every option of the deck. The options are described, read and
+ * validated module by module in src/app/options*.c (options.h); decks are PETSc options files and
+ * `-help` lists every key with its meaning and default. The enums' names are in config.c. */
 #ifndef NTK_CONFIG_H
 #define NTK_CONFIG_H
 #include <stdbool.h>
@@ -85,23 +86,9 @@ typedef struct {
   int sweep_part, sweep_parts;  /* run only the deck's runs d with d % sweep_parts == sweep_part */
 } Config;
 
-/* Reads every option (after PetscInitialize) into cfg and validates it. On a bad value prints one
- * line "ntkhpc: error: option -NAME: what is wrong" on rank 0 and returns 1; returns 0 when good. */
-int config_read(Config *cfg, MPI_Comm comm);
-
-/* Fails (one line, returns 1) if any option was given that nothing read: typos are errors. */
-int config_check_unused(MPI_Comm comm);
-
-/* The effective deck: every option with its value in force, one "-key value" per line, so that the
- * text is itself a deck that reproduces the job. malloc'd; the caller frees it. */
-char *config_deck_text(const Config *cfg);
-
 /* Names of the enums, for output attributes and messages. */
 const char *optimizer_name(OptimizerKind o);
 const char *lr_schedule_name(LrSchedule s);
 const char *ntk_method_name(NtkMethod m);
-
-/* Learning rate at step t for base rate eta (schedule times warm-up). */
-double config_lr_at(const Config *cfg, double eta, int64_t t);
 
 #endif

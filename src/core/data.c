@@ -8,6 +8,7 @@
  *   - every failure returns -1 with ONE line "data file PATH: what is wrong".
  */
 #include "data.h"
+#include "errbuf.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -42,15 +43,6 @@
 
 /* ------------------------------------------------------------------ small helpers */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 /* *out = a * b; false on size_t overflow. */
 static bool mul_size(size_t a, size_t b, size_t *out) {
@@ -72,7 +64,7 @@ static gzFile open_data(const char *path, char *err, size_t errlen) {
   errno = 0;
   gzFile f = gzopen(path, "rb");
   if (!f)
-    fail(err, errlen, "data file %s: cannot open: %s", path,
+    errbuf_set(err, errlen, "data file %s: cannot open: %s", path,
          errno ? strerror(errno) : "out of memory");
   else
     gzbuffer(f, 1u << 17);
@@ -93,11 +85,11 @@ static int read_bytes(gzFile f, const char *path, unsigned char *buf, size_t wan
       const char *msg = gzerror(f, &errnum);
       /* Z_BUF_ERROR is a gzip stream that simply stops: a truncation, reported by the caller. */
       if (errnum == Z_ERRNO)
-        return fail(err, errlen, "data file %s: read error: %s", path, strerror(errno));
+        return errbuf_set(err, errlen, "data file %s: read error: %s", path, strerror(errno));
       if (errnum != Z_OK && errnum != Z_BUF_ERROR) {
         size_t pl = strlen(path); /* zlib prefixes its message with "path: " */
         if (msg && strncmp(msg, path, pl) == 0 && msg[pl] == ':' && msg[pl + 1] == ' ') msg += pl + 2;
-        return fail(err, errlen, "data file %s: corrupt gzip data (%s)", path,
+        return errbuf_set(err, errlen, "data file %s: corrupt gzip data (%s)", path,
                     msg && *msg ? msg : "zlib error");
       }
       break;
@@ -122,14 +114,14 @@ static int read_payload(gzFile f, const char *path, size_t total, const char *wh
   *out = NULL;
   size_t cap = total < READ_CHUNK0 ? total : READ_CHUNK0, have = 0;
   unsigned char *buf = malloc(cap ? cap : 1); /* [cap] bytes */
-  if (!buf) return fail(err, errlen, "data file %s: out of memory", path);
+  if (!buf) return errbuf_set(err, errlen, "data file %s: out of memory", path);
   while (have < total) {
     if (have == cap) {
       size_t ncap = cap > (total - cap) ? total : 2 * cap;
       unsigned char *nb = realloc(buf, ncap);
       if (!nb) {
         free(buf);
-        return fail(err, errlen, "data file %s: out of memory (%zu bytes)", path, ncap);
+        return errbuf_set(err, errlen, "data file %s: out of memory (%zu bytes)", path, ncap);
       }
       buf = nb;
       cap = ncap;
@@ -142,7 +134,7 @@ static int read_payload(gzFile f, const char *path, size_t total, const char *wh
     have += got;
     if (have < cap) { /* data ended before the buffer filled */
       free(buf);
-      return fail(err, errlen, "data file %s: truncated: expected %zu bytes of %s, found %zu%s",
+      return errbuf_set(err, errlen, "data file %s: truncated: expected %zu bytes of %s, found %zu%s",
                   path, total, what, have, gz_trunc_note(f));
     }
   }
@@ -160,11 +152,11 @@ static int read_idx_header(gzFile f, const char *path, uint32_t magic, int ndims
     uint32_t m = be32(h);
     const char *hint = m == IDX_MAGIC_LABELS ? "; this is an IDX labels file"
                      : m == IDX_MAGIC_IMAGES ? "; this is an IDX images file" : "";
-    return fail(err, errlen, "data file %s: wrong magic 0x%08x (expected 0x%08x for IDX %s%s)",
+    return errbuf_set(err, errlen, "data file %s: wrong magic 0x%08x (expected 0x%08x for IDX %s%s)",
                 path, (unsigned)m, (unsigned)magic, kind, hint);
   }
   if (got < want)
-    return fail(err, errlen, "data file %s: truncated header: expected %zu bytes, found %zu%s",
+    return errbuf_set(err, errlen, "data file %s: truncated header: expected %zu bytes, found %zu%s",
                 path, want, got, gz_trunc_note(f));
   for (int i = 0; i < ndims; i++) dims[i] = be32(h + 4 + 4 * i);
   return 0;
@@ -172,9 +164,9 @@ static int read_idx_header(gzFile f, const char *path, uint32_t magic, int ndims
 
 /* Count from the header, checked: 1..INT_MAX. */
 static int check_count(const char *path, uint32_t n, const char *what, char *err, size_t errlen) {
-  if (n == 0) return fail(err, errlen, "data file %s: header says 0 %s", path, what);
+  if (n == 0) return errbuf_set(err, errlen, "data file %s: header says 0 %s", path, what);
   if (n > (uint32_t)INT_MAX)
-    return fail(err, errlen, "data file %s: header says %u %s (more than %d)", path, (unsigned)n,
+    return errbuf_set(err, errlen, "data file %s: header says %u %s (more than %d)", path, (unsigned)n,
                 what, INT_MAX);
   return 0;
 }
@@ -187,7 +179,7 @@ static int idx_images_impl(const char *path, int max_n, uint8_t **pixels, int *n
                            int *cols, int *n_header, char *err, size_t errlen) {
   *pixels = NULL;
   *n = *rows = *cols = *n_header = 0;
-  if (max_n < 0) return fail(err, errlen, "data file %s: negative sample limit %d", path, max_n);
+  if (max_n < 0) return errbuf_set(err, errlen, "data file %s: negative sample limit %d", path, max_n);
   gzFile f = open_data(path, err, errlen);
   if (!f) return -1;
   uint32_t dims[3] = {0, 0, 0};
@@ -195,7 +187,7 @@ static int idx_images_impl(const char *path, int max_n, uint8_t **pixels, int *n
   if (!rc) rc = check_count(path, dims[0], "images", err, errlen);
   if (!rc && (dims[1] == 0 || dims[2] == 0 || dims[1] > IDX_MAX_PIXELS || dims[2] > IDX_MAX_PIXELS ||
               (uint64_t)dims[1] * dims[2] > IDX_MAX_PIXELS))
-    rc = fail(err, errlen, "data file %s: bad image size %u x %u (need 1 <= rows*cols <= %u)", path,
+    rc = errbuf_set(err, errlen, "data file %s: bad image size %u x %u (need 1 <= rows*cols <= %u)", path,
               (unsigned)dims[1], (unsigned)dims[2], (unsigned)IDX_MAX_PIXELS);
   if (rc) {
     gzclose(f);
@@ -206,7 +198,7 @@ static int idx_images_impl(const char *path, int max_n, uint8_t **pixels, int *n
   size_t per = (size_t)dims[1] * dims[2], total;
   if (!mul_size((size_t)nuse, per, &total)) {
     gzclose(f);
-    return fail(err, errlen, "data file %s: %d images of %zu pixels overflow memory size", path,
+    return errbuf_set(err, errlen, "data file %s: %d images of %zu pixels overflow memory size", path,
                 nuse, per);
   }
   unsigned char *buf = NULL; /* [nuse x rows*cols] */
@@ -231,9 +223,9 @@ static int idx_labels_impl(const char *path, int max_n, int n_classes, uint8_t *
                            int *n_header, char *err, size_t errlen) {
   *labels = NULL;
   *n = *n_header = 0;
-  if (max_n < 0) return fail(err, errlen, "data file %s: negative sample limit %d", path, max_n);
+  if (max_n < 0) return errbuf_set(err, errlen, "data file %s: negative sample limit %d", path, max_n);
   if (n_classes < 1 || n_classes > 256)
-    return fail(err, errlen, "data file %s: n_classes = %d must be in 1..256", path, n_classes);
+    return errbuf_set(err, errlen, "data file %s: n_classes = %d must be in 1..256", path, n_classes);
   gzFile f = open_data(path, err, errlen);
   if (!f) return -1;
   uint32_t dims[1] = {0};
@@ -251,7 +243,7 @@ static int idx_labels_impl(const char *path, int max_n, int n_classes, uint8_t *
   if (rc) return -1;
   for (int i = 0; i < nuse; i++)
     if (buf[i] >= n_classes) {
-      fail(err, errlen, "data file %s: label %u at index %d out of range [0, %d]", path,
+      errbuf_set(err, errlen, "data file %s: label %u at index %d out of range [0, %d]", path,
            (unsigned)buf[i], i, n_classes - 1);
       free(buf);
       return -1;
@@ -273,7 +265,7 @@ int idx_read_labels(const char *path, int max_n, int n_classes, uint8_t **labels
 int cifar10_read_batch(const char *path, int max_n, uint8_t **pixels, uint8_t **labels, int *n,
                        char *err, size_t errlen) {
   if (!pixels || !labels || !n || *n < 0 || max_n < 0)
-    return fail(err, errlen, "data file %s: bad arguments to cifar10_read_batch", path);
+    return errbuf_set(err, errlen, "data file %s: bad arguments to cifar10_read_batch", path);
   if (max_n > 0 && *n >= max_n) return 0; /* already have enough: do not even open the file */
   gzFile f = open_data(path, err, errlen);
   if (!f) return -1;
@@ -282,7 +274,7 @@ int cifar10_read_batch(const char *path, int max_n, uint8_t **pixels, uint8_t **
     struct stat st;
     if (stat(path, &st) == 0 && st.st_size % CIFAR_RECORD != 0) {
       gzclose(f);
-      return fail(err, errlen,
+      return errbuf_set(err, errlen,
                   "data file %s: corrupt: size %lld bytes is not a multiple of the %d-byte record",
                   path, (long long)st.st_size, CIFAR_RECORD);
     }
@@ -299,14 +291,14 @@ int cifar10_read_batch(const char *path, int max_n, uint8_t **pixels, uint8_t **
     }
     if (got == 0) break; /* clean end at a record boundary */
     if (got < CIFAR_RECORD) {
-      rc = fail(err, errlen,
+      rc = errbuf_set(err, errlen,
                 "data file %s: corrupt: size %lld bytes is not a multiple of the %d-byte record%s",
                 path, (long long)have * CIFAR_RECORD + (long long)got, CIFAR_RECORD,
                 gz_trunc_note(f));
       break;
     }
     if (rec[0] >= CIFAR_CLASSES) {
-      rc = fail(err, errlen, "data file %s: label %u in record %d out of range [0, %d]", path,
+      rc = errbuf_set(err, errlen, "data file %s: label %u in record %d out of range [0, %d]", path,
                 (unsigned)rec[0], have, CIFAR_CLASSES - 1);
       break;
     }
@@ -315,7 +307,7 @@ int cifar10_read_batch(const char *path, int max_n, uint8_t **pixels, uint8_t **
       if (add > want - have) add = want - have;
       size_t ncap = (size_t)cap + (size_t)add, bytes;
       if (!mul_size(ncap, CIFAR_PIXELS, &bytes)) {
-        rc = fail(err, errlen, "data file %s: too many records for memory", path);
+        rc = errbuf_set(err, errlen, "data file %s: too many records for memory", path);
         break;
       }
       uint8_t *np = realloc(*pixels, bytes); /* [ncap x 3072] */
@@ -323,7 +315,7 @@ int cifar10_read_batch(const char *path, int max_n, uint8_t **pixels, uint8_t **
       uint8_t *nl = np ? realloc(*labels, ncap) : NULL; /* [ncap] */
       if (nl) *labels = nl;
       if (!np || !nl) {
-        rc = fail(err, errlen, "data file %s: out of memory", path);
+        rc = errbuf_set(err, errlen, "data file %s: out of memory", path);
         break;
       }
       cap = (int)ncap;
@@ -334,7 +326,7 @@ int cifar10_read_batch(const char *path, int max_n, uint8_t **pixels, uint8_t **
     have++;
   }
   if (!rc && have == 0)
-    rc = fail(err, errlen, "data file %s: empty: no %d-byte records", path, CIFAR_RECORD);
+    rc = errbuf_set(err, errlen, "data file %s: empty: no %d-byte records", path, CIFAR_RECORD);
   gzclose(f);
   if (rc) return -1; /* *n unchanged: the arrays stay valid and owned by the caller */
   *n = n0 + have;
@@ -373,14 +365,14 @@ static int dataset_alloc(Dataset *ds, int n, int k, int c, int h, int w, char *e
   if (n <= 0 || d == 0 || d > INT_MAX || k <= 0 || !mul_size((size_t)n, d, &nd) ||
       !mul_size(nd, sizeof(double), &nd) || !mul_size((size_t)n, (size_t)k, &nk) ||
       !mul_size(nk, sizeof(double), &nk))
-    return fail(err, errlen, "data: dataset of %d samples x %zu features x %d targets is too large",
+    return errbuf_set(err, errlen, "data: dataset of %d samples x %zu features x %d targets is too large",
                 n, d, k);
   ds->x = malloc(nd);
   ds->y = calloc((size_t)n * k, sizeof(double));
   ds->label = malloc((size_t)n * sizeof(int));
   if (!ds->x || !ds->y || !ds->label) {
     data_free(ds);
-    return fail(err, errlen, "data: out of memory for %d samples x %zu features", n, d);
+    return errbuf_set(err, errlen, "data: out of memory for %d samples x %zu features", n, d);
   }
   ds->n = n;
   ds->d = (int)d;
@@ -406,11 +398,11 @@ static int find_idx_file(char *out, size_t outlen, const char *dir, const char *
                          size_t errlen) {
   int len = snprintf(out, outlen, "%s/%s.gz", dir, base);
   if (len < 0 || (size_t)len >= outlen)
-    return fail(err, errlen, "data directory %s: path too long", dir);
+    return errbuf_set(err, errlen, "data directory %s: path too long", dir);
   if (file_exists(out)) return 0;
   snprintf(out, outlen, "%s/%s", dir, base);
   if (file_exists(out)) return 0;
-  return fail(err, errlen, "data file %s/%s.gz: not found (nor %s)", dir, base, out);
+  return errbuf_set(err, errlen, "data file %s/%s.gz: not found (nor %s)", dir, base, out);
 }
 
 /* One IDX split: images + labels, counts must agree, first n_req samples (0 = all). */
@@ -429,14 +421,14 @@ static int load_idx_split(Dataset *ds, const char *dir, const char *img_base, co
   }
   int rc = 0;
   if (ni_hdr != nl_hdr)
-    rc = fail(err, errlen, "data file %s: count mismatch: %d images but %s has %d labels", ipath,
+    rc = errbuf_set(err, errlen, "data file %s: count mismatch: %d images but %s has %d labels", ipath,
               ni_hdr, lpath, nl_hdr);
   else if (n_req > ni_hdr)
-    rc = fail(err, errlen, "%s = %d but %s holds %d samples", setting, n_req, ipath, ni_hdr);
+    rc = errbuf_set(err, errlen, "%s = %d but %s holds %d samples", setting, n_req, ipath, ni_hdr);
   else if (ni != nl) /* cannot happen with equal headers; guards fill_from_bytes regardless */
-    rc = fail(err, errlen, "data file %s: read %d images but %d labels", ipath, ni, nl);
+    rc = errbuf_set(err, errlen, "data file %s: read %d images but %d labels", ipath, ni, nl);
   else if (rows != 28 || cols != 28)
-    rc = fail(err, errlen, "data file %s: images are %d x %d, expected 28 x 28", ipath, rows, cols);
+    rc = errbuf_set(err, errlen, "data file %s: images are %d x %d, expected 28 x 28", ipath, rows, cols);
   if (!rc) rc = dataset_alloc(ds, ni, 10, 1, rows, cols, err, errlen);
   if (!rc) fill_from_bytes(ds, pix, lab);
   free(pix);
@@ -455,14 +447,14 @@ static int load_cifar_split(Dataset *ds, const char *dir, bool train, int n_req,
     int len = train ? snprintf(path, sizeof path, "%s/data_batch_%d.bin", dir, b + 1)
                     : snprintf(path, sizeof path, "%s/test_batch.bin", dir);
     if (len < 0 || (size_t)len >= sizeof path)
-      rc = fail(err, errlen, "data directory %s: path too long", dir);
+      rc = errbuf_set(err, errlen, "data directory %s: path too long", dir);
     else if (!file_exists(path))
-      rc = fail(err, errlen, "data file %s: not found", path);
+      rc = errbuf_set(err, errlen, "data file %s: not found", path);
     else
       rc = cifar10_read_batch(path, n_req, &pix, &lab, &n, err, errlen);
   }
   if (!rc && n_req > n)
-    rc = fail(err, errlen, "%s = %d but %s in %s hold%s %d samples", setting, n_req,
+    rc = errbuf_set(err, errlen, "%s = %d but %s in %s hold%s %d samples", setting, n_req,
               train ? "data_batch_1..5.bin" : "test_batch.bin", dir, train ? "" : "s", n);
   if (!rc) rc = dataset_alloc(ds, n, CIFAR_CLASSES, 3, 32, 32, err, errlen);
   if (!rc) fill_from_bytes(ds, pix, lab);
@@ -491,23 +483,23 @@ static int load_uv(Dataset *train, Dataset *test, char *err, size_t errlen) {
 static int load_teacher(Dataset *train, Dataset *test, const DataConfig *cfg, char *err,
                         size_t errlen) {
   int d = cfg->teacher_dim, w = cfg->teacher_width, k = cfg->teacher_outputs;
-  if (d <= 0) return fail(err, errlen, "teacher_dim = %d must be positive", d);
-  if (w <= 0) return fail(err, errlen, "teacher_width = %d must be positive", w);
-  if (k <= 0) return fail(err, errlen, "teacher_outputs = %d must be positive", k);
+  if (d <= 0) return errbuf_set(err, errlen, "teacher_dim = %d must be positive", d);
+  if (w <= 0) return errbuf_set(err, errlen, "teacher_width = %d must be positive", w);
+  if (k <= 0) return errbuf_set(err, errlen, "teacher_outputs = %d must be positive", k);
   if (cfg->n_train <= 0)
-    return fail(err, errlen, "n_train = %d: the teacher-student set needs n_train > 0",
+    return errbuf_set(err, errlen, "n_train = %d: the teacher-student set needs n_train > 0",
                 cfg->n_train);
   if (cfg->n_test <= 0)
-    return fail(err, errlen, "n_test = %d: the teacher-student set needs n_test > 0", cfg->n_test);
+    return errbuf_set(err, errlen, "n_test = %d: the teacher-student set needs n_test > 0", cfg->n_test);
   if ((int)cfg->teacher_act < 0 || cfg->teacher_act >= ACT_COUNT)
-    return fail(err, errlen, "teacher_act = %d is not a known activation", (int)cfg->teacher_act);
+    return errbuf_set(err, errlen, "teacher_act = %d is not a known activation", (int)cfg->teacher_act);
   if (!(cfg->teacher_noise >= 0) || !isfinite(cfg->teacher_noise))
-    return fail(err, errlen, "teacher_noise = %g must be finite and >= 0", cfg->teacher_noise);
+    return errbuf_set(err, errlen, "teacher_noise = %g must be finite and >= 0", cfg->teacher_noise);
   size_t nu, nv, nh;
   if (!mul_size((size_t)w, (size_t)d, &nu) || !mul_size(nu, sizeof(double), &nu) ||
       !mul_size((size_t)k, (size_t)w, &nv) || !mul_size(nv, sizeof(double), &nv) ||
       !mul_size((size_t)TEACHER_BLOCK, (size_t)w, &nh) || !mul_size(nh, sizeof(double), &nh))
-    return fail(err, errlen, "teacher of width %d on %d inputs is too large", w, d);
+    return errbuf_set(err, errlen, "teacher of width %d on %d inputs is too large", w, d);
   if (dataset_alloc(train, cfg->n_train, k, 1, 1, d, err, errlen) ||
       dataset_alloc(test, cfg->n_test, k, 1, 1, d, err, errlen))
     return -1;
@@ -517,7 +509,7 @@ static int load_teacher(Dataset *train, Dataset *test, const DataConfig *cfg, ch
   double *noise = malloc((size_t)TEACHER_BLOCK * k * sizeof(double)); /* TEACHER_BLOCK x k */
   if (!U || !V || !H || !noise) {
     free(U), free(V), free(H), free(noise);
-    return fail(err, errlen, "teacher of width %d on %d inputs: out of memory", w, d);
+    return errbuf_set(err, errlen, "teacher of width %d on %d inputs: out of memory", w, d);
   }
   uint64_t seed = cfg->teacher_seed;
   rng_normal_fill(train->x, (size_t)train->n * d, seed, RNG_STREAM_TEACHER_X, 0);
@@ -559,7 +551,7 @@ static int standardize(Dataset *train, Dataset *test, char *err, size_t errlen) 
   double *scale = calloc((size_t)d, sizeof(double)); /* d: 1/std, or 1 for constant features */
   if (!mean || !scale) {
     free(mean), free(scale);
-    return fail(err, errlen, "data: out of memory for standardisation of %d features", d);
+    return errbuf_set(err, errlen, "data: out of memory for standardisation of %d features", d);
   }
   for (int a = 0; a < n; a++)
     for (int j = 0; j < d; j++) mean[j] += train->x[(size_t)a * d + j];
@@ -584,17 +576,17 @@ static int standardize(Dataset *train, Dataset *test, char *err, size_t errlen) 
 }
 
 int data_load(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, size_t errlen) {
-  if (!train || !test || !cfg) return fail(err, errlen, "data_load: NULL argument");
+  if (!train || !test || !cfg) return errbuf_set(err, errlen, "data_load: NULL argument");
   memset(train, 0, sizeof *train);
   memset(test, 0, sizeof *test);
-  if (cfg->n_train < 0) return fail(err, errlen, "n_train = %d must be >= 0", cfg->n_train);
-  if (cfg->n_test < 0) return fail(err, errlen, "n_test = %d must be >= 0", cfg->n_test);
+  if (cfg->n_train < 0) return errbuf_set(err, errlen, "n_train = %d must be >= 0", cfg->n_train);
+  if (cfg->n_test < 0) return errbuf_set(err, errlen, "n_test = %d must be >= 0", cfg->n_test);
   if (memchr(cfg->dir, '\0', sizeof cfg->dir) == NULL)
-    return fail(err, errlen, "data: directory name is not terminated");
+    return errbuf_set(err, errlen, "data: directory name is not terminated");
   const char *dir = cfg->dir;
   if (cfg->kind == DATA_FASHION_MNIST && !dir[0]) dir = DATA_FASHION_MNIST_DEFAULT_DIR;
   if (cfg->kind != DATA_TEACHER && cfg->kind != DATA_UV && !dir[0])
-    return fail(err, errlen, "data: no directory given for %s", data_kind_name(cfg->kind));
+    return errbuf_set(err, errlen, "data: no directory given for %s", data_kind_name(cfg->kind));
   int rc;
   switch (cfg->kind) {
     case DATA_FASHION_MNIST:
@@ -614,11 +606,11 @@ int data_load(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, s
       break;
     case DATA_UV:
       if (cfg->n_train > 1 || cfg->n_test > 1)
-        return fail(err, errlen, "n_train = %d, n_test = %d: the uv data set is one sample", cfg->n_train, cfg->n_test);
+        return errbuf_set(err, errlen, "n_train = %d, n_test = %d: the uv data set is one sample", cfg->n_train, cfg->n_test);
       rc = load_uv(train, test, err, errlen);
       break;
     default:
-      rc = fail(err, errlen, "data: unknown dataset kind %d", (int)cfg->kind);
+      rc = errbuf_set(err, errlen, "data: unknown dataset kind %d", (int)cfg->kind);
   }
   /* One sample has no spread to standardise by: the uv data stay as CONVENTIONS.md defines them. */
   if (!rc && cfg->standardize && cfg->kind != DATA_UV) rc = standardize(train, test, err, errlen);

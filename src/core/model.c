@@ -9,6 +9,7 @@
  * (tape_contribution / tape_commit). Batch norm reduces its per-channel sums through the caller's
  * Reducer and keeps mean, rstd and the R-forward sums on the tape. */
 #include "model.h"
+#include "errbuf.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -62,15 +63,6 @@ int arch_from_name(const char *name) {
 
 /* ------------------------------------------------------------------ build */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 /* Out-of-memory has no recovery path in the kernels' callers; say where and stop. */
 static void *xcalloc(size_t n, size_t size, const char *what) {
@@ -83,30 +75,30 @@ static void *xcalloc(size_t n, size_t size, const char *what) {
 }
 
 static int check_config(const ModelConfig *c, char *err, size_t errlen) {
-  if (c->arch < 0 || c->arch >= ARCH_COUNT) return fail(err, errlen, "model: unknown architecture %d", (int)c->arch);
-  if (c->in_dim <= 0) return fail(err, errlen, "model: in_dim must be positive, got %d", c->in_dim);
-  if (c->out_dim <= 0) return fail(err, errlen, "model: out_dim must be positive, got %d", c->out_dim);
-  if (c->width <= 0) return fail(err, errlen, "model: width must be positive, got %d", c->width);
-  if (c->arch != ARCH_WRN && c->depth < 1) return fail(err, errlen, "model: depth must be >= 1, got %d", c->depth);
+  if (c->arch < 0 || c->arch >= ARCH_COUNT) return errbuf_set(err, errlen, "model: unknown architecture %d", (int)c->arch);
+  if (c->in_dim <= 0) return errbuf_set(err, errlen, "model: in_dim must be positive, got %d", c->in_dim);
+  if (c->out_dim <= 0) return errbuf_set(err, errlen, "model: out_dim must be positive, got %d", c->out_dim);
+  if (c->width <= 0) return errbuf_set(err, errlen, "model: width must be positive, got %d", c->width);
+  if (c->arch != ARCH_WRN && c->depth < 1) return errbuf_set(err, errlen, "model: depth must be >= 1, got %d", c->depth);
   if (c->arch == ARCH_WRN) {
     if (c->wrn_depth < 10 || (c->wrn_depth - 4) % 6 != 0)
-      return fail(err, errlen, "model: wrn_depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got %d", c->wrn_depth);
+      return errbuf_set(err, errlen, "model: wrn_depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got %d", c->wrn_depth);
     if (c->in_channels <= 0 || c->in_height <= 0 || c->in_width <= 0 ||
         (int64_t)c->in_channels * c->in_height * c->in_width != c->in_dim)
-      return fail(err, errlen, "model: wrn needs an image shape with channels x height x width = in_dim, got %d x %d x %d for %d",
+      return errbuf_set(err, errlen, "model: wrn needs an image shape with channels x height x width = in_dim, got %d x %d x %d for %d",
                   c->in_channels, c->in_height, c->in_width, c->in_dim);
     if (c->batch_norm && !(isfinite(c->bn_eps) && c->bn_eps > 0))
-      return fail(err, errlen, "model: bn_eps must be finite and > 0, got %g", c->bn_eps);
+      return errbuf_set(err, errlen, "model: bn_eps must be finite and > 0, got %g", c->bn_eps);
   }
-  if (c->act < 0 || c->act >= ACT_COUNT) return fail(err, errlen, "model: unknown activation %d", (int)c->act);
+  if (c->act < 0 || c->act >= ACT_COUNT) return errbuf_set(err, errlen, "model: unknown activation %d", (int)c->act);
   if (c->param < 0 || c->param >= PARAM_COUNT)
-    return fail(err, errlen, "model: unknown parameterization %d", (int)c->param);
+    return errbuf_set(err, errlen, "model: unknown parameterization %d", (int)c->param);
   if (!isfinite(c->sigma_w) || c->sigma_w < 0)
-    return fail(err, errlen, "model: sigma_w must be finite and >= 0, got %g", c->sigma_w);
+    return errbuf_set(err, errlen, "model: sigma_w must be finite and >= 0, got %g", c->sigma_w);
   if (!isfinite(c->sigma_b) || c->sigma_b < 0)
-    return fail(err, errlen, "model: sigma_b must be finite and >= 0, got %g", c->sigma_b);
+    return errbuf_set(err, errlen, "model: sigma_b must be finite and >= 0, got %g", c->sigma_b);
   if (c->param == PARAM_MUP && c->base_width <= 0)
-    return fail(err, errlen, "model: mup needs base_width > 0, got %d", c->base_width);
+    return errbuf_set(err, errlen, "model: mup needs base_width > 0, got %d", c->base_width);
   return 0;
 }
 
@@ -277,7 +269,7 @@ static int build_wrn(Model *m, char *err, size_t errlen) {
   /* Widest activation: 16k channels at full resolution (or the input); keep int sizes safe. */
   const uint64_t widest = (uint64_t)16 * (uint64_t)k * (uint64_t)H * (uint64_t)W;
   if (n > 100000 || k > 100000 || widest > ((uint64_t)1 << 30) || (uint64_t)64 * k * 64 * k * 9 * 3 * (uint64_t)n > ((uint64_t)1 << 40))
-    return fail(err, errlen, "model: network too large (wrn_depth %d, width %d, input %d x %d x %d)", c->wrn_depth, k,
+    return errbuf_set(err, errlen, "model: network too large (wrn_depth %d, width %d, input %d x %d x %d)", c->wrn_depth, k,
                 c->in_channels, H, W);
   const size_t max_ops = 24 * (size_t)n + 8, max_tensors = 27 * (size_t)n + 8;
   m->ops = xcalloc(max_ops, sizeof *m->ops, "ops");
@@ -324,7 +316,7 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
   m->cfg = *cfg;
   if (cfg->arch == ARCH_UV) {
     if (cfg->in_dim != 1 || cfg->out_dim != 1)
-      return fail(err, errlen, "model: the uv model has one input and one output, not %d and %d (use -dataset uv)", cfg->in_dim, cfg->out_dim);
+      return errbuf_set(err, errlen, "model: the uv model has one input and one output, not %d and %d (use -dataset uv)", cfg->in_dim, cfg->out_dim);
     /* f = v^T u x / sqrt(n): the fc recipe below with these settings. */
     m->cfg.depth = 1;
     m->cfg.act = ACT_IDENTITY;
@@ -337,7 +329,7 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
   /* Keep P and every tape buffer far from size_t/int overflow (kernels index with int sizes). */
   const uint64_t maxdim = (uint64_t)(d > n ? (d > k ? d : k) : (n > k ? n : k));
   if (cfg->arch != ARCH_WRN && (L > (1 << 20) || (uint64_t)n * maxdim * ((uint64_t)L + 1) > (uint64_t)1 << 40))
-    return fail(err, errlen, "model: network too large (in_dim %d, width %d, depth %d, out_dim %d)",
+    return errbuf_set(err, errlen, "model: network too large (in_dim %d, width %d, depth %d, out_dim %d)",
                 d, n, L, k);
 
   switch (cfg->arch) {
@@ -366,7 +358,7 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
         return -1;
       }
       break;
-    default: return fail(err, errlen, "model: unknown architecture %d", (int)cfg->arch);
+    default: return errbuf_set(err, errlen, "model: unknown architecture %d", (int)cfg->arch);
   }
   m->n_readers = xcalloc((size_t)m->n_bufs, sizeof *m->n_readers, "reader counts");
   for (int i = 0; i < m->n_ops; i++) {

@@ -18,17 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <hdf5.h>
+#include "errbuf.h"
 
 /* ------------------------------------------------------------------ small helpers */
-
-static void seterr(char *err, size_t len, const char *fmt, ...)
-{
-  if (!err || !len) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, len, fmt, ap);
-  va_end(ap);
-}
 
 void ckpt_sweep_path(char *path, size_t len, const char *dir) { snprintf(path, len, "%s/sweep.h5", dir); }
 void ckpt_run_path(char *path, size_t len, const char *dir, int run) { snprintf(path, len, "%s/run_%06d.h5", dir, run); }
@@ -50,20 +42,27 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 }
 #define FNV_START 0xcbf29ce484222325ull
 
+/* A dataset's contribution to the file's checksum: the hash of its name and bytes. The checksum
+ * is the sum of these, so it does not depend on the order datasets are written or read in. */
+static uint64_t dataset_hash(const char *name, const void *p, size_t n)
+{
+  return fnv1a(fnv1a(FNV_START, name, strlen(name)), p, n);
+}
+
 int ckpt_make_dir(const char *dir, char *err, size_t errlen)
 {
   struct stat st;
   if (stat(dir, &st) == 0) {
     if (!S_ISDIR(st.st_mode)) {
-      seterr(err, errlen, "checkpoint directory %s is not a directory", dir);
+      errbuf_set(err, errlen, "checkpoint directory %s is not a directory", dir);
       return -1;
     }
   } else if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-    seterr(err, errlen, "checkpoint directory %s: cannot create it: %s", dir, strerror(errno));
+    errbuf_set(err, errlen, "checkpoint directory %s: cannot create it: %s", dir, strerror(errno));
     return -1;
   }
   if (access(dir, W_OK | X_OK) != 0) {
-    seterr(err, errlen, "checkpoint directory %s is not writable: %s", dir, strerror(errno));
+    errbuf_set(err, errlen, "checkpoint directory %s is not writable: %s", dir, strerror(errno));
     return -1;
   }
   return 0;
@@ -119,7 +118,7 @@ static void w_data(Writer *w, const char *name, hid_t type, size_t elem, int64_t
   hid_t sp = H5Screate_simple(2, dims, NULL);
   hid_t d = sp >= 0 ? H5Dcreate2(w->file, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
   if (d < 0 || (rows * cols > 0 && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)) w->bad = 1;
-  if (rows * cols > 0) w->sum = fnv1a(w->sum, buf, (size_t)(rows * cols) * elem);
+  w->sum += dataset_hash(name, buf, (size_t)(rows * cols) * elem);
   if (d >= 0) H5Dclose(d);
   if (sp >= 0) H5Sclose(sp);
 }
@@ -132,7 +131,7 @@ static void w_doubles(Writer *w, const char *name, int64_t rows, int64_t cols, c
 static int w_begin(Writer *w, const char *tmp, const char *kind, const char *deck)
 {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  w->sum = FNV_START;
+  w->sum = 0;
   w->bad = 0;
   w->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (w->file < 0) return -1;
@@ -174,63 +173,42 @@ static int w_commit(Writer *w, const char *tmp, const char *path)
   return 0;
 }
 
-static const char *const warm_names[CKPT_NWARM] = {"warm_ntk", "warm_hess_top", "warm_hess_min"};
-
 int ckpt_write_run(const char *dir, const char *deck, const RunCheckpoint *c, char *err, size_t errlen)
 {
-  char path[4200], tmp[4300];
+  char path[4200], tmp[4300], name[CKPT_NAME_LEN + 16];
   ckpt_run_path(path, sizeof path, dir, c->run);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   Writer w;
   int rc = w_begin(&w, tmp, "run", deck);
-  const int64_t ints[6] = {c->run, c->status, c->next_step, c->n_params, c->nev, c->hess_nev};
-  w_data(&w, "ints", H5T_NATIVE_INT64, sizeof(int64_t), 1, 6, ints);
+  const int64_t ints[4] = {c->run, c->status, c->next_step, c->n_params};
+  w_data(&w, "ints", H5T_NATIVE_INT64, sizeof(int64_t), 1, 4, ints);
   w_doubles(&w, "stats", 1, CKPT_NSTATS, c->stats);
-  if (c->theta) w_doubles(&w, "theta", 1, c->n_params, c->theta);
-  if (c->velocity) w_doubles(&w, "velocity", 1, c->n_params, c->velocity);
-  for (int i = 0; i < CKPT_NWARM; i++)
-    if (c->warm[i] && c->n_warm[i] > 0) w_doubles(&w, warm_names[i], 1, c->n_warm[i], c->warm[i]);
-  /* Trajectory rows as double matrices (steps are exact in a double up to 2^53). */
-  const int64_t nl = 4 + 2 * (int64_t)c->nev, nh = 7 + 2 * (int64_t)c->hess_nev;
-  int64_t cap = 6 * c->n_train;
-  if (3 * c->n_test > cap) cap = 3 * c->n_test;
-  if (nl * c->n_lambda > cap) cap = nl * c->n_lambda;
-  if (nh * c->n_hess > cap) cap = nh * c->n_hess;
-  double *m = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *m);
-  if (!m) rc = -1;
-  for (int64_t i = 0; m && i < c->n_train; i++) {
-    const TrainRecord *r = &c->train[i];
-    double *o = m + 6 * i;
-    o[0] = (double)r->step, o[1] = r->loss, o[2] = r->accuracy, o[3] = r->param_norm, o[4] = r->dist_init, o[5] = r->lr;
+  for (int i = 0; i < c->n_arrays; i++)
+    if (c->arrays[i].n > 0) {
+      snprintf(name, sizeof name, "array.%s", c->arrays[i].name);
+      w_doubles(&w, name, 1, c->arrays[i].n, c->arrays[i].data);
+    }
+  for (int i = 0; i < c->n_records && rc == 0; i++) { /* rows as [index, values...] */
+    const CkptRecords *r = &c->records[i];
+    const int64_t cols = 1 + r->width;
+    double *m = malloc((size_t)(r->n * cols + 1) * sizeof *m);
+    if (!m) {
+      rc = -1;
+      break;
+    }
+    for (int64_t j = 0; j < r->n; j++) {
+      m[j * cols] = (double)r->index[j];
+      memcpy(m + j * cols + 1, r->rows + j * r->width, (size_t)r->width * sizeof *m);
+    }
+    snprintf(name, sizeof name, "records.%s", r->group);
+    w_doubles(&w, name, r->n, cols, m);
+    free(m);
   }
-  if (m) w_doubles(&w, "train", c->n_train, 6, m);
-  for (int64_t i = 0; m && i < c->n_test; i++) {
-    const TestRecord *r = &c->test[i];
-    m[3 * i] = (double)r->step, m[3 * i + 1] = r->loss, m[3 * i + 2] = r->accuracy;
-  }
-  if (m) w_doubles(&w, "test", c->n_test, 3, m);
-  for (int64_t i = 0; m && i < c->n_lambda; i++) {
-    const LambdaRecord *r = &c->lambda[i];
-    double *o = m + nl * i;
-    o[0] = (double)r->step, o[1] = r->lambda, o[2] = r->kernel_distance, o[3] = r->nconv;
-    for (int j = 0; j < c->nev; j++) o[4 + j] = r->topk[j], o[4 + c->nev + j] = r->resid[j];
-  }
-  if (m) w_doubles(&w, "lambda", c->n_lambda, nl, m);
-  for (int64_t i = 0; m && i < c->n_hess; i++) {
-    const HessianRecord *r = &c->hess[i];
-    double *o = m + nh * i;
-    o[0] = (double)r->step, o[1] = r->sharpness, o[2] = r->min_eig, o[3] = r->min_resid, o[4] = r->lambda, o[5] = r->lr, o[6] = r->nconv;
-    for (int j = 0; j < c->hess_nev; j++) o[7 + j] = r->topk[j], o[7 + c->hess_nev + j] = r->resid[j];
-  }
-  if (m) w_doubles(&w, "hessian", c->n_hess, nh, m);
-  free(m);
-  w_doubles(&w, "spectrum", c->n_spec, 2 + c->spec_len, c->spec);
-  w_doubles(&w, "density", c->n_dens, 4 + 2 * c->dens_len, c->dens);
   w_data(&w, "summary", H5T_NATIVE_UCHAR, 1, 1, sizeof(SummaryRow), &c->summary);
   if (w.file >= 0 && w_commit(&w, tmp, path) == 0 && rc == 0) return 0;
   if (w.file >= 0) H5Fclose(w.file);
   unlink(tmp);
-  seterr(err, errlen, "checkpoint %s: cannot write it (%s)", path, errno ? strerror(errno) : "HDF5 error");
+  errbuf_set(err, errlen, "checkpoint %s: cannot write it (%s)", path, errno ? strerror(errno) : "HDF5 error");
   return -1;
 }
 
@@ -248,7 +226,7 @@ int ckpt_write_sweep(const char *dir, const char *deck, int n, const InstanceRow
   if (w.file >= 0 && w_commit(&w, tmp, path) == 0) return 0;
   if (w.file >= 0) H5Fclose(w.file);
   unlink(tmp);
-  seterr(err, errlen, "checkpoint %s: cannot write it (%s)", path, errno ? strerror(errno) : "HDF5 error");
+  errbuf_set(err, errlen, "checkpoint %s: cannot write it (%s)", path, errno ? strerror(errno) : "HDF5 error");
   return -1;
 }
 
@@ -299,7 +277,7 @@ static void *r_data(Reader *r, const char *name, hid_t type, size_t elem, int64_
       free(buf);
       buf = NULL;
     } else {
-      r->sum = fnv1a(r->sum, buf, n * elem);
+      r->sum += dataset_hash(name, buf, n * elem);
       *cols = (int64_t)dims[1];
     }
   }
@@ -312,13 +290,13 @@ static void *r_data(Reader *r, const char *name, hid_t type, size_t elem, int64_
 static int r_begin(Reader *r, const char *path, const char *kind, const char *deck, char *err, size_t errlen)
 {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  r->sum = FNV_START;
+  r->sum = 0;
   r->bad = 0;
   r->file = -1;
   if (access(path, F_OK) != 0) return 1;
   r->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (r->file < 0) {
-    seterr(err, errlen, "checkpoint %s: cannot read it (corrupt or truncated; remove it, or give -overwrite to start afresh)", path);
+    errbuf_set(err, errlen, "checkpoint %s: cannot read it (corrupt or truncated; remove it, or give -overwrite to start afresh)", path);
     return -1;
   }
   char fmt[64], k[16], sig[128], mine[128];
@@ -328,23 +306,23 @@ static int r_begin(Reader *r, const char *path, const char *kind, const char *de
   r_attr_str(r, "machine", sig, sizeof sig);
   machine_signature(mine, sizeof mine);
   if (r->bad || strcmp(fmt, "ntkhpc checkpoint") != 0) {
-    seterr(err, errlen, "checkpoint %s: not an ntkhpc checkpoint, or corrupt (remove it, or give -overwrite to start afresh)", path);
+    errbuf_set(err, errlen, "checkpoint %s: not an ntkhpc checkpoint, or corrupt (remove it, or give -overwrite to start afresh)", path);
     return -1;
   }
   if (version != CKPT_FORMAT_VERSION || strcmp(k, kind) != 0) {
-    seterr(err, errlen, "checkpoint %s: format version %lld (%s), this ntkhpc reads version %d (%s)", path, (long long)version, k,
+    errbuf_set(err, errlen, "checkpoint %s: format version %lld (%s), this ntkhpc reads version %d (%s)", path, (long long)version, k,
            CKPT_FORMAT_VERSION, kind);
     return -1;
   }
   if (strcmp(sig, mine) != 0) {
-    seterr(err, errlen, "checkpoint %s: written on a different architecture (%s; this machine: %s)", path, sig, mine);
+    errbuf_set(err, errlen, "checkpoint %s: written on a different architecture (%s; this machine: %s)", path, sig, mine);
     return -1;
   }
   int64_t dl = -1;
   char *theirs = r_data(r, "deck", H5T_NATIVE_CHAR, 1, 1, &dl);
   if (!theirs || dl < 1) {
     free(theirs);
-    seterr(err, errlen, "checkpoint %s: cannot read its deck (corrupt or truncated)", path);
+    errbuf_set(err, errlen, "checkpoint %s: cannot read its deck (corrupt or truncated)", path);
     return -1;
   }
   theirs[dl - 1] = 0;
@@ -352,7 +330,7 @@ static int r_begin(Reader *r, const char *path, const char *kind, const char *de
   int diff = ckpt_deck_diff(deck, theirs, key, sizeof key);
   free(theirs);
   if (diff) {
-    seterr(err, errlen, "checkpoint %s: written by a different deck (option %s differs); give -overwrite to start afresh", path, key);
+    errbuf_set(err, errlen, "checkpoint %s: written by a different deck (option %s differs); give -overwrite to start afresh", path, key);
     return -1;
   }
   return 0;
@@ -369,11 +347,11 @@ static int r_end(Reader *r, const char *path, char *err, size_t errlen)
   if (H5Fclose(r->file) < 0) r->bad = 1;
   r->file = -1;
   if (r->bad) {
-    seterr(err, errlen, "checkpoint %s: cannot read it (corrupt or truncated; remove it, or give -overwrite to start afresh)", path);
+    errbuf_set(err, errlen, "checkpoint %s: cannot read it (corrupt or truncated; remove it, or give -overwrite to start afresh)", path);
     return -1;
   }
   if (stored != r->sum) {
-    seterr(err, errlen, "checkpoint %s: checksum mismatch (corrupt; remove it, or give -overwrite to start afresh)", path);
+    errbuf_set(err, errlen, "checkpoint %s: checksum mismatch (corrupt; remove it, or give -overwrite to start afresh)", path);
     return -1;
   }
   return 0;
@@ -381,10 +359,42 @@ static int r_end(Reader *r, const char *path, char *err, size_t errlen)
 
 void ckpt_run_free(RunCheckpoint *c)
 {
-  free(c->theta), free(c->velocity), free(c->train), free(c->test), free(c->lambda), free(c->hess);
-  free(c->spec), free(c->dens), free(c->lambda_vals), free(c->hess_vals);
-  for (int i = 0; i < CKPT_NWARM; i++) free(c->warm[i]);
+  for (int i = 0; i < c->n_arrays; i++) free(c->arrays[i].data);
+  for (int i = 0; i < c->n_records; i++) free(c->records[i].index), free(c->records[i].rows);
   memset(c, 0, sizeof *c);
+}
+
+const CkptArray *ckpt_array(const RunCheckpoint *c, const char *name)
+{
+  for (int i = 0; i < c->n_arrays; i++)
+    if (strcmp(c->arrays[i].name, name) == 0) return &c->arrays[i];
+  return NULL;
+}
+
+const CkptRecords *ckpt_records(const RunCheckpoint *c, const char *group)
+{
+  for (int i = 0; i < c->n_records; i++)
+    if (strcmp(c->records[i].group, group) == 0) return &c->records[i];
+  return NULL;
+}
+
+/* The names of the file's "array.*" and "records.*" datasets, for ckpt_read_run. */
+typedef struct {
+  int n;
+  char names[CKPT_MAX_ARRAYS + CKPT_MAX_RECORDS][CKPT_NAME_LEN + 16];
+  int overflow;
+} NameList;
+
+static herr_t collect_name(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+  NameList *l = data;
+  if (strncmp(name, "array.", 6) != 0 && strncmp(name, "records.", 8) != 0) return 0;
+  if (l->n >= (int)(sizeof l->names / sizeof l->names[0]) || strlen(name) >= sizeof l->names[0]) {
+    l->overflow = 1;
+    return 0;
+  }
+  snprintf(l->names[l->n++], sizeof l->names[0], "%s", name);
+  return 0;
 }
 
 int ckpt_read_run(const char *dir, const char *deck, int run, RunCheckpoint *c, char *err, size_t errlen)
@@ -395,83 +405,55 @@ int ckpt_read_run(const char *dir, const char *deck, int run, RunCheckpoint *c, 
   Reader r;
   int rc = r_begin(&r, path, "run", deck, err, errlen);
   if (rc) return rc;
-  int64_t six = 6, nst = CKPT_NSTATS;
-  int64_t *ints = r_data(&r, "ints", H5T_NATIVE_INT64, sizeof(int64_t), 1, &six);
+  int64_t four = 4, nst = CKPT_NSTATS;
+  int64_t *ints = r_data(&r, "ints", H5T_NATIVE_INT64, sizeof(int64_t), 1, &four);
   double *stats = r_data(&r, "stats", H5T_NATIVE_DOUBLE, sizeof(double), 1, &nst);
   if (ints && stats) {
     c->run = (int32_t)ints[0], c->status = (int32_t)ints[1], c->next_step = ints[2], c->n_params = ints[3];
-    c->nev = (int)ints[4], c->hess_nev = (int)ints[5];
     memcpy(c->stats, stats, sizeof c->stats);
-    if (c->run != run || c->n_params < 0 || c->nev < 0 || c->hess_nev < 0) r.bad = 1;
+    if (c->run != run || c->n_params < 0) r.bad = 1;
   }
   free(ints), free(stats);
-  if (!r.bad && H5Lexists(r.file, "theta", H5P_DEFAULT) > 0) c->theta = r_data(&r, "theta", H5T_NATIVE_DOUBLE, sizeof(double), 1, &c->n_params);
-  if (!r.bad && H5Lexists(r.file, "velocity", H5P_DEFAULT) > 0)
-    c->velocity = r_data(&r, "velocity", H5T_NATIVE_DOUBLE, sizeof(double), 1, &c->n_params);
-  for (int i = 0; i < CKPT_NWARM && !r.bad; i++)
-    if (H5Lexists(r.file, warm_names[i], H5P_DEFAULT) > 0) {
-      c->n_warm[i] = -1; /* any length */
-      c->warm[i] = r_data(&r, warm_names[i], H5T_NATIVE_DOUBLE, sizeof(double), 1, &c->n_warm[i]);
-      if (!c->warm[i]) c->n_warm[i] = 0;
+  NameList *names = calloc(1, sizeof *names);
+  hsize_t idx = 0;
+  if (!names || (!r.bad && H5Literate(r.file, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_name, names) < 0) || (names && names->overflow)) r.bad = 1;
+  for (int i = 0; names && i < names->n && !r.bad; i++) {
+    const char *name = names->names[i];
+    int64_t cols = -1;
+    if (name[0] == 'a') { /* array.<name>: one row of any length */
+      CkptArray *a = &c->arrays[c->n_arrays++];
+      snprintf(a->name, sizeof a->name, "%s", name + 6);
+      a->data = r_data(&r, name, H5T_NATIVE_DOUBLE, sizeof(double), 1, &cols);
+      a->n = a->data ? cols : 0;
+      continue;
     }
-  /* The trajectory matrices; rows from each dataset's shape. */
-  struct { const char *name; int64_t cols; double **out; int64_t *rows; } mats[] = {
-      {"train", 6, NULL, &c->n_train},
-      {"test", 3, NULL, &c->n_test},
-      {"lambda", 4 + 2 * (int64_t)c->nev, &c->lambda_vals, &c->n_lambda},
-      {"hessian", 7 + 2 * (int64_t)c->hess_nev, &c->hess_vals, &c->n_hess},
-      {"spectrum", -1, &c->spec, &c->n_spec},
-      {"density", -1, &c->dens, &c->n_dens},
-  };
-  for (size_t k = 0; k < sizeof mats / sizeof mats[0] && !r.bad; k++) {
-    hid_t d = H5Dopen2(r.file, mats[k].name, H5P_DEFAULT);
+    /* records.<group>: rows [index, values...], any number */
+    hid_t d = H5Dopen2(r.file, name, H5P_DEFAULT);
     hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
     hsize_t dims[2] = {0, 0};
-    if (sp < 0 || H5Sget_simple_extent_ndims(sp) != 2 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) r.bad = 1;
+    if (sp < 0 || H5Sget_simple_extent_ndims(sp) != 2 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0 || dims[1] < 1) r.bad = 1;
     if (sp >= 0) H5Sclose(sp);
     if (d >= 0) H5Dclose(d);
-    int64_t cc = mats[k].cols;
-    double *v = r_data(&r, mats[k].name, H5T_NATIVE_DOUBLE, sizeof(double), (int64_t)dims[0], &cc);
-    *mats[k].rows = (int64_t)dims[0];
-    if (k == 0 && v) {
-      c->train = calloc(dims[0] ? dims[0] : 1, sizeof *c->train);
-      for (hsize_t i = 0; i < dims[0]; i++) {
-        const double *o = v + 6 * i;
-        c->train[i] = (TrainRecord){(int64_t)o[0], o[1], o[2], o[3], o[4], o[5]};
-      }
-      free(v);
-    } else if (k == 1 && v) {
-      c->test = calloc(dims[0] ? dims[0] : 1, sizeof *c->test);
-      for (hsize_t i = 0; i < dims[0]; i++) c->test[i] = (TestRecord){(int64_t)v[3 * i], v[3 * i + 1], v[3 * i + 2]};
-      free(v);
-    } else if (k == 4) {
-      c->spec_len = cc - 2;
-      *mats[k].out = v;
-    } else if (k == 5) {
-      c->dens_len = (cc - 4) / 2;
-      *mats[k].out = v;
-    } else if (k > 1) {
-      *mats[k].out = v;
+    double *m = r.bad ? NULL : r_data(&r, name, H5T_NATIVE_DOUBLE, sizeof(double), (int64_t)dims[0], &cols);
+    if (!m) break;
+    CkptRecords *rec = &c->records[c->n_records++];
+    snprintf(rec->group, sizeof rec->group, "%s", name + 8);
+    rec->n = (int64_t)dims[0], rec->width = cols - 1;
+    rec->index = malloc((size_t)(rec->n + 1) * sizeof *rec->index);
+    rec->rows = malloc((size_t)(rec->n * rec->width + 1) * sizeof *rec->rows);
+    if (!rec->index || !rec->rows) r.bad = 1;
+    for (int64_t j = 0; j < rec->n && !r.bad; j++) {
+      rec->index[j] = (int64_t)m[j * cols];
+      memcpy(rec->rows + j * rec->width, m + j * cols + 1, (size_t)rec->width * sizeof(double));
     }
+    free(m);
   }
-  if (!r.bad) { /* records pointing into the owned matrices */
-    const int64_t nl = 4 + 2 * (int64_t)c->nev, nh = 7 + 2 * (int64_t)c->hess_nev;
-    c->lambda = calloc((size_t)(c->n_lambda ? c->n_lambda : 1), sizeof *c->lambda);
-    for (int64_t i = 0; i < c->n_lambda; i++) {
-      const double *o = c->lambda_vals + nl * i;
-      c->lambda[i] = (LambdaRecord){(int64_t)o[0], o[1], o[2], (int32_t)o[3], o + 4, o + 4 + c->nev};
-    }
-    c->hess = calloc((size_t)(c->n_hess ? c->n_hess : 1), sizeof *c->hess);
-    for (int64_t i = 0; i < c->n_hess; i++) {
-      const double *o = c->hess_vals + nh * i;
-      c->hess[i] = (HessianRecord){(int64_t)o[0], o[1], o[2], o[3], o[4], o[5], (int32_t)o[6], o + 7, o + 7 + c->hess_nev};
-    }
-  }
+  free(names);
   int64_t ss = sizeof(SummaryRow);
   unsigned char *sum = r_data(&r, "summary", H5T_NATIVE_UCHAR, 1, 1, &ss);
   if (sum) memcpy(&c->summary, sum, sizeof c->summary);
   free(sum);
-  if (!r.bad && c->status == RUN_RUNNING && !c->theta) r.bad = 1;
+  if (!r.bad && c->status == RUN_RUNNING && !ckpt_array(c, "theta")) r.bad = 1;
   if (r_end(&r, path, err, errlen)) {
     ckpt_run_free(c);
     return -1;
@@ -557,21 +539,27 @@ int ckpt_deck_diff(const char *mine, const char *theirs, char *key, size_t keyle
 
 /* ------------------------------------------------------------------ output refill */
 
+int ckpt_records_restore(RecordBuffer *b, const CkptRecords *r)
+{
+  if (r->width != b->width || r->n > b->capacity) return -1;
+  for (int64_t j = 0; j < r->n; j++)
+    if (r->index[j] < 0 || r->index[j] >= b->schema->n_records) return -1;
+  memcpy(b->rows, r->rows, (size_t)(r->n * r->width) * sizeof(double));
+  memcpy(b->index, r->index, (size_t)r->n * sizeof(int64_t));
+  b->n = r->n;
+  b->flushed = 0;
+  return 0;
+}
+
 int ckpt_refill_output(OutputFile *of, const RunCheckpoint *c)
 {
   int rc = 0;
-  rc |= output_write_train(of, c->run, 0, c->n_train, c->train);
-  rc |= output_write_test(of, c->run, 0, c->n_test, c->test);
-  rc |= output_write_lambda(of, c->run, 0, c->n_lambda, c->lambda);
-  if (c->n_hess) rc |= output_write_hessian(of, c->run, 0, c->n_hess, c->hess);
-  for (int64_t i = 0; i < c->n_spec; i++) {
-    const double *o = c->spec + i * (2 + c->spec_len);
-    rc |= output_write_spectrum(of, c->run, (int)o[0], (int64_t)o[1], o + 2);
-  }
-  for (int64_t i = 0; i < c->n_dens; i++) {
-    const double *o = c->dens + i * (4 + 2 * c->dens_len);
-    DensityRecord d = {(int64_t)o[1], o[2], o[3], o + 4, o + 4 + c->dens_len};
-    rc |= output_write_density(of, c->run, (int)o[0], &d);
+  for (int m = 0; m < of->n_schemas; m++) {
+    const CkptRecords *r = ckpt_records(c, of->schema[m].group);
+    if (!r) continue;
+    RecordBuffer b;
+    if (records_init(&b, &of->schema[m]) || ckpt_records_restore(&b, r) || output_write_records(of, c->run, &b, 0, b.n)) rc = -1;
+    records_free(&b);
   }
   if (c->status != RUN_RUNNING) rc |= output_write_summary(of, &c->summary);
   return rc;

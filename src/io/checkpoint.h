@@ -20,20 +20,38 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "output.h"
+#include "runs.h"
+#include "schema.h"
 
-#define CKPT_FORMAT_VERSION 1
+#define CKPT_FORMAT_VERSION 2
 
 /* Exit code after a signal: every run's state is checkpointed; requeue the job with -restart. */
 #define CKPT_EXIT_SIGNAL 3
-
-/* Warm-start vectors kept in a running run's checkpoint. */
-enum { CKPT_WARM_NTK, CKPT_WARM_HESS_TOP, CKPT_WARM_HESS_MIN, CKPT_NWARM };
 
 /* The running statistics of train_run, in this order. */
 enum {
   CKPT_LOSS0, CKPT_PEAK, CKPT_PEAK_WINDOW, CKPT_LAST_LOSS, CKPT_LAST_ACC, CKPT_LAMBDA_FIRST, CKPT_LAMBDA_LAST,
   CKPT_TEST_LOSS_FINAL, CKPT_TEST_ACC_FINAL, CKPT_WALL_SECONDS, CKPT_NSTATS
 };
+
+/* A named vector of a running run: theta, an optimizer's state ("opt.velocity"), a measurement's
+ * warm start ("lambda.warm_ntk"). */
+#define CKPT_NAME_LEN 64
+#define CKPT_MAX_ARRAYS 64
+typedef struct {
+  char name[CKPT_NAME_LEN];
+  int64_t n;
+  double *data;
+} CkptArray;
+
+/* The rows one measurement recorded so far (schema.h's RecordBuffer, stored as index + row). */
+#define CKPT_MAX_RECORDS OUTPUT_MAX_SCHEMAS
+typedef struct {
+  char group[CKPT_NAME_LEN];
+  int64_t width, n;
+  int64_t *index;          /* n */
+  double *rows;            /* n x width */
+} CkptRecords;
 
 /* One run's checkpoint. For writing, the pointers borrow the caller's buffers; ckpt_read_run
  * allocates them (ckpt_run_free releases). */
@@ -43,21 +61,17 @@ typedef struct {
   int64_t next_step;       /* first step not yet done */
   int64_t n_params;
   double stats[CKPT_NSTATS];
-  double *theta, *velocity;             /* n_params each; NULL when not stored (finished runs) */
-  int64_t n_train;  TrainRecord *train; /* n_train */
-  int64_t n_test;   TestRecord *test;   /* n_test */
-  int nev;      int64_t n_lambda; LambdaRecord *lambda;   /* n_lambda, topk/resid: nev each */
-  int hess_nev; int64_t n_hess;   HessianRecord *hess;    /* n_hess, topk/resid: hess_nev each */
-  int64_t spec_len; int64_t n_spec; double *spec; /* n_spec x (2 + spec_len): row, step, eigenvalues */
-  int64_t dens_len; int64_t n_dens; double *dens; /* n_dens x (4 + 2 dens_len): row, step, trace,
-                                                     trace_stderr, nodes, weights */
-  /* Eigensolver warm starts of a running run (NTK, Hessian top, Hessian most negative), so that a
-   * resumed run's lambda_t and sharpness equal the uninterrupted run's bit for bit; n 0 = none. */
-  int64_t n_warm[CKPT_NWARM]; double *warm[CKPT_NWARM];
+  int n_arrays;            /* running runs only */
+  CkptArray arrays[CKPT_MAX_ARRAYS];
+  int n_records;
+  CkptRecords records[CKPT_MAX_RECORDS];
   SummaryRow summary;      /* finished runs */
-  /* owned by ckpt_read_run */
-  double *lambda_vals, *hess_vals;
 } RunCheckpoint;
+
+/* The array called name, or NULL. */
+const CkptArray *ckpt_array(const RunCheckpoint *c, const char *name);
+/* The records of measurement group `group`, or NULL. */
+const CkptRecords *ckpt_records(const RunCheckpoint *c, const char *group);
 
 /* Paths: dir/sweep.h5 and dir/run_%06d.h5. */
 void ckpt_sweep_path(char *path, size_t len, const char *dir);
@@ -85,6 +99,10 @@ int ckpt_read_sweep(const char *dir, const char *deck, int n_instances, Instance
  * (output paths, progress and flush timing, checkpoint options, -restart, -ranks_per_run). Returns
  * 0 if equal, else 1 with the first differing option's name ("-etas") in key. */
 int ckpt_deck_diff(const char *mine, const char *theirs, char *key, size_t keylen);
+
+/* Copies stored records into a RecordBuffer of the same schema (the widths must agree and the
+ * rows fit): 0, or -1. */
+int ckpt_records_restore(RecordBuffer *b, const CkptRecords *r);
 
 /* Writes a finished run's rows and summary row into the output (independent, one rank). */
 int ckpt_refill_output(OutputFile *of, const RunCheckpoint *c);

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "errbuf.h"
 #include "layers.h"
 #include "model.h"
 
@@ -27,48 +28,7 @@
 #define NTK_VERSION "0.1.0"
 #endif
 
-/* ------------------------------------------------------------------ record schedule */
-
-/* Records at 0, every, 2 every, ... plus the final step if it is not a multiple. every <= 0:
- * only the first and the final step. */
-static int64_t n_records(int64_t steps, int64_t every) {
-  if (steps <= 0) return 1;
-  if (every <= 0) return 2;
-  return steps / every + 1 + (steps % every != 0);
-}
-
-static int64_t record_step(int64_t steps, int64_t every, int64_t r) {
-  if (r <= 0 || steps <= 0) return 0;
-  if (every <= 0) return steps;
-  int64_t regular = steps / every + 1; /* records 0 .. regular-1 are multiples of every */
-  return r < regular ? r * every : steps;
-}
-
-int64_t output_n_train_records(const Config *cfg) { return n_records(cfg->steps, cfg->record_every); }
-int64_t output_n_test_records(const Config *cfg) { return n_records(cfg->steps, cfg->test_every); }
-int64_t output_n_hess_records(const Config *cfg) {
-  return cfg->hess_every > 0 ? n_records(cfg->steps, cfg->hess_every) : 0;
-}
-int64_t output_n_lambda_records(const Config *cfg) { return n_records(cfg->steps, cfg->lambda_every); }
-int64_t output_lambda_step(const Config *cfg, int64_t r) {
-  return record_step(cfg->steps, cfg->lambda_every, r);
-}
-int64_t output_train_step(const Config *cfg, int64_t r) {
-  return record_step(cfg->steps, cfg->record_every, r);
-}
-int64_t output_test_step(const Config *cfg, int64_t r) {
-  return record_step(cfg->steps, cfg->test_every, r);
-}
-
 /* ------------------------------------------------------------------ small helpers */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 static void report(const char *fmt, ...) {
   va_list ap;
@@ -141,35 +101,35 @@ static int check_path(const char *path, bool overwrite, char *err, size_t errlen
   struct stat st;
   char dir[4096];
   if (path[0] == '\0') {
-    seterr(err, errlen, "no output file given (option -output)");
+    errbuf_set(err, errlen, "no output file given (option -output)");
     return -1;
   }
   if (stat(path, &st) == 0) {
     if (S_ISDIR(st.st_mode)) {
-      seterr(err, errlen, "output file %s is a directory", path);
+      errbuf_set(err, errlen, "output file %s is a directory", path);
       return -1;
     }
     if (!overwrite) {
-      seterr(err, errlen,
+      errbuf_set(err, errlen,
              "output file %s exists: refusing to overwrite (give -overwrite to replace it)", path);
       return -1;
     }
     if (access(path, W_OK) != 0) {
-      seterr(err, errlen, "output file %s exists and is not writable: %s", path, strerror(errno));
+      errbuf_set(err, errlen, "output file %s exists and is not writable: %s", path, strerror(errno));
       return -1;
     }
   }
   dir_of(path, dir, sizeof dir);
   if (stat(dir, &st) != 0) {
-    seterr(err, errlen, "output file %s: directory %s: %s", path, dir, strerror(errno));
+    errbuf_set(err, errlen, "output file %s: directory %s: %s", path, dir, strerror(errno));
     return -1;
   }
   if (!S_ISDIR(st.st_mode)) {
-    seterr(err, errlen, "output file %s: %s is not a directory", path, dir);
+    errbuf_set(err, errlen, "output file %s: %s is not a directory", path, dir);
     return -1;
   }
   if (access(dir, W_OK | X_OK) != 0) {
-    seterr(err, errlen, "output file %s: directory %s is not writable: %s", path, dir,
+    errbuf_set(err, errlen, "output file %s: directory %s is not writable: %s", path, dir,
            strerror(errno));
     return -1;
   }
@@ -250,16 +210,6 @@ static hid_t make_dcpl(hid_t fill_type, const void *fill) {
   return dcpl;
 }
 
-/* Collective create; rank 0 then writes fill (memory type memtype, covering the whole dataset). */
-static int make_dataset(hid_t loc, const char *name, hid_t type, hid_t space, hid_t dcpl,
-                        hid_t memtype, const void *fill, int rank) {
-  hid_t d = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  if (d < 0) return -1;
-  int rc = 0;
-  if (rank == 0 && fill && H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, fill) < 0) rc = -1;
-  return (H5Dclose(d) < 0 || rc) ? -1 : 0;
-}
-
 static int write_config_attrs(hid_t g, const Config *cfg) {
   const ModelConfig *m = &cfg->model;
   const DataConfig *d = &cfg->data;
@@ -320,31 +270,35 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   return rc ? -1 : 0;
 }
 
-static const char *const train_fields[] = {"step", "loss", "accuracy", "param_norm", "dist_init", "lr"};
-static const char *const test_fields[] = {"step", "loss", "accuracy"};
-#define N_TRAIN_FIELDS 6
-#define N_TEST_FIELDS 3
-
-/* Dataspaces, creation properties and fill buffers shared by every run's datasets. */
+/* Dataset creation properties and fill buffers shared by every run's datasets. */
 typedef struct {
-  hid_t sp_train, sp_test, sp_lambda, sp_topk, sp_spec_step, sp_spec;
-  hid_t sp_hess, sp_hess_topk, sp_dens, sp_dens_nodes; /* -1 when not recorded */
   hid_t dcpl_f64, dcpl_i64;
   const double *nans;     /* large enough for the largest dataset */
   const int64_t *minus1s;
   int rank;
 } RunLayout;
 
-static int make_f64(hid_t loc, const char *name, hid_t sp, const RunLayout *L) {
-  return make_dataset(loc, name, H5T_IEEE_F64LE, sp, L->dcpl_f64, H5T_NATIVE_DOUBLE, L->nans, L->rank);
-}
-static int make_i64(hid_t loc, const char *name, hid_t sp, const RunLayout *L) {
-  return make_dataset(loc, name, H5T_STD_I64LE, sp, L->dcpl_i64, H5T_NATIVE_INT64, L->minus1s, L->rank);
+/* One measurement's dataset in a run's group, with its schema attributes. */
+static int make_schema_dataset(hid_t g, const DatasetSpec *ds, int64_t n_records, const RunLayout *L)
+{
+  hsize_t dims[2] = {(hsize_t)n_records, (hsize_t)ds->width};
+  hid_t sp = H5Screate_simple(ds->width == SCALAR ? 1 : 2, dims, NULL);
+  if (sp < 0) return -1;
+  const bool i64 = ds->type == DS_INT64;
+  hid_t d = H5Dcreate2(g, ds->name, i64 ? H5T_STD_I64LE : H5T_IEEE_F64LE, sp, H5P_DEFAULT, i64 ? L->dcpl_i64 : L->dcpl_f64, H5P_DEFAULT);
+  int rc = d >= 0 ? 0 : -1;
+  if (rc == 0 && L->rank == 0 &&
+      H5Dwrite(d, i64 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, i64 ? (const void *)L->minus1s : (const void *)L->nans) < 0)
+    rc = -1;
+  if (rc == 0) rc |= attr_str(d, "units", ds->units) | attr_str(d, "description", ds->description);
+  if (d >= 0 && H5Dclose(d) < 0) rc = -1;
+  H5Sclose(sp);
+  return rc ? -1 : 0;
 }
 
-/* One run's group: attributes, train/ and test/ trajectories, lambda/ (NTK along training) and,
- * when the deck asks for spectra, spectrum/. */
-static int make_run(hid_t runs, const RunSpec *rs, const RunLayout *L) {
+/* One run's group: its attributes and one subgroup per measurement, every dataset declared in the
+ * measurement's schema. */
+static int make_run(hid_t runs, const RunSpec *rs, const Schema *schemas, int n_schemas, const RunLayout *L) {
   char name[32];
   snprintf(name, sizeof name, "run_%06d", rs->index);
   hid_t g = H5Gcreate2(runs, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -359,65 +313,16 @@ static int make_run(hid_t runs, const RunSpec *rs, const RunLayout *L) {
   rc |= attr_f64(g, "eta", rs->eta);
   rc |= attr_f64(g, "eta_factor", rs->eta_factor);
   rc |= attr_i64(g, "n_params", rs->n_params);
-  for (int part = 0; part < 2 && rc == 0; part++) {
-    hid_t sub = H5Gcreate2(g, part ? "test" : "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  for (int m = 0; m < n_schemas && rc == 0; m++) {
+    const Schema *sc = &schemas[m];
+    hid_t sub = H5Gcreate2(g, sc->group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (sub < 0) {
       rc = -1;
       break;
     }
-    int nf = part ? N_TEST_FIELDS : N_TRAIN_FIELDS;
-    const char *const *fields = part ? test_fields : train_fields;
-    hid_t sp = part ? L->sp_test : L->sp_train;
-    rc |= make_i64(sub, fields[0], sp, L);
-    for (int i = 1; i < nf && rc == 0; i++) rc |= make_f64(sub, fields[i], sp, L);
+    rc |= attr_str(sub, "description", sc->description);
+    for (int k = 0; k < sc->n_datasets && rc == 0; k++) rc |= make_schema_dataset(sub, &sc->datasets[k], sc->n_records, L);
     H5Gclose(sub);
-  }
-  if (rc == 0) {
-    hid_t sub = H5Gcreate2(g, "lambda", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (sub < 0) rc = -1;
-    else {
-      rc |= make_i64(sub, "step", L->sp_lambda, L);
-      rc |= make_f64(sub, "value", L->sp_lambda, L);
-      rc |= make_f64(sub, "kernel_distance", L->sp_lambda, L);
-      rc |= make_i64(sub, "nconv", L->sp_lambda, L);
-      rc |= make_f64(sub, "topk", L->sp_topk, L);
-      rc |= make_f64(sub, "resid", L->sp_topk, L);
-      H5Gclose(sub);
-    }
-  }
-  if (rc == 0 && L->sp_hess >= 0) {
-    hid_t sub = H5Gcreate2(g, "hessian", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (sub < 0) rc = -1;
-    else {
-      rc |= make_i64(sub, "step", L->sp_hess, L);
-      static const char *const cols[] = {"sharpness", "min_eig", "min_resid", "lambda", "lr"};
-      for (int i = 0; i < 5; i++) rc |= make_f64(sub, cols[i], L->sp_hess, L);
-      rc |= make_i64(sub, "nconv", L->sp_hess, L);
-      rc |= make_f64(sub, "topk", L->sp_hess_topk, L);
-      rc |= make_f64(sub, "resid", L->sp_hess_topk, L);
-      H5Gclose(sub);
-    }
-  }
-  if (rc == 0 && L->sp_dens >= 0) {
-    hid_t sub = H5Gcreate2(g, "density", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (sub < 0) rc = -1;
-    else {
-      rc |= make_i64(sub, "step", L->sp_dens, L);
-      rc |= make_f64(sub, "trace", L->sp_dens, L);
-      rc |= make_f64(sub, "trace_stderr", L->sp_dens, L);
-      rc |= make_f64(sub, "nodes", L->sp_dens_nodes, L);
-      rc |= make_f64(sub, "weights", L->sp_dens_nodes, L);
-      H5Gclose(sub);
-    }
-  }
-  if (rc == 0 && L->sp_spec >= 0) {
-    hid_t sub = H5Gcreate2(g, "spectrum", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (sub < 0) rc = -1;
-    else {
-      rc |= make_i64(sub, "step", L->sp_spec_step, L);
-      rc |= make_f64(sub, "ntk", L->sp_spec, L);
-      H5Gclose(sub);
-    }
   }
   H5Gclose(g);
   return rc ? -1 : 0;
@@ -425,13 +330,13 @@ static int make_run(hid_t runs, const RunSpec *rs, const RunLayout *L) {
 
 /* ------------------------------------------------------------------ create */
 
-static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep *sw,
-                       const char *deck, int rank, int size, const char *created, char *err,
+static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const RunSpec *runs_spec,
+                       int n_runs, int n_instances, const char *deck, int rank, int size, const char *created, char *err,
                        size_t errlen) {
   const char *path = cfg->output;
   hid_t fapl = -1, file = -1, sp = -1, t = -1, d = -1, g = -1, runs = -1;
   hid_t dcpl_plain = -1;
-  RunLayout L = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, NULL, NULL, 0};
+  RunLayout L = {-1, -1, NULL, NULL, 0};
   hid_t mtype = -1, ftype = -1;
   SummaryRow *rows = NULL;
   double *nans = NULL;
@@ -442,7 +347,7 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
 
   fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0) {
-    seterr(err, errlen, "output file %s: cannot set up MPI-IO file access", path);
+    errbuf_set(err, errlen, "output file %s: cannot set up MPI-IO file access", path);
     goto done;
   }
   /* Metadata is written collectively at flush/close (fewer, larger writes); metadata READS stay
@@ -453,18 +358,27 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
    * file that appeared since the check is still not overwritten. */
   file = H5Fcreate(path, cfg->overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, fapl);
   if (file < 0) {
-    seterr(err, errlen, "output file %s: cannot create it (HDF5/MPI-IO open failed)", path);
+    errbuf_set(err, errlen, "output file %s: cannot create it (HDF5/MPI-IO open failed)", path);
     goto done;
   }
 
   /* root attributes */
   if (attr_str(file, "program", "ntkhpc") || attr_str(file, "version", NTK_VERSION) ||
-      attr_str(file, "created", created) || attr_i32(file, "n_runs", sw->n_runs) ||
-      attr_i32(file, "n_instances", sw->n_instances) || attr_i32(file, "world_size", size) ||
+      attr_str(file, "created", created) || attr_i32(file, "n_runs", n_runs) ||
+      attr_i32(file, "n_instances", n_instances) || attr_i32(file, "world_size", size) ||
       attr_i32(file, "ranks_per_run", cfg->ranks_per_run) || attr_i32(file, "sweep_part", cfg->sweep_part) ||
       attr_i32(file, "sweep_parts", cfg->sweep_parts)) {
-    seterr(err, errlen, "output file %s: cannot write the root attributes", path);
+    errbuf_set(err, errlen, "output file %s: cannot write the root attributes", path);
     goto done;
+  }
+  { /* the measurement groups of every run, in the order they were declared */
+    char list[1024] = "";
+    for (int m = 0; m < of->n_schemas; m++)
+      snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", m ? "," : "", of->schema[m].group);
+    if (attr_str(file, "measurements", list)) {
+      errbuf_set(err, errlen, "output file %s: cannot write the root attributes", path);
+      goto done;
+    }
   }
 
   /* /deck: scalar fixed-length string; rank 0 writes the bytes (raw data, no metadata) */
@@ -473,7 +387,7 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
   if (dcpl_plain < 0 || (sp = H5Screate(H5S_SCALAR)) < 0 || (t = str_type(decklen)) < 0 ||
       (d = H5Dcreate2(file, "deck", t, sp, H5P_DEFAULT, dcpl_plain, H5P_DEFAULT)) < 0 ||
       (rank == 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, deck) < 0)) {
-    seterr(err, errlen, "output file %s: cannot write /deck", path);
+    errbuf_set(err, errlen, "output file %s: cannot write /deck", path);
     goto done;
   }
   H5Dclose(d), d = -1;
@@ -483,67 +397,48 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
   /* /config */
   if ((g = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
       write_config_attrs(g, cfg) < 0) {
-    seterr(err, errlen, "output file %s: cannot write /config", path);
+    errbuf_set(err, errlen, "output file %s: cannot write /config", path);
     goto done;
   }
   H5Gclose(g), g = -1;
 
-  /* /runs/run_%06d */
-  hsize_t ntr = (hsize_t)of->n_train_records, nte = (hsize_t)of->n_test_records;
-  hsize_t nla[2] = {(hsize_t)of->n_lambda_records, (hsize_t)of->nev};
-  hsize_t nsp[2] = {(hsize_t)of->n_spectra, (hsize_t)of->spectrum_len};
-  L.sp_train = H5Screate_simple(1, &ntr, NULL);
-  L.sp_test = H5Screate_simple(1, &nte, NULL);
-  L.sp_lambda = H5Screate_simple(1, nla, NULL);
-  L.sp_topk = H5Screate_simple(2, nla, NULL);
-  L.sp_spec_step = of->n_spectra ? H5Screate_simple(1, nsp, NULL) : -1;
-  L.sp_spec = of->n_spectra ? H5Screate_simple(2, nsp, NULL) : -1;
-  hsize_t nhe[2] = {(hsize_t)of->n_hess_records, (hsize_t)of->hess_nev};
-  hsize_t nde[2] = {(hsize_t)of->n_density, (hsize_t)of->density_len};
-  L.sp_hess = nhe[0] ? H5Screate_simple(1, nhe, NULL) : -1;
-  L.sp_hess_topk = nhe[0] ? H5Screate_simple(2, nhe, NULL) : -1;
-  L.sp_dens = nde[0] ? H5Screate_simple(1, nde, NULL) : -1;
-  L.sp_dens_nodes = nde[0] ? H5Screate_simple(2, nde, NULL) : -1;
+  /* /runs/run_%06d, one subgroup per measurement */
   L.dcpl_f64 = make_dcpl(H5T_NATIVE_DOUBLE, &nan);
   L.dcpl_i64 = make_dcpl(H5T_NATIVE_INT64, &minus1);
   L.rank = rank;
   runs = H5Gcreate2(file, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  size_t nfill = (size_t)(ntr > nte ? ntr : nte);
-  if (nla[0] * nla[1] > nfill) nfill = (size_t)(nla[0] * nla[1]);
-  if (nsp[0] * nsp[1] > nfill) nfill = (size_t)(nsp[0] * nsp[1]);
-  if (nhe[0] * nhe[1] > nfill) nfill = (size_t)(nhe[0] * nhe[1]);
-  if (nde[0] * nde[1] > nfill) nfill = (size_t)(nde[0] * nde[1]);
+  size_t nfill = 1;
+  for (int m = 0; m < of->n_schemas; m++)
+    for (int k = 0; k < of->schema[m].n_datasets; k++) {
+      const size_t n = (size_t)(of->schema[m].n_records * dataset_values(&of->schema[m].datasets[k]));
+      if (n > nfill) nfill = n;
+    }
   nans = malloc(nfill * sizeof *nans);
   minus1s = malloc(nfill * sizeof *minus1s);
   if (nans && minus1s)
     for (size_t i = 0; i < nfill; i++) nans[i] = nan, minus1s[i] = minus1;
   L.nans = nans;
   L.minus1s = minus1s;
-  if (L.sp_train < 0 || L.sp_test < 0 || L.sp_lambda < 0 || L.sp_topk < 0 || (of->n_spectra && (L.sp_spec < 0 || L.sp_spec_step < 0)) ||
-      L.dcpl_f64 < 0 || L.dcpl_i64 < 0 || runs < 0 || !nans || !minus1s) {
-    seterr(err, errlen, "output file %s: cannot create /runs", path);
+  if (L.dcpl_f64 < 0 || L.dcpl_i64 < 0 || runs < 0 || !nans || !minus1s) {
+    errbuf_set(err, errlen, "output file %s: cannot create /runs", path);
     goto done;
   }
-  for (int i = 0; i < sw->n_runs; i++) {
-    if (make_run(runs, &sw->runs[i], &L) < 0) {
-      seterr(err, errlen, "output file %s: cannot create /runs/run_%06d", path, sw->runs[i].index);
+  for (int i = 0; i < n_runs; i++) {
+    if (make_run(runs, &runs_spec[i], of->schema, of->n_schemas, &L) < 0) {
+      errbuf_set(err, errlen, "output file %s: cannot create /runs/run_%06d", path, runs_spec[i].index);
       goto done;
     }
   }
 
   /* /instances, one row per model instance, filled in by the group that measures lambda_0 */
   {
-    hsize_t ni = (hsize_t)sw->n_instances;
+    hsize_t ni = (hsize_t)n_instances;
     InstanceRow *irows = calloc(ni ? ni : 1, sizeof *irows);
     hid_t imt = instance_type(false), ift = instance_type(true), isp = H5Screate_simple(1, &ni, NULL);
     hid_t id = (irows && imt >= 0 && ift >= 0 && isp >= 0) ? H5Dcreate2(file, "instances", ift, isp, H5P_DEFAULT, dcpl_plain, H5P_DEFAULT) : -1;
     int bad = id < 0;
     if (!bad) {
-      for (int i = 0; i < sw->n_runs; i++) {
-        const RunSpec *rs = &sw->runs[i];
-        InstanceRow *r = &irows[rs->instance];
-        *r = (InstanceRow){rs->instance, rs->width, (int32_t)rs->param, rs->seed, rs->n_params, NAN, NAN, 0, NAN, NAN, NAN, 0};
-      }
+      for (int i = 0; i < n_runs; i++) irows[runs_spec[i].instance] = instance_row_unmeasured(&runs_spec[i]);
       if (ni > 0 && rank == 0 && H5Dwrite(id, imt, H5S_ALL, H5S_ALL, H5P_DEFAULT, irows) < 0) bad = 1;
     }
     if (id >= 0) H5Dclose(id);
@@ -552,52 +447,37 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const S
     if (ift >= 0) H5Tclose(ift);
     free(irows);
     if (bad) {
-      seterr(err, errlen, "output file %s: cannot create /instances", path);
+      errbuf_set(err, errlen, "output file %s: cannot create /instances", path);
       goto done;
     }
   }
 
   /* /summary, initial rows written once, by rank 0 */
-  hsize_t nr = (hsize_t)sw->n_runs;
-  rows = calloc(sw->n_runs > 0 ? (size_t)sw->n_runs : 1, sizeof *rows);
+  hsize_t nr = (hsize_t)n_runs;
+  rows = calloc(n_runs > 0 ? (size_t)n_runs : 1, sizeof *rows);
   mtype = summary_type(false);
   ftype = summary_type(true);
   if (!rows || mtype < 0 || ftype < 0 || (sp = H5Screate_simple(1, &nr, NULL)) < 0 ||
       (d = H5Dcreate2(file, "summary", ftype, sp, H5P_DEFAULT, dcpl_plain, H5P_DEFAULT)) < 0) {
-    seterr(err, errlen, "output file %s: cannot create /summary", path);
+    errbuf_set(err, errlen, "output file %s: cannot create /summary", path);
     goto done;
   }
-  for (int i = 0; i < sw->n_runs; i++) {
-    const RunSpec *rs = &sw->runs[i];
-    SummaryRow *r = &rows[rs->index >= 0 && rs->index < sw->n_runs ? rs->index : i];
-    r->run = rs->index;
-    r->instance = rs->instance;
-    r->width = rs->width;
-    r->param = (int32_t)rs->param;
-    r->seed = rs->seed;
-    r->eta = rs->eta;
-    r->eta_factor = rs->eta_factor;
-    r->status = RUN_PENDING;
-    r->steps_done = 0;
-    r->n_train_records = r->n_test_records = 0;
-    r->loss0 = r->loss_peak = r->loss_final = NAN;
-    r->acc_final = r->test_loss_final = r->test_acc_final = NAN;
-    r->wall_seconds = NAN;
-    r->lambda0 = r->lambda_final = r->peak_ratio = r->eta_lambda0 = r->eta_lambda_final = r->lambda_ratio = NAN;
-    r->phase = PHASE_UNKNOWN;
+  for (int i = 0; i < n_runs; i++) {
+    const RunSpec *rs = &runs_spec[i];
+    rows[rs->index >= 0 && rs->index < n_runs ? rs->index : i] = summary_row_pending(rs, RUN_PENDING);
   }
-  if ((sw->n_runs > 0 && rank == 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) ||
+  if ((n_runs > 0 && rank == 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) ||
       attr_str(d, "status_names", "0=pending,1=running,2=done,3=diverged") ||
       attr_str(d, "param_names", "0=ntk,1=sp,2=mup") ||
       attr_str(d, "phase_names", "-1=unknown,0=lazy,1=catapult,2=divergent")) {
-    seterr(err, errlen, "output file %s: cannot write /summary", path);
+    errbuf_set(err, errlen, "output file %s: cannot write /summary", path);
     goto done;
   }
   H5Dclose(d), d = -1;
 
   /* Metadata to disk now: from here on the file is readable whatever happens to the job. */
   if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
-    seterr(err, errlen, "output file %s: cannot flush (disk full?)", path);
+    errbuf_set(err, errlen, "output file %s: cannot flush (disk full?)", path);
     goto done;
   }
   rc = 0;
@@ -615,9 +495,6 @@ done:
   if (sp >= 0) H5Sclose(sp);
   if (g >= 0) H5Gclose(g);
   if (runs >= 0) H5Gclose(runs);
-  hid_t spaces[] = {L.sp_train, L.sp_test, L.sp_lambda, L.sp_topk, L.sp_spec_step, L.sp_spec, L.sp_hess, L.sp_hess_topk, L.sp_dens, L.sp_dens_nodes};
-  for (size_t i = 0; i < sizeof spaces / sizeof spaces[0]; i++)
-    if (spaces[i] >= 0) H5Sclose(spaces[i]);
   if (L.dcpl_f64 >= 0) H5Pclose(L.dcpl_f64);
   if (L.dcpl_i64 >= 0) H5Pclose(L.dcpl_i64);
   if (dcpl_plain >= 0) H5Pclose(dcpl_plain);
@@ -638,31 +515,23 @@ int output_check_path(MPI_Comm comm, const Config *cfg, char *err, size_t errlen
   MPI_Bcast(&bad, 1, MPI_INT, 0, comm);
   if (bad) {
     MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, 0, comm);
-    seterr(err, errlen, "%s", msg);
+    errbuf_set(err, errlen, "%s", msg);
     return -1;
   }
   return 0;
 }
 
-int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep *sw,
-                  const char *deck_text, char *err, size_t errlen) {
+int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const RunSpec *runs, int n_runs, int n_instances, const Schema *schemas,
+                  int n_schemas, const char *deck_text, char *err, size_t errlen) {
   int rank, size;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   if (err && errlen) err[0] = '\0';
   of->file = -1;
-  of->n_runs = sw->n_runs;
-  of->n_train_records = output_n_train_records(cfg);
-  of->n_test_records = output_n_test_records(cfg);
-  of->n_instances = sw->n_instances;
-  of->n_lambda_records = output_n_lambda_records(cfg);
-  of->nev = cfg->ntk_nev;
-  of->n_spectra = cfg->n_spectrum_steps;
-  of->spectrum_len = (int64_t)cfg->ntk_batch * (cfg->ntk_variant ? 1 : sw->out_dim);
-  of->n_hess_records = output_n_hess_records(cfg);
-  of->hess_nev = cfg->hess_nev;
-  of->n_density = cfg->n_density_steps;
-  of->density_len = (int64_t)cfg->slq_probes * cfg->slq_lanczos;
+  of->n_runs = n_runs;
+  of->n_instances = n_instances;
+  of->n_schemas = n_schemas < OUTPUT_MAX_SCHEMAS ? n_schemas : OUTPUT_MAX_SCHEMAS;
+  for (int m = 0; m < of->n_schemas; m++) of->schema[m] = schemas[m];
   /* Our one-line messages replace HDF5's error stack dumps. */
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 
@@ -689,7 +558,7 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep 
   if (decklen) MPI_Bcast(deck, (int)decklen, MPI_CHAR, 0, comm);
 
   char myerr[1024] = "";
-  int rc = create_file(of, comm, cfg, sw, deck, rank, size, created, myerr, sizeof myerr);
+  int rc = create_file(of, comm, cfg, runs, n_runs, n_instances, deck, rank, size, created, myerr, sizeof myerr);
   free(deck);
 
   /* Agree on the outcome; the message is the lowest failing rank's. */
@@ -707,7 +576,7 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const Sweep 
       MPI_Barrier(comm);
       if (rank == 0) unlink(cfg->output);
     }
-    seterr(err, errlen, all_created ? "%s (the incomplete file was removed)" : "%s", myerr);
+    errbuf_set(err, errlen, all_created ? "%s (the incomplete file was removed)" : "%s", myerr);
     return -1;
   }
   return 0;
@@ -731,26 +600,6 @@ static hid_t indep_dxpl(void) {
   return x;
 }
 
-/* Writes count values of buf into rows [first, first+count) of dataset path: open, select,
- * write, close. Raw data only. */
-static int write_column(hid_t file, const char *path, hid_t memtype, hid_t dxpl, int64_t first,
-                        int64_t count, const void *buf) {
-  hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
-  if (d < 0) return -1;
-  hid_t fs = H5Dget_space(d);
-  hsize_t start = (hsize_t)first, cnt = (hsize_t)count;
-  hid_t ms = H5Screate_simple(1, &cnt, NULL);
-  int rc = -1;
-  if (fs >= 0 && ms >= 0 &&
-      H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL) >= 0 &&
-      H5Dwrite(d, memtype, ms, fs, dxpl, buf) >= 0)
-    rc = 0;
-  if (ms >= 0) H5Sclose(ms);
-  if (fs >= 0) H5Sclose(fs);
-  H5Dclose(d);
-  return rc;
-}
-
 static int check_rows(const OutputFile *of, const char *what, int run, int64_t first, int64_t count,
                       int64_t capacity) {
   if (!of || of->file < 0) {
@@ -767,67 +616,83 @@ static int check_rows(const OutputFile *of, const char *what, int run, int64_t f
   return 0;
 }
 
-int output_write_train(OutputFile *of, int run, int64_t first, int64_t count,
-                       const TrainRecord *rows) {
-  if (check_rows(of, "train", run, first, count, of ? of->n_train_records : 0) < 0) return -1;
-  if (count == 0) return 0;
-  /* Records are structs; datasets are columns: gather one column at a time. */
-  double *col = malloc((size_t)count * sizeof(double));
-  int64_t *steps = malloc((size_t)count * sizeof(int64_t));
-  hid_t dxpl = indep_dxpl();
-  int rc = (col && steps && dxpl >= 0) ? 0 : -1;
-  char path[96];
-  /* The step column last: a row whose step is >= 0 is then complete even if the job is killed
-   * between these writes (readers select rows by step >= 0). */
-  for (int k = 0; k < N_TRAIN_FIELDS && rc == 0; k++) {
-    int f = (k + 1) % N_TRAIN_FIELDS;
-    snprintf(path, sizeof path, "/runs/run_%06d/train/%s", run, train_fields[f]);
-    for (int64_t i = 0; i < count; i++) {
-      const TrainRecord *r = &rows[i];
-      switch (f) {
-      case 0: steps[i] = r->step; break;
-      case 1: col[i] = r->loss; break;
-      case 2: col[i] = r->accuracy; break;
-      case 3: col[i] = r->param_norm; break;
-      case 4: col[i] = r->dist_init; break;
-      default: col[i] = r->lr; break;
-      }
-    }
-    rc = write_column(of->file, path, f ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64, dxpl, first, count,
-                      f ? (const void *)col : (const void *)steps);
-  }
-  if (rc) report("output file %s: cannot write train rows [%lld, %lld) of run %d", fname(of),
-                   (long long)first, (long long)(first + count), run);
-  if (dxpl >= 0) H5Pclose(dxpl);
-  free(col);
-  free(steps);
+int output_schema_index(const OutputFile *of, const char *group) {
+  for (int m = 0; of && m < of->n_schemas; m++)
+    if (strcmp(of->schema[m].group, group) == 0) return m;
+  return -1;
+}
+
+/* Rows [first, first + count) of dataset path, each row width values (SCALAR: a 1-D dataset). */
+static int write_block(hid_t file, const char *path, hid_t memtype, hid_t dxpl, int64_t first, int64_t count, int64_t width, const void *buf) {
+  hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
+  if (d < 0) return -1;
+  hid_t fs = H5Dget_space(d);
+  hsize_t start[2] = {(hsize_t)first, 0}, cnt[2] = {(hsize_t)count, (hsize_t)width};
+  hid_t ms = H5Screate_simple(width == SCALAR ? 1 : 2, cnt, NULL);
+  int rc = -1;
+  if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0 &&
+      H5Dwrite(d, memtype, ms, fs, dxpl, buf) >= 0)
+    rc = 0;
+  if (ms >= 0) H5Sclose(ms);
+  if (fs >= 0) H5Sclose(fs);
+  H5Dclose(d);
   return rc;
 }
 
-int output_write_test(OutputFile *of, int run, int64_t first, int64_t count,
-                      const TestRecord *rows) {
-  if (check_rows(of, "test", run, first, count, of ? of->n_test_records : 0) < 0) return -1;
-  if (count == 0) return 0;
-  double *col = malloc((size_t)count * sizeof(double));
-  int64_t *steps = malloc((size_t)count * sizeof(int64_t));
-  hid_t dxpl = indep_dxpl();
-  int rc = (col && steps && dxpl >= 0) ? 0 : -1;
-  char path[96];
-  for (int k = 0; k < N_TEST_FIELDS && rc == 0; k++) { /* step last, as for train */
-    int f = (k + 1) % N_TEST_FIELDS;
-    snprintf(path, sizeof path, "/runs/run_%06d/test/%s", run, test_fields[f]);
-    for (int64_t i = 0; i < count; i++) {
-      if (f == 0) steps[i] = rows[i].step;
-      else col[i] = f == 1 ? rows[i].loss : rows[i].accuracy;
-    }
-    rc = write_column(of->file, path, f ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64, dxpl, first, count,
-                      f ? (const void *)col : (const void *)steps);
+/* Buffer rows [a, a + count) going to consecutive output rows: every dataset, the step last. */
+static int write_consecutive(OutputFile *of, int run, const RecordBuffer *b, int64_t a, int64_t count, hid_t dxpl, double *col, int64_t *ints) {
+  const Schema *s = b->schema;
+  char path[192];
+  int rc = 0;
+  for (int j = 0; j < s->n_datasets && rc == 0; j++) {
+    const int k = (j + 1) % s->n_datasets;
+    const DatasetSpec *ds = &s->datasets[k];
+    const int64_t off = schema_offset(s, k), w = dataset_values(ds);
+    for (int64_t i = 0; i < count; i++)
+      for (int64_t c = 0; c < w; c++) {
+        const double v = records_row(b, a + i)[off + c];
+        if (ds->type == DS_INT64) ints[i * w + c] = (int64_t)v;
+        else col[i * w + c] = v;
+      }
+    snprintf(path, sizeof path, "/runs/run_%06d/%s/%s", run, s->group, ds->name);
+    rc = write_block(of->file, path, ds->type == DS_INT64 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, dxpl, b->index[a], count, ds->width,
+                     ds->type == DS_INT64 ? (const void *)ints : (const void *)col);
   }
-  if (rc) report("output file %s: cannot write test rows [%lld, %lld) of run %d", fname(of),
-                   (long long)first, (long long)(first + count), run);
+  return rc;
+}
+
+int output_write_records(OutputFile *of, int run, const RecordBuffer *b, int64_t first, int64_t count) {
+  const char *group = b && b->schema ? b->schema->group : "?";
+  const int m = output_schema_index(of, group);
+  if (!of || of->file < 0 || m < 0) {
+    report("output: %s rows of run %d: the output file is not open or has no such group", group, run);
+    return -1;
+  }
+  const Schema *s = &of->schema[m];
+  bool bad = run < 0 || run >= of->n_runs || first < 0 || count < 0 || first + count > b->n;
+  for (int64_t i = first; i < first + count && !bad; i++) bad = b->index[i] < 0 || b->index[i] >= s->n_records;
+  if (bad) {
+    report("output file %s: %s rows [%lld, %lld) of run %d out of range (runs 0..%d, %lld rows per run)", fname(of), group, (long long)first,
+           (long long)(first + count), run, of->n_runs - 1, (long long)s->n_records);
+    return -1;
+  }
+  if (count == 0) return 0;
+  int64_t maxw = 1;
+  for (int k = 0; k < s->n_datasets; k++) maxw = dataset_values(&s->datasets[k]) > maxw ? dataset_values(&s->datasets[k]) : maxw;
+  double *col = malloc((size_t)(count * maxw) * sizeof *col);
+  int64_t *ints = malloc((size_t)(count * maxw) * sizeof *ints);
+  hid_t dxpl = indep_dxpl();
+  int rc = col && ints && dxpl >= 0 ? 0 : -1;
+  for (int64_t a = first; a < first + count && rc == 0;) { /* runs of consecutive output rows */
+    int64_t e = a + 1;
+    while (e < first + count && b->index[e] == b->index[e - 1] + 1) e++;
+    rc = write_consecutive(of, run, b, a, e - a, dxpl, col, ints);
+    a = e;
+  }
+  if (rc) report("output file %s: cannot write %s rows [%lld, %lld) of run %d", fname(of), group, (long long)first, (long long)(first + count), run);
   if (dxpl >= 0) H5Pclose(dxpl);
   free(col);
-  free(steps);
+  free(ints);
   return rc;
 }
 
@@ -836,141 +701,10 @@ int output_write_summary(OutputFile *of, const SummaryRow *row) {
   hid_t mtype = summary_type(false);
   hid_t dxpl = indep_dxpl();
   int rc = (mtype >= 0 && dxpl >= 0)
-               ? write_column(of->file, "/summary", mtype, dxpl, row->run, 1, row)
+               ? write_block(of->file, "/summary", mtype, dxpl, row->run, 1, SCALAR, row)
                : -1;
   if (rc) report("output file %s: cannot write the summary row of run %d", fname(of), row->run);
   if (mtype >= 0) H5Tclose(mtype);
-  if (dxpl >= 0) H5Pclose(dxpl);
-  return rc;
-}
-
-/* Rows [first, first + count) of a 2-D dataset with ncols columns; buf is count x ncols. */
-static int write_rows(hid_t file, const char *path, hid_t dxpl, int64_t first, int64_t count, int64_t ncols, const double *buf) {
-  hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
-  if (d < 0) return -1;
-  hid_t fs = H5Dget_space(d);
-  hsize_t start[2] = {(hsize_t)first, 0}, cnt[2] = {(hsize_t)count, (hsize_t)ncols};
-  hid_t ms = H5Screate_simple(2, cnt, NULL);
-  int rc = -1;
-  if (fs >= 0 && ms >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0 &&
-      H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, dxpl, buf) >= 0)
-    rc = 0;
-  if (ms >= 0) H5Sclose(ms);
-  if (fs >= 0) H5Sclose(fs);
-  H5Dclose(d);
-  return rc;
-}
-
-int output_write_lambda(OutputFile *of, int run, int64_t first, int64_t count, const LambdaRecord *rows) {
-  if (check_rows(of, "lambda", run, first, count, of ? of->n_lambda_records : 0) < 0) return -1;
-  if (count == 0) return 0;
-  const int64_t nev = of->nev;
-  double *col = malloc((size_t)count * sizeof(double));
-  double *mat = malloc((size_t)(count * nev) * sizeof(double));
-  int64_t *ints = malloc((size_t)count * sizeof(int64_t));
-  hid_t dxpl = indep_dxpl();
-  int rc = (col && mat && ints && dxpl >= 0) ? 0 : -1;
-  char path[96];
-  for (int part = 0; part < 2 && rc == 0; part++) { /* top-k and residuals */
-    for (int64_t i = 0; i < count; i++)
-      for (int64_t j = 0; j < nev; j++) {
-        const double *src = part ? rows[i].resid : rows[i].topk;
-        mat[i * nev + j] = src ? src[j] : NAN;
-      }
-    snprintf(path, sizeof path, "/runs/run_%06d/lambda/%s", run, part ? "resid" : "topk");
-    rc = write_rows(of->file, path, dxpl, first, count, nev, mat);
-  }
-  for (int f = 0; f < 2 && rc == 0; f++) {
-    for (int64_t i = 0; i < count; i++) col[i] = f ? rows[i].kernel_distance : rows[i].lambda;
-    snprintf(path, sizeof path, "/runs/run_%06d/lambda/%s", run, f ? "kernel_distance" : "value");
-    rc = write_column(of->file, path, H5T_NATIVE_DOUBLE, dxpl, first, count, col);
-  }
-  for (int f = 0; f < 2 && rc == 0; f++) { /* the step column last, as for train */
-    for (int64_t i = 0; i < count; i++) ints[i] = f ? rows[i].step : rows[i].nconv;
-    snprintf(path, sizeof path, "/runs/run_%06d/lambda/%s", run, f ? "step" : "nconv");
-    rc = write_column(of->file, path, H5T_NATIVE_INT64, dxpl, first, count, ints);
-  }
-  if (rc) report("output file %s: cannot write lambda rows [%lld, %lld) of run %d", fname(of), (long long)first, (long long)(first + count), run);
-  if (dxpl >= 0) H5Pclose(dxpl);
-  free(col);
-  free(mat);
-  free(ints);
-  return rc;
-}
-
-int output_write_hessian(OutputFile *of, int run, int64_t first, int64_t count, const HessianRecord *rows) {
-  if (check_rows(of, "hessian", run, first, count, of ? of->n_hess_records : 0) < 0) return -1;
-  if (count == 0) return 0;
-  const int64_t nev = of->hess_nev;
-  double *col = malloc((size_t)count * sizeof(double));
-  double *mat = malloc((size_t)(count * nev) * sizeof(double));
-  int64_t *ints = malloc((size_t)count * sizeof(int64_t));
-  hid_t dxpl = indep_dxpl();
-  int rc = (col && mat && ints && dxpl >= 0) ? 0 : -1;
-  char path[96];
-  for (int part = 0; part < 2 && rc == 0; part++) {
-    for (int64_t i = 0; i < count; i++)
-      for (int64_t j = 0; j < nev; j++) {
-        const double *src = part ? rows[i].resid : rows[i].topk;
-        mat[i * nev + j] = src ? src[j] : NAN;
-      }
-    snprintf(path, sizeof path, "/runs/run_%06d/hessian/%s", run, part ? "resid" : "topk");
-    rc = write_rows(of->file, path, dxpl, first, count, nev, mat);
-  }
-  static const char *const cols[] = {"sharpness", "min_eig", "min_resid", "lambda", "lr"};
-  for (int f = 0; f < 5 && rc == 0; f++) {
-    for (int64_t i = 0; i < count; i++) {
-      const HessianRecord *r = &rows[i];
-      col[i] = f == 0 ? r->sharpness : f == 1 ? r->min_eig : f == 2 ? r->min_resid : f == 3 ? r->lambda : r->lr;
-    }
-    snprintf(path, sizeof path, "/runs/run_%06d/hessian/%s", run, cols[f]);
-    rc = write_column(of->file, path, H5T_NATIVE_DOUBLE, dxpl, first, count, col);
-  }
-  for (int f = 0; f < 2 && rc == 0; f++) { /* the step column last */
-    for (int64_t i = 0; i < count; i++) ints[i] = f ? rows[i].step : rows[i].nconv;
-    snprintf(path, sizeof path, "/runs/run_%06d/hessian/%s", run, f ? "step" : "nconv");
-    rc = write_column(of->file, path, H5T_NATIVE_INT64, dxpl, first, count, ints);
-  }
-  if (rc) report("output file %s: cannot write hessian rows [%lld, %lld) of run %d", fname(of), (long long)first, (long long)(first + count), run);
-  if (dxpl >= 0) H5Pclose(dxpl);
-  free(col);
-  free(mat);
-  free(ints);
-  return rc;
-}
-
-int output_write_density(OutputFile *of, int run, int r, const DensityRecord *row) {
-  if (check_rows(of, "density", run, r, 1, of ? of->n_density : 0) < 0) return -1;
-  hid_t dxpl = indep_dxpl();
-  char path[96];
-  int rc = dxpl >= 0 ? 0 : -1;
-  const char *const mats[] = {"nodes", "weights"};
-  for (int i = 0; i < 2 && rc == 0; i++) {
-    snprintf(path, sizeof path, "/runs/run_%06d/density/%s", run, mats[i]);
-    rc = write_rows(of->file, path, dxpl, r, 1, of->density_len, i ? row->weights : row->nodes);
-  }
-  const double vals[2] = {row->trace, row->trace_stderr};
-  const char *const cols[] = {"trace", "trace_stderr"};
-  for (int i = 0; i < 2 && rc == 0; i++) {
-    snprintf(path, sizeof path, "/runs/run_%06d/density/%s", run, cols[i]);
-    rc = write_column(of->file, path, H5T_NATIVE_DOUBLE, dxpl, r, 1, &vals[i]);
-  }
-  snprintf(path, sizeof path, "/runs/run_%06d/density/step", run);
-  if (rc == 0) rc = write_column(of->file, path, H5T_NATIVE_INT64, dxpl, r, 1, &row->step);
-  if (rc) report("output file %s: cannot write density %d of run %d", fname(of), r, run);
-  if (dxpl >= 0) H5Pclose(dxpl);
-  return rc;
-}
-
-int output_write_spectrum(OutputFile *of, int run, int r, int64_t step, const double *eig) {
-  if (check_rows(of, "spectrum", run, r, 1, of ? of->n_spectra : 0) < 0) return -1;
-  hid_t dxpl = indep_dxpl();
-  char path[96];
-  snprintf(path, sizeof path, "/runs/run_%06d/spectrum/ntk", run);
-  int rc = dxpl >= 0 ? write_rows(of->file, path, dxpl, r, 1, of->spectrum_len, eig) : -1;
-  snprintf(path, sizeof path, "/runs/run_%06d/spectrum/step", run);
-  if (rc == 0) rc = write_column(of->file, path, H5T_NATIVE_INT64, dxpl, r, 1, &step);
-  if (rc) report("output file %s: cannot write spectrum %d of run %d", fname(of), r, run);
   if (dxpl >= 0) H5Pclose(dxpl);
   return rc;
 }
@@ -982,7 +716,7 @@ int output_write_instance(OutputFile *of, const InstanceRow *row) {
   }
   hid_t mtype = instance_type(false);
   hid_t dxpl = indep_dxpl();
-  int rc = (mtype >= 0 && dxpl >= 0) ? write_column(of->file, "/instances", mtype, dxpl, row->instance, 1, row) : -1;
+  int rc = (mtype >= 0 && dxpl >= 0) ? write_block(of->file, "/instances", mtype, dxpl, row->instance, 1, SCALAR, row) : -1;
   if (rc) report("output file %s: cannot write the row of instance %d", fname(of), row->instance);
   if (mtype >= 0) H5Tclose(mtype);
   if (dxpl >= 0) H5Pclose(dxpl);

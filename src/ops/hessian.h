@@ -137,7 +137,7 @@ PetscErrorCode hessian_register_events(void);
 
 /* Flops of one H v product over n_global samples with the forward pass and cotangents stored
  * (JVP 2F - F1 plus R-backward 4F - 3F1 per sample, F = forward GEMM flops, F1 its input layer),
- * plus the allgather and reduce-scatter of P doubles priced as flops (ntk.c's word price). */
+ * plus the allgather and reduce-scatter of P doubles priced as flops (OP_FLOPS_PER_WORD, operator_base.h). */
 double hessian_cost_matvec(const Model *m, int n_global);
 
 #endif

@@ -15,8 +15,8 @@
  *
  * Options (prefix ntk_): -ntk_eps_* tune the Krylov-Schur solve (read once, at creation);
  * -ntk_gram_eps_* the eigensolves on an assembled Gram matrix; -ntk_chunk (samples per tape
- * chunk, default 512) and -ntk_tape_mb (per-rank budget for stored activations, default 4096:
- * above it the forward pass is recomputed chunk by chunk in every product instead);
+ * chunk) and -ntk_tape_mb (per-rank budget in MB for stored activations: above it the forward
+ * pass is recomputed chunk by chunk in every product instead), defaults NTK_DEFAULT_* below;
  * -ntk_gram_block (source samples per column block of the Gram assembly; default: temporaries of
  * about 64 MB).
  */
@@ -28,6 +28,12 @@
 
 #include "model.h"
 #include "petsc_compat.h"
+
+/* Defaults of the -ntk_* operator options (read by ntk_operator_create, listed by
+ * ntk_options_register; 0 gram_block = automatic). */
+#define NTK_DEFAULT_CHUNK 512
+#define NTK_DEFAULT_TAPE_MB 4096
+#define NTK_DEFAULT_GRAM_BLOCK 0
 
 typedef enum { NTK_FULL = 0, NTK_TRACED = 1 } NtkVariant;
 

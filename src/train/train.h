@@ -1,45 +1,46 @@
-/* Training of one run on its sub-communicator: full-batch gradient descent or minibatch SGD,
- * data-parallel over the group's ranks (each rank takes a slice of the batch; the gradient is
- * summed with one allreduce per step), with optional momentum, weight decay and schedules. */
+/* Training of one run on its sub-communicator (train/train.c): the step loop. Each step evaluates
+ * what is due, asks every active measurement (measure.h) whether it is due and lets it record,
+ * checks for divergence, and takes one optimizer step on the step's batch; rows are flushed to the
+ * output and the run is checkpointed on a schedule, and stops cleanly after a signal. */
 #ifndef NTK_TRAIN_H
 #define NTK_TRAIN_H
+#include <stdbool.h>
 #include <mpi.h>
 #include "config.h"
 #include "data.h"
 #include "output.h"
-#include "progress.h"
-#include "sweep.h"
+#include "runs.h"
+
+/* What the sweep around a run offers it (app/): progress reports and a job-wide stop flag. Any of
+ * the functions may be NULL. Called on the group's rank 0 only. */
+typedef struct {
+  void *ctx;
+  void (*heartbeat)(void *ctx, int run, int64_t step, int64_t steps, double loss, double lambda);
+  void (*run_done)(void *ctx, const SummaryRow *row);
+  int (*stop_requested)(void *ctx);   /* has another group seen a signal? */
+  void (*request_stop)(void *ctx);    /* tell the other groups this one saw a signal */
+} SweepHooks;
 
 typedef struct {
   MPI_Comm group;       /* the run's sub-communicator */
   const Config *cfg;
   const Dataset *train, *test;
-  OutputFile *out;      /* written by the group's rank 0 only */
-  Progress *progress;
+  OutputFile *out;      /* written by the group's rank 0 only; NULL: nothing written (probe runs) */
+  SweepHooks hooks;
   /* checkpoints (docs/checkpoint.md); ckpt_dir NULL: none (probe runs) */
   const char *ckpt_dir;
   const char *deck;     /* effective deck text, stored in each checkpoint */
-  Scheduler *sched;     /* its stop flag is set after a signal and polled (NULL: local signals only) */
   int *stopped;         /* set to 1 when the run stopped after a signal, checkpointed, unfinished */
 } TrainContext;
 
 /* Registers the PetscLogEvents of training (visible in -log_view). Call once after init. */
 int train_register_events(void);
 
-/* Phase of a finished run from its raw numbers (CONVENTIONS.md): divergent if it blew up (non-finite
- * loss, L_peak > diverge_factor L_0, or L_T > L_0); catapult if the loss peaked above
+/* Phase of a finished run from its raw numbers (docs/conventions.md): divergent if it blew up
+ * (non-finite loss, L_peak > diverge_factor L_0, or L_T > L_0); catapult if the loss peaked above
  * catapult_factor L_0 within the first catapult_window steps (peak_window) and ended below L_0;
  * lazy otherwise. */
 Phase phase_classify(const Config *cfg, double loss0, double peak_window, double loss_peak, double loss_final, bool diverged);
-
-/* Measures lambda_0 of a model instance (any of its runs names it) on ctx->group, and fills row.
- * Collective over ctx->group. */
-int train_measure_instance(const TrainContext *ctx, const RunSpec *run, InstanceRow *row);
-
-/* -eta_max_search: bisects eta_factor over short probe runs (-eta_max_steps) of the instance of
- * `run` until the divergence boundary is bracketed to -eta_max_tol; fills row->eta_max_lo/hi and
- * eta_max_probes. Collective over ctx->group. */
-int train_search_eta_max(const TrainContext *ctx, const RunSpec *run, double lambda0, InstanceRow *row);
 
 /* Trains run `run` to the end or to divergence, writing its trajectory and summary row. With
  * ctx->ckpt_dir it resumes from the run's checkpoint if there is one, checkpoints every

@@ -37,7 +37,7 @@ while IFS= read -r c; do
     $CC $cflags $san -fsanitize=fuzzer-no-link -c "$c" -o "$o"
   fi
   objs+=("$o")
-done < <(find "$src/src" -name '*.c' ! -name main.c | sort)
+done < <(find "$src/src" -name '*.c' ! -name main.c ! -name app.c | sort) # fuzz_deck includes app.c
 core=("$out/obj/rng.o" "$out/obj/layers.o" "$out/obj/conv.o" "$out/obj/model.o" "$out/obj/data.o")
 $CC $cflags $san -fsanitize=fuzzer "$src/tests/fuzz/fuzz_idx.c" "${core[@]}" $libs -o "$out/fuzz_idx"
 $CC $cflags $san -fsanitize=fuzzer "$src/tests/fuzz/fuzz_cifar.c" "${core[@]}" $libs -o "$out/fuzz_cifar"
@@ -78,9 +78,9 @@ decks = {
 for k, v in decks.items(): put("deck", k, v.encode())
 PYEOF
 for f in "$src"/inputs/*.in "$src"/tests/small_sweep.in; do cp "$f" "$out/seeds/deck/"; done
-# Dictionary: every option name config.c reads, and a few values.
+# Dictionary: every option name of the tables in src/app/options*.c and src/measure/*.c, and a few values.
 {
-  grep -oE '"-[a-z_]+"' "$src/src/app/"options*.c | sort -u
+  grep -ohE '"-[a-z0-9_]+"' "$src/src/app/"options*.c "$src/src/measure/"*.c | sort -u
   printf '"%s"\n' true false nan inf -inf 1e308 -1 0 , ntk sp mup sgd gd step cosine relu tanh erf \
     teacher cifar10 mnist "#" "\\x0a" "-options_file" "-prefix_push" "-prefix_pop" "-help"
 } >"$out/deck.dict"

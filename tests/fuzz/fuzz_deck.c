@@ -1,6 +1,6 @@
 /* libFuzzer harness: the whole deck path of ntkhpc, in process.
  *
- * main.c is compiled into this file (its main renamed) so the static deck pre-check check_deck()
+ * app.c is compiled into this file (its ntkhpc_main renamed) so the static deck pre-check check_deck()
  * is called exactly as ntkhpc calls it. PETSc is initialised once (LLVMFuzzerInitialize); for
  * each input:
  *   1. the input is written as a deck file and check_deck() runs on it;
@@ -12,9 +12,9 @@
  *      and must be exactly one line "ntkhpc: error: ..." when the deck is refused, none otherwise;
  *   4. an accepted deck's effective deck text (config_deck_text) must itself pass check_deck.
  * Build and run: tests/fuzz/build.sh (docs/robustness.md). */
-#define main ntkhpc_main
-#include "../../src/app/main.c"
-#undef main
+#define ntkhpc_main ntkhpc_app_main
+#include "../../src/app/app.c"
+#undef ntkhpc_main
 
 #include <signal.h>
 

@@ -1,0 +1,20 @@
+/* Options of checkpoints and restarts (docs/checkpoint.md; options.h describes the table). */
+#include "options.h"
+
+static const OptionDesc opts[] = {
+  {.name = "-checkpoint_dir", .kind = KIND_STRING, .def = "", .def_shown = "<output>.ckpt", .meaning = "Checkpoint directory",
+   OPTION_FIELD(checkpoint_dir)},
+  {.name = "-checkpoint_every", .kind = KIND_INT64, .def = "0", .lo = 0, .hi = PETSC_MAX_INT,
+   .meaning = "Checkpoint running runs every this many steps (0 = off)", OPTION_FIELD(checkpoint_every)},
+  {.name = "-checkpoint_minutes", .kind = KIND_REAL, .def = "30", .lo = 0, .hi = 1e9,
+   .meaning = "Checkpoint running runs at least this often, in minutes (0 = off)", OPTION_FIELD(checkpoint_minutes)},
+  {.name = "-restart", .kind = KIND_BOOL, .def = "false",
+   .meaning = "Continue from the checkpoints (finished runs are kept, the output is rebuilt)", OPTION_FIELD(restart)},
+};
+
+static void check(Config *cfg, OptionReader *r)
+{
+  if (!cfg->checkpoint_dir[0]) snprintf(cfg->checkpoint_dir, sizeof cfg->checkpoint_dir, "%.4000s.ckpt", cfg->output);
+}
+
+const OptionModule options_checkpoint = {"Checkpoints", NULL, opts, sizeof opts / sizeof *opts, check, NULL, NULL};

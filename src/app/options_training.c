@@ -1,0 +1,66 @@
+/* Options of training: optimizer, steps, learning-rate schedule, what is recorded how often,
+ * augmentation, and the thresholds that classify a run's phase (options.h describes the table). */
+#include <inttypes.h>
+#include "augment.h"
+#include "options.h"
+
+static const char *optimizer_choice(int i) { return optimizer_name((OptimizerKind)i); }
+static const char *schedule_choice(int i) { return lr_schedule_name((LrSchedule)i); }
+static bool is_sgd(const Config *c) { return c->optimizer == OPT_SGD; }
+static bool is_step(const Config *c) { return c->lr_schedule == LR_STEP; }
+static bool is_cosine(const Config *c) { return c->lr_schedule == LR_COSINE; }
+static bool augments(const Config *c) { return c->augment; }
+
+static const OptionDesc opts[] = {
+  {.name = "-optimizer", .kind = KIND_CHOICE, .def = "gd", .n_choices = 2, .choice = optimizer_choice,
+   .meaning = "gd (full batch) or sgd (minibatch, counter-based shuffling)", OPTION_FIELD(optimizer)},
+  {.name = "-batch_size", .kind = KIND_INT, .def = "128", .lo = 1, .hi = 1e8, .in_deck = is_sgd,
+   .meaning = "SGD minibatch size (at most -n_train)", OPTION_FIELD(batch_size)},
+  {.name = "-steps", .kind = KIND_INT64, .def = "100", .lo = 0, .hi = PETSC_MAX_INT, .meaning = "Training steps per run",
+   OPTION_FIELD(steps)},
+  {.name = "-momentum", .kind = KIND_REAL, .def = "0", .lo = 0, .hi = 0.999999, .meaning = "Heavy-ball momentum mu in [0,1)",
+   OPTION_FIELD(momentum)},
+  {.name = "-weight_decay", .kind = KIND_REAL, .def = "0", .lo = 0, .hi = 1e6, .meaning = "L2 weight decay added to the gradient",
+   OPTION_FIELD(weight_decay)},
+  {.name = "-lr_schedule", .kind = KIND_CHOICE, .def = "constant", .n_choices = 3, .choice = schedule_choice,
+   .meaning = "Learning-rate schedule", OPTION_FIELD(lr_schedule)},
+  {.name = "-warmup_steps", .kind = KIND_INT64, .def = "0", .lo = 0, .hi = PETSC_MAX_INT,
+   .meaning = "Linear warm-up steps on top of the schedule (0 = none)", OPTION_FIELD(warmup_steps)},
+  {.name = "-lr_step_every", .kind = KIND_INT64, .def = "1000", .lo = 1, .hi = PETSC_MAX_INT, .in_deck = is_step,
+   .meaning = "Step schedule: decay every this many steps", OPTION_FIELD(lr_step_every)},
+  {.name = "-lr_step_gamma", .kind = KIND_REAL, .def = "0.1", .lo = 0, .hi = 1, .flags = OPTION_OPEN_LO, .in_deck = is_step,
+   .meaning = "Step schedule: decay factor", OPTION_FIELD(lr_step_gamma)},
+  {.name = "-lr_min_factor", .kind = KIND_REAL, .def = "0", .lo = 0, .hi = 1, .in_deck = is_cosine,
+   .meaning = "Cosine schedule: final lr as a fraction of eta", OPTION_FIELD(lr_min_factor)},
+  {.name = "-eval_chunk", .kind = KIND_INT, .def = "512", .lo = 1, .hi = 1e8,
+   .meaning = "Samples per forward pass (bounds activation memory)", OPTION_FIELD(eval_chunk)},
+  {.name = "-augment", .kind = KIND_BOOL, .def = "false",
+   .meaning = "Augment training batches: random crop with zero padding and horizontal flip (image data only)", OPTION_FIELD(augment)},
+  {.name = "-augment_pad", .kind = KIND_INT, .def = "4", .lo = 0, .hi = AUGMENT_MAX_PAD, .in_deck = augments,
+   .meaning = "Augmentation: zero padding p of the random crop (offsets uniform in [0, 2p])", OPTION_FIELD(augment_pad)},
+  {.name = "-diverge_factor", .kind = KIND_REAL, .def = "1e6", .lo = 1, .hi = 1e300, .flags = OPTION_OPEN_LO,
+   .meaning = "Stop a run as divergent when loss > factor * L0 or non-finite", OPTION_FIELD(diverge_factor)},
+  {.name = "-catapult_factor", .kind = KIND_REAL, .def = "1.5", .lo = 1, .hi = 1e300, .flags = OPTION_OPEN_LO,
+   .meaning = "Catapult when L_peak > factor * L0 early and L_T < L0", OPTION_FIELD(catapult_factor)},
+  {.name = "-catapult_window", .kind = KIND_INT64, .def = "100", .lo = 1, .hi = PETSC_MAX_INT,
+   .meaning = "Steps in which the catapult spike must occur", OPTION_FIELD(catapult_window)},
+};
+
+static void check(Config *cfg, OptionReader *r)
+{
+  const DataKind k = cfg->data.kind;
+  if (cfg->optimizer == OPT_GD && options_given(r, "-batch_size"))
+    options_fail(r, "option -batch_size: only used with -optimizer sgd (gd uses the whole training set)");
+  if (cfg->lr_schedule != LR_STEP && (options_given(r, "-lr_step_every") || options_given(r, "-lr_step_gamma")))
+    options_fail(r, "option -lr_step_every/-lr_step_gamma: only used with -lr_schedule step");
+  if (cfg->lr_schedule != LR_COSINE && options_given(r, "-lr_min_factor")) options_fail(r, "option -lr_min_factor: only used with -lr_schedule cosine");
+  if (cfg->augment && (k == DATA_TEACHER || k == DATA_UV))
+    options_fail(r, "option -augment: needs an image dataset (fashion_mnist, mnist or cifar10), not %s", data_kind_name(k));
+  if (!cfg->augment && options_given(r, "-augment_pad")) options_fail(r, "option -augment_pad: only used with -augment true");
+  if (cfg->optimizer == OPT_SGD && cfg->data.n_train > 0 && cfg->batch_size > cfg->data.n_train)
+    options_fail(r, "option -batch_size: %d exceeds -n_train %d", cfg->batch_size, cfg->data.n_train);
+  if (cfg->warmup_steps > cfg->steps && cfg->steps > 0)
+    options_fail(r, "option -warmup_steps: %" PRId64 " exceeds -steps %" PRId64, cfg->warmup_steps, cfg->steps);
+}
+
+const OptionModule options_training = {"Training", NULL, opts, sizeof opts / sizeof *opts, check, NULL, NULL};

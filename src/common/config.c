@@ -1,0 +1,9 @@
+/* Names of Config's enums: the option values of the deck and the output's attribute values. */
+#include "config.h"
+
+static const char *const optimizer_names[] = {"gd", "sgd"};
+static const char *const schedule_names[] = {"constant", "step", "cosine"};
+
+const char *optimizer_name(OptimizerKind o) { return optimizer_names[o]; }
+const char *lr_schedule_name(LrSchedule s) { return schedule_names[s]; }
+const char *ntk_method_name(NtkMethod m) { return m == NTK_METHOD_MATFREE ? "matfree" : m == NTK_METHOD_EXACT ? "exact" : "auto"; }

@@ -1,0 +1,13 @@
+/* The error convention of the core layer (docs/architecture.md): a function that can fail on input
+ * returns int (0 success, non-zero failure) and writes one line, without a trailing newline, into
+ * a caller's buffer err[errlen]; the caller decides whether and where to print it. Above core,
+ * functions return PetscErrorCode and are called through PetscCall. */
+#ifndef NTK_ERRBUF_H
+#define NTK_ERRBUF_H
+#include <stddef.h>
+
+/* Formats the message into err (when err is not NULL) and returns -1, so that a failing path is
+ * `return errbuf_set(err, errlen, "...", ...);`. */
+int errbuf_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

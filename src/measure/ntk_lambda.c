@@ -1,0 +1,53 @@
+/* lambda/: the NTK's top eigenvalue lambda_t with the top -ntk_nev eigenvalues, their residuals and
+ * the kernel distance ||Theta_t - Theta_0||_F / ||Theta_0||_F, every -lambda_every steps and at the
+ * first and last step. Its warm start (the NTK eigensolver's) is checkpointed, so that a resumed
+ * run's lambda_t equals the uninterrupted run's bit for bit. */
+#include <string.h>
+#include "measure.h"
+
+static const OptionDesc options[] = {
+  {.name = "-ntk_nev", .kind = KIND_INT, .def = "3", .lo = 1, .hi = 1000, .meaning = "Top eigenvalues of the NTK recorded at each lambda step",
+   OPTION_FIELD(ntk_nev)},
+  {.name = "-lambda_every", .kind = KIND_INT64, .def = "10", .lo = 0, .hi = PETSC_MAX_INT,
+   .meaning = "Measure lambda_t every this many steps (0 = first and last step only)", OPTION_FIELD(lambda_every)},
+  {.name = "-kernel_distance", .kind = KIND_BOOL, .def = "true",
+   .meaning = "Record ||Theta_t - Theta_0||_F / ||Theta_0||_F when the exact Gram matrix is affordable", OPTION_FIELD(kernel_distance)},
+};
+
+static void declare(const Config *cfg, const Dataset *train, Schema *s)
+{
+  s->description = "top of the empirical NTK Theta = J J^T / N on the NTK batch";
+  s->n_records = record_count(cfg->steps, cfg->lambda_every);
+  schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step t of the record");
+  schema_add(s, "value", DS_FLOAT64, SCALAR, "1", "lambda_t, the top eigenvalue of the NTK at theta_t");
+  schema_add(s, "kernel_distance", DS_FLOAT64, SCALAR, "1", "||Theta_t - Theta_0||_F / ||Theta_0||_F (NaN when the exact Gram matrix is not affordable)");
+  schema_add(s, "nconv", DS_INT64, SCALAR, "1", "eigenpairs the solver converged");
+  schema_add(s, "topk", DS_FLOAT64, cfg->ntk_nev, "1", "top -ntk_nev eigenvalues, largest first (NaN where not converged)");
+  schema_add(s, "resid", DS_FLOAT64, cfg->ntk_nev, "1", "relative residuals ||Theta x - l x|| / |l| of topk");
+}
+
+static bool due(const MeasureRun *r, void *state, const StepInfo *st) { return record_due(r->cfg->steps, r->cfg->lambda_every, st->t) || st->final; }
+
+static PetscErrorCode measure(MeasureRun *r, void *state, StepInfo *st, RecordBuffer *out)
+{
+  NtkResult res;
+  PetscCall(ntk_probe_measure(r, st->t, false, false, &res));
+  double *row = records_append(out, out->n);
+  PetscCheck(row, PETSC_COMM_SELF, PETSC_ERR_PLIB, "lambda records full at step %lld", (long long)st->t);
+  const int nev = r->cfg->ntk_nev;
+  row[0] = (double)st->t, row[1] = res.lambda, row[2] = res.kernel_distance, row[3] = res.nconv;
+  memcpy(row + 4, res.topk, (size_t)nev * sizeof(double));
+  memcpy(row + 4 + nev, res.resid, (size_t)nev * sizeof(double));
+  st->lambda_recorded = true, st->lambda = res.lambda;
+  return 0;
+}
+
+static PetscErrorCode state_get(MeasureRun *r, void *state, StateArray *a) { return ntk_probe_warm_get(r, &a[0]); }
+static PetscErrorCode state_set(MeasureRun *r, void *state, const StateArray *a) { return ntk_probe_warm_set(r, &a[0]); }
+static PetscErrorCode resume(MeasureRun *r, void *state) { return ntk_probe_resume(r); }
+
+const MeasurementClass measure_ntk_lambda = {
+  .name = "lambda", .option_heading = "NTK", .options = options, .n_options = sizeof options / sizeof *options,
+  .declare = declare, .due = due, .measure = measure,
+  .n_state = 1, .state_names = {"warm_ntk"}, .state_get = state_get, .state_set = state_set, .resume = resume,
+};

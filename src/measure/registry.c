@@ -1,0 +1,58 @@
+/* The table of measurements, by name (measure.h). The built-in ones are listed here in the order
+ * they run within a step: the per-step train and test metrics first (they are recorded even at a
+ * step where the loss blew up), then the NTK spectrum before lambda (both share one eigensolve per
+ * step), then the Hessian, whose record reuses lambda_t of the same step. */
+#include <string.h>
+#include "measure.h"
+
+extern const MeasurementClass measure_train_metrics, measure_test_metrics, measure_ntk_spectrum, measure_ntk_lambda,
+  measure_hessian_sharpness, measure_hessian_density;
+
+static const MeasurementClass *table[MEASURE_MAX] = {
+  &measure_train_metrics, &measure_test_metrics, &measure_ntk_spectrum, &measure_ntk_lambda, &measure_hessian_sharpness, &measure_hessian_density,
+};
+static int n_table = 6;
+
+int measure_register(const MeasurementClass *m)
+{
+  if (n_table >= MEASURE_MAX || !m || !m->name || measure_find(m->name)) return -1;
+  table[n_table++] = m;
+  return 0;
+}
+
+int measure_count(void) { return n_table; }
+const MeasurementClass *measure_get(int i) { return i >= 0 && i < n_table ? table[i] : NULL; }
+
+const MeasurementClass *measure_find(const char *name)
+{
+  for (int i = 0; i < n_table; i++)
+    if (strcmp(table[i]->name, name) == 0) return table[i];
+  return NULL;
+}
+
+void measure_set_declare(MeasureSet *set, const Config *cfg, const Dataset *train)
+{
+  memset(set, 0, sizeof *set);
+  for (int i = 0; i < n_table; i++) {
+    Schema s = {0};
+    s.group = table[i]->name;
+    table[i]->declare(cfg, train, &s);
+    if (s.n_records <= 0) continue;
+    set->cls[set->n] = table[i];
+    set->schema[set->n++] = s;
+  }
+}
+
+int measure_set_index(const MeasureSet *set, const char *name)
+{
+  for (int i = 0; i < set->n; i++)
+    if (strcmp(set->cls[i]->name, name) == 0) return i;
+  return -1;
+}
+
+int measure_set_validate(const Config *cfg, char *err, size_t errlen)
+{
+  for (int i = 0; i < n_table; i++)
+    if (table[i]->validate && table[i]->validate(cfg, err, errlen)) return -1;
+  return 0;
+}
