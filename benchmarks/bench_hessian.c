@@ -1,4 +1,4 @@
-/* Sharpness (top eigenvalue of the loss Hessian, CONVENTIONS.md "Hessian") of the
+/* Sharpness (top eigenvalue of the loss Hessian, docs/conventions.md "Hessian") of the
  * 784-2048-2048-2048-10 ReLU net (ntk parameterization, biases, sigma_w = sqrt 2, sigma_b = 0.1,
  * float64) on N samples, by hessian.c's shell operator and Krylov-Schur. Driven by
  * bench_hessian.py, which compares against PyTorch; not part of CI.

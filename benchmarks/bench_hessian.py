@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Sharpness (top eigenvalue of the MSE loss Hessian, CONVENTIONS.md "Hessian") of the
+"""Sharpness (top eigenvalue of the MSE loss Hessian, docs/conventions.md "Hessian") of the
 784-2048-2048-2048-10 ReLU net (ntk parameterization, biases, sigma_w = sqrt 2, sigma_b = 0.1,
 float64) on the first N Fashion-MNIST training images (standardised per pixel with the subset's
 mean and std; centred one-hot targets): ntkhpc's hessian.c (bench_hessian) against two PyTorch

@@ -1,7 +1,7 @@
-/* lambda_0 (top eigenvalue of the full empirical NTK, CONVENTIONS.md) of the 784-2048-2048-2048-10
- * ReLU net (ntk parameterization, biases, sigma_w = sqrt 2, sigma_b = 0.1, seed 0) on N samples,
- * by each of ntk.c's methods. Driven by bench_ntk_lambda0.py, which times PyTorch on the same
- * inputs and parameters; see README.md.
+/* lambda_0 (top eigenvalue of the full empirical NTK, docs/conventions.md) of the
+ * 784-2048-2048-2048-10 ReLU net (ntk parameterization, biases, sigma_w = sqrt 2, sigma_b = 0.1,
+ * seed 0) on N samples, by each of ntk.c's methods. Driven by bench_ntk_lambda0.py, which times
+ * PyTorch on the same inputs and parameters; see README.md.
  *
  *   mpirun -n R bench_ntk_lambda0 -x FILE -n N [-method exact|matfree|spectrum|product|auto]
  *                                 [-theta_out FILE] [-reps 1] [-ntk_eps_tol 1e-10 ...]

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""lambda_0 of the full empirical NTK (Theta = J J^T / N, Nk x Nk, CONVENTIONS.md) of the
+"""lambda_0 of the full empirical NTK (Theta = J J^T / N, Nk x Nk, docs/conventions.md) of the
 784-2048-2048-2048-10 ReLU net (ntk parameterization, biases, sigma_w = sqrt 2, sigma_b = 0.1,
 float64) on the first N Fashion-MNIST training images (standardised per pixel with the subset's
 mean and std): ntkhpc's ntk.c (bench_ntk_lambda0) against PyTorch at the same thread count.

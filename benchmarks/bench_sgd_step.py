@@ -23,7 +23,8 @@ SIGMA_W, SIGMA_B, ETA = 2 ** 0.5, 0.1, 0.1  # as in bench_fc_step.c
 
 
 def load_batch(kind, B, k):
-    """B x 784 standardised inputs and B x k centred one-hot targets (CONVENTIONS.md, Data)."""
+    """B x 784 standardised inputs and B x k centred one-hot targets (docs/conventions.md, "Data and
+    loss")."""
     if kind == "fashion":
         with gzip.open(FASHION, "rb") as fp:
             raw = fp.read()

@@ -5,7 +5,8 @@
 timing, checkpoint options, -restart, -ranks_per_run). With --rtol/--atol > 0 floating-point values
 may differ by that much (a different number of ranks), and world_size is not compared. With
 --ignore-schema the attributes that describe the measurements' schema (root "measurements", and
-"units" and "description" anywhere) are not compared either: that compares a file against one
+"units" and "description" anywhere) are not compared either. Dimension scales are compared by
+their names (the reference attributes that implement them hold file addresses): that compares a file against one
 written before the schema attributes existed.
 
   h5same.py a.h5 b.h5 [--rtol 0] [--atol 0] [--ignore-schema]
@@ -18,6 +19,9 @@ import numpy as np
 
 WALL_FIELDS = {"wall_seconds", "seconds"}
 SCHEMA_ATTRS = {"measurements", "units", "description"}
+# Dimension scales: object references, which point at addresses that differ between equal files;
+# the dimensions are compared by their names instead.
+REFERENCE_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST"}
 IGNORED_DECK_KEYS = {"-output", "-overwrite", "-flush_seconds", "-progress_seconds", "-quiet", "-checkpoint_every",
                      "-checkpoint_minutes", "-checkpoint_dir", "-restart", "-ranks_per_run"}
 
@@ -54,7 +58,11 @@ def compare(pa, pb, tol, ignore_schema=False):
     problems = []
     with h5py.File(pa, "r") as fa, h5py.File(pb, "r") as fb:
         def attrs(path, oa, ob):
-            ka, kb = set(oa.attrs), set(ob.attrs)
+            ka, kb = set(oa.attrs) - REFERENCE_ATTRS, set(ob.attrs) - REFERENCE_ATTRS
+            if isinstance(oa, h5py.Dataset):
+                la, lb = [d.label for d in oa.dims], [d.label for d in ob.dims]
+                if la != lb:
+                    problems.append(f"{path}: dimensions {la} vs {lb}")
             if ignore_schema:
                 ka, kb = ka - SCHEMA_ATTRS, kb - SCHEMA_ATTRS
             if ka != kb:

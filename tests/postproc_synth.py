@@ -9,7 +9,7 @@ Besides the built-in groups the files carry "toy", a measurement as a user would
 writes a file as older ntkhpc versions did: no such attributes, and only the datasets postproc
 used to know.
 
-The trajectories are exact gradient descent on the uv model of CONVENTIONS.md
+The trajectories are exact gradient descent on the uv model of docs/conventions.md
 (f = v.u/sqrt(n), one sample (1, 0), L = f^2/2, lambda = (|u|^2+|v|^2)/n), so the phases are
 known: lazy for eta*lambda0 < 2, catapult for 2 < eta*lambda0 < 4, divergent above 4.
 Parameterizations only change the initial scale of u, v (so lambda_0 depends on width for sp).

@@ -101,7 +101,7 @@ ctld_port=$(free_port)
 slurmd_port=$(free_port)
 [[ $slurmd_port == "$ctld_port" ]] && slurmd_port=$((ctld_port + 1))
 cat >"$SLURM_CONF" <<EOF
-# One-node Slurm of tests/slurm_test.sh (see /work/shared/notes/local-slurm.md)
+# One-node Slurm of tests/slurm_test.sh
 ClusterName=ntktest
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$ctld_port

@@ -96,7 +96,7 @@ cases=(
   "1|2|checkpoint directory $tmp/nodir/x.ckpt: cannot create it|$deck ${small[*]} -checkpoint_dir $tmp/nodir/x.ckpt"
   "1|2|checkpoint $tmp/ck.h5.ckpt/sweep.h5: written by a different deck (option -etas differs)|$deck ${small[*]} -etas 0.2 -restart -output $tmp/ck.h5"
   "2|2|checkpoint $tmp/cktr.h5.ckpt/run_000000.h5: cannot read it|$deck ${small[*]} -restart -output $tmp/cktr.h5"
-  "1|2|output file $tmp/ck.h5 exists: refusing to overwrite|$deck ${small[*]} -output $tmp/ck.h5"
+  "1|2|all 2 runs already done in $tmp/ck.h5 (give -overwrite to run them again)|$deck ${small[*]} -output $tmp/ck.h5"
   "1|2|deck $tmp/badline.in line 2: expected '-key value'|$tmp/badline.in"
   "1|2|option -widthz: unknown option|$deck -widthz 5"
   "1|2|option -depth: expected an integer, got 'abc'|$deck -depth abc"
@@ -227,7 +227,7 @@ if "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -output "$tmp/good.h5" >"$t
   sum=$(md5sum <"$tmp/good.h5")
   "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -output "$tmp/good.h5" >"$tmp/stdout" 2>"$tmp/stderr"
   rc=$?
-  if [[ $rc -eq 2 ]] && grep -qF "$tmp/good.h5" "$tmp/stderr" && grep -q "exists" "$tmp/stderr" &&
+  if [[ $rc -eq 2 ]] && grep -qF "$tmp/good.h5" "$tmp/stderr" && grep -q "runs already done in" "$tmp/stderr" &&
      [[ $(grep -c . "$tmp/stderr") -eq 1 ]] && [[ "$(md5sum <"$tmp/good.h5")" == "$sum" ]]; then
     passed=$((passed + 1))
   else
@@ -271,16 +271,25 @@ for k in $keys; do
 done
 [[ $nkeys -ge 30 ]] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: only $nkeys options in /deck"; }
 
-# -help: ntkhpc's part comes first (before any PETSc text), lists every option of the tables in
-# src/app/options*.c and of the measurements (src/measure/*.c) under its module's heading with a real default, and nothing shows "(None)"
-# (PETSc's mark of an option without a manual page) or an uninitialised default such as 4.7e-310.
+# -help: ntkhpc's options only, every option of the tables in src/app/options*.c and of the
+# measurements (src/measure/*.c) under its module's heading with a real default; "-help petsc" (or
+# "all") adds PETSc's part after ours. Nothing shows "(None)" (PETSc's mark of an option without a
+# manual page) or an uninitialised default such as 4.7e-310.
 check() { # description, then a command that succeeds when it holds
   local what=$1; shift
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: -help: $what"; fi
 }
-petsc=$(grep -n -m1 'Release Version' "$tmp/help" | cut -d: -f1) # PETSc's banner starts its part
-check "no PETSc part found" test -n "$petsc"
-head -n $((${petsc:-1} - 1)) "$tmp/help" >"$tmp/help_ours"
+check "-help shows PETSc's options too" bash -c '! grep -q "Release Version" "$1"' _ "$tmp/help"
+cp "$tmp/help" "$tmp/help_ours"
+for all in petsc all; do
+  "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" -help $all >"$tmp/help_$all" 2>&1
+  check "-help $all: exit $?" test $? -eq 0
+  petsc=$(grep -n -m1 'Release Version' "$tmp/help_$all" | cut -d: -f1) # PETSc's banner starts its part
+  check "-help $all: no PETSc part" test -n "$petsc"
+  check "-help $all: ntkhpc's part is not first" bash -c 'head -n "$(wc -l <"$1")" "$2" | cmp -s - "$1"' _ "$tmp/help_ours" "$tmp/help_$all"
+  check "-help $all: a line shows (None)" bash -c '! grep -qF "(None)" "$1"' _ "$tmp/help_$all"
+done
+check "-help petsc lists no eigensolver option" grep -q -- '-hess_eps_' "$tmp/help_petsc"
 names=$(grep -ohE '\.name = "-[a-z0-9_]+"' "$NTK_SOURCE_DIR"/src/app/options*.c "$NTK_SOURCE_DIR"/src/measure/*.c | grep -oE -- '-[a-z0-9_]+' | sort -u)
 check "fewer than 80 options in the tables" test "$(wc -w <<<"$names")" -ge 80
 for k in $names; do
@@ -293,17 +302,26 @@ done
 first_heading=$(grep -n -m1 -xE '[A-Z][A-Za-z]*:' "$tmp/help_ours" | cut -d: -f1)
 first_option=$(grep -n -m1 -E '^  -[a-z]' "$tmp/help_ours" | cut -d: -f1)
 check "an option before the first heading" test "${first_heading:-0}" -gt 0 -a "${first_option:-0}" -gt "${first_heading:-0}"
-check "a line shows (None)" bash -c '! grep -qF "(None)" "$1"' _ "$tmp/help"
 check "a line shows an uninitialised default (e-30x)" bash -c '! grep -qE "e-3[0-9][0-9]" "$1"' _ "$tmp/help"
 # --help and -h are -help, and -version prints the version and runs nothing.
 for flag in --help -h; do
   "$NTKHPC" $flag >"$tmp/help2" 2>&1 </dev/null
   check "$flag differs from -help in ntkhpc's part (exit $?)" bash -c 'head -n "$(wc -l <"$1")" "$2" | cmp -s - "$1"' _ "$tmp/help_ours" "$tmp/help2"
 done
+verre='^ntkhpc [0-9][0-9.]* \(git ([0-9a-f]+(-dirty)?|unknown)\)$' # the version and the commit built from
 ver=$("$NTKHPC" -version 2>&1 </dev/null); rc=$?
-check "-version: exit $rc, printed '$ver'" bash -c '[[ $1 -eq 0 && $2 =~ ^ntkhpc\ [0-9][0-9.]*$ ]]' _ "$rc" "$ver"
+check "-version: exit $rc, printed '$ver'" bash -c '[[ $1 -eq 0 && $2 =~ $3 ]]' _ "$rc" "$ver" "$verre"
 ver=$("$NTKHPC" "$deck" --version 2>&1 </dev/null); rc=$?
-check "--version after a deck: exit $rc, printed '$ver'" bash -c '[[ $1 -eq 0 && $2 =~ ^ntkhpc\ [0-9][0-9.]*$ ]]' _ "$rc" "$ver"
+check "--version after a deck: exit $rc, printed '$ver'" bash -c '[[ $1 -eq 0 && $2 =~ $3 ]]' _ "$rc" "$ver" "$verre"
+if [[ -d $NTK_SOURCE_DIR/.git ]] && command -v git >/dev/null; then # the commit is this checkout's
+  head=$(git -C "$NTK_SOURCE_DIR" rev-parse --short=12 HEAD)
+  check "-version names commit '$ver', the checkout is at $head" bash -c '[[ $1 == *"git $2"* ]]' _ "$ver" "$head"
+fi
+# No arguments: the usage on stderr, exit 2, nothing run and nothing written.
+(cd "$tmp" && mkdir -p noargs && cd noargs && "$NTKHPC" >out 2>err </dev/null; echo $? >rc)
+check "no arguments: exit $(cat "$tmp/noargs/rc"), want 2" test "$(cat "$tmp/noargs/rc")" -eq 2
+check "no arguments: no usage on stderr" grep -q '^usage: mpirun -n R ntkhpc DECK' "$tmp/noargs/err"
+check "no arguments: files left behind" test "$(ls "$tmp/noargs" | sort | tr '\n' ' ')" = "err out rc "
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -9,7 +9,7 @@
  *   - the shell operators, column by column, against the products over all samples (rank-count
  *     independent: also against an MPI_COMM_SELF operator on rank 0);
  *   - Krylov-Schur top-3 and most negative eigenvalues against LAPACK dsyev of that matrix,
- *     lambda_max(G) against lambda_max(Theta) from ntk.c (CONVENTIONS.md identity);
+ *     lambda_max(G) against lambda_max(Theta) from ntk.c (docs/conventions.md "Hessian" identity);
  *   - Hutchinson and SLQ against exact quadratic forms of the same probes (identities up to
  *     rounding) and against the exact tr(H^p)/P within 4 standard errors computed from H itself;
  *   - NaN theta, unconverged solves, warm starts, the cost model.

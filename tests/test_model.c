@@ -158,7 +158,7 @@ static void test_param_table(void) {
         break;
       }
     }
-    CHECK(ok, "%s: parameter table differs from CONVENTIONS.md", param_name(p));
+    CHECK(ok, "%s: parameter table differs from docs/conventions.md", param_name(p));
 
     /* model_lr_scales expands lr_scale per element. */
     double *lr = malloc(m.n_params * sizeof *lr);

@@ -193,6 +193,20 @@ static int read_attr_str(hid_t loc, const char *obj, const char *name, char *buf
   H5Aclose(a);
   return rc;
 }
+/* An enum attribute whose value is v and whose name for it is want. */
+static int attr_enum_is(hid_t loc, const char *obj, const char *name, const char *want, int v) {
+  hid_t a = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0) return 0;
+  hid_t t = H5Aget_type(a), nt = H5Tget_native_type(t, H5T_DIR_ASCEND);
+  int32_t got = -12345;
+  char nm[64] = "";
+  int ok = H5Tget_class(t) == H5T_ENUM && H5Tget_size(nt) == sizeof got && H5Aread(a, nt, &got) >= 0 &&
+           H5Tenum_nameof(nt, &got, nm, sizeof nm) >= 0 && got == v && strcmp(nm, want) == 0;
+  H5Tclose(nt);
+  H5Tclose(t);
+  H5Aclose(a);
+  return ok;
+}
 static int64_t attr_i64(hid_t loc, const char *obj, const char *name) {
   int64_t v = INT64_MIN;
   if (read_attr(loc, obj, name, H5T_NATIVE_INT64, &v) < 0) return INT64_MIN;
@@ -334,7 +348,7 @@ static void verify_file(const char *path, int world_size, const char *label) {
     CHECK(attr_i64(f, g, "instance") == s->instance, "%s: %s instance", label, g);
     CHECK(attr_i64(f, g, "width") == s->width, "%s: %s width", label, g);
     CHECK(attr_i64(f, g, "seed") == s->seed, "%s: %s seed", label, g);
-    CHECK(attr_str_is(f, g, "param", param_name(s->param)), "%s: %s param", label, g);
+    CHECK(attr_enum_is(f, g, "param", param_name(s->param), (int)s->param), "%s: %s param", label, g);
     CHECK(same_double(attr_f64(f, g, "eta"), s->eta), "%s: %s eta", label, g);
     CHECK(same_double(attr_f64(f, g, "eta_factor"), s->eta_factor), "%s: %s eta_factor", label, g);
     CHECK(attr_i64(f, g, "n_params") == s->n_params, "%s: %s n_params", label, g);

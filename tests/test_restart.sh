@@ -147,7 +147,7 @@ refuse() { # why expected-text output [options]
     bad "$why: exit $rc, files $([[ $before == "$after" ]] && echo untouched || echo CHANGED)"; sed 's/^/    /' "$tmp/stderr" | head -3; fi
 }
 refuse "foreign deck" "$tmp/ref.h5.ckpt/sweep.h5: written by a different deck (option -etas differs)" "$tmp/ref.h5" -restart -etas 0.3,2
-refuse "existing output" "output file $tmp/ref.h5 exists" "$tmp/ref.h5"
+refuse "finished sweep rerun" "runs already done in $tmp/ref.h5 (give -overwrite to run them again)" "$tmp/ref.h5"
 cp -r "$tmp/stopped.ckpt" "$tmp/trunc.h5.ckpt" && cp "$tmp/stopped.h5" "$tmp/trunc.h5"
 f="$tmp/trunc.h5.ckpt/run_000000.h5"
 truncate -s $(($(stat -c %s "$f") / 2)) "$f"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The uv model against its exact equations (CONVENTIONS.md): the recorded f_t and lambda_t follow
-# the closed-form recursion step by step to round-off, on 1 and 2 data-parallel ranks; and the
-# eta_factor sweep of inputs/uv.in (0.5 to 5 by 0.1, width 4096) is lazy below 2, catapult between
-# 2 and 4, divergent above 4, each boundary within 0.1; and -eta_max_search brackets the exact
-# boundary eta_max * lambda_0 = 4; the Hessian's most negative eigenvalue is the exact -|f|/sqrt(n)
-# and the sharpness equals lambda once f = 0.
+# The uv model against its exact equations (docs/conventions.md "uv model"): the recorded f_t and
+# lambda_t follow the closed-form recursion step by step to round-off, on 1 and 2 data-parallel
+# ranks; and the eta_factor sweep of inputs/uv.in (0.5 to 5 by 0.1, width 4096) is lazy below 2,
+# catapult between 2 and 4, divergent above 4, each boundary within 0.1; and -eta_max_search
+# brackets the exact boundary eta_max * lambda_0 = 4; the Hessian's most negative eigenvalue is the
+# exact -|f|/sqrt(n) and the sharpness equals lambda once f = 0.
 set -euo pipefail
 : "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}"
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}

@@ -5,8 +5,8 @@ Usage: torch_fc_check.py PATH_TO_test_torch_fc
 
 Runs the C helper, which writes config, theta, batch, loss and gradient for every activation x
 parameterization x bias; rebuilds each net in torch float64 from the flat theta using its OWN
-layout and multipliers (CONVENTIONS.md table, not the C table: the C table is only compared), and
-asserts loss, outputs and gradient agree to 1e-10 relative. Last line: "N passed, N failed".
+layout and multipliers (docs/conventions.md table, not the C table: the C table is only compared),
+and asserts loss, outputs and gradient agree to 1e-10 relative. Last line: "N passed, N failed".
 """
 import math
 import os
@@ -123,7 +123,7 @@ def main():
         for (name, off, n_out, n_in, mult), (cname, coff, csize, cfan, cmult) in zip(table, c["tensors"]):
             ok = ok and name == cname and off == coff and n_out * n_in == csize and mult == cmult
             ok = ok and (cfan == n_in if name.endswith(".W") else True)
-        check(ok, "%s: C parameter table differs from the CONVENTIONS layout" % tag)
+        check(ok, "%s: C parameter table differs from the docs/conventions.md layout" % tag)
         f, loss, grad = torch_loss_grad(c, table)
         e_f = rel_err(f, c["f"])
         e_loss = abs(float(loss) - float(c["loss"][0])) / abs(float(loss))

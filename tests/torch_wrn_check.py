@@ -6,7 +6,7 @@ Usage: torch_wrn_check.py PATH_TO_test_torch_wrn
 
 Runs the C helper, which writes config, theta, batch, outputs, loss, gradient and one JVP for WRNs
 with and without batch norm in every parameterization; rebuilds each net in torch float64 from its
-OWN description (pre-activation WRN-d-k, CONVENTIONS.md multipliers with fan_in = C_in*kh*kw,
+OWN description (pre-activation WRN-d-k, docs/conventions.md multipliers with fan_in = C_in*kh*kw,
 torch.nn.functional.conv2d / batch_norm(training=True) / mean pooling / linear), taking from the
 C file only the offsets of the named tensors in theta, and asserts outputs, loss, gradient (whole
 and per tensor) and J v agree to 1e-10 relative; the C multipliers and learning-rate scales are
@@ -101,7 +101,7 @@ def spec(c):
 
 
 def table(c, kind, fan_in):
-    """(mult, lr_scale) of CONVENTIONS.md; BN gamma/beta plain, trained like biases under muP."""
+    """(mult, lr_scale) of docs/conventions.md; BN gamma/beta plain, trained like biases under muP."""
     ntk, r = c["param"] == "ntk", (c["k"] / c["base_width"] if c["param"] == "mup" else 1.0)
     if kind in ("input", "hidden", "output"):
         mult = c["sigma_w"] / math.sqrt(fan_in) if ntk else 1.0
@@ -167,7 +167,7 @@ def main():
             mult, lr = table(c, kind, fan)
             ok = ok and ct is not None and ct["size"] == math.prod(shape) and ct["mult"] == mult and ct["lr"] == lr
             ok = ok and (ct["fan_in"] == fan if kind != "gamma" and kind != "beta" else True)
-        check(ok, "%s: C parameter table (sizes, fan_in, multipliers, lr scales) differs from CONVENTIONS.md" % tag)
+        check(ok, "%s: C parameter table (sizes, fan_in, multipliers, lr scales) differs from docs/conventions.md" % tag)
         B = c["B"]
         x = c["x"].view(B, c["C"], c["H"], c["W"])
         theta = c["theta"].clone().requires_grad_(True)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Checks ntkhpc's uv model against the exact equations of CONVENTIONS.md.
+"""Checks ntkhpc's uv model against the exact equations of docs/conventions.md "uv model".
 
   uv_check.py recursion out.h5   every run's recorded loss L_t = f_t^2/2 and lambda_t follow
                                  f_{t+1} = (1 - eta l_t + eta^2 f_t^2/n) f_t,

@@ -1,4 +1,4 @@
-"""Phases, raw per-run numbers, seed aggregation and critical learning rates (CONVENTIONS.md).
+"""Phases, raw per-run numbers, seed aggregation and critical learning rates (docs/conventions.md).
 
     an = Analysis(sweep)                    # thresholds from /config, overridable by keyword
     an.rows                                 # one dict per run (same order as sweep.runs)

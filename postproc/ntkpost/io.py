@@ -222,7 +222,7 @@ class Run:
         if self.lam is not None and "value" in self.lam and self.lam["step"].size:
             if self.lam["step"][0] == 0 and math.isfinite(self.lam["value"][0]):
                 return float(self.lam["value"][0])
-        # eta = eta_factor / lambda_0 by definition (CONVENTIONS.md), so a factor-given run
+        # eta = eta_factor / lambda_0 by definition (docs/conventions.md), so a factor-given run
         # carries the lambda_0 the trainer measured
         if math.isfinite(self.eta_factor) and self.eta > 0 and self.eta_factor > 0:
             return self.eta_factor / self.eta
@@ -432,15 +432,18 @@ def _status_rank(r):
 def load(paths, dedup=True):
     """Sweep of the runs of one or several ntkhpc files.
 
-    paths: a path or a list of paths. Runs are combined; if the same run (same config, width,
+    paths: one path (str, bytes or os.PathLike) or an iterable of paths. Each run carries every
+    measurement its file records (run.measurements, e.g. train/dist_init, lambda/kernel_distance)
+    with its schema (run.schema). Runs are combined; if the same run (same config, width,
     param, seed and learning rate) appears in several files (a job rerun after a kill), the most
     complete copy is kept (finished > running > pending, then more rows) and the choice is logged.
     """
-    if isinstance(paths, (str, os.PathLike)):
+    if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
+    paths = [os.fsdecode(p) for p in paths]
     files, runs = [], []
     for i, p in enumerate(paths):
-        info, rs = read_file(os.fspath(p), i)
+        info, rs = read_file(p, i)
         files.append(info)
         runs.extend(rs)
         log.info("%s: %d runs (%s)", p, len(rs),

@@ -559,7 +559,7 @@ void options_print_help(FILE *f)
              "and records their trajectories in one parallel HDF5 file.\n\n"
              "Usage: mpirun -n R ntkhpc deck.in [-key value ...]   (deck: a PETSc options file, one -key value a line;\n"
              "       the command line overrides it)\n"
-             "       ntkhpc -version | -help\n\n"
+             "       ntkhpc -version | -help [petsc|all]   (petsc, all: PETSc's and the eigensolvers' options too)\n\n"
              "Options of ntkhpc, with their defaults:\n",
           NTK_VERSION);
   char form[512];

@@ -16,7 +16,7 @@ static const OptionDesc opts[] = {
    .meaning = "Activation phi of the hidden layers", OPTION_FIELD(model.act)},
   {.name = "-bias", .kind = KIND_BOOL, .def = "true", .meaning = "Biases on every dense layer", OPTION_FIELD(model.bias)},
   {.name = "-sigma_w", .kind = KIND_REAL, .def = "1.4142135623730951", .lo = 0, .hi = 1e6, .flags = OPTION_OPEN_LO,
-   .meaning = "Weight scale sigma_w (CONVENTIONS.md table)", OPTION_FIELD(model.sigma_w)},
+   .meaning = "Weight scale sigma_w (docs/conventions.md table)", OPTION_FIELD(model.sigma_w)},
   {.name = "-sigma_b", .kind = KIND_REAL, .def = "0", .lo = 0, .hi = 1e6, .meaning = "Bias scale sigma_b", OPTION_FIELD(model.sigma_b)},
   {.name = "-base_width", .kind = KIND_INT, .def = "64", .lo = 1, .hi = 1e8, .meaning = "muP base width n0 (r = width / n0)",
    OPTION_FIELD(model.base_width)},

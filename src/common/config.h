@@ -42,7 +42,7 @@ typedef struct {
   int eval_chunk;               /* samples per forward pass in evaluations (memory bound) */
   bool augment;                 /* random crop + horizontal flip of training batches (augment.h) */
   int augment_pad;              /* zero padding p of the random crop */
-  /* NTK spectrum (CONVENTIONS.md: Theta = J J^T / N on the NTK batch) */
+  /* NTK spectrum (docs/conventions.md: Theta = J J^T / N on the NTK batch) */
   int ntk_batch;                /* N: the first ntk_batch training samples */
   int ntk_variant;              /* 0 full (Nk x Nk), 1 logit-traced (N x N); see ntk.h */
   int ntk_nev;                  /* top-k eigenvalues recorded */
@@ -53,7 +53,7 @@ typedef struct {
   bool kernel_distance;         /* ||Theta_t - Theta_0||_F / ||Theta_0||_F at lambda steps, if the
                                    exact Gram matrix is affordable */
   int gram_max_rows;            /* the exact Gram matrix is affordable up to this many rows */
-  /* loss Hessian on the Hessian batch (CONVENTIONS.md) */
+  /* loss Hessian on the Hessian batch (docs/conventions.md) */
   int hess_batch;               /* the first hess_batch training samples (default: -ntk_batch) */
   int64_t hess_every;           /* sharpness every this many steps (0 = never) */
   int hess_nev;                 /* top eigenvalues recorded */

@@ -10,9 +10,9 @@
  * Offset (p, p) without flip is the identity. Inputs are already standardised (data.c), so the
  * padding is the training set's mean pixel.
  *
- * Counter-based (CONVENTIONS.md, "Random numbers"): the offsets and flip of a sample are a pure
- * function of (run seed, step, global sample index), so a run is reproducible and the same for any
- * number of ranks and any chunking of its batches. No PETSc, no MPI, no malloc.
+ * Counter-based (docs/conventions.md, "Random numbers"): the offsets and flip of a sample are a
+ * pure function of (run seed, step, global sample index), so a run is reproducible and the same for
+ * any number of ranks and any chunking of its batches. No PETSc, no MPI, no malloc.
  */
 #ifndef NTK_AUGMENT_H
 #define NTK_AUGMENT_H

@@ -23,7 +23,8 @@
  *                      + b_mult * b[co]
  * with zero padding (in = 0 outside 0 <= y < H, 0 <= x < W), s = stride, p = pad, like
  * torch.nn.functional.conv2d(in, w_mult*W, b_mult*b, stride=s, padding=p).
- * ntk parameterization: w_mult = sigma_w/sqrt(C_in*kh*kw), b_mult = sigma_b (CONVENTIONS.md). */
+ * ntk parameterization: w_mult = sigma_w/sqrt(C_in*kh*kw), b_mult = sigma_b
+ * (docs/conventions.md). */
 typedef struct {
   int C_in, H, W;  /* input channels, height, width */
   int C_out;       /* output channels */

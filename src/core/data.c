@@ -463,7 +463,8 @@ static int load_cifar_split(Dataset *ds, const char *dir, bool train, int n_req,
   return rc;
 }
 
-/* The uv model's data (CONVENTIONS.md): one sample (x, y) = (1, 0) in both splits. */
+/* The uv model's data (docs/conventions.md "uv model"): one sample (x, y) = (1, 0) in both
+ * splits. */
 static int load_uv(Dataset *train, Dataset *test, char *err, size_t errlen) {
   if (dataset_alloc(train, 1, 1, 1, 1, 1, err, errlen) || dataset_alloc(test, 1, 1, 1, 1, 1, err, errlen)) return -1;
   Dataset *split[2] = {train, test};
@@ -612,7 +613,8 @@ int data_load(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, s
     default:
       rc = errbuf_set(err, errlen, "data: unknown dataset kind %d", (int)cfg->kind);
   }
-  /* One sample has no spread to standardise by: the uv data stay as CONVENTIONS.md defines them. */
+  /* One sample has no spread to standardise by: the uv data stay as docs/conventions.md defines
+   * them. */
   if (!rc && cfg->standardize && cfg->kind != DATA_UV) rc = standardize(train, test, err, errlen);
   /* Classification only: regression targets are not one-hot. */
   if (!rc && cfg->center_targets && cfg->kind != DATA_TEACHER && cfg->kind != DATA_UV) {

@@ -12,7 +12,8 @@
 #include <stdint.h>
 #include "layers.h"
 
-/* DATA_UV: the uv model's single sample (x, y) = (1, 0) (CONVENTIONS.md), never standardised. */
+/* DATA_UV: the uv model's single sample (x, y) = (1, 0) (docs/conventions.md), never
+ * standardised. */
 typedef enum { DATA_FASHION_MNIST = 0, DATA_MNIST, DATA_CIFAR10, DATA_TEACHER, DATA_UV, DATA_COUNT } DataKind;
 const char *data_kind_name(DataKind k);   /* "fashion_mnist", "mnist", "cifar10", "teacher", "uv" */
 int data_kind_from_name(const char *name); /* -1 if unknown */

@@ -102,7 +102,7 @@ void dense_rvjp_ref(double *rdin /* B x n_in or NULL */, double *rdW /* n_out x 
                     const double *vW /* n_out x n_in or NULL */, int B, int n_in, int n_out,
                     double w_mult, double b_mult);
 
-/* ---- loss (CONVENTIONS.md: L = 1/(2N) sum_a ||f_a - y_a||^2) ----
+/* ---- loss (docs/conventions.md: L = 1/(2N) sum_a ||f_a - y_a||^2) ----
  * Returns sum_a ||f_a - y_a||^2 / 2 over these B samples (the caller divides by the global N, so
  * data-parallel ranks can sum their parts), and writes dout = scale * (f - y) if dout != NULL
  * (scale = 1/N gives dL/df). */

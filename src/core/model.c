@@ -1,8 +1,9 @@
 /* Networks as op lists over numbered activation buffers, one flat parameter buffer (see model.h).
  *
  * The parameterization lives entirely in the parameter table (init_std, mult, lr_scale per tensor,
- * CONVENTIONS.md "Parameterizations"); the op loops below never look at cfg->param. Adding a layer
- * kind means a new OpKind case in the four switches (forward, VJP, JVP, R-backward) and a builder.
+ * docs/conventions.md "Parameterizations"); the op loops below never look at cfg->param. Adding a
+ * layer kind means a new OpKind case in the four switches (forward, VJP, JVP, R-backward) and a
+ * builder.
  *
  * Fan-out. A buffer read by two ops (residual blocks) gets the SUM of their cotangents: the first
  * contribution of a reverse sweep is written in place, later ones go to t->scratch and are added
@@ -134,7 +135,7 @@ static int new_tensor(Model *m, const char *name, size_t size, int fan_in) {
   return m->n_tensors++;
 }
 
-/* The CONVENTIONS.md table row of a weight tensor with this fan-in (dense: n_in; conv:
+/* The docs/conventions.md table row of a weight tensor with this fan-in (dense: n_in; conv:
  * C_in*kh*kw). kind_of_layer: 0 input, 1 hidden, 2 output. */
 static void weight_table(const ModelConfig *c, ParamTensor *W, int kind_of_layer) {
   const double fan_in = (double)W->fan_in;

@@ -18,9 +18,9 @@
 #include "layers.h"
 
 typedef enum { PARAM_NTK = 0, PARAM_SP, PARAM_MUP, PARAM_COUNT } Parameterization;
-/* ARCH_UV: the paper's exactly solvable model f(x) = v^T u x / sqrt(n) (CONVENTIONS.md): one input,
- * one output, u, v ~ N(0,1) -- a depth-1 linear fc net in the ntk parameterization with sigma_w = 1
- * and no biases, whatever the deck says for those.
+/* ARCH_UV: the paper's exactly solvable model f(x) = v^T u x / sqrt(n) (docs/conventions.md): one
+ * input, one output, u, v ~ N(0,1) -- a depth-1 linear fc net in the ntk parameterization with
+ * sigma_w = 1 and no biases, whatever the deck says for those.
  * ARCH_WRN: pre-activation Wide ResNet WRN-d-k (Zagoruyko & Komodakis), d = wrn_depth = 6n+4,
  * k = width (the widening factor): conv3x3(C_in -> 16); 3 groups of n blocks
  * [BN-act-conv3x3(stride s)-BN-act-conv3x3] + shortcut, with 16k, 32k, 64k channels and s = 1, 2, 2
@@ -158,7 +158,7 @@ void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta
                Tape *t, double *tout /* B x k */, const Reducer *red);
 
 
-/* ---- loss Hessian products (CONVENTIONS.md "Hessian": H = G + R, G = J^T J / N) ----
+/* ---- loss Hessian products (docs/conventions.md "Hessian": H = G + R, G = J^T J / N) ----
  * The loss of these B samples is L = 1/(2 n_global) sum_a ||f(x_a) - y_a||^2, normalised by the
  * whole batch's n_global so that chunks and data-parallel ranks add their parts. Products are
  * ACCUMULATED (+=) into hv / gv, like model_vjp's grad.

@@ -3,7 +3,7 @@
  * Every draw is a pure function of (seed, stream, index): the stream names the tensor or the
  * purpose (data shuffle, teacher network, ...) and the index the element or epoch. A model's
  * initialisation and a run's minibatch order are therefore identical for any number of MPI ranks
- * and any placement of tasks on ranks (CONVENTIONS.md, "Random numbers").
+ * and any placement of tasks on ranks (docs/conventions.md, "Random numbers").
  *
  * Mapping (fixed; changing it changes every result):
  *   counter = { index_lo32, index_hi32, stream_lo32, stream_hi32 }, key = { seed_lo32, seed_hi32 }.

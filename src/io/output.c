@@ -9,6 +9,8 @@
  */
 #include "output.h"
 
+#include <hdf5_hl.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -57,6 +59,17 @@ static int attr_write(hid_t loc, const char *name, hid_t type, const void *val) 
   if (sp < 0) return -1;
   hid_t a = H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
   int rc = (a >= 0 && H5Awrite(a, type, val) >= 0) ? 0 : -1;
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return rc;
+}
+
+/* An attribute of file type ftype written from memory type mtype. */
+static int attr_write_as(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *val) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  if (sp < 0) return -1;
+  hid_t a = H5Acreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = (a >= 0 && H5Awrite(a, mtype, val) >= 0) ? 0 : -1;
   if (a >= 0) H5Aclose(a);
   H5Sclose(sp);
   return rc;
@@ -136,39 +149,83 @@ static int check_path(const char *path, bool overwrite, char *err, size_t errlen
   return 0;
 }
 
+/* Enumerations are stored as HDF5 enum types everywhere (the compound rows, the run attributes):
+ * the names travel with the values. */
+typedef struct {
+  int first;               /* value of names[0]; the others follow */
+  int n;
+  const char *const *names;
+} EnumDef;
+
+static const char *const status_names[] = {"pending", "running", "done", "diverged"};
+static const char *const phase_names[] = {"unknown", "lazy", "catapult", "divergent"};
+static const char *const method_names[] = {"auto", "matfree", "exact"};
+static const EnumDef status_enum = {RUN_PENDING, 4, status_names}, phase_enum = {PHASE_UNKNOWN, 4, phase_names},
+                     method_enum = {NTK_METHOD_AUTO, 3, method_names};
+
+/* The parameterizations' names come from the model (param_name). */
+static const EnumDef *param_enum(void)
+{
+  static const char *names[PARAM_COUNT];
+  static EnumDef e = {0, PARAM_COUNT, names};
+  for (int i = 0; i < PARAM_COUNT; i++) names[i] = param_name((Parameterization)i);
+  return &e;
+}
+
+/* An int32 enum type (little-endian in the file, native in memory). */
+static hid_t enum_type(const EnumDef *e, bool file)
+{
+  hid_t t = H5Tenum_create(file ? H5T_STD_I32LE : H5T_NATIVE_INT32);
+  for (int i = 0; t >= 0 && i < e->n; i++) {
+    int32_t v = e->first + i; /* H5Tenum_insert takes the value in the base type's memory form */
+    if (file) {
+      unsigned char le[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+      if (H5Tenum_insert(t, e->names[i], le) < 0) t = (H5Tclose(t), -1);
+    } else if (H5Tenum_insert(t, e->names[i], &v) < 0) {
+      t = (H5Tclose(t), -1);
+    }
+  }
+  return t;
+}
+
 /* The SummaryRow as HDF5 compound; member names are the struct's. In memory: the native struct.
  * In the file: packed little-endian standard types, independent of the writer's ABI. */
 typedef struct {
   const char *name;
   size_t offset;
-  int kind; /* 0 int32, 1 int64, 2 double */
+  int kind;              /* 0 int32, 1 int64, 2 double, 3 int32 enum */
+  const EnumDef *e;      /* kind 3; NULL: the parameterizations */
 } Field;
 
 static const Field summary_fields[] = {
-#define F(name, kind) {#name, offsetof(SummaryRow, name), kind}
-    F(run, 0),          F(instance, 0),        F(width, 0),          F(param, 0),
-    F(seed, 1),         F(eta, 2),             F(eta_factor, 2),     F(status, 0),
+#define F(name, kind) {#name, offsetof(SummaryRow, name), kind, NULL}
+#define E(name, def) {#name, offsetof(SummaryRow, name), 3, def}
+    F(run, 0),          F(instance, 0),        F(width, 0),          E(param, NULL),
+    F(seed, 1),         F(eta, 2),             F(eta_factor, 2),     E(status, &status_enum),
     F(steps_done, 1),   F(n_train_records, 0), F(n_test_records, 0), F(loss0, 2),
     F(loss_peak, 2),    F(loss_final, 2),      F(acc_final, 2),      F(test_loss_final, 2),
     F(test_acc_final, 2), F(wall_seconds, 2), F(lambda0, 2),       F(lambda_final, 2),
     F(peak_ratio, 2),   F(eta_lambda0, 2),     F(eta_lambda_final, 2), F(lambda_ratio, 2),
-    F(phase, 0),
+    E(phase, &phase_enum),
 #undef F
+#undef E
 };
 #define N_SUMMARY_FIELDS (sizeof summary_fields / sizeof summary_fields[0])
 
 /* The InstanceRow likewise (/instances). */
 static const Field instance_fields[] = {
-#define F(name, kind) {#name, offsetof(InstanceRow, name), kind}
-    F(instance, 0), F(width, 0), F(param, 0), F(seed, 1), F(n_params, 1),
-    F(lambda0, 2), F(lambda0_resid, 2), F(method, 0), F(seconds, 2),
+#define F(name, kind) {#name, offsetof(InstanceRow, name), kind, NULL}
+#define E(name, def) {#name, offsetof(InstanceRow, name), 3, def}
+    F(instance, 0), F(width, 0), E(param, NULL), F(seed, 1), F(n_params, 1),
+    F(lambda0, 2), F(lambda0_resid, 2), E(method, &method_enum), F(seconds, 2),
     F(eta_max_lo, 2), F(eta_max_hi, 2), F(eta_max_probes, 0),
 #undef F
+#undef E
 };
 #define N_INSTANCE_FIELDS (sizeof instance_fields / sizeof instance_fields[0])
 
 static hid_t compound_type(const Field *fields, size_t n, size_t native_size, bool file) {
-  static const size_t sizes[3] = {4, 8, 8};
+  static const size_t sizes[4] = {4, 8, 8, 4};
   size_t total = 0;
   for (size_t i = 0; i < n; i++) total += sizes[fields[i].kind];
   hid_t t = H5Tcreate(H5T_COMPOUND, file ? total : native_size);
@@ -176,9 +233,13 @@ static hid_t compound_type(const Field *fields, size_t n, size_t native_size, bo
   size_t off = 0;
   for (size_t i = 0; i < n; i++) {
     int k = fields[i].kind;
-    hid_t mt = file ? (k == 0 ? H5T_STD_I32LE : k == 1 ? H5T_STD_I64LE : H5T_IEEE_F64LE)
-                    : (k == 0 ? H5T_NATIVE_INT32 : k == 1 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE);
-    if (H5Tinsert(t, fields[i].name, file ? off : fields[i].offset, mt) < 0) {
+    hid_t et = k == 3 ? enum_type(fields[i].e ? fields[i].e : param_enum(), file) : -1;
+    hid_t mt = k == 3 ? et
+               : file ? (k == 0 ? H5T_STD_I32LE : k == 1 ? H5T_STD_I64LE : H5T_IEEE_F64LE)
+                      : (k == 0 ? H5T_NATIVE_INT32 : k == 1 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE);
+    const herr_t e = mt >= 0 ? H5Tinsert(t, fields[i].name, file ? off : fields[i].offset, mt) : -1;
+    if (et >= 0) H5Tclose(et);
+    if (e < 0) {
       H5Tclose(t);
       return -1;
     }
@@ -278,8 +339,8 @@ typedef struct {
   int rank;
 } RunLayout;
 
-/* One measurement's dataset in a run's group, with its schema attributes. */
-static int make_schema_dataset(hid_t g, const DatasetSpec *ds, int64_t n_records, const RunLayout *L)
+/* One measurement's dataset in a run's group, with its schema attributes; returned open. */
+static hid_t make_schema_dataset(hid_t g, const DatasetSpec *ds, int64_t n_records, const RunLayout *L)
 {
   hsize_t dims[2] = {(hsize_t)n_records, (hsize_t)ds->width};
   hid_t sp = H5Screate_simple(ds->width == SCALAR ? 1 : 2, dims, NULL);
@@ -291,8 +352,58 @@ static int make_schema_dataset(hid_t g, const DatasetSpec *ds, int64_t n_records
       H5Dwrite(d, i64 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, i64 ? (const void *)L->minus1s : (const void *)L->nans) < 0)
     rc = -1;
   if (rc == 0) rc |= attr_str(d, "units", ds->units) | attr_str(d, "description", ds->description);
-  if (d >= 0 && H5Dclose(d) < 0) rc = -1;
   H5Sclose(sp);
+  if (rc && d >= 0) H5Dclose(d);
+  return rc ? -1 : d;
+}
+
+/* The index 0..width-1 of a vector dataset's second axis, as a dimension scale <group>_<name> in
+ * the run's group, attached to that axis. */
+static int attach_index_scale(hid_t run_group, hid_t d, const Schema *sc, const DatasetSpec *ds, const RunLayout *L)
+{
+  char name[128];
+  snprintf(name, sizeof name, "%s_%s", sc->group, ds->name);
+  hsize_t w = (hsize_t)ds->width;
+  hid_t sp = H5Screate_simple(1, &w, NULL);
+  hid_t x = sp >= 0 ? H5Dcreate2(run_group, name, H5T_STD_I64LE, sp, H5P_DEFAULT, L->dcpl_i64, H5P_DEFAULT) : -1;
+  int64_t *idx = L->rank == 0 ? malloc((size_t)w * sizeof *idx) : NULL;
+  for (hsize_t i = 0; idx && i < w; i++) idx[i] = (int64_t)i;
+  int rc = x >= 0 && (L->rank != 0 || (idx && H5Dwrite(x, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, idx) >= 0)) ? 0 : -1;
+  if (rc == 0) rc |= attr_str(x, "units", "") | attr_str(x, "description", "index along the second axis of this measurement's dataset");
+  if (rc == 0 && (H5DSset_scale(x, name) < 0 || H5DSattach_scale(d, x, 1) < 0)) rc = -1;
+  free(idx);
+  if (x >= 0) H5Dclose(x);
+  if (sp >= 0) H5Sclose(sp);
+  return rc;
+}
+
+/* One measurement's group in a run's group: every dataset of its schema, with the step dataset a
+ * dimension scale on every dataset's first axis and an index scale on a vector's second, so that
+ * netCDF readers (xarray with h5netcdf) see named dimensions. */
+static int make_measurement(hid_t run_group, const Schema *sc, const RunLayout *L)
+{
+  hid_t sub = H5Gcreate2(run_group, sc->group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (sub < 0) return -1;
+  int rc = attr_str(sub, "description", sc->description);
+  hid_t step = -1;
+  for (int k = 0; k < sc->n_datasets && rc == 0; k++) {
+    const DatasetSpec *ds = &sc->datasets[k];
+    hid_t d = make_schema_dataset(sub, ds, sc->n_records, L);
+    if (d < 0) {
+      rc = -1;
+      break;
+    }
+    if (k == 0) { /* "step": the first axis of every dataset of the group */
+      if (H5DSset_scale(d, "step") < 0) rc = -1;
+      step = d;
+      continue;
+    }
+    if (H5DSattach_scale(d, step, 0) < 0) rc = -1;
+    if (rc == 0 && ds->width != SCALAR) rc = attach_index_scale(run_group, d, sc, ds, L);
+    H5Dclose(d);
+  }
+  if (step >= 0) H5Dclose(step);
+  H5Gclose(sub);
   return rc ? -1 : 0;
 }
 
@@ -309,21 +420,17 @@ static int make_run(hid_t runs, const RunSpec *rs, const Schema *schemas, int n_
   rc |= attr_i32(g, "instance", rs->instance);
   rc |= attr_i32(g, "width", rs->width);
   rc |= attr_i64(g, "seed", rs->seed);
-  rc |= attr_str(g, "param", param_name(rs->param));
+  { /* the parameterization, as the same enum as in /summary */
+    hid_t et = enum_type(param_enum(), true), mt = enum_type(param_enum(), false);
+    const int32_t p = (int32_t)rs->param;
+    rc |= et >= 0 && mt >= 0 ? attr_write_as(g, "param", et, mt, &p) : -1;
+    if (et >= 0) H5Tclose(et);
+    if (mt >= 0) H5Tclose(mt);
+  }
   rc |= attr_f64(g, "eta", rs->eta);
   rc |= attr_f64(g, "eta_factor", rs->eta_factor);
   rc |= attr_i64(g, "n_params", rs->n_params);
-  for (int m = 0; m < n_schemas && rc == 0; m++) {
-    const Schema *sc = &schemas[m];
-    hid_t sub = H5Gcreate2(g, sc->group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (sub < 0) {
-      rc = -1;
-      break;
-    }
-    rc |= attr_str(sub, "description", sc->description);
-    for (int k = 0; k < sc->n_datasets && rc == 0; k++) rc |= make_schema_dataset(sub, &sc->datasets[k], sc->n_records, L);
-    H5Gclose(sub);
-  }
+  for (int m = 0; m < n_schemas && rc == 0; m++) rc |= make_measurement(g, &schemas[m], L);
   H5Gclose(g);
   return rc ? -1 : 0;
 }
@@ -386,7 +493,8 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const R
   size_t decklen = strlen(deck);
   if (dcpl_plain < 0 || (sp = H5Screate(H5S_SCALAR)) < 0 || (t = str_type(decklen)) < 0 ||
       (d = H5Dcreate2(file, "deck", t, sp, H5P_DEFAULT, dcpl_plain, H5P_DEFAULT)) < 0 ||
-      (rank == 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, deck) < 0)) {
+      (rank == 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, deck) < 0) || attr_str(d, "units", "") ||
+      attr_str(d, "description", "the effective deck: every option in force, one -key value a line; itself a deck that reproduces the job")) {
     errbuf_set(err, errlen, "output file %s: cannot write /deck", path);
     goto done;
   }
@@ -440,6 +548,8 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const R
     if (!bad) {
       for (int i = 0; i < n_runs; i++) irows[runs_spec[i].instance] = instance_row_unmeasured(&runs_spec[i]);
       if (ni > 0 && rank == 0 && H5Dwrite(id, imt, H5S_ALL, H5S_ALL, H5P_DEFAULT, irows) < 0) bad = 1;
+      if (attr_str(id, "units", "") || attr_str(id, "description", "one row per model instance: lambda_0 and the eta_max search (docs/output.md)"))
+        bad = 1;
     }
     if (id >= 0) H5Dclose(id);
     if (isp >= 0) H5Sclose(isp);
@@ -467,9 +577,7 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const R
     rows[rs->index >= 0 && rs->index < n_runs ? rs->index : i] = summary_row_pending(rs, RUN_PENDING);
   }
   if ((n_runs > 0 && rank == 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) ||
-      attr_str(d, "status_names", "0=pending,1=running,2=done,3=diverged") ||
-      attr_str(d, "param_names", "0=ntk,1=sp,2=mup") ||
-      attr_str(d, "phase_names", "-1=unknown,0=lazy,1=catapult,2=divergent")) {
+      attr_str(d, "units", "") || attr_str(d, "description", "one row per run: identity, status, results and phase (docs/output.md)")) {
     errbuf_set(err, errlen, "output file %s: cannot write /summary", path);
     goto done;
   }

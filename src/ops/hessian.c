@@ -1,5 +1,5 @@
 /* The loss Hessian as a shell matrix over the parameters, and its spectrum (see hessian.h and
- * CONVENTIONS.md "Hessian").
+ * docs/conventions.md "Hessian").
  *
  * Tapes. hessian_set_params runs, chunk by chunk (-hess_chunk samples), the forward pass and the
  * first-order cotangents of the local samples (model_hvp_prepare) and keeps both when they fit

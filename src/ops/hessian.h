@@ -1,4 +1,4 @@
-/* The loss Hessian on a Hessian batch (CONVENTIONS.md "Hessian"): H = G + R of
+/* The loss Hessian on a Hessian batch (docs/conventions.md "Hessian"): H = G + R of
  * L = 1/(2N) sum_a ||f(x_a) - y_a||^2, as a SLEPc shell matrix over the P parameters, and its
  * spectrum: top eigenvalues (sharpness), the most negative eigenvalue, Hutchinson's trace and
  * stochastic Lanczos quadrature (SLQ) for the spectral density. Also the Gauss-Newton part

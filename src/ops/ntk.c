@@ -1,5 +1,5 @@
 /* The empirical NTK: matrix-free operator, Krylov-Schur top eigenvalues, structured Gram matrix
- * and its ScaLAPACK spectrum (see ntk.h and CONVENTIONS.md "Empirical NTK").
+ * and its ScaLAPACK spectrum (see ntk.h and docs/conventions.md "Empirical NTK").
  *
  * Tapes. The operator is linearised at theta once per ntk_set_params: every local sample's
  * activations stay on a tape, chunk by chunk (-ntk_chunk samples per tape), so each product costs

@@ -1,5 +1,5 @@
-/* The empirical NTK on an NTK batch (CONVENTIONS.md "Empirical NTK"): Theta = J J^T / N, the full
- * (Nk x Nk) matrix or its logit trace Theta_bar = (1/k) sum_i Theta_{(.,i),(.,i)} (N x N).
+/* The empirical NTK on an NTK batch (docs/conventions.md "Empirical NTK"): Theta = J J^T / N, the
+ * full (Nk x Nk) matrix or its logit trace Theta_bar = (1/k) sum_i Theta_{(.,i),(.,i)} (N x N).
  *
  * Two ways to its spectrum:
  *   - matrix-free: a MATSHELL y = Theta v (one VJP, one allreduce of a P-vector, one JVP per
