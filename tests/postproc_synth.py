@@ -11,8 +11,12 @@ used to know.
 
 The trajectories are exact gradient descent on the uv model of docs/conventions.md
 (f = v.u/sqrt(n), one sample (1, 0), L = f^2/2, lambda = (|u|^2+|v|^2)/n), so the phases are
-known: lazy for eta*lambda0 < 2, catapult for 2 < eta*lambda0 < 4, divergent above 4.
-Parameterizations only change the initial scale of u, v (so lambda_0 depends on width for sp).
+known: lazy for eta*lambda0 < 2, catapult for 2 < eta*lambda0 < 4 (lambda falls below 2/eta),
+divergent above 4. The phase rule (docs/conventions.md) needs lambda_0 and lambda_T: a file has them
+in lambda/ (with_lambda) or only in the summary (summary_lambda); without either, its finished
+runs above eta*lambda0 = 2 are "unresolved". Parameterizations only change the initial scale of
+u, v (so lambda_0 depends on width for sp). Narrow nets just above eta*lambda0 = 2 make a mild
+catapult: lambda falls below 2/eta with hardly a loss spike (make_standard_set's "mild" file).
 
     /usr/bin/python3 tests/postproc_synth.py out_dir     # writes the standard set of files
 """
@@ -30,6 +34,7 @@ SUMMARY_BASE = [("run", "<i4"), ("instance", "<i4"), ("width", "<i4"), ("param",
                 ("loss0", "<f8"), ("loss_peak", "<f8"), ("loss_final", "<f8"), ("acc_final", "<f8"),
                 ("test_loss_final", "<f8"), ("test_acc_final", "<f8"), ("wall_seconds", "<f8")]
 SUMMARY_LAMBDA = [("lambda0", "<f8"), ("lambda_final", "<f8")]
+SUMMARY_PEAK = [("peak_step", "<i8")]  # newer files: the step of the loss peak in the catapult window
 
 # group -> (description, [(dataset, dtype, units, description)]), as declared in src/measure/*.c and
 # tests/test_registry.c; "step" first. A dataset's width comes from the data.
@@ -163,7 +168,7 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
               with_density=False, with_toy=True, legacy=False, spectrum_steps=None,
               density_steps=None, hess_nev=3, slq=(2, 6), kill_after_runs=None,
               running_stop=73, zero_pending_summary=True, diverge_factor=1e6,
-              catapult_factor=1.5, catapult_window=100, extra_config=None):
+              catapult_factor=1.0, catapult_window=100, extra_config=None, summary_lambda=None):
     """Write one synthetic file. Measurement groups: train, test, and with_spectrum (spectrum/ at
     spectrum_steps), with_lambda (lambda/), with_hessian (hessian/), with_density (density/ at
     density_steps), with_toy (toy/, every record_every steps); with_spectra adds a spectra/hessian
@@ -171,7 +176,13 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
     attributes, no spectrum/density/toy, only LEGACY_FIELDS). absolute_etas: list of absolute
     learning rates (eta_factor NaN) instead of eta_factors. kill_after_runs=k: runs 0..k-1 finish, run k is left running at step
     running_stop, the others are pending (their summary rows all zero when zero_pending_summary,
-    as an unwritten compound row would be, else run ids with status 0 and NaN numbers)."""
+    as an unwritten compound row would be, else run ids with status 0 and NaN numbers).
+    summary_lambda (default: with_lambda): the summary carries lambda0 and lambda_final (lambda
+    at steps 0 and T), with or without a lambda/ group. The summary has peak_step (the step of
+    the largest loss at step <= catapult_window, every step counted, -1 for pending runs) unless
+    legacy. catapult_factor 1 (the trainer's default): no loss spike required for a catapult."""
+    if summary_lambda is None:
+        summary_lambda = with_lambda
     specs = []
     inst = 0
     for w in widths:
@@ -197,7 +208,7 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
                                                   ("hessian", with_hessian), ("density", with_density),
                                                   ("toy", with_toy)) if on]
     n_slq = slq[0] * slq[1]
-    dtype = np.dtype(SUMMARY_BASE + (SUMMARY_LAMBDA if with_lambda else []))
+    dtype = np.dtype(SUMMARY_BASE + (SUMMARY_LAMBDA if summary_lambda else []) + ([] if legacy else SUMMARY_PEAK))
     summary = np.zeros(len(specs), dtype=dtype)
     with h5py.File(path, "w") as f:
         f.attrs["program"] = "ntkhpc"
@@ -345,9 +356,13 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
                 row["test_loss_final"] = te["loss"][nt - 1]
                 row["test_acc_final"] = te["accuracy"][nt - 1]
                 row["wall_seconds"] = 0.01 * T * sp["width"] / 64.0
-                if with_lambda:
+                if summary_lambda:
                     row["lambda0"] = lam0
-                    row["lambda_final"] = lam[T]
+                    row["lambda_final"] = math.nan if diverged else lam[T]  # as the trainer writes it
+                if not legacy:
+                    with np.errstate(invalid="ignore"):
+                        Lw = np.where(np.isfinite(L), L, np.inf)[:catapult_window + 1]
+                    row["peak_step"] = int(np.argmax(Lw))  # the first step of the window's peak
             if status != 0 or not zero_pending_summary:
                 for k, v in (("run", i), ("instance", sp["instance"]), ("width", sp["width"]),
                              ("param", PARAM_ID[sp["param"]]), ("seed", sp["seed"]),
@@ -355,8 +370,10 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
                     row[k] = v
                 if status == 0:
                     for k in ("loss0", "loss_peak", "loss_final", "acc_final", "test_loss_final",
-                              "test_acc_final", "wall_seconds"):
+                              "test_acc_final", "wall_seconds") + (("lambda0", "lambda_final") if summary_lambda else ()):
                         row[k] = np.nan
+                    if not legacy:
+                        row["peak_step"] = -1
             summary[i] = row
             data = {"train": dict(tr, step=tr_step), "test": dict(te, step=te_step),
                     "spectrum": spec, "lambda": dict(la, step=la_step), "hessian": dict(he, step=he_step),
@@ -372,25 +389,56 @@ def make_file(path, widths=(64, 256, 1024), seeds=(0, 1), params=("ntk", "sp"),
     return path
 
 
+def hover_at_edge(path, level=1.05):
+    """Rewrite a with_lambda file so that every finished run with eta*lambda0 > 2 ends at the edge
+    of stability instead of below it: lambda_t (lambda/value, the top of lambda/topk, the summary's
+    lambda_final) becomes max(lambda_t, level * 2/eta) from the first step lambda_t would have
+    fallen under it. Such runs are "unresolved" (eta*lambda_T >= 2). Returns their run indices."""
+    done = []
+    with h5py.File(path, "r+") as f:
+        s = f["summary"][()]
+        for name in sorted(f["runs"]):
+            g = f["runs"][name]
+            i, eta = int(g.attrs["run"]), float(g.attrs["eta"])
+            if int(s["status"][i]) != 2 or not float(g.attrs["lambda0"]) * eta > 2:
+                continue
+            floor = level * 2.0 / eta
+            val = g["lambda/value"][()]
+            new = np.where(np.isfinite(val), np.maximum(val, floor), val)
+            g["lambda/value"][...] = new
+            top = g["lambda/topk"][()]
+            top[:, 0] = np.where(np.isfinite(top[:, 0]), np.maximum(top[:, 0], floor), top[:, 0])
+            g["lambda/topk"][...] = top
+            s["lambda_final"][i] = max(float(s["lambda_final"][i]), floor)
+            done.append(i)
+        f["summary"][...] = s
+    return done
+
+
 def make_standard_set(d):
-    """The files the tests use: full (no lambda), lambda (every measurement), partial (killed),
-    partial_nan (killed, lambda/, an older file without schema attributes), second (another width,
-    to combine with full; an older file too), absolute (absolute learning rates). All but the
-    older files have the user-registered measurement toy/."""
+    """The files the tests use: full (deliberately no lambda at all: its runs above eta*lambda0 = 2
+    are unresolved), lambda (every measurement), partial (killed; lambda0/lambda_final in the
+    summary only), partial_nan (killed, lambda/, an older file without schema attributes), second
+    (another width, to combine with full; an older file too, lambda in the summary only), absolute
+    (absolute learning rates, no lambda: lambda0 unknown), mild (narrow nets just above
+    eta*lambda0 = 2: catapults with little or no loss spike, and catapult_factor 1.5 in /config, so
+    those are unresolved). All but the older files have the user-registered measurement toy/."""
     os.makedirs(d, exist_ok=True)
     p = {}
     p["full"] = make_file(os.path.join(d, "full.h5"))
     p["lambda"] = make_file(os.path.join(d, "lambda.h5"), with_lambda=True, with_hessian=True,
                             with_spectra=True, with_spectrum=True, with_density=True, params=("ntk", "sp", "mup"), widths=(64, 256, 1024),
                             seeds=(0, 1, 2))
-    p["partial"] = make_file(os.path.join(d, "partial.h5"), kill_after_runs=17)
+    p["partial"] = make_file(os.path.join(d, "partial.h5"), kill_after_runs=17, summary_lambda=True)
     p["partial_nan"] = make_file(os.path.join(d, "partial_nan.h5"), kill_after_runs=5,
                                  zero_pending_summary=False, with_lambda=True,
                                  with_hessian=True, legacy=True)
     p["second"] = make_file(os.path.join(d, "second.h5"), widths=(4096,), seeds=(0, 1),
-                            legacy=True)
+                            legacy=True, summary_lambda=True)
     p["absolute"] = make_file(os.path.join(d, "absolute.h5"), absolute_etas=(0.25, 0.5, 0.75, 1.25, 1.5, 3.0),
                               widths=(128, 512), seeds=(0, 1, 2), params=("ntk",), record_every=2)
+    p["mild"] = make_file(os.path.join(d, "mild.h5"), widths=(64,), seeds=(0, 1), params=("ntk",),
+                          eta_factors=(1.5, 2.05, 2.2, 3.0), with_lambda=True, catapult_factor=1.5)
     return p
 
 

@@ -162,6 +162,7 @@ static SummaryRow summary_of(int run, int status) {
   row.test_loss_final = test_rec(run, p->n_test - 1).loss;
   row.test_acc_final = test_rec(run, p->n_test - 1).accuracy;
   row.wall_seconds = 1.5 * run;
+  row.peak_step = 2 * run;
   return row;
 }
 
@@ -250,7 +251,7 @@ static hid_t summary_mem_type(void) {
   F(n_train_records, H5T_NATIVE_INT32); F(n_test_records, H5T_NATIVE_INT32);
   F(loss0, H5T_NATIVE_DOUBLE); F(loss_peak, H5T_NATIVE_DOUBLE); F(loss_final, H5T_NATIVE_DOUBLE);
   F(acc_final, H5T_NATIVE_DOUBLE); F(test_loss_final, H5T_NATIVE_DOUBLE);
-  F(test_acc_final, H5T_NATIVE_DOUBLE); F(wall_seconds, H5T_NATIVE_DOUBLE);
+  F(test_acc_final, H5T_NATIVE_DOUBLE); F(wall_seconds, H5T_NATIVE_DOUBLE); F(peak_step, H5T_NATIVE_INT64);
 #undef F
   return t;
 }
@@ -265,7 +266,7 @@ static int summary_equal(const SummaryRow *a, const SummaryRow *b) {
          same_double(a->acc_final, b->acc_final) &&
          same_double(a->test_loss_final, b->test_loss_final) &&
          same_double(a->test_acc_final, b->test_acc_final) &&
-         same_double(a->wall_seconds, b->wall_seconds);
+         same_double(a->wall_seconds, b->wall_seconds) && a->peak_step == b->peak_step;
 }
 
 /* Every value of the file. */
@@ -418,7 +419,7 @@ static void verify_file(const char *path, int world_size, const char *label) {
                                   "status", "steps_done", "n_train_records", "n_test_records",
                                   "loss0", "loss_peak", "loss_final", "acc_final",
                                   "test_loss_final", "test_acc_final", "wall_seconds",
-                                  "lambda0", "lambda_final", "peak_ratio", "eta_lambda0",
+                                  "lambda0", "lambda_final", "peak_ratio", "peak_step", "eta_lambda0",
                                   "eta_lambda_final", "lambda_ratio", "phase"};
     const unsigned n_names = sizeof names / sizeof names[0];
     hid_t d = H5Dopen2(f, "summary", H5P_DEFAULT);
@@ -449,7 +450,7 @@ static void verify_file(const char *path, int world_size, const char *label) {
                             .eta_factor = s->eta_factor, .status = RUN_PENDING, .steps_done = 0,
                             .n_train_records = 0, .n_test_records = 0, .loss0 = NAN,
                             .loss_peak = NAN, .loss_final = NAN, .acc_final = NAN,
-                            .test_loss_final = NAN, .test_acc_final = NAN, .wall_seconds = NAN};
+                            .test_loss_final = NAN, .test_acc_final = NAN, .wall_seconds = NAN, .peak_step = -1};
       } else {
         want = summary_of(run, plan[run].status);
       }

@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 PASSED, FAILED = [], []
 SUMMARY_FIELDS = ("status", "steps_done", "n_train_records", "n_test_records", "loss0", "loss_peak",
                   "loss_final", "acc_final", "test_loss_final", "test_acc_final", "wall_seconds",
-                  "lambda_final")
+                  "lambda_final", "peak_step")
 CFG_IGNORE = {"output", "overwrite", "widths", "seeds", "params", "etas", "eta_factors", "created",
               "flush_seconds", "progress_seconds", "quiet", "n_runs", "n_instances", "world_size",
               "ranks_per_run", "width", "seed", "param", "eta"}
@@ -114,7 +114,7 @@ def expected(paths):
             cfg = dict(f["config"].attrs) if "config" in f else {}
             cfgkey = repr(sorted((k, _s(v) if isinstance(v, bytes) else repr(v)) for k, v in cfg.items()
                                  if k not in CFG_IGNORE))
-            cf = float(cfg.get("catapult_factor", 1.5))
+            cf = float(cfg.get("catapult_factor", 1.0))  # 1: no spike required (trainer default)
             df = float(cfg.get("diverge_factor", 1e6))
             win = cfg.get("catapult_window")
             s = f["summary"][()] if "summary" in f else None
@@ -134,22 +134,6 @@ def expected(paths):
                        "spectra": sorted(k for k in g.get("spectra", {}) if "spectra" in g)
                                   + (["spectrum/ntk"] if "spectrum" in g and (g["spectrum/step"][()] >= 0).any() else []),
                        "density": "density" in g and bool((g["density/step"][()] >= 0).any())}
-                ph = "pending"
-                if tr is not None:
-                    st, L = tr
-                    L0 = L[0] if st[0] == 0 else math.nan
-                    w = st <= int(win) if win is not None and int(win) > 0 else np.ones(st.size, bool)
-                    if status == 3 or not np.isfinite(L).all() or L.max() > df * L0:
-                        ph = "divergent"
-                    elif status != 2:
-                        ph = "incomplete"
-                    elif L[-1] > L0:
-                        ph = "divergent"
-                    elif L[w].max() > cf * L0 and L[-1] < L0:
-                        ph = "catapult"
-                    else:
-                        ph = "lazy"
-                rec["phase"] = ph
                 lam0 = g.attrs.get("lambda0", row["lambda0"] if row is not None and "lambda0" in row.dtype.names else math.nan)
                 if not (np.isfinite(lam0) and lam0 > 0) and rec["lambda"]:
                     st, v = _valid(g, "lambda", "value")
@@ -158,6 +142,36 @@ def expected(paths):
                 if not (np.isfinite(lam0) and lam0 > 0) and np.isfinite(ef) and ef > 0 and eta > 0:
                     lam0 = ef / eta  # eta = eta_factor / lambda0 by definition
                 rec["lambda0"] = float(lam0)
+                # lambda_T: the last finite lambda/value, else the summary's lambda_final
+                lamT = math.nan
+                if rec["lambda"]:
+                    v = _valid(g, "lambda", "value")[1]
+                    lamT = float(v[np.isfinite(v)][-1]) if np.isfinite(v).any() else math.nan
+                if not np.isfinite(lamT) and row is not None and "lambda_final" in row.dtype.names:
+                    lamT = float(row["lambda_final"])
+                rec["lambda_T"] = lamT
+                # the phase rule of docs/conventions.md ("Learning rates and phases")
+                el0 = eta * lam0 if np.isfinite(lam0) else ef
+                elT = eta * lamT
+                ph = "pending"
+                if tr is not None:
+                    st, L = tr
+                    L0 = L[0] if st[0] == 0 else math.nan
+                    w = st <= int(win) if win is not None and int(win) > 0 else np.ones(st.size, bool)
+                    spike = cf <= 1 or L[w].max() > cf * L0
+                    if status == 3 or not np.isfinite(L).all() or L.max() > df * L0:
+                        ph = "divergent"
+                    elif status != 2:
+                        ph = "incomplete"
+                    elif L[-1] > L0:
+                        ph = "divergent"
+                    elif el0 <= 2:
+                        ph = "lazy"
+                    elif el0 > 2 and elT < 2 and spike:
+                        ph = "catapult"
+                    else:
+                        ph = "unresolved"
+                rec["phase"] = ph
                 rec["cfg"] = cfgkey
                 rec["seed"] = int(g.attrs["seed"])
                 rec["nrows"] = 0 if tr is None else tr[0].size
@@ -182,7 +196,8 @@ def groups_with(runs, flag):
 
 
 def series_with(runs, pred):
-    return {r["key"][:2] for r in runs if r["phase"] in ("lazy", "catapult") and pred(r)}
+    """(param, width) series of the scalar figures: finished runs that did not diverge."""
+    return {r["key"][:2] for r in runs if r["phase"] in ("lazy", "catapult", "unresolved") and pred(r)}
 
 
 def count(fig, gid, kind="line"):
@@ -204,6 +219,10 @@ def check_dataset(tag, paths, outdir):
     sweep = ntkpost.load(paths)
     an = ntkpost.Analysis(sweep)
     check("%s: run count" % tag, len(sweep.runs) == len(exp), "%d vs %d" % (len(sweep.runs), len(exp)))
+    got_ph = {(os.path.abspath(row["file"]), row["run"]): row["phase"] for row in an.rows}
+    bad_ph = [(os.path.basename(e["file"]), e["run"], e["phase"], got_ph.get((os.path.abspath(e["file"]), e["run"])))
+              for e in exp if got_ph.get((os.path.abspath(e["file"]), e["run"])) != e["phase"]]
+    check("%s: phases follow the rule (computed here from the file)" % tag, not bad_ph, str(bad_ph[:5]))
     F = ntkpost.figures
     # the report draws every figure once; its Figure objects are inspected here
     out = ntkpost.write_report(an, outdir, quiet=True, keep_figures=True)
@@ -252,7 +271,7 @@ def check_dataset(tag, paths, outdir):
                 got = count(fig, "curve")
                 check("%s: %s has %d curves" % (tag, name, len(ser)), got == len(ser), "got %d" % got)
         elif name == "lambda_final":
-            ser = series_with(exp, lambda r: r["lambda"] and np.isfinite(r["lambda0"]))
+            ser = series_with(exp, lambda r: np.isfinite(r["lambda_T"]) and np.isfinite(r["lambda0"]))
             if not ser:
                 check("%s: lambda_final skipped" % tag, fig is None)
                 continue
@@ -528,10 +547,88 @@ def check_phases_theory(files):
             and abs(row["eta_factor"] - g["eta_factor"]) < 1e-12]
     check("group mean = mean over seeds", len(vals) == g["n_seeds"] == 3 and abs(np.mean(vals) - g["peak_ratio_mean"]) < 1e-12
           and abs(np.min(vals) - g["peak_ratio_min"]) == 0)
-    # threshold override reclassifies
+    # the theory: a catapult brings lambda below 2/eta, whatever the spike
+    check("uv catapults end with eta*lambda_T < 2, lazy runs with eta*lambda_0 <= 2",
+          all(row["eta_lambda_T"] < 2 < row["eta_lambda0"] for row in an.rows if row["phase"] == "catapult")
+          and all(row["eta_lambda0"] <= 2 for row in an.rows if row["phase"] == "lazy"))
+    # threshold override reclassifies: a catapult_factor > 1 no run's spike exceeds makes the
+    # catapults unresolved
     an2 = ntkpost.Analysis(an.sweep, catapult_factor=1e9)
+    n_cat = an.phase_counts()["catapult"]
     check("threshold override: no catapult", an2.phase_counts()["catapult"] == 0 and an2.th.source["catapult_factor"] == "override")
-    check("thresholds from config", an.th.source["catapult_window"] == "config" and an.th.catapult_window == 100)
+    check("threshold override: the catapults without the required spike are unresolved",
+          n_cat > 0 and an2.phase_counts()["unresolved"] == n_cat + an.phase_counts()["unresolved"]
+          and all(b["phase"] == ("unresolved" if a["phase"] == "catapult" else a["phase"]) for a, b in zip(an.rows, an2.rows)))
+    check("thresholds from config", an.th.source["catapult_window"] == "config" and an.th.catapult_window == 100
+          and an.th.source["catapult_factor"] == "config" and an.th.catapult_factor == 1.0)
+
+
+def _window_peak(run, window):
+    """(peak ratio, step of the first largest loss) over the recorded rows at step <= window."""
+    st, L = run.train["step"], run.train["loss"]
+    w = st <= window
+    return L[w].max() / L[0], int(st[w][np.argmax(L[w])])
+
+
+@section
+def check_phases_rule(files, outdir):
+    """The phase rule of docs/conventions.md beyond the uv theory: no lambda (unresolved), a mild
+    catapult and a required spike (catapult_factor > 1), lambda staying at the edge, peak_step."""
+    # a file with no lambda at all: eta*lambda_0 is known (eta_factor), lambda_T is not
+    an = ntkpost.Analysis(ntkpost.load(files["full"]))
+    wrong = [(row["run"], row["eta_factor"], row["phase"]) for row in an.rows
+             if row["phase"] != ("lazy" if row["eta_factor"] < 2 else "unresolved" if row["eta_factor"] < 4 else "divergent")]
+    check("no lambda: lazy below 2, unresolved in (2, 4), divergent above 4", not wrong, str(wrong[:5]))
+    check("no lambda: lambda_T unknown, no catapult", an.phase_counts()["catapult"] == 0
+          and all(math.isnan(row["lambda_T"]) for row in an.rows))
+    # lambda0/lambda_final in the summary only (no lambda/ group): the theory holds
+    an = ntkpost.Analysis(ntkpost.load(files["second"]))
+    wrong = [(row["run"], row["eta_factor"], row["phase"]) for row in an.rows
+             if row["phase"] != ("lazy" if row["eta_factor"] < 2 else "catapult" if row["eta_factor"] < 4 else "divergent")]
+    check("summary lambda only: uv phases match theory", not wrong and an.sweep.runs[0].lam is None, str(wrong[:5]))
+    # mild catapults (width 64 just above eta*lambda0 = 2): lambda falls below 2/eta with little or
+    # no spike; /config asks for a spike of 1.5, so those are unresolved
+    sw = ntkpost.load(files["mild"])
+    an = ntkpost.Analysis(sw)
+    check("mild: catapult_factor 1.5 from /config", an.th.catapult_factor == 1.5 and an.th.source["catapult_factor"] == "config")
+    wrong, n_nospike = [], 0
+    for r, row in zip(sw.runs, an.rows):
+        c = row["eta_factor"]
+        pk, _ = _window_peak(r, 100)
+        if c < 2:
+            want = "lazy"
+        elif pk > 1.5:
+            want = "catapult"
+        else:
+            want, n_nospike = "unresolved", n_nospike + 1
+        if row["phase"] != want or not (c < 2 or row["eta_lambda_T"] < 2):
+            wrong.append((row["run"], c, pk, row["phase"]))
+    check("mild: catapult_factor > 1 without the spike gives unresolved", not wrong and n_nospike >= 3,
+          "%s, %d without spike" % (wrong[:5], n_nospike))
+    an1 = ntkpost.Analysis(sw, catapult_factor=1.0)
+    check("mild: no spike required (catapult_factor 1): every run above 2 is a catapult",
+          [row["phase"] for row in an1.rows] == ["lazy" if row["eta_factor"] < 2 else "catapult" for row in an1.rows])
+    # lambda staying at the edge: eta*lambda_0 > 2 and eta*lambda_T >= 2 is unresolved
+    edge = synth.make_file(os.path.join(outdir, "edge.h5"), widths=(64,), seeds=(0,), params=("ntk",),
+                           eta_factors=(1.5, 2.5, 3.0), with_lambda=True)
+    moved = synth.hover_at_edge(edge, level=1.05)
+    an = ntkpost.Analysis(ntkpost.load(edge))
+    check("edge: eta*lambda_0 > 2 with eta*lambda_T >= 2 is unresolved", len(moved) == 2 and all(
+        row["phase"] == "unresolved" and row["eta_lambda_T"] >= 2 and row["peak_ratio"] > 1.5
+        for row in an.rows if row["run"] in moved) and an.rows[0]["phase"] == "lazy",
+          str([(row["eta_factor"], row["eta_lambda_T"], row["phase"]) for row in an.rows]))
+    # peak_step: read from /summary (step of the window's peak); absent in older files
+    an = ntkpost.Analysis(ntkpost.load(files["lambda"]))
+    bad = [(r.index, row.get("peak_step"), _window_peak(r, 100)[1]) for r, row in zip(an.sweep.runs, an.rows)
+           if r.has_data and row.get("peak_step") != _window_peak(r, 100)[1]]
+    check("peak_step read from /summary (= the step of the window's largest loss)",
+          not bad and all(isinstance(row["peak_step"], int) for row in an.rows), str(bad[:5]))
+    check("peak_step > 0 for the catapults of wide nets, 0 for lazy runs",
+          all(row["peak_step"] > 0 for row in an.rows if row["phase"] == "catapult" and row["width"] >= 256)
+          and all(row["peak_step"] == 0 for row in an.rows if row["phase"] == "lazy"))
+    old = ntkpost.Analysis(ntkpost.load(files["second"]))
+    check("peak_step absent in older files", all("peak_step" not in row for row in old.rows)
+          and "peak_step" not in ntkpost.report.read_csv(ntkpost.write_report(old, os.path.join(outdir, "old"), quiet=True)["runs.csv"])[0])
 
 
 @section
@@ -698,6 +795,10 @@ def test_dataset_absolute():
     _dataset("absolute", ["absolute"])
 
 
+def test_dataset_mild():
+    _dataset("mild", ["mild"])
+
+
 def test_measurements():
     files = _files()
     n = len(FAILED)
@@ -716,6 +817,10 @@ def test_rows_in_place():
 
 def test_phases_theory():
     _passes(check_phases_theory, _files())
+
+
+def test_phases_rule():
+    _passes(check_phases_rule, _files(), _workdir())
 
 
 def test_partial():
@@ -739,8 +844,8 @@ def test_cli():
 
 
 SYNTH_TESTS = (test_dataset_full, test_dataset_lambda, test_dataset_partial, test_dataset_combined,
-               test_dataset_absolute, test_measurements, test_schema_content, test_rows_in_place,
-               test_phases_theory, test_partial, test_combine, test_absolute, test_load_api, test_cli)
+               test_dataset_absolute, test_dataset_mild, test_measurements, test_schema_content,
+               test_rows_in_place, test_phases_theory, test_phases_rule, test_partial, test_combine, test_absolute, test_load_api, test_cli)
 
 
 def main():

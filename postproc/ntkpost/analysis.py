@@ -5,15 +5,24 @@
     an.group_rows()                         # one dict per (cfg, param, width, eta), seeds aggregated
     an.critical_rows()                      # eta_crit / eta_max estimates per (cfg, param, width)
 
-Phase of a run (thresholds: catapult_factor, catapult_window, diverge_factor):
-  divergent  a non-finite loss, status "diverged", L_max > diverge_factor * L_0, or (finished) L_T > L_0
-  catapult   finished, not divergent, L_peak > catapult_factor * L_0 where L_peak is the largest
-             recorded loss at step <= catapult_window, and L_T < L_0
-  lazy       finished, neither
+Phase of a run (docs/conventions.md "Learning rates and phases"; thresholds: diverge_factor,
+catapult_factor, catapult_window):
+  divergent  a non-finite loss, status "diverged", L_max > diverge_factor * L_0 (L_max the largest
+             recorded loss of the run), or (finished) L_T > L_0
+  catapult   finished, not divergent, eta*lambda_0 > 2 and eta*lambda_T < 2 (training brought the
+             curvature below the edge of stability); when catapult_factor > 1 it also needs a loss
+             spike, peak_ratio = L_peak / L_0 > catapult_factor
+  lazy       finished, not divergent, eta*lambda_0 <= 2
+  unresolved finished, not divergent, eta*lambda_0 > 2 and eta*lambda_T >= 2, or lambda_T (or
+             lambda_0) unknown, or the spike catapult_factor > 1 asks for missing
   incomplete has rows but is still running (or the job was killed) and not yet divergent
   pending    no rows
-L_peak is taken from the recorded train rows (every record_every steps), so with record_every > 1
-it can miss the true peak; the summary's loss_peak (tracked by the trainer) is kept alongside.
+lambda_0 is the run's instance lambda_0 (Run.lambda0); lambda_T the last finite value of the run's
+lambda/ trajectory, else the summary's lambda_final. L_peak is the largest recorded loss at step
+<= catapult_window (the spike is recorded, not required unless catapult_factor > 1); it comes from
+the recorded train rows (every record_every steps), so with record_every > 1 it can miss the true
+peak; the summary's loss_peak and peak_step (the step of the peak in the window, tracked by the
+trainer at every step; absent in older files) are kept alongside.
 """
 import logging
 import math
@@ -25,10 +34,13 @@ from .io import PARAM_ORDER, SUMMARY_RESULT_FIELDS, eta_key_label
 
 log = logging.getLogger("ntkpost")
 
-PHASES = ("lazy", "catapult", "divergent", "incomplete", "pending")
-_SEVERITY = {"pending": 0, "incomplete": 1, "lazy": 2, "catapult": 3, "divergent": 4}
+PHASES = ("lazy", "catapult", "unresolved", "divergent", "incomplete", "pending")
+_SEVERITY = {"pending": 0, "incomplete": 1, "lazy": 2, "catapult": 3, "unresolved": 4, "divergent": 5}
+# phases of finished runs that did not diverge (their final numbers are meaningful)
+SETTLED = ("lazy", "catapult", "unresolved")
 
-DEFAULT_THRESHOLDS = {"catapult_factor": 1.5, "diverge_factor": 1e6, "catapult_window": None}
+# catapult_factor 1: no spike required (the trainer's default)
+DEFAULT_THRESHOLDS = {"catapult_factor": 1.0, "diverge_factor": 1e6, "catapult_window": None}
 
 
 def _f(v):
@@ -39,8 +51,9 @@ def _f(v):
 
 
 class Thresholds:
-    """catapult_factor, diverge_factor, catapult_window (steps; None = whole run) and where each
-    came from ("config", "default" or "override")."""
+    """catapult_factor (<= 1: no loss spike required for a catapult), diverge_factor,
+    catapult_window (steps; None = whole run) and where each came from ("config", "default" or
+    "override")."""
 
     def __init__(self, config=None, **overrides):
         config = config or {}
@@ -136,6 +149,7 @@ def run_metrics(run, th):
     r["test_loss_T"] = (_last_finite(run.test["loss"]) if run.test is not None and "loss" in run.test
                         and run.test["step"].size else math.nan)
     # phase
+    el0, elT = r["eta_lambda0"], r["eta_lambda_T"]
     if not run.has_data:
         ph = "pending"
     elif (run.status == 3 or nonfinite or (L0 > 0 and Lmax > th.diverge_factor * L0)):
@@ -144,12 +158,27 @@ def run_metrics(run, th):
         ph = "incomplete"
     elif L0 > 0 and LT > L0:
         ph = "divergent"
-    elif L0 > 0 and Lpk > th.catapult_factor * L0 and LT < L0:
-        ph = "catapult"
-    else:
+    elif el0 <= 2:
         ph = "lazy"
+    elif (el0 > 2 and elT < 2
+          and (th.catapult_factor <= 1 or r["peak_ratio"] > th.catapult_factor)):
+        ph = "catapult"
+    else:  # eta*lambda_T >= 2, lambda_0 or lambda_T unknown, or the required spike missing
+        ph = "unresolved"
     r["phase"] = ph
     return r
+
+
+def phase_rule_text(th):
+    """One-paragraph statement of the phase rule with the thresholds in force (captions, report)."""
+    spike = ("and (catapult_factor = %g) a loss spike L_peak > %g L_0 within %s steps"
+             % (th.catapult_factor, th.catapult_factor,
+                th.catapult_window if th.catapult_window is not None else "all")
+             if th.catapult_factor > 1 else "(no loss spike required: catapult_factor = %g)" % th.catapult_factor)
+    return ("divergent: a non-finite loss, L_max > %g L_0 or L_T > L_0; catapult: not divergent, "
+            "η·λ₀ > 2 and η·λ_T < 2 %s; lazy: not divergent, η·λ₀ ≤ 2; unresolved: not divergent, "
+            "η·λ₀ > 2 but η·λ_T ≥ 2, λ₀ or λ_T unknown, or the required spike missing; incomplete: still running "
+            "(or killed)" % (th.diverge_factor, spike))
 
 
 def majority_phase(phases):

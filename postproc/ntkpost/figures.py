@@ -28,14 +28,15 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .analysis import aggregate_curves  # noqa: E402
+from .analysis import SETTLED, aggregate_curves, phase_rule_text  # noqa: E402
 
 log = logging.getLogger("ntkpost")
 
 # Okabe-Ito (colourblind safe) for the phases; viridis (ordered by eta) for learning rates; plasma
 # (ordered by width) for widths.
-PHASE_COLORS = OrderedDict([("lazy", "#0072B2"), ("catapult", "#E69F00"),
+PHASE_COLORS = OrderedDict([("lazy", "#0072B2"), ("catapult", "#E69F00"), ("unresolved", "#CC79A7"),
                             ("divergent", "#D55E00"), ("incomplete", "#999999")])
+OTHER_PHASE_COLOR = "#000000"  # a phase not listed above (none is expected)
 PARAM_MARKERS = {"ntk": "o", "sp": "s", "mup": "^"}
 PARAM_LINES = {"ntk": "-", "sp": "--", "mup": "-."}
 REF_X = ((2.0, "2: η_crit"), (4.0, "4: uv η_max"), (12.0, "12: ReLU η_max"))
@@ -196,6 +197,7 @@ def _shade_phases(ax, an, idx_groups):
             if p not in used:
                 used.append(p)
     ax.set_xlim(lo, hi)
+    used.sort(key=list(PHASE_COLORS).index)
     return [Patch(color=PHASE_COLORS[p], alpha=0.3, label="%s (measured)" % p) for p in used]
 
 
@@ -291,9 +293,10 @@ _SPREAD = "Curves: mean over seeds; band: min-max over seeds; colour: learning r
 
 @figure("catapult_curves", "(a) Early training loss: the catapult",
         lambda an: "Training loss for the first %s steps, log scale, one panel per parameterization and "
-                   "width. In the catapult phase the loss first rises (L_peak > %g L_0) then falls below L_0. "
-                   % (an.th.catapult_window if an.th.catapult_window is not None else "(all)",
-                      an.th.catapult_factor) + _SPREAD % an.xshort)
+                   "width. In the catapult phase (η·λ₀ > 2, then λ falls until η·λ_T < 2) the loss first rises "
+                   "(strongly for wide nets, hardly for a mild catapult just above η·λ₀ = 2) then falls below L_0. "
+                   % (an.th.catapult_window if an.th.catapult_window is not None else "(all)",)
+                   + _SPREAD % an.xshort)
 def catapult_curves(an, window=None):
     if window is None:
         window = an.th.catapult_window
@@ -358,7 +361,7 @@ def _xplot(ax, an, field, series, wcol, label_series=True):
     for panel, gs in series.items():
         pts = []
         for key, idx in gs:
-            idx = [i for i in idx if an.rows[i]["phase"] in ("lazy", "catapult")]
+            idx = [i for i in idx if an.rows[i]["phase"] in SETTLED]
             vals = np.array([an.rows[i][field] for i in idx], float)
             vals = vals[np.isfinite(vals)]
             x = an.group_x(idx)
@@ -426,17 +429,26 @@ def _need_groups(an):
         raise NoData("no runs with data")
 
 
+def _spike_line(an):
+    """(y, label) of the peak-ratio reference line: the spike a catapult must exceed when
+    catapult_factor > 1, else L_peak = L_0."""
+    cf = an.th.catapult_factor
+    if cf > 1:
+        return cf, "spike required for a catapult: %g" % cf
+    return 1.0, "L_peak = L_0 (no spike required)"
+
+
 @figure("peak_ratio", "(b) Loss peak L_peak/L_0 vs learning rate",
         lambda an: "Largest recorded training loss within the first %s steps divided by the initial loss, "
-                   "mean over seeds (band min-max) of the finished non-divergent runs, one curve per parameterization and width. Dashed "
-                   "horizontal line: the catapult threshold %g; background: measured phase (seed majority, "
-                   "pooled); vertical lines at η·λ₀ = 2, 4, 12 when λ₀ is known. x axis: %s."
-                   % (an.th.catapult_window, an.th.catapult_factor, an.xlabel))
+                   "mean over seeds (band min-max) of the finished non-divergent runs, one curve per parameterization and width. "
+                   "The spike is recorded, not what defines a catapult; dashed horizontal line: %s; background: "
+                   "measured phase (seed majority, pooled); vertical lines at η·λ₀ = 2, 4, 12 when λ₀ is known. "
+                   "x axis: %s." % (an.th.catapult_window if an.th.catapult_window is not None else "(all)",
+                                     _spike_line(an)[1], an.xlabel))
 def peak_ratio(an):
     _need_groups(an)
     return _xfigure(an, "(b) Loss peak within the catapult window, L_peak / L_0, vs %s" % an.xshort,
-                    [("peak_ratio", "L_peak / L_0 (log)", True,
-                      [(an.th.catapult_factor, "catapult threshold %g" % an.th.catapult_factor)])])
+                    [("peak_ratio", "L_peak / L_0 (log)", True, [_spike_line(an)])])
 
 
 @figure("test_accuracy", "(e) Final test accuracy vs learning rate",
@@ -453,7 +465,8 @@ def test_accuracy(an):
 @figure("lambda_final", "(d) Final NTK eigenvalue vs η·λ₀",
         "Left: λ_T/λ_0 (final over initial top NTK eigenvalue); right: η·λ_T. In the lazy phase "
         "λ_T ≈ λ_0 (right: on the diagonal); in the catapult phase λ_T drops so that η·λ_T < 2 "
-        "(horizontal line). Vertical lines: η·λ₀ = 2 (η_crit), 4 (uv-model η_max), 12 (ReLU-net η_max); "
+        "(horizontal line); runs with η·λ₀ > 2 that stay at η·λ_T ≥ 2 are unresolved. Vertical lines: "
+        "η·λ₀ = 2 (η_crit), 4 (uv-model η_max), 12 (ReLU-net η_max); "
         "background: measured phase (seed majority). Mean over seeds, band min-max.")
 def lambda_final(an):
     _need_groups(an)
@@ -656,11 +669,10 @@ def hessian_density(an):
 
 @figure("phase_diagram", "(i) Phase diagram: width × learning rate",
         lambda an: "Each cell is one (width, learning rate) of one parameterization; colour: phase of the "
-                   "seed majority (lazy / catapult / divergent; grey: still running); a fraction k/n is shown "
-                   "where seeds disagree. Thresholds: catapult if L_peak > %g L_0 within %s steps and "
-                   "L_T < L_0; divergent if a loss is non-finite or L_max > %g L_0 or L_T > L_0 (sources: %s). "
-                   "x axis: %s." % (an.th.catapult_factor, an.th.catapult_window, an.th.diverge_factor,
-                                    ", ".join("%s from %s" % kv for kv in an.th.source.items()), an.xlabel))
+                   "seed majority (lazy / catapult / unresolved / divergent; grey: still running); a fraction "
+                   "k/n is shown where seeds disagree. Phases: %s (thresholds: %s). x axis: %s."
+                   % (phase_rule_text(an.th), ", ".join("%s from %s" % kv for kv in an.th.source.items()),
+                      an.xlabel))
 def phase_diagram(an):
     _need_groups(an)
     by = OrderedDict()
@@ -685,7 +697,7 @@ def phase_diagram(an):
         for ph, xy in pts.items():
             if xy:
                 a = np.array(xy)
-                ax.scatter(a[:, 0], a[:, 1], marker="s", s=170, c=PHASE_COLORS.get(ph, "#CC79A7"),
+                ax.scatter(a[:, 0], a[:, 1], marker="s", s=170, c=PHASE_COLORS.get(ph, OTHER_PHASE_COLOR),
                            edgecolors="white", linewidths=0.5, gid="cells", label=ph)
                 if ph not in used:
                     used.append(ph)
@@ -707,7 +719,8 @@ def phase_diagram(an):
         ax.set_xlabel(an.xshort if an.xkind == "eta_lambda0" else "η (λ₀ unknown)")
         ax.set_ylabel("width n")
         ax.grid(alpha=0.3, lw=0.5)
-    handles = [Patch(color=PHASE_COLORS.get(p, "#CC79A7"), label=p) for p in used]
+    used.sort(key=lambda p: list(PHASE_COLORS).index(p) if p in PHASE_COLORS else len(PHASE_COLORS))
+    handles = [Patch(color=PHASE_COLORS.get(p, OTHER_PHASE_COLOR), label=p) for p in used]
     return _finish(fig, handles, "phase")
 
 

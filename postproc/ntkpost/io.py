@@ -34,10 +34,11 @@ PARAM_NAMES = {0: "ntk", 1: "sp", 2: "mup"}
 PARAM_ORDER = {"ntk": 0, "sp": 1, "mup": 2}
 STATUS_NAMES = {-1: "unknown", 0: "pending", 1: "running", 2: "done", 3: "diverged"}
 
-# Summary fields that describe results (the identity fields come from the run group's attrs).
+# Summary fields that describe results (the identity fields come from the run group's attrs);
+# those a file lacks (older files: no lambda0/lambda_final, no peak_step) are left out.
 SUMMARY_RESULT_FIELDS = ("status", "steps_done", "n_train_records", "n_test_records", "loss0",
                          "loss_peak", "loss_final", "acc_final", "test_loss_final",
-                         "test_acc_final", "wall_seconds", "lambda0", "lambda_final")
+                         "test_acc_final", "wall_seconds", "lambda0", "lambda_final", "peak_step")
 # /config and root attrs that legitimately differ between the files of one sweep.
 _CONFIG_IGNORE = {"output", "overwrite", "n_runs", "n_instances", "world_size", "ranks_per_run",
                   "created", "flush_seconds", "progress_seconds", "quiet", "widths", "seeds",

@@ -3,7 +3,8 @@
     paths = write_report(an, "figs/")   # figs/*.png, runs.csv, groups.csv, critical.csv, report.html
 
 CSV numbers are written with repr() (shortest exact round trip), so runs.csv holds exactly the
-values of the file's /summary (columns status ... wall_seconds, lambda_final) and run attrs.
+values of the file's /summary (columns status ... wall_seconds, lambda_final, peak_step) and run
+attrs.
 """
 import base64
 import csv
@@ -14,14 +15,14 @@ import os
 import time
 
 from . import figures as F
-from .analysis import PHASES
+from .analysis import PHASES, phase_rule_text
 
 log = logging.getLogger("ntkpost")
 
 RUN_COLUMNS = ("file", "run", "instance", "cfg", "width", "param", "seed", "eta", "eta_factor",
                "status", "status_name", "steps_done", "n_train_records", "n_test_records", "loss0",
                "loss_peak", "loss_final", "acc_final", "test_loss_final", "test_acc_final",
-               "wall_seconds", "lambda_final", "lambda0", "eta_lambda0", "x", "phase", "last_step",
+               "wall_seconds", "lambda_final", "peak_step", "lambda0", "eta_lambda0", "x", "phase", "last_step",
                "L0", "L_peak", "L_max", "L_T", "peak_ratio", "final_ratio", "lambda_T",
                "lambda_ratio", "eta_lambda_T", "sharpness0", "sharpness_T", "min_eig_T",
                "eta_sharpness_T", "train_acc_T", "test_acc_T", "test_loss_T")
@@ -104,6 +105,7 @@ def text_summary(an, max_group_rows=300):
             fi.path, fi.root.get("version", "?"), fi.root.get("created", "?"), fi.root.get("n_runs", "?"),
             fi.root.get("world_size", "?")))
     out.append("phases: " + ", ".join("%s %d" % (p, n) for p, n in an.phase_counts().items() if n))
+    out.append("phase rule: " + phase_rule_text(an.th))
     out.append("thresholds: %r" % an.th)
     out.append("x axis: %s" % an.xlabel)
     if sw.config_diff:
@@ -177,6 +179,7 @@ def html_report(an, fig_results, path, title=None):
     pills = "".join('<span class="pill" style="background:%s">%s %d</span>' % (
         F.PHASE_COLORS.get(ph, "#999"), e(ph), n) for ph, n in an.phase_counts().items() if n)
     p.append("<li>phases: %s</li>" % pills)
+    p.append("<li>phase rule (docs/conventions.md): %s</li>" % e(phase_rule_text(an.th)))
     p.append("<li>thresholds: %s</li>" % e(", ".join(
         "%s = %s (%s)" % (k, getattr(an.th, k), an.th.source[k]) for k in an.th.source)))
     p.append("<li>x axis: %s</li>" % e(an.xlabel))
@@ -208,7 +211,7 @@ def html_report(an, fig_results, path, title=None):
              "(%d rows; full table in groups.csv)</summary>" % len(grows))
     p.append(_html_table(grows, _group_cols(an, grows), phase_col="phase") + "</details>")
     rcols = [c for c in ("run", "width", "param", "seed", "eta", "eta_factor", "status_name", "steps_done",
-                         "lambda0", "x", "phase", "L0", "L_peak", "L_T", "peak_ratio", "lambda_ratio",
+                         "lambda0", "x", "phase", "L0", "L_peak", "L_T", "peak_ratio", "peak_step", "lambda_ratio",
                          "test_acc_T", "wall_seconds") if any(c in r for r in an.rows)]
     if len(sw.files) > 1:
         rcols.insert(0, "file")

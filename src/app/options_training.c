@@ -40,10 +40,12 @@ static const OptionDesc opts[] = {
    .meaning = "Augmentation: zero padding p of the random crop (offsets uniform in [0, 2p])", OPTION_FIELD(augment_pad)},
   {.name = "-diverge_factor", .kind = KIND_REAL, .def = "1e6", .lo = 1, .hi = 1e300, .flags = OPTION_OPEN_LO,
    .meaning = "Stop a run as divergent when loss > factor * L0 or non-finite", OPTION_FIELD(diverge_factor)},
-  {.name = "-catapult_factor", .kind = KIND_REAL, .def = "1.5", .lo = 1, .hi = 1e300, .flags = OPTION_OPEN_LO,
-   .meaning = "Catapult when L_peak > factor * L0 early and L_T < L0", OPTION_FIELD(catapult_factor)},
+  {.name = "-catapult_factor", .kind = KIND_REAL, .def = "1", .lo = 1, .hi = 1e300,
+   .meaning = "A catapult also needs a loss spike L_peak > factor * L0 within -catapult_window (1 = no spike needed: eta lambda_0 > 2 "
+              "and eta lambda_T < 2 decide)",
+   OPTION_FIELD(catapult_factor)},
   {.name = "-catapult_window", .kind = KIND_INT64, .def = "100", .lo = 1, .hi = PETSC_MAX_INT,
-   .meaning = "Steps in which the catapult spike must occur", OPTION_FIELD(catapult_window)},
+   .meaning = "Steps in which the loss spike (its strength peak_ratio and its step peak_step) is looked for", OPTION_FIELD(catapult_window)},
 };
 
 static void check(Config *cfg, OptionReader *r)

@@ -17,6 +17,7 @@ SummaryRow summary_row_pending(const RunSpec *run, RunStatus status)
   r.loss0 = r.loss_peak = r.loss_final = NAN;
   r.acc_final = r.test_loss_final = r.test_acc_final = r.wall_seconds = NAN;
   r.lambda0 = r.lambda_final = r.peak_ratio = r.eta_lambda0 = r.eta_lambda_final = r.lambda_ratio = NAN;
+  r.peak_step = -1;
   r.phase = PHASE_UNKNOWN;
   return r;
 }

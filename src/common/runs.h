@@ -23,7 +23,7 @@ typedef struct {
 
 typedef enum { RUN_PENDING = 0, RUN_RUNNING = 1, RUN_DONE = 2, RUN_DIVERGED = 3 } RunStatus;
 /* Phase of a finished run (docs/conventions.md "Learning rates and phases"); -1 while unknown. */
-typedef enum { PHASE_UNKNOWN = -1, PHASE_LAZY = 0, PHASE_CATAPULT = 1, PHASE_DIVERGENT = 2 } Phase;
+typedef enum { PHASE_UNKNOWN = -1, PHASE_LAZY = 0, PHASE_CATAPULT = 1, PHASE_DIVERGENT = 2, PHASE_UNRESOLVED = 3 } Phase;
 
 /* One row of /instances: a model instance and its lambda_0, written by the group that measured it. */
 typedef struct {
@@ -51,7 +51,8 @@ typedef struct {
   double wall_seconds;
   /* phase and the raw numbers behind it */
   double lambda0, lambda_final;          /* NTK top eigenvalue at step 0 and at the last step */
-  double peak_ratio;                     /* L_peak / L_0 within the catapult window */
+  double peak_ratio;                     /* spike strength: L_peak / L_0 within the catapult window */
+  int64_t peak_step;                     /* the step of that peak (-1 unknown) */
   double eta_lambda0, eta_lambda_final;  /* eta * lambda_0, eta * lambda_T */
   double lambda_ratio;                   /* lambda_T / lambda_0 */
   int32_t phase;                         /* Phase */

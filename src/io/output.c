@@ -158,9 +158,9 @@ typedef struct {
 } EnumDef;
 
 static const char *const status_names[] = {"pending", "running", "done", "diverged"};
-static const char *const phase_names[] = {"unknown", "lazy", "catapult", "divergent"};
+static const char *const phase_names[] = {"unknown", "lazy", "catapult", "divergent", "unresolved"};
 static const char *const method_names[] = {"auto", "matfree", "exact"};
-static const EnumDef status_enum = {RUN_PENDING, 4, status_names}, phase_enum = {PHASE_UNKNOWN, 4, phase_names},
+static const EnumDef status_enum = {RUN_PENDING, 4, status_names}, phase_enum = {PHASE_UNKNOWN, 5, phase_names},
                      method_enum = {NTK_METHOD_AUTO, 3, method_names};
 
 /* The parameterizations' names come from the model (param_name). */
@@ -205,8 +205,8 @@ static const Field summary_fields[] = {
     F(steps_done, 1),   F(n_train_records, 0), F(n_test_records, 0), F(loss0, 2),
     F(loss_peak, 2),    F(loss_final, 2),      F(acc_final, 2),      F(test_loss_final, 2),
     F(test_acc_final, 2), F(wall_seconds, 2), F(lambda0, 2),       F(lambda_final, 2),
-    F(peak_ratio, 2),   F(eta_lambda0, 2),     F(eta_lambda_final, 2), F(lambda_ratio, 2),
-    E(phase, &phase_enum),
+    F(peak_ratio, 2),   F(peak_step, 1),       F(eta_lambda0, 2),     F(eta_lambda_final, 2),
+    F(lambda_ratio, 2), E(phase, &phase_enum),
 #undef F
 #undef E
 };

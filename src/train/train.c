@@ -30,12 +30,14 @@ int train_register_events(void)
   return 0;
 }
 
-Phase phase_classify(const Config *cfg, double loss0, double peak_window, double loss_peak, double loss_final, bool diverged)
+Phase phase_classify(const Config *cfg, double loss0, double peak_window, double loss_peak, double loss_final, double eta_lambda0,
+                     double eta_lambda_final, bool diverged)
 {
   if (diverged || !isfinite(loss_final) || !isfinite(loss_peak) || loss_peak > cfg->diverge_factor * loss0 || loss_final > loss0)
     return PHASE_DIVERGENT;
-  if (peak_window > cfg->catapult_factor * loss0 && loss_final < loss0) return PHASE_CATAPULT;
-  return PHASE_LAZY;
+  if (!(eta_lambda0 > 2.0)) return isfinite(eta_lambda0) ? PHASE_LAZY : PHASE_UNRESOLVED;
+  const bool spike = cfg->catapult_factor <= 1.0 || peak_window > cfg->catapult_factor * loss0; /* 1: no spike required */
+  return eta_lambda_final < 2.0 && spike ? PHASE_CATAPULT : PHASE_UNRESOLVED;
 }
 
 /* The run's measurements: the active ones, their per-run state and their buffered rows. */
@@ -259,6 +261,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
 
   const int64_t T = cfg->steps;
   double loss0 = NAN, peak = -INFINITY, peak_window = -INFINITY, last_loss = NAN, last_acc = NAN;
+  int64_t peak_step = -1; /* the step of peak_window */
   double lambda_first = NAN, lambda_last = NAN;
   int diverged = 0;
   const bool grad_is_train_loss = cfg->optimizer == OPT_GD && !cfg->augment;
@@ -273,6 +276,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       loss0 = stats[CKPT_LOSS0], peak = stats[CKPT_PEAK], peak_window = stats[CKPT_PEAK_WINDOW];
       last_loss = stats[CKPT_LAST_LOSS], last_acc = stats[CKPT_LAST_ACC];
       lambda_first = stats[CKPT_LAMBDA_FIRST], lambda_last = stats[CKPT_LAMBDA_LAST];
+      peak_step = (int64_t)stats[CKPT_PEAK_STEP];
       row->test_loss_final = stats[CKPT_TEST_LOSS_FINAL], row->test_acc_final = stats[CKPT_TEST_ACC_FINAL];
       wall_before = stats[CKPT_WALL_SECONDS];
       if (writer) rc |= flush_records(&s, M, ctx->out); /* the output was rebuilt: rows so far go back in */
@@ -281,7 +285,8 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
 #define FILL_STATS()                                                                                                       \
   do {                                                                                                                      \
     const double st_[CKPT_NSTATS] = {loss0,    peak,         peak_window, last_loss, last_acc, lambda_first, lambda_last,   \
-                                     row->test_loss_final, row->test_acc_final, wall_before + MPI_Wtime() - t_start};       \
+                                     row->test_loss_final, row->test_acc_final, wall_before + MPI_Wtime() - t_start,        \
+                                     (double)peak_step};                                                                     \
     memcpy(stats, st_, sizeof stats);                                                                                       \
   } while (0)
   for (t = t_first;; t++) {
@@ -306,7 +311,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       last_loss = st.loss, last_acc = st.acc;
       double l = isfinite(st.loss) ? st.loss : INFINITY;
       if (l > peak) peak = l;
-      if (t <= cfg->catapult_window && l > peak_window) peak_window = l;
+      if (t <= cfg->catapult_window && l > peak_window) peak_window = l, peak_step = t;
     }
     if (measure_due(&s, M, &st, true)) {
       rc = -1;
@@ -374,10 +379,11 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   row->lambda0 = isfinite(run->lambda0) ? run->lambda0 : lambda_first;
   row->lambda_final = diverged ? NAN : lambda_last;
   row->peak_ratio = peak_window / loss0;
+  row->peak_step = peak_step;
   row->eta_lambda0 = run->eta * row->lambda0;
   row->eta_lambda_final = run->eta * row->lambda_final;
   row->lambda_ratio = row->lambda_final / row->lambda0;
-  row->phase = phase_classify(cfg, loss0, peak_window, peak, last_loss, diverged);
+  row->phase = phase_classify(cfg, loss0, peak_window, peak, last_loss, row->eta_lambda0, row->eta_lambda_final, diverged);
   if (ctx->ckpt_dir) { /* before the output: a finished run is never redone */
     FILL_STATS();
     rc |= save_checkpoint(&s, M, ctx, row->status, t, stats, row);

@@ -36,11 +36,13 @@ typedef struct {
 /* Registers the PetscLogEvents of training (visible in -log_view). Call once after init. */
 int train_register_events(void);
 
-/* Phase of a finished run from its raw numbers (docs/conventions.md): divergent if it blew up
- * (non-finite loss, L_peak > diverge_factor L_0, or L_T > L_0); catapult if the loss peaked above
- * catapult_factor L_0 within the first catapult_window steps (peak_window) and ended below L_0;
- * lazy otherwise. */
-Phase phase_classify(const Config *cfg, double loss0, double peak_window, double loss_peak, double loss_final, bool diverged);
+/* Phase of a finished run from its raw numbers (docs/conventions.md "Learning rates and phases"):
+ * divergent if it blew up (diverged, a non-finite loss, L_peak > diverge_factor L_0, or L_T > L_0);
+ * else lazy if eta lambda_0 <= 2; else catapult if eta lambda_T < 2 (and, when -catapult_factor > 1,
+ * the loss spiked above catapult_factor L_0 within the catapult window: peak_window); else
+ * unresolved (eta lambda_T >= 2 or unknown). */
+Phase phase_classify(const Config *cfg, double loss0, double peak_window, double loss_peak, double loss_final, double eta_lambda0,
+                     double eta_lambda_final, bool diverged);
 
 /* Trains run `run` to the end or to divergence, writing its trajectory and summary row. With
  * ctx->ckpt_dir it resumes from the run's checkpoint if there is one, checkpoints every
