@@ -88,6 +88,9 @@ cases=(
   "1|2|option -restart: expected true or false, got 'maybe'|$deck ${small[*]} -restart maybe"
   # ---- Hessian solver options (read at start, used hours later)
   "1|2|option -hess_conv: unknown value 'bogus' (value or residual)|$deck ${small[*]} -hess_conv bogus"
+  # ---- measurements' own checks (validate in src/measure/*.c)
+  "1|2|option -spectrum_steps: step 9 is beyond -steps 2|$deck ${small[*]} -spectrum_steps 0,9"
+  "1|2|option -density_steps: step 7 is beyond -steps 2|$deck ${small[*]} -density_steps 0,7"
   "1|2|option -hess_coarse_factor: 1 is outside [2,|$deck ${small[*]} -hess_coarse_factor 1"
   "1|2|option -hess_coarse_levels: expected an integer, got 'two'|$deck ${small[*]} -hess_coarse_levels two"
   "1|2|option -hess_check_residual: expected true or false, got 'maybe'|$deck ${small[*]} -hess_check_residual maybe"

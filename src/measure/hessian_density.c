@@ -1,8 +1,6 @@
 /* density/: the Hutchinson trace of the loss Hessian and its spectral density by stochastic
  * Lanczos quadrature (nodes and weights of -slq_probes starts of -slq_lanczos steps) at the steps
  * of -density_steps. Probes are counter-based in (seed, step), so a restart draws the same ones. */
-#include <inttypes.h>
-#include <stdio.h>
 #include "measure.h"
 
 static bool has_density(const Config *c) { return c->n_density_steps > 0; }
@@ -32,12 +30,7 @@ static void declare(const Config *cfg, const Dataset *train, Schema *s)
   schema_add(s, "weights", DS_FLOAT64, len, "1", "SLQ quadrature weights; they sum to 1");
 }
 
-static int listed(const Config *cfg, int64_t t)
-{
-  for (int i = 0; i < cfg->n_density_steps; i++)
-    if (cfg->density_steps[i] == t) return i;
-  return -1;
-}
+static int listed(const Config *cfg, int64_t t) { return measure_listed_index(cfg->density_steps, cfg->n_density_steps, t); }
 
 static bool due(const MeasureRun *r, void *state, const StepInfo *st) { return listed(r->cfg, st->t) >= 0; }
 
@@ -58,11 +51,7 @@ static PetscErrorCode measure(MeasureRun *r, void *state, StepInfo *st, RecordBu
 
 static int validate(const Config *cfg, char *err, size_t errlen)
 {
-  if (cfg->n_density_steps > 0 && cfg->density_steps[cfg->n_density_steps - 1] > cfg->steps) {
-    snprintf(err, errlen, "option -density_steps: step %" PRId64 " is beyond -steps %" PRId64, cfg->density_steps[cfg->n_density_steps - 1], cfg->steps);
-    return -1;
-  }
-  return 0;
+  return measure_check_listed("-density_steps", cfg->density_steps, cfg->n_density_steps, cfg->steps, err, errlen);
 }
 
 const MeasurementClass measure_hessian_density = {

@@ -119,6 +119,12 @@ int measure_set_index(const MeasureSet *set, const char *name);
 /* Each active measurement's validate; 0, or -1 with one line in err. */
 int measure_set_validate(const Config *cfg, char *err, size_t errlen);
 
+/* For measurements recorded at listed steps (-spectrum_steps, -density_steps): the position of
+ * step t in list[0..n), or -1; and the check that the last listed step is within -steps (0, or -1
+ * with "option OPTION: step S is beyond -steps T" in err). */
+int measure_listed_index(const int64_t *list, int n, int64_t t);
+int measure_check_listed(const char *option, const int64_t *list, int n, int64_t steps, char *err, size_t errlen);
+
 /* ------------------------------------------------------------------ shared operators */
 
 /* The NTK on the run's NTK batch and the choice of method for lambda (measure/ntk_probe.c): the

@@ -2,8 +2,6 @@
  * when the exact Gram matrix is affordable (-gram_max_rows; never for conv nets). Row r is the
  * r-th listed step. Runs before lambda/: a step's lambda then comes from the same solve. */
 #include <string.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include "measure.h"
 
 typedef struct {
@@ -38,12 +36,7 @@ static PetscErrorCode setup(MeasureRun *r, void **state)
 }
 
 /* Position of step t in -spectrum_steps, or -1. */
-static int listed(const Config *cfg, int64_t t)
-{
-  for (int i = 0; i < cfg->n_spectrum_steps; i++)
-    if (cfg->spectrum_steps[i] == t) return i;
-  return -1;
-}
+static int listed(const Config *cfg, int64_t t) { return measure_listed_index(cfg->spectrum_steps, cfg->n_spectrum_steps, t); }
 
 static bool due(const MeasureRun *r, void *state, const StepInfo *st) { return ((SpectrumState *)state)->gram_ok && listed(r->cfg, st->t) >= 0; }
 
@@ -60,11 +53,7 @@ static PetscErrorCode measure(MeasureRun *r, void *state, StepInfo *st, RecordBu
 
 static int validate(const Config *cfg, char *err, size_t errlen)
 {
-  if (cfg->n_spectrum_steps > 0 && cfg->spectrum_steps[cfg->n_spectrum_steps - 1] > cfg->steps) {
-    snprintf(err, errlen, "option -spectrum_steps: step %" PRId64 " is beyond -steps %" PRId64, cfg->spectrum_steps[cfg->n_spectrum_steps - 1], cfg->steps);
-    return -1;
-  }
-  return 0;
+  return measure_check_listed("-spectrum_steps", cfg->spectrum_steps, cfg->n_spectrum_steps, cfg->steps, err, errlen);
 }
 
 static void destroy(void *state) { PetscFree(state); }

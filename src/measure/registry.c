@@ -2,6 +2,8 @@
  * they run within a step: the per-step train and test metrics first (they are recorded even at a
  * step where the loss blew up), then the NTK spectrum before lambda (both share one eigensolve per
  * step), then the Hessian, whose record reuses lambda_t of the same step. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include "measure.h"
 
@@ -54,5 +56,21 @@ int measure_set_validate(const Config *cfg, char *err, size_t errlen)
 {
   for (int i = 0; i < n_table; i++)
     if (table[i]->validate && table[i]->validate(cfg, err, errlen)) return -1;
+  return 0;
+}
+
+int measure_listed_index(const int64_t *list, int n, int64_t t)
+{
+  for (int i = 0; i < n; i++)
+    if (list[i] == t) return i;
+  return -1;
+}
+
+int measure_check_listed(const char *option, const int64_t *list, int n, int64_t steps, char *err, size_t errlen)
+{
+  if (n > 0 && list[n - 1] > steps) {
+    snprintf(err, errlen, "option %s: step %" PRId64 " is beyond -steps %" PRId64, option, list[n - 1], steps);
+    return -1;
+  }
   return 0;
 }
