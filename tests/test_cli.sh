@@ -316,9 +316,9 @@ ver=$("$NTKHPC" -version 2>&1 </dev/null); rc=$?
 check "-version: exit $rc, printed '$ver'" bash -c '[[ $1 -eq 0 && $2 =~ $3 ]]' _ "$rc" "$ver" "$verre"
 ver=$("$NTKHPC" "$deck" --version 2>&1 </dev/null); rc=$?
 check "--version after a deck: exit $rc, printed '$ver'" bash -c '[[ $1 -eq 0 && $2 =~ $3 ]]' _ "$rc" "$ver" "$verre"
-if [[ -d $NTK_SOURCE_DIR/.git ]] && command -v git >/dev/null; then # the commit is this checkout's
-  head=$(git -C "$NTK_SOURCE_DIR" rev-parse --short=12 HEAD)
-  check "-version names commit '$ver', the checkout is at $head" bash -c '[[ $1 == *"git $2"* ]]' _ "$ver" "$head"
+if [[ -d $NTK_SOURCE_DIR/.git ]] && command -v git >/dev/null; then # a commit of this checkout (the build's)
+  built=$(sed -E 's/.*\(git ([0-9a-f]+)(-dirty)?\)$/\1/' <<<"$ver")
+  check "-version names '$ver', not a commit of this checkout" git -C "$NTK_SOURCE_DIR" cat-file -e "$built^{commit}"
 fi
 # No arguments: the usage on stderr, exit 2, nothing run and nothing written.
 (cd "$tmp" && mkdir -p noargs && cd noargs && "$NTKHPC" >out 2>err </dev/null; echo $? >rc)
