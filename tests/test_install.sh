@@ -5,10 +5,7 @@
 set -uo pipefail
 : "${NTK_BUILD_DIR:?}" "${NTK_SOURCE_DIR:?}"
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-check() { local what=$1; shift; if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $what"; fi; }
+source "$NTK_SOURCE_DIR/tests/testlib.sh"
 p="$tmp/prefix"
 cmake --install "$NTK_BUILD_DIR" --prefix "$p" >"$tmp/install.log" 2>&1
 check "cmake --install failed: $(tail -2 "$tmp/install.log")" test $? -eq 0
@@ -31,5 +28,4 @@ PATH="$p/bin:$PATH" ntkplot q.h5 --out figs >"$tmp/plot.log" 2>&1
 check "installed ntkplot: $(tail -2 "$tmp/plot.log")" test $? -eq 0
 check "installed ntkplot wrote no report" test -s figs/report.html
 check "installed ntkplot wrote no figure" bash -c 'ls figs/*.png >/dev/null 2>&1'
-echo "test_install: $passed passed, $failed failed"
-((failed == 0))
+finish test_install

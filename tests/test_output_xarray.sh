@@ -7,8 +7,7 @@
 set -uo pipefail
 : "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}"
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+source "$NTK_SOURCE_DIR/tests/testlib.sh"
 "$MPIEXEC" -q --oversubscribe -n 2 "$NTKHPC" "$NTK_SOURCE_DIR/inputs/quickstart.in" -quiet -widths 16,32 -seeds 1 -params ntk,mup \
   -eta_factors 1 -steps 10 -n_train 40 -n_test 20 -ntk_batch 10 -hess_every 5 -density_steps 0,10 -slq_probes 2 -slq_lanczos 5 \
   -spectrum_steps 0,10 -eta_max_search true -eta_max_steps 5 -output "$tmp/a.h5" >"$tmp/log" 2>&1 ||

@@ -6,11 +6,7 @@
 set -uo pipefail
 : "${NTK_REGISTRY_BIN:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}"
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+source "$NTK_SOURCE_DIR/tests/testlib.sh"
 deck="$NTK_SOURCE_DIR/tests/small_sweep.in"
 args=(-quiet -widths 32 -seeds 1 -params ntk,mup -etas 0.05 -steps 30 -record_every 3 -lambda_every 5 -ntk_batch 16 -ntk_method exact
       -n_train 64 -n_test 32 -momentum 0.5 -checkpoint_every 4)
@@ -112,5 +108,4 @@ print("postproc ok")
 PY
 then ok; else bad "postproc does not read the toy measurement"; tail -8 "$tmp/log"; fi
 
-echo "test_registry: $passed passed, $failed failed"
-((failed == 0))
+finish test_registry

@@ -13,11 +13,7 @@
 set -uo pipefail
 : "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}"
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+source "$NTK_SOURCE_DIR/tests/testlib.sh"
 same() { # a b [rtol atol]
   if "$NTK_PYTHON" "$NTK_SOURCE_DIR/tests/h5same.py" "$1" "$2" --rtol "${3:-0}" --atol "${4:-0}" >"$tmp/same.log" 2>&1; then ok; else
     bad "$2 differs from $1:"; sed 's/^/    /' "$tmp/same.log" | head -8; fi
@@ -197,5 +193,4 @@ with h5py.File(sys.argv[1], "r") as f:
         assert np.all(np.isfinite(g["train/loss"][()]))
 PY
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

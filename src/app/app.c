@@ -458,7 +458,7 @@ int ntkhpc_main(int argc, char **argv)
   MeasureSet measurements;
   if (code) {
     /* the message is printed */
-  } else if (measure_set_declare(&measurements, &cfg, &train),
+  } else if (measure_set_declare(&measurements, &cfg, &train, err, sizeof err) ||
              output_create(&out, world, &ocfg, sweep.runs, sweep.n_runs, sweep.n_instances, measurements.schema, measurements.n, deck_text, err,
                            sizeof err)) {
     say_error(rank, err);

@@ -397,44 +397,15 @@ static PetscErrorCode keep_message(MPI_Comm comm, int line, const char *func, co
   return n;
 }
 
-/* Under -help PETSc lists what a module registers with PetscOptionsInt & co. too, marked "(None)"
- * (no manual page) and with no real default: those are ntkhpc's own options (-ntk_chunk, ...),
- * listed above from the tables, so their PETSc lines are dropped. PETSc may print one line in
- * several calls: the pieces are put together first. The eigensolvers' lines all name a page. */
-static PetscErrorCode (*petsc_help_printf)(MPI_Comm, const char[], ...);
-static char help_line[4096];
-
-static PetscErrorCode help_without_none(MPI_Comm comm, const char fmt[], ...)
-{
-  va_list ap;
-  const size_t len = strlen(help_line);
-  va_start(ap, fmt);
-  vsnprintf(help_line + len, sizeof help_line - len, fmt, ap);
-  va_end(ap);
-  for (char *nl; (nl = strchr(help_line, '\n'));) {
-    const size_t n = (size_t)(nl - help_line) + 1;
-    if (!(n >= 7 && strncmp(nl - 6, "(None)", 6) == 0)) PetscCall(petsc_help_printf(comm, "%.*s", (int)n, help_line));
-    memmove(help_line, help_line + n, strlen(help_line + n) + 1);
-  }
-  return PETSC_SUCCESS;
-}
-
 int options_register_solvers(MPI_Comm comm)
 {
   OptionReader r = {.comm = comm};
-  PetscBool help = PETSC_FALSE;
-  if (PetscOptionsHasHelp(NULL, &help)) help = PETSC_FALSE;
   build_module_list();
   for (int m = 0; m < n_modules && !r.bad; m++) {
     if (!modules[m]->register_solvers) continue;
     char msg[512] = "";
     PetscCall(PetscPushErrorHandler(keep_message, msg));
-    if (help) petsc_help_printf = PetscHelpPrintf, PetscHelpPrintf = help_without_none, help_line[0] = 0;
     const PetscErrorCode ierr = modules[m]->register_solvers(comm); /* an error is the user's: reported below */
-    if (help) {
-      PetscHelpPrintf = petsc_help_printf;
-      if (help_line[0]) PetscCall(PetscHelpPrintf(comm, "%s", help_line)); /* an unfinished last line */
-    }
     PetscCall(PetscPopErrorHandler());
     for (char *c = msg; *c; c++)
       if (*c == '\n') *c = ' ';

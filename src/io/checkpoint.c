@@ -380,7 +380,7 @@ const CkptRecords *ckpt_records(const RunCheckpoint *c, const char *group)
 
 /* The names of the file's "array.*" and "records.*" datasets, for ckpt_read_run. */
 typedef struct {
-  int n;
+  int n, n_arrays, n_records;
   char names[CKPT_MAX_ARRAYS + CKPT_MAX_RECORDS][CKPT_NAME_LEN + 16];
   int overflow;
 } NameList;
@@ -388,12 +388,15 @@ typedef struct {
 static herr_t collect_name(hid_t g, const char *name, const H5L_info_t *info, void *data)
 {
   NameList *l = data;
-  if (strncmp(name, "array.", 6) != 0 && strncmp(name, "records.", 8) != 0) return 0;
-  if (l->n >= (int)(sizeof l->names / sizeof l->names[0]) || strlen(name) >= sizeof l->names[0]) {
+  const bool array = strncmp(name, "array.", 6) == 0;
+  if (!array && strncmp(name, "records.", 8) != 0) return 0;
+  int *kind = array ? &l->n_arrays : &l->n_records;
+  if (*kind >= (array ? CKPT_MAX_ARRAYS : CKPT_MAX_RECORDS) || strlen(name) >= sizeof l->names[0]) {
     l->overflow = 1;
     return 0;
   }
   snprintf(l->names[l->n++], sizeof l->names[0], "%s", name);
+  (*kind)++;
   return 0;
 }
 

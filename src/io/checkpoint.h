@@ -37,7 +37,7 @@ enum {
 /* A named vector of a running run: theta, an optimizer's state ("opt.velocity"), a measurement's
  * warm start ("lambda.warm_ntk"). */
 #define CKPT_NAME_LEN 64
-#define CKPT_MAX_ARRAYS 64
+#define CKPT_MAX_ARRAYS 160 /* theta, an optimizer's state, every measurement's warm starts */
 typedef struct {
   char name[CKPT_NAME_LEN];
   int64_t n;

@@ -9,6 +9,7 @@ int64_t schema_add(Schema *s, const char *name, DatasetType type, int64_t width,
 {
   const int64_t off = schema_row_width(s);
   if (s->n_datasets < SCHEMA_MAX_DATASETS) s->datasets[s->n_datasets++] = (DatasetSpec){name, type, width, units, description};
+  else s->overflow = 1;
   return off;
 }
 

@@ -35,11 +35,13 @@ typedef struct {
   const char *description; /* one line: what the measurement is */
   int64_t n_records;       /* output rows per run; 0: the measurement is off in this deck */
   int n_datasets;
+  int overflow;            /* schema_add was called with the table full: a measurement's bug */
   DatasetSpec datasets[SCHEMA_MAX_DATASETS]; /* the first is "step" (int64): written last, so a
                                                 row whose step is >= 0 is complete on disk */
 } Schema;
 
-/* Appends a dataset to the schema; returns its offset in a record row. */
+/* Appends a dataset to the schema; returns its offset in a record row (with the table full it
+ * sets s->overflow instead, which measure_set_declare reports). */
 int64_t schema_add(Schema *s, const char *name, DatasetType type, int64_t width, const char *units, const char *description);
 /* Values per record of dataset ds (1 for a SCALAR). */
 static inline int64_t dataset_values(const DatasetSpec *ds) { return ds->width > 0 ? ds->width : 1; }

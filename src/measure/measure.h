@@ -113,7 +113,9 @@ typedef struct {
   Schema schema[MEASURE_MAX];
 } MeasureSet;
 
-void measure_set_declare(MeasureSet *set, const Config *cfg, const Dataset *train);
+/* 0, or -1 with one line in err when a measurement declares more datasets than a schema holds or
+ * its first dataset is not the int64 "step". */
+int measure_set_declare(MeasureSet *set, const Config *cfg, const Dataset *train, char *err, size_t errlen);
 /* Position of the measurement called name in the set, or -1 when it is off. */
 int measure_set_index(const MeasureSet *set, const char *name);
 /* Each active measurement's validate; 0, or -1 with one line in err. */

@@ -32,7 +32,7 @@ const MeasurementClass *measure_find(const char *name)
   return NULL;
 }
 
-void measure_set_declare(MeasureSet *set, const Config *cfg, const Dataset *train)
+int measure_set_declare(MeasureSet *set, const Config *cfg, const Dataset *train, char *err, size_t errlen)
 {
   memset(set, 0, sizeof *set);
   for (int i = 0; i < n_table; i++) {
@@ -40,9 +40,15 @@ void measure_set_declare(MeasureSet *set, const Config *cfg, const Dataset *trai
     s.group = table[i]->name;
     table[i]->declare(cfg, train, &s);
     if (s.n_records <= 0) continue;
+    if (s.overflow || s.n_datasets < 1 || strcmp(s.datasets[0].name, "step") || s.datasets[0].type != DS_INT64 || s.datasets[0].width != SCALAR) {
+      snprintf(err, errlen, "measurement %s: %s", s.group,
+               s.overflow ? "more datasets than a schema holds (SCHEMA_MAX_DATASETS)" : "its first dataset must be the int64 scalar \"step\"");
+      return -1;
+    }
     set->cls[set->n] = table[i];
     set->schema[set->n++] = s;
   }
+  return 0;
 }
 
 int measure_set_index(const MeasureSet *set, const char *name)

@@ -561,16 +561,9 @@ PetscErrorCode ntk_register_events(void)
  * EPSSetFromOptions on throw-away solvers with the same prefixes. */
 PetscErrorCode ntk_options_register(MPI_Comm comm)
 {
-  PetscInt chunk = NTK_DEFAULT_CHUNK, block = NTK_DEFAULT_GRAM_BLOCK;
-  PetscReal tape_mb = NTK_DEFAULT_TAPE_MB;
   EPS eps;
 
   PetscFunctionBeginUser;
-  PetscOptionsBegin(comm, "ntk_", "NTK operator (prefix -ntk_; its eigensolver takes -ntk_eps_*, the exact Gram matrix's -ntk_gram_eps_*)", NULL);
-  PetscCall(PetscOptionsInt("-chunk", "Samples per tape chunk in NTK products", NULL, chunk, &chunk, NULL));
-  PetscCall(PetscOptionsReal("-tape_mb", "Keep the NTK batch's activations up to this many MB, else recompute them per product", NULL, tape_mb, &tape_mb, NULL));
-  PetscCall(PetscOptionsInt("-gram_block", "Source samples per column block when assembling the exact Gram matrix (0 = automatic)", NULL, block, &block, NULL));
-  PetscOptionsEnd();
   const char *prefixes[] = {"ntk_", "ntk_gram_"};
   for (int i = 0; i < 2; i++) {
     PetscCall(EPSCreate(comm, &eps));

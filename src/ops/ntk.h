@@ -29,8 +29,8 @@
 #include "model.h"
 #include "petsc_compat.h"
 
-/* Defaults of the -ntk_* operator options (read by ntk_operator_create, listed by
- * ntk_options_register; 0 gram_block = automatic). */
+/* Defaults of the -ntk_* operator options (read by ntk_operator_create, checked and listed by the
+ * app's NTK option table; 0 gram_block = automatic). */
 #define NTK_DEFAULT_CHUNK 512
 #define NTK_DEFAULT_TAPE_MB 4096
 #define NTK_DEFAULT_GRAM_BLOCK 0
@@ -103,8 +103,9 @@ double ntk_cost_exact_top(const Model *m, int n_global, NtkVariant v, int expect
 /* PetscLogEvents NtkMatMult, NtkEigensolve, NtkGramAssemble, NtkGramEigen (idempotent; the
  * create call registers them too). */
 PetscErrorCode ntk_register_events(void);
-/* Reads (and so documents in -help and marks as used) every -ntk_* option, including the
- * eigensolvers' -ntk_eps_* and -ntk_gram_eps_*. Call once, before checking for unused options. */
+/* Reads (and so documents in -help and marks as used) the eigensolvers' -ntk_eps_* and
+ * -ntk_gram_eps_* options; the operator's own -ntk_* options are the app's NTK option table's.
+ * Call once, before checking for unused options. */
 PetscErrorCode ntk_options_register(MPI_Comm comm);
 
 #endif

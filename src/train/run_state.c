@@ -169,7 +169,8 @@ int run_state_setup(RunState *s, MPI_Comm group, const Config *cfg, const RunSpe
   model_init(&s->model, s->theta, (uint64_t)run->seed);
   memcpy(s->theta0, s->theta, s->P * sizeof(double));
   model_lr_scales(&s->model, s->lr_scale);
-  s->mrun = (MeasureRun){group, s->grank, s->gsize, cfg, run, train, test, &s->model, s->P, s->theta, s->theta0, evaluate_cb, s, NULL, NULL};
+  s->mrun = (MeasureRun){.group = group, .grank = s->grank, .gsize = s->gsize, .cfg = cfg, .run = run, .train = train, .test = test,
+                         .model = &s->model, .P = s->P, .theta = s->theta, .theta0 = s->theta0, .evaluate = evaluate_cb, .loop = s};
   return 0;
 oom:
   fprintf(stderr, "ntkhpc: error: run %d: out of memory for %zu parameters\n", run->index, s->P);

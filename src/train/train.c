@@ -51,8 +51,12 @@ typedef struct {
 
 static int measurements_init(Measurements *M, RunState *s)
 {
+  char err[256];
   memset(M, 0, sizeof *M);
-  measure_set_declare(&M->set, s->cfg, s->train);
+  if (measure_set_declare(&M->set, s->cfg, s->train, err, sizeof err)) {
+    fprintf(stderr, "ntkhpc: error: %s\n", err);
+    return -1;
+  }
   int rc = 0;
   for (int i = 0; i < M->set.n; i++) {
     rc |= records_init(&M->rec[i], &M->set.schema[i]);
@@ -115,24 +119,26 @@ static int save_checkpoint(RunState *s, Measurements *M, const TrainContext *ctx
       r->width = M->rec[i].width, r->n = M->rec[i].n, r->index = M->rec[i].index, r->rows = M->rec[i].rows;
     }
   }
-  double *owned[CKPT_MAX_ARRAYS]; /* gathered warm starts, freed below */
-  int n_owned = 0;
+  int first_gathered = 0; /* c->arrays[first_gathered..] are the gathered warm starts: ours to free */
   if (status == RUN_RUNNING) {
-    CkptArray a0 = {"theta", (int64_t)s->P, s->theta};
-    if (c) c->arrays[c->n_arrays++] = a0;
+    if (c) c->arrays[c->n_arrays++] = (CkptArray){"theta", (int64_t)s->P, s->theta};
     for (int j = 0; j < s->opt->n_state && c; j++) {
       CkptArray *a = &c->arrays[c->n_arrays++];
       snprintf(a->name, sizeof a->name, "opt.%s", s->opt->state_names[j]);
       a->n = (int64_t)s->P, a->data = s->opt_state[j];
     }
+    first_gathered = c ? c->n_arrays : 0;
     for (int i = 0; i < M->set.n; i++) { /* collective: every rank takes part, even without c */
       const MeasurementClass *m = M->set.cls[i];
       if (!m->state_get) continue;
       StateArray st[MEASURE_MAX_STATE] = {{0}};
       rc |= m->state_get(&s->mrun, M->state[i], st) != 0;
       for (int j = 0; j < m->n_state; j++) {
-        owned[n_owned++] = st[j].data;
-        if (!c) continue;
+        if (!c || c->n_arrays == CKPT_MAX_ARRAYS) { /* out of memory, or more state than a checkpoint holds */
+          free(st[j].data);
+          rc = -1;
+          continue;
+        }
         CkptArray *a = &c->arrays[c->n_arrays++];
         snprintf(a->name, sizeof a->name, "%s.%s", m->name, m->state_names[j]);
         a->n = st[j].n, a->data = st[j].data;
@@ -146,7 +152,7 @@ static int save_checkpoint(RunState *s, Measurements *M, const TrainContext *ctx
       rc = -1;
     }
   }
-  for (int i = 0; i < n_owned; i++) free(owned[i]);
+  for (int k = first_gathered; c && k < c->n_arrays; k++) free(c->arrays[k].data);
   free(c);
   return rc;
 }
