@@ -155,7 +155,7 @@ cases=(
   "1|2|option -steps: -1 is outside [0,|$deck -steps -1"
   "1|2|option -widths: width -16 must be a positive integer|$deck -widths 16,-16"
   "1|2|option -params: 'sp' is listed twice|$deck -params sp,mup,sp"
-  "1|2|option -params: at most 3 entries|$deck -params ntk,sp,mup,ntk" # fuzz_deck: wrote params[3]
+  "1|2|option -params: at most 5 entries|$deck -params ntk,sp,mup,abc,mf,ntk" # fuzz_deck: wrote params[PARAM_COUNT]
   "1|2|option -lr_min_factor: only used with -lr_schedule cosine|$deck -lr_min_factor 0.1"
   "1|2|option -warmup_steps: 50 exceeds -steps 10|$deck -warmup_steps 50 -steps 10"
   "1|2|option -n_train: the teacher-student set needs an explicit size|$deck -dataset teacher -n_train 0"

@@ -82,7 +82,9 @@ static ModelConfig small_cfg(Activation act, Parameterization p, int bias, int d
   c.sigma_w = 1.3;
   c.sigma_b = 0.5;
   c.param = p;
-  c.base_width = 3; /* r = 7/3 for mup */
+  c.base_width = 3; /* r = 7/3 for mup, abc, mf */
+  const double abc[ABC_KINDS][3] = {{0.5, -0.25, -1.5}, {0.25, 0.25, -0.5}, {1, 0.5, 0.75}, {0.5, 0.5, -1}};
+  memcpy(c.abc, abc, sizeof abc);
   return c;
 }
 
@@ -503,7 +505,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
 {
   Model m;
   char err[256], name[96];
-  ModelConfig c = small_cfg(act, p, bias, 2);
+  ModelConfig c = small_cfg(act, p, bias, p == PARAM_MF ? 1 : 2); /* mean field: one hidden layer */
 
   PetscFunctionBeginUser;
   if (model_build(&m, &c, err, sizeof err)) {
@@ -545,7 +547,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
     grad_full(&m, tp, x, y, N, gm);
     for (size_t i = 0; i < P; i++) Hfd[i * P + j] = (gp[i] - gm[i]) / (2 * h);
   }
-  const double Hs = max_abs(H, PP);
+  double Hs = max_abs(H, PP);
   e = track(W_H_FD, max_diff(H, Hfd, PP, Hs));
   MCHECK(e <= 1e-6 && Hs > 0, "%s: H vs gradient-difference columns: max err %.2e of %.3g", name, e, Hs);
 
@@ -612,6 +614,18 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
     free(f0);
     free(Jv);
     free(ref);
+  }
+
+  /* The operators are the lr-weighted D^1/2 H D^1/2 and D^1/2 G D^1/2 (docs/conventions.md
+   * "Hessian"; D = I for ntk and sp, where this multiplies by 1): weigh the references the same. */
+  {
+    double *sd = malloc(P * sizeof *sd);
+    model_lr_scales(&m, sd);
+    for (size_t i = 0; i < P; i++) sd[i] = sqrt(sd[i]);
+    for (size_t i = 0; i < P; i++)
+      for (size_t j = 0; j < P; j++) H[i * P + j] *= sd[i] * sd[j], Gm[i * P + j] *= sd[i] * sd[j];
+    free(sd);
+    Hs = max_abs(H, PP);
   }
 
   /* Dense spectrum of H (products' matrix) and G. */
@@ -1051,10 +1065,11 @@ int main(int argc, char **argv)
   for (int p = 0; p < 3; p++)
     for (int b = 0; b <= 1; b++) test_closed_form(params[p], b);
   const Activation acts[] = {ACT_IDENTITY, ACT_RELU, ACT_TANH, ACT_ERF};
+  const Parameterization all_params[] = {PARAM_NTK, PARAM_SP, PARAM_MUP, PARAM_ABC, PARAM_MF};
   int idx = 0;
   for (int a = 0; a < 4; a++)
-    for (int p = 0; p < 3; p++)
-      for (int b = 0; b <= 1; b++) PetscCall(test_config(idx++, acts[a], params[p], b));
+    for (int p = 0; p < 5; p++)
+      for (int b = 0; b <= 1; b++) PetscCall(test_config(idx++, acts[a], all_params[p], b));
   PetscCall(test_slq_full());
   PetscCall(test_solver_paths());
   PetscCall(PetscOptionsClearValue(NULL, "-hess_conv"));

@@ -115,7 +115,8 @@ static void test_structure(void) {
   model_destroy(&m);
 
   CHECK(param_from_name("mup") == PARAM_MUP && param_from_name("ntk") == PARAM_NTK &&
-            param_from_name("sp") == PARAM_SP && param_from_name("abc") == -1 &&
+            param_from_name("sp") == PARAM_SP && param_from_name("abc") == PARAM_ABC && param_from_name("mf") == PARAM_MF &&
+            param_from_name("mean_field") == -1 &&
             strcmp(param_name(PARAM_SP), "sp") == 0 && arch_from_name("fc") == ARCH_FC &&
             arch_from_name("wrn") == ARCH_WRN && arch_from_name("resnet") == -1 && strcmp(arch_name(ARCH_FC), "fc") == 0,
         "name tables");
@@ -568,9 +569,118 @@ static void test_variance(void) {
   free(x);
 }
 
+/* ------------------------------------------------------------------ abc and mean field */
+
+/* Two models' parameter tables, initial parameters and outputs are the same bit for bit. */
+static int same_bits(const ModelConfig *ca, const ModelConfig *cb, const char *what) {
+  Model a, b;
+  char err[256];
+  if (model_build(&a, ca, err, sizeof err) || model_build(&b, cb, err, sizeof err)) {
+    fprintf(stderr, "%s: build: %s\n", what, err);
+    return 0;
+  }
+  int ok = a.n_tensors == b.n_tensors && a.n_params == b.n_params;
+  for (int t = 0; ok && t < a.n_tensors; t++) {
+    const ParamTensor *x = &a.tensors[t], *y = &b.tensors[t];
+    ok &= memcmp(&x->init_std, &y->init_std, sizeof(double)) == 0 && memcmp(&x->mult, &y->mult, sizeof(double)) == 0 &&
+          memcmp(&x->lr_scale, &y->lr_scale, sizeof(double)) == 0;
+    if (!ok) fprintf(stderr, "%s: tensor %s: std %.17g/%.17g mult %.17g/%.17g lr %.17g/%.17g\n", what, x->name, x->init_std,
+                     y->init_std, x->mult, y->mult, x->lr_scale, y->lr_scale);
+  }
+  if (ok) {
+    const int B = 4;
+    double *ta = malloc(a.n_params * sizeof *ta), *tb = malloc(b.n_params * sizeof *tb), *x = malloc((size_t)B * ca->in_dim * sizeof *x);
+    model_init(&a, ta, 5);
+    model_init(&b, tb, 5);
+    fill_data(x, (size_t)B * ca->in_dim, 6, 0);
+    Tape tpa, tpb;
+    tape_create(&tpa, &a, B);
+    tape_create(&tpb, &b, B);
+    ok &= memcmp(ta, tb, a.n_params * sizeof *ta) == 0;
+    ok &= memcmp(model_forward(&a, ta, x, B, &tpa, NULL), model_forward(&b, tb, x, B, &tpb, NULL), (size_t)B * ca->out_dim * sizeof(double)) == 0;
+    tape_destroy(&tpa);
+    tape_destroy(&tpb);
+    free(ta), free(tb), free(x);
+  }
+  model_destroy(&a);
+  model_destroy(&b);
+  return ok;
+}
+
+/* abc with sp's and muP's exponents is sp and muP bit for bit (widths that n0 does not divide, r
+ * below and above 1, zero readout); the general table follows the conventions' formulas; mean
+ * field is its exponent table and needs one hidden layer. */
+static void test_abc(void) {
+  static const double sp[ABC_KINDS][3] = {{0, 0, 0}, {0, 0.5, 0}, {0, 0.5, 0}, {0, 0, 0}};
+  static const double mup[ABC_KINDS][3] = {{0, 0, -1}, {0, 0.5, 0}, {0, 1, 1}, {0, 0, -1}};
+  const int widths[] = {7, 12, 64, 1000}, bases[] = {3, 7, 48, 64};
+  for (int wi = 0; wi < 4; wi++)
+    for (int bi = 0; bi < 4; bi++)
+      for (int zero = 0; zero <= 1; zero++)
+        for (int bias = 0; bias <= 1; bias++) {
+          ModelConfig named = small_cfg(ACT_TANH, PARAM_SP, bias, 3), abc;
+          named.width = widths[wi], named.base_width = bases[bi], named.mup_zero_readout = zero;
+          char what[96];
+          for (int q = 0; q < 2; q++) {
+            named.param = q ? PARAM_MUP : PARAM_SP;
+            if (named.param == PARAM_SP && zero) continue; /* sp has no zero readout */
+            abc = named;
+            abc.param = PARAM_ABC;
+            memcpy(abc.abc, q ? mup : sp, sizeof sp);
+            snprintf(what, sizeof what, "abc as %s (n %d, n0 %d, zero readout %d, bias %d)", param_name(named.param), widths[wi],
+                     bases[bi], zero, bias);
+            CHECK(same_bits(&named, &abc, what), "%s differs", what);
+          }
+        }
+
+  /* The general table against the formulas, with fractional exponents. */
+  ModelConfig c = small_cfg(ACT_RELU, PARAM_ABC, 1, 3);
+  const double e[ABC_KINDS][3] = {{0.5, -0.25, -1.5}, {0.25, 0.25, -0.5}, {1, 0.5, 0.75}, {0.5, 0.5, -1}};
+  memcpy(c.abc, e, sizeof e);
+  Model m;
+  char err[256];
+  CHECK(model_build(&m, &c, err, sizeof err) == 0, "abc build: %s", err);
+  const double r = (double)c.width / c.base_width, n0 = c.base_width;
+  int ok = 1;
+  for (int l = 0; l <= c.depth; l++) {
+    const ParamTensor *W = &m.tensors[2 * l], *b = &m.tensors[2 * l + 1];
+    const int kind = l == 0 ? ABC_INPUT : l == c.depth ? ABC_OUTPUT : ABC_HIDDEN;
+    const double fan_n0 = l == 0 ? c.in_dim : n0;
+    ok &= tu_close(W->mult, pow(r, -e[kind][0]), 1e-14) && tu_close(W->init_std, c.sigma_w / sqrt(fan_n0) * pow(r, -e[kind][1]), 1e-14) &&
+          tu_close(W->lr_scale, pow(r, -e[kind][2]), 1e-14);
+    ok &= tu_close(b->mult, pow(r, -e[ABC_BIAS][0]), 1e-14) && tu_close(b->init_std, c.sigma_b * pow(r, -e[ABC_BIAS][1]), 1e-14) &&
+          tu_close(b->lr_scale, pow(r, -e[ABC_BIAS][2]), 1e-14);
+  }
+  CHECK(ok, "abc parameter table differs from h = r^-a W x, W ~ N(0, sigma_w^2/fan_in(n0) r^-2b), lr eta r^-c");
+  CHECK(model_lr_weighted(&m), "abc: lr-weighted");
+  model_destroy(&m);
+
+  /* Mean field: input (0, 0, -1), output (1, 0, -1), biases (0, 0, -1); f = (n0/n) sum_i v_i phi(.). */
+  c = small_cfg(ACT_RELU, PARAM_MF, 1, 1);
+  CHECK(model_build(&m, &c, err, sizeof err) == 0, "mf build: %s", err);
+  const ParamTensor *U = &m.tensors[0], *bu = &m.tensors[1], *V = &m.tensors[2], *bv = &m.tensors[3];
+  CHECK(U->mult == 1 && tu_close(U->init_std, c.sigma_w / sqrt(c.in_dim), 1e-15) && U->lr_scale == r && V->mult == 1 / r &&
+            tu_close(V->init_std, c.sigma_w / sqrt(n0), 1e-15) && V->lr_scale == r && bu->lr_scale == r && bv->lr_scale == r &&
+            bv->mult == 1 && bu->init_std == c.sigma_b,
+        "mf table: U mult %g std %g lr %g, V mult %g std %g lr %g", U->mult, U->init_std, U->lr_scale, V->mult, V->init_std,
+        V->lr_scale);
+  model_destroy(&m);
+  c.depth = 2;
+  CHECK(model_build(&m, &c, err, sizeof err) != 0 && strstr(err, "one hidden layer"), "mf with depth 2 accepted (%s)", err);
+  CHECK(model_lr_weighted(&m) == false, "a failed build holds no tensors");
+  ModelConfig cs = small_cfg(ACT_RELU, PARAM_SP, 1, 2), cn = small_cfg(ACT_RELU, PARAM_NTK, 1, 2);
+  Model ms, mn;
+  model_build(&ms, &cs, err, sizeof err);
+  model_build(&mn, &cn, err, sizeof err);
+  CHECK(!model_lr_weighted(&ms) && !model_lr_weighted(&mn), "sp and ntk are not lr-weighted (D = I)");
+  model_destroy(&ms);
+  model_destroy(&mn);
+}
+
 int main(void) {
   test_structure();
   test_param_table();
+  test_abc();
   test_mup_equals_sp();
   test_init_purity();
   test_gradient_fd();

@@ -1,5 +1,7 @@
-/* ntk.c against explicit matrices: the shell operator and the structured Gram matrix equal
- * J J^T / N (full and traced) with J built column by column from model_jvp over all samples; the
+/* ntk.c against explicit matrices: the shell operator and the structured Gram matrix equal the
+ * lr-weighted J D J^T / N (full and traced; D = diag(lr_scale), I for ntk and sp) for every
+ * parameterization, and the plain J J^T / N when asked, with J built column by column from model_jvp
+ * over all samples; the
  * Krylov-Schur top eigenvalues and the ScaLAPACK spectrum equal LAPACK dsyev of that matrix; the
  * kernel distance equals its direct value; the warm start saves products; a NaN theta or an
  * unconverged solve gives NaN and no error; and every result equals the one of an MPI_COMM_SELF
@@ -54,7 +56,10 @@ static ModelConfig small_cfg(Activation act, Parameterization p, int bias)
   c.sigma_w = 1.4;
   c.sigma_b = 0.6;
   c.param = p;
-  c.base_width = 4; /* r = 9/4 for mup */
+  c.base_width = 4; /* r = 9/4 for mup, abc, mf */
+  /* abc: fractional exponents of every kind, so that r^e goes through pow() */
+  const double abc[ABC_KINDS][3] = {{0.5, -0.25, -1.5}, {0.25, 0.25, -0.5}, {1, 0.5, 0.75}, {0.5, 0.5, -1}};
+  memcpy(c.abc, abc, sizeof abc);
   return c;
 }
 
@@ -85,11 +90,15 @@ static void slice_of(int N, int r, int np, int skew, int *first, int *n)
   *n = cnt;
 }
 
-/* Theta = J J^T / N (full, R = Nk) or its logit trace (R = N), J from model_jvp with unit
- * tangents over all N samples: independent of ntk.c. T is R x R row-major. */
-static void explicit_theta(const Model *m, const double *theta, const double *x, int N, NtkVariant v, double *T)
+/* Theta = J D J^T / N (full, R = Nk) or its logit trace (R = N), J from model_jvp with unit
+ * tangents over all N samples, D the tensors' lr_scale (w = NTK_WEIGHT_LR) or I (plain):
+ * independent of ntk.c. T is R x R row-major. */
+static void explicit_theta(const Model *m, const double *theta, const double *x, int N, NtkVariant v, NtkWeighting w, double *T)
 {
   const size_t P = m->n_params;
+  double *D = malloc(P * sizeof *D);
+  for (int ti = 0; ti < m->n_tensors; ti++)
+    for (size_t i = 0; i < m->tensors[ti].size; i++) D[m->tensors[ti].offset + i] = w == NTK_WEIGHT_LR ? m->tensors[ti].lr_scale : 1.0;
   const int k = m->cfg.out_dim, Nk = N * k;
   Tape t;
   tape_create(&t, m, N);
@@ -105,7 +114,7 @@ static void explicit_theta(const Model *m, const double *theta, const double *x,
     for (int r = 0; r < Nk; r++)
       for (int s = 0; s < Nk; s++) {
         double acc = 0;
-        for (size_t mu = 0; mu < P; mu++) acc += J[(size_t)r * P + mu] * J[(size_t)s * P + mu];
+        for (size_t mu = 0; mu < P; mu++) acc += J[(size_t)r * P + mu] * D[mu] * J[(size_t)s * P + mu];
         T[(size_t)r * Nk + s] = acc / N;
       }
   } else {
@@ -113,11 +122,12 @@ static void explicit_theta(const Model *m, const double *theta, const double *x,
       for (int b = 0; b < N; b++) {
         double acc = 0;
         for (int i = 0; i < k; i++)
-          for (size_t mu = 0; mu < P; mu++) acc += J[(size_t)(a * k + i) * P + mu] * J[(size_t)(b * k + i) * P + mu];
+          for (size_t mu = 0; mu < P; mu++) acc += J[(size_t)(a * k + i) * P + mu] * D[mu] * J[(size_t)(b * k + i) * P + mu];
         T[(size_t)a * N + b] = acc / ((double)N * k);
       }
   }
   free(J);
+  free(D);
   free(e);
   free(col);
   tape_destroy(&t);
@@ -226,7 +236,7 @@ static void results_free(Results *r)
  * the top 3 eigenvalues and the spectrum at theta0, then the kernel distance and the top 3 at
  * theta_t (warm-started). */
 static PetscErrorCode run_operator(MPI_Comm comm, const Model *m, const double *x, int N, int first, int nl, NtkVariant v,
-                                   const double *theta0, const double *theta_t, Results *res, double *resid)
+                                   NtkWeighting w, const double *theta0, const double *theta_t, Results *res, double *resid)
 {
   NtkOperator *op;
   Mat A, G0, Gt;
@@ -236,6 +246,7 @@ static PetscErrorCode run_operator(MPI_Comm comm, const Model *m, const double *
 
   PetscFunctionBeginUser;
   PetscCall(ntk_operator_create(&op, comm, m, x + (size_t)first * m->cfg.in_dim, nl, first, N, v));
+  if (w != NTK_WEIGHT_LR) PetscCall(ntk_set_weighting(op, w)); /* lr-weighted is the default */
   PetscCall(ntk_set_params(op, theta0));
   PetscCall(ntk_operator_mat(op, &A));
   PetscCall(shell_full(A, R, res->theta_op));
@@ -260,6 +271,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
   Model m;
   char err[256], name[96];
   ModelConfig c = small_cfg(act, p, bias);
+  if (p == PARAM_MF) c.depth = 1; /* mean field has one hidden layer */
 
   PetscFunctionBeginUser;
   if (model_build(&m, &c, err, sizeof err)) {
@@ -282,13 +294,19 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
   if (idx % 3 != 2) PetscCall(PetscOptionsSetValue(NULL, "-ntk_gram_block", idx % 3 ? "1" : "2"));
   if (idx % 4 == 1) PetscCall(PetscOptionsSetValue(NULL, "-ntk_tape_mb", "0"));
 
-  for (int vi = 0; vi < 2; vi++) {
-    const NtkVariant v = (NtkVariant)vi;
+  /* D = I for ntk and sp: their one kernel; the others also plain. */
+  const int n_cases = model_lr_weighted(&m) ? 4 : 2;
+  MCHECK(model_lr_weighted(&m) == (p != PARAM_NTK && p != PARAM_SP), "%s: lr-weighted %d", name, (int)model_lr_weighted(&m));
+  for (int vi = 0; vi < n_cases; vi++) {
+    const NtkVariant v = (NtkVariant)(vi % 2);
+    const NtkWeighting w = vi < 2 ? NTK_WEIGHT_LR : NTK_WEIGHT_PLAIN;
+    char lbl[128];
+    snprintf(lbl, sizeof lbl, "%s/%s", name, w == NTK_WEIGHT_LR ? "lr" : "plain");
     const int R = v == NTK_FULL ? N * k : N, nev = 3;
     double *T0 = malloc((size_t)R * R * sizeof *T0), *Tt = malloc((size_t)R * R * sizeof *Tt);
     double *w0 = malloc((size_t)R * sizeof *w0), *wt = malloc((size_t)R * sizeof *wt), resid[3];
-    explicit_theta(&m, theta0, x, N, v, T0);
-    explicit_theta(&m, theta_t, x, N, v, Tt);
+    explicit_theta(&m, theta0, x, N, v, w, T0);
+    explicit_theta(&m, theta_t, x, N, v, w, Tt);
     dense_eigs_desc(T0, R, w0);
     dense_eigs_desc(Tt, R, wt);
     const double scale0 = fabs(w0[0]), scalet = fabs(wt[0]);
@@ -296,33 +314,33 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
     Results res, ref;
     results_alloc(&res, R);
     results_alloc(&ref, R);
-    PetscCall(run_operator(W, &m, x, N, first, nl, v, theta0, theta_t, &res, resid));
+    PetscCall(run_operator(W, &m, x, N, first, nl, v, w, theta0, theta_t, &res, resid));
 
     double e;
-    MCHECK((e = frob_rel(res.theta_op, T0, (size_t)R * R)) <= 1e-10, "%s %s: shell operator vs J J^T/N: rel err %.3e", name,
+    MCHECK((e = frob_rel(res.theta_op, T0, (size_t)R * R)) <= 1e-10, "%s %s: shell operator vs J J^T/N: rel err %.3e", lbl,
            ntk_variant_name(v), e);
-    MCHECK((e = frob_rel(res.gram, T0, (size_t)R * R)) <= 1e-10, "%s %s: Gram matrix vs J J^T/N: rel err %.3e", name,
+    MCHECK((e = frob_rel(res.gram, T0, (size_t)R * R)) <= 1e-10, "%s %s: Gram matrix vs J J^T/N: rel err %.3e", lbl,
            ntk_variant_name(v), e);
-    MCHECK(res.nconv == nev && all_finite(res.eig, nev), "%s %s: nconv %d of %d", name, ntk_variant_name(v), res.nconv, nev);
+    MCHECK(res.nconv == nev && all_finite(res.eig, nev), "%s %s: nconv %d of %d", lbl, ntk_variant_name(v), res.nconv, nev);
     int ok = 1;
     for (int i = 0; i < nev; i++) ok &= close_to(res.eig[i], w0[i], 1e-10, scale0) && resid[i] <= 1e-10;
-    MCHECK(ok, "%s %s: Krylov-Schur top %d (%.15g %.15g %.15g) vs dsyev (%.15g %.15g %.15g), resid %.2e", name,
+    MCHECK(ok, "%s %s: Krylov-Schur top %d (%.15g %.15g %.15g) vs dsyev (%.15g %.15g %.15g), resid %.2e", lbl,
            ntk_variant_name(v), nev, res.eig[0], res.eig[1], res.eig[2], w0[0], w0[1], w0[2], resid[0]);
     ok = 1;
     for (int i = 0; i < R; i++) ok &= close_to(res.spec[i], w0[i], 1e-10, scale0);
-    MCHECK(ok, "%s %s: ScaLAPACK spectrum vs dsyev (first %.15g vs %.15g, last %.3e vs %.3e)", name, ntk_variant_name(v),
+    MCHECK(ok, "%s %s: ScaLAPACK spectrum vs dsyev (first %.15g vs %.15g, last %.3e vs %.3e)", lbl, ntk_variant_name(v),
            res.spec[0], w0[0], res.spec[R - 1], w0[R - 1]);
     ok = res.nconv_t == nev;
     for (int i = 0; i < nev; i++) ok &= close_to(res.eig_t[i], wt[i], 1e-10, scalet);
-    MCHECK(ok, "%s %s: warm-started top eigenvalues at theta_t %.15g vs %.15g", name, ntk_variant_name(v), res.eig_t[0], wt[0]);
+    MCHECK(ok, "%s %s: warm-started top eigenvalues at theta_t %.15g vs %.15g", lbl, ntk_variant_name(v), res.eig_t[0], wt[0]);
     const double dref = frob_dist(T0, Tt, (size_t)R * R);
-    MCHECK(close_to(res.dist, dref, 1e-10, dref) && dref > 1e-4, "%s %s: kernel distance %.15g vs direct %.15g", name,
+    MCHECK(close_to(res.dist, dref, 1e-10, dref) && dref > 1e-4, "%s %s: kernel distance %.15g vs direct %.15g", lbl,
            ntk_variant_name(v), res.dist, dref);
 
     /* Rank-count independence: the same on one rank over all samples (rank 0, MPI_COMM_SELF). */
     if (rank == 0) {
       double rs[3];
-      PetscCall(run_operator(PETSC_COMM_SELF, &m, x, N, 0, N, v, theta0, theta_t, &ref, rs));
+      PetscCall(run_operator(PETSC_COMM_SELF, &m, x, N, 0, N, v, w, theta0, theta_t, &ref, rs));
     }
     PetscCallMPI(MPI_Bcast(ref.theta_op, R * R, MPI_DOUBLE, 0, W));
     PetscCallMPI(MPI_Bcast(ref.gram, R * R, MPI_DOUBLE, 0, W));
@@ -334,7 +352,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
          close_to(res.dist, ref.dist, 1e-12, ref.dist);
     for (int i = 0; i < nev; i++) ok &= close_to(res.eig[i], ref.eig[i], 1e-12, scale0) && close_to(res.eig_t[i], ref.eig_t[i], 1e-12, scalet);
     for (int i = 0; i < R; i++) ok &= close_to(res.spec[i], ref.spec[i], 1e-12, scale0);
-    MCHECK(ok, "%s %s: %d ranks differ from 1 rank (operator %.2e, Gram %.2e, lambda %.17g vs %.17g)", name, ntk_variant_name(v),
+    MCHECK(ok, "%s %s: %d ranks differ from 1 rank (operator %.2e, Gram %.2e, lambda %.17g vs %.17g)", lbl, ntk_variant_name(v),
            size, frob_rel(res.theta_op, ref.theta_op, (size_t)R * R), frob_rel(res.gram, ref.gram, (size_t)R * R), res.eig[0],
            ref.eig[0]);
     results_free(&res);
@@ -376,7 +394,7 @@ static PetscErrorCode test_warm_start(NtkVariant v)
   model_init(&m, th0, 11);
   rng_normal_fill(th1, P, 12, RNG_STREAM_PROBE, 0);
   for (size_t i = 0; i < P; i++) th1[i] = th0[i] + 1e-3 * th1[i];
-  explicit_theta(&m, th1, x, N, v, T1);
+  explicit_theta(&m, th1, x, N, v, NTK_WEIGHT_LR, T1);
   dense_eigs_desc(T1, R, w1);
   int first, nl, nconv, its_cold, its_warm;
   long mv_cold, mv_warm;
@@ -489,10 +507,10 @@ int main(int argc, char **argv)
   PetscCall(PetscOptionsSetValue(NULL, "-ntk_eps_tol", "1e-13"));
 
   const Activation acts[] = {ACT_IDENTITY, ACT_RELU, ACT_TANH, ACT_ERF};
-  const Parameterization params[] = {PARAM_NTK, PARAM_SP, PARAM_MUP};
+  const Parameterization params[] = {PARAM_NTK, PARAM_SP, PARAM_MUP, PARAM_ABC, PARAM_MF};
   int idx = 0;
   for (int a = 0; a < 4; a++)
-    for (int p = 0; p < 3; p++)
+    for (int p = 0; p < 5; p++)
       for (int b = 0; b <= 1; b++) PetscCall(test_config(idx++, acts[a], params[p], b));
   PetscCall(test_warm_start(NTK_FULL));
   PetscCall(test_warm_start(NTK_TRACED));

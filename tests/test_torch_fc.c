@@ -33,10 +33,13 @@ int main(int argc, char **argv) {
   }
   const int d = 20, n = 64, depth = 3, k = 10, B = 8, base_width = 16; /* mup r = 4 */
   const double sigma_w = 1.3, sigma_b = 0.4;
-  fprintf(fp, "cases %d\n", ACT_COUNT * PARAM_COUNT * 2);
+  /* The named presets: abc and mf differ from them only in the parameter table's numbers, which
+   * test_model checks against the conventions' formulas. */
+  const int n_presets = PARAM_MUP + 1;
+  fprintf(fp, "cases %d\n", ACT_COUNT * n_presets * 2);
   int cases = 0;
   for (int a = 0; a < ACT_COUNT; a++)
-    for (int p = 0; p < PARAM_COUNT; p++)
+    for (int p = 0; p < n_presets; p++)
       for (int bias = 1; bias >= 0; bias--) {
         ModelConfig c = {0};
         c.arch = ARCH_FC, c.in_dim = d, c.out_dim = k, c.depth = depth, c.width = n;

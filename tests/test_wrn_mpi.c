@@ -26,6 +26,7 @@ int main(int argc, char **argv) {
   const Reducer red = {allreduce, &comm};
   const int lo = NB * rank / size, hi = NB * (rank + 1) / size, nl = hi - lo;
   for (int p = 0; p < PARAM_COUNT; p++) {
+    if (p == PARAM_MF) continue; /* one hidden layer of a fully connected net only */
     ModelConfig c = {0};
     c.arch = ARCH_WRN, c.in_channels = C_IN, c.in_height = HH, c.in_width = WW, c.in_dim = C_IN * HH * WW;
     c.out_dim = K_OUT, c.width = 1, c.wrn_depth = 10, c.act = ACT_TANH, c.bias = true, c.sigma_w = 1.4, c.sigma_b = 0.2;

@@ -50,13 +50,14 @@ static void build_module_list(void)
  * for byte on restart, so it never changes; an option that is not listed (-overwrite, -quiet, the
  * solvers' tuning) is not recorded. Each option's in_deck says when it is. */
 static const char *const deck_order[] = {
-  "-arch", "-depth", "-activation", "-bias", "-sigma_w", "-sigma_b", "-base_width", "-mup_zero_readout", "-wrn_depth",
+  "-arch", "-depth", "-activation", "-bias", "-sigma_w", "-sigma_b", "-base_width", "-mup_zero_readout", "-mup_limit", "-abc_input",
+  "-abc_hidden", "-abc_output", "-abc_bias", "-wrn_depth",
   "-batch_norm", "-bn_eps", "-widths", "-seeds", "-params", "-etas", "-eta_factors", "-ntk_batch", "-ntk_variant",
-  "-ntk_method", "-ntk_nev", "-lambda_every", "-kernel_distance", "-gram_max_rows", "-spectrum_steps", "-dataset",
+  "-ntk_method", "-ntk_nev", "-ntk_weighting", "-lambda_every", "-kernel_distance", "-gram_max_rows", "-spectrum_steps", "-dataset",
   "-data_dir", "-n_train", "-n_test", "-standardize", "-center_targets", "-teacher_dim", "-teacher_width",
   "-teacher_outputs", "-teacher_activation", "-teacher_seed", "-teacher_noise", "-optimizer", "-batch_size", "-steps",
   "-momentum", "-weight_decay", "-lr_schedule", "-warmup_steps", "-lr_step_every", "-lr_step_gamma", "-lr_min_factor",
-  "-augment", "-augment_pad", "-record_every", "-test_every", "-eval_chunk", "-diverge_factor", "-catapult_factor",
+  "-augment", "-augment_pad", "-record_every", "-test_every", "-outputs_every", "-outputs_batch", "-eval_chunk", "-diverge_factor", "-catapult_factor",
   "-catapult_window", "-hess_batch", "-hess_every", "-hess_nev", "-hess_min_eig", "-density_steps", "-trace_probes",
   "-slq_probes", "-slq_lanczos", "-eta_max_search", "-eta_max_lo", "-eta_max_hi", "-eta_max_tol", "-eta_max_steps",
   "-ranks_per_run", "-output", "-flush_seconds", "-progress_seconds", "-sweep_part", "-sweep_parts", "-checkpoint_dir",

@@ -28,7 +28,9 @@ static int by_cost_desc(const void *a, const void *b)
 int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_dim, int out_dim, char *err, size_t errlen)
 {
   memset(sw, 0, sizeof *sw);
-  const int n_deck = cfg->n_widths * cfg->n_seeds * cfg->n_params * cfg->n_etas;
+  /* -mup_limit: the infinite width is one more width, after the deck's. */
+  const int n_widths = cfg->n_widths + (cfg->mup_limit ? 1 : 0);
+  const int n_deck = n_widths * cfg->n_seeds * cfg->n_params * cfg->n_etas;
   const int part = cfg->sweep_part, parts = cfg->sweep_parts > 0 ? cfg->sweep_parts : 1;
   sw->n_runs = n_deck / parts + (part < n_deck % parts);
   if (sw->n_runs == 0) {
@@ -41,11 +43,11 @@ int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_di
   sw->order = malloc((size_t)sw->n_runs * sizeof *sw->order);
   int r = 0, d = 0;
   /* Deck order: width, seed, parameterization, learning rate (innermost). */
-  for (int w = 0; w < cfg->n_widths; w++)
+  for (int w = 0; w < n_widths; w++)
     for (int s = 0; s < cfg->n_seeds; s++)
       for (int p = 0; p < cfg->n_params; p++) {
         ModelConfig mc = cfg->model;
-        mc.width = cfg->widths[w];
+        mc.width = w < cfg->n_widths ? cfg->widths[w] : MODEL_WIDTH_INF;
         mc.param = cfg->params[p];
         mc.in_dim = in_dim;
         mc.out_dim = out_dim;

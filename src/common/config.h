@@ -18,8 +18,10 @@ typedef enum { NTK_METHOD_AUTO = 0, NTK_METHOD_MATFREE, NTK_METHOD_EXACT } NtkMe
 typedef struct {
   /* model (one ModelConfig per instance is derived from these and the sweep lists) */
   ModelConfig model;            /* width and param are overwritten per instance */
+  int n_abc[ABC_KINDS];         /* entries given of -abc_input, -abc_hidden, -abc_output, -abc_bias (3 each) */
   /* sweep lists */
   int n_widths;   int widths[CONFIG_MAX_LIST];
+  bool mup_limit;               /* also the exact infinite-width limit (width MODEL_WIDTH_INF), after -widths */
   int n_seeds;    int64_t seeds[CONFIG_MAX_LIST];
   int n_params;   Parameterization params[PARAM_COUNT];
   int n_etas;     double etas[CONFIG_MAX_LIST];        /* absolute learning rates, or ... */
@@ -39,6 +41,8 @@ typedef struct {
   double lr_min_factor;         /* LR_COSINE: final lr as a fraction of eta */
   int64_t record_every;         /* m: train metrics every m steps */
   int64_t test_every;           /* M: test metrics every M steps (0 = only at the end) */
+  int64_t outputs_every;        /* outputs f(x) on the first outputs_batch training samples (0 = off) */
+  int outputs_batch;
   int eval_chunk;               /* samples per forward pass in evaluations (memory bound) */
   bool augment;                 /* random crop + horizontal flip of training batches (augment.h) */
   int augment_pad;              /* zero padding p of the random crop */
@@ -46,6 +50,7 @@ typedef struct {
   int ntk_batch;                /* N: the first ntk_batch training samples */
   int ntk_variant;              /* 0 full (Nk x Nk), 1 logit-traced (N x N); see ntk.h */
   int ntk_nev;                  /* top-k eigenvalues recorded */
+  int ntk_weighting;            /* NtkWeighting: 0 lr (J D J^T / N only), 1 plain (J J^T / N recorded too) */
   int64_t lambda_every;         /* lambda_t every this many steps (0 = first and last step only) */
   NtkMethod ntk_method;         /* how lambda is computed; auto = the cheaper by the cost model */
   int n_spectrum_steps;         /* full spectrum (exact Gram matrix) at these steps */
@@ -90,5 +95,6 @@ typedef struct {
 const char *optimizer_name(OptimizerKind o);
 const char *lr_schedule_name(LrSchedule s);
 const char *ntk_method_name(NtkMethod m);
+const char *ntk_weighting_name(int w); /* -ntk_weighting: "lr" (0), "plain" (1) */
 
 #endif

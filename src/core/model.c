@@ -37,7 +37,7 @@ static inline void zero_doubles(double *dst, size_t n)
   if (n) memset(dst, 0, n * sizeof *dst);
 }
 
-static const char *const param_names[PARAM_COUNT] = {"ntk", "sp", "mup"};
+static const char *const param_names[PARAM_COUNT] = {"ntk", "sp", "mup", "abc", "mf"};
 static const char *const arch_names[ARCH_COUNT] = {"fc", "uv", "wrn"};
 
 const char *param_name(Parameterization p) {
@@ -79,7 +79,14 @@ static int check_config(const ModelConfig *c, char *err, size_t errlen) {
   if (c->arch < 0 || c->arch >= ARCH_COUNT) return errbuf_set(err, errlen, "model: unknown architecture %d", (int)c->arch);
   if (c->in_dim <= 0) return errbuf_set(err, errlen, "model: in_dim must be positive, got %d", c->in_dim);
   if (c->out_dim <= 0) return errbuf_set(err, errlen, "model: out_dim must be positive, got %d", c->out_dim);
-  if (c->width <= 0) return errbuf_set(err, errlen, "model: width must be positive, got %d", c->width);
+  if (c->width == MODEL_WIDTH_INF) {
+    if (c->param != PARAM_MUP || c->arch != ARCH_FC || c->depth != 1 || c->act != ACT_IDENTITY || c->bias)
+      return errbuf_set(err, errlen, "model: the exact infinite-width limit (width 0) exists for the one-hidden-layer linear muP net "
+                        "only (mup, fc, depth 1, identity, no biases), not %s %s depth %d %s biases %d", param_name(c->param),
+                        arch_name(c->arch), c->depth, act_name(c->act), (int)c->bias);
+  } else if (c->width < 0) {
+    return errbuf_set(err, errlen, "model: width must be positive, got %d", c->width);
+  }
   if (c->arch != ARCH_WRN && c->depth < 1) return errbuf_set(err, errlen, "model: depth must be >= 1, got %d", c->depth);
   if (c->arch == ARCH_WRN) {
     if (c->wrn_depth < 10 || (c->wrn_depth - 4) % 6 != 0)
@@ -98,14 +105,45 @@ static int check_config(const ModelConfig *c, char *err, size_t errlen) {
     return errbuf_set(err, errlen, "model: sigma_w must be finite and >= 0, got %g", c->sigma_w);
   if (!isfinite(c->sigma_b) || c->sigma_b < 0)
     return errbuf_set(err, errlen, "model: sigma_b must be finite and >= 0, got %g", c->sigma_b);
-  if (c->param == PARAM_MUP && c->base_width <= 0)
-    return errbuf_set(err, errlen, "model: mup needs base_width > 0, got %d", c->base_width);
+  if (c->param != PARAM_NTK && c->param != PARAM_SP && c->base_width <= 0)
+    return errbuf_set(err, errlen, "model: %s needs base_width > 0, got %d", param_name(c->param), c->base_width);
+  if (c->param == PARAM_MF && (c->arch != ARCH_FC || c->depth != 1))
+    return errbuf_set(err, errlen, "model: mf (mean field) is defined for a fully connected net with one hidden layer, not %s with depth %d",
+                      arch_name(c->arch), c->arch == ARCH_FC ? c->depth : 0);
+  if (c->param == PARAM_ABC)
+    for (int k = 0; k < ABC_KINDS; k++)
+      for (int e = 0; e < 3; e++)
+        if (!isfinite(c->abc[k][e]) || fabs(c->abc[k][e]) > 64)
+          return errbuf_set(err, errlen, "model: abc exponent %d of layer kind %d must be finite and within [-64, 64], got %g", e, k, c->abc[k][e]);
   return 0;
 }
 
-/* muP width ratio r = n / n0 (the widening factor k over base_width for the WRN). */
-static double mup_ratio(const ModelConfig *c) {
-  return c->param == PARAM_MUP ? (double)c->width / (double)c->base_width : 1.0;
+/* Width ratio r = n / n0 of the abc table (the widening factor k over base_width for the WRN);
+ * 1 for ntk, whose table does not depend on n0. */
+static double width_ratio(const ModelConfig *c) {
+  return c->param == PARAM_NTK ? 1.0 : (double)c->width / (double)c->base_width;
+}
+
+/* r^e, exact for the integer exponents of the presets (-2..2): pow() is not guaranteed to round
+ * 1/r or r*r as division and multiplication do, and sp and mup must come out bit for bit the
+ * same whether named or written as abc exponents. */
+static double rpow(double r, double e) {
+  if (e == 0.0) return 1.0;
+  if (e == 1.0) return r;
+  if (e == -1.0) return 1.0 / r;
+  if (e == 2.0) return r * r;
+  if (e == -2.0) return 1.0 / (r * r);
+  return pow(r, e);
+}
+
+/* The presets as abc exponents (docs/conventions.md): {input, hidden, output, bias} x (a, b, c). */
+static const double abc_sp[ABC_KINDS][3] = {{0, 0, 0}, {0, 0.5, 0}, {0, 0.5, 0}, {0, 0, 0}};
+static const double abc_mup[ABC_KINDS][3] = {{0, 0, -1}, {0, 0.5, 0}, {0, 1, 1}, {0, 0, -1}};
+static const double abc_mf[ABC_KINDS][3] = {{0, 0, -1}, {0, 0.5, 0}, {1, 0, -1}, {0, 0, -1}};
+
+void model_abc_exponents(const ModelConfig *c, AbcKind kind, double *out) {
+  const double (*t)[3] = c->param == PARAM_MUP ? abc_mup : c->param == PARAM_MF ? abc_mf : c->param == PARAM_ABC ? c->abc : abc_sp;
+  for (int e = 0; e < 3; e++) out[e] = t[kind][e];
 }
 
 /* A new op writing a new buffer of n_out features per sample; returns it with in2, w, b, bn = -1. */
@@ -136,41 +174,45 @@ static int new_tensor(Model *m, const char *name, size_t size, int fan_in) {
 }
 
 /* The docs/conventions.md table row of a weight tensor with this fan-in (dense: n_in; conv:
- * C_in*kh*kw). kind_of_layer: 0 input, 1 hidden, 2 output. */
+ * C_in*kh*kw). kind_of_layer: 0 input, 1 hidden, 2 output (AbcKind).
+ *
+ * Every parameterization but ntk is an abc-parameterization in sp's constant placement:
+ * h = r^-a W x, W ~ N(0, sigma_w^2 / fan_in(n0) * r^-2b), learning rate eta r^-c. fan_in(n0) is
+ * the fan-in at the base width: d for the input layer, fan_in / r for the others, so the variance's
+ * denominator is fan_in * r^2b (input) or fan_in * r^(2b - 1) -- sp's fan_in and muP's readout
+ * fan_in * r exactly. */
 static void weight_table(const ModelConfig *c, ParamTensor *W, int kind_of_layer) {
   const double fan_in = (double)W->fan_in;
-  const double r = mup_ratio(c);
-  switch (c->param) {
-    case PARAM_NTK:
-      W->init_std = 1.0;
-      W->mult = c->sigma_w / sqrt(fan_in);
-      W->lr_scale = 1.0;
-      break;
-    case PARAM_SP:
-      W->init_std = c->sigma_w / sqrt(fan_in);
-      W->mult = 1.0;
-      W->lr_scale = 1.0;
-      break;
-    case PARAM_MUP:
-      W->mult = 1.0;
-      if (kind_of_layer == 2) {
-        /* fan_in = n here; at r = 1, n * r == n exactly, so this equals the sp value bitwise. */
-        W->init_std = c->mup_zero_readout ? 0.0 : c->sigma_w / sqrt(fan_in * r);
-        W->lr_scale = 1.0 / r;
-      } else {
-        W->init_std = c->sigma_w / sqrt(fan_in);
-        W->lr_scale = kind_of_layer == 0 ? r : 1.0;
-      }
-      break;
-    default: break; /* rejected by check_config */
+  if (c->param == PARAM_NTK) {
+    W->init_std = 1.0;
+    W->mult = c->sigma_w / sqrt(fan_in);
+    W->lr_scale = 1.0;
+    return;
   }
+  const double r = width_ratio(c);
+  double e[3];
+  model_abc_exponents(c, (AbcKind)kind_of_layer, e);
+  const double base = fan_in * rpow(r, 2.0 * e[ABC_B] - (kind_of_layer == ABC_INPUT ? 0.0 : 1.0));
+  W->mult = rpow(r, -e[ABC_A]);
+  W->init_std = kind_of_layer == ABC_OUTPUT && c->mup_zero_readout && c->param != PARAM_SP ? 0.0 : c->sigma_w / sqrt(base);
+  W->lr_scale = rpow(r, -e[ABC_C]);
 }
 
-/* Biases (and batch-norm shifts/scales below) follow the table's bias row. */
+/* Biases (and batch-norm shifts/scales below) follow the table's bias row: ~ N(0, sigma_b^2 r^-2b),
+ * forward multiplier r^-a (not for batch norm), learning rate eta r^-c. */
 static void bias_table(const ModelConfig *c, ParamTensor *b) {
-  b->init_std = c->param == PARAM_NTK ? 1.0 : c->sigma_b;
-  b->mult = c->param == PARAM_NTK ? c->sigma_b : 1.0;
-  b->lr_scale = c->param == PARAM_MUP ? mup_ratio(c) : 1.0;
+  if (c->param == PARAM_NTK) {
+    b->init_std = 1.0;
+    b->mult = c->sigma_b;
+    b->lr_scale = 1.0;
+    return;
+  }
+  const double r = width_ratio(c);
+  double e[3];
+  model_abc_exponents(c, ABC_BIAS, e);
+  b->init_std = c->sigma_b * rpow(r, -e[ABC_B]);
+  b->mult = rpow(r, -e[ABC_A]);
+  b->lr_scale = rpow(r, -e[ABC_C]);
 }
 
 /* Appends a dense op in -> new buffer, with its W (and b) tensors named prefix.W, prefix.b;
@@ -218,7 +260,7 @@ static int add_conv(Model *m, int in, int C_in, int H, int W, int C_out, int ksi
 }
 
 /* Train-mode batch norm over C channels of HW positions: gamma (init 1), beta (init 0), used
- * plain (mult 1) in every parameterization; muP trains them at eta r like biases. */
+ * plain (mult 1) in every parameterization, trained at the biases' learning rate (muP: eta r). */
 static int add_bn(Model *m, int in, int C, int HW, const char *prefix) {
   const ModelConfig *c = &m->cfg;
   char name[32];
@@ -237,7 +279,9 @@ static int add_bn(Model *m, int in, int C, int HW, const char *prefix) {
     p->init_std = 0.0;
     p->init_mean = i ? 0.0 : 1.0;
     p->mult = 1.0;
-    p->lr_scale = mup_ratio(c);
+    double e[3] = {0, 0, 0};
+    if (c->param != PARAM_NTK) model_abc_exponents(c, ABC_BIAS, e);
+    p->lr_scale = rpow(width_ratio(c), -e[ABC_C]);
   }
   return op->out;
 }
@@ -315,6 +359,13 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
   memset(m, 0, sizeof *m);
   if (check_config(cfg, err, errlen)) return -1;
   m->cfg = *cfg;
+  if (cfg->width == MODEL_WIDTH_INF) {
+    /* The muP limit as its equivalent finite net: d + k neurons (model_init). */
+    if ((int64_t)cfg->in_dim + cfg->out_dim > INT32_MAX / 2) return errbuf_set(err, errlen, "model: in_dim %d too large", cfg->in_dim);
+    m->cfg.width = cfg->in_dim + cfg->out_dim;
+    m->cfg.mup_limit = true;
+    cfg = &m->cfg;
+  }
   if (cfg->arch == ARCH_UV) {
     if (cfg->in_dim != 1 || cfg->out_dim != 1)
       return errbuf_set(err, errlen, "model: the uv model has one input and one output, not %d and %d (use -dataset uv)", cfg->in_dim, cfg->out_dim);
@@ -380,7 +431,30 @@ void model_destroy(Model *m) {
 
 /* ------------------------------------------------------------------ parameters */
 
+/* The exact infinite-width limit of the one-hidden-layer linear muP net as a finite net
+ * (docs/mup_limit.md). In the scaled variables u_i (row i of U) and w_i = n v_i (column i of V, times
+ * the width) the muP update of every neuron is the same linear map, whatever the width, and
+ * f = (1/n) sum_i w_i u_i^T x. The infinite net is the law of (u, w): at init u ~ N(0, sigma_w^2/d I_d)
+ * independent of w ~ N(0, sigma_w^2 n0 I_k) (0 with a zero readout), and its trajectory depends only
+ * on the second moments (1/n) sum_i z_i z_i^T of z = (u, w). m = d + k neurons whose second moment is
+ * exactly that covariance therefore follow the limit exactly: u_i = sqrt(m) sigma_w/sqrt(d) e_i
+ * (i < d, w_i = 0) and w_{d+j} = sqrt(m) sigma_w sqrt(n0) e_j (u = 0). f_0 = 0. No random numbers. */
+static void init_mup_limit(const Model *m, double *theta /* P */) {
+  const ModelConfig *c = &m->cfg;
+  const int d = c->in_dim, k = c->out_dim, n = c->width; /* n = d + k */
+  const ParamTensor *U = &m->tensors[0], *V = &m->tensors[1]; /* dense0.W (n x d), dense1.W (k x n) */
+  memset(theta, 0, m->n_params * sizeof *theta);
+  const double u = sqrt((double)n) * c->sigma_w / sqrt((double)d);
+  const double w = c->mup_zero_readout ? 0.0 : sqrt((double)n) * c->sigma_w * sqrt((double)c->base_width);
+  for (int i = 0; i < d; i++) theta[U->offset + (size_t)i * d + i] = u;
+  for (int j = 0; j < k; j++) theta[V->offset + (size_t)j * n + d + j] = w / n;
+}
+
 void model_init(const Model *m, double *theta /* P */, uint64_t seed) {
+  if (m->cfg.mup_limit) {
+    init_mup_limit(m, theta);
+    return;
+  }
   for (int t = 0; t < m->n_tensors; t++) {
     const ParamTensor *p = &m->tensors[t];
     double *w = theta + p->offset; /* p->size */
@@ -393,6 +467,12 @@ void model_init(const Model *m, double *theta /* P */, uint64_t seed) {
     rng_normal_fill(w, p->size, seed, (uint64_t)RNG_STREAM_PARAM_BASE + (uint64_t)t, 0);
     for (size_t i = 0; i < p->size; i++) w[i] *= p->init_std;
   }
+}
+
+bool model_lr_weighted(const Model *m) {
+  for (int t = 0; t < m->n_tensors; t++)
+    if (m->tensors[t].lr_scale != 1.0) return true;
+  return false;
 }
 
 void model_lr_scales(const Model *m, double *lr /* P */) {

@@ -17,7 +17,15 @@
 #include "conv.h"
 #include "layers.h"
 
-typedef enum { PARAM_NTK = 0, PARAM_SP, PARAM_MUP, PARAM_COUNT } Parameterization;
+/* PARAM_ABC: the general abc-parameterization (Yang & Hu, Tensor Programs IV) in sp's constant
+ * placement, exponents per layer kind from ModelConfig.abc; PARAM_MF: mean field, one hidden layer,
+ * the abc exponents input (0, 0, -1), output (1, 0, -1), biases (0, 0, -1). sp and mup are abc
+ * presets too: every parameterization but ntk goes through the same exponent table
+ * (docs/conventions.md "Parameterizations"). */
+typedef enum { PARAM_NTK = 0, PARAM_SP, PARAM_MUP, PARAM_ABC, PARAM_MF, PARAM_COUNT } Parameterization;
+/* Layer kinds of the abc exponents, and the exponents' order within a kind. */
+typedef enum { ABC_INPUT = 0, ABC_HIDDEN, ABC_OUTPUT, ABC_BIAS, ABC_KINDS } AbcKind;
+enum { ABC_A = 0, ABC_B, ABC_C };
 /* ARCH_UV: the paper's exactly solvable model f(x) = v^T u x / sqrt(n) (docs/conventions.md): one
  * input, one output, u, v ~ N(0,1) -- a depth-1 linear fc net in the ntk parameterization with
  * sigma_w = 1 and no biases, whatever the deck says for those.
@@ -29,10 +37,15 @@ typedef enum { PARAM_NTK = 0, PARAM_SP, PARAM_MUP, PARAM_COUNT } Parameterizatio
  * Without batch_norm the BN ops are absent. act is cfg->act (relu for the WRN). docs/layers.md. */
 typedef enum { ARCH_FC = 0, ARCH_UV, ARCH_WRN, ARCH_COUNT } Architecture;
 
-const char *param_name(Parameterization p);   /* "ntk", "sp", "mup" */
+const char *param_name(Parameterization p);   /* "ntk", "sp", "mup", "abc", "mf" */
 int param_from_name(const char *name);        /* -1 if unknown */
 const char *arch_name(Architecture a);        /* "fc", "uv", "wrn" */
 int arch_from_name(const char *name);         /* -1 if unknown */
+
+/* ModelConfig.width of the exact infinite-width limit of the one-hidden-layer linear muP net: built
+ * as its equivalent net of in_dim + out_dim neurons with a deterministic init (model_init;
+ * docs/mup_limit.md). The output records such a run's width as 0, "inf". */
+#define MODEL_WIDTH_INF 0
 
 typedef struct {
   Architecture arch;
@@ -46,7 +59,9 @@ typedef struct {
   double sigma_w, sigma_b;
   Parameterization param;
   int base_width;       /* muP base width n0 (r = n / n0) */
-  bool mup_zero_readout;/* muP: zero-initialise the output layer's weights */
+  bool mup_zero_readout;/* mup, abc, mf: zero-initialise the output layer's weights */
+  double abc[ABC_KINDS][3]; /* PARAM_ABC: (a, b, c) of the input, hidden and output layers and biases */
+  bool mup_limit;       /* set by model_build for width MODEL_WIDTH_INF (width is then in_dim + out_dim) */
   int wrn_depth;        /* ARCH_WRN: d = 6n+4, n >= 1 blocks per group */
   bool batch_norm;      /* ARCH_WRN: train-mode batch norm before every activation */
   double bn_eps;        /* batch norm epsilon (> 0) */
@@ -127,11 +142,18 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen);
 void model_destroy(Model *m);
 
 /* theta <- initial parameters: tensor t drawn from stream RNG_STREAM_PARAM_BASE + t, index = element
- * within the tensor, scaled by init_std. A pure function of (model, seed). */
+ * within the tensor, scaled by init_std. A pure function of (model, seed). The muP limit's
+ * equivalent net (cfg.mup_limit) has a deterministic init instead. */
 void model_init(const Model *m, double *theta /* P */, uint64_t seed);
 
 /* Per-parameter learning-rate multipliers, expanded: lr[p] = lr_scale of p's tensor. */
 void model_lr_scales(const Model *m, double *lr /* P */);
+/* True if some tensor has lr_scale != 1: the lr-weighted NTK J D J^T / N then differs from the
+ * plain J J^T / N (mup, abc, mf; never ntk or sp). */
+bool model_lr_weighted(const Model *m);
+/* The (a, b, c) exponents of layer kind `kind` under cfg's parameterization (not ntk, which is not
+ * in sp's constant placement); abc_out[3]. */
+void model_abc_exponents(const ModelConfig *cfg, AbcKind kind, double *abc_out /* 3 */);
 
 /* Forward FLOPs per sample (multiply-adds count 2) of dense and conv layers; cost model and
  * benchmarks use it. model_first_layer_flops: those of the layer reading the data (its input needs

@@ -92,6 +92,17 @@ static int attr_i64(hid_t loc, const char *name, int64_t v) {
 static int attr_f64(hid_t loc, const char *name, double v) {
   return attr_write(loc, name, H5T_NATIVE_DOUBLE, &v);
 }
+/* A float64 attribute of shape rows x cols (row-major). */
+static int attr_f64_matrix(hid_t loc, const char *name, const double *v, hsize_t rows, hsize_t cols) {
+  const hsize_t dims[2] = {rows, cols};
+  hid_t sp = H5Screate_simple(2, dims, NULL);
+  if (sp < 0) return -1;
+  hid_t a = H5Acreate2(loc, name, H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = (a >= 0 && H5Awrite(a, H5T_NATIVE_DOUBLE, v) >= 0) ? 0 : -1;
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return rc;
+}
 
 /* Directory part of path ("." if none). */
 static void dir_of(const char *path, char *dir, size_t len) {
@@ -283,6 +294,9 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   rc |= attr_f64(g, "sigma_b", m->sigma_b);
   rc |= attr_i32(g, "base_width", m->base_width);
   rc |= attr_i32(g, "mup_zero_readout", m->mup_zero_readout ? 1 : 0);
+  if (cfg->mup_limit) rc |= attr_i32(g, "mup_limit", 1);
+  for (int i = 0; i < cfg->n_params; i++)
+    if (cfg->params[i] == PARAM_ABC) rc |= attr_f64_matrix(g, "abc_exponents", &m->abc[0][0], ABC_KINDS, 3);
   rc |= attr_str(g, "dataset", data_kind_name(d->kind));
   rc |= attr_str(g, "data_dir", d->dir);
   rc |= attr_i32(g, "n_train", d->n_train);
@@ -317,6 +331,7 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   rc |= attr_str(g, "ntk_variant", cfg->ntk_variant ? "traced" : "full");
   rc |= attr_str(g, "ntk_method", ntk_method_name(cfg->ntk_method));
   rc |= attr_i32(g, "ntk_nev", cfg->ntk_nev);
+  rc |= attr_str(g, "ntk_weighting", ntk_weighting_name(cfg->ntk_weighting));
   rc |= attr_i64(g, "lambda_every", cfg->lambda_every);
   rc |= attr_i32(g, "gram_max_rows", cfg->gram_max_rows);
   rc |= attr_i32(g, "hess_batch", cfg->hess_batch);

@@ -21,7 +21,7 @@ static const OptionDesc options[] = {
 static void declare(const Config *cfg, const Dataset *train, Schema *s)
 {
   const int64_t len = (int64_t)cfg->slq_probes * cfg->slq_lanczos;
-  s->description = "Hessian trace (Hutchinson) and spectral density (SLQ) at the steps of -density_steps";
+  s->description = "trace (Hutchinson) and spectral density (SLQ) of the lr-weighted Hessian D^1/2 H D^1/2 at the steps of -density_steps";
   s->n_records = cfg->n_density_steps;
   schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step t of the row (-1: not measured)");
   schema_add(s, "trace", DS_FLOAT64, SCALAR, "1", "Hutchinson estimate of tr H with -trace_probes Rademacher probes");

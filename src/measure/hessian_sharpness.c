@@ -18,13 +18,13 @@ static const OptionDesc options[] = {
 
 static void declare(const Config *cfg, const Dataset *train, Schema *s)
 {
-  s->description = "top and bottom of the loss Hessian on the Hessian batch";
+  s->description = "top and bottom of the lr-weighted loss Hessian D^1/2 H D^1/2 (H for ntk and sp) on the Hessian batch";
   s->n_records = cfg->hess_every > 0 ? record_count(cfg->steps, cfg->hess_every) : 0;
   schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step t of the record");
-  schema_add(s, "sharpness", DS_FLOAT64, SCALAR, "1", "top eigenvalue of the loss Hessian at theta_t");
+  schema_add(s, "sharpness", DS_FLOAT64, SCALAR, "1", "sharpness s_t: top eigenvalue of the lr-weighted Hessian D^1/2 H D^1/2 at theta_t");
   schema_add(s, "min_eig", DS_FLOAT64, SCALAR, "1", "most negative eigenvalue (NaN unless -hess_min_eig)");
   schema_add(s, "min_resid", DS_FLOAT64, SCALAR, "1", "relative residual of min_eig");
-  schema_add(s, "lambda", DS_FLOAT64, SCALAR, "1", "lambda_t of the NTK at the same theta");
+  schema_add(s, "lambda", DS_FLOAT64, SCALAR, "1", "lambda_t of the lr-weighted NTK at the same theta");
   schema_add(s, "lr", DS_FLOAT64, SCALAR, "1", "learning rate in force at step t (2/lr: the edge of stability)");
   schema_add(s, "nconv", DS_INT64, SCALAR, "1", "eigenpairs the solver converged");
   schema_add(s, "topk", DS_FLOAT64, cfg->hess_nev, "1", "top -hess_nev eigenvalues, largest first (NaN where not converged)");

@@ -16,10 +16,10 @@ static const OptionDesc options[] = {
 
 static void declare(const Config *cfg, const Dataset *train, Schema *s)
 {
-  s->description = "top of the empirical NTK Theta = J J^T / N on the NTK batch";
+  s->description = "top of the lr-weighted empirical NTK Theta = J D J^T / N (D = I for ntk and sp) on the NTK batch";
   s->n_records = record_count(cfg->steps, cfg->lambda_every);
   schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step t of the record");
-  schema_add(s, "value", DS_FLOAT64, SCALAR, "1", "lambda_t, the top eigenvalue of the NTK at theta_t");
+  schema_add(s, "value", DS_FLOAT64, SCALAR, "1", "lambda_t, the top eigenvalue of the lr-weighted NTK J D J^T / N at theta_t");
   schema_add(s, "kernel_distance", DS_FLOAT64, SCALAR, "1", "||Theta_t - Theta_0||_F / ||Theta_0||_F (NaN when the exact Gram matrix is not affordable)");
   schema_add(s, "nconv", DS_INT64, SCALAR, "1", "eigenpairs the solver converged");
   schema_add(s, "topk", DS_FLOAT64, cfg->ntk_nev, "1", "top -ntk_nev eigenvalues, largest first (NaN where not converged)");

@@ -18,7 +18,7 @@ static const OptionDesc options[] = {
 
 static void declare(const Config *cfg, const Dataset *train, Schema *s)
 {
-  s->description = "full spectrum of the NTK Gram matrix at the steps of -spectrum_steps";
+  s->description = "full spectrum of the lr-weighted NTK Gram matrix J D J^T / N at the steps of -spectrum_steps";
   s->n_records = cfg->n_spectrum_steps;
   schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step t of the row (-1: not measured)");
   schema_add(s, "ntk", DS_FLOAT64, ntk_probe_spectrum_len(cfg, train), "1", "all eigenvalues of Theta_t, largest first");

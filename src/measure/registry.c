@@ -8,12 +8,13 @@
 #include "measure.h"
 
 extern const MeasurementClass measure_train_metrics, measure_test_metrics, measure_ntk_spectrum, measure_ntk_lambda,
-  measure_hessian_sharpness, measure_hessian_density;
+  measure_hessian_sharpness, measure_hessian_density, measure_ntk_plain, measure_outputs;
 
 static const MeasurementClass *table[MEASURE_MAX] = {
   &measure_train_metrics, &measure_test_metrics, &measure_ntk_spectrum, &measure_ntk_lambda, &measure_hessian_sharpness, &measure_hessian_density,
+  &measure_ntk_plain, &measure_outputs,
 };
-static int n_table = 6;
+static int n_table = 8;
 
 int measure_register(const MeasurementClass *m)
 {

@@ -73,6 +73,8 @@ struct HessianOperator {
   int k;
   double *y;                /* n_local x k */
   double *vfull, *hfull;    /* P: gathered direction, local samples' product */
+  double *sqrtd;            /* P: D^1/2 of the lr-weighted D^1/2 H D^1/2 (NULL when D = I); the
+                               finer level's for a coarse level */
   PetscMPIInt *counts, *displs; /* [size] every rank's rows of P */
   PetscInt plo, pn;         /* this rank's rows */
   double loss;
@@ -165,6 +167,8 @@ static PetscErrorCode apply(Mat A, Vec x, Vec y, PetscBool gn)
   PetscCall(VecGetArrayRead(x, &xv));
   PetscCallMPI(MPI_Allgatherv(xv, op->counts[b->rank], MPI_DOUBLE, op->vfull, op->counts, op->displs, MPI_DOUBLE, b->pcomm));
   PetscCall(VecRestoreArrayRead(x, &xv));
+  if (op->sqrtd)
+    for (size_t p = 0; p < b->m->n_params; p++) op->vfull[p] *= op->sqrtd[p];
   PetscCall(PetscArrayzero(op->hfull, b->m->n_params)); /* the products accumulate */
   for (int c = 0; c < b->n_chunks; c++) {
     Tape *t = chunk_tape(op, c, gn);
@@ -174,6 +178,8 @@ static PetscErrorCode apply(Mat A, Vec x, Vec y, PetscBool gn)
   }
   PetscCall(VecGetArray(y, &yv));
   PetscCallMPI(MPI_Reduce_scatter(op->hfull, yv, op->counts, MPI_DOUBLE, MPI_SUM, b->pcomm));
+  if (op->sqrtd)
+    for (PetscInt i = 0; i < op->pn; i++) yv[i] *= op->sqrtd[op->plo + i];
   PetscCall(VecRestoreArray(y, &yv));
   b->n_mult++;
   PetscCall(PetscLogFlops((double)b->n_local * product_flops(b->m, gn, b->stored)));
@@ -314,7 +320,15 @@ static PetscErrorCode operator_create(HessianOperator **out, MPI_Comm comm, cons
   if (parent) { /* levels are used one at a time: the finer level's product buffers serve */
     op->vfull = parent->vfull;
     op->hfull = parent->hfull;
-  } else PetscCall(PetscMalloc2(m->n_params, &op->vfull, m->n_params, &op->hfull));
+    op->sqrtd = parent->sqrtd;
+  } else {
+    PetscCall(PetscMalloc2(m->n_params, &op->vfull, m->n_params, &op->hfull));
+    if (model_lr_weighted(m)) { /* D = I (ntk, sp): no scaling, the products as they were */
+      PetscCall(PetscMalloc1(m->n_params, &op->sqrtd));
+      model_lr_scales(m, op->sqrtd);
+      for (size_t p = 0; p < m->n_params; p++) op->sqrtd[p] = sqrt(op->sqrtd[p]);
+    }
+  }
   /* Products reuse the first-order cotangents: keep them with the activations if they fit. */
   PetscCall(opbase_tapes_create(&op->b, set->chunk, set->tape_mb, PETSC_TRUE));
 
@@ -389,7 +403,10 @@ PetscErrorCode hessian_operator_destroy(HessianOperator **pop)
   PetscCall(EPSDestroy(&op->eps_min));
   PetscCall(VecDestroy(&op->warm_top));
   PetscCall(VecDestroy(&op->warm_min));
-  if (!op->borrowed) PetscCall(PetscFree2(op->vfull, op->hfull));
+  if (!op->borrowed) {
+    PetscCall(PetscFree2(op->vfull, op->hfull));
+    PetscCall(PetscFree(op->sqrtd));
+  }
   PetscCall(PetscFree(op->y));
   PetscCall(PetscFree2(op->counts, op->displs));
   PetscCall(opbase_destroy(&op->b));

@@ -1,5 +1,7 @@
 /* The loss Hessian on a Hessian batch (docs/conventions.md "Hessian"): H = G + R of
- * L = 1/(2N) sum_a ||f(x_a) - y_a||^2, as a SLEPc shell matrix over the P parameters, and its
+ * L = 1/(2N) sum_a ||f(x_a) - y_a||^2, lr-weighted as D^1/2 H D^1/2 with D = diag(lr_scale) (H itself
+ * for ntk and sp, where D = I; every product, solve, trace and density below is of the weighted
+ * matrix, and so is G), as a SLEPc shell matrix over the P parameters, and its
  * spectrum: top eigenvalues (sharpness), the most negative eigenvalue, Hutchinson's trace and
  * stochastic Lanczos quadrature (SLQ) for the spectral density. Also the Gauss-Newton part
  * G = J^T J / N as a second shell matrix (lambda_max(G) = lambda_max(Theta)).

@@ -61,6 +61,8 @@ struct NtkOperator {
   int k;
   int rps;                /* rows per sample: k (full) or 1 (traced) */
   double *g;              /* P, J^T v summed over ranks */
+  double *d;              /* P, D = diag(lr_scale) of the lr-weighted kernel; NULL: plain J J^T (or D = I) */
+  NtkWeighting weighting;
   double *dout, *tout;    /* n_local x k scratch (traced products) */
   Mat A;                  /* the MATSHELL (owned by b) */
   EPS eps;                /* Krylov-Schur on A, options prefix ntk_ */
@@ -104,7 +106,7 @@ static PetscErrorCode make_eps(MPI_Comm comm, Mat A, const char *prefix, EPS *ep
 
 /* ------------------------------------------------------------------ products */
 
-/* yv = J (sum over ranks of J^T dv) on the local samples, unscaled. dv, yv: n_local x k. */
+/* yv = J D (sum over ranks of J^T dv) on the local samples, unscaled. dv, yv: n_local x k. */
 static PetscErrorCode jjt_apply(NtkOperator *op, const double *dv, double *yv)
 {
   OpBase *b = &op->b;
@@ -115,12 +117,14 @@ static PetscErrorCode jjt_apply(NtkOperator *op, const double *dv, double *yv)
   for (int c = 0; c < b->n_chunks; c++)
     model_vjp(b->m, b->theta, dv + (size_t)c * b->chunk * k, opbase_chunk_len(b, c), opbase_chunk_tape(b, c), op->g, b->redp);
   PetscCall(allreduce_sum(op->g, b->m->n_params, b->pcomm));
+  if (op->d)
+    for (size_t p = 0; p < b->m->n_params; p++) op->g[p] *= op->d[p];
   for (int c = 0; c < b->n_chunks; c++)
     model_jvp(b->m, b->theta, op->g, opbase_chunk_len(b, c), opbase_chunk_tape(b, c), yv + (size_t)c * b->chunk * k, b->redp);
   PetscFunctionReturn(0);
 }
 
-/* Full: y = J J^T v / N (one VJP, one allreduce, one JVP). Traced: Theta_bar = (1/k) sum_i
+/* Full: y = J D J^T v / N (one VJP, one allreduce, one JVP). Traced: Theta_bar = (1/k) sum_i
  * J_i J_i^T / N keeps only the diagonal output blocks, and one product with v spread over all
  * outputs would mix i != j, so it takes k rounds with dout supported on output i: k full products
  * (k allreduces of P). The exact traced Gram matrix is the cheap route when it fits. */
@@ -180,6 +184,7 @@ PetscErrorCode ntk_operator_create(NtkOperator **out, MPI_Comm comm, const Model
   PetscCheck((int64_t)n_global * op->rps <= INT_MAX, comm, PETSC_ERR_ARG_OUTOFRANGE, "ntk: %d x %d rows overflow int", n_global,
              op->rps);
   PetscCall(PetscMalloc1(m->n_params, &op->g));
+  PetscCall(ntk_set_weighting(op, NTK_WEIGHT_LR));
   if (v == NTK_TRACED) PetscCall(PetscMalloc2((size_t)n_local * op->k + 1, &op->dout, (size_t)n_local * op->k + 1, &op->tout));
   /* Products need activations only: the cotangents are per-product workspace. */
   PetscCall(opbase_tapes_create(&op->b, chunk, tape_mb, PETSC_FALSE));
@@ -200,12 +205,30 @@ PetscErrorCode ntk_operator_destroy(NtkOperator **pop)
   if (!op) PetscFunctionReturn(0);
   PetscCall(PetscFree2(op->dout, op->tout));
   PetscCall(PetscFree(op->g));
+  PetscCall(PetscFree(op->d));
   PetscCall(VecDestroy(&op->warm));
   PetscCall(EPSDestroy(&op->eps));
   PetscCall(opbase_destroy(&op->b));
   PetscCall(PetscFree(*pop)); /* and *pop = NULL */
   PetscFunctionReturn(0);
 }
+
+PetscErrorCode ntk_set_weighting(NtkOperator *op, NtkWeighting w)
+{
+  PetscFunctionBeginUser;
+  PetscCheck(w == NTK_WEIGHT_LR || w == NTK_WEIGHT_PLAIN, op->b.comm, PETSC_ERR_ARG_OUTOFRANGE, "ntk: unknown weighting %d", (int)w);
+  PetscCall(PetscFree(op->d));
+  op->weighting = w;
+  /* D = I (ntk, sp) multiplies by 1.0: exact, but skipped, so those kernels cost what they did. */
+  if (w == NTK_WEIGHT_LR && model_lr_weighted(op->b.m)) {
+    PetscCall(PetscMalloc1(op->b.m->n_params, &op->d));
+    model_lr_scales(op->b.m, op->d);
+  }
+  PetscCall(ntk_reset_warm_start(op)); /* the other kernel's eigenvectors are no start for this one */
+  PetscFunctionReturn(0);
+}
+
+NtkWeighting ntk_weighting(const NtkOperator *op) { return op->weighting; }
 
 PetscErrorCode ntk_operator_mat(NtkOperator *op, Mat *A)
 {
@@ -375,7 +398,10 @@ PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
     const Op *o = &m->ops[dense_ops[l]];
     const int nin = o->n_in, nout = o->n_out, K = Kmul * nout;
     const double wm = m->tensors[o->w].mult, bm = o->b >= 0 ? m->tensors[o->b].mult : 0.0;
-    const double w2 = wm * wm, b2 = bm * bm;
+    /* The lr-weighted kernel weighs each tensor's block by its learning-rate multiplier. */
+    const bool lrw = op->d != NULL;
+    const double wd = lrw ? m->tensors[o->w].lr_scale : 1.0, bd = lrw && o->b >= 0 ? m->tensors[o->b].lr_scale : 1.0;
+    const double w2 = wm * wm * wd, b2 = bm * bm * bd;
     for (int s = 0; s < op->b.size; s++) {
       const int ns = op->b.nl_all[s];
       if (!ns) continue;

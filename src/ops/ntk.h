@@ -1,5 +1,7 @@
-/* The empirical NTK on an NTK batch (docs/conventions.md "Empirical NTK"): Theta = J J^T / N, the
- * full (Nk x Nk) matrix or its logit trace Theta_bar = (1/k) sum_i Theta_{(.,i),(.,i)} (N x N).
+/* The empirical NTK on an NTK batch (docs/conventions.md "Empirical NTK"): the lr-weighted
+ * Theta = J D J^T / N, D = diag(lr_scale) (J J^T / N for ntk and sp, where D = I), or on request the
+ * plain J J^T / N; the full (Nk x Nk) matrix or its logit trace
+ * Theta_bar = (1/k) sum_i Theta_{(.,i),(.,i)} (N x N).
  *
  * Two ways to its spectrum:
  *   - matrix-free: a MATSHELL y = Theta v (one VJP, one allreduce of a P-vector, one JVP per
@@ -39,6 +41,10 @@ typedef enum { NTK_FULL = 0, NTK_TRACED = 1 } NtkVariant;
 
 const char *ntk_variant_name(NtkVariant v); /* "full", "traced" (the output attribute values) */
 
+/* Which kernel: the lr-weighted J D J^T / N (THE NTK: lambda, eta = c / lambda_0, phases) or the
+ * plain J J^T / N. */
+typedef enum { NTK_WEIGHT_LR = 0, NTK_WEIGHT_PLAIN = 1 } NtkWeighting;
+
 typedef struct NtkOperator NtkOperator;
 
 /* Collective on comm. Keeps m (which must outlive the operator) and copies x_local. Every rank
@@ -48,6 +54,10 @@ PetscErrorCode ntk_operator_create(NtkOperator **op, MPI_Comm comm, const Model 
                                    const double *x_local, int n_local, int first, int n_global,
                                    NtkVariant v);
 PetscErrorCode ntk_operator_destroy(NtkOperator **op);
+
+/* The kernel the operator is (NTK_WEIGHT_LR after create); changing it forgets the warm start. */
+PetscErrorCode ntk_set_weighting(NtkOperator *op, NtkWeighting w);
+NtkWeighting ntk_weighting(const NtkOperator *op);
 
 /* The MATSHELL y = Theta v at the theta last given (borrowed: do not destroy). */
 PetscErrorCode ntk_operator_mat(NtkOperator *op, Mat *A);
@@ -74,7 +84,8 @@ PetscErrorCode ntk_warm_start_get(NtkOperator *op, PetscInt *n, double **buf /* 
 PetscErrorCode ntk_warm_start_set(NtkOperator *op, PetscInt n, const double *buf /* n */);
 
 /* Exact Gram matrix, for models made only of OP_DENSE and OP_ACT ops: per dense layer l
- *   Theta += (1/N) (w_mult_l^2 (Delta_l Delta_l^T) .* (A_{l-1} A_{l-1}^T) + b_mult_l^2 Delta_l Delta_l^T)
+ *   Theta += (1/N) (w_mult_l^2 d_W (Delta_l Delta_l^T) .* (A_{l-1} A_{l-1}^T) + b_mult_l^2 d_b Delta_l Delta_l^T)
+ * with d_W, d_b the tensors' learning-rate multipliers (1 for the plain kernel)
  * with A_{l-1} the layer's inputs (one row per sample, expanded over outputs) and Delta_l the
  * backpropagated signals d f_i / d h_l (one row per (sample, output)); traced: the same with
  * Delta Delta^T summed over i == j and 1/(Nk). G is a new MATDENSE (caller destroys), rows
