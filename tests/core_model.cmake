@@ -7,3 +7,6 @@ add_executable(test_torch_fc test_torch_fc.c)
 target_link_libraries(test_torch_fc PRIVATE ntkcore)
 ntk_script_test(torch_fc ${NTK_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_fc_check.py
                 $<TARGET_FILE:test_torch_fc>)
+
+# Infinite-width NNGP and NTK kernels (src/core/inf_kernels.c) against integrals and wide nets.
+ntk_unit_test(test_inf_kernels)

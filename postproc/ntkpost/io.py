@@ -30,8 +30,10 @@ import numpy as np
 
 log = logging.getLogger("ntkpost")
 
-PARAM_NAMES = {0: "ntk", 1: "sp", 2: "mup"}
-PARAM_ORDER = {"ntk": 0, "sp": 1, "mup": 2}
+# The values of the file's parameterization enum (docs/output.md); files store the names too, as
+# HDF5 enum members, which _param_name prefers when h5py hands them over as strings.
+PARAM_NAMES = {0: "ntk", 1: "sp", 2: "mup", 3: "abc", 4: "mf"}
+PARAM_ORDER = {"ntk": 0, "sp": 1, "mup": 2, "abc": 3, "mf": 4}
 STATUS_NAMES = {-1: "unknown", 0: "pending", 1: "running", 2: "done", 3: "diverged"}
 
 # Summary fields that describe results (the identity fields come from the run group's attrs);

@@ -1,0 +1,208 @@
+/* Infinite-width NNGP and NTK kernels of fully connected nets (inf_kernels.h). */
+#include "inf_kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GH_MAX 160
+
+/* Gauss-Hermite nodes and weights for the weight exp(-t^2) (n points, symmetric): Newton's method
+ * on the orthonormal Hermite recurrence from the usual asymptotic starting guesses. Computed once
+ * per n; a table of the last n is enough (the callers use one n per job). */
+static int gh_n = 0;
+static double gh_t[GH_MAX], gh_w[GH_MAX];
+
+static void gauss_hermite(int n)
+{
+  if (n == gh_n) return;
+  const double pim4 = 0.7511255444649425; /* pi^-1/4 */
+  const int m = (n + 1) / 2;
+  double z = 0, pp = 0;
+  for (int i = 0; i < m; i++) {
+    if (i == 0) z = sqrt(2.0 * n + 1) - 1.85575 * pow(2.0 * n + 1, -0.16667);
+    else if (i == 1) z -= 1.14 * pow((double)n, 0.426) / z;
+    else if (i == 2) z = 1.86 * z - 0.86 * gh_t[0];
+    else if (i == 3) z = 1.91 * z - 0.91 * gh_t[1];
+    else z = 2.0 * z - gh_t[i - 2];
+    for (int it = 0; it < 100; it++) {
+      double p1 = pim4, p2 = 0.0;
+      for (int j = 1; j <= n; j++) {
+        const double p3 = p2;
+        p2 = p1;
+        p1 = z * sqrt(2.0 / j) * p2 - sqrt((double)(j - 1) / j) * p3;
+      }
+      pp = sqrt(2.0 * n) * p2;
+      const double z1 = z;
+      z = z1 - p1 / pp;
+      if (fabs(z - z1) <= 1e-15 * fabs(z)) break;
+    }
+    gh_t[i] = z, gh_t[n - 1 - i] = -z;
+    gh_w[i] = gh_w[n - 1 - i] = 2.0 / (pp * pp);
+  }
+  gh_n = n;
+}
+
+/* The trapezoidal rule on t in [-T, T] for the weight exp(-t^2), spacing h: for an integrand
+ * analytic in a strip |Im t| < a it converges like exp(-2 pi a / h) (and the Gaussian tail beyond
+ * T = 6.1 is below 1e-16). tanh(sqrt(2 q) t) has its poles at a = pi / (2 sqrt(2 q)), so
+ * h = min(0.15, 0.2 / sqrt(q)) keeps exp(-2 pi a / h) near 1e-15 at every variance: Gauss-Hermite
+ * converges much more slowly there (inf_kernels.h). Nodes of the last (q-dependent) n kept. */
+#define TR_MAX 4097
+static int tr_n = 0;
+static double tr_h = 0, tr_t[TR_MAX], tr_e[TR_MAX];
+
+static void trapezoid(double q, int *n, double *h)
+{
+  const double T = 6.1;
+  double hh = 0.2 / sqrt(q > 1e-300 ? q : 1e-300);
+  if (hh > 0.15) hh = 0.15;
+  int half = (int)ceil(T / hh);
+  if (2 * half + 1 > TR_MAX) half = (TR_MAX - 1) / 2; /* variances beyond ~1e4: tanh is a sign there */
+  hh = T / half;
+  if (2 * half + 1 != tr_n || hh != tr_h) {
+    tr_n = 2 * half + 1, tr_h = hh;
+    for (int i = 0; i < tr_n; i++) tr_t[i] = (i - half) * hh, tr_e[i] = exp(-tr_t[i] * tr_t[i]);
+  }
+  *n = tr_n, *h = tr_h;
+}
+
+void inf_gauss_expect(double *e_phi, double *e_dphi, double q1, double q2, double c, const InfKernelSpec *s)
+{
+  switch (s->act) {
+    case ACT_IDENTITY:
+      *e_phi = c, *e_dphi = 1.0;
+      return;
+    case ACT_RELU: {
+      const double s12 = sqrt(q1 * q2);
+      if (!(s12 > 0)) { /* a zero variance: phi(u) = 0 and relu'(0) = 0 */
+        *e_phi = 0.0, *e_dphi = 0.0;
+        return;
+      }
+      double rho = c / s12;
+      rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
+      const double th = acos(rho);
+      *e_phi = s12 / (2 * M_PI) * (sin(th) + (M_PI - th) * rho);
+      *e_dphi = (M_PI - th) / (2 * M_PI);
+      return;
+    }
+    case ACT_ERF: {
+      const double a = 1 + 2 * q1, b = 1 + 2 * q2;
+      *e_phi = 2 / M_PI * asin(2 * c / sqrt(a * b));
+      *e_dphi = 4 / M_PI / sqrt(a * b - 4 * c * c);
+      return;
+    }
+    default: { /* tanh: u = sqrt(q1) z1, v = sqrt(q2) (rho z1 + sqrt(1 - rho^2) z2), z1, z2 ~ N(0, 1) */
+      const double s1 = sqrt(q1), s2 = sqrt(q2);
+      double rho = s1 > 0 && s2 > 0 ? c / (s1 * s2) : 0.0;
+      rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
+      const double r2 = sqrt(1 - rho * rho);
+      /* nodes z = sqrt(2) t and weights (summing to sqrt(pi) per dimension) of the chosen rule */
+      int n;
+      const double *t, *w;
+      double hw = 0;
+      if (s->gh_points > 0) {
+        n = s->gh_points < GH_MAX ? s->gh_points : GH_MAX;
+        gauss_hermite(n);
+        t = gh_t, w = gh_w;
+      } else {
+        trapezoid(q1 > q2 ? q1 : q2, &n, &hw);
+        t = tr_t, w = NULL;
+      }
+      double ep = 0, ed = 0;
+      for (int i = 0; i < n; i++) {
+        const double z1 = M_SQRT2 * t[i], u = s1 * z1, wi = w ? w[i] : hw * exp(-t[i] * t[i]);
+        const double pu = act_value(u, s->act), du = act_deriv(u, s->act);
+        double sp = 0, sd = 0;
+        for (int j = 0; j < n; j++) {
+          const double v = s2 * (rho * z1 + r2 * M_SQRT2 * t[j]), wj = w ? w[j] : hw * tr_e[j];
+          sp += wj * act_value(v, s->act);
+          sd += wj * act_deriv(v, s->act);
+        }
+        ep += wi * pu * sp;
+        ed += wi * du * sd;
+      }
+      *e_phi = ep / M_PI, *e_dphi = ed / M_PI;
+      return;
+    }
+  }
+}
+
+/* One layer of the diagonal: q <- sigma_w^2 E[phi(u)^2] + sigma_b^2, u ~ N(0, q). */
+static double next_var(double q, const InfKernelSpec *s)
+{
+  double e, ed;
+  inf_gauss_expect(&e, &ed, q, q, q, s);
+  return s->sigma_w * s->sigma_w * e + s->sigma_b * s->sigma_b;
+}
+
+/* The off-diagonal recursion of a pair whose diagonals at every layer are q1[l], q2[l]. */
+static void pair_from_diag(double *K, double *T, double k12, const double *q1, const double *q2, const InfKernelSpec *s)
+{
+  const double sw2 = s->sigma_w * s->sigma_w, sb2 = s->sigma_b * s->sigma_b;
+  double k = k12, t = k12;
+  for (int l = 0; l < s->depth; l++) {
+    double e, ed;
+    inf_gauss_expect(&e, &ed, q1[l], q2[l], k, s);
+    k = sw2 * e + sb2;
+    t = k + sw2 * ed * t;
+  }
+  if (K) *K = k;
+  if (T) *T = t;
+}
+
+void inf_kernel_pair(double *K, double *Theta, double k11, double k22, double k12, const InfKernelSpec *s)
+{
+  double *q = malloc(2 * (size_t)s->depth * sizeof *q);
+  q[0] = k11, q[s->depth] = k22;
+  for (int l = 1; l < s->depth; l++) q[l] = next_var(q[l - 1], s), q[s->depth + l] = next_var(q[s->depth + l - 1], s);
+  pair_from_diag(K, Theta, k12, q, q + s->depth, s);
+  free(q);
+}
+
+static double first_layer(const double *a, const double *b, int d, const InfKernelSpec *s)
+{
+  double dot = 0;
+  for (int i = 0; i < d; i++) dot += a[i] * b[i];
+  return s->sigma_w * s->sigma_w * dot / d + s->sigma_b * s->sigma_b;
+}
+
+void inf_kernel_block_ref(double *K, double *Theta, const double *x1, int n1, const double *x2, int n2, int d, const InfKernelSpec *s)
+{
+  for (int i = 0; i < n1; i++)
+    for (int j = 0; j < n2; j++) {
+      const double *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
+      inf_kernel_pair(K ? &K[(size_t)i * n2 + j] : NULL, Theta ? &Theta[(size_t)i * n2 + j] : NULL, first_layer(a, a, d, s),
+                      first_layer(b, b, d, s), first_layer(a, b, d, s), s);
+    }
+}
+
+/* Diagonal variances of every sample at layers 1..L: q[i*L + l]. */
+static void diag_vars(double *q, const double *x, int n, int d, const InfKernelSpec *s)
+{
+  for (int i = 0; i < n; i++) {
+    double *qi = q + (size_t)i * s->depth;
+    qi[0] = first_layer(x + (size_t)i * d, x + (size_t)i * d, d, s);
+    for (int l = 1; l < s->depth; l++) qi[l] = next_var(qi[l - 1], s);
+  }
+}
+
+void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const double *x2, int n2, int d, const InfKernelSpec *s)
+{
+  if (n1 <= 0 || n2 <= 0) return;
+  const int L = s->depth;
+  double *q1 = malloc((size_t)n1 * L * sizeof *q1), *q2 = malloc((size_t)n2 * L * sizeof *q2);
+  double *g = malloc((size_t)n1 * n2 * sizeof *g);
+  diag_vars(q1, x1, n1, d, s);
+  diag_vars(q2, x2, n2, d, s);
+  /* K_1 off the diagonal: sigma_w^2 / d * x1 x2^T + sigma_b^2 */
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1, n2, d, s->sigma_w * s->sigma_w / d, x1, d, x2, d, 0.0, g, n2);
+  const double sb2 = s->sigma_b * s->sigma_b;
+  for (int i = 0; i < n1; i++)
+    for (int j = 0; j < n2; j++) {
+      const size_t ij = (size_t)i * n2 + j;
+      pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, g[ij] + sb2, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
+    }
+  free(q1), free(q2), free(g);
+}
