@@ -18,7 +18,7 @@ typedef struct {
 static bool on(const Config *c) { return c->outputs_every > 0; }
 
 static const OptionDesc options[] = {
-  {.name = "-outputs_every", .kind = KIND_INT64, .def = "0", .lo = 0, .hi = PETSC_MAX_INT,
+  {.name = "-outputs_every", .kind = KIND_INT64, .def = "0", .lo = 0, .hi = PETSC_MAX_INT, .in_deck = on, /* decks before it stay as they were */
    .meaning = "Record the outputs f(x) on the first -outputs_batch training samples every this many steps (0 = never)",
    OPTION_FIELD(outputs_every)},
   {.name = "-outputs_batch", .kind = KIND_INT, .def = "10", .lo = 1, .hi = 1e6, .in_deck = on,
