@@ -489,10 +489,11 @@ int ntkhpc_main(int argc, char **argv)
     int rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text);
     if (rc) code = rc;
     if (output_close(&out)) code = EXIT_RUNTIME;
-    MPI_Allreduce(MPI_IN_PLACE, &code, 1, MPI_INT, MPI_MAX, world);
     /* Every run of the job finished on every rank and the output is closed: the checkpoints are
      * no longer needed (a rerun reads "all done" from the output's /summary). */
-    if (code == 0 && !cfg.keep_checkpoints && rank == 0) {
+    int all_ok = code == 0;
+    MPI_Allreduce(MPI_IN_PLACE, &all_ok, 1, MPI_INT, MPI_MIN, world);
+    if (all_ok && !cfg.keep_checkpoints && rank == 0) {
       const int rm = ckpt_remove_finished(cfg.checkpoint_dir, deck_text, nr, ni, err, sizeof err);
       if (rm < 0) fprintf(stderr, "ntkhpc: warning: %s\n", err);
       else if (rm == 0 && !cfg.quiet) printf("[ntkhpc] every run is finished: checkpoint folder %s removed (-keep_checkpoints true keeps it)\n", cfg.checkpoint_dir);
