@@ -72,8 +72,9 @@ printf -- '-depth 2 3\n' >"$tmp/extratok.in"
 printf -- '-prefix_pop\n' >"$tmp/prefixpop.in"
 printf -- '-options_file %s\n' "$tmp/missing.in" >"$tmp/include.in"
 
-# Checkpoint fixtures (docs/checkpoint.md): a finished job's checkpoints, and a copy with one cut short.
-"$NTKHPC" "$deck" "${small[@]}" -output "$tmp/ck.h5" >/dev/null 2>&1 </dev/null
+# Checkpoint fixtures (docs/checkpoint.md): a finished job's checkpoints (kept by -keep_checkpoints
+# true), and a copy with one cut short.
+"$NTKHPC" "$deck" "${small[@]}" -output "$tmp/ck.h5" -keep_checkpoints true >/dev/null 2>&1 </dev/null
 cp "$tmp/ck.h5" "$tmp/cktr.h5" && cp -r "$tmp/ck.h5.ckpt" "$tmp/cktr.h5.ckpt"
 truncate -s 1000 "$tmp/cktr.h5.ckpt/run_000000.h5"
 
@@ -100,6 +101,11 @@ cases=(
   "1|2|checkpoint $tmp/ck.h5.ckpt/sweep.h5: written by a different deck (option -etas differs)|$deck ${small[*]} -etas 0.2 -restart -output $tmp/ck.h5"
   "2|2|checkpoint $tmp/cktr.h5.ckpt/run_000000.h5: cannot read it|$deck ${small[*]} -restart -output $tmp/cktr.h5"
   "1|2|all 2 runs already done in $tmp/ck.h5 (give -overwrite to run them again)|$deck ${small[*]} -output $tmp/ck.h5"
+  # ---- -ntk_batch: a number or train (full-batch GD only)
+  "1|2|option -ntk_batch: expected a positive integer or train, got 'abc'|$deck ${small[*]} -ntk_batch abc"
+  "1|2|option -ntk_batch: expected a positive integer or train, got '0'|$deck ${small[*]} -ntk_batch 0"
+  "1|2|option -ntk_batch: train needs full-batch training (-optimizer gd)|$deck ${small[*]} -ntk_batch train -optimizer sgd -batch_size 5"
+  "1|2|option -ntk_batch: 100 exceeds -n_train 20|$deck ${small[*]} -ntk_batch 100"
   "1|2|deck $tmp/badline.in line 2: expected '-key value'|$tmp/badline.in"
   "1|2|option -widthz: unknown option|$deck -widthz 5"
   "1|2|option -depth: expected an integer, got 'abc'|$deck -depth abc"
@@ -224,9 +230,17 @@ for c in "${cases[@]}"; do
   fi
 done
 
-# A good run, then the same output again without -overwrite: refused, file untouched.
+# A good run, then the same output again without -overwrite: refused, file untouched. The finished
+# job removed its checkpoint folder (no -keep_checkpoints), so "all done" comes from the output's
+# /summary; -keep_checkpoints true kept ck.h5's.
 if "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -output "$tmp/good.h5" >"$tmp/stdout" 2>"$tmp/stderr"; then
   passed=$((passed + 1))
+  if [[ ! -e "$tmp/good.h5.ckpt" && -f "$tmp/ck.h5.ckpt/sweep.h5" && -f "$tmp/ck.h5.ckpt/run_000001.h5" ]]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); echo "FAIL: a finished job's checkpoint folder must go by default and stay with -keep_checkpoints true:"
+    ls -la "$tmp"/*.ckpt 2>&1 | head -10
+  fi
   sum=$(md5sum <"$tmp/good.h5")
   "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -output "$tmp/good.h5" >"$tmp/stdout" 2>"$tmp/stderr"
   rc=$?
@@ -236,6 +250,15 @@ if "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -output "$tmp/good.h5" >"$t
   else
     failed=$((failed + 1)); echo "FAIL: existing output not refused cleanly (exit $rc):"; cat "$tmp/stderr"
   fi
+  # another deck's finished output is not "done" for this one: refused as an existing file
+  "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -etas 0.2 -output "$tmp/good.h5" >"$tmp/stdout" 2>"$tmp/stderr"
+  rc=$?
+  if [[ $rc -eq 2 ]] && grep -qF "output file $tmp/good.h5 exists: refusing to overwrite" "$tmp/stderr" &&
+     [[ "$(md5sum <"$tmp/good.h5")" == "$sum" ]]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); echo "FAIL: another deck's finished output not refused (exit $rc):"; cat "$tmp/stderr"
+  fi
   if "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -output "$tmp/good.h5" -overwrite >"$tmp/stdout" 2>"$tmp/stderr"; then
     passed=$((passed + 1))
   else
@@ -243,6 +266,17 @@ if "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -output "$tmp/good.h5" >"$t
   fi
 else
   failed=$((failed + 1)); echo "FAIL: a good deck failed:"; cat "$tmp/stderr"
+fi
+
+# A checkpoint folder that holds someone else's file too: only ntkhpc's files go, the folder and the
+# file stay (with a warning), and the job still succeeds.
+mkdir -p "$tmp/shared.ckpt" && echo notes >"$tmp/shared.ckpt/notes.txt"
+if "$MPIEXEC" -q -n 1 "$NTKHPC" "$deck" "${base[@]}" -output "$tmp/shared.h5" -checkpoint_dir "$tmp/shared.ckpt" >"$tmp/stdout" 2>"$tmp/stderr" &&
+   [[ -f "$tmp/shared.ckpt/notes.txt" && ! -e "$tmp/shared.ckpt/sweep.h5" ]] && ! compgen -G "$tmp/shared.ckpt/run_*" >/dev/null &&
+   grep -q "checkpoint folder $tmp/shared.ckpt kept" "$tmp/stderr"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1)); echo "FAIL: a checkpoint folder with a foreign file:"; ls -la "$tmp/shared.ckpt"; cat "$tmp/stderr"
 fi
 
 # The fixtures themselves are valid, and an empty deck means all defaults.

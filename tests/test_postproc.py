@@ -48,7 +48,7 @@ SUMMARY_FIELDS = ("status", "steps_done", "n_train_records", "n_test_records", "
 CFG_IGNORE = {"output", "overwrite", "widths", "seeds", "params", "etas", "eta_factors", "created",
               "flush_seconds", "progress_seconds", "quiet", "n_runs", "n_instances", "world_size",
               "ranks_per_run", "width", "seed", "param", "eta"}
-CURVE_FIGS = ("train_loss", "catapult_curves", "test_accuracy_curves", "lambda_curves", "sharpness_curves")
+CURVE_FIGS = ("catapult_curves", "test_accuracy_curves", "lambda_curves", "sharpness_curves")
 
 
 def check(name, cond, detail=""):
@@ -231,7 +231,6 @@ def check_dataset(tag, paths, outdir):
     # -- figure objects: number of curves
     groups = groups_with(exp, "train")
     want = {
-        "train_loss": groups,
         "catapult_curves": groups,
         "test_accuracy_curves": groups_with(exp, "test"),
         "lambda_curves": groups_with(exp, "lambda"),
@@ -280,8 +279,15 @@ def check_dataset(tag, paths, outdir):
                 check("%s: lambda_final %d curves per panel" % (tag, len(ser)), per_ax == [len(ser)] * 2,
                       str(per_ax))
         elif name == "width_scaling":
-            params = {r["key"][0] for r in exp if np.isfinite(r["lambda0"])}
-            hparams = {r["key"][0] for r in exp if r["hessian"]}
+            # a curve per parameterization known at >= 3 widths (a power law needs three)
+            def at3(pred):
+                ws = {}
+                for r in exp:
+                    if pred(r):
+                        ws.setdefault(r["key"][0], set()).add(r["key"][1])
+                return {p for p, w in ws.items() if len(w) >= 3}
+            params = at3(lambda r: np.isfinite(r["lambda0"]))
+            hparams = at3(lambda r: r["hessian"])
             if not params and not hparams:
                 check("%s: width_scaling skipped" % tag, fig is None)
                 continue
@@ -289,6 +295,13 @@ def check_dataset(tag, paths, outdir):
                 got = [sum(1 for l in ax.lines if l.get_gid() == "curve") for ax in fig.axes]
                 wantn = [len(p) for p in (params, hparams) if p]
                 check("%s: width_scaling curves per param" % tag, got == wantn, "%s vs %s" % (got, wantn))
+        elif name == "kernel_distance":
+            ser = series_with(exp, lambda r: r["lambda"] and np.isfinite(r["lambda0"]))
+            if not ser:
+                check("%s: kernel_distance skipped or empty" % tag, fig is None or count(fig, "curve") == 0)
+            elif check("%s: kernel_distance drawn" % tag, fig is not None, why[name]):
+                check("%s: kernel_distance has %d curves" % (tag, len(ser)), count(fig, "curve") == len(ser),
+                      "got %d" % count(fig, "curve"))
         elif name == "hessian_density":
             groups_d = {r["key"] for r in exp if r["density"]}
             if not groups_d:
@@ -302,8 +315,36 @@ def check_dataset(tag, paths, outdir):
                 check("%s: spectra skipped" % tag, fig is None)
             else:
                 check("%s: spectra drawn" % tag, fig is not None and count(fig, "curve") > 0)
+        if fig is not None and name in ("catapult_curves", "lambda_curves"):
+            check("%s: %s on a log(1 + step) axis from step 0" % (tag, name),
+                  all(ax.get_xscale() == "function" and ax.get_xlim()[0] == 0 for ax in fig.axes if ax.get_visible()))
+        if fig is not None and name == "ntk_spectrum":
+            ticks = [t for ax in fig.axes for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            check("%s: ntk_spectrum integer index ticks" % tag, ticks and all(float(t).is_integer() for t in ticks), str(ticks))
+        if fig is not None and name == "lambda_final":
+            # the caption states the measured range of lambda_T/lambda_0 per phase, computed here
+            cap = next(r["caption"] for r in out["figures"] if r["name"] == name)
+            for ph in ("lazy", "catapult"):
+                v = [r["lambda_T"] / r["lambda0"] for r in exp if r["phase"] == ph
+                     and np.isfinite(r["lambda_T"]) and r["lambda0"] > 0]
+                if v:
+                    lo, hi = "%.3g" % min(v), "%.3g" % max(v)
+                    want_txt = "%s %s (%d runs)" % (ph, lo if lo == hi else "%s–%s" % (lo, hi), len(v))
+                    check("%s: lambda_final caption states the measured %s range" % (tag, ph), want_txt in cap,
+                          "%r not in %r" % (want_txt, cap[:300]))
         if fig is not None:
             plt.close(fig)
+    # -- group means: results over the seeds that did not diverge only
+    bad_means = []
+    by_run = {(os.path.abspath(r["file"]), r["run"]): r for r in exp}
+    for idx, g in zip(an.groups().values(), an.group_rows()):
+        mine = [by_run[(os.path.abspath(an.rows[i]["file"]), an.rows[i]["run"])] for i in idx]
+        v = [r["lambda_T"] / r["lambda0"] for r in mine
+             if r["phase"] in ("lazy", "catapult", "unresolved") and np.isfinite(r["lambda_T"]) and r["lambda0"] > 0]
+        m = g["lambda_ratio_mean"]
+        if (v and not math.isclose(m, float(np.mean(v)), rel_tol=1e-12)) or (not v and np.isfinite(m)):
+            bad_means.append((g["param"], g["width"], g["lr"], m, v))
+    check("%s: lambda_ratio_mean over the non-divergent seeds" % tag, not bad_means, str(bad_means[:3]))
     # -- the report: PNGs, CSV, HTML
     made = [r for r in out["figures"] if r["path"]]
     for r in out["figures"]:
@@ -314,7 +355,7 @@ def check_dataset(tag, paths, outdir):
         else:
             check("%s: %s not drawn only for lack of data" % (tag, r["name"]),
                   not (r["skipped"] or "").startswith("error"), r["skipped"])
-    for must in ("train_loss", "test_accuracy_curves"):
+    for must in ("catapult_curves", "test_accuracy_curves"):
         if groups_with(exp, "test" if "test" in must else "train"):
             check("%s: always-figure %s made" % (tag, must), any(r["name"] == must for r in made))
     check_summary_csv(tag, exp, out["runs.csv"])
@@ -366,6 +407,12 @@ def check_html(tag, path, made):
     check("%s: html has every figure (%d)" % (tag, len(made)), len(imgs) == len(made) and
           all('id="fig-%s"' % r["name"] in h for r in made), "%d imgs" % len(imgs))
     check("%s: html images are PNGs" % tag, all(base64.b64decode(b)[:4] == b"\x89PNG" for b in imgs))
+    pos = [h.find('id="fig-%s"' % r["name"]) for r in made]
+    check("%s: html figures in the story's order" % tag, pos == sorted(pos) and
+          [r["name"] for r in made] == [n for n in ntkpost.figures.ORDER if n in {r["name"] for r in made}])
+    check("%s: html images shrink to the page, tables scroll in their box" % tag,
+          re.search(r"figure img\{max-width:100%", h) is not None
+          and h.count("<table>") == h.count('<div class="scroll"><table>'))
 
 
 # -- measurements and their schema ----------------------------------------------------------------
@@ -733,10 +780,10 @@ def check_cli(files, outdir):
     check("cli: launcher shebang is #!/usr/bin/env python3", text.startswith("#!/usr/bin/env python3\n"))
     check("cli: launcher is executable", os.access(exe, os.X_OK))
     check("cli: launcher calls ntkpost.cli.main", "from ntkpost.cli import main" in text)
-    p = subprocess.run([exe, files["full"], "--out", os.path.join(outdir, "cli_exec"), "-q", "--figures", "train_loss"],
+    p = subprocess.run([exe, files["full"], "--out", os.path.join(outdir, "cli_exec"), "-q", "--figures", "catapult_curves"],
                        capture_output=True, text=True)
     check("cli: launcher runs through its shebang", p.returncode == 0
-          and os.path.exists(os.path.join(outdir, "cli_exec", "train_loss.png")), p.stderr[-2000:])
+          and os.path.exists(os.path.join(outdir, "cli_exec", "catapult_curves.png")), p.stderr[-2000:])
     env = dict(os.environ, PYTHONPATH=os.path.join(SRC, "postproc"))
     p = subprocess.run([sys.executable, "-m", "ntkpost", "--help"], capture_output=True, text=True, env=env,
                        cwd=outdir)

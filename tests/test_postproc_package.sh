@@ -96,7 +96,7 @@ EOF
   { cat "$tmp/co/stderr"; fail "postproc/ntkplot a.h5 b.h5"; }
 pkg_files=$(cd "$tmp/pkg/figs" && ls)
 [[ $pkg_files == "$(cd "$tmp/co/figs" && ls)" ]] || fail "different outputs: $pkg_files vs $(ls "$tmp/co/figs")"
-for f in report.html runs.csv groups.csv critical.csv summary.txt train_loss.png catapult_curves.png \
+for f in report.html runs.csv groups.csv critical.csv summary.txt catapult_curves.png \
   lambda_curves.png sharpness_curves.png hessian_density.png; do
   [[ -s $tmp/pkg/figs/$f ]] || fail "console script wrote no $f"
 done

@@ -8,7 +8,7 @@ set -uo pipefail
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
 source "$NTK_SOURCE_DIR/tests/testlib.sh"
 deck="$NTK_SOURCE_DIR/tests/small_sweep.in"
-args=(-quiet -widths 32 -seeds 1 -params ntk,mup -etas 0.05 -steps 30 -record_every 3 -lambda_every 5 -ntk_batch 16 -ntk_method exact
+args=(-quiet -keep_checkpoints true -widths 32 -seeds 1 -params ntk,mup -etas 0.05 -steps 30 -record_every 3 -lambda_every 5 -ntk_batch 16 -ntk_method exact
       -n_train 64 -n_test 32 -momentum 0.5 -checkpoint_every 4)
 run() { # np output [more options]
   local np=$1 out=$2; shift 2
@@ -107,5 +107,48 @@ for r in runs:
 print("postproc ok")
 PY
 then ok; else bad "postproc does not read the toy measurement"; tail -8 "$tmp/log"; fi
+
+# -lambda_dense_steps K: lambda/ at every step t < K, then every -lambda_every steps and at the last
+# step, with no unwritten row (n_records of the schema = the schedule's length); the reference
+# schedule is built here from its definition.
+for sched in "30 7" "32 7" "30 40" "32 0"; do
+  read -r T K <<<"$sched"
+  out="$tmp/dense_${T}_$K.h5"
+  if run 1 "$out" -steps "$T" -lambda_dense_steps "$K" && "$NTK_PYTHON" - "$out" "$T" "$K" >>"$tmp/log" 2>&1 <<'PY'
+import sys
+import h5py, numpy as np
+path, T, K = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+every = 5
+want = sorted(set(range(min(K, T + 1))) | set(range(0, T + 1, every)) | {T})
+with h5py.File(path, "r") as f:
+    assert int(f["config"].attrs["steps"]) == T and int(f["config"].attrs["lambda_dense_steps"]) == K
+    for name, g in f["runs"].items():
+        step = g["lambda/step"][()]
+        assert step.tolist() == want, (name, step.tolist(), want)
+        assert np.all(np.isfinite(g["lambda/value"][()])), name
+PY
+  then ok; else bad "lambda schedule -steps $T -lambda_dense_steps $K"; tail -5 "$tmp/log"; fi
+done
+
+# -ntk_batch train is the training set itself: lambda_0 and the effective deck as with -ntk_batch
+# n_train given as a number; the default for full-batch GD is the same when the training set's
+# exact Gram matrix fits -gram_max_rows (120 x 10 rows), and 100 samples when it does not.
+nb_run() { "$MPIEXEC" -q -n 1 "$NTK_REGISTRY_BIN" "$deck" -quiet -widths 32 -seeds 1 -params ntk -etas 0.05 -steps 2 -n_train 120 \
+             -n_test 16 -ntk_method exact -output "$1" "${@:2}" >>"$tmp/log" 2>&1; }
+if nb_run "$tmp/nb_train.h5" -ntk_batch train && nb_run "$tmp/nb_120.h5" -ntk_batch 120 && nb_run "$tmp/nb_default.h5" &&
+   nb_run "$tmp/nb_small.h5" -gram_max_rows 1199 && "$NTK_PYTHON" - "$tmp" >>"$tmp/log" 2>&1 <<'PY'
+import sys
+import h5py, numpy as np
+d = sys.argv[1]
+def get(name):
+    with h5py.File("%s/%s.h5" % (d, name), "r") as f:
+        deck = [l for l in f["deck"][()].decode().splitlines() if not l.startswith(("-output ", "-checkpoint_dir "))]
+        return int(f["config"].attrs["ntk_batch"]), float(f["instances"]["lambda0"][0]), deck
+(n_t, l_t, deck_t), (n_n, l_n, deck_n), (n_d, l_d, deck_d), (n_s, l_s, _) = map(get, ("nb_train", "nb_120", "nb_default", "nb_small"))
+assert n_t == n_n == n_d == 120 and deck_t == deck_n == deck_d, (n_t, n_n, n_d)
+assert np.isfinite(l_t) and l_t == l_n == l_d, (l_t, l_n, l_d)
+assert n_s == 100 and np.isfinite(l_s) and l_s != l_t, (n_s, l_s)
+PY
+then ok; else bad "-ntk_batch train and its default"; tail -5 "$tmp/log"; fi
 
 finish test_registry

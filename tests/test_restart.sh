@@ -20,7 +20,7 @@ same() { # a b [rtol atol]
 }
 deck="$NTK_SOURCE_DIR/tests/small_sweep.in"
 args=(-quiet -widths 64 -seeds 1,2 -params ntk -etas 0.3,1 -steps 120 -ntk_method exact -ntk_batch 20 -lambda_every 5
-      -spectrum_steps 0,30 -momentum 0.5 -checkpoint_every 4)
+      -lambda_dense_steps 12 -spectrum_steps 0,30 -momentum 0.5 -checkpoint_every 4 -keep_checkpoints true)
 run() { # np output [more options]: runs in the foreground, returns ntkhpc's exit code
   local np=$1 out=$2; shift 2
   "$MPIEXEC" -q --oversubscribe -n "$np" "$NTKHPC" "$deck" "${args[@]}" -output "$out" "$@" >>"$tmp/log" 2>&1

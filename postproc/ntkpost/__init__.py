@@ -16,6 +16,7 @@ The command line is ntkpost.cli.main (console script `ntkplot`, or `python3 -m n
 import logging
 
 from . import io, analysis, figures, report  # noqa: F401
+from . import transfer  # noqa: F401,E402  (registers the figure "mutransfer")
 from .io import load, read_file, Run, Sweep  # noqa: F401
 from .analysis import Analysis, Thresholds, majority_phase, aggregate_curves  # noqa: F401
 from .report import write_report  # noqa: F401

@@ -133,6 +133,8 @@ def run_metrics(run, th):
     r["lambda_T"] = lamT
     r["lambda_ratio"] = lamT / lam0 if lam0 > 0 else math.nan
     r["eta_lambda_T"] = run.eta * lamT
+    r["kernel_distance_T"] = (_last_finite(run.lam["kernel_distance"]) if run.lam is not None
+                              and "kernel_distance" in run.lam else math.nan)
     s0 = sT = mT = math.nan
     if run.hessian is not None and "sharpness" in run.hessian:
         hs = run.hessian
@@ -298,12 +300,18 @@ class Analysis:
 
     # -- tables -----------------------------------------------------------------------------------
     GROUP_FIELDS = ("x", "eta", "lambda0", "peak_ratio", "final_ratio", "lambda_ratio",
-                    "eta_lambda_T", "sharpness0", "sharpness_T", "eta_sharpness_T", "L_T",
+                    "eta_lambda_T", "kernel_distance_T", "sharpness0", "sharpness_T", "eta_sharpness_T", "L_T",
                     "train_acc_T", "test_acc_T", "test_loss_T")
+    # known before training: over every seed; the others are results, over the settled seeds only
+    # (a divergent run's final numbers are those of the step where it was stopped: one of them in
+    # a group would make its mean meaningless)
+    INITIAL_FIELDS = ("x", "eta", "lambda0", "sharpness0")
 
     def group_rows(self):
         """One dict per (cfg, param, width, eta) group: n_seeds, phase (majority) and phase counts,
-        and <field>_mean/_std/_min/_max for GROUP_FIELDS over seeds."""
+        n_settled (seeds that finished without diverging), and <field>_mean/_std/_min/_max for
+        GROUP_FIELDS: over every seed for INITIAL_FIELDS, over the settled seeds for the results
+        (NaN when every seed diverged)."""
         out = []
         for (cfg, param, width, key), idx in self.groups().items():
             row = OrderedDict(cfg=cfg, param=param, width=width,
@@ -312,8 +320,10 @@ class Analysis:
             phases = [self.rows[i]["phase"] for i in idx]
             row["phase"] = majority_phase(phases)
             row["phase_counts"] = " ".join("%s:%d" % (p, phases.count(p)) for p in PHASES if p in phases)
+            settled = [i for i in idx if self.rows[i]["phase"] in SETTLED]
+            row["n_settled"] = len(settled)
             for f in self.GROUP_FIELDS:
-                s = stats(self.rows[i][f] for i in idx)
+                s = stats(self.rows[i][f] for i in (idx if f in self.INITIAL_FIELDS else settled))
                 for sk in ("mean", "std", "min", "max"):
                     row["%s_%s" % (f, sk)] = s[sk]
             out.append(row)
@@ -351,6 +361,41 @@ class Analysis:
                               eta_crit=eta_of(cat), eta_max=eta_of(div))
             row["xkind"] = self.xkind
             out.append(row)
+        return out
+
+    def boundaries(self, idx_groups=None):
+        """Phase boundaries on the x axis measured from the data, pooled over the given groups
+        (default: every group), from the seed-majority phase of each x (3 significant digits):
+        {"catapult": (a, b), "divergent": (c, d)} where a is the largest lazy x below the first
+        catapult-or-unresolved x b, and c the largest settled x below the first divergent x d. A
+        boundary that the data does not bracket is absent."""
+        idx_groups = list(self.groups().values()) if idx_groups is None else idx_groups
+        pooled = OrderedDict()
+        for idx in idx_groups:
+            x = self.group_x(idx)
+            if math.isfinite(x):
+                pooled.setdefault(float("%.3g" % x), []).extend(self.rows[i]["phase"] for i in idx)
+        seq = sorted((x, majority_phase(p)) for x, p in pooled.items())
+        out = OrderedDict()
+        above = next((x for x, p in seq if p in ("catapult", "unresolved", "divergent")), None)
+        below = [x for x, p in seq if p == "lazy" and (above is None or x < above)]
+        if above is not None and below and any(p in ("catapult", "unresolved") for _, p in seq):
+            out["catapult"] = (below[-1], next(x for x, p in seq if p in ("catapult", "unresolved")))
+        div = next((x for x, p in seq if p == "divergent"), None)
+        ok = [x for x, p in seq if p in SETTLED and (div is None or x < div)]
+        if div is not None and ok:
+            out["divergent"] = (ok[-1], div)
+        return out
+
+    def phase_ranges(self, field):
+        """{phase: (min, max, n)} of a per-run field over the runs of each settled phase (finite
+        values only): what a caption can state about the data."""
+        out = OrderedDict()
+        for ph in SETTLED:
+            v = np.array([r[field] for r in self.rows if r["phase"] == ph], float)
+            v = v[np.isfinite(v)]
+            if v.size:
+                out[ph] = (float(v.min()), float(v.max()), int(v.size))
         return out
 
     def phase_counts(self):

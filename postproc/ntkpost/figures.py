@@ -2,8 +2,8 @@
 logged note and `<function>.last_skip` set to the reason) when the file has no data for it.
 
 Artists carry a gid so tests and notebooks can find them: "curve" (one seed-aggregated data
-series), "band" (its min-max spread over seeds), "ref" (reference lines such as eta*lambda0 = 2, 4,
-12 or 2/eta), "cells" (phase-diagram markers), "init" (initial spectrum), "marker" (decorations).
+series), "band" (its min-max spread over seeds), "ref" (reference lines such as the phase boundaries,
+theory's eta*lambda0 = 2 and the data's, or 2/eta), "cells" (phase-diagram markers), "init" (initial spectrum), "marker" (decorations).
 
     an = ntkpost.Analysis(ntkpost.load("out.h5"))
     fig = ntkpost.figures.catapult_curves(an)
@@ -39,7 +39,6 @@ PHASE_COLORS = OrderedDict([("lazy", "#0072B2"), ("catapult", "#E69F00"), ("unre
 OTHER_PHASE_COLOR = "#000000"  # a phase not listed above (none is expected)
 PARAM_MARKERS = {"ntk": "o", "sp": "s", "mup": "^"}
 PARAM_LINES = {"ntk": "-", "sp": "--", "mup": "-."}
-REF_X = ((2.0, "2: η_crit"), (4.0, "4: uv η_max"), (12.0, "12: ReLU η_max"))
 PANEL_W, PANEL_H = 3.7, 2.9
 LEGEND_W = 1.75  # inches kept on the right of a figure for its legend
 MAX_PANELS = 24
@@ -159,17 +158,62 @@ def _xscale(ax, xs):
         ax.set_xscale("log")
 
 
-def _ref_vlines(ax, an, labels=True):
-    if an.xkind != "eta_lambda0":
-        return
+def _slog1p(x):
+    x = np.asarray(x, float)
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _sexpm1(y):
+    y = np.asarray(y, float)
+    return np.sign(y) * np.expm1(np.abs(y))
+
+
+def _log1p_steps(ax, last):
+    """x axis of steps on a log(1 + step) scale from 0 to `last`, ticks at 0, 1, 2, 5, 10, 20, ...:
+    the first steps (the catapult's spike) get as much room as the rest of the run."""
+    ax.set_xscale("function", functions=(_slog1p, _sexpm1))
+    last = max(1.0, float(last))
+    ticks = [0]
+    d = 1
+    while d <= last * 1.0001:
+        ticks += [t for t in (d, 2 * d, 5 * d) if t <= last * 1.0001]
+        d *= 10
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlim(0, last)
+
+
+def _phase_bounds(ax, an, idx_groups):
+    """Vertical lines at the phase boundaries: theory (η·λ₀ = 2, when x is η·λ₀) and the data's
+    (an.boundaries: halfway between the last x of one phase and the first of the next, geometric
+    halfway on a log axis). Returns their legend handles (no text on the axes: nothing overlaps)."""
     lo, hi = ax.get_xlim()
-    for x, lab in REF_X:
-        if lo <= x <= hi:
-            ax.axvline(x, color="0.25", ls=(0, (4, 3)), lw=0.9, gid="ref")
-            if labels:
-                ax.text(x, 0.98, " " + lab, rotation=90, va="top", ha="left", fontsize=7,
-                        color="0.25", transform=ax.get_xaxis_transform())
+    logx = ax.get_xscale() == "log"
+    handles = []
+    if an.xkind == "eta_lambda0" and lo <= 2.0 <= hi:
+        ax.axvline(2.0, color="0.15", ls=(0, (4, 3)), lw=1.0, gid="ref")
+        handles.append(Line2D([], [], color="0.15", ls=(0, (4, 3)), lw=1.0, label="theory: η·λ₀ = 2"))
+    for ph, (a, b) in an.boundaries(idx_groups).items():
+        x = math.sqrt(a * b) if logx and a > 0 else 0.5 * (a + b)
+        col = PHASE_COLORS.get(ph, OTHER_PHASE_COLOR)
+        ax.axvline(x, color=col, ls="-.", lw=1.6, gid="ref")
+        what = "catapult" if ph == "catapult" else "divergence"
+        handles.append(Line2D([], [], color=col, ls="-.", lw=1.6,
+                              label="data: %s\nbetween %.3g and %.3g" % (what, a, b)))
     ax.set_xlim(lo, hi)
+    return handles
+
+
+def _bounds_text(an):
+    """The data's phase boundaries, for captions."""
+    b = an.boundaries()
+    parts = ["%s between %s = %.3g and %.3g" % ("catapult onset" if ph == "catapult" else "divergence", an.xshort, lo, hi)
+             for ph, (lo, hi) in b.items()]
+    theory = " (theory: catapult onset at η·λ₀ = 2)" if an.xkind == "eta_lambda0" else ""
+    if not parts:
+        return "The data bracket no phase boundary%s. " % theory
+    return "Phase boundaries measured: %s%s. " % ("; ".join(parts), theory)
 
 
 def _shade_phases(ax, an, idx_groups):
@@ -215,7 +259,7 @@ def _limit_panels(panels, name):
 
 # -- per-eta curve figures -------------------------------------------------------------------------
 def _eta_curve_figure(an, name, title, getter, ylabel, logy="auto", xmax=None, refs=None,
-                      nodata="no data", xlabel="step"):
+                      nodata="no data", xlabel="step", log1p=False):
     colors = eta_colors(an)
     panels = []
     for panel, gs in _series(an).items():
@@ -263,7 +307,11 @@ def _eta_curve_figure(an, name, title, getter, ylabel, logy="auto", xmax=None, r
             if v.size:
                 pad = 0.1 * (v.max() - v.min() or abs(v.max()) or 1)
                 ax.set_ylim(v.min() - pad, v.max() + 4 * pad)
-        if xmax is not None:
+        if log1p:
+            _log1p_steps(ax, max(float(agg["step"][-1]) for _, _, agg in curves))
+            if xlabel == "step":
+                xlabel = "step t (log(1 + t) axis)"
+        elif xmax is not None:
             ax.set_xlim(0, xmax)
         ax.set_title(an.panel_title(panel), fontsize=10)
         ax.set_xlabel(xlabel)
@@ -291,29 +339,35 @@ def _test(field):
 _SPREAD = "Curves: mean over seeds; band: min-max over seeds; colour: learning rate (viridis, ordered by %s); dotted: seed-majority divergent."
 
 
-@figure("catapult_curves", "(a) Early training loss: the catapult",
-        lambda an: "Training loss for the first %s steps, log scale, one panel per parameterization and "
-                   "width. In the catapult phase (η·λ₀ > 2, then λ falls until η·λ_T < 2) the loss first rises "
-                   "(strongly for wide nets, hardly for a mild catapult just above η·λ₀ = 2) then falls below L_0. "
-                   % (an.th.catapult_window if an.th.catapult_window is not None else "(all)",)
-                   + _SPREAD % an.xshort)
-def catapult_curves(an, window=None):
-    if window is None:
-        window = an.th.catapult_window
-    if window is None:
-        last = max((row["last_step"] for row in an.rows), default=0)
-        window = max(50, last // 5)
-    return _eta_curve_figure(an, "catapult_curves",
-                             "(a) Early training loss vs step (first %d steps), per learning rate" % window,
-                             _train("loss"), "train loss L_t (log)", logy=True, xmax=window,
+def _fmt_range(lo, hi):
+    return ("%.3g" % lo) if "%.3g" % lo == "%.3g" % hi else "%.3g–%.3g" % (lo, hi)
+
+
+def _measured(an, field, what, phases=None):
+    """'what: lazy 0.55–0.84 (n = 4), catapult ...' from the data, or '' when nothing is known."""
+    rng = an.phase_ranges(field)
+    parts = ["%s %s (%d runs)" % (ph, _fmt_range(lo, hi), n) for ph, (lo, hi, n) in rng.items()
+             if phases is None or ph in phases]
+    return ("Measured %s: %s. " % (what, "; ".join(parts))) if parts else ""
+
+
+def _n_divergent(an):
+    n = sum(1 for r in an.rows if r["phase"] == "divergent")
+    return ("%d divergent run%s (dotted) left the plot through the top. " % (n, "s" if n != 1 else "")) if n else ""
+
+
+def _catapult_caption(an):
+    return ("Training loss at every recorded step on a log(1 + step) axis, so the first steps, where the "
+            "catapult's spike happens, get as much room as the rest of the run; log y; one panel per "
+            "parameterization and width. " + _measured(an, "peak_ratio", "loss peak L_peak/L_0")
+            + _measured(an, "final_ratio", "final loss L_T/L_0") + _n_divergent(an) + _SPREAD % an.xshort)
+
+
+@figure("catapult_curves", "(a) Training loss: the catapult", _catapult_caption)
+def catapult_curves(an):
+    return _eta_curve_figure(an, "catapult_curves", "(a) Training loss L_t vs step (log(1 + t) axis), per learning rate",
+                             _train("loss"), "train loss L_t (log)", logy=True, log1p=True,
                              nodata="no training rows")
-
-
-@figure("train_loss", "Training loss over the whole run",
-        lambda an: "Training loss over every recorded step, log scale. " + _SPREAD % an.xshort)
-def train_loss(an):
-    return _eta_curve_figure(an, "train_loss", "Training loss vs step (whole run), per learning rate",
-                             _train("loss"), "train loss (log)", logy=True, nodata="no training rows")
 
 
 @figure("test_accuracy_curves", "Test accuracy during training",
@@ -324,19 +378,34 @@ def test_accuracy_curves(an):
                              nodata="no test accuracy rows (regression targets or no test rows)")
 
 
-@figure("lambda_curves", "(c) Top NTK eigenvalue during training",
-        lambda an: "λ_t, the largest eigenvalue of the empirical NTK, at every recorded step. In the "
-                   "catapult phase λ_t drops until η λ_t < 2. " + _SPREAD % an.xshort)
+def _lambda_schedule(an):
+    c = an.sweep.config
+    dense, every = c.get("lambda_dense_steps"), c.get("lambda_every")
+    try:
+        dense, every = int(dense or 0), int(every) if every is not None else None
+    except (TypeError, ValueError):
+        return ""
+    if every is None:
+        return ""
+    sched = ("λ recorded at every step t < %d, then every %d steps" % (dense, every) if dense > 0
+             else "λ recorded every %d steps" % every if every > 0 else "λ recorded at the first and last step")
+    return sched + ". "
+
+
+@figure("lambda_curves", "(b) Top NTK eigenvalue during training",
+        lambda an: "λ_t, the largest eigenvalue of the empirical NTK, at every recorded step, on a log(1 + step) "
+                   "axis; " + _lambda_schedule(an) + _measured(an, "lambda_ratio", "λ_T/λ_0")
+                   + _n_divergent(an) + _SPREAD % an.xshort)
 def lambda_curves(an):
     def get(r):
         if r.lam is not None and "value" in r.lam:
             return r.lam["step"], r.lam["value"]
         return None
-    return _eta_curve_figure(an, "lambda_curves", "(c) Top NTK eigenvalue λ_t vs step, per learning rate",
-                             get, "λ_t", logy="auto", nodata="no lambda/ datasets in the file")
+    return _eta_curve_figure(an, "lambda_curves", "(b) Top NTK eigenvalue λ_t vs step (log(1 + t) axis), per learning rate",
+                             get, "λ_t", logy="auto", log1p=True, nodata="no lambda/ datasets in the file")
 
 
-@figure("sharpness_curves", "(g) Sharpness during training, with 2/η",
+@figure("sharpness_curves", "Sharpness during training, with 2/η",
         lambda an: "Sharpness s_t (largest Hessian eigenvalue) at every recorded step; dashed lines of "
                    "the same colour: 2/η for that learning rate (edge of stability). " + _SPREAD % an.xshort)
 def sharpness_curves(an):
@@ -347,7 +416,7 @@ def sharpness_curves(an):
 
     def ref(runs):
         return 2.0 / float(np.mean([r.eta for r in runs]))
-    return _eta_curve_figure(an, "sharpness_curves", "(g) Sharpness s_t vs step, per learning rate (dashed: 2/η)",
+    return _eta_curve_figure(an, "sharpness_curves", "Sharpness s_t vs step, per learning rate (dashed: 2/η)",
                              get, "sharpness s_t", logy="auto", refs=ref,
                              nodata="no hessian/sharpness datasets in the file")
 
@@ -409,13 +478,14 @@ def _xfigure(an, title, specs, series=None, extra=None):
                 ax.set_xlim(xs.min() - pad, xs.max() + pad)
         if extra is not None:
             extra(ax, field)
-        _ref_vlines(ax, an)
-        shade = _shade_phases(ax, an, [idx for gs in series.values() for _, idx in gs])
+        all_idx = [idx for gs in series.values() for _, idx in gs]
+        bounds = _phase_bounds(ax, an, all_idx)
+        shade = _shade_phases(ax, an, all_idx)
         ax.set_xlabel(an.xlabel if len(specs) == 1 else an.xshort + ("" if an.xkind == "eta_lambda0" else " (λ₀ unknown)"))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, lw=0.5)
         if handles is None:
-            handles = [h for h in ax.get_legend_handles_labels()[0]] + shade
+            handles = [h for h in ax.get_legend_handles_labels()[0]] + bounds + shade
     if handles is None:
         plt.close(fig)
         raise NoData("no finite values")
@@ -438,36 +508,38 @@ def _spike_line(an):
     return 1.0, "L_peak = L_0 (no spike required)"
 
 
-@figure("peak_ratio", "(b) Loss peak L_peak/L_0 vs learning rate",
+@figure("peak_ratio", "(e) Loss peak L_peak/L_0 vs learning rate",
         lambda an: "Largest recorded training loss within the first %s steps divided by the initial loss, "
                    "mean over seeds (band min-max) of the finished non-divergent runs, one curve per parameterization and width. "
-                   "The spike is recorded, not what defines a catapult; dashed horizontal line: %s; background: "
-                   "measured phase (seed majority, pooled); vertical lines at η·λ₀ = 2, 4, 12 when λ₀ is known. "
-                   "x axis: %s." % (an.th.catapult_window if an.th.catapult_window is not None else "(all)",
-                                     _spike_line(an)[1], an.xlabel))
+                   "The spike is recorded, not what defines a catapult; dashed horizontal line: %s. "
+                   % (an.th.catapult_window if an.th.catapult_window is not None else "(all)", _spike_line(an)[1])
+                   + _measured(an, "peak_ratio", "L_peak/L_0") + _bounds_text(an)
+                   + "Background: measured phase (seed majority, pooled). x axis: %s." % an.xlabel)
 def peak_ratio(an):
     _need_groups(an)
-    return _xfigure(an, "(b) Loss peak within the catapult window, L_peak / L_0, vs %s" % an.xshort,
+    return _xfigure(an, "(e) Loss peak within the catapult window, L_peak / L_0, vs %s" % an.xshort,
                     [("peak_ratio", "L_peak / L_0 (log)", True, [_spike_line(an)])])
 
 
-@figure("test_accuracy", "(e) Final test accuracy vs learning rate",
+@figure("test_accuracy", "Final test accuracy vs learning rate",
         lambda an: "Test accuracy at the last test evaluation, mean over seeds (band min-max), one curve "
                    "per parameterization and width; background: measured phase. x axis: %s." % an.xlabel)
 def test_accuracy(an):
     _need_groups(an)
     if not any(np.isfinite(row["test_acc_T"]) for row in an.rows):
         raise NoData("no test accuracy")
-    return _xfigure(an, "(e) Final test accuracy vs %s" % an.xshort,
+    return _xfigure(an, "Final test accuracy vs %s" % an.xshort,
                     [("test_acc_T", "final test accuracy", False, [])])
 
 
-@figure("lambda_final", "(d) Final NTK eigenvalue vs η·λ₀",
-        "Left: λ_T/λ_0 (final over initial top NTK eigenvalue); right: η·λ_T. In the lazy phase "
-        "λ_T ≈ λ_0 (right: on the diagonal); in the catapult phase λ_T drops so that η·λ_T < 2 "
-        "(horizontal line); runs with η·λ₀ > 2 that stay at η·λ_T ≥ 2 are unresolved. Vertical lines: "
-        "η·λ₀ = 2 (η_crit), 4 (uv-model η_max), 12 (ReLU-net η_max); "
-        "background: measured phase (seed majority). Mean over seeds, band min-max.")
+def _lambda_final_caption(an):
+    return ("Left: λ_T/λ_0 (final over initial top NTK eigenvalue); right: η·λ_T (dotted: the diagonal "
+            "η·λ_T = η·λ₀, no change). Mean over seeds of the finished non-divergent runs, band min-max. "
+            + _measured(an, "lambda_ratio", "λ_T/λ_0") + _measured(an, "eta_lambda_T", "η·λ_T")
+            + _bounds_text(an) + "Background: measured phase (seed majority).")
+
+
+@figure("lambda_final", "(d) Final NTK eigenvalue vs η·λ₀", _lambda_final_caption)
 def lambda_final(an):
     _need_groups(an)
     if not any(np.isfinite(row["lambda_ratio"]) for row in an.rows):
@@ -476,40 +548,84 @@ def lambda_final(an):
     def extra(ax, field):
         if field == "eta_lambda_T":
             lo, hi = ax.get_xlim()
-            ax.plot([lo, hi], [lo, hi], color="0.5", ls=":", lw=1, gid="ref")
+            ylo, yhi = ax.get_ylim()
+            ax.plot([lo, hi], [lo, hi], color="0.5", ls=":", lw=1, gid="diag")
             ax.set_xlim(lo, hi)
-    return _xfigure(an, "(d) Final top NTK eigenvalue vs %s" % an.xshort,
+            ax.set_ylim(ylo, max(yhi, 2.6))  # the diagonal leaves through the top
+    return _xfigure(an, "(d) λ_T/λ_0 and η·λ_T vs %s, with the phase boundaries" % an.xshort,
                     [("lambda_ratio", "λ_T / λ_0", False, [(1.0, "λ_T = λ_0")]),
                      ("eta_lambda_T", "η·λ_T", False, [(2.0, "η·λ_T = 2")])], extra=extra)
 
 
-@figure("width_scaling", "(f) λ_0 and initial sharpness vs width",
-        "Left: top NTK eigenvalue at initialisation λ_0; right: sharpness at initialisation s_0; both vs "
-        "width, log-log, mean over seeds (band min-max) per parameterization; the legend gives the fitted "
-        "power-law exponent. η_crit = 2/λ_0, so the slope of λ_0 is minus that of η_crit.")
+@figure("kernel_distance", "(f) Kernel distance vs η·λ₀",
+        lambda an: "How far the NTK moved: ‖Θ_T − Θ_0‖_F / ‖Θ_0‖_F at the last lambda step, on the NTK batch, "
+                   "mean over seeds of the finished non-divergent runs (band min-max), log y. "
+                   + _measured(an, "kernel_distance_T", "kernel distance") + _bounds_text(an)
+                   + "Background: measured phase (seed majority). x axis: %s." % an.xlabel)
+def kernel_distance(an):
+    _need_groups(an)
+    if not any(np.isfinite(row["kernel_distance_T"]) for row in an.rows):
+        raise NoData("no lambda/kernel_distance values (ntkhpc -kernel_distance, exact Gram matrix)")
+    return _xfigure(an, "(f) Kernel distance ‖Θ_T − Θ_0‖_F / ‖Θ_0‖_F vs %s" % an.xshort,
+                    [("kernel_distance_T", "‖Θ_T − Θ_0‖_F / ‖Θ_0‖_F (log)", True, [])])
+
+
+WIDTH_SPECS = (("lambda0", "λ_0", "initial top NTK eigenvalue λ_0"),
+               ("sharpness0", "s_0", "initial sharpness s_0"))
+MIN_WIDTHS = 3  # a power law needs at least three widths
+
+
+def _width_have(an):
+    """The WIDTH_SPECS with values for at least MIN_WIDTHS widths of one parameterization."""
+    have = []
+    for spec in WIDTH_SPECS:
+        by = {}
+        for i, r in enumerate(an.sweep.runs):
+            v = an.rows[i][spec[0]]
+            if np.isfinite(v) and v > 0:
+                by.setdefault((r.cfg_label, r.param), set()).add(r.width)
+        if any(len(ws) >= MIN_WIDTHS for ws in by.values()):
+            have.append(spec)
+    return have
+
+
+def _width_caption(an):
+    have = _width_have(an)
+    what = " and ".join(s[2] for s in have) or "nothing"
+    return ("%s vs width n, log-log, mean over seeds (band min-max) per parameterization with at least %d widths; "
+            "the legend gives the fitted power-law exponent (slope of log value vs log n). η_crit = 2/λ_0, so "
+            "the slope of λ_0 is minus that of η_crit." % (what[0].upper() + what[1:], MIN_WIDTHS))
+
+
+def _param_colors(params):
+    """A colour per parameterization, in the order given (any names: new ones get the next colour)."""
+    base = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000"]
+    return {p: base[i % len(base)] for i, p in enumerate(params)}
+
+
+@figure("width_scaling", "(h) Width scaling at initialisation", _width_caption)
 def width_scaling(an):
-    specs = [("lambda0", "λ_0 (log)"), ("sharpness0", "sharpness s_0 (log)")]
-    have = [s for s in specs if any(np.isfinite(row[s[0]]) for row in an.rows)]
+    have = _width_have(an)
     if not have:
-        raise NoData("neither lambda0 nor initial sharpness recorded")
-    fig, axes = _grid(len(have), len(have), size=(4.6, 3.6), title="(f) Initial top NTK eigenvalue and sharpness vs width (log-log)")
-    pcol = {"ntk": "#0072B2", "sp": "#D55E00", "mup": "#009E73"}
-    for ax, (field, ylabel) in zip(axes, have):
+        raise NoData("λ_0 or initial sharpness known for fewer than %d widths" % MIN_WIDTHS)
+    title = "(h) %s vs width n (log-log)" % " and ".join(s[2] for s in have)
+    fig, axes = _grid(len(have), len(have), size=(4.6, 3.6), title=title[0:4] + title[4].upper() + title[5:])
+    pcol = _param_colors(an.sweep.params)
+    for ax, (field, short, long_) in zip(axes, have):
         by = OrderedDict()
         for i, r in enumerate(an.sweep.runs):
             v = an.rows[i][field]
             if np.isfinite(v) and v > 0:
                 # one value per instance
                 by.setdefault((r.cfg_label, r.param), {}).setdefault(r.width, {})[(r.file_index, r.instance, r.seed)] = v
+        by = OrderedDict((k, d) for k, d in by.items() if len(d) >= MIN_WIDTHS)
         for (cfg, param), d in by.items():
             ws = np.array(sorted(d), float)
             vals = [np.array(list(d[w].values())) for w in sorted(d)]
             agg = {"mean": np.array([v.mean() for v in vals]), "lo": np.array([v.min() for v in vals]),
                    "hi": np.array([v.max() for v in vals]), "n_curves": max(v.size for v in vals)}
-            lab = param + ((" [%s]" % cfg) if cfg else "")
-            if ws.size >= 2:
-                slope = np.polyfit(np.log(ws), np.log(agg["mean"]), 1)[0]
-                lab += "  (slope %.2f)" % slope
+            slope = np.polyfit(np.log(ws), np.log(agg["mean"]), 1)[0]
+            lab = param + ((" [%s]" % cfg) if cfg else "") + "  (slope %.2f)" % slope
             _plot_agg(ax, agg, pcol.get(param, "k"), label=lab, marker=PARAM_MARKERS.get(param, "o"),
                       ls=PARAM_LINES.get(param, "-"), x=ws)
         ax.set_xscale("log", base=2)
@@ -518,14 +634,21 @@ def width_scaling(an):
         ax.set_xticks(ws_all)
         ax.set_xticklabels([str(w) for w in ws_all])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xlabel("width n")
-        ax.set_ylabel(ylabel)
+        fmt = matplotlib.ticker.FuncFormatter(lambda v, _: "%g" % v)
+        ax.yaxis.set_major_formatter(fmt)
+        lo, hi = ax.get_ylim()
+        if lo > 0 and hi / lo < 10:  # less than a decade: label the minor ticks, else only the decades
+            ax.yaxis.set_minor_formatter(fmt)
+            ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.set_xlabel("width n (log)")
+        ax.set_ylabel("%s (log)" % short)
+        ax.set_title(long_[0].upper() + long_[1:], fontsize=10)
         ax.grid(alpha=0.3, lw=0.5)
         ax.legend(fontsize=8)
     return _finish(fig)
 
 
-@figure("ntk_spectrum", "(h) Top-k NTK eigenvalues at initialisation and at the end",
+@figure("ntk_spectrum", "(g) Top-k NTK eigenvalues at initialisation and at the end",
         "Top-k eigenvalues of the empirical NTK (lambda/topk) vs their index, log scale: black = at "
         "initialisation (shared by every learning rate of an instance), colours = at the last recorded step "
         "per learning rate (mean over seeds, band min-max).")
@@ -535,11 +658,11 @@ def ntk_spectrum(an):
             return r.lam["step"], r.lam["topk"]
         return None
     return _spectrum_figure(an, "ntk_spectrum", {"NTK top-k": get},
-                            "(h) NTK spectrum: top-k eigenvalues at init (black) and at the end (colours)",
+                            "(g) NTK spectrum: top-k eigenvalues at init (black) and at the end (colours)",
                             "no lambda/topk datasets in the file")
 
 
-@figure("spectra", "(h) Recorded spectra (spectra/ group)",
+@figure("spectra", "Recorded spectra (spectra/ group)",
         "Every 2-D dataset under the runs' spectra/ group: eigenvalues vs index at the first recorded step "
         "(black) and the last (colours, per learning rate, mean over seeds, band min-max).")
 def spectra(an):
@@ -553,7 +676,7 @@ def spectra(an):
             return (s["step"], s["values"]) if s is not None and s["step"].size else None
         return get
     return _spectrum_figure(an, "spectra", OrderedDict((n, mk(n)) for n in names),
-                            "(h) Spectra: first recorded step (black) and last (colours)", "no spectra")
+                            "Spectra: first recorded step (black) and last (colours)", "no spectra")
 
 
 def _spectrum_figure(an, name, sources, title, nodata):
@@ -607,6 +730,7 @@ def _spectrum_figure(an, name, sources, title, nodata):
             ax.set_ylim(top=ax.get_ylim()[1] * 3)
         ax.set_title("%s: %s" % (sname, an.panel_title(panel)) if len(sources) > 1 else an.panel_title(panel),
                      fontsize=9)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("eigenvalue index")
         ax.set_ylabel("eigenvalue")
         ax.grid(alpha=0.3, lw=0.5)
@@ -621,7 +745,7 @@ def _broadened(nodes, weights, grid, sigma):
     return (np.exp(-0.5 * d * d) * weights[ok][None, :]).sum(axis=1) / (sigma * np.sqrt(2 * np.pi))
 
 
-@figure("hessian_density", "(h) Hessian spectral density (stochastic Lanczos quadrature)",
+@figure("hessian_density", "Hessian spectral density (stochastic Lanczos quadrature)",
         "SLQ estimate of the loss Hessian's eigenvalue density (nodes and weights from density/, "
         "Gaussian-broadened with sigma = 1% of the range), at the first recorded step (black) and the "
         "last (colours, per learning rate, first seed of each group); log density.")
@@ -644,7 +768,7 @@ def hessian_density(an):
     items = _limit_panels(items, "hessian_density")
     colors = eta_colors(an)
     fig, axes = _grid(len(items), _ncols(an, [it[0] for it in items]),
-                      "(h) Hessian spectral density (SLQ): first recorded step (black) and last (colours)")
+                      "Hessian spectral density (SLQ): first recorded step (black) and last (colours)")
     used = set()
     for ax, (panel, init, curves) in zip(axes, items):
         allnodes = np.concatenate([n[np.isfinite(n)] for n, _ in [init] + [c[2] for c in curves]])
@@ -667,10 +791,11 @@ def hessian_density(an):
     return _finish(fig, h, an.xshort)
 
 
-@figure("phase_diagram", "(i) Phase diagram: width × learning rate",
+@figure("phase_diagram", "(c) Phase diagram: width × learning rate",
         lambda an: "Each cell is one (width, learning rate) of one parameterization; colour: phase of the "
                    "seed majority (lazy / catapult / unresolved / divergent; grey: still running); a fraction "
-                   "k/n is shown where seeds disagree. Phases: %s (thresholds: %s). x axis: %s."
+                   "k/n is shown where seeds disagree; vertical lines: the phase boundaries of the theory and of the "
+                   "data (legend). " + _bounds_text(an) + "Phases: %s (thresholds: %s). x axis: %s."
                    % (phase_rule_text(an.th), ", ".join("%s from %s" % kv for kv in an.th.source.items()),
                       an.xlabel))
 def phase_diagram(an):
@@ -679,8 +804,8 @@ def phase_diagram(an):
     for (cfg, param, width, key), idx in an.groups().items():
         by.setdefault((cfg, param), []).append((width, key, idx))
     fig, axes = _grid(len(by), min(3, len(by)),
-                      "(i) Phase diagram: width × %s (seed majority)" % an.xshort)
-    used = []
+                      "(c) Phase diagram: width × %s (seed majority)" % an.xshort)
+    used, bound_handles = [], []
     for ax, ((cfg, param), cells) in zip(axes, by.items()):
         pts = OrderedDict((p, []) for p in PHASE_COLORS)
         for width, key, idx in cells:
@@ -714,21 +839,25 @@ def phase_diagram(an):
         if ax.get_xscale() == "linear":
             xl = ax.get_xlim()
             ax.set_xlim(xl[0] - 0.03 * (xl[1] - xl[0]), xl[1] + 0.03 * (xl[1] - xl[0]))
-        _ref_vlines(ax, an)
+        bounds = _phase_bounds(ax, an, [c[2] for c in cells])
+        for h in bounds:
+            if h.get_label() not in [b.get_label() for b in bound_handles]:
+                bound_handles.append(h)
         ax.set_title("%s%s" % (param, (" [%s]" % cfg) if cfg else ""), fontsize=10)
         ax.set_xlabel(an.xshort if an.xkind == "eta_lambda0" else "η (λ₀ unknown)")
         ax.set_ylabel("width n")
         ax.grid(alpha=0.3, lw=0.5)
     used.sort(key=lambda p: list(PHASE_COLORS).index(p) if p in PHASE_COLORS else len(PHASE_COLORS))
-    handles = [Patch(color=PHASE_COLORS.get(p, OTHER_PHASE_COLOR), label=p) for p in used]
+    handles = [Patch(color=PHASE_COLORS.get(p, OTHER_PHASE_COLOR), label=p) for p in used] + bound_handles
     return _finish(fig, handles, "phase")
 
 
 # -- all of them ----------------------------------------------------------------------------------
-# Order of the HTML report: the at-a-glance figures first.
-ORDER = ("phase_diagram", "catapult_curves", "peak_ratio", "lambda_final", "test_accuracy",
-         "lambda_curves", "sharpness_curves", "width_scaling", "ntk_spectrum", "spectra", "hessian_density",
-         "train_loss", "test_accuracy_curves")
+# Order of the HTML report, the story: the loss (the catapult), lambda, the phases, the ratios, the
+# kernel distance, the spectrum, the width; then the rest.
+ORDER = ("catapult_curves", "lambda_curves", "phase_diagram", "lambda_final", "peak_ratio", "kernel_distance",
+         "ntk_spectrum", "width_scaling", "test_accuracy", "test_accuracy_curves", "sharpness_curves", "spectra",
+         "hessian_density", "mutransfer")
 
 
 def make_all(an, outdir, dpi=110, names=None, keep_figures=False):

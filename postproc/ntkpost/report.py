@@ -74,8 +74,8 @@ def _table_text(rows, cols, headers=None):
 
 CRIT_COLS = ("param", "width", "n_runs", "lambda0_mean", "eta_crit_theory", "x_last_lazy", "x_crit",
              "x_max", "eta_crit", "eta_max")
-GROUP_COLS = ("param", "width", "lr", "n_seeds", "phase", "phase_counts", "x_mean", "peak_ratio_mean",
-              "peak_ratio_std", "lambda_ratio_mean", "eta_lambda_T_mean", "test_acc_T_mean",
+GROUP_COLS = ("param", "width", "lr", "n_seeds", "phase", "phase_counts", "n_settled", "x_mean", "peak_ratio_mean",
+              "peak_ratio_std", "lambda_ratio_mean", "eta_lambda_T_mean", "kernel_distance_T_mean", "test_acc_T_mean",
               "test_acc_T_std")
 
 
@@ -120,7 +120,7 @@ def text_summary(an, max_group_rows=300):
     grows = an.group_rows()
     if grows:
         out.append("")
-        out.append("Per learning rate (mean over seeds):")
+        out.append("Per learning rate (initial values over every seed, results mean over the seeds that did not diverge):")
         cols = _group_cols(an, grows)
         out.append(_table_text(grows[:max_group_rows], cols))
         if len(grows) > max_group_rows:
@@ -130,21 +130,22 @@ def text_summary(an, max_group_rows=300):
 
 # -- HTML -----------------------------------------------------------------------------------------
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1400px;color:#222;padding:0 1em}
+body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1400px;color:#222;padding:0 1em;overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%}
 h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:1.6em}
 .meta{color:#555;font-size:.9em} .pill{display:inline-block;padding:.1em .6em;border-radius:1em;margin:.1em;font-size:.85em;color:#fff}
 table{border-collapse:collapse;font-size:.82em;margin:.5em 0} th,td{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#f2f2f2;position:sticky;top:0} td.s{text-align:left}
-figure{margin:1em 0 2em 0} figure img{max-width:100%;border:1px solid #eee} figcaption{font-size:.88em;color:#444;max-width:1100px}
+figure{margin:1em 0 2em 0} figure img{max-width:100%;height:auto;border:1px solid #eee} figcaption{font-size:.88em;color:#444;max-width:1100px}
 nav a{margin-right:.8em;font-size:.88em} details{margin:.6em 0} summary{cursor:pointer;font-weight:600}
-pre{background:#f7f7f7;padding:.6em;font-size:.8em;overflow:auto;max-height:30em}
+pre{background:#f7f7f7;padding:.6em;font-size:.8em;overflow:auto;max-height:30em;white-space:pre-wrap}
 .skip{color:#777;font-size:.88em}
 """
 
 
 def _html_table(rows, cols, phase_col=None):
     e = html.escape
-    h = ["<table><thead><tr>" + "".join("<th>%s</th>" % e(c) for c in cols) + "</tr></thead><tbody>"]
+    h = ['<div class="scroll"><table><thead><tr>' + "".join("<th>%s</th>" % e(c) for c in cols) + "</tr></thead><tbody>"]
     for r in rows:
         cells = []
         for c in cols:
@@ -155,7 +156,7 @@ def _html_table(rows, cols, phase_col=None):
             cls = ' class="s"' if isinstance(v, str) else ""
             cells.append("<td%s%s>%s</td>" % (cls, style, e(_g(v))))
         h.append("<tr>" + "".join(cells) + "</tr>")
-    h.append("</tbody></table>")
+    h.append("</tbody></table></div>")
     return "\n".join(h)
 
 
@@ -207,7 +208,8 @@ def html_report(an, fig_results, path, title=None):
     # tables
     p.append('<h2 id="tables">Tables</h2>')
     grows = an.group_rows()
-    p.append("<details open><summary>Per (parameterization, width, learning rate), mean over seeds "
+    p.append("<details open><summary>Per (parameterization, width, learning rate): initial values (x, η, λ₀) over every seed, "
+             "results over the seeds that did not diverge (n_settled) "
              "(%d rows; full table in groups.csv)</summary>" % len(grows))
     p.append(_html_table(grows, _group_cols(an, grows), phase_col="phase") + "</details>")
     rcols = [c for c in ("run", "width", "param", "seed", "eta", "eta_factor", "status_name", "steps_done",

@@ -264,7 +264,8 @@ static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *tes
 
 /* What to do with the checkpoint directory (docs/checkpoint.md, "Restart rule"). Rank 0 decides:
  *   -overwrite without -restart: start afresh (old checkpoints removed);
- *   no sweep.h5: start afresh (stale run files removed); an existing output needs -overwrite;
+ *   no sweep.h5: start afresh (stale run files removed); an existing output needs -overwrite, and
+ *     one whose /summary has every run finished (its job removed the checkpoints) is "all done";
  *   no -restart and no output: start afresh (the checkpoints belong to a vanished output);
  *   otherwise (-restart, or the output exists): continue, after checking every checkpoint file;
  *     without -restart, a sweep whose runs are all finished is not redone: "output exists".
@@ -277,7 +278,14 @@ static int plan_restart(const Config *cfg, const Sweep *sw, const char *deck, In
   if (cfg->overwrite && !cfg->restart) return 0;
   char msg[4600] = "";
   int got = ckpt_read_sweep(cfg->checkpoint_dir, deck, sw->n_instances, inst, measured, msg, sizeof msg);
-  if (got == 1) return 0;
+  if (got == 1) {
+    /* no checkpoints: a finished job removed them; its output says whether every run is done */
+    if (output_exists && ckpt_output_finished(cfg->output, deck, sw->n_runs)) {
+      snprintf(err, errlen, "all %d runs already done in %s (give -overwrite to run them again)", sw->n_runs, cfg->output);
+      return -1;
+    }
+    return 0;
+  }
   if (!cfg->restart && !output_exists) return 0;
   if (got < 0) {
     if (cfg->restart) snprintf(err, errlen, "%s", msg);
@@ -395,6 +403,7 @@ int ntkhpc_main(int argc, char **argv)
     goto free_data;
   }
 
+  ntk_batch_resolve(&cfg, train.n, train.k);
   if (cfg.ntk_batch > train.n || cfg.hess_batch > train.n) {
     char msg[128];
     snprintf(msg, sizeof msg, "option -%s: %d exceeds the %d training samples", cfg.ntk_batch > train.n ? "ntk_batch" : "hess_batch",
@@ -480,6 +489,16 @@ int ntkhpc_main(int argc, char **argv)
     int rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text);
     if (rc) code = rc;
     if (output_close(&out)) code = EXIT_RUNTIME;
+    /* Every run of the job finished on every rank and the output is closed: the checkpoints are
+     * no longer needed (a rerun reads "all done" from the output's /summary). */
+    int all_ok = code == 0;
+    MPI_Allreduce(MPI_IN_PLACE, &all_ok, 1, MPI_INT, MPI_MIN, world);
+    if (all_ok && !cfg.keep_checkpoints && rank == 0) {
+      const int rm = ckpt_remove_finished(cfg.checkpoint_dir, deck_text, nr, ni, err, sizeof err);
+      if (rm < 0) fprintf(stderr, "ntkhpc: warning: %s\n", err);
+      else if (rm == 0 && !cfg.quiet) printf("[ntkhpc] every run is finished: checkpoint folder %s removed (-keep_checkpoints true keeps it)\n", cfg.checkpoint_dir);
+      fflush(stdout);
+    }
     if (code == EXIT_SIGNAL && rank == 0)
       fprintf(stderr, "ntkhpc: stopped by a signal: every unfinished run is checkpointed in %s; continue with -restart (exit code %d)\n",
               cfg.checkpoint_dir, EXIT_SIGNAL);

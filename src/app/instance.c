@@ -36,6 +36,7 @@ static int probe_diverges(const TrainContext *ctx, const RunSpec *run, double la
   pc.record_every = pc.steps;
   pc.test_every = 0;
   pc.lambda_every = 0;
+  pc.lambda_dense_steps = 0;
   pc.n_spectrum_steps = 0;
   pc.hess_every = 0; /* a probe only asks whether the run diverges */
   pc.n_density_steps = 0;

@@ -42,6 +42,11 @@ MPI_Comm options_comm(const OptionReader *r);
 /* Reads every option (after PetscInitialize) into cfg and validates it. On a bad value prints one
  * line "ntkhpc: error: option -NAME: what is wrong" on rank 0 and returns 1; returns 0 when good. */
 int config_read(Config *cfg, MPI_Comm comm);
+/* -ntk_batch once the training set is loaded (n_samples of them, outputs per sample): "train" is
+ * the training set; the default is the training set for full-batch GD when its exact Gram matrix
+ * fits -gram_max_rows, else min(100, n_samples); -hess_batch, when not given, follows. Writes the
+ * number back into ntk_batch_text (the effective deck records it). */
+void ntk_batch_resolve(Config *cfg, int n_samples, int outputs);
 
 /* Reads the PETSc solvers' options (-ntk_eps_*, -hess_eps_*, ...) on throw-away objects, so that
  * -help lists them and a bad one fails now in one line (returns 1), not hours later. */

@@ -10,6 +10,8 @@ static const OptionDesc opts[] = {
    .meaning = "Checkpoint running runs at least this often, in minutes (0 = off)", OPTION_FIELD(checkpoint_minutes)},
   {.name = "-restart", .kind = KIND_BOOL, .def = "false",
    .meaning = "Continue from the checkpoints (finished runs are kept, the output is rebuilt)", OPTION_FIELD(restart)},
+  {.name = "-keep_checkpoints", .kind = KIND_BOOL, .def = "false",
+   .meaning = "Keep the checkpoint folder when every run is finished (by default it is removed)", OPTION_FIELD(keep_checkpoints)},
 };
 
 static void check(Config *cfg, OptionReader *r)

@@ -4,6 +4,9 @@
  * and not stored in Config; ntk_options_register marks them and the eigensolvers' -ntk_eps_* as
  * used. options.h describes the table. */
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "ntk.h"
 #include "options.h"
 
@@ -11,8 +14,9 @@ static const char *variant_choice(int i) { return ntk_variant_name((NtkVariant)i
 static const char *method_choice(int i) { return ntk_method_name((NtkMethod)i); }
 
 static const OptionDesc opts[] = {
-  {.name = "-ntk_batch", .kind = KIND_INT, .def = "100", .lo = 1, .hi = 1e8,
-   .meaning = "NTK batch: the first N training samples (at most -n_train)", OPTION_FIELD(ntk_batch)},
+  {.name = "-ntk_batch", .kind = KIND_STRING, .def = "", .def_shown = "train for full-batch GD when its exact Gram matrix fits -gram_max_rows, else 100",
+   .meaning = "NTK batch: the first N training samples (at most -n_train), or train: the training set itself (full-batch GD only)",
+   OPTION_FIELD(ntk_batch_text)},
   {.name = "-ntk_variant", .kind = KIND_CHOICE, .def = "full", .n_choices = 2, .choice = variant_choice,
    .meaning = "NTK Gram matrix: full (Nk x Nk) or logit-traced (N x N)", OPTION_FIELD(ntk_variant)},
   {.name = "-ntk_method", .kind = KIND_CHOICE, .def = "auto", .n_choices = 3, .choice = method_choice,
@@ -28,12 +32,45 @@ static const OptionDesc opts[] = {
    .meaning = "Source samples per column block when assembling the exact Gram matrix (0 = automatic)"},
 };
 
+/* cfg->ntk_batch until ntk_batch_resolve: N > 0 as given, or one of these */
+enum { NTK_BATCH_DEFAULT = 0, NTK_BATCH_TRAIN = -1 };
+#define NTK_BATCH_FALLBACK 100 /* the default when the training set's NTK is not affordable */
+
 static void check(Config *cfg, OptionReader *r)
 {
   const int n_train = cfg->data.n_train;
-  /* The default batch shrinks to a small training set; a batch the deck asks for does not. */
-  if (!options_given(r, "-ntk_batch") && n_train > 0 && cfg->ntk_batch > n_train) cfg->ntk_batch = n_train;
+  const char *t = cfg->ntk_batch_text;
+  char *end = NULL;
+  if (!t[0]) cfg->ntk_batch = NTK_BATCH_DEFAULT;
+  else if (strcmp(t, "train") == 0) cfg->ntk_batch = NTK_BATCH_TRAIN;
+  else {
+    const long v = strtol(t, &end, 10);
+    if (end == t || *end || v < 1 || v > 100000000) {
+      options_fail(r, "option -ntk_batch: expected a positive integer or train, got '%s'", t);
+      return;
+    }
+    cfg->ntk_batch = (int)v;
+  }
+  /* lambda on the training batch: only full-batch training has one batch */
+  if (cfg->ntk_batch == NTK_BATCH_TRAIN && cfg->optimizer != OPT_GD)
+    options_fail(r, "option -ntk_batch: train needs full-batch training (-optimizer gd); give a number of samples");
   if (n_train > 0 && cfg->ntk_batch > n_train) options_fail(r, "option -ntk_batch: %d exceeds -n_train %d", cfg->ntk_batch, n_train);
+}
+
+void ntk_batch_resolve(Config *cfg, int n_samples, int outputs)
+{
+  if (cfg->ntk_batch == NTK_BATCH_TRAIN) cfg->ntk_batch = n_samples;
+  else if (cfg->ntk_batch == NTK_BATCH_DEFAULT) {
+    /* Full-batch GD: the stability threshold eta*lambda_0 = 2 is that of the batch it trains on, so
+     * lambda is measured on the training set when the cost model accepts it: its exact Gram matrix
+     * (rows: samples x outputs, or samples for the traced variant) within -gram_max_rows, where
+     * the spectrum and the kernel distance stay available. Else the first 100 samples (or fewer). */
+    const int64_t rows = (int64_t)n_samples * (cfg->ntk_variant ? 1 : outputs);
+    const bool train = cfg->optimizer == OPT_GD && rows <= cfg->gram_max_rows;
+    cfg->ntk_batch = train ? n_samples : n_samples < NTK_BATCH_FALLBACK ? n_samples : NTK_BATCH_FALLBACK;
+  }
+  if (cfg->hess_batch <= 0) cfg->hess_batch = cfg->ntk_batch; /* -hess_batch not given: the same samples */
+  snprintf(cfg->ntk_batch_text, sizeof cfg->ntk_batch_text, "%d", cfg->ntk_batch);
 }
 
 const OptionModule options_ntk = {

@@ -47,11 +47,14 @@ typedef struct {
   bool augment;                 /* random crop + horizontal flip of training batches (augment.h) */
   int augment_pad;              /* zero padding p of the random crop */
   /* NTK spectrum (docs/conventions.md: Theta = J J^T / N on the NTK batch) */
-  int ntk_batch;                /* N: the first ntk_batch training samples */
+  int ntk_batch;                /* N: the first ntk_batch training samples (after ntk_batch_resolve) */
+  char ntk_batch_text[16];      /* -ntk_batch as given: a number, "train", or "" (the default);
+                                   ntk_batch_resolve writes the resolved number back */
   int ntk_variant;              /* 0 full (Nk x Nk), 1 logit-traced (N x N); see ntk.h */
   int ntk_nev;                  /* top-k eigenvalues recorded */
   int ntk_weighting;            /* NtkWeighting: 0 lr (J D J^T / N only), 1 plain (J J^T / N recorded too) */
   int64_t lambda_every;         /* lambda_t every this many steps (0 = first and last step only) */
+  int64_t lambda_dense_steps;   /* ... and at every step t < lambda_dense_steps (the catapult) */
   NtkMethod ntk_method;         /* how lambda is computed; auto = the cheaper by the cost model */
   int n_spectrum_steps;         /* full spectrum (exact Gram matrix) at these steps */
   int64_t spectrum_steps[CONFIG_MAX_LIST];
@@ -88,6 +91,7 @@ typedef struct {
   int64_t checkpoint_every;     /* checkpoint running runs every this many steps (0 = off) */
   double checkpoint_minutes;    /* ... and at least this often (0 = off); always at a run's end */
   bool restart;                 /* continue from the checkpoints */
+  bool keep_checkpoints;        /* keep the checkpoint folder of a finished job */
   int sweep_part, sweep_parts;  /* run only the deck's runs d with d % sweep_parts == sweep_part */
 } Config;
 

@@ -540,6 +540,89 @@ int ckpt_deck_diff(const char *mine, const char *theirs, char *key, size_t keyle
   return diff_one_way(mine, theirs, key, keylen) || diff_one_way(theirs, mine, key, keylen);
 }
 
+/* ------------------------------------------------------------------ the end of a finished job */
+
+int ckpt_remove_finished(const char *dir, const char *deck, int n_runs, int n_instances, char *err, size_t errlen)
+{
+  char msg[4600] = "", path[4400];
+  InstanceRow *rows = calloc((size_t)(n_instances > 0 ? n_instances : 1), sizeof *rows);
+  int32_t *measured = calloc((size_t)(n_instances > 0 ? n_instances : 1), sizeof *measured);
+  const int ours = rows && measured && ckpt_read_sweep(dir, deck, n_instances, rows, measured, msg, sizeof msg) == 0;
+  free(rows), free(measured);
+  if (!ours) return 1;
+  for (int i = 0; i < n_runs; i++) {
+    ckpt_run_path(path, sizeof path, dir, i);
+    if (unlink(path) && errno != ENOENT) return errbuf_set(err, errlen, "cannot remove checkpoint %s: %s", path, strerror(errno));
+    snprintf(path + strlen(path), sizeof path - strlen(path), ".tmp");
+    unlink(path);
+  }
+  ckpt_sweep_path(path, sizeof path, dir);
+  if (unlink(path)) return errbuf_set(err, errlen, "cannot remove checkpoint %s: %s", path, strerror(errno));
+  snprintf(path + strlen(path), sizeof path - strlen(path), ".tmp");
+  unlink(path);
+  if (rmdir(dir)) return errbuf_set(err, errlen, "checkpoint folder %s kept: %s", dir, strerror(errno));
+  return 0;
+}
+
+/* The /deck string of an output file (malloc'd), or NULL. */
+static char *output_deck(hid_t f)
+{
+  hid_t d = H5Dopen2(f, "deck", H5P_DEFAULT), t = d >= 0 ? H5Dget_type(d) : -1;
+  char *deck = NULL;
+  if (t >= 0 && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t)) {
+    size_t n = H5Tget_size(t);
+    if ((deck = calloc(n + 1, 1)) && H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, deck) < 0) free(deck), deck = NULL;
+  }
+  if (t >= 0) H5Tclose(t);
+  if (d >= 0) H5Dclose(d);
+  return deck;
+}
+
+int ckpt_output_finished(const char *path, const char *deck, int n_runs)
+{
+  struct stat st;
+  if (stat(path, &st) || !S_ISREG(st.st_mode) || H5Fis_hdf5(path) <= 0) return 0;
+  int done = 0;
+  hid_t f = -1, d = -1, ft = -1, et = -1, mt = -1, sp = -1;
+  H5E_BEGIN_TRY
+  {
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    char *theirs = f >= 0 ? output_deck(f) : NULL, key[256];
+    const bool same_deck = theirs && ckpt_deck_diff(deck, theirs, key, sizeof key) == 0;
+    free(theirs);
+    int idx = -1;
+    if (same_deck && (d = H5Dopen2(f, "summary", H5P_DEFAULT)) >= 0 && (ft = H5Dget_type(d)) >= 0 && H5Tget_class(ft) == H5T_COMPOUND)
+      idx = H5Tget_member_index(ft, "status");
+    hssize_t n = -1;
+    if (idx >= 0 && (sp = H5Dget_space(d)) >= 0) n = H5Sget_simple_extent_npoints(sp);
+    /* the status member in memory: the file's enum as a native int32 enum, read alone */
+    if (n == n_runs && n > 0 && (et = H5Tget_member_type(ft, (unsigned)idx)) >= 0 && H5Tget_class(et) == H5T_ENUM) {
+      hid_t ne = H5Tget_native_type(et, H5T_DIR_ASCEND);
+      int32_t v_done = -1, v_div = -1;
+      if (ne >= 0 && H5Tget_size(ne) == sizeof(int32_t) && H5Tenum_valueof(ne, "done", &v_done) >= 0 &&
+          H5Tenum_valueof(ne, "diverged", &v_div) >= 0 && (mt = H5Tcreate(H5T_COMPOUND, sizeof(int32_t))) >= 0 &&
+          H5Tinsert(mt, "status", 0, ne) >= 0) {
+        int32_t *status = malloc((size_t)n * sizeof *status);
+        if (status && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, status) >= 0) {
+          done = 1;
+          for (hssize_t i = 0; i < n; i++)
+            if (status[i] != v_done && status[i] != v_div) done = 0;
+        }
+        free(status);
+      }
+      if (ne >= 0) H5Tclose(ne);
+    }
+    if (mt >= 0) H5Tclose(mt);
+    if (et >= 0) H5Tclose(et);
+    if (sp >= 0) H5Sclose(sp);
+    if (ft >= 0) H5Tclose(ft);
+    if (d >= 0) H5Dclose(d);
+    if (f >= 0) H5Fclose(f);
+  }
+  H5E_END_TRY;
+  return done;
+}
+
 /* ------------------------------------------------------------------ output refill */
 
 int ckpt_records_restore(RecordBuffer *b, const CkptRecords *r)

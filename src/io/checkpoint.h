@@ -82,6 +82,17 @@ int ckpt_make_dir(const char *dir, char *err, size_t errlen);
 /* Removes sweep.h5, run_*.h5 and leftover *.tmp of dir (a fresh start). */
 void ckpt_remove_all(const char *dir);
 
+/* At the end of a job whose every run is finished and whose output is closed: removes the run
+ * files of runs 0 .. n_runs-1, sweep.h5 and then dir itself, only if dir/sweep.h5 is this deck's
+ * checkpoint (n_instances rows) -- never anything else: a directory that holds other files stays.
+ * 0 (removed), 1 (not this job's checkpoint folder: untouched), -1 (a file or the folder could not
+ * be removed: message). */
+int ckpt_remove_finished(const char *dir, const char *deck, int n_runs, int n_instances, char *err, size_t errlen);
+/* Is the output file at path a finished job of this deck: an HDF5 file whose /deck equals deck
+ * (ckpt_deck_diff) and whose /summary has n_runs rows, each with status done or diverged? 1 yes,
+ * 0 no (not a file, not ntkhpc's, another deck, or a run not finished). */
+int ckpt_output_finished(const char *path, const char *deck, int n_runs);
+
 /* Writes atomically (tmp file, fsync, rename). 0, or -1 with a message naming the file. */
 int ckpt_write_run(const char *dir, const char *deck, const RunCheckpoint *c, char *err, size_t errlen);
 /* Reads run `run`: 0 (c filled), 1 (no checkpoint of this run), -1 (unreadable, corrupt, foreign

@@ -127,6 +127,11 @@ int measure_set_validate(const Config *cfg, char *err, size_t errlen);
 int measure_listed_index(const int64_t *list, int n, int64_t t);
 int measure_check_listed(const char *option, const int64_t *list, int n, int64_t steps, char *err, size_t errlen);
 
+/* The NTK's record schedule (-lambda_every, -lambda_dense_steps), shared by lambda/ and
+ * lambda_plain/: is step t recorded (besides the final step), and how many records a run has. */
+bool ntk_lambda_due(const Config *cfg, int64_t t);
+int64_t ntk_lambda_record_count(const Config *cfg);
+
 /* ------------------------------------------------------------------ shared operators */
 
 /* The NTK on the run's NTK batch and the choice of method for lambda (measure/ntk_probe.c): the

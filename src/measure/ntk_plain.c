@@ -27,7 +27,7 @@ static const OptionDesc options[] = {
 static void declare(const Config *cfg, const Dataset *train, Schema *s)
 {
   s->description = "top of the plain NTK J J^T / N (no learning-rate weighting) on the NTK batch, at the steps of lambda/";
-  s->n_records = records_plain(cfg) ? record_count(cfg->steps, cfg->lambda_every) : 0;
+  s->n_records = records_plain(cfg) ? ntk_lambda_record_count(cfg) : 0;
   schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step t of the record");
   schema_add(s, "value", DS_FLOAT64, SCALAR, "1", "top eigenvalue of the plain NTK J J^T / N at theta_t");
   schema_add(s, "nconv", DS_INT64, SCALAR, "1", "eigenpairs the solver converged");
@@ -52,7 +52,7 @@ static PetscErrorCode setup(MeasureRun *r, void **state)
   return 0;
 }
 
-static bool due(const MeasureRun *r, void *state, const StepInfo *st) { return record_due(r->cfg->steps, r->cfg->lambda_every, st->t) || st->final; }
+static bool due(const MeasureRun *r, void *state, const StepInfo *st) { return ntk_lambda_due(r->cfg, st->t) || st->final; }
 
 static PetscErrorCode measure(MeasureRun *r, void *state, StepInfo *st, RecordBuffer *out)
 {
