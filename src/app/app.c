@@ -208,8 +208,10 @@ static int plan_restart(const Config *cfg, const Sweep *sw, const char *deck, In
                         SummaryRow *done_rows, char *err, size_t errlen)
 {
   struct stat st;
-  const bool output_exists = stat(cfg->output, &st) == 0;
   char msg[4600] = "";
+  snprintf(msg, sizeof msg, "%s" OUTPUT_PARTIAL, cfg->output); /* a killed job's output */
+  const bool output_exists = stat(cfg->output, &st) == 0 || stat(msg, &st) == 0;
+  msg[0] = 0;
   /* Another job's checkpoints (another output) are never removed: only -restart continues them. */
   char *job = output_identity(cfg->output);
   const int owned = cfg->restart || ckpt_sweep_job(cfg->checkpoint_dir, msg, sizeof msg) != 0 || strcmp(msg, job) == 0;
@@ -423,6 +425,10 @@ int ntkhpc_main(int argc, char **argv)
   }
   free(job);
   if (!code && stopped) code = EXIT_SIGNAL; /* lambda_0 so far is in sweep.h5 */
+  /* The output is written beside the target, as <output>.partial (a stale one from a killed job is
+   * replaced: a restart never reads it), and renamed to the target when the job has finished. */
+  if (snprintf(ocfg.output, sizeof ocfg.output, "%s" OUTPUT_PARTIAL, cfg.output) >= (int)sizeof ocfg.output) abort(); /* options_output.c */
+  ocfg.overwrite = true;
   OutputFile out;
   MeasureSet measurements;
   if (code) {
@@ -449,6 +455,14 @@ int ntkhpc_main(int argc, char **argv)
     int rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text);
     if (rc) code = rc;
     if (output_close(&out)) code = EXIT_RUNTIME;
+    int done = code == 0, renamed = 1;
+    MPI_Allreduce(MPI_IN_PLACE, &done, 1, MPI_INT, MPI_MIN, world);
+    if (done && rank == 0 && rename(ocfg.output, cfg.output) != 0) {
+      fprintf(stderr, "ntkhpc: error: output file %s: cannot rename %s to it: %s\n", cfg.output, ocfg.output, strerror(errno));
+      renamed = 0;
+    }
+    MPI_Bcast(&renamed, 1, MPI_INT, 0, world);
+    if (!renamed) code = EXIT_RUNTIME;
     if (code == EXIT_SIGNAL && rank == 0)
       fprintf(stderr, "ntkhpc: stopped by a signal: every unfinished run is checkpointed in %s; continue with -restart (exit code %d)\n",
               cfg.checkpoint_dir, EXIT_SIGNAL);

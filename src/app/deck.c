@@ -320,6 +320,14 @@ int paths_check(const Config *cfg, const char *deck, char *err, size_t errlen)
     }
     if (d) closedir(d);
   }
+  char *partial = malloc(strlen(cfg->output) + sizeof OUTPUT_PARTIAL);
+  sprintf(partial, "%s" OUTPUT_PARTIAL, cfg->output);
+  const int bad_partial = stat(partial, &st) == 0 && !S_ISREG(st.st_mode);
+  if (bad_partial)
+    snprintf(err, errlen, "output file %s: %s exists and is %s: refusing to write there, even with -overwrite", cfg->output, partial,
+             file_kind(st.st_mode));
+  free(partial);
+  if (bad_partial) return -1;
   if (stat(cfg->checkpoint_dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
     snprintf(err, errlen, "checkpoint directory %s exists and is %s, not a directory", cfg->checkpoint_dir, file_kind(st.st_mode));
     return -1;

@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include "config.h"
 
+/* The output while it is written: <output>.partial, renamed to <output> when the job ends well. */
+#define OUTPUT_PARTIAL ".partial"
+
 typedef struct {
   char *text;   /* the deck's bytes as read, NUL-terminated (a NUL byte inside is refused) */
   size_t len;
