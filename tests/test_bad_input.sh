@@ -34,6 +34,8 @@ for s in train:30 t10k:20; do
   { be32 2051; be32 "$n"; be32 28; be32 28; head -c $((n * 784)) /dev/urandom; } >"data/${s%:*}-images-idx3-ubyte"
   { be32 2049; be32 "$n"; for ((i = 0; i < n; i++)); do printf "\\x0$((i % 10))"; done; } >"data/${s%:*}-labels-idx1-ubyte"
 done
+cp -r data datafifo && rm datafifo/train-images-idx3-ubyte && mkfifo datafifo/train-images-idx3-ubyte
+cp -r data datadir && rm datadir/train-labels-idx1-ubyte && mkdir datadir/train-labels-idx1-ubyte
 # A finished job: its output and checkpoints (another job's, for the rows that aim at them).
 # shellcheck disable=SC2086
 "$NTKHPC" deck.in $S -output prev.h5 >/dev/null 2>&1 </dev/null || { bad "the fixture job failed"; finish bad_input; exit 1; }
