@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A full disk (issue #15 items 2 and 8): a job whose output and checkpoints go to a small tmpfs that
-# fills up during the run, on 1 and 2 ranks. It must end with exit 1 (no signal, no deadlock: a
+# fills up during the run, and one whose output cannot even be created, on 1 and 2 ranks. It must end with exit 1 (no signal, no deadlock: a
 # timeout fails), with an error line naming the file and "No space left on device" (at most one
 # per group of ranks), and leave valid checkpoints: -restart on the same disk with room again
 # finishes bit for bit equal to an uninterrupted job's output (h5same.py).
@@ -51,5 +51,23 @@ for np in 1 2; do
   job "$np" "$disk/o.h5" -restart
   check "np $np: -restart after the full disk: exit $rc" test "$rc" -eq 0
   if same "$tmp/ref$np.h5" "$disk/o.h5"; then ok; else bad "np $np: the restarted output differs from the reference:"; head -3 "$tmp/same.log"; fi
+
+  # Full before the output is even created (room for half of it): the ranks agree on the failure
+  # (no rank waits in a collective call), one line, exit 1, and the half-made file is removed.
+  rm -rf "$disk"/*
+  avail=$(df --output=avail -k "$disk" | tail -1)
+  head -c $(((avail - out_kb / 2) * 1024)) /dev/zero >"$disk/filler"
+  job "$np" "$disk/c.h5"
+  errs=$(grep -c '^ntkhpc: error:' "$tmp/stderr")
+  check "np $np: a full disk at creation: exit $rc, want 1" test "$rc" -eq 1
+  check "np $np: at creation, no line names $disk/c.h5.partial with 'No space left on device'" \
+    grep -q "^ntkhpc: error: output file $disk/c.h5.partial: .*No space left on device" "$tmp/stderr"
+  check "np $np: at creation, $errs error lines, want 1" test "$errs" -eq 1
+  check "np $np: at creation, the half-made output is left" test ! -e "$disk/c.h5.partial" -a ! -e "$disk/c.h5"
+  sed 's/^/    /' "$tmp/stderr" | head -3
+  rm -f "$disk/filler"
+  job "$np" "$disk/c.h5" -restart
+  check "np $np: -restart after a full disk at creation: exit $rc" test "$rc" -eq 0
+  if same "$tmp/ref$np.h5" "$disk/c.h5"; then ok; else bad "np $np: the restarted output differs from the reference:"; head -3 "$tmp/same.log"; fi
 done
 finish full_disk

@@ -433,11 +433,13 @@ int ntkhpc_main(int argc, char **argv)
   MeasureSet measurements;
   if (code) {
     /* the message is printed */
-  } else if (measure_set_declare(&measurements, &cfg, &train, err, sizeof err) ||
-             output_create(&out, world, &ocfg, sweep.runs, sweep.n_runs, sweep.n_instances, measurements.schema, measurements.n, deck_text, err,
-                           sizeof err)) {
+  } else if (measure_set_declare(&measurements, &cfg, &train, err, sizeof err)) {
     say_error(rank, err);
     code = EXIT_BAD_INPUT;
+  } else if (output_create(&out, world, &ocfg, sweep.runs, sweep.n_runs, sweep.n_instances, measurements.schema, measurements.n, deck_text,
+                           err, sizeof err)) { /* the path was checked up front: this is the file system's doing (a full disk) */
+    say_error(rank, err);
+    code = EXIT_RUNTIME;
   } else {
     for (int i = 0; i < ni && rank == 0; i++)
       if (output_write_instance(&out, &instances[i])) code = EXIT_RUNTIME;
