@@ -13,3 +13,6 @@ set_tests_properties(parameterizations PROPERTIES TIMEOUT 900)
 # moment recursion in numpy, and finite widths converging to it.
 ntk_script_test(mup_limit bash ${CMAKE_CURRENT_SOURCE_DIR}/test_mup_limit.sh)
 set_tests_properties(mup_limit PROPERTIES TIMEOUT 900)
+
+# The bad-input table (tests/bad_input.table): one line, exit 2, no file touched, per row.
+ntk_script_test(bad_input_table bash ${CMAKE_CURRENT_SOURCE_DIR}/test_bad_input.sh)

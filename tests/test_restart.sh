@@ -126,7 +126,12 @@ for how in "USR1 mpirun" "TERM ranks" "TERM mpirun"; do
     if [[ $rc -eq 1 ]]; then ok; else bad "SIGTERM to mpirun: exit $rc (want 1)"; tail -5 "$tmp/log"; fi
   elif [[ $rc -eq 3 ]] && grep -q "stopped by a signal" "$tmp/log" && [[ -e "$out.ckpt/sweep.h5" ]]; then ok; else
     bad "SIG$sig to $to: exit $rc (want 3, a message and checkpoints)"; tail -5 "$tmp/log"; fi
-  [[ $how == "USR1 mpirun" ]] && cp -r "$out.ckpt" "$tmp/stopped.ckpt" && cp "$out" "$tmp/stopped.h5"
+  # A stopped job's output is still <output>.partial (renamed only when the job ends well), readable.
+  if [[ $how == "USR1 mpirun" ]]; then
+    if [[ ! -e $out ]] && "$NTK_PYTHON" -c 'import sys, h5py; h5py.File(sys.argv[1], "r")["runs"]' "$out.partial" 2>/dev/null; then ok; else
+      bad "SIGUSR1: the output of a stopped job is not a readable $out.partial (or $out exists)"; fi
+    cp -r "$out.ckpt" "$tmp/stopped.ckpt" && cp "$out.partial" "$tmp/stopped.h5"
+  fi
   run 2 "$out" -restart && ok || bad "-restart after SIG$sig failed"
   same "$tmp/ref.h5" "$out"
 done

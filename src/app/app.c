@@ -11,6 +11,7 @@
 #include <slepceps.h>
 #include "checkpoint.h"
 #include "config.h"
+#include "deck.h"
 #include "options.h"
 #include "data.h"
 #include "hessian.h"
@@ -37,72 +38,6 @@ static const char usage[] = "usage: mpirun -n R ntkhpc DECK [-key value ...]\n"
                             "       ntkhpc -help [petsc|all]   the options (petsc/all: PETSc's and the eigensolvers' too)\n"
                             "       ntkhpc -version\n";
 static const char help[] = "ntkhpc: the options of PETSc and SLEPc follow (ntkhpc's own are listed above).\n";
-
-/* Checks the deck before PETSc reads it, so a typo gives one line naming the file and line instead
- * of a PETSc trace. Accepted: blank lines, '#' comments, and lines "-key [value ...]". */
-static int check_deck(const char *path, char *err, size_t len)
-{
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    snprintf(err, len, "deck %s: cannot open: %s", path, strerror(errno));
-    return -1;
-  }
-  struct stat st;
-  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-    snprintf(err, len, "deck %s: is a directory, not a file", path);
-    fclose(f);
-    return -1;
-  }
-  char line[8192];
-  int lineno = 0, rc = 0;
-  while (fgets(line, sizeof line, f)) {
-    lineno++;
-    char *p = line;
-    while (*p == ' ' || *p == '\t') p++;
-    if (*p == '#' || *p == '\n' || *p == '\r' || *p == 0) continue;
-    p[strcspn(p, "#\r\n")] = 0; /* PETSc drops everything after '#' */
-    if (p[0] != '-' || !(p[1] == '_' || (p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z'))) {
-      snprintf(err, len, "deck %s line %d: expected '-key value', got '%.60s'", path, lineno, p);
-      rc = -1;
-      break;
-    }
-    /* PETSc takes at most one value per line ('"' groups words) and executes a few keys as
-     * directives; both would otherwise end in a PETSc trace instead of one line. */
-    int ntok = 0;
-    for (const char *q = p; *q;) {
-      while (*q == ' ' || *q == '\t') q++;
-      if (!*q) break;
-      ntok++;
-      if (*q == '"') {
-        const char *e = strchr(q + 1, '"');
-        q = e ? e + 1 : q + strlen(q);
-      } else {
-        while (*q && *q != ' ' && *q != '\t') q++;
-      }
-    }
-    size_t klen = strcspn(p, " \t");
-    static const char *const directives[] = {"-options_file", "-options_file_yaml", "-options_string_yaml",
-                                             "-prefix_push", "-prefix_pop"};
-    for (size_t i = 0; i < sizeof directives / sizeof *directives && !rc; i++)
-      if (strlen(directives[i]) == klen && strncmp(p, directives[i], klen) == 0) {
-        snprintf(err, len, "deck %s line %d: %s is not allowed in a deck", path, lineno, directives[i]);
-        rc = -1;
-      }
-    if (rc) break;
-    if (ntok > 2) {
-      snprintf(err, len, "deck %s line %d: expected '-key value' with one value (quote a value with spaces), got '%.60s'",
-               path, lineno, p);
-      rc = -1;
-      break;
-    }
-  }
-  if (!rc && ferror(f)) {
-    snprintf(err, len, "deck %s: read error", path);
-    rc = -1;
-  }
-  fclose(f);
-  return rc;
-}
 
 static void say_error(int rank, const char *msg)
 {
@@ -274,9 +209,21 @@ static int plan_restart(const Config *cfg, const Sweep *sw, const char *deck, In
                         SummaryRow *done_rows, char *err, size_t errlen)
 {
   struct stat st;
-  const bool output_exists = stat(cfg->output, &st) == 0;
-  if (cfg->overwrite && !cfg->restart) return 0;
   char msg[4600] = "";
+  snprintf(msg, sizeof msg, "%s" OUTPUT_PARTIAL, cfg->output); /* a killed job's output */
+  const bool output_exists = stat(cfg->output, &st) == 0 || stat(msg, &st) == 0;
+  msg[0] = 0;
+  /* Another job's checkpoints (another output) are never removed: only -restart continues them. */
+  char *job = output_identity(cfg->output);
+  const int owned = cfg->restart || ckpt_sweep_job(cfg->checkpoint_dir, msg, sizeof msg) != 0 || strcmp(msg, job) == 0;
+  free(job);
+  if (!owned) {
+    snprintf(err, errlen, "checkpoint directory %s holds the checkpoints of another job (output %s): give -restart to continue that job, "
+                          "or another -checkpoint_dir", cfg->checkpoint_dir, msg);
+    return -1;
+  }
+  msg[0] = 0;
+  if (cfg->overwrite && !cfg->restart) return 0;
   int got = ckpt_read_sweep(cfg->checkpoint_dir, deck, sw->n_instances, inst, measured, msg, sizeof msg);
   if (got == 1) {
     /* no checkpoints: a finished job removed them; its output says whether every run is done */
@@ -358,16 +305,31 @@ int ntkhpc_main(int argc, char **argv)
     for (int i = 1; i + 1 < argc; i++) argv[i] = argv[i + 1];
     pargc = argc - 1;
   }
+  /* The deck is read once by rank 0 and checked with the command line before PETSc sees either
+   * (deck.h). A regular file is then read by PETSc by name; any other (a pipe, a FIFO) reaches
+   * PETSc as arguments placed before the command line's, so the same text is used. */
   int bad = 0;
-  if (deck && rank == 0) bad = check_deck(deck, err, sizeof err) != 0;
+  Deck dk = {0};
+  if (rank == 0) bad = (deck && deck_read(deck, &dk, err, sizeof err)) || args_check(pargc, pargv, &dk, err, sizeof err);
+  int deck_regular = deck ? dk.regular : 1;
   MPI_Bcast(&bad, 1, MPI_INT, 0, world);
   if (bad) {
     say_error(rank, err);
+    deck_free(&dk);
     MPI_Finalize();
     return EXIT_BAD_INPUT;
   }
+  MPI_Bcast(&deck_regular, 1, MPI_INT, 0, world);
+  if (!deck_regular) {
+    long n = rank == 0 ? (long)dk.len : 0;
+    MPI_Bcast(&n, 1, MPI_LONG, 0, world);
+    if (rank != 0) dk.text = calloc((size_t)n + 1, 1), dk.len = (size_t)n;
+    MPI_Bcast(dk.text, (int)n, MPI_CHAR, 0, world);
+    pargv = deck_argv(dk.text, pargc, pargv, &pargc); /* kept to the end: PETSc holds argv */
+  }
+  deck_free(&dk);
 
-  PetscCall(SlepcInitialize(&pargc, &pargv, deck, help));
+  PetscCall(SlepcInitialize(&pargc, &pargv, deck_regular ? deck : NULL, help));
   ckpt_install_signal_handlers(); /* after PETSc, whose own handler would otherwise abort on SIGTERM */
   PetscCall(train_register_events());
   PetscCall(ntk_register_events());
@@ -382,6 +344,13 @@ int ntkhpc_main(int argc, char **argv)
   if (!code && has_help) goto finalize;
   if (!code && config_check_unused(world)) code = EXIT_BAD_INPUT;
   if (code) goto finalize;
+  bad = rank == 0 && paths_check(&cfg, deck, err, sizeof err) != 0; /* before anything is read or written */
+  MPI_Bcast(&bad, 1, MPI_INT, 0, world);
+  if (bad) {
+    say_error(rank, err);
+    code = EXIT_BAD_INPUT;
+    goto finalize;
+  }
 
   /* Data: every rank loads the subsets (they are small next to the networks in this study). */
   Dataset train = {0}, test = {0};
@@ -457,21 +426,29 @@ int ntkhpc_main(int argc, char **argv)
   MPI_Comm group;
   MPI_Comm_split(world, rank / cfg.ranks_per_run, rank, &group);
   int stopped = 0;
+  char *job = output_identity(cfg.output);
   code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances, measured, &stopped);
-  if (rank == 0 && ckpt_write_sweep(cfg.checkpoint_dir, deck_text, ni, instances, measured, err, sizeof err)) {
+  if (rank == 0 && ckpt_write_sweep(cfg.checkpoint_dir, deck_text, job, ni, instances, measured, err, sizeof err)) {
     say_error(rank, err);
     if (!code) code = EXIT_RUNTIME;
   }
+  free(job);
   if (!code && stopped) code = EXIT_SIGNAL; /* lambda_0 so far is in sweep.h5 */
+  /* The output is written beside the target, as <output>.partial (a stale one from a killed job is
+   * replaced: a restart never reads it), and renamed to the target when the job has finished. */
+  if (snprintf(ocfg.output, sizeof ocfg.output, "%s" OUTPUT_PARTIAL, cfg.output) >= (int)sizeof ocfg.output) abort(); /* options_output.c */
+  ocfg.overwrite = true;
   OutputFile out;
   MeasureSet measurements;
   if (code) {
     /* the message is printed */
-  } else if (measure_set_declare(&measurements, &cfg, &train, err, sizeof err) ||
-             output_create(&out, world, &ocfg, sweep.runs, sweep.n_runs, sweep.n_instances, measurements.schema, measurements.n, deck_text, err,
-                           sizeof err)) {
+  } else if (measure_set_declare(&measurements, &cfg, &train, err, sizeof err)) {
     say_error(rank, err);
     code = EXIT_BAD_INPUT;
+  } else if (output_create(&out, world, &ocfg, sweep.runs, sweep.n_runs, sweep.n_instances, measurements.schema, measurements.n, deck_text,
+                           err, sizeof err)) { /* the path was checked up front: this is the file system's doing (a full disk) */
+    say_error(rank, err);
+    code = EXIT_RUNTIME;
   } else {
     for (int i = 0; i < ni && rank == 0; i++)
       if (output_write_instance(&out, &instances[i])) code = EXIT_RUNTIME;
@@ -489,11 +466,17 @@ int ntkhpc_main(int argc, char **argv)
     int rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text);
     if (rc) code = rc;
     if (output_close(&out)) code = EXIT_RUNTIME;
-    /* Every run of the job finished on every rank and the output is closed: the checkpoints are
-     * no longer needed (a rerun reads "all done" from the output's /summary). */
-    int all_ok = code == 0;
-    MPI_Allreduce(MPI_IN_PLACE, &all_ok, 1, MPI_INT, MPI_MIN, world);
-    if (all_ok && !cfg.keep_checkpoints && rank == 0) {
+    /* Every run of the job finished on every rank and the output is closed: it takes its name, and
+     * the checkpoints are no longer needed (a rerun reads "all done" from the output's /summary). */
+    int done = code == 0, renamed = 1;
+    MPI_Allreduce(MPI_IN_PLACE, &done, 1, MPI_INT, MPI_MIN, world);
+    if (done && rank == 0 && rename(ocfg.output, cfg.output) != 0) {
+      fprintf(stderr, "ntkhpc: error: output file %s: cannot rename %s to it: %s\n", cfg.output, ocfg.output, strerror(errno));
+      renamed = 0;
+    }
+    MPI_Bcast(&renamed, 1, MPI_INT, 0, world);
+    if (!renamed) code = EXIT_RUNTIME;
+    if (done && renamed && !cfg.keep_checkpoints && rank == 0) {
       const int rm = ckpt_remove_finished(cfg.checkpoint_dir, deck_text, nr, ni, err, sizeof err);
       if (rm < 0) fprintf(stderr, "ntkhpc: warning: %s\n", err);
       else if (rm == 0 && !cfg.quiet) printf("[ntkhpc] every run is finished: checkpoint folder %s removed (-keep_checkpoints true keeps it)\n", cfg.checkpoint_dir);

@@ -6,6 +6,7 @@
  * variable held as the default) nor prints a trace for a bad value. A given scalar and a default
  * go through the same PETSc parser; a given list through PETSc's list parser (which knows ranges
  * such as 0-4), a default list through the same per-entry parsers. */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -188,6 +189,32 @@ static int parse_scalar(const OptionDesc *d, const char *text, double *num, int 
   }
 }
 
+/* An integer as typed: 0 and *v when text is a plain decimal integer that fits a long long, 1 when
+ * it is another form PETSc accepts (left to PETSc), 2 when it does not fit (it would wrap). */
+static int exact_integer(const char *text, long long *v)
+{
+  const char *p = text + (text[0] == '+' || text[0] == '-');
+  if (!*p || strspn(p, "0123456789") != strlen(p)) return 1;
+  errno = 0;
+  *v = strtoll(text, NULL, 10);
+  return errno == ERANGE ? 2 : 0;
+}
+
+/* An integer entry (or scalar) as typed, within the range of its field and of PETSc's int: 0, or 1
+ * (reported) when it would wrap around. */
+static int check_integer_text(OptionReader *r, const OptionDesc *d, const char *text, const char *noun)
+{
+  long long v;
+  const int e = exact_integer(text, &v);
+  if (e == 1) return 0;
+  if (e == 2 || v < (long long)PETSC_MIN_INT || v > (long long)PETSC_MAX_INT) { /* in range: the caller's own check */
+    options_fail(r, "option %s: %s%s%s is outside [%.0f, %.0f]", d->name, noun ? noun : "", noun ? " " : "", text, d->lo,
+                 d->hi < PETSC_MAX_INT ? d->hi : (double)PETSC_MAX_INT);
+    return 1;
+  }
+  return 0;
+}
+
 static void put(Config *cfg, const OptionDesc *d, size_t offset, const void *v, size_t n)
 {
   if (d->size) memcpy((char *)cfg + d->at + offset, v, n);
@@ -196,15 +223,16 @@ static void put(Config *cfg, const OptionDesc *d, size_t offset, const void *v, 
 /* The PETSc calls below fail on what the user wrote: the reader reports that in one line itself. */
 static void read_scalar(OptionReader *r, const OptionDesc *d, Config *cfg, bool *given)
 {
-  char raw[4096] = "";
+  const char *raw = NULL; /* PETSc's own copy, whole: no buffer that could cut a long value */
   PetscBool set = PETSC_FALSE;
-  if (PetscOptionsGetString(NULL, NULL, d->name, raw, sizeof raw, &set)) set = PETSC_FALSE;
+  if (PetscOptionsFindPair(NULL, NULL, d->name, &raw, &set)) set = PETSC_FALSE;
+  if (!raw) raw = "";
   /* A number given with no value keeps the default, as PETSc's getters have it. */
   if (set && !raw[0] && (d->kind == KIND_INT || d->kind == KIND_INT64 || d->kind == KIND_REAL)) set = PETSC_FALSE;
   *given = set;
   if (d->kind == KIND_STRING) {
     const char *s = set ? raw : d->def ? d->def : "";
-    if (strlen(s) >= d->size) options_fail(r, "option %s: longer than %zu characters", d->name, d->size - 1);
+    if (strlen(s) >= d->size) options_fail(r, "option %s: %zu characters, longer than the %zu allowed", d->name, strlen(s), d->size - 1);
     else put(cfg, d, 0, s, strlen(s) + 1);
     return;
   }
@@ -222,6 +250,7 @@ static void read_scalar(OptionReader *r, const OptionDesc *d, Config *cfg, bool 
   }
   switch (d->kind) {
   case KIND_INT: case KIND_INT64:
+    if (check_integer_text(r, d, text, NULL)) break;
     if (!in_range(d, num)) options_fail(r, "option %s: %.0f is outside [%.0f, %.0f]", d->name, num, d->lo, d->hi);
     if (d->kind == KIND_INT) {
       const int v = (int)num;
@@ -270,6 +299,44 @@ static int list_entries(const OptionDesc *d, int cap, PetscInt *ints, PetscReal 
   return 0;
 }
 
+/* The list as typed, before PETSc's parser (which skips empty entries and wraps large integers):
+ * 0, or 1 (reported) for an empty entry, more entries than fit, or an integer that would wrap. */
+static int check_list_text(OptionReader *r, const OptionDesc *d, int cap)
+{
+  const char *raw = NULL;
+  PetscBool set = PETSC_FALSE;
+  if (PetscOptionsFindPair(NULL, NULL, d->name, &raw, &set) || !set || !raw || !raw[0]) return 0;
+  int n = 0;
+  for (const char *p = raw;; n++) {
+    const size_t l = strcspn(p, ",");
+    char item[64];
+    size_t a = 0, b = l;
+    while (a < b && (p[a] == ' ' || p[a] == '\t')) a++;
+    while (b > a && (p[b - 1] == ' ' || p[b - 1] == '\t')) b--;
+    if (a == b) {
+      options_fail(r, "option %s: empty entry %d in '%.200s'", d->name, n + 1, raw);
+      return 1;
+    }
+    if ((d->kind == KIND_INT_LIST || d->kind == KIND_INT64_LIST) && b - a < sizeof item) {
+      memcpy(item, p + a, b - a);
+      item[b - a] = 0;
+      char *dash = strchr(item + 1, '-'); /* PETSc's range "lo-hi" */
+      if (dash) *dash = 0;
+      if (check_integer_text(r, d, item, d->entry) || (dash && check_integer_text(r, d, dash + 1, d->entry))) return 1;
+    } else if ((d->kind == KIND_INT_LIST || d->kind == KIND_INT64_LIST) && strspn(p + a, "+-0123456789") >= b - a) {
+      options_fail(r, "option %s: %s %.*s... is outside [%.0f, %.0f]", d->name, d->entry, 30, p + a, d->lo, d->hi);
+      return 1;
+    }
+    if (!p[l]) break;
+    p += l + 1;
+  }
+  if (n + 1 > cap) {
+    options_fail(r, "option %s: at most %d entries, %d given", d->name, cap, n + 1);
+    return 1;
+  }
+  return 0;
+}
+
 static void read_list(OptionReader *r, const OptionDesc *d, Config *cfg, bool *given)
 {
   const int cap = (int)(d->size / entry_size(d->kind));
@@ -278,6 +345,7 @@ static void read_list(OptionReader *r, const OptionDesc *d, Config *cfg, bool *g
   char *strs[CONFIG_MAX_LIST + 1] = {NULL}, buf[512];
   PetscBool set, named = PETSC_FALSE;
   const char *what = d->kind == KIND_REAL_LIST ? "real numbers" : "integers";
+  if (check_list_text(r, d, cap)) goto done;
   if (list_entries(d, cap, ints, reals, strs, &n, &set)) {
     if (d->kind == KIND_CHOICE_LIST) options_fail(r, "option %s: cannot read the list", d->name);
     else options_fail(r, "option %s: expected a comma-separated list of %s", d->name, what);

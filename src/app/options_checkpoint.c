@@ -1,4 +1,6 @@
 /* Options of checkpoints and restarts (docs/checkpoint.md; options.h describes the table). */
+#include <stdio.h>
+#include <string.h>
 #include "options.h"
 
 static const OptionDesc opts[] = {
@@ -16,7 +18,12 @@ static const OptionDesc opts[] = {
 
 static void check(Config *cfg, OptionReader *r)
 {
-  if (!cfg->checkpoint_dir[0]) snprintf(cfg->checkpoint_dir, sizeof cfg->checkpoint_dir, "%.4000s.ckpt", cfg->output);
+  const size_t room = sizeof cfg->checkpoint_dir - sizeof ".ckpt"; /* the longest output that fits */
+  if (cfg->checkpoint_dir[0]) return;
+  if (strlen(cfg->output) > room)
+    options_fail(r, "option -output: %zu characters, too long for the checkpoint directory <output>.ckpt (at most %zu; or give "
+                    "-checkpoint_dir)", strlen(cfg->output), room);
+  else snprintf(cfg->checkpoint_dir, sizeof cfg->checkpoint_dir, "%s.ckpt", cfg->output);
 }
 
 const OptionModule options_checkpoint = {"Checkpoints", NULL, opts, sizeof opts / sizeof *opts, check, NULL, NULL};

@@ -1,5 +1,6 @@
 /* Options of the output file and of what is printed while the sweep runs (options.h describes the
  * table). */
+#include <string.h>
 #include "options.h"
 
 static const OptionDesc opts[] = {
@@ -14,7 +15,9 @@ static const OptionDesc opts[] = {
 
 static void check(Config *cfg, OptionReader *r)
 {
+  const size_t room = sizeof cfg->output - sizeof ".partial"; /* written as <output>.partial, then renamed */
   if (!cfg->output[0]) options_fail(r, "option -output: empty file name");
+  else if (strlen(cfg->output) > room) options_fail(r, "option -output: %zu characters, longer than the %zu allowed", strlen(cfg->output), room);
 }
 
 const OptionModule options_output = {"Output", NULL, opts, sizeof opts / sizeof *opts, check, NULL, NULL};

@@ -60,6 +60,14 @@ static bool file_exists(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* What an existing path that is not a regular file is ("a directory", "a FIFO"), or NULL. */
+static const char *non_regular(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0 || S_ISREG(st.st_mode)) return NULL;
+  return S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device"
+                                                                                                       : "not a regular file";
+}
+
 static gzFile open_data(const char *path, char *err, size_t errlen) {
   errno = 0;
   gzFile f = gzopen(path, "rb");
@@ -402,7 +410,10 @@ static int find_idx_file(char *out, size_t outlen, const char *dir, const char *
   if (file_exists(out)) return 0;
   snprintf(out, outlen, "%s/%s", dir, base);
   if (file_exists(out)) return 0;
-  return errbuf_set(err, errlen, "data file %s/%s.gz: not found (nor %s)", dir, base, out);
+  if (non_regular(out)) return errbuf_set(err, errlen, "data file %s: is %s, not a regular file", out, non_regular(out));
+  snprintf(out, outlen, "%s/%s.gz", dir, base);
+  if (non_regular(out)) return errbuf_set(err, errlen, "data file %s: is %s, not a regular file", out, non_regular(out));
+  return errbuf_set(err, errlen, "data file %s/%s.gz: not found (nor %s/%s)", dir, base, dir, base);
 }
 
 /* One IDX split: images + labels, counts must agree, first n_req samples (0 = all). */
@@ -448,6 +459,8 @@ static int load_cifar_split(Dataset *ds, const char *dir, bool train, int n_req,
                     : snprintf(path, sizeof path, "%s/test_batch.bin", dir);
     if (len < 0 || (size_t)len >= sizeof path)
       rc = errbuf_set(err, errlen, "data directory %s: path too long", dir);
+    else if (non_regular(path))
+      rc = errbuf_set(err, errlen, "data file %s: is %s, not a regular file", path, non_regular(path));
     else if (!file_exists(path))
       rc = errbuf_set(err, errlen, "data file %s: not found", path);
     else

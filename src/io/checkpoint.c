@@ -212,13 +212,14 @@ int ckpt_write_run(const char *dir, const char *deck, const RunCheckpoint *c, ch
   return -1;
 }
 
-int ckpt_write_sweep(const char *dir, const char *deck, int n, const InstanceRow *rows, const int32_t *measured, char *err, size_t errlen)
+int ckpt_write_sweep(const char *dir, const char *deck, const char *job, int n, const InstanceRow *rows, const int32_t *measured, char *err,
+                     size_t errlen)
 {
   char path[4200], tmp[4300];
   ckpt_sweep_path(path, sizeof path, dir);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   Writer w;
-  w_begin(&w, tmp, "sweep", deck);
+  if (w_begin(&w, tmp, "sweep", deck) == 0 && job) w_attr_str(&w, "job", job);
   const int64_t ni = n;
   w_data(&w, "ints", H5T_NATIVE_INT64, sizeof(int64_t), 1, 1, &ni);
   w_data(&w, "instances", H5T_NATIVE_UCHAR, 1, n, sizeof(InstanceRow), rows);
@@ -482,6 +483,24 @@ int ckpt_read_sweep(const char *dir, const char *deck, int n, InstanceRow *rows,
   }
   free(ni), free(ir), free(me);
   return r_end(&r, path, err, errlen);
+}
+
+int ckpt_sweep_job(const char *dir, char *job, size_t len)
+{
+  char path[4200];
+  ckpt_sweep_path(path, sizeof path, dir);
+  job[0] = 0;
+  if (access(path, F_OK) != 0) return 1;
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  Reader r = {.file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)};
+  if (r.file < 0) return -1;
+  int rc = 1;
+  if (H5Aexists(r.file, "job") > 0) {
+    r_attr_str(&r, "job", job, len);
+    rc = r.bad ? -1 : 0;
+  }
+  H5Fclose(r.file);
+  return rc;
 }
 
 /* ------------------------------------------------------------------ decks */

@@ -100,9 +100,13 @@ int ckpt_write_run(const char *dir, const char *deck, const RunCheckpoint *c, ch
 int ckpt_read_run(const char *dir, const char *deck, int run, RunCheckpoint *c, char *err, size_t errlen);
 void ckpt_run_free(RunCheckpoint *c);
 
-/* The instances table; measured[i] != 0 where instance i's row is valid. */
-int ckpt_write_sweep(const char *dir, const char *deck, int n_instances, const InstanceRow *rows, const int32_t *measured, char *err,
-                     size_t errlen);
+/* The instances table; measured[i] != 0 where instance i's row is valid. job (NULL: none) is the
+ * identity of the job writing it, stored as the attribute "job" (ckpt_sweep_job). */
+int ckpt_write_sweep(const char *dir, const char *deck, const char *job, int n_instances, const InstanceRow *rows, const int32_t *measured,
+                     char *err, size_t errlen);
+/* The job that wrote dir/sweep.h5: 0 (job filled), 1 (no sweep.h5, or written before jobs were
+ * recorded), -1 (unreadable). */
+int ckpt_sweep_job(const char *dir, char *job, size_t len);
 /* 0, 1 (no sweep.h5), -1 (bad: message). */
 int ckpt_read_sweep(const char *dir, const char *deck, int n_instances, InstanceRow *rows, int32_t *measured, char *err, size_t errlen);
 

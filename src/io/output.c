@@ -353,7 +353,18 @@ typedef struct {
   const double *nans;     /* large enough for the largest dataset */
   const int64_t *minus1s;
   int rank;
+  int *write_errno;       /* rank 0: the errno of its first failed write of initial rows, else 0 */
 } RunLayout;
+
+/* Rank 0 writes the initial rows alone (raw data). A failure (a full disk) must not change the
+ * sequence of collective calls that the other ranks make, or they would wait forever: it is noted
+ * here, the creation goes on, and create_file reports it at the end (the ranks then agree). */
+static void rank0_write(const RunLayout *L, hid_t d, hid_t memtype, const void *buf)
+{
+  if (L->rank != 0 || *L->write_errno) return; /* after a failure, no more writes */
+  errno = 0;
+  if (H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) *L->write_errno = errno ? errno : EIO;
+}
 
 /* One measurement's dataset in a run's group, with its schema attributes; returned open. */
 static hid_t make_schema_dataset(hid_t g, const DatasetSpec *ds, int64_t n_records, const RunLayout *L)
@@ -364,9 +375,7 @@ static hid_t make_schema_dataset(hid_t g, const DatasetSpec *ds, int64_t n_recor
   const bool i64 = ds->type == DS_INT64;
   hid_t d = H5Dcreate2(g, ds->name, i64 ? H5T_STD_I64LE : H5T_IEEE_F64LE, sp, H5P_DEFAULT, i64 ? L->dcpl_i64 : L->dcpl_f64, H5P_DEFAULT);
   int rc = d >= 0 ? 0 : -1;
-  if (rc == 0 && L->rank == 0 &&
-      H5Dwrite(d, i64 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, i64 ? (const void *)L->minus1s : (const void *)L->nans) < 0)
-    rc = -1;
+  if (rc == 0) rank0_write(L, d, i64 ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, i64 ? (const void *)L->minus1s : (const void *)L->nans);
   if (rc == 0) rc |= attr_str(d, "units", ds->units) | attr_str(d, "description", ds->description);
   H5Sclose(sp);
   if (rc && d >= 0) H5Dclose(d);
@@ -384,7 +393,8 @@ static int attach_index_scale(hid_t run_group, hid_t d, const Schema *sc, const 
   hid_t x = sp >= 0 ? H5Dcreate2(run_group, name, H5T_STD_I64LE, sp, H5P_DEFAULT, L->dcpl_i64, H5P_DEFAULT) : -1;
   int64_t *idx = L->rank == 0 ? malloc((size_t)w * sizeof *idx) : NULL;
   for (hsize_t i = 0; idx && i < w; i++) idx[i] = (int64_t)i;
-  int rc = x >= 0 && (L->rank != 0 || (idx && H5Dwrite(x, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, idx) >= 0)) ? 0 : -1;
+  int rc = x >= 0 && (L->rank != 0 || idx) ? 0 : -1;
+  if (rc == 0) rank0_write(L, x, H5T_NATIVE_INT64, idx);
   if (rc == 0) rc |= attr_str(x, "units", "") | attr_str(x, "description", "index along the second axis of this measurement's dataset");
   if (rc == 0 && (H5DSset_scale(x, name) < 0 || H5DSattach_scale(d, x, 1) < 0)) rc = -1;
   free(idx);
@@ -459,7 +469,8 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const R
   const char *path = cfg->output;
   hid_t fapl = -1, file = -1, sp = -1, t = -1, d = -1, g = -1, runs = -1;
   hid_t dcpl_plain = -1;
-  RunLayout L = {-1, -1, NULL, NULL, 0};
+  int write_errno = 0;
+  RunLayout L = {-1, -1, NULL, NULL, rank, &write_errno};
   hid_t mtype = -1, ftype = -1;
   SummaryRow *rows = NULL;
   double *nans = NULL;
@@ -509,7 +520,7 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const R
   size_t decklen = strlen(deck);
   if (dcpl_plain < 0 || (sp = H5Screate(H5S_SCALAR)) < 0 || (t = str_type(decklen)) < 0 ||
       (d = H5Dcreate2(file, "deck", t, sp, H5P_DEFAULT, dcpl_plain, H5P_DEFAULT)) < 0 ||
-      (rank == 0 && H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, deck) < 0) || attr_str(d, "units", "") ||
+      (rank0_write(&L, d, t, deck), 0) || attr_str(d, "units", "") ||
       attr_str(d, "description", "the effective deck: every option in force, one -key value a line; itself a deck that reproduces the job")) {
     errbuf_set(err, errlen, "output file %s: cannot write /deck", path);
     goto done;
@@ -563,7 +574,7 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const R
     int bad = id < 0;
     if (!bad) {
       for (int i = 0; i < n_runs; i++) irows[runs_spec[i].instance] = instance_row_unmeasured(&runs_spec[i]);
-      if (ni > 0 && rank == 0 && H5Dwrite(id, imt, H5S_ALL, H5S_ALL, H5P_DEFAULT, irows) < 0) bad = 1;
+      if (ni > 0) rank0_write(&L, id, imt, irows);
       if (attr_str(id, "units", "") || attr_str(id, "description", "one row per model instance: lambda_0 and the eta_max search (docs/output.md)"))
         bad = 1;
     }
@@ -592,16 +603,21 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const R
     const RunSpec *rs = &runs_spec[i];
     rows[rs->index >= 0 && rs->index < n_runs ? rs->index : i] = summary_row_pending(rs, RUN_PENDING);
   }
-  if ((n_runs > 0 && rank == 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) ||
-      attr_str(d, "units", "") || attr_str(d, "description", "one row per run: identity, status, results and phase (docs/output.md)")) {
+  if (n_runs > 0) rank0_write(&L, d, mtype, rows);
+  if (attr_str(d, "units", "") || attr_str(d, "description", "one row per run: identity, status, results and phase (docs/output.md)")) {
     errbuf_set(err, errlen, "output file %s: cannot write /summary", path);
     goto done;
   }
   H5Dclose(d), d = -1;
 
   /* Metadata to disk now: from here on the file is readable whatever happens to the job. */
+  errno = 0;
   if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
-    errbuf_set(err, errlen, "output file %s: cannot flush (disk full?)", path);
+    errbuf_set(err, errlen, "output file %s: cannot write it: %s", path, strerror(errno ? errno : EIO));
+    goto done;
+  }
+  if (write_errno) {
+    errbuf_set(err, errlen, "output file %s: cannot write its initial rows: %s", path, strerror(write_errno));
     goto done;
   }
   rc = 0;
@@ -694,6 +710,11 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const RunSpe
      * exist before (EXCL), or -overwrite had asked for it to be replaced. */
     int created_it = of->file >= 0, all_created;
     MPI_Allreduce(&created_it, &all_created, 1, MPI_INT, MPI_MIN, comm);
+    /* The file is removed below: rank 0 first gives its space back, so that closing (which writes
+     * the metadata) does not fail on a full disk and leave HDF5 to crash at MPI_Finalize. */
+    if (all_created && rank == 0 && truncate(cfg->output, 0) != 0) { /* best effort: closing may fail, as before */
+    }
+    if (all_created) MPI_Barrier(comm);
     if (of->file >= 0) H5Fclose(of->file);
     of->file = -1;
     if (all_created) {

@@ -154,6 +154,7 @@ static int save_checkpoint(RunState *s, Measurements *M, const TrainContext *ctx
   }
   for (int k = first_gathered; c && k < c->n_arrays; k++) free(c->arrays[k].data);
   free(c);
+  if (s->gsize > 1) MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, s->group); /* the whole group knows (rc is 0 or -1) */
   return rc;
 }
 
@@ -225,10 +226,11 @@ static int restore_checkpoint(RunState *s, Measurements *M, const TrainContext *
 
 /* After a step: what the group does, agreed by all its ranks (one small allreduce per step, cheap
  * next to a step): bit 0 write a checkpoint, bit 1 then stop (a signal here or in another group). */
-static int checkpoint_action(const RunState *s, const TrainContext *ctx, int64_t next, double last_ckpt, double *last_poll)
+static int checkpoint_action(const RunState *s, const TrainContext *ctx, int64_t next, double last_ckpt, double *last_poll, int io_error)
 {
   const Config *cfg = s->cfg;
   int act = ckpt_signal_received() ? 3 : 0;
+  if (io_error) act |= 4; /* the leader could not write the output: the group stops (train_run) */
   if (cfg->checkpoint_every > 0 && next % cfg->checkpoint_every == 0) act |= 1;
   if (s->grank == 0) { /* the leader's clock decides for the group */
     const double now = MPI_Wtime();
@@ -273,7 +275,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   const bool grad_is_train_loss = cfg->optimizer == OPT_GD && !cfg->augment;
   int64_t t = 0, t_first = 0;
   double stats[CKPT_NSTATS] = {0}, wall_before = 0, last_ckpt = MPI_Wtime(), last_poll = last_ckpt;
-  int stopped = 0;
+  int stopped = 0, io_failed = 0, flush_failed = 0;
   if (ctx->ckpt_dir) { /* resume where the checkpoint left off */
     rc = restore_checkpoint(&s, M, ctx, stats, &t_first);
     MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, ctx->group);
@@ -350,14 +352,27 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
     s.opt->update(s.theta, s.opt_state, s.grad, s.lr_scale, s.P, st.lr, cfg);
     PetscLogEventEnd(EV_UPDATE, 0, 0, 0, 0);
     if (writer) {
-      if (MPI_Wtime() - M->last_flush >= cfg->flush_seconds) flush_records(&s, M, ctx->out);
+      if (MPI_Wtime() - M->last_flush >= cfg->flush_seconds && flush_records(&s, M, ctx->out)) flush_failed = 1;
       if (ctx->hooks.heartbeat) ctx->hooks.heartbeat(ctx->hooks.ctx, run->index, t + 1, T, last_loss, lambda_last);
     }
     if (ctx->ckpt_dir) {
-      const int act = checkpoint_action(&s, ctx, t + 1, last_ckpt, &last_poll);
+      const int act = checkpoint_action(&s, ctx, t + 1, last_ckpt, &last_poll, flush_failed);
+      if (act & 4) { /* rows that cannot be written (a full disk): the message is printed; stop, as below */
+        rc = -1;
+        io_failed = 1;
+        if (s.grank == 0 && ctx->hooks.request_stop) ctx->hooks.request_stop(ctx->hooks.ctx);
+        break;
+      }
       if (act & 1) {
         FILL_STATS();
-        rc |= save_checkpoint(&s, M, ctx, RUN_RUNNING, t + 1, stats, NULL);
+        if (save_checkpoint(&s, M, ctx, RUN_RUNNING, t + 1, stats, NULL)) {
+          /* A checkpoint that cannot be written (a full disk): the message is printed; no more
+           * work that could not be saved. The other groups stop too, as after a signal. */
+          rc = -1;
+          io_failed = 1;
+          if (s.grank == 0 && ctx->hooks.request_stop) ctx->hooks.request_stop(ctx->hooks.ctx);
+          break;
+        }
         last_ckpt = MPI_Wtime();
       }
       if (act & 2) { /* signal: the state is saved; leave the run unfinished */
@@ -368,9 +383,9 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
     }
   }
 
-  rc |= flush_records(&s, M, ctx->out);
+  if (!io_failed) rc |= flush_records(&s, M, ctx->out);
   if (stopped && ctx->stopped) *ctx->stopped = 1;
-  if (stopped) goto cleanup;
+  if (stopped || io_failed) goto cleanup;
   row->status = diverged ? RUN_DIVERGED : RUN_DONE;
   row->steps_done = t;
   const int itr = measure_set_index(&M->set, "train"), ite = measure_set_index(&M->set, "test");

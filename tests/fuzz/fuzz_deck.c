@@ -1,7 +1,7 @@
 /* libFuzzer harness: the whole deck path of ntkhpc, in process.
  *
- * app.c is compiled into this file (its ntkhpc_main renamed) so the static deck pre-check check_deck()
- * is called exactly as ntkhpc calls it. PETSc is initialised once (LLVMFuzzerInitialize); for
+ * app.c is compiled into this file (its ntkhpc_main renamed), and the deck pre-check (deck_read of
+ * src/app/deck.c, wrapped below as check_deck) runs as ntkhpc runs it. PETSc is initialised once (LLVMFuzzerInitialize); for
  * each input:
  *   1. the input is written as a deck file and check_deck() runs on it;
  *   2. if it is accepted, the options database is cleared and PETSc reads the file
@@ -15,6 +15,15 @@
 #define ntkhpc_main ntkhpc_app_main
 #include "../../src/app/app.c"
 #undef ntkhpc_main
+
+/* ntkhpc's deck pre-check (deck.h), as app.c calls it: the deck read once and checked. */
+static int check_deck(const char *path, char *err, size_t errlen)
+{
+  Deck d;
+  const int rc = deck_read(path, &d, err, errlen);
+  deck_free(&d);
+  return rc;
+}
 
 #include <signal.h>
 
