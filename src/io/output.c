@@ -54,25 +54,20 @@ static hid_t str_type(size_t len) {
   return t;
 }
 
-static int attr_write(hid_t loc, const char *name, hid_t type, const void *val) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  if (sp < 0) return -1;
-  hid_t a = H5Acreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int rc = (a >= 0 && H5Awrite(a, type, val) >= 0) ? 0 : -1;
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return rc;
-}
-
-/* An attribute of file type ftype written from memory type mtype. */
-static int attr_write_as(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *val) {
-  hid_t sp = H5Screate(H5S_SCALAR);
+/* An attribute of file type ftype written from memory type mtype: a scalar (rank 0) or an array
+ * of the given dims. */
+static int attr_put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims, const void *val) {
+  hid_t sp = rank ? H5Screate_simple(rank, dims, NULL) : H5Screate(H5S_SCALAR);
   if (sp < 0) return -1;
   hid_t a = H5Acreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
   int rc = (a >= 0 && H5Awrite(a, mtype, val) >= 0) ? 0 : -1;
   if (a >= 0) H5Aclose(a);
   H5Sclose(sp);
   return rc;
+}
+static int attr_write(hid_t loc, const char *name, hid_t type, const void *val) { return attr_put(loc, name, type, type, 0, NULL, val); }
+static int attr_write_as(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *val) {
+  return attr_put(loc, name, ftype, mtype, 0, NULL, val);
 }
 
 static int attr_str(hid_t loc, const char *name, const char *val) {
@@ -95,13 +90,7 @@ static int attr_f64(hid_t loc, const char *name, double v) {
 /* A float64 attribute of shape rows x cols (row-major). */
 static int attr_f64_matrix(hid_t loc, const char *name, const double *v, hsize_t rows, hsize_t cols) {
   const hsize_t dims[2] = {rows, cols};
-  hid_t sp = H5Screate_simple(2, dims, NULL);
-  if (sp < 0) return -1;
-  hid_t a = H5Acreate2(loc, name, H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int rc = (a >= 0 && H5Awrite(a, H5T_NATIVE_DOUBLE, v) >= 0) ? 0 : -1;
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return rc;
+  return attr_put(loc, name, H5T_NATIVE_DOUBLE, H5T_NATIVE_DOUBLE, 2, dims, v);
 }
 
 /* Directory part of path ("." if none). */
