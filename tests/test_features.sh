@@ -8,7 +8,7 @@
 #     no kernel distance (features/ assembles the Gram matrices itself), every 2nd step and the
 #     last (odd) step, 2 ranks: against numpy;
 #   - the same killed (kill -9 at an exact step) and restarted: its output equals the uninterrupted
-#     one bit for bit (the power-iteration vectors come back from the checkpoint);
+#     one bit for bit (the spectral-norm warm starts come back from the checkpoint);
 #   - off by default: no features group; the WRN: rows of NaN.
 set -uo pipefail
 : "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}" "${NTK_FEATURES_BIN:?}"

@@ -2,13 +2,22 @@
  * PETSc, no MPI. The measurement (src/measure/features.c) gathers what they need across ranks. */
 #ifndef NTK_FEATURE_KERNELS_H
 #define NTK_FEATURE_KERNELS_H
+#include <stdbool.h>
 #include <stddef.h>
 
-/* Spectral norm of D = mult (A1 - A0), rows x cols row-major, by power iteration on D^T D from the
- * unit vector v (cols; the warm start, overwritten with the top right singular vector). Stops when
- * sigma^2 changes by at most tol relative, or after max_iter products. work: rows doubles.
- * Returns sigma (0 for D = 0, v then unchanged). */
+/* Spectral norm of D = mult (A1 - A0), rows x cols row-major, from the unit vector v (cols; the
+ * warm start, overwritten with the top right singular vector).
+ * feat_spectral_norm: Lanczos on D^T D with full reorthogonalisation (BLAS), cycles of at most
+ * FEAT_LANCZOS products restarted from the Ritz vector, until the Ritz value changes by at most
+ * tol relative and its residual is below sqrt(tol) theta, or after max_iter products; work:
+ * feat_spectral_work(rows, cols) doubles. feat_spectral_norm_ref: plain power iteration until
+ * sigma^2 changes by at most tol relative; work: rows doubles. Both return sigma (0 for D = 0, v
+ * then unchanged) and the products D^T D v used in *iters (NULL: not wanted). */
+#define FEAT_LANCZOS 40
+size_t feat_spectral_work(int rows, int cols);
 double feat_spectral_norm(const double *A1, const double *A0, double mult, int rows, int cols, double *v /* cols */,
+                          double *work, int max_iter, double tol, int *iters);
+double feat_spectral_norm_ref(const double *A1, const double *A0, double mult, int rows, int cols, double *v /* cols */,
                           double *work /* rows */, int max_iter, double tol, int *iters);
 
 /* Centred alignment of two symmetric N x N kernels,

@@ -3,14 +3,14 @@
  * NTK operator cuts it), every -features_every steps and at the last step (0 = off):
  *   - per dense layer l = 1..L+1 (z_{L+1} = f): |z_l| = RMS(z_l(t)), |dz_l| = RMS(z_l(t) - z_l(0));
  *   - per layer, of the effective weights mult W: |W(t) - W(0)|_F / |W(0)|_F and |W(t) - W(0)|_2
- *     (power iteration, warm-started from the last record's vector, which checkpoints keep);
+ *     (Lanczos, warm-started from the last record's vector, which checkpoints keep);
  *   - Fort's kernel distance S(Theta_0, Theta_t) and the centred kernel-target alignment of the NTK
  *     (logit-traced N x N form of a full Gram matrix), when the exact Gram matrix is affordable;
  *   - the alignment of the last hidden layer's feature kernel Phi = h_L h_L^T / n, and linear CKA
  *     between h_L(0) and h_L(t).
  * Reductions over the group are sums of per-rank parts; N x N kernels are gathered rows, computed by
  * the same dot products whatever the rank count. z_l(0) and h_L(0) come from theta_0 at setup, so a
- * restarted run needs only the power-iteration vectors back. Nets with other than dense and
+ * restarted run needs only the spectral-norm warm starts back. Nets with other than dense and
  * activation ops (the WRN) are not covered: their rows are NaN. */
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +19,7 @@
 #include "measure.h"
 #include "rng.h"
 
-#define SPEC_MAX_ITER 2000
+#define SPEC_MAX_ITER 1000 /* products D^T D v per record and layer (Lanczos: ~10 with a warm start) */
 #define SPEC_TOL 1e-15
 
 static bool features_on(const Config *c) { return c->features_every > 0; }
@@ -66,9 +66,9 @@ typedef struct {
   double **z0;            /* [L1] nloc x n_out: z_l(0) */
   double *Hloc, *Hall;    /* nloc x nh, N x nh */
   double *Kh0, *Kh, *Yk, *Kntk, *rows, *work;
-  double *v;              /* power-iteration vectors of every layer, side by side (n_in each) */
+  double *v;              /* spectral-norm warm starts of every layer, side by side (n_in each) */
   size_t nv;
-  double *u;              /* max n_out */
+  double *spec_work;      /* feat_spectral_work of the largest layer */
   double *sums;           /* 2 L1 */
   bool have_v;
 } FeatState;
@@ -152,15 +152,16 @@ static PetscErrorCode setup(MeasureRun *r, void **state)
   st->lo = st->dsp[r->grank], st->nloc = st->cnt[r->grank];
   const int chunk = st->nloc < cfg->eval_chunk ? st->nloc : cfg->eval_chunk;
   PetscCheck(!tape_create(&st->tape, m, chunk > 0 ? chunk : 1), PETSC_COMM_SELF, PETSC_ERR_MEM, "features: tape");
-  int max_out = 1;
+  size_t spec_work = 1;
   for (int l = 0; l < st->L1; l++) {
     PetscCall(PetscMalloc1((size_t)st->nloc * st->op[l]->n_out + 1, &st->z0[l]));
     st->nv += (size_t)st->op[l]->n_in;
-    if (st->op[l]->n_out > max_out) max_out = st->op[l]->n_out;
+    const size_t sw = feat_spectral_work(st->op[l]->n_out, st->op[l]->n_in);
+    if (sw > spec_work) spec_work = sw;
   }
   const size_t NN = (size_t)st->N * st->N;
   PetscCall(PetscMalloc4((size_t)st->nloc * st->nh + 1, &st->Hloc, (size_t)st->N * st->nh, &st->Hall, NN, &st->Kh0, NN, &st->Kh));
-  PetscCall(PetscMalloc5(NN, &st->Yk, NN, &st->Kntk, (size_t)st->nloc * st->N + 1, &st->rows, 2 * NN + st->N, &st->work, max_out, &st->u));
+  PetscCall(PetscMalloc5(NN, &st->Yk, NN, &st->Kntk, (size_t)st->nloc * st->N + 1, &st->rows, 2 * NN + st->N, &st->work, spec_work, &st->spec_work));
   PetscCall(PetscMalloc1(st->nv, &st->v));
   /* The target kernel Y Y^T of the probe batch (every rank holds the training set). */
   const Dataset *tr = r->train;
@@ -256,7 +257,7 @@ static PetscErrorCode measure(MeasureRun *r, void *state, StepInfo *info, Record
       for (int j = 0; j < n_in; j++) nrm += v[j] * v[j];
       for (int j = 0; j < n_in; j++) v[j] /= sqrt(nrm);
     }
-    wspec[l] = feat_spectral_norm(W, W0, w->mult, st->op[l]->n_out, n_in, v, st->u, SPEC_MAX_ITER, SPEC_TOL, NULL);
+    wspec[l] = feat_spectral_norm(W, W0, w->mult, st->op[l]->n_out, n_in, v, st->spec_work, SPEC_MAX_ITER, SPEC_TOL, NULL);
     off += (size_t)n_in;
   }
   st->have_v = true;
@@ -268,7 +269,7 @@ static PetscErrorCode measure(MeasureRun *r, void *state, StepInfo *info, Record
   return 0;
 }
 
-/* The power-iteration vectors: the next record starts where the uninterrupted run's would. */
+/* The spectral-norm warm starts: the next record starts where the uninterrupted run's would. */
 static PetscErrorCode state_get(MeasureRun *r, void *state, StateArray *a)
 {
   FeatState *st = state;
@@ -303,7 +304,7 @@ static void destroy(void *state)
     PetscFree4(st->cnt, st->dsp, st->vcnt, st->vdsp);
     tape_destroy(&st->tape);
     PetscFree4(st->Hloc, st->Hall, st->Kh0, st->Kh);
-    PetscFree5(st->Yk, st->Kntk, st->rows, st->work, st->u);
+    PetscFree5(st->Yk, st->Kntk, st->rows, st->work, st->spec_work);
     PetscFree(st->v);
   }
   PetscFree(st);
