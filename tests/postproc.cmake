@@ -13,3 +13,5 @@ endif()
 ntk_script_test(postproc_real bash ${CMAKE_CURRENT_SOURCE_DIR}/test_postproc_real.sh)
 # pip install ./postproc offline into a venv; the console script ntkplot and ntkpost.load.
 ntk_script_test(postproc_package bash ${CMAKE_CURRENT_SOURCE_DIR}/test_postproc_package.sh)
+# The coordinate check's width exponents and figure (postproc/ntkpost/coordcheck.py) on synthetic power laws.
+ntk_script_test(postproc_coordcheck ${NTK_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_coordcheck.py)
