@@ -11,7 +11,9 @@
  * Reductions over the group are sums of per-rank parts; N x N kernels are gathered rows, computed by
  * the same dot products whatever the rank count. z_l(0) and h_L(0) come from theta_0 at setup, so a
  * restarted run needs only the spectral-norm warm starts back. Nets with other than dense and
- * activation ops (the WRN) are not covered: their rows are NaN. */
+ * activation ops (the WRN) are not covered: their rows are NaN.
+ * Memory per rank: z_l(0) of the slice, h_L of the whole batch (N x n), six N x N matrices, and one
+ * copy of the largest weight matrix (the Lanczos operand D = mult (W_t - W_0)). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
