@@ -15,6 +15,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .io import eta_key_label
+
 PARAM_ORDER = {"ntk": 0, "sp": 1, "mup": 2}
 # The width range of the tolerances (fitted over the widest widths, 1024 to 4096).
 WIDE_FROM = 1024
@@ -92,7 +94,7 @@ def exponent_rows(sweep, field="dz_rms"):
                     f = fit(by_width, lo, hi)
                     if f["n_widths"] < 2:
                         continue
-                    row = OrderedDict([("cfg", cfg), ("param", param), ("eta", eta if not isinstance(eta, tuple) else str(eta)),
+                    row = OrderedDict([("cfg", cfg), ("param", param), ("eta", eta_key_label(eta, unicode=False)),
                                        ("step", step), ("layer", layer_label(l, len(layers))), ("quantity", field)])
                     row.update(f)
                     rows.append(row)

@@ -29,6 +29,7 @@ from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .analysis import SETTLED, aggregate_curves, phase_rule_text  # noqa: E402
+from .io import eta_key_label  # noqa: E402
 
 log = logging.getLogger("ntkpost")
 
@@ -770,7 +771,7 @@ def coord_check(an, max_steps=5):
             ax.grid(alpha=0.3, lw=0.5)
             ax.set_title("%s%s, t = %d" % (param, (" [%s]" % cfg) if cfg else "", step), fontsize=9)
             if si == 0:
-                ax.set_ylabel("|dz_l|  (η = %s)" % (eta if not isinstance(eta, tuple) else eta[1]), fontsize=8)
+                ax.set_ylabel("|dz_l|  (%s)" % eta_key_label(eta), fontsize=8)
             if gi == len(groups) - 1:
                 ax.set_xlabel("width n", fontsize=8)
             ax.legend(fontsize=6, loc="best", title="layer (slope)", title_fontsize=6)
