@@ -15,3 +15,5 @@ ntk_script_test(postproc_real bash ${CMAKE_CURRENT_SOURCE_DIR}/test_postproc_rea
 ntk_script_test(postproc_package bash ${CMAKE_CURRENT_SOURCE_DIR}/test_postproc_package.sh)
 # muTransfer's best learning rate per width and its figure (postproc/ntkpost/transfer.py).
 ntk_script_test(postproc_transfer ${NTK_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_transfer.py)
+# The coordinate check's width exponents and figure (postproc/ntkpost/coordcheck.py) on synthetic power laws.
+ntk_script_test(postproc_coordcheck ${NTK_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_coordcheck.py)

@@ -15,7 +15,7 @@ The command line is ntkpost.cli.main (console script `ntkplot`, or `python3 -m n
 """
 import logging
 
-from . import io, analysis, figures, report  # noqa: F401
+from . import io, analysis, coordcheck, figures, report  # noqa: F401
 from . import transfer  # noqa: F401,E402  (registers the figure "mutransfer")
 from .io import load, read_file, Run, Sweep  # noqa: F401
 from .analysis import Analysis, Thresholds, majority_phase, aggregate_curves  # noqa: F401
@@ -23,5 +23,5 @@ from .report import write_report  # noqa: F401
 
 __version__ = "0.1.0"
 __all__ = ["load", "read_file", "Run", "Sweep", "Analysis", "Thresholds", "majority_phase",
-           "aggregate_curves", "write_report", "io", "analysis", "figures", "report"]
+           "aggregate_curves", "write_report", "io", "analysis", "coordcheck", "figures", "report"]
 logging.getLogger("ntkpost").addHandler(logging.NullHandler())

@@ -29,6 +29,7 @@ from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .analysis import SETTLED, aggregate_curves, phase_rule_text  # noqa: E402
+from .io import eta_key_label  # noqa: E402
 
 log = logging.getLogger("ntkpost")
 
@@ -851,13 +852,69 @@ def phase_diagram(an):
     handles = [Patch(color=PHASE_COLORS.get(p, OTHER_PHASE_COLOR), label=p) for p in used] + bound_handles
     return _finish(fig, handles, "phase")
 
+@figure("coord_check", "(j) Coordinate check: |dz_l| vs width",
+        "The muP coordinate check (features/dz_rms): |dz_l| = RMS(z_l(t) - z_l(0)) of each dense layer "
+        "(z_1 .. z_L hidden, f the output) on the NTK batch against the width, log-log, one row per "
+        "parameterization (and learning rate), one panel per step; mean over seeds, band min-max. The "
+        "legend gives the width exponent fitted over all widths at that step (mean of the per-seed "
+        "slopes). Flat: order-1 feature updates (muP); falling like n^-1/2: the kernel regime (ntk); "
+        "rising: an unstable parameterization at this learning rate (sp). coord_check.csv lists the "
+        "exponents with 95% confidence intervals.")
+def coord_check(an, max_steps=5):
+    from .coordcheck import coord_data, fit, layer_label
+    data = coord_data(an.sweep)
+    if not data:
+        raise NoData("no features/ group (run with -features_every)")
+    groups = [(k, v) for k, v in data.items() if any(s > 0 for s in v)]
+    if not groups:
+        raise NoData("no feature records after step 0")
+    steps = sorted({s for _, v in groups for s in v if s > 0})[:max_steps]
+    fig, axes = plt.subplots(len(groups), len(steps), squeeze=False,
+                             figsize=(2.9 * len(steps) + 0.6, 2.5 * len(groups) + 0.9))
+    fig.suptitle("(j) Coordinate check: |dz_l| = RMS(z_l(t) − z_l(0)) vs width (log-log)", fontsize=12)
+    cmap = plt.get_cmap("viridis")
+    for gi, ((cfg, param, eta), by_step) in enumerate(groups):
+        n_layers = max(len(v) for v in by_step.values())
+        for si, step in enumerate(steps):
+            ax = axes[gi][si]
+            layers = by_step.get(step, {})
+            for l in sorted(layers):
+                ws = np.array(sorted(layers[l]), float)
+                vals = [np.array([v for v in layers[l][w].values() if np.isfinite(v) and v > 0]) for w in sorted(layers[l])]
+                ok = np.array([v.size > 0 for v in vals])
+                if ok.sum() < 1:
+                    continue
+                agg = {"mean": np.array([v.mean() for v in vals if v.size]), "lo": np.array([v.min() for v in vals if v.size]),
+                       "hi": np.array([v.max() for v in vals if v.size]), "n_curves": max(v.size for v in vals)}
+                f = fit(layers[l])
+                lab = "%s (%+.2f)" % (layer_label(l, n_layers), f["slope"]) if np.isfinite(f["slope"]) else layer_label(l, n_layers)
+                _plot_agg(ax, agg, cmap(l / max(1, n_layers - 1) * 0.9), label=lab, marker="o", x=ws[ok])
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            wall = sorted({w for l in layers for w in layers[l]})
+            if wall:
+                ax.set_xticks(wall)
+                ax.set_xticklabels([str(int(w)) for w in wall], fontsize=7, rotation=45)
+            ax.grid(alpha=0.3, lw=0.5)
+            ax.set_title("%s%s, t = %d" % (param, (" [%s]" % cfg) if cfg else "", step), fontsize=9)
+            if si == 0:
+                ax.set_ylabel("|dz_l|  (%s)" % eta_key_label(eta), fontsize=8)
+            if gi == len(groups) - 1:
+                ax.set_xlabel("width n", fontsize=8)
+            ax.legend(fontsize=6, loc="best", title="layer (slope)", title_fontsize=6)
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=0.7 / w, right=1 - 0.15 / w, bottom=0.75 / h, top=1 - 0.7 / h, wspace=0.35, hspace=0.55)
+    return fig
+
+
 
 # -- all of them ----------------------------------------------------------------------------------
 # Order of the HTML report, the story: the loss (the catapult), lambda, the phases, the ratios, the
-# kernel distance, the spectrum, the width; then the rest.
+# kernel distance, the spectrum, the width; then the rest, and the feature-learning studies.
 ORDER = ("catapult_curves", "lambda_curves", "phase_diagram", "lambda_final", "peak_ratio", "kernel_distance",
          "ntk_spectrum", "width_scaling", "test_accuracy", "test_accuracy_curves", "sharpness_curves", "spectra",
-         "hessian_density", "mutransfer")
+         "hessian_density", "coord_check", "mutransfer")
 
 
 def make_all(an, outdir, dpi=110, names=None, keep_figures=False):

@@ -16,6 +16,7 @@ import time
 
 from . import figures as F
 from .analysis import PHASES, phase_rule_text
+from .coordcheck import exponent_rows as coord_exponent_rows
 
 log = logging.getLogger("ntkpost")
 
@@ -245,6 +246,9 @@ def write_report(an, outdir, dpi=110, quiet=False, figure_names=None, keep_figur
     out["runs.csv"] = write_csv(an.rows, os.path.join(outdir, "runs.csv"), RUN_COLUMNS)
     out["groups.csv"] = write_csv(an.group_rows(), os.path.join(outdir, "groups.csv"))
     out["critical.csv"] = write_csv(an.critical_rows(), os.path.join(outdir, "critical.csv"))
+    cc = coord_exponent_rows(an.sweep)
+    if cc:  # the coordinate check's width exponents (features/, -features_every)
+        out["coord_check.csv"] = write_csv(cc, os.path.join(outdir, "coord_check.csv"))
     text = text_summary(an)
     made = [r["name"] for r in res if r["path"]]
     skipped = ["%s (%s)" % (r["name"], r["skipped"]) for r in res if not r["path"]]

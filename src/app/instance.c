@@ -40,6 +40,7 @@ static int probe_diverges(const TrainContext *ctx, const RunSpec *run, double la
   pc.n_spectrum_steps = 0;
   pc.hess_every = 0; /* a probe only asks whether the run diverges */
   pc.n_density_steps = 0;
+  pc.features_every = 0;
   pc.kernel_distance = false;
   TrainContext pctx = *ctx;
   pctx.cfg = &pc;

@@ -55,7 +55,7 @@ static const char *const deck_order[] = {
   "-abc_hidden", "-abc_output", "-abc_bias", "-wrn_depth",
   "-batch_norm", "-bn_eps", "-widths", "-seeds", "-params", "-etas", "-eta_factors", "-ntk_batch", "-ntk_variant",
   "-ntk_method", "-ntk_nev", "-ntk_weighting", "-lambda_every", "-lambda_dense_steps", "-kernel_distance", "-gram_max_rows",
-  "-spectrum_steps", "-dataset",
+  "-spectrum_steps", "-features_every", "-dataset",
   "-data_dir", "-n_train", "-n_test", "-standardize", "-center_targets", "-teacher_dim", "-teacher_width",
   "-teacher_outputs", "-teacher_activation", "-teacher_seed", "-teacher_noise", "-optimizer", "-batch_size", "-steps",
   "-momentum", "-weight_decay", "-lr_schedule", "-warmup_steps", "-lr_step_every", "-lr_step_gamma", "-lr_min_factor",

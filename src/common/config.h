@@ -61,6 +61,7 @@ typedef struct {
   bool kernel_distance;         /* ||Theta_t - Theta_0||_F / ||Theta_0||_F at lambda steps, if the
                                    exact Gram matrix is affordable */
   int gram_max_rows;            /* the exact Gram matrix is affordable up to this many rows */
+  int64_t features_every;       /* feature-learning measures every this many steps (0 = never) */
   /* loss Hessian on the Hessian batch (docs/conventions.md) */
   int hess_batch;               /* the first hess_batch training samples (default: -ntk_batch) */
   int64_t hess_every;           /* sharpness every this many steps (0 = never) */

@@ -324,6 +324,7 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   rc |= attr_i64(g, "lambda_every", cfg->lambda_every);
   rc |= attr_i64(g, "lambda_dense_steps", cfg->lambda_dense_steps);
   rc |= attr_i32(g, "gram_max_rows", cfg->gram_max_rows);
+  rc |= attr_i64(g, "features_every", cfg->features_every);
   rc |= attr_i32(g, "hess_batch", cfg->hess_batch);
   rc |= attr_i64(g, "hess_every", cfg->hess_every);
   rc |= attr_i32(g, "hess_nev", cfg->hess_nev);

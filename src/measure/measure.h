@@ -155,6 +155,12 @@ int64_t ntk_probe_spectrum_len(const Config *cfg, const Dataset *train);
 PetscErrorCode ntk_probe_measure(MeasureRun *r, int64_t t, bool want_spectrum, bool fresh, NtkResult *res);
 PetscErrorCode ntk_probe_warm_get(MeasureRun *r, StateArray *a);
 PetscErrorCode ntk_probe_warm_set(MeasureRun *r, const StateArray *a);
+/* Theta_0 and Theta_t as assembled Gram matrices (borrowed: valid until the next step's NTK
+ * measurement), for measurements that compare kernels; NULL when the exact Gram matrix is not
+ * affordable. Reuses the Gram matrix lambda assembled at step t, else assembles it (no eigensolve).
+ * ntk_probe_keep_grams, called at setup, makes the probe keep them. Collective. */
+PetscErrorCode ntk_probe_keep_grams(MeasureRun *r);
+PetscErrorCode ntk_probe_grams(MeasureRun *r, int64_t t, Mat *G0, Mat *Gt);
 /* Theta_0's Gram matrix again, for kernel distances after a restart. */
 PetscErrorCode ntk_probe_resume(MeasureRun *r);
 void ntk_probe_destroy(NtkProbe **p);

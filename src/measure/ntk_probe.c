@@ -16,6 +16,9 @@ struct NtkProbe {
   NtkVariant variant;
   bool gram_ok, use_exact;
   Mat gram0;               /* Theta_0 for kernel distances (NULL until step 0 or not recorded) */
+  bool keep_grams;         /* a measurement needs Theta_0 and Theta_t (ntk_probe_grams) */
+  Mat gram_t;              /* with keep_grams: the last assembled Theta_t, of step gram_step */
+  int64_t gram_step;
   int nev;
   double *topk, *resid;    /* nev each: the cached step's */
   double *spectrum;        /* spectrum_len when gram_ok */
@@ -41,7 +44,7 @@ PetscErrorCode ntk_probe_get(MeasureRun *r, NtkProbe **out)
   PetscCall(PetscCalloc1(1, &p));
   p->variant = cfg->ntk_variant ? NTK_TRACED : NTK_FULL;
   p->nev = cfg->ntk_nev;
-  p->cached_t = -1;
+  p->cached_t = p->gram_step = -1;
   const int64_t lo = (int64_t)cfg->ntk_batch * r->grank / r->gsize, hi = (int64_t)cfg->ntk_batch * (r->grank + 1) / r->gsize;
   PetscCall(ntk_operator_create(&p->op, r->group, r->model, tr->x + (size_t)lo * tr->d, (int)(hi - lo), (int)lo, cfg->ntk_batch, p->variant));
   const int64_t rows = ntk_probe_spectrum_len(cfg, tr);
@@ -62,7 +65,7 @@ bool ntk_probe_uses_exact(const NtkProbe *p) { return p->use_exact; }
 /* One NTK measurement at theta: lambda_t, the top nev eigenvalues with residuals, the kernel
  * distance to Theta_0 when the exact Gram matrix is affordable, and with want_spectrum the full
  * spectrum. Never fails the run: a solver that does not converge leaves NaN and nconv < nev. */
-static PetscErrorCode measure_now(MeasureRun *r, NtkProbe *p, bool want_spectrum)
+static PetscErrorCode measure_now(MeasureRun *r, NtkProbe *p, int64_t t, bool want_spectrum)
 {
   const Config *cfg = r->cfg;
   const int nev = p->nev;
@@ -83,14 +86,17 @@ static PetscErrorCode measure_now(MeasureRun *r, NtkProbe *p, bool want_spectrum
     } else if (p->use_exact) { /* only the top: Krylov-Schur on the assembled matrix is cheap */
       PetscCall(ntk_gram_top_eigs(p->op, G, nev, p->topk, p->resid, &nconv));
     }
-    if (cfg->kernel_distance) {
-      if (!p->gram0) {
-        p->gram0 = G; /* Theta_0: kept for the rest of the run */
-        G = NULL;
-        dist = 0.0;
-      } else {
-        PetscCall(ntk_kernel_distance(p->gram0, G, &dist));
-      }
+    if ((cfg->kernel_distance || p->keep_grams) && !p->gram0) {
+      p->gram0 = G; /* Theta_0: kept for the rest of the run */
+      PetscCall(PetscObjectReference((PetscObject)G));
+      if (cfg->kernel_distance) dist = 0.0;
+    } else if (cfg->kernel_distance) {
+      PetscCall(ntk_kernel_distance(p->gram0, G, &dist));
+    }
+    if (p->keep_grams) { /* the feature measurements of this step reuse it */
+      PetscCall(MatDestroy(&p->gram_t));
+      p->gram_t = G, p->gram_step = t;
+      G = NULL;
     }
     if (G) PetscCall(MatDestroy(&G));
   }
@@ -106,7 +112,7 @@ PetscErrorCode ntk_probe_measure(MeasureRun *r, int64_t t, bool want_spectrum, b
   want_spectrum = want_spectrum && p->gram_ok;
   const bool hit = p->cached_t == t && (!want_spectrum || p->cached_spectrum) && !(fresh && isnan(p->res.lambda));
   if (!hit) {
-    PetscCall(measure_now(r, p, want_spectrum));
+    PetscCall(measure_now(r, p, t, want_spectrum));
     p->cached_t = t;
     p->cached_spectrum = want_spectrum;
   }
@@ -136,9 +142,35 @@ PetscErrorCode ntk_probe_resume(MeasureRun *r)
 {
   NtkProbe *p = NULL;
   PetscCall(ntk_probe_get(r, &p));
-  if (!r->cfg->kernel_distance || !p->gram_ok || p->gram0) return 0;
+  if (!(r->cfg->kernel_distance || p->keep_grams) || !p->gram_ok || p->gram0) return 0;
   PetscCall(ntk_set_params(p->op, r->theta0)); /* Theta_0, as measure_now keeps it at step 0 */
   PetscCall(ntk_gram_assemble(p->op, &p->gram0));
+  return 0;
+}
+
+PetscErrorCode ntk_probe_keep_grams(MeasureRun *r)
+{
+  NtkProbe *p = NULL;
+  PetscCall(ntk_probe_get(r, &p));
+  p->keep_grams = true;
+  return 0;
+}
+
+PetscErrorCode ntk_probe_grams(MeasureRun *r, int64_t t, Mat *G0, Mat *Gt)
+{
+  NtkProbe *p = NULL;
+  PetscCall(ntk_probe_get(r, &p));
+  *G0 = *Gt = NULL;
+  if (!p->gram_ok) return 0;
+  PetscCheck(p->keep_grams, r->group, PETSC_ERR_ORDER, "ntk_probe_grams without ntk_probe_keep_grams");
+  if (!p->gram0) PetscCall(ntk_probe_resume(r)); /* a measurement that starts after step 0 */
+  if (p->gram_step != t) { /* not assembled by lambda at this step: assemble it alone, no eigensolve */
+    PetscCall(MatDestroy(&p->gram_t));
+    PetscCall(ntk_set_params(p->op, r->theta));
+    PetscCall(ntk_gram_assemble(p->op, &p->gram_t));
+    p->gram_step = t;
+  }
+  *G0 = p->gram0, *Gt = p->gram_t;
   return 0;
 }
 
@@ -147,6 +179,7 @@ void ntk_probe_destroy(NtkProbe **pp)
   NtkProbe *p = *pp;
   if (!p) return;
   if (p->gram0) MatDestroy(&p->gram0);
+  if (p->gram_t) MatDestroy(&p->gram_t);
   if (p->op) ntk_operator_destroy(&p->op);
   PetscFree2(p->topk, p->resid);
   PetscFree(p->spectrum);

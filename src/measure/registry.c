@@ -1,20 +1,21 @@
 /* The table of measurements, by name (measure.h). The built-in ones are listed here in the order
  * they run within a step: the per-step train and test metrics first (they are recorded even at a
  * step where the loss blew up), then the NTK spectrum before lambda (both share one eigensolve per
- * step), then the Hessian, whose record reuses lambda_t of the same step. */
+ * step), then the Hessian, whose record reuses lambda_t of the same step, and last the feature
+ * measures, which reuse the NTK Gram matrix lambda assembled at the same step. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include "measure.h"
 
 extern const MeasurementClass measure_train_metrics, measure_test_metrics, measure_ntk_spectrum, measure_ntk_lambda,
-  measure_hessian_sharpness, measure_hessian_density, measure_ntk_plain, measure_outputs;
+  measure_hessian_sharpness, measure_hessian_density, measure_ntk_plain, measure_outputs, measure_features;
 
 static const MeasurementClass *table[MEASURE_MAX] = {
   &measure_train_metrics, &measure_test_metrics, &measure_ntk_spectrum, &measure_ntk_lambda, &measure_hessian_sharpness, &measure_hessian_density,
-  &measure_ntk_plain, &measure_outputs,
+  &measure_ntk_plain, &measure_outputs, &measure_features,
 };
-static int n_table = 8;
+static int n_table = 9;
 
 int measure_register(const MeasurementClass *m)
 {
