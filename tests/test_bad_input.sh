@@ -38,7 +38,7 @@ cp -r data datafifo && rm datafifo/train-images-idx3-ubyte && mkfifo datafifo/tr
 cp -r data datadir && rm datadir/train-labels-idx1-ubyte && mkdir datadir/train-labels-idx1-ubyte
 # A finished job: its output and checkpoints (another job's, for the rows that aim at them).
 # shellcheck disable=SC2086
-"$NTKHPC" deck.in $S -output prev.h5 >/dev/null 2>&1 </dev/null || { bad "the fixture job failed"; finish bad_input; exit 1; }
+"$NTKHPC" deck.in $S -output prev.h5 -keep_checkpoints true >/dev/null 2>&1 </dev/null || { bad "the fixture job failed"; finish bad_input; exit 1; }
 
 snapshot() { # every name in the working directory, and every regular file's md5
   find . -printf '%p %y\n' | sort
