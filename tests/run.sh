@@ -10,7 +10,8 @@
 # covered by test_model/test_conv/test_wrn, and a torch import per test costs more than the test),
 # postproc_* (Python post-processing), slurm_* (drives Slurm daemons; its ntkhpc paths are those of
 # `restart`), fuzz_* (already built with the sanitizers, clang only), hessian_science (a science
-# check of minutes on a width-512 net; its code is what test_hessian_np1/np4 run here).
+# check of minutes on a width-512 net; its code is what test_hessian_np1/np4 run here),
+# coord_check_science (minutes of width-4096 nets; the features code is what `features` runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -42,7 +43,7 @@ if [[ ${NTK_SANITIZE_PASS:-1} == 1 ]]; then
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   san_status=0
   # shellcheck disable=SC2086
-  ctest --test-dir "$san" --output-on-failure -E '^(torch_|postproc_|slurm_|fuzz_|hessian_science$)' ${CTEST_ARGS:-} || san_status=1
+  ctest --test-dir "$san" --output-on-failure -E '^(torch_|postproc_|slurm_|fuzz_|hessian_science$|coord_check_science$)' ${CTEST_ARGS:-} || san_status=1
   if grep -n -E 'runtime error:|ERROR: AddressSanitizer|SUMMARY: (Address|UndefinedBehavior)Sanitizer' \
        "$san/Testing/Temporary/LastTest.log"; then
     echo "tests/run.sh: sanitizer reports in $san/Testing/Temporary/LastTest.log"
