@@ -30,7 +30,7 @@ for np in 1 2; do
   rm -rf "$disk"/*
   # The uninterrupted job, on the empty disk: the reference, and how much room output and
   # checkpoints take.
-  job "$np" "$disk/ref.h5"
+  job "$np" "$disk/ref.h5" -keep_checkpoints true
   check "np $np: the reference job failed (exit $rc)" test "$rc" -eq 0
   cp "$disk/ref.h5" "$tmp/ref$np.h5"
   out_kb=$(used "$disk/ref.h5") ckpt_kb=$(used "$disk/ref.h5.ckpt")

@@ -133,7 +133,17 @@ static int w_begin(Writer *w, const char *tmp, const char *kind, const char *dec
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   w->sum = 0;
   w->bad = 0;
-  w->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  /* Built in memory (HDF5's core driver, no backing store) and written out by w_commit with plain
+   * write(2): a full disk then fails in our write, never inside HDF5's close, which leaves a file it
+   * could not flush open and crashes on it at exit. */
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0) {
+    if (fapl >= 0) H5Pclose(fapl);
+    w->file = -1;
+    return -1;
+  }
+  w->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
   if (w->file < 0) return -1;
   char sig[128];
   machine_signature(sig, sizeof sig);
@@ -146,26 +156,63 @@ static int w_begin(Writer *w, const char *tmp, const char *kind, const char *dec
   return w->bad ? -1 : 0;
 }
 
-/* Closes, fsyncs and renames tmp to path, then fsyncs the directory. */
+/* Closes the in-memory file (nothing is written to disk: it cannot fail on a full disk). */
+static void w_close(Writer *w)
+{
+  if (w->file >= 0) H5Fclose(w->file);
+  w->file = -1;
+}
+
+/* The whole image to tmp, synced; 0, or -1 with errno set (tmp removed). */
+static int write_image(const char *tmp, const void *buf, size_t len)
+{
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+  if (fd < 0) return -1;
+  const char *p = buf;
+  while (len > 0) {
+    const ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int saved = n < 0 ? errno : ENOSPC;
+      close(fd);
+      unlink(tmp);
+      errno = saved;
+      return -1;
+    }
+    p += n, len -= (size_t)n;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    const int saved = errno;
+    unlink(tmp);
+    errno = saved;
+    return -1;
+  }
+  return 0;
+}
+
+/* Writes the file's image to tmp, fsyncs it and renames it to path, then fsyncs the directory. */
 static int w_commit(Writer *w, const char *tmp, const char *path)
 {
   w_attr(w, "checksum", H5T_NATIVE_UINT64, &w->sum);
-  if (H5Fclose(w->file) < 0) w->bad = 1;
-  w->file = -1;
-  if (w->bad) return -1;
-  int fd = open(tmp, O_RDONLY);
-  if (fd < 0 || fsync(fd) != 0) {
-    if (fd >= 0) close(fd);
+  void *image = NULL;
+  ssize_t len = -1;
+  if (!w->bad && H5Fflush(w->file, H5F_SCOPE_GLOBAL) >= 0) len = H5Fget_file_image(w->file, NULL, 0);
+  if (len > 0 && (image = malloc((size_t)len)) && H5Fget_file_image(w->file, image, (size_t)len) != len) len = -1;
+  w_close(w);
+  if (w->bad || len <= 0 || !image) {
+    free(image);
     return -1;
   }
-  close(fd);
+  const int rc = write_image(tmp, image, (size_t)len);
+  free(image);
+  if (rc) return -1;
   if (rename(tmp, path) != 0) return -1;
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
   if (slash) *slash = 0;
   else snprintf(dir, sizeof dir, ".");
-  fd = open(dir, O_RDONLY);
+  const int fd = open(dir, O_RDONLY);
   if (fd >= 0) {
     fsync(fd); /* the rename itself on disk */
     close(fd);
@@ -206,8 +253,10 @@ int ckpt_write_run(const char *dir, const char *deck, const RunCheckpoint *c, ch
   }
   w_data(&w, "summary", H5T_NATIVE_UCHAR, 1, 1, sizeof(SummaryRow), &c->summary);
   if (w.file >= 0 && w_commit(&w, tmp, path) == 0 && rc == 0) return 0;
-  if (w.file >= 0) H5Fclose(w.file);
+  const int saved = errno;
+  w_close(&w);
   unlink(tmp);
+  errno = saved;
   errbuf_set(err, errlen, "checkpoint %s: cannot write it (%s)", path, errno ? strerror(errno) : "HDF5 error");
   return -1;
 }
@@ -225,8 +274,10 @@ int ckpt_write_sweep(const char *dir, const char *deck, const char *job, int n, 
   w_data(&w, "instances", H5T_NATIVE_UCHAR, 1, n, sizeof(InstanceRow), rows);
   w_data(&w, "measured", H5T_NATIVE_INT32, sizeof(int32_t), 1, n, measured);
   if (w.file >= 0 && w_commit(&w, tmp, path) == 0) return 0;
-  if (w.file >= 0) H5Fclose(w.file);
+  const int saved = errno;
+  w_close(&w);
   unlink(tmp);
+  errno = saved;
   errbuf_set(err, errlen, "checkpoint %s: cannot write it (%s)", path, errno ? strerror(errno) : "HDF5 error");
   return -1;
 }

@@ -658,6 +658,7 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const RunSpe
   MPI_Comm_size(comm, &size);
   if (err && errlen) err[0] = '\0';
   of->file = -1;
+  of->comm = comm;
   of->n_runs = n_runs;
   of->n_instances = n_instances;
   of->n_schemas = n_schemas < OUTPUT_MAX_SCHEMAS ? n_schemas : OUTPUT_MAX_SCHEMAS;
@@ -864,11 +865,20 @@ int output_close(OutputFile *of) {
   if (!of || of->file < 0) return 0;
   char name[4096];
   snprintf(name, sizeof name, "%s", fname(of));
-  herr_t e = H5Fclose(of->file);
-  of->file = -1;
-  if (e < 0) {
-    report("output file %s: closing failed (data may be incomplete)", name);
-    return -1;
+  const int bad = H5Fclose(of->file) < 0;
+  int any = bad, rank = 0;
+  MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, of->comm);
+  MPI_Comm_rank(of->comm, &rank);
+  if (any) {
+    /* A file HDF5 could not close (its last flush failed: a full disk) stays open inside HDF5,
+     * which would close it again within MPI_Finalize, where MPI-IO can no longer do it (a crash).
+     * The file is given up (-restart rebuilds the output from the checkpoints): rank 0 gives its
+     * space back, then the ranks still holding it close it. */
+    if (rank == 0 && truncate(name, 0) != 0) { /* best effort */ }
+    MPI_Barrier(of->comm);
+    if (bad && H5Iis_valid(of->file) > 0) H5Fclose(of->file);
+    if (rank == 0) report("output file %s: closing failed (data may be incomplete)", name);
   }
-  return 0;
+  of->file = -1;
+  return any ? -1 : 0;
 }

@@ -25,6 +25,7 @@
 
 typedef struct {
   hid_t file;
+  MPI_Comm comm;        /* the ranks that opened it (output_close is collective over them) */
   int n_runs, n_instances;
   int n_schemas;
   Schema schema[OUTPUT_MAX_SCHEMAS]; /* the measurements recorded in every run */
