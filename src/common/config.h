@@ -62,6 +62,9 @@ typedef struct {
                                    exact Gram matrix is affordable */
   int gram_max_rows;            /* the exact Gram matrix is affordable up to this many rows */
   int64_t features_every;       /* feature-learning measures every this many steps (0 = never) */
+  bool linearized;              /* train the linearised model beside every network (measure/linearized.c) */
+  int64_t linearized_every;     /* its records every this many steps (0 = the -record_every schedule) */
+  bool ntk_analytic;            /* empirical against analytic NTK at step 0 (measure/ntk_analytic.c) */
   /* loss Hessian on the Hessian batch (docs/conventions.md) */
   int hess_batch;               /* the first hess_batch training samples (default: -ntk_batch) */
   int64_t hess_every;           /* sharpness every this many steps (0 = never) */

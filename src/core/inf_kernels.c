@@ -80,10 +80,10 @@ void inf_gauss_expect(double *e_phi, double *e_dphi, double q1, double q2, doubl
         *e_phi = 0.0, *e_dphi = 0.0;
         return;
       }
-      double rho = c / s12;
-      rho = rho > 1 ? 1 : rho < -1 ? -1 : rho;
-      const double th = acos(rho);
-      *e_phi = s12 / (2 * M_PI) * (sin(th) + (M_PI - th) * rho);
+      /* th = arccos(c / s12) by atan2: exact on the diagonal (c = q1 = q2), where acos of a ratio
+       * rounded to 1 - 1 ulp would be off by 1.5e-8 */
+      const double det = q1 * q2 - c * c, th = atan2(sqrt(det > 0 ? det : 0.0), c);
+      *e_phi = (s12 * sin(th) + (M_PI - th) * c) / (2 * M_PI);
       *e_dphi = (M_PI - th) / (2 * M_PI);
       return;
     }
@@ -202,7 +202,14 @@ void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const 
   for (int i = 0; i < n1; i++)
     for (int j = 0; j < n2; j++) {
       const size_t ij = (size_t)i * n2 + j;
-      pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, g[ij] + sb2, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
+      double k12 = g[ij] + sb2;
+      /* A sample paired with itself takes its diagonal value, bit for bit: the GEMM's rounding of
+       * x.x would leave c a few ulps off q, and arccos near 1 turns that into 1e-8. */
+      const double *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
+      if (fabs(k12 - q1[(size_t)i * L]) <= 1e-12 * q1[(size_t)i * L] && (a == b || memcmp(a, b, (size_t)d * sizeof *a) == 0)) k12 = q1[(size_t)i * L];
+      pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, k12, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
     }
   free(q1), free(q2), free(g);
 }
+
+bool inf_kernel_activation_supported(Activation a) { return a == ACT_IDENTITY || a == ACT_RELU || a == ACT_ERF || a == ACT_TANH; }

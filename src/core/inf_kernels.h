@@ -25,6 +25,7 @@
  * width grows. */
 #ifndef NTK_INF_KERNELS_H
 #define NTK_INF_KERNELS_H
+#include <stdbool.h>
 #include "layers.h"
 
 typedef struct {
@@ -33,6 +34,9 @@ typedef struct {
   double sigma_w, sigma_b;
   int gh_points;          /* tanh: 0 = trapezoidal rule (default), n > 0 = n-point Gauss-Hermite (n <= 160) */
 } InfKernelSpec;
+
+/* The activations with an analytic kernel here: identity, relu, erf, tanh. */
+bool inf_kernel_activation_supported(Activation a);
 
 /* E[phi(u) phi(v)] and E[phi'(u) phi'(v)] for (u, v) ~ N(0, [[q1, c], [c, q2]]). */
 void inf_gauss_expect(double *e_phi, double *e_dphi, double q1, double q2, double c, const InfKernelSpec *s);

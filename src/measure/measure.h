@@ -42,6 +42,16 @@ typedef struct MeasureRun {
   /* Loss and accuracy over a whole data set at theta (the loop's evaluation: data-parallel over
    * the group, batch-norm batches as in training). Collective. */
   void (*evaluate)(void *loop, const Dataset *ds, double *loss, double *acc);
+  /* The linearised model f_lin(x) = f(x; theta_0) + J_0(x) dtheta (docs/conventions.md), through
+   * the same data-parallel passes: its loss and accuracy over a whole data set, and the gradient of
+   * its loss over step t's batch (the network's own batch, augmentation included) into grad
+   * (P + 2: the gradient, then the batch's loss sum and correct count), returning the batch loss.
+   * update: one step of the run's optimizer (its rule, lr_scale and weight decay) on another
+   * parameter vector with its own n_opt_state state vectors of P. Collective (update: local). */
+  void (*evaluate_lin)(void *loop, const double *dtheta /* P */, const Dataset *ds, double *loss, double *acc);
+  double (*gradient_lin)(void *loop, const double *dtheta /* P */, int64_t t, double *grad /* P + 2 */, double *acc);
+  void (*update)(void *loop, double *theta /* P */, double *const *state /* n_opt_state x P */, const double *grad /* P */, double lr);
+  int n_opt_state;
   void *loop;
   /* Shared operators, created on first use, one linearisation per step between measurements */
   NtkProbe *ntk;

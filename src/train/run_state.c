@@ -39,15 +39,17 @@ static void sum_group(RunState *s, double *buf, int n)
 
 static void group_reduce(double *buf, int n, void *ctx) { sum_group((RunState *)ctx, buf, n); }
 
-/* Forward (and, if grad != NULL, backward) over the samples idx[0..n) of ds (idx == NULL: the
- * contiguous samples first..first+n). Adds sum_a ||f_a - y_a||^2 / 2 to *loss_sum and the number
+/* Forward (and, if grad != NULL, backward) at theta over the samples idx[0..n) of ds (idx == NULL:
+ * the contiguous samples first..first+n). Adds sum_a ||f_a - y_a||^2 / 2 to *loss_sum and the number
  * of correct argmax predictions to *correct; grad += d/dtheta of that sum / n_global.
+ * dtheta != NULL: the same for the linearised model f(x; theta) + J(x) dtheta at theta = theta_0
+ * (one JVP on the forward pass's tape; the VJP is then J^T of that linearisation).
  * aug_step >= 0: the inputs are augmented (random crop + flip keyed by (seed, aug_step, sample),
  * augment.h); only training steps pass it, evaluations pass -1.
  * With batch norm the n samples are this rank's slice of ONE batch: one model call (setup sizes
  * the tape for the largest slice), made even with n = 0, statistics summed over the group. */
-static void pass(RunState *s, const Dataset *ds, const int64_t *idx, int64_t first, int64_t n, double n_global, double *grad, double *loss_sum,
-                 double *correct, int64_t aug_step)
+static void pass(RunState *s, const double *theta, const double *dtheta, const Dataset *ds, const int64_t *idx, int64_t first, int64_t n,
+                 double n_global, double *grad, double *loss_sum, double *correct, int64_t aug_step)
 {
   const Model *m = &s->model;
   const int d = ds->d, k = ds->k, chunk = s->tape.capacity;
@@ -75,11 +77,16 @@ static void pass(RunState *s, const Dataset *ds, const int64_t *idx, int64_t fir
                      (uint64_t)s->run->seed, aug_step);
       x = s->xbuf;
     }
-    const double *f = model_forward(m, s->theta, x, B, &s->tape, red);
+    const double *f = model_forward(m, theta, x, B, &s->tape, red);
+    if (dtheta) { /* f_lin = f + J dtheta */
+      model_jvp(m, theta, dtheta, B, &s->tape, s->flin, red);
+      for (size_t q = 0; q < (size_t)B * k; q++) s->flin[q] += f[q];
+      f = s->flin;
+    }
     if (grad) {
       /* dL/df = (f - y) / N over the global batch. */
       *loss_sum += mse_loss(s->dfbuf, f, y, B, k, 1.0 / n_global);
-      model_vjp(m, s->theta, s->dfbuf, B, &s->tape, grad, red);
+      model_vjp(m, theta, s->dfbuf, B, &s->tape, grad, red);
     } else {
       *loss_sum += mse_loss(NULL, f, y, B, k, 1.0);
     }
@@ -91,7 +98,7 @@ static void pass(RunState *s, const Dataset *ds, const int64_t *idx, int64_t fir
  * batches of the training batch's size (the last one shorter), each normalised with its own
  * statistics and split over the group like a training batch: deterministic and independent of the
  * number of ranks; for gd the train loss equals the loss of the gradient pass. */
-void run_state_evaluate(RunState *s, const Dataset *ds, double *loss, double *acc)
+static void evaluate(RunState *s, const double *theta, const double *dtheta, const Dataset *ds, double *loss, double *acc)
 {
   PetscLogEventBegin(EV_EVALUATE, 0, 0, 0, 0);
   int64_t lo, hi;
@@ -101,11 +108,11 @@ void run_state_evaluate(RunState *s, const Dataset *ds, double *loss, double *ac
     for (int64_t b0 = 0; b0 < ds->n; b0 += E) {
       const int64_t nb = ds->n - b0 < E ? ds->n - b0 : E;
       slice(nb, s->grank, s->gsize, &lo, &hi);
-      pass(s, ds, NULL, b0 + lo, hi - lo, ds->n, NULL, &sums[0], &sums[1], -1);
+      pass(s, theta, dtheta, ds, NULL, b0 + lo, hi - lo, ds->n, NULL, &sums[0], &sums[1], -1);
     }
   } else {
     slice(ds->n, s->grank, s->gsize, &lo, &hi);
-    pass(s, ds, NULL, lo, hi - lo, ds->n, NULL, &sums[0], &sums[1], -1);
+    pass(s, theta, dtheta, ds, NULL, lo, hi - lo, ds->n, NULL, &sums[0], &sums[1], -1);
   }
   sum_group(s, sums, 2);
   *loss = sums[0] / ds->n;
@@ -113,22 +120,43 @@ void run_state_evaluate(RunState *s, const Dataset *ds, double *loss, double *ac
   PetscLogEventEnd(EV_EVALUATE, 0, 0, 0, 0);
 }
 
-double run_state_gradient(RunState *s, int64_t t, double *acc)
+/* The gradient over step t's batch at theta (+ the linearisation dtheta) into grad (P + 2). */
+static double gradient(RunState *s, const double *theta, const double *dtheta, int64_t t, double *grad, double *acc)
 {
   const Dataset *tr = s->train;
   PetscLogEventBegin(EV_GRADIENT, 0, 0, 0, 0);
-  memset(s->grad, 0, (s->P + 2) * sizeof(double));
+  memset(grad, 0, (s->P + 2) * sizeof(double));
   const int64_t *batch = batch_of_step(&s->batches, t), n_global = s->batches.size;
   int64_t lo, hi;
   slice(n_global, s->grank, s->gsize, &lo, &hi);
-  pass(s, tr, batch ? batch + lo : NULL, lo, hi - lo, (double)n_global, s->grad, &s->grad[s->P], &s->grad[s->P + 1], s->cfg->augment ? t : -1);
+  pass(s, theta, dtheta, tr, batch ? batch + lo : NULL, lo, hi - lo, (double)n_global, grad, &grad[s->P], &grad[s->P + 1],
+       s->cfg->augment ? t : -1);
   PetscLogEventEnd(EV_GRADIENT, 0, 0, 0, 0);
-  sum_group(s, s->grad, (int)(s->P + 2));
-  *acc = tr->label[0] >= 0 ? s->grad[s->P + 1] / n_global : NAN;
-  return s->grad[s->P] / n_global;
+  sum_group(s, grad, (int)(s->P + 2));
+  *acc = tr->label[0] >= 0 ? grad[s->P + 1] / n_global : NAN;
+  return grad[s->P] / n_global;
 }
 
+void run_state_evaluate(RunState *s, const Dataset *ds, double *loss, double *acc) { evaluate(s, s->theta, NULL, ds, loss, acc); }
+
+double run_state_gradient(RunState *s, int64_t t, double *acc) { return gradient(s, s->theta, NULL, t, s->grad, acc); }
+
 static void evaluate_cb(void *loop, const Dataset *ds, double *loss, double *acc) { run_state_evaluate((RunState *)loop, ds, loss, acc); }
+static void evaluate_lin_cb(void *loop, const double *dtheta, const Dataset *ds, double *loss, double *acc)
+{
+  RunState *s = loop;
+  evaluate(s, s->theta0, dtheta, ds, loss, acc);
+}
+static double gradient_lin_cb(void *loop, const double *dtheta, int64_t t, double *grad, double *acc)
+{
+  RunState *s = loop;
+  return gradient(s, s->theta0, dtheta, t, grad, acc);
+}
+static void update_cb(void *loop, double *theta, double *const *state, const double *grad, double lr)
+{
+  RunState *s = loop;
+  s->opt->update(theta, state, grad, s->lr_scale, s->P, lr, s->cfg);
+}
 
 int run_state_setup(RunState *s, MPI_Comm group, const Config *cfg, const RunSpec *run, const Dataset *train, const Dataset *test)
 {
@@ -163,14 +191,17 @@ int run_state_setup(RunState *s, MPI_Comm group, const Config *cfg, const RunSpe
   s->ybuf = malloc((size_t)chunk * train->k * sizeof(double));
   s->lbuf = malloc((size_t)chunk * sizeof(int));
   s->dfbuf = malloc((size_t)chunk * train->k * sizeof(double));
-  if (!s->theta || !s->theta0 || !s->grad || !s->lr_scale || !s->xbuf || !s->ybuf || !s->lbuf || !s->dfbuf) goto oom;
+  s->flin = malloc((size_t)chunk * train->k * sizeof(double));
+  if (!s->flin || !s->theta || !s->theta0 || !s->grad || !s->lr_scale || !s->xbuf || !s->ybuf || !s->lbuf || !s->dfbuf) goto oom;
   for (int i = 0; i < s->opt->n_state; i++)
     if (!(s->opt_state[i] = calloc(s->P, sizeof(double)))) goto oom;
   model_init(&s->model, s->theta, (uint64_t)run->seed);
   memcpy(s->theta0, s->theta, s->P * sizeof(double));
   model_lr_scales(&s->model, s->lr_scale);
   s->mrun = (MeasureRun){.group = group, .grank = s->grank, .gsize = s->gsize, .cfg = cfg, .run = run, .train = train, .test = test,
-                         .model = &s->model, .P = s->P, .theta = s->theta, .theta0 = s->theta0, .evaluate = evaluate_cb, .loop = s};
+                         .model = &s->model, .P = s->P, .theta = s->theta, .theta0 = s->theta0, .evaluate = evaluate_cb,
+                         .evaluate_lin = evaluate_lin_cb, .gradient_lin = gradient_lin_cb, .update = update_cb, .n_opt_state = s->opt->n_state,
+                         .loop = s};
   return 0;
 oom:
   fprintf(stderr, "ntkhpc: error: run %d: out of memory for %zu parameters\n", run->index, s->P);
@@ -182,7 +213,7 @@ void run_state_teardown(RunState *s)
   ntk_probe_destroy(&s->mrun.ntk); /* before the model they point to */
   hess_probe_destroy(&s->mrun.hess);
   free(s->theta), free(s->theta0), free(s->grad), free(s->lr_scale);
-  free(s->xbuf), free(s->ybuf), free(s->lbuf), free(s->dfbuf);
+  free(s->xbuf), free(s->ybuf), free(s->lbuf), free(s->dfbuf), free(s->flin);
   for (int i = 0; i < OPTIMIZER_MAX_STATE; i++) free(s->opt_state[i]);
   batch_plan_free(&s->batches);
   tape_destroy(&s->tape);

@@ -32,6 +32,7 @@ typedef struct {
   double *xbuf, *ybuf;  /* chunk x d, chunk x k: gathered minibatch rows */
   int *lbuf;            /* chunk labels */
   double *dfbuf;        /* chunk x k: dL/df of a chunk */
+  double *flin;         /* chunk x k: the linearised model's outputs of a chunk (linearized.c) */
   BatchPlan batches;    /* which samples step t trains on */
   const OptimizerClass *opt;
   double *opt_state[OPTIMIZER_MAX_STATE]; /* P each */
