@@ -1,0 +1,188 @@
+"""The finite nets against their infinite-width references (docs/conventions.md "The linearised
+model and the infinite-width limit"): the empirical NTK at initialisation against the analytic one
+(ntk_analytic/), and the network against its linearisation (linearized/).
+
+    rows = width_rows(an)          # one dict per (quantity, width): mean, min, max over seeds
+    fits = width_fits(an)          # {quantity: coordcheck.fit(...)}: slope in log n, 95% CI
+    fig = width_convergence(an)    # registered as the figure "width_convergence"
+    fig = linearized(an)           # registered as the figure "linearized"
+
+Slopes are least-squares fits of log(error) against log(width), per seed, averaged over the seeds,
+with a Student t 95% interval (coordcheck.fit). The kernel regime predicts -1/2 for both errors and
+for RMS(f - f_lin) below eta lambda_0 = 2.
+"""
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from . import figures as F
+from .coordcheck import fit
+from .io import eta_key_label
+
+QUANTITIES = OrderedDict([("kernel_rel_err", "|Θ_n − Θ_∞|_F / |Θ_∞|_F"), ("lambda0_rel_err", "|λ₀(n) / λ₀(∞) − 1|")])
+
+
+def _by_width(an, group, field, select=lambda r: True, pick=lambda v: v[0]):
+    """{width: {seed: value}} of a per-run dataset (finite widths only)."""
+    out = {}
+    for r in an.sweep.runs:
+        g = r.measurements.get(group)
+        if not g or field not in g or r.width <= 0 or not select(r):
+            continue
+        v = np.asarray(g[field], float)
+        if v.size and math.isfinite(pick(v)):
+            out.setdefault(r.width, {})[r.seed] = float(pick(v))
+    return out
+
+
+def width_fits(an):
+    """{quantity: fit over all widths} for the ntk_analytic/ errors (empty without the group)."""
+    return OrderedDict((q, fit(d)) for q in QUANTITIES if (d := _by_width(an, "ntk_analytic", q)) and len(d) >= 2)
+
+
+def width_rows(an):
+    rows = []
+    for q in QUANTITIES:
+        for w, seeds in sorted(_by_width(an, "ntk_analytic", q).items()):
+            v = np.array(list(seeds.values()))
+            rows.append({"quantity": q, "width": w, "seeds": v.size, "mean": float(v.mean()), "min": float(v.min()),
+                         "max": float(v.max())})
+    return rows
+
+
+def _loglog(ax, by_width, color, label, marker="o"):
+    ws = sorted(by_width)
+    vals = [np.array(list(by_width[w].values())) for w in ws]
+    agg = {"mean": np.array([v.mean() for v in vals]), "lo": np.array([v.min() for v in vals]),
+           "hi": np.array([v.max() for v in vals]), "n_curves": max(v.size for v in vals)}
+    F._plot_agg(ax, agg, color, label=label, marker=marker, x=np.array(ws, float))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_locator(F.matplotlib.ticker.NullLocator())
+    ax.set_xticks(ws)
+    ax.set_xticklabels([str(w) for w in ws], fontsize=7)
+    return ws, agg
+
+
+def _reference_slope(ax, ws, agg, slope=-0.5):
+    """A dotted n^slope line through the first point, for the eye."""
+    x = np.array([ws[0], ws[-1]], float)
+    ax.plot(x, agg["mean"][0] * (x / x[0]) ** slope, color="0.4", ls=":", lw=1, label="n^%g" % slope)
+
+
+def _wc_caption(an):
+    fits = width_fits(an)
+    parts = ["%s: slope %.2f ± %.2f over widths %d–%d (%d seeds)" % (QUANTITIES[q], f["slope"], f["ci95"] if math.isfinite(f["ci95"]) else 0,
+                                                                    f["width_lo"], f["width_hi"], f["n_seeds"]) for q, f in fits.items()]
+    return ("The empirical NTK at initialisation against the analytic infinite-width NTK Θ_∞ = Θ_{L+1}(X, X) ⊗ I_k / N on the NTK "
+            "batch (ntk_analytic/), log-log against the width; mean over seeds, band min–max, dotted n^-1/2 for the eye. "
+            "The kernel regime predicts slope −1/2. " + "; ".join(parts) + ".")
+
+
+@F.figure("width_convergence", "(k) The NTK at initialisation against its infinite-width limit", _wc_caption)
+def width_convergence(an):
+    have = [q for q in QUANTITIES if len(_by_width(an, "ntk_analytic", q)) >= 2]
+    if not have:
+        raise F.NoData("no ntk_analytic/ records at two or more widths (fc nets, ntk parameterization)")
+    fits = width_fits(an)
+    fig, axes = F._grid(len(have), len(have), "(k) The NTK at initialisation against its infinite-width limit (log-log)")
+    for ax, q in zip(axes, have):
+        f = fits[q]
+        ws, agg = _loglog(ax, _by_width(an, "ntk_analytic", q), "#0072B2",
+                          "slope %.2f ± %.2f" % (f["slope"], f["ci95"] if math.isfinite(f["ci95"]) else 0))
+        _reference_slope(ax, ws, agg)
+        ax.set_title(QUANTITIES[q], fontsize=9)
+        ax.set_xlabel("width n", fontsize=8)
+        ax.grid(alpha=0.3, lw=0.5)
+        ax.legend(fontsize=7)
+    F._finish(fig)
+    return fig
+
+
+def _lin_groups(an):
+    """OrderedDict eta_key -> {width: [runs]} of runs with linearized/ records."""
+    out = {}
+    for r in an.sweep.runs:
+        g = r.measurements.get("linearized")
+        if g and len(g.get("step", [])) and r.width > 0:
+            out.setdefault(r.eta_key, {}).setdefault(r.width, []).append(r)
+    return OrderedDict(sorted(out.items(), key=lambda kv: kv[0][1]))
+
+
+def _lin_caption(an):
+    groups = _lin_groups(an)
+    parts = []
+    for key, by_w in groups.items():
+        d = {w: {r.seed: float(np.asarray(r.measurements["linearized"]["rms_f_flin"], float)[-1]) for r in rs} for w, rs in by_w.items()}
+        f = fit(d)
+        if math.isfinite(f["slope"]):
+            parts.append("%s: RMS(f − f_lin) at the last step slope %.2f ± %.2f" % (eta_key_label(key), f["slope"],
+                                                                                   f["ci95"] if math.isfinite(f["ci95"]) else 0))
+    return ("Top: the train loss of the network (solid) and of its linearisation f_lin = f(θ₀) + J₀(θ − θ₀) (dashed), trained "
+            "side by side with the same gradient descent, one panel per learning rate, colour by width, mean over seeds "
+            "(log(1 + t) steps). Bottom: RMS(f − f_lin) on the NTK batch at the last step against the width, log-log. Below ηλ₀ = 2 "
+            "the network stays near its linearisation, ever closer as the width grows (kernel regime: slope −1/2); above it the "
+            "linearisation, whose kernel is Θ₀ forever, diverges while the network catapults. " + "; ".join(parts) + ".")
+
+
+@F.figure("linearized", "(l) The network against its linearisation", _lin_caption)
+def linearized(an):
+    groups = _lin_groups(an)
+    if not groups:
+        raise F.NoData("no linearized/ group (run with -linearized true)")
+    n = len(groups)
+    fig, axes = F.plt.subplots(2, n, squeeze=False, figsize=(F.PANEL_W * n + F.LEGEND_W, 2 * F.PANEL_H + 0.8))
+    fig.suptitle("(l) The network (solid) against its linearisation (dashed)", fontsize=12)
+    widths = sorted({w for g in groups.values() for w in g})
+    cmap = F.plt.get_cmap("plasma")
+    wcol = {w: cmap(0.85 * i / max(1, len(widths) - 1)) for i, w in enumerate(widths)}
+    handles = {}
+    for j, (key, by_w) in enumerate(groups.items()):
+        ax, axr = axes[0][j], axes[1][j]
+        last, rms = 0, {}
+        for w in sorted(by_w):
+            rs = by_w[w]
+            T = min(len(r.train["step"]) for r in rs if r.train) if all(r.train for r in rs) else 0
+            if T:
+                steps = np.asarray(rs[0].train["step"][:T], float)
+                net = np.mean([np.asarray(r.train["loss"][:T], float) for r in rs], axis=0)
+                (h,) = ax.plot(steps, net, color=wcol[w], lw=1.5)
+                handles[w] = h
+                last = max(last, steps[-1])
+            ls = min(len(r.measurements["linearized"]["step"]) for r in rs)
+            lsteps = np.asarray(rs[0].measurements["linearized"]["step"][:ls], float)
+            lin = np.mean([np.asarray(r.measurements["linearized"]["loss"][:ls], float) for r in rs], axis=0)
+            with np.errstate(invalid="ignore"):
+                ok = np.isfinite(lin)
+            ax.plot(lsteps[ok], lin[ok], color=wcol[w], lw=1.2, ls="--")
+            rms[w] = {r.seed: float(np.asarray(r.measurements["linearized"]["rms_f_flin"], float)[-1]) for r in rs}
+            last = max(last, lsteps[-1] if lsteps.size else 0)
+        ax.set_yscale("log")
+        F._log1p_steps(ax, last)
+        ax.set_title(eta_key_label(key), fontsize=9)
+        ax.set_xlabel("step t", fontsize=8)
+        if j == 0:
+            ax.set_ylabel("train loss", fontsize=8)
+        ax.grid(alpha=0.3, lw=0.5)
+        good = {w: v for w, v in rms.items() if any(math.isfinite(x) and x > 0 for x in v.values())}
+        if good:
+            good = {w: {s: x for s, x in v.items() if math.isfinite(x) and x > 0} for w, v in good.items()}
+            f = fit(good) if len(good) >= 2 else {"slope": math.nan, "ci95": math.nan}
+            lab = "slope %.2f ± %.2f" % (f["slope"], f["ci95"] if math.isfinite(f["ci95"]) else 0) if math.isfinite(f["slope"]) else None
+            ws, agg = _loglog(axr, good, "0.2", lab)
+            if len(ws) >= 2:
+                _reference_slope(axr, ws, agg)
+            axr.legend(fontsize=7)
+        else:
+            axr.text(0.5, 0.5, "not finite", transform=axr.transAxes, ha="center")
+        axr.set_xlabel("width n", fontsize=8)
+        if j == 0:
+            axr.set_ylabel("RMS(f − f_lin), last step", fontsize=8)
+        axr.grid(alpha=0.3, lw=0.5)
+    hs = [handles[w] for w in widths if w in handles]
+    fig.legend(hs + [F.matplotlib.lines.Line2D([], [], color="k", ls="--")], ["n = %d" % w for w in widths if w in handles] + ["f_lin"],
+               loc="center right", fontsize=8, title="width", title_fontsize=8)
+    w_in, h_in = fig.get_size_inches()
+    fig.subplots_adjust(left=0.7 / w_in, right=1 - F.LEGEND_W / w_in, bottom=0.6 / h_in, top=1 - 0.7 / h_in, wspace=0.3, hspace=0.45)
+    return fig
