@@ -22,23 +22,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from features_check import Net, deck_of  # noqa: E402
-
-RTOL = 1e-10
-passed = failed = 0
+from checklib import check, close, summary_exit  # noqa: E402
 
 
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
-
-
-def close(a, b, rtol=RTOL, atol=1e-14):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return bool(np.all(np.isfinite(a)) and np.all(np.abs(a - b) <= rtol * np.abs(b) + atol))
 
 
 def check_run(f, deck, name):
@@ -108,8 +94,7 @@ def main():
                 for key in ref[n]:
                     check(f"{path} {n} {key} vs {files[0]}", close(got[n][key], ref[n][key], atol=1e-13) if key != "step"
                           else np.array_equal(got[n][key], ref[n][key]))
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    summary_exit()
 
 
 if __name__ == "__main__":

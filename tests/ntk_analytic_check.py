@@ -24,23 +24,10 @@ from scipy.special import erf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import features_check  # noqa: E402
+from checklib import check, close, summary_exit  # noqa: E402
 
 features_check.ACTS["erf"] = (erf, lambda z: 2 / np.sqrt(np.pi) * np.exp(-z * z))
-RTOL = 1e-10
-passed = failed = 0
 
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
-
-
-def close(a, b, rtol=RTOL):
-    return bool(np.isfinite(a) and abs(a - b) <= rtol * abs(b))
 
 
 def expectations(act, q1, q2, c):
@@ -126,8 +113,7 @@ def main():
                 for key in ref[n]:
                     a, b = got[n][key], ref[n][key]
                     check(f"{path} {n} {key} agrees across rank counts", bool(np.all(np.abs(a - b) <= 1e-10 * np.abs(b))))
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    summary_exit()
 
 
 if __name__ == "__main__":

@@ -13,15 +13,8 @@ set -uo pipefail
 : "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}" "${NTK_FEATURES_BIN:?}"
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
 source "$NTK_SOURCE_DIR/tests/testlib.sh"
-run() { # np output [options]
-  local np=$1 out=$2; shift 2
-  "$MPIEXEC" -q --oversubscribe -n "$np" "$NTK_FEATURES_BIN" -quiet -output "$out" "$@" >>"$tmp/log" 2>&1
-}
-numpy_check() { # files...
-  if "$NTK_PYTHON" "$NTK_SOURCE_DIR/tests/linearized_check.py" "$@" >"$tmp/check.log" 2>&1; then ok; else bad "linearized_check.py $*"; fi
-  grep -v '^FAIL' "$tmp/check.log" | sed 's/^/    /'
-  grep '^FAIL' "$tmp/check.log" | head -8
-}
+run() { dump_run "$@"; }
+numpy_check() { py_check linearized_check.py "$@"; }
 
 a=(-arch fc -depth 2 -activation tanh -sigma_b 0.1 -widths 16 -seeds 3 -params ntk,mup -base_width 8 -etas 0.1
    -dataset fashion_mnist -n_train 20 -n_test 10 -ntk_batch 20 -optimizer gd -momentum 0.9 -weight_decay 0.001 -steps 12

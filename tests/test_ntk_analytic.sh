@@ -12,15 +12,8 @@ set -uo pipefail
 : "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}" "${NTK_FEATURES_BIN:?}"
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
 source "$NTK_SOURCE_DIR/tests/testlib.sh"
-run() { # np output [options]
-  local np=$1 out=$2; shift 2
-  "$MPIEXEC" -q --oversubscribe -n "$np" "$NTK_FEATURES_BIN" -quiet -output "$out" "$@" >>"$tmp/log" 2>&1
-}
-numpy_check() { # files...
-  if "$NTK_PYTHON" "$NTK_SOURCE_DIR/tests/ntk_analytic_check.py" "$@" >"$tmp/check.log" 2>&1; then ok; else bad "ntk_analytic_check.py $*"; fi
-  grep -v '^FAIL' "$tmp/check.log" | sed 's/^/    /'
-  grep '^FAIL' "$tmp/check.log" | head -8
-}
+run() { dump_run "$@"; }
+numpy_check() { py_check ntk_analytic_check.py "$@"; }
 data=(-dataset teacher -teacher_dim 8 -teacher_outputs 3 -n_train 10 -n_test 4 -ntk_batch 10 -etas 0.1 -steps 0 -seeds 4)
 
 for act in relu erf identity; do
