@@ -44,6 +44,14 @@ want = (s['eta'] * s['lambda0'] - 1) ** 2
 print('    loss', L, 'rate per step', rate, 'theory', want)
 assert np.all(np.isfinite(L)) and st[-1] == 24 and abs(rate / want - 1) < 0.02, (rate, want)" "$tmp/c.h5"
 
+check "the linearized figure draws the catapult run" env PYTHONPATH="$NTK_SOURCE_DIR/postproc" "$NTK_PYTHON" -c "
+import sys, ntkpost
+from ntkpost import figures
+an = ntkpost.Analysis(ntkpost.load(sys.argv[1]))
+fig = figures.FIGURES['linearized'](an)
+assert fig is not None and 'linearisation' in fig.ntk_caption, figures.FIGURES['linearized'].last_skip
+fig.savefig(sys.argv[2])" "$tmp/c.h5" "$tmp/lin.png"
+
 # Off by default: no linearized group, nothing in the deck.
 check "default run" run 1 "$tmp/off.h5" -arch fc -depth 1 -widths 8 -etas 0.1 -dataset teacher -n_train 10 -n_test 5 -ntk_batch 10 -steps 2
 check "no linearized group by default" "$NTK_PYTHON" -c "

@@ -41,6 +41,16 @@ for i, q in enumerate(p):
     g = f['runs/run_%06d/ntk_analytic' % i]
     v = [g[k][0] for k in ('lambda0', 'lambda0_inf', 'kernel_rel_err')]
     assert np.all(np.isnan(v)) if q == 1 else np.all(np.isfinite(v)), (q, v)" "$tmp/sp.h5"
+check "two widths, two seeds" run 1 "$tmp/two.h5" -arch fc -depth 1 -widths 64,256 "${data[@]}" -seeds 0,1
+check "the width_convergence figure: a slope per error in its caption" env PYTHONPATH="$NTK_SOURCE_DIR/postproc" "$NTK_PYTHON" -c "
+import sys, ntkpost
+from ntkpost import figures, infinite
+an = ntkpost.Analysis(ntkpost.load(sys.argv[1]))
+fits = infinite.width_fits(an)
+assert set(fits) == {'kernel_rel_err', 'lambda0_rel_err'} and all(f['n_seeds'] == 2 and f['slope'] < 0 for f in fits.values()), fits
+fig = figures.FIGURES['width_convergence'](an)
+assert fig is not None and 'slope' in fig.ntk_caption, figures.FIGURES['width_convergence'].last_skip
+fig.savefig(sys.argv[2])" "$tmp/two.h5" "$tmp/wc.png"
 check "wrn run" "$MPIEXEC" -q -n 1 "$NTKHPC" -quiet -output "$tmp/w.h5" -arch wrn -wrn_depth 10 -widths 1 -batch_norm false -etas 0.01 \
   -dataset fashion_mnist -n_train 4 -n_test 2 -ntk_batch 4 -steps 0
 check "no ntk_analytic group for the WRN" "$NTK_PYTHON" -c "

@@ -159,6 +159,15 @@ def linearized(an):
             rms[w] = {r.seed: float(np.asarray(r.measurements["linearized"]["rms_f_flin"], float)[-1]) for r in rs}
             last = max(last, lsteps[-1] if lsteps.size else 0)
         ax.set_yscale("log")
+        # a diverging linearisation would squash the network's curves: the axis stops at 100 x the
+        # largest network loss, and the panel says how far f_lin went
+        net_max = max((np.nanmax(np.asarray(r.train["loss"], float)) for rs in by_w.values() for r in rs if r.train), default=np.nan)
+        lin_max = max((np.nanmax(np.asarray(r.measurements["linearized"]["loss"], float)) for rs in by_w.values() for r in rs), default=np.nan)
+        if np.isfinite(net_max) and lin_max > 100 * net_max:
+            net_min = min(np.nanmin(np.asarray(r.train["loss"], float)) for rs in by_w.values() for r in rs if r.train)
+            ax.set_ylim(0.5 * net_min, 100 * net_max)
+            ax.text(0.97, 0.95, "f_lin diverges:\nloss %.0e at the end" % lin_max if np.isfinite(lin_max) else "f_lin diverges",
+                    transform=ax.transAxes, ha="right", va="top", fontsize=7)
         F._log1p_steps(ax, last)
         ax.set_title(eta_key_label(key), fontsize=9)
         ax.set_xlabel("step t", fontsize=8)
@@ -166,7 +175,14 @@ def linearized(an):
             ax.set_ylabel("train loss", fontsize=8)
         ax.grid(alpha=0.3, lw=0.5)
         good = {w: v for w, v in rms.items() if any(math.isfinite(x) and x > 0 for x in v.values())}
-        if good:
+        diverged = not good or np.nanmedian([x for v in rms.values() for x in v.values()]) > 1e3
+        if diverged:
+            vals = [x for v in rms.values() for x in v.values() if math.isfinite(x)]
+            axr.text(0.5, 0.5, "the linearisation diverged:\nRMS(f − f_lin) ~ %.0e" % np.median(vals) if vals else "the linearisation diverged",
+                     transform=axr.transAxes, ha="center", va="center", fontsize=8)
+            axr.set_xticks([])
+            axr.set_yticks([])
+        elif good:
             good = {w: {s: x for s, x in v.items() if math.isfinite(x) and x > 0} for w, v in good.items()}
             f = fit(good) if len(good) >= 2 else {"slope": math.nan, "ci95": math.nan}
             lab = "slope %.2f ± %.2f" % (f["slope"], f["ci95"] if math.isfinite(f["ci95"]) else 0) if math.isfinite(f["slope"]) else None
@@ -174,15 +190,14 @@ def linearized(an):
             if len(ws) >= 2:
                 _reference_slope(axr, ws, agg)
             axr.legend(fontsize=7)
-        else:
-            axr.text(0.5, 0.5, "not finite", transform=axr.transAxes, ha="center")
         axr.set_xlabel("width n", fontsize=8)
         if j == 0:
             axr.set_ylabel("RMS(f − f_lin), last step", fontsize=8)
         axr.grid(alpha=0.3, lw=0.5)
     hs = [handles[w] for w in widths if w in handles]
     fig.legend(hs + [F.matplotlib.lines.Line2D([], [], color="k", ls="--")], ["n = %d" % w for w in widths if w in handles] + ["f_lin"],
-               loc="center right", fontsize=8, title="width", title_fontsize=8)
+               loc="center left", bbox_to_anchor=(1 - (F.LEGEND_W - 0.15) / fig.get_size_inches()[0], 0.5), fontsize=8, title="width",
+               title_fontsize=8)
     w_in, h_in = fig.get_size_inches()
     fig.subplots_adjust(left=0.7 / w_in, right=1 - F.LEGEND_W / w_in, bottom=0.6 / h_in, top=1 - 0.7 / h_in, wspace=0.3, hspace=0.45)
     return fig
