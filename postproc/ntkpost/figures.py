@@ -914,7 +914,7 @@ def coord_check(an, max_steps=5):
 # kernel distance, the spectrum, the width; then the rest, and the feature-learning studies.
 ORDER = ("catapult_curves", "lambda_curves", "phase_diagram", "lambda_final", "peak_ratio", "kernel_distance",
          "ntk_spectrum", "width_scaling", "test_accuracy", "test_accuracy_curves", "sharpness_curves", "spectra",
-         "hessian_density", "coord_check", "mutransfer", "width_convergence", "linearized")
+         "hessian_density", "coord_check", "mutransfer", "width_convergence", "linearized", "accuracy_width")
 
 
 def make_all(an, outdir, dpi=110, names=None, keep_figures=False):

@@ -201,3 +201,99 @@ def linearized(an):
     w_in, h_in = fig.get_size_inches()
     fig.subplots_adjust(left=0.7 / w_in, right=1 - F.LEGEND_W / w_in, bottom=0.6 / h_in, top=1 - 0.7 / h_in, wspace=0.3, hspace=0.45)
     return fig
+
+
+def _inf_runs(an):
+    """{eta_key: [runs]} of the width-0 kernel-regression runs (-kernel_regression) with train rows."""
+    out = {}
+    for r in an.sweep.runs:
+        if r.width == 0 and r.train and len(r.train.get("step", [])) and "kernel" in r.measurements:
+            out.setdefault(r.eta_key, []).append(r)
+    return out
+
+
+def _last(group, field):
+    v = np.asarray(group.get(field, []), float) if group else np.array([])
+    v = v[np.isfinite(v)] if v.size else v
+    return float(v[-1]) if v.size else math.nan
+
+
+def _acc_caption(an):
+    inf = _inf_runs(an)
+    conv = [_last(r.measurements["kernel"], "conv_test_accuracy") for rs in inf.values() for r in rs]
+    conv = [c for c in conv if math.isfinite(c)]
+    return ("Test accuracy at the last step against the width, per learning rate (ηλ₀, colour): the network (solid, mean over seeds, "
+            "band min–max), its linearisation (dashed, where trained with -linearized) and, at ∞, kernel regression with the analytic "
+            "NTK at the same ηλ₀(∞) and step (-kernel_regression)" +
+            (", with the converged kernel predictor Θ(·,X)Θ(X,X)⁻¹Y dotted (test accuracy %.3f)" % conv[0] if conv else "") +
+            ". A diverged linearisation or kernel trajectory has no point.")
+
+
+def _lin_diverged(r):
+    """The linearisation's train loss ended above 100 x its start (or not finite)."""
+    g = r.measurements.get("linearized")
+    if not g or not len(g.get("loss", [])):
+        return False
+    v = np.asarray(g["loss"], float)
+    return not (np.isfinite(v[-1]) and v[-1] <= 100 * v[0])
+
+
+@F.figure("accuracy_width", "(m) Test accuracy against width, with the infinite-width predictor", _acc_caption)
+def accuracy_width(an):
+    by_eta = {}
+    for r in an.sweep.runs:
+        if r.width > 0 and r.test and len(r.test.get("step", [])):
+            by_eta.setdefault(r.eta_key, {}).setdefault(r.width, []).append(r)
+    inf = _inf_runs(an)
+    if len({w for d in by_eta.values() for w in d}) < 2 and not inf:
+        raise F.NoData("needs test accuracy at two or more widths, or a -kernel_regression run")
+    widths = sorted({w for d in by_eta.values() for w in d})
+    x_inf = widths[-1] * 4 if widths else 1.0
+    fig, ax = F.plt.subplots(figsize=(F.PANEL_W * 1.6 + F.LEGEND_W, F.PANEL_H * 1.3))
+    keys = sorted(set(by_eta) | set(inf), key=lambda k: k[1])
+    cmap = F.plt.get_cmap("viridis")
+    handles = []
+    for i, key in enumerate(keys):
+        col = cmap(0.9 * i / max(1, len(keys) - 1))
+        d = by_eta.get(key, {})
+        ws = sorted(d)
+        if ws:
+            vals = [np.array([_last(r.test, "accuracy") for r in d[w]]) for w in ws]
+            agg = {"mean": np.array([np.nanmean(v) for v in vals]), "lo": np.array([np.nanmin(v) for v in vals]),
+                   "hi": np.array([np.nanmax(v) for v in vals]), "n_curves": max(v.size for v in vals)}
+            handles.append(F._plot_agg(ax, agg, col, label=eta_key_label(key), marker="o", x=np.array(ws, float)))
+            lin = [np.array([_last(r.measurements.get("linearized"), "test_accuracy") if not _lin_diverged(r) else math.nan for r in d[w]])
+                   for w in ws]
+            lm = np.array([np.nanmean(v) if np.any(np.isfinite(v)) else np.nan for v in lin])
+            if np.any(np.isfinite(lm)):
+                ax.plot(np.array(ws, float), lm, color=col, ls="--", marker="x", ms=4)
+        if key in inf:
+            a = [_last(r.test, "accuracy") for r in inf[key]]
+            a = [v for v in a if math.isfinite(v)]
+            if a:
+                ax.plot([x_inf], [np.mean(a)], color=col, marker="*", ms=11, ls="none")
+                if not ws:
+                    handles.append(F.Line2D([], [], color=col, marker="*", ls="none", label=eta_key_label(key)))
+    conv = [_last(r.measurements["kernel"], "conv_test_accuracy") for rs in inf.values() for r in rs]
+    conv = [c for c in conv if math.isfinite(c)]
+    if conv:
+        ax.axhline(conv[0], color="0.3", ls=":", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_minor_locator(F.matplotlib.ticker.NullLocator())
+    ticks = widths + ([x_inf] if inf else [])
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(w) for w in widths] + (["∞"] if inf else []), fontsize=8)
+    ax.set_xlabel("width n", fontsize=9)
+    ax.set_ylabel("test accuracy, last step", fontsize=9)
+    ax.grid(alpha=0.3, lw=0.5)
+    extra = [F.Line2D([], [], color="k", ls="--", marker="x", label="linearised")]
+    if inf:
+        extra.append(F.Line2D([], [], color="k", marker="*", ls="none", ms=9, label="kernel regression (∞)"))
+    if conv:
+        extra.append(F.Line2D([], [], color="0.3", ls=":", label="converged kernel predictor"))
+    ax.set_title("(m) Test accuracy against width", fontsize=11)
+    w_in, h_in = fig.get_size_inches()
+    right = 1 - (F.LEGEND_W + 0.3) / w_in
+    fig.subplots_adjust(left=0.7 / w_in, right=right, bottom=0.6 / h_in, top=1 - 0.5 / h_in)
+    fig.legend(handles=handles + extra, loc="center left", bbox_to_anchor=(right + 0.1 / w_in, 0.5), fontsize=8)
+    return fig
