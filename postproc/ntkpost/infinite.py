@@ -121,7 +121,8 @@ def _lin_caption(an):
                                                                                    f["ci95"] if math.isfinite(f["ci95"]) else 0))
     return ("Top: the train loss of the network (solid) and of its linearisation f_lin = f(θ₀) + J₀(θ − θ₀) (dashed), trained "
             "side by side with the same gradient descent, one panel per learning rate, colour by width, mean over seeds "
-            "(log(1 + t) steps). Bottom: RMS(f − f_lin) on the NTK batch at the last step against the width, log-log. Below ηλ₀ = 2 "
+            "(log(1 + t) steps); black: kernel regression with the analytic NTK at the same ηλ₀(∞), the infinite width "
+            "(-kernel_regression). Bottom: RMS(f − f_lin) on the NTK batch at the last step against the width, log-log. Below ηλ₀ = 2 "
             "the network stays near its linearisation, ever closer as the width grows (kernel regime: slope −1/2); above it the "
             "linearisation, whose kernel is Θ₀ forever, diverges while the network catapults. " + "; ".join(parts) + ".")
 
@@ -158,6 +159,13 @@ def linearized(an):
             ax.plot(lsteps[ok], lin[ok], color=wcol[w], lw=1.2, ls="--")
             rms[w] = {r.seed: float(np.asarray(r.measurements["linearized"]["rms_f_flin"], float)[-1]) for r in rs}
             last = max(last, lsteps[-1] if lsteps.size else 0)
+        for r in _inf_runs(an).get(key, [])[:1]:  # kernel regression at this eta lambda_0(inf): the infinite width
+            steps = np.asarray(r.train["step"], float)
+            loss = np.asarray(r.train["loss"], float)
+            ok = np.isfinite(loss) & (steps >= 0)
+            (h,) = ax.plot(steps[ok], loss[ok], color="k", lw=1.3)
+            handles["inf"] = h
+            last = max(last, steps[ok][-1] if ok.any() else 0)
         ax.set_yscale("log")
         # a diverging linearisation would squash the network's curves: the axis stops at 100 x the
         # largest network loss, and the panel says how far f_lin went
@@ -194,8 +202,9 @@ def linearized(an):
         if j == 0:
             axr.set_ylabel("RMS(f − f_lin), last step", fontsize=8)
         axr.grid(alpha=0.3, lw=0.5)
-    hs = [handles[w] for w in widths if w in handles]
-    fig.legend(hs + [F.matplotlib.lines.Line2D([], [], color="k", ls="--")], ["n = %d" % w for w in widths if w in handles] + ["f_lin"],
+    hs = [handles[w] for w in widths if w in handles] + ([handles["inf"]] if "inf" in handles else [])
+    labels = ["n = %d" % w for w in widths if w in handles] + (["∞ (kernel regression)"] if "inf" in handles else [])
+    fig.legend(hs + [F.matplotlib.lines.Line2D([], [], color="k", ls="--")], labels + ["f_lin"],
                loc="center left", bbox_to_anchor=(1 - (F.LEGEND_W - 0.15) / fig.get_size_inches()[0], 0.5), fontsize=8, title="width",
                title_fontsize=8)
     w_in, h_in = fig.get_size_inches()
