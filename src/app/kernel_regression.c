@@ -187,7 +187,7 @@ PetscErrorCode kreg_setup(KernelRegression *kr, MPI_Comm comm, Mat G, Mat C, con
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode kreg_evaluate(KernelRegression *kr, const double *d, const double *omd, double *train_loss, double *train_acc, double *test_loss,
+PetscErrorCode kreg_evaluate(KernelRegression *kr, const double *omd, double *train_loss, double *train_acc, double *test_loss,
                              double *test_acc)
 {
   PetscFunctionBeginUser;
@@ -200,11 +200,10 @@ PetscErrorCode kreg_evaluate(KernelRegression *kr, const double *d, const double
   double acc[4] = {0, 0, 0, 0};
   const double *va;
   PetscCall(MatDenseGetArrayRead(kr->V, &va));
-  /* train: f = Y - V (d c) */
+  /* train: f = Y - V (d c) = V ((1 - d) c), in the second form: exactly f_0 = 0 at t = 0 */
   for (int i = 0; i < N; i++)
-    for (int o = 0; o < k; o++) coef[i * k + o] = d[i] * kr->c[i * k + o];
+    for (int o = 0; o < k; o++) coef[i * k + o] = omd[i] * kr->c[i * k + o];
   rows_times(u, va, lda, nloc, coef, N, k);
-  for (PetscInt i = 0; i < nloc * k; i++) u[i] = kr->train->y[rs * k + i] - u[i];
   score(u, kr->train->y + rs * k, kr->train->label + rs, nloc, k, &acc[0], &acc[1]);
   /* test: f* = C V ((1 - d) / (N lambda) c), the factor t eta_mean / N where lambda = 0 */
   if (kr->C && test_loss) {
@@ -247,7 +246,7 @@ PetscErrorCode kreg_trajectory(KernelRegression *kr, const Config *cfg, double e
   const int64_t T = cfg->steps;
   /* per eigenvalue: log d_t while every factor 1 - eta_s lambda is positive (then 1 - d_t =
    * -expm1(log d_t) is accurate for small eta lambda t), else d_t itself */
-  double *logd = calloc((size_t)N, sizeof *logd), *d = malloc((size_t)N * sizeof *d), *omd = malloc((size_t)N * sizeof *omd);
+  double *logd = calloc((size_t)N, sizeof *logd), *omd = malloc((size_t)N * sizeof *omd);
   int *neg = calloc((size_t)N, sizeof *neg);
   double *dprod = malloc((size_t)N * sizeof *dprod);
   for (int i = 0; i < N; i++) dprod[i] = 1.0;
@@ -259,11 +258,10 @@ PetscErrorCode kreg_trajectory(KernelRegression *kr, const Config *cfg, double e
     const int rec_train = final || t % cfg->record_every == 0, rec_test = final || record_due(T, cfg->test_every, t);
     if (rec_train || rec_test) {
       for (int i = 0; i < N; i++) {
-        if (neg[i]) d[i] = dprod[i], omd[i] = 1.0 - dprod[i];
-        else d[i] = exp(logd[i]), omd[i] = -expm1(logd[i]);
+        omd[i] = neg[i] ? 1.0 - dprod[i] : -expm1(logd[i]);
       }
       double tl, ta, el = NAN, ea = NAN;
-      PetscCall(kreg_evaluate(kr, d, omd, &tl, &ta, rec_test ? &el : NULL, rec_test ? &ea : NULL));
+      PetscCall(kreg_evaluate(kr, omd, &tl, &ta, rec_test ? &el : NULL, rec_test ? &ea : NULL));
       if (t == 0) loss0 = tl;
       const double lr = lr_schedule_at(cfg, eta, t);
       if (rec_train && train_rows) {
@@ -291,7 +289,7 @@ PetscErrorCode kreg_trajectory(KernelRegression *kr, const Config *cfg, double e
     }
   }
   *steps_done = t;
-  free(logd), free(d), free(omd), free(neg), free(dprod);
+  free(logd), free(omd), free(neg), free(dprod);
   PetscCall(PetscLogEventEnd(ev_traj, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }

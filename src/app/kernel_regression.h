@@ -5,7 +5,7 @@
  * through SLEPc's EPSSCALAPACK on the distributed dense matrix), f_0 = 0 (the mean predictor of the
  * infinite-width net) and the deck's learning rates eta_s (schedule applied), after t steps
  *
- *   train:  f_t(X)  = Y - V diag(d_t) V^T Y,                       d_t = prod_{s<t} (1 - eta_s lambda)
+ *   train:  f_t(X)  = Y - V diag(d_t) V^T Y = V diag(1 - d_t) V^T Y,                       d_t = prod_{s<t} (1 - eta_s lambda)
  *   test:   f_t(X*) = Theta(X*, X) V diag((1 - d_t) / (N lambda)) V^T Y
  *
  * which is f_t - y = (I - eta Theta_inf)^t (f_0 - y) and its test-point form at constant eta. The
@@ -34,9 +34,9 @@ typedef struct {
  * kernel_gram_assemble; keeps C (destroyed by kreg_free), leaves G to the caller. */
 PetscErrorCode kreg_setup(KernelRegression *kr, MPI_Comm comm, Mat G, Mat C, const Dataset *train, const Dataset *test);
 
-/* Collective. Train (or test) loss (1/2n) sum |f - y|^2 and accuracy after the steps whose factors
- * are d (N: d_t per eigenvalue) and omd (N: 1 - d_t, accurate when d_t is near 1). */
-PetscErrorCode kreg_evaluate(KernelRegression *kr, const double *d, const double *omd, double *train_loss, double *train_acc,
+/* Collective. Train (and test, if test_loss) loss (1/2n) sum |f - y|^2 and accuracy after the steps
+ * whose factors are omd (N: 1 - d_t per eigenvalue, accurate when d_t is near 1). */
+PetscErrorCode kreg_evaluate(KernelRegression *kr, const double *omd, double *train_loss, double *train_acc,
                              double *test_loss, double *test_acc);
 
 /* Collective. The whole trajectory at base rate eta under cfg's schedule (steps, -record_every,
