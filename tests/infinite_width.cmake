@@ -8,3 +8,5 @@ ntk_script_test(inf_kernel_regression ${NTK_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/
 set_tests_properties(inf_kernel_regression PROPERTIES TIMEOUT 300)
 ntk_script_test(inf_kernel_gram bash ${CMAKE_CURRENT_SOURCE_DIR}/test_kernel_gram.sh)
 set_tests_properties(inf_kernel_gram PROPERTIES ENVIRONMENT "${NTK_TEST_ENV};NTK_KERNEL_BIN=$<TARGET_FILE:test_kernel_inf>" TIMEOUT 300)
+ntk_script_test(inf_kernel_app bash ${CMAKE_CURRENT_SOURCE_DIR}/test_kernel_app.sh)
+set_tests_properties(inf_kernel_app PROPERTIES TIMEOUT 300)
