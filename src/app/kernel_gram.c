@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "checkpoint.h"
+#include "cntk.h"
 #include "inf_kernels.h"
 #include "kernel_gram.h"
 #include "sweep.h"
@@ -24,6 +25,11 @@ void kernel_block_ntk_fc(double *out, const double *x1, int n1, const double *x2
    * of ~1e-8 in Theta(x, x) at depth 3). The pair form computes both the same way: correlation 1. */
   if (x1 == x2 && n1 == n2)
     for (int i = 0; i < n1; i++) inf_kernel_block_ref(NULL, &out[(size_t)i * n2 + i], x1 + (size_t)i * d, 1, x1 + (size_t)i * d, 1, d, spec);
+}
+
+void kernel_block_cntk(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec)
+{
+  cntk_block(NULL, out, x1, n1, x2, n2, (const CntkSpec *)spec);
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
@@ -136,6 +142,113 @@ static PetscErrorCode register_events(void)
   return 0;
 }
 
+/* Every tile row goes to the rank that owns it, packed as (matrix, row, first column, count,
+ * values) in one MPI_Alltoallv, and is copied into the owner's dense array: no per-entry stash. A
+ * mirrored tile also sends its columns as rows of the upper triangle. */
+static PetscErrorCode deliver_rows(MPI_Comm comm, Mat G, Mat C, int N, const Tile *tiles, const int *mine, double *const *vals, int n_mine)
+{
+  int size, rank;
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  PetscCallMPI(MPI_Comm_rank(comm, &rank));
+  const PetscInt *rg, *rc = NULL;
+  PetscCall(MatGetOwnershipRanges(G, &rg));
+  if (C) PetscCall(MatGetOwnershipRanges(C, &rc));
+  /* owner of row r of matrix m (0 = G, 1 = C) */
+#define OWNER(m, r, o)                                         \
+  do {                                                         \
+    const PetscInt *R = (m) ? rc : rg;                         \
+    int lo = 0, hi = size - 1;                                 \
+    while (lo < hi) {                                          \
+      const int mid = (lo + hi + 1) / 2;                       \
+      if (R[mid] <= (r)) lo = mid;                             \
+      else hi = mid - 1;                                       \
+    }                                                          \
+    (o) = lo;                                                  \
+  } while (0)
+  size_t *cnt = calloc((size_t)size, sizeof *cnt);
+  /* pass 1: doubles per destination */
+  for (int q = 0; q < n_mine; q++) {
+    const Tile *t = &tiles[mine[q]];
+    const int m = t->r0 >= N, r0 = t->r0 - (m ? N : 0);
+    if (m && !C) continue;
+    for (int i = 0; i < t->nr; i++) {
+      int o;
+      OWNER(m, r0 + i, o);
+      cnt[o] += 4 + (size_t)t->nc;
+    }
+    if (t->mirror)
+      for (int j = 0; j < t->nc; j++) {
+        int o;
+        OWNER(0, t->c0 + j, o);
+        cnt[o] += 4 + (size_t)t->nr;
+      }
+  }
+  int *sc = malloc((size_t)size * sizeof *sc), *sd = malloc((size_t)size * sizeof *sd), *rcn = malloc((size_t)size * sizeof *rcn),
+      *rd = malloc((size_t)size * sizeof *rd);
+  size_t tot = 0;
+  for (int r = 0; r < size; r++) {
+    PetscCheck(cnt[r] < (size_t)INT32_MAX, comm, PETSC_ERR_SUP, "kernel tiles: more than 2^31 values for one rank in one exchange");
+    sc[r] = (int)cnt[r], sd[r] = (int)tot, tot += cnt[r];
+  }
+  double *sb = malloc((tot ? tot : 1) * sizeof *sb);
+  size_t *fill = calloc((size_t)size, sizeof *fill);
+  for (int q = 0; q < n_mine; q++) {
+    const Tile *t = &tiles[mine[q]];
+    const int m = t->r0 >= N, r0 = t->r0 - (m ? N : 0);
+    if (m && !C) continue;
+    for (int i = 0; i < t->nr; i++) {
+      int o;
+      OWNER(m, r0 + i, o);
+      double *d = sb + sd[o] + fill[o];
+      d[0] = m, d[1] = r0 + i, d[2] = t->c0, d[3] = t->nc;
+      memcpy(d + 4, vals[q] + (size_t)i * t->nc, (size_t)t->nc * sizeof *d);
+      fill[o] += 4 + (size_t)t->nc;
+    }
+    if (t->mirror)
+      for (int j = 0; j < t->nc; j++) {
+        int o;
+        OWNER(0, t->c0 + j, o);
+        double *d = sb + sd[o] + fill[o];
+        d[0] = 0, d[1] = t->c0 + j, d[2] = r0, d[3] = t->nr;
+        for (int i = 0; i < t->nr; i++) d[4 + i] = vals[q][(size_t)i * t->nc + j];
+        fill[o] += 4 + (size_t)t->nr;
+      }
+  }
+#undef OWNER
+  PetscCallMPI(MPI_Alltoall(sc, 1, MPI_INT, rcn, 1, MPI_INT, comm));
+  size_t rtot = 0;
+  for (int r = 0; r < size; r++) {
+    PetscCheck(rtot + rcn[r] < (size_t)INT32_MAX, comm, PETSC_ERR_SUP, "kernel tiles: more than 2^31 values to receive in one exchange");
+    rd[r] = (int)rtot, rtot += rcn[r];
+  }
+  double *rb = malloc((rtot ? rtot : 1) * sizeof *rb);
+  PetscCallMPI(MPI_Alltoallv(sb, sc, sd, MPI_DOUBLE, rb, rcn, rd, MPI_DOUBLE, comm));
+  free(sb), free(fill), free(cnt), free(sc), free(sd), free(rcn), free(rd);
+  double *ga, *ca = NULL;
+  PetscInt lg, lc = 0, gs, ge, cs = 0, ce = 0;
+  PetscCall(MatGetOwnershipRange(G, &gs, &ge));
+  PetscCall(MatDenseGetLDA(G, &lg));
+  PetscCall(MatDenseGetArrayWrite(G, &ga));
+  if (C) {
+    PetscCall(MatGetOwnershipRange(C, &cs, &ce));
+    PetscCall(MatDenseGetLDA(C, &lc));
+    PetscCall(MatDenseGetArrayWrite(C, &ca));
+  }
+  for (size_t k = 0; k < rtot;) {
+    const int m = (int)rb[k], nc = (int)rb[k + 3];
+    const PetscInt row = (PetscInt)rb[k + 1], c0 = (PetscInt)rb[k + 2];
+    double *a = m ? ca : ga;
+    const PetscInt lda = m ? lc : lg, r = row - (m ? cs : gs);
+    for (int j = 0; j < nc; j++) a[r + (c0 + j) * lda] = rb[k + 4 + j];
+    k += 4 + (size_t)nc;
+  }
+  free(rb);
+  PetscCall(MatDenseRestoreArrayWrite(G, &ga));
+  if (C) PetscCall(MatDenseRestoreArrayWrite(C, &ca));
+  (void)ge, (void)ce;
+  return 0;
+}
+
 PetscErrorCode kernel_gram_assemble(MPI_Comm comm, const KernelFn *k, const double *x, int N, int M, int d, const KernelGramOptions *opt,
                                     Mat *G, Mat *C, KernelGramStats *st)
 {
@@ -219,25 +332,7 @@ PetscErrorCode kernel_gram_assemble(MPI_Comm comm, const KernelFn *k, const doub
     PetscCall(MatCreateDense(comm, PETSC_DECIDE, PETSC_DECIDE, N, N, NULL, G));
     PetscCall(MatSetOption(*G, MAT_SYMMETRIC, PETSC_TRUE));
     if (C && M > 0) PetscCall(MatCreateDense(comm, PETSC_DECIDE, PETSC_DECIDE, M, N, NULL, C));
-    PetscInt *ri = malloc((size_t)T * sizeof *ri), *ci = malloc((size_t)T * sizeof *ci);
-    double *tr = malloc((size_t)T * T * sizeof *tr);
-    for (int q = 0; q < n_mine; q++) {
-      const Tile *t = &tiles[mine[q]];
-      const int test = t->r0 >= N;
-      for (int i = 0; i < t->nr; i++) ri[i] = t->r0 - (test ? N : 0) + i;
-      for (int j = 0; j < t->nc; j++) ci[j] = t->c0 + j;
-      if (test) {
-        if (C && *C) PetscCall(MatSetValues(*C, t->nr, ri, t->nc, ci, vals[q], INSERT_VALUES));
-        continue;
-      }
-      PetscCall(MatSetValues(*G, t->nr, ri, t->nc, ci, vals[q], INSERT_VALUES));
-      if (t->mirror) {
-        for (int i = 0; i < t->nr; i++)
-          for (int j = 0; j < t->nc; j++) tr[(size_t)j * t->nr + i] = vals[q][(size_t)i * t->nc + j];
-        PetscCall(MatSetValues(*G, t->nc, ci, t->nr, ri, tr, INSERT_VALUES));
-      }
-    }
-    free(ri), free(ci), free(tr);
+    PetscCall(deliver_rows(comm, *G, C ? *C : NULL, N, tiles, mine, vals, n_mine));
     PetscCall(MatAssemblyBegin(*G, MAT_FINAL_ASSEMBLY));
     PetscCall(MatAssemblyEnd(*G, MAT_FINAL_ASSEMBLY));
     if (C && *C) {

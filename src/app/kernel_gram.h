@@ -56,4 +56,7 @@ void kernel_gram_remove_tiles(const char *ckpt_dir);
  * InfKernelSpec. */
 void kernel_block_ntk_fc(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec);
 
+/* The CNTK (cntk.h) as a KernelBlockFn; spec is a CntkSpec. */
+void kernel_block_cntk(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec);
+
 #endif

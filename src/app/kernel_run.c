@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cntk.h"
 #include "inf_kernels.h"
 #include "kernel_run.h"
 #include "train.h"
@@ -27,7 +28,9 @@ int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train,
   MPI_Comm_rank(world, &rank);
   const ModelConfig *m = &cfg->model;
   const InfKernelSpec spec = {m->depth, m->act, m->sigma_w, m->bias ? m->sigma_b : 0.0, 0};
-  const KernelFn k = {"ntk_fc", kernel_block_ntk_fc, &spec, sizeof spec};
+  const CntkSpec cspec = {m->depth, train->channels, train->height, train->width, m->sigma_w, m->bias ? m->sigma_b : 0.0};
+  const KernelFn k = cfg->kernel_net == 1 ? (KernelFn){"cntk", kernel_block_cntk, &cspec, sizeof cspec}
+                                          : (KernelFn){"ntk_fc", kernel_block_ntk_fc, &spec, sizeof spec};
   const int N = train->n, M = test->n, d = train->d;
   double *x = malloc((size_t)(N + M) * d * sizeof *x);
   if (!x) return EXIT_RUNTIME;
@@ -57,9 +60,9 @@ int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train,
                              NAN, NAN, 0};
   measured[inst] = 1;
   if (rank == 0 && !cfg->quiet) {
-    printf("[ntkhpc] infinite width: %d x %d kernel Gram matrix (+ %d test rows) in %d tiles (%d computed, %d from checkpoints) in "
+    printf("[ntkhpc] infinite width: %s %d x %d kernel Gram matrix (+ %d test rows) in %d tiles (%d computed, %d from checkpoints) in "
            "%.2f s; lambda_0(inf) %.6g\n",
-           N, N, M, kp->gram.n_tiles, kp->gram.computed, kp->gram.loaded, kp->gram.seconds, kp->kr.lambda0);
+           k.name, N, N, M, kp->gram.n_tiles, kp->gram.computed, kp->gram.loaded, kp->gram.seconds, kp->kr.lambda0);
     fflush(stdout);
   }
   return 0;

@@ -97,6 +97,7 @@ typedef struct {
   /* infinite width (docs/infinite_width.md) */
   bool kernel_regression;       /* also the kernel-regression run per learning rate (width MODEL_WIDTH_INF) */
   int kernel_tile;              /* rows and columns of a Gram matrix tile */
+  int kernel_net;               /* 0: the fc net's NTK, 1: the CNTK (cntk.h) */
 } Config;
 
 /* Names of the enums, for output attributes and messages. */

@@ -1,5 +1,6 @@
 /* The analytic CNTK and NNGP of a plain conv net (cntk.h). */
 #include "cntk.h"
+#include "arccos.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -101,12 +102,12 @@ void cntk_pair(double *K, double *Theta, const double *x1, const double *q1, con
   for (size_t i = 0; i < PP; i++) th[i] = k[i] = a * k[i] + b2;
   for (int l = 0;; l++) {
     const double *qa = q1 + (size_t)l * P, *qb = q2 + (size_t)l * P;
-    for (int p = 0; p < P; p++)
-      for (int p2 = 0; p2 < P; p2++) {
-        const size_t i = (size_t)p * P + p2;
-        relu_expect(&e[i], &ed[i], qa[p], qb[p2], k[i], same && p == p2);
-        ed[i] *= th[i]; /* Ed Theta */
-      }
+    for (int p = 0; p < P; p++) {
+      const size_t r = (size_t)p * P;
+      relu_arccos_row(e + r, ed + r, qa[p], qb, k + r, P);
+      if (same) relu_expect(&e[r + p], &ed[r + p], qa[p], qb[p], k[r + p], 1); /* a pixel with itself: correlation 1 */
+      for (int p2 = 0; p2 < P; p2++) ed[r + p2] *= th[r + p2]; /* Ed Theta */
+    }
     if (l == L - 1) break;
     patch_sum(k, e, tmp, H, W);
     patch_sum(th, ed, tmp, H, W);

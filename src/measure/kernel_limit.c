@@ -1,7 +1,7 @@
 /* kernel/: the infinite-width reference run (docs/infinite_width.md). With -kernel_regression the
  * sweep gets one more run per learning rate, of width 0 ("inf"): gradient descent at infinite width,
- * which is kernel regression with the analytic NTK Theta_inf of the deck's fully connected net
- * (src/app/kernel_run.c). Its train/ and test/ rows are the kernel trajectory; this group holds
+ * which is kernel regression with the analytic NTK Theta_inf of the deck's fully connected net, or
+ * with -kernel_net cntk the CNTK of a plain conv net (src/app/kernel_run.c). Its train/ and test/ rows are the kernel trajectory; this group holds
  * what only that run has: the whole spectrum of Theta_inf, lambda_0(inf) and the converged
  * predictor. The finite runs never record it (their rows stay NaN / -1). */
 #include <string.h>
@@ -9,10 +9,16 @@
 
 static bool on(const Config *c) { return c->kernel_regression; }
 
+static const char *net_choice(int i) { return i == 0 ? "fc" : i == 1 ? "cntk" : NULL; }
+
 static const OptionDesc options[] = {
   {.name = "-kernel_regression", .kind = KIND_BOOL, .def = "false", .in_deck = on,
    .meaning = "Also run infinite-width gradient descent (kernel regression with the analytic NTK) as width 0 = inf, once per learning rate",
    OPTION_FIELD(kernel_regression)},
+  {.name = "-kernel_net", .kind = KIND_CHOICE, .def = "fc", .n_choices = 2, .choice = net_choice, .in_deck = on,
+   .meaning = "The kernel: fc = the NTK of the deck's fully connected net; cntk = the CNTK of -depth 3x3 conv + relu layers, global "
+              "average pooling and a dense readout (-sigma_w, -sigma_b, -bias)",
+   OPTION_FIELD(kernel_net)},
   {.name = "-kernel_tile", .kind = KIND_INT, .def = "64", .lo = 1, .hi = 65536, .in_deck = on,
    .meaning = "Rows and columns of the kernel Gram matrix's tiles (the unit of work and of checkpoints)", OPTION_FIELD(kernel_tile)},
 };
@@ -20,7 +26,7 @@ static const OptionDesc options[] = {
 static int validate(const Config *c, char *err, size_t errlen)
 {
   if (!c->kernel_regression) return 0;
-  const char *why = c->model.arch != ARCH_FC ? "-arch fc (the analytic NTK is of fully connected nets)"
+  const char *why = c->model.arch != ARCH_FC && c->kernel_net == 0 ? "-arch fc, or -kernel_net cntk (the analytic NTK is of fully connected nets)"
                     : c->mup_limit          ? "-mup_limit false (both would be width 0)"
                     : c->optimizer != OPT_GD ? "-optimizer gd (kernel regression is full-batch gradient descent)"
                     : c->momentum != 0       ? "-momentum 0"
