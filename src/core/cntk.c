@@ -52,41 +52,39 @@ void cntk_variances(double *q, const double *x, const CntkSpec *s)
 size_t cntk_work_size(const CntkSpec *s)
 {
   const size_t P = (size_t)s->H * s->W;
-  return 5 * P * P;
+  return 4 * P * P;
 }
 
-/* out = sum over the 3x3 diagonal offsets o of in(p + o, p' + o), zero outside; layout
- * [h][w][h'][w'] (P x P). Separable: along (w, w') first, then along (h, h'). */
-static void patch_sum(double *out, const double *in, double *tmp, int H, int W)
+/* out_m = sum over the 3x3 diagonal offsets o of in_m(p + o, p' + o), zero outside, for the n_m
+ * (1 or 2) arrays at once; layout [h][w][h'][w'] (P x P). Each output row (h, w, h', .) is
+ * written once from the up to 9 shifted input rows, which are in cache. */
+static void patch_sum(double *restrict out0, const double *restrict in0, double *restrict out1, const double *restrict in1, int H, int W)
 {
-  const size_t P = (size_t)H * W, row = W; /* [h][w][h'] rows of W values */
-  memset(tmp, 0, P * P * sizeof *tmp);
+  const size_t row = W;
   for (int h = 0; h < H; h++)
     for (int w = 0; w < W; w++)
-      for (int dx = -1; dx <= 1; dx++) {
-        const int z = w + dx;
-        if (z < 0 || z >= W) continue;
-        const int lo = dx < 0 ? 1 : 0, hi = dx > 0 ? W - 1 : W; /* w' with w' + dx inside */
-        for (int h2 = 0; h2 < H; h2++) {
-          double *t = tmp + (((size_t)h * W + w) * H + h2) * row;
-          const double *src = in + (((size_t)h * W + z) * H + h2) * row + dx;
-          for (int w2 = lo; w2 < hi; w2++) t[w2] += src[w2];
+      for (int h2 = 0; h2 < H; h2++) {
+        double *o0 = out0 + (((size_t)h * W + w) * H + h2) * row, *o1 = out1 ? out1 + (((size_t)h * W + w) * H + h2) * row : NULL;
+        for (int w2 = 0; w2 < W; w2++) o0[w2] = 0;
+        if (o1)
+          for (int w2 = 0; w2 < W; w2++) o1[w2] = 0;
+        for (int dy = -1; dy <= 1; dy++) {
+          const int y = h + dy, y2 = h2 + dy;
+          if (y < 0 || y >= H || y2 < 0 || y2 >= H) continue;
+          for (int dx = -1; dx <= 1; dx++) {
+            const int z = w + dx;
+            if (z < 0 || z >= W) continue;
+            const int lo = dx < 0 ? 1 : 0, hi = dx > 0 ? W - 1 : W; /* w' with w' + dx inside */
+            const size_t at = (((size_t)y * W + z) * H + y2) * row + dx;
+            const double *i0 = in0 + at;
+            for (int w2 = lo; w2 < hi; w2++) o0[w2] += i0[w2];
+            if (o1) {
+              const double *i1 = in1 + at;
+              for (int w2 = lo; w2 < hi; w2++) o1[w2] += i1[w2];
+            }
+          }
         }
       }
-  memset(out, 0, P * P * sizeof *out);
-  for (int h = 0; h < H; h++)
-    for (int dy = -1; dy <= 1; dy++) {
-      const int y = h + dy;
-      if (y < 0 || y >= H) continue;
-      for (int w = 0; w < W; w++)
-        for (int h2 = 0; h2 < H; h2++) {
-          const int y2 = h2 + dy;
-          if (y2 < 0 || y2 >= H) continue;
-          double *o = out + (((size_t)h * W + w) * H + h2) * row;
-          const double *src = tmp + (((size_t)y * W + w) * H + y2) * row;
-          for (int w2 = 0; w2 < W; w2++) o[w2] += src[w2];
-        }
-    }
 }
 
 void cntk_pair(double *K, double *Theta, const double *x1, const double *q1, const double *x2, const double *q2, int same, const CntkSpec *s,
@@ -94,11 +92,11 @@ void cntk_pair(double *K, double *Theta, const double *x1, const double *q1, con
 {
   const int H = s->H, W = s->W, P = H * W, L = s->depth;
   const size_t PP = (size_t)P * P;
-  double *k = work, *th = work + PP, *e = work + 2 * PP, *ed = work + 3 * PP, *tmp = work + 4 * PP;
+  double *k = work, *th = work + PP, *e = work + 2 * PP, *ed = work + 3 * PP;
   const double a = s->sigma_w * s->sigma_w / 9, b2 = s->sigma_b * s->sigma_b;
   /* Sigma_0 = X1^T X2 / C (channel-major images: C x P) */
   cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, P, s->C, 1.0 / s->C, x1, P, x2, P, 0.0, e, P);
-  patch_sum(k, e, tmp, H, W);
+  patch_sum(k, e, NULL, NULL, H, W);
   for (size_t i = 0; i < PP; i++) th[i] = k[i] = a * k[i] + b2;
   for (int l = 0;; l++) {
     const double *qa = q1 + (size_t)l * P, *qb = q2 + (size_t)l * P;
@@ -109,8 +107,7 @@ void cntk_pair(double *K, double *Theta, const double *x1, const double *q1, con
       for (int p2 = 0; p2 < P; p2++) ed[r + p2] *= th[r + p2]; /* Ed Theta */
     }
     if (l == L - 1) break;
-    patch_sum(k, e, tmp, H, W);
-    patch_sum(th, ed, tmp, H, W);
+    patch_sum(k, e, th, ed, H, W);
     for (size_t i = 0; i < PP; i++) {
       k[i] = a * k[i] + b2;
       th[i] = k[i] + a * th[i];

@@ -34,12 +34,13 @@ typedef struct {
 /* Per-pixel variances q_l(x, p), l = 1..L, of one image: q[(l - 1) * P + p]. */
 void cntk_variances(double *q /* L x P */, const double *x /* C x H x W */, const CntkSpec *s);
 
-/* Doubles of workspace cntk_pair needs: 5 P^2. */
+/* Doubles of workspace cntk_pair needs: 4 P^2. */
 size_t cntk_work_size(const CntkSpec *s);
 
 /* NNGP *K and NTK *Theta (either may be NULL) of one image pair, from the images and their
- * variances; same: x1 and x2 are the same image. The patch sums are separable (3 + 3 shifted
- * additions instead of 9) and vectorise along the image rows; Sigma_0 is one GEMM. */
+ * variances; same: x1 and x2 are the same image. The patch sums write each output row once from the
+ * shifted input rows (vectorised along the image rows), E and Ed Theta in one sweep; the arc-cosine
+ * expectations are vectorised rows (arccos.h); Sigma_0 is one GEMM. */
 void cntk_pair(double *K, double *Theta, const double *x1 /* C x H x W */, const double *q1 /* L x P */, const double *x2 /* C x H x W */,
                const double *q2 /* L x P */, int same, const CntkSpec *s, double *work /* cntk_work_size */);
 
