@@ -11,9 +11,11 @@ the recorded steps. The driver (test_kernel_inf kreg) gets G = J J^T, C = J* J^T
 y - f(theta_0) (its f_0 = 0; f(x; theta_0) is the same for every output, so the argmax and the
 losses are the linearised model's) and must agree to 1e-10 relative, at each rank count given, for a
 lazy rate, a step-decay schedule and a divergent rate (stopped by -diverge_factor at the same
-record). Also: the spectrum against numpy's eigvalsh, the Cholesky predictor against numpy's solve.
+record). KREG_N sets N (24 by default: the eigenvectors come from SLEPc's pdsyev path at
+every rank count; 160: from pdsyevd at 1 and 4 ranks). Also: the spectrum against numpy's eigvalsh, the Cholesky predictor against numpy's solve.
 
 usage: kernel_regression_check.py DRIVER MPIEXEC NP [NP ...]"""
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,7 @@ torch.set_default_dtype(torch.float64)
 driver, mpiexec = sys.argv[1:3]
 nps = [int(a) for a in sys.argv[3:]]
 tmp = tempfile.mkdtemp()
-N, M, K, d, n = 24, 10, 3, 5, 48
+N, M, K, d, n = int(os.environ.get("KREG_N", "24")), 10, 3, 5, 48
 g = torch.Generator().manual_seed(7)
 W1, W2, w3 = (torch.randn(n, d, generator=g), torch.randn(n, n, generator=g), torch.randn(n, generator=g))
 b1, b2 = torch.randn(n, generator=g), torch.randn(n, generator=g)

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <petsc/private/petscscalapack.h> /* the block-cyclic array of a MATSCALAPACK matrix */
 #include "kernel_regression.h"
 #include "lr_schedule.h"
 #include "runs.h"
@@ -46,27 +47,15 @@ static PetscErrorCode gather_rows(Mat mat, const double *loc, double *full, int 
 
 static PetscLogEvent ev_eig, ev_chol, ev_traj;
 
-PetscErrorCode kreg_setup(KernelRegression *kr, MPI_Comm comm, Mat G, Mat C, const Dataset *train, const Dataset *test)
+/* ScaLAPACK's symmetric eigensolver, divide and conquer (Fortran) */
+extern void pdsyevd_(const char *jobz, const char *uplo, const PetscBLASInt *n, double *a, const PetscBLASInt *ia, const PetscBLASInt *ja,
+                     const PetscBLASInt *desca, double *w, double *z, const PetscBLASInt *iz, const PetscBLASInt *jz, const PetscBLASInt *descz,
+                     double *work, const PetscBLASInt *lwork, PetscBLASInt *iwork, const PetscBLASInt *liwork, PetscBLASInt *info);
+
+/* The same by SLEPc's EPSSCALAPACK (pdsyev) on Gs (G's MATSCALAPACK copy). */
+static PetscErrorCode eig_all_eps(KernelRegression *kr, MPI_Comm comm, Mat G, Mat Gs, PetscInt N)
 {
   PetscFunctionBeginUser;
-  if (!ev_eig) {
-    PetscClassId id;
-    PetscCall(PetscClassIdRegister("KernelRegression", &id));
-    PetscCall(PetscLogEventRegister("KernelEigen", id, &ev_eig));
-    PetscCall(PetscLogEventRegister("KernelCholesky", id, &ev_chol));
-    PetscCall(PetscLogEventRegister("KernelTrajectory", id, &ev_traj));
-  }
-  memset(kr, 0, sizeof *kr);
-  PetscInt N;
-  PetscCall(MatGetSize(G, &N, NULL));
-  kr->comm = comm, kr->N = (int)N, kr->M = C ? test->n : 0, kr->k = train->k, kr->train = train, kr->test = test, kr->C = C;
-  const int k = kr->k;
-  /* all eigenpairs of the symmetric Theta(X, X) with ScaLAPACK */
-  PetscCall(PetscLogEventBegin(ev_eig, 0, 0, 0, 0));
-  /* the operator handed to SLEPc is already MATSCALAPACK (converting it inside EPSSolve would change
-   * G's state, which SLEPc refuses); the Cholesky factorisation below reuses it */
-  Mat Gs;
-  PetscCall(MatConvert(G, MATSCALAPACK, MAT_INITIAL_MATRIX, &Gs));
   EPS eps;
   PetscCall(EPSCreate(comm, &eps));
   PetscCall(EPSSetOperators(eps, Gs, NULL));
@@ -107,6 +96,89 @@ PetscErrorCode kreg_setup(KernelRegression *kr, MPI_Comm comm, Mat G, Mat C, con
   PetscCall(VecScatterDestroy(&to_dense));
   PetscCall(VecDestroy(&ev));
   PetscCall(EPSDestroy(&eps));
+  PetscFunctionReturn(0);
+}
+
+/* Every eigenpair of G by ScaLAPACK's divide-and-conquer pdsyevd on the block-cyclic copy
+ * (MATSCALAPACK); kr->V (MATDENSE, columns largest first) and kr->spectrum. SLEPc's EPSSCALAPACK
+ * calls pdsyev (the QR algorithm, several times slower for all the vectors): it is used only when
+ * some process of the grid would hold no block (N below block size x grid side), where Debian's
+ * ScaLAPACK 2.2 pdsyevd returns wrong eigenvectors (tests/kernel_regression_check.py, N = 24 on 4
+ * ranks). */
+static PetscErrorCode eig_all(KernelRegression *kr, MPI_Comm comm, Mat G, PetscInt N)
+{
+  PetscFunctionBeginUser;
+  Mat Gs;
+  PetscCall(MatConvert(G, MATSCALAPACK, MAT_INITIAL_MATRIX, &Gs));
+  {
+    Mat_ScaLAPACK *a = (Mat_ScaLAPACK *)Gs->data;
+    const PetscInt side = a->grid->nprow > a->grid->npcol ? a->grid->nprow : a->grid->npcol;
+    if (N < (PetscInt)a->nb * side) {
+      PetscCall(eig_all_eps(kr, comm, G, Gs, N));
+      PetscCall(MatDestroy(&Gs));
+      PetscFunctionReturn(0);
+    }
+  }
+  Mat Z;
+  PetscCall(MatDuplicate(Gs, MAT_DO_NOT_COPY_VALUES, &Z));
+  {
+    Mat_ScaLAPACK *a = (Mat_ScaLAPACK *)Gs->data, *z = (Mat_ScaLAPACK *)Z->data;
+    const PetscBLASInt one = 1, n = (PetscBLASInt)N;
+    PetscBLASInt lwork = -1, liwork = -1, info = 0, iq;
+    double wq, *w = malloc((size_t)N * sizeof *w);
+    pdsyevd_("V", "L", &n, a->loc, &one, &one, a->desc, w, z->loc, &one, &one, z->desc, &wq, &lwork, &iq, &liwork, &info);
+    PetscCheck(!info, comm, PETSC_ERR_LIB, "ScaLAPACK pdsyevd workspace query: info %d", (int)info);
+    /* the query's answer is too small for PDORMTR inside Debian's ScaLAPACK 2.2 when N is below the
+     * block size ("parameter 16 had an illegal value"): add the documented minima's local terms */
+    const PetscBLASInt nb = a->nb, lr = a->locr > nb ? a->locr : nb, lc = a->locc > nb ? a->locc : nb;
+    lwork = 2 * (PetscBLASInt)wq + 1 + 8 * n + 2 * lr * lc + 3 * nb * nb + 2 * (lr + lc) * nb + 4 * n * nb, liwork = iq; /* PDORMTR's terms too */
+    double *work = malloc((size_t)lwork * sizeof *work);
+    PetscBLASInt *iwork = malloc((size_t)liwork * sizeof *iwork);
+    pdsyevd_("V", "L", &n, a->loc, &one, &one, a->desc, w, z->loc, &one, &one, z->desc, work, &lwork, iwork, &liwork, &info);
+    free(work), free(iwork);
+    PetscCheck(!info, comm, PETSC_ERR_LIB, "ScaLAPACK pdsyevd failed on the kernel matrix: info %d", (int)info);
+    PetscCall(PetscObjectStateIncrease((PetscObject)Z));
+    kr->spectrum = malloc((size_t)N * sizeof *kr->spectrum);
+    for (PetscInt i = 0; i < N; i++) kr->spectrum[i] = w[N - 1 - i] / (double)N; /* largest first */
+    free(w);
+  }
+  PetscCall(MatDestroy(&Gs));
+  PetscCall(MatConvert(Z, MATDENSE, MAT_INITIAL_MATRIX, &kr->V));
+  PetscCall(MatDestroy(&Z));
+  { /* columns in the spectrum's order: largest first */
+    PetscInt vs, ve, ldv;
+    double *v;
+    PetscCall(MatGetOwnershipRange(kr->V, &vs, &ve));
+    PetscCall(MatDenseGetLDA(kr->V, &ldv));
+    PetscCall(MatDenseGetArray(kr->V, &v));
+    for (PetscInt j = 0; j < N / 2; j++)
+      for (PetscInt i = 0; i < ve - vs; i++) {
+        const double t = v[i + j * ldv];
+        v[i + j * ldv] = v[i + (N - 1 - j) * ldv], v[i + (N - 1 - j) * ldv] = t;
+      }
+    PetscCall(MatDenseRestoreArray(kr->V, &v));
+  }
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode kreg_setup(KernelRegression *kr, MPI_Comm comm, Mat G, Mat C, const Dataset *train, const Dataset *test)
+{
+  PetscFunctionBeginUser;
+  if (!ev_eig) {
+    PetscClassId id;
+    PetscCall(PetscClassIdRegister("KernelRegression", &id));
+    PetscCall(PetscLogEventRegister("KernelEigen", id, &ev_eig));
+    PetscCall(PetscLogEventRegister("KernelCholesky", id, &ev_chol));
+    PetscCall(PetscLogEventRegister("KernelTrajectory", id, &ev_traj));
+  }
+  memset(kr, 0, sizeof *kr);
+  PetscInt N;
+  PetscCall(MatGetSize(G, &N, NULL));
+  kr->comm = comm, kr->N = (int)N, kr->M = C ? test->n : 0, kr->k = train->k, kr->train = train, kr->test = test, kr->C = C;
+  const int k = kr->k;
+  /* all eigenpairs of the symmetric Theta(X, X) with ScaLAPACK */
+  PetscCall(PetscLogEventBegin(ev_eig, 0, 0, 0, 0));
+  PetscCall(eig_all(kr, comm, G, N));
   PetscCall(PetscLogEventEnd(ev_eig, 0, 0, 0, 0));
   kr->lambda0 = kr->spectrum[0];
   /* c = V^T Y */
@@ -124,7 +196,8 @@ PetscErrorCode kreg_setup(KernelRegression *kr, MPI_Comm comm, Mat G, Mat C, con
   kr->conv_train_loss = kr->conv_train_acc = kr->conv_test_loss = kr->conv_test_acc = NAN;
   if (kr->spectrum[N - 1] > 0) {
     PetscCall(PetscLogEventBegin(ev_chol, 0, 0, 0, 0));
-    Mat B, X, Bs, Xs;
+    Mat Gs, B, X, Bs, Xs;
+    PetscCall(MatConvert(G, MATSCALAPACK, MAT_INITIAL_MATRIX, &Gs));
     PetscCall(MatCholeskyFactor(Gs, NULL, NULL));
     PetscCall(MatCreateDense(comm, re - rs, PETSC_DECIDE, N, k, NULL, &B));
     double *ba;
@@ -177,13 +250,13 @@ PetscErrorCode kreg_setup(KernelRegression *kr, MPI_Comm comm, Mat G, Mat C, con
     kr->conv_train_loss = acc[0] / (2.0 * N), kr->conv_train_acc = labelled ? acc[1] / N : NAN;
     if (kr->C) kr->conv_test_loss = acc[2] / (2.0 * kr->M), kr->conv_test_acc = labelled ? acc[3] / kr->M : NAN;
     free(aloc), free(alpha);
+    PetscCall(MatDestroy(&Gs));
     PetscCall(MatDestroy(&B));
     PetscCall(MatDestroy(&Bs));
     PetscCall(MatDestroy(&Xs));
     PetscCall(MatDestroy(&X));
     PetscCall(PetscLogEventEnd(ev_chol, 0, 0, 0, 0));
   }
-  PetscCall(MatDestroy(&Gs));
   PetscFunctionReturn(0);
 }
 
