@@ -100,13 +100,14 @@ def cntk_pair(x1, x2, C, H, W, L=2, sw2=2.0, sb2=0.01):
         q1, q2 = sw2 / 9 * pd(q1 / 2) + sb2, sw2 / 9 * pd(q2 / 2) + sb2
 
 
-# 1. fc NTK
-n, d = a.fc_n, a.fc_d
-e, t_ours, chk = ours("fc", n, d, a.reps)
-x = same_inputs(n, d)
-t_np, th = best(lambda: relu_ntk(x), a.reps)
-print("fc relu NTK, depth 3, %d x %d block, d = %d: ours %.3g entries/s, numpy %.3g entries/s, ours/numpy %.1fx "
-      "(checksums %.12g / %.12g)" % (n, n, d, e / t_ours, e / t_np, t_np / t_ours, chk, th.sum()))
+# 1. fc NTK, at the data's dimension and at a small one (the kernel without the shared GEMM)
+for d in (a.fc_d, 16):
+    n = a.fc_n
+    e, t_ours, chk = ours("fc", n, d, a.reps)
+    x = same_inputs(n, d)
+    t_np, th = best(lambda: relu_ntk(x), a.reps)
+    print("fc relu NTK, depth 3, %d x %d block, d = %d: ours %.3g entries/s, numpy %.3g entries/s, ours/numpy %.1fx "
+          "(checksums %.12g / %.12g)" % (n, n, d, e / t_ours, e / t_np, t_np / t_ours, chk, th.sum()))
 
 # 2. CNTK
 n, hw = a.cntk_n, a.cntk_hw

@@ -286,12 +286,21 @@ PetscErrorCode kernel_gram_assemble(MPI_Comm comm, const KernelFn *k, const doub
   int *mine = malloc((size_t)(nt ? nt : 1) * sizeof *mine), n_mine = 0;
   double **vals = malloc((size_t)(nt ? nt : 1) * sizeof *vals);
   Scheduler sched;
-  PetscCheck(scheduler_create(&sched, comm, PETSC_COMM_SELF, nt) == 0, comm, PETSC_ERR_LIB, "cannot create the tile scheduler's MPI window");
-  int computed = 0, loaded = 0, save_failed = 0, pos;
+  /* The scheduler hands out chunks of consecutive tiles, about 16 per rank: a fetch from the counter
+   * on rank 0 completes only when rank 0 enters MPI (no asynchronous progress), i.e. between its own
+   * chunks, so one fetch per tile would leave the other ranks waiting for rank 0's tiles. */
+  int size;
+  PetscCallMPI(MPI_Comm_size(comm, &size));
+  const int chunk = nt / (16 * size) > 1 ? nt / (16 * size) : 1, n_chunks = (nt + chunk - 1) / chunk;
+  PetscCheck(scheduler_create(&sched, comm, PETSC_COMM_SELF, n_chunks) == 0, comm, PETSC_ERR_LIB, "cannot create the tile scheduler's MPI window");
+  int computed = 0, loaded = 0, save_failed = 0, cpos = -1, pos = 0, cend = 0;
   double busy = 0;
   for (;;) {
-    if (ckpt_signal_received()) scheduler_request_stop(&sched);
-    if ((pos = scheduler_next(&sched)) < 0) break;
+    if (pos >= cend) { /* the next chunk */
+      if (ckpt_signal_received()) scheduler_request_stop(&sched);
+      if ((cpos = scheduler_next(&sched)) < 0) break;
+      pos = cpos * chunk, cend = pos + chunk < nt ? pos + chunk : nt;
+    }
     const Tile *t = &tiles[pos];
     double *v = malloc((size_t)t->nr * t->nc * sizeof *v);
     PetscCheck(v, PETSC_COMM_SELF, PETSC_ERR_MEM, "out of memory for a %d x %d kernel tile", t->nr, t->nc);
@@ -311,7 +320,7 @@ PetscErrorCode kernel_gram_assemble(MPI_Comm comm, const KernelFn *k, const doub
       }
     }
     busy += MPI_Wtime() - t0;
-    mine[n_mine] = pos;
+    mine[n_mine] = pos++;
     vals[n_mine++] = v;
   }
   int stopped = scheduler_stop_requested(&sched);
@@ -322,8 +331,6 @@ PetscErrorCode kernel_gram_assemble(MPI_Comm comm, const KernelFn *k, const doub
   double bmax = busy, bsum = busy;
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &bmax, 1, MPI_DOUBLE, MPI_MAX, comm));
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &bsum, 1, MPI_DOUBLE, MPI_SUM, comm));
-  int size;
-  PetscCallMPI(MPI_Comm_size(comm, &size));
   st->max_rank_busy = bmax, st->mean_rank_busy = bsum / size;
   if (cnt[3] && rank == 0) PetscCall(PetscPrintf(PETSC_COMM_SELF, "ntkhpc: warning: some kernel tiles could not be checkpointed in %s/" TILE_DIR "\n", dir));
 

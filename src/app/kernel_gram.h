@@ -5,7 +5,8 @@
  * square tiles of -kernel_tile rows: the train-train tiles (I, J) with J <= I only (a symmetric
  * tile is computed once and mirrored), and every test-train tile. The tiles are handed out by the
  * sweep's dynamic scheduler (an MPI_Fetch_and_op counter, sweep.h) with every rank its own group,
- * so a rank that finishes early takes the next tile. Each computed tile is checkpointed to its own
+ * in chunks of consecutive tiles (about 16 chunks per rank), so a rank that finishes early
+ * takes the next chunk. Each computed tile is checkpointed to its own
  * file (written, synced and renamed); a rerun after a kill loads the tiles found instead of
  * recomputing them. Every entry is computed by the same tile whatever the rank count, so the
  * assembled matrices are identical on any number of ranks.
