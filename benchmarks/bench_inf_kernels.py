@@ -17,7 +17,9 @@ import os
 import subprocess
 import time
 
-import numpy as np
+for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[v] = "1"  # numpy in this process at one thread too (before it loads OpenBLAS)
+import numpy as np  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--bench", required=True)
