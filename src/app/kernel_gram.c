@@ -165,54 +165,39 @@ static PetscErrorCode deliver_rows(MPI_Comm comm, Mat G, Mat C, int N, const Til
     }                                                          \
     (o) = lo;                                                  \
   } while (0)
-  size_t *cnt = calloc((size_t)size, sizeof *cnt);
-  /* pass 1: doubles per destination */
-  for (int q = 0; q < n_mine; q++) {
-    const Tile *t = &tiles[mine[q]];
-    const int m = t->r0 >= N, r0 = t->r0 - (m ? N : 0);
-    if (m && !C) continue;
-    for (int i = 0; i < t->nr; i++) {
-      int o;
-      OWNER(m, r0 + i, o);
-      cnt[o] += 4 + (size_t)t->nc;
-    }
-    if (t->mirror)
-      for (int j = 0; j < t->nc; j++) {
-        int o;
-        OWNER(0, t->c0 + j, o);
-        cnt[o] += 4 + (size_t)t->nr;
-      }
-  }
+  /* pass 0 counts the doubles per destination, pass 1 packs them (sb, at sd[o] + fill[o]) */
+  size_t *cnt = calloc((size_t)size, sizeof *cnt), *fill = calloc((size_t)size, sizeof *fill), tot = 0;
   int *sc = malloc((size_t)size * sizeof *sc), *sd = malloc((size_t)size * sizeof *sd), *rcn = malloc((size_t)size * sizeof *rcn),
       *rd = malloc((size_t)size * sizeof *rd);
-  size_t tot = 0;
-  for (int r = 0; r < size; r++) {
-    PetscCheck(cnt[r] < (size_t)INT32_MAX, comm, PETSC_ERR_SUP, "kernel tiles: more than 2^31 values for one rank in one exchange");
-    sc[r] = (int)cnt[r], sd[r] = (int)tot, tot += cnt[r];
-  }
-  double *sb = malloc((tot ? tot : 1) * sizeof *sb);
-  size_t *fill = calloc((size_t)size, sizeof *fill);
-  for (int q = 0; q < n_mine; q++) {
-    const Tile *t = &tiles[mine[q]];
-    const int m = t->r0 >= N, r0 = t->r0 - (m ? N : 0);
-    if (m && !C) continue;
-    for (int i = 0; i < t->nr; i++) {
-      int o;
-      OWNER(m, r0 + i, o);
-      double *d = sb + sd[o] + fill[o];
-      d[0] = m, d[1] = r0 + i, d[2] = t->c0, d[3] = t->nc;
-      memcpy(d + 4, vals[q] + (size_t)i * t->nc, (size_t)t->nc * sizeof *d);
-      fill[o] += 4 + (size_t)t->nc;
-    }
-    if (t->mirror)
-      for (int j = 0; j < t->nc; j++) {
-        int o;
-        OWNER(0, t->c0 + j, o);
-        double *d = sb + sd[o] + fill[o];
-        d[0] = 0, d[1] = t->c0 + j, d[2] = r0, d[3] = t->nr;
-        for (int i = 0; i < t->nr; i++) d[4 + i] = vals[q][(size_t)i * t->nc + j];
-        fill[o] += 4 + (size_t)t->nr;
+  double *sb = NULL;
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) {
+      for (int r = 0; r < size; r++) {
+        PetscCheck(cnt[r] < (size_t)INT32_MAX, comm, PETSC_ERR_SUP, "kernel tiles: more than 2^31 values for one rank in one exchange");
+        sc[r] = (int)cnt[r], sd[r] = (int)tot, tot += cnt[r];
       }
+      sb = malloc((tot ? tot : 1) * sizeof *sb);
+    }
+    for (int q = 0; q < n_mine; q++) {
+      const Tile *t = &tiles[mine[q]];
+      const int m = t->r0 >= N, r0 = t->r0 - (m ? N : 0);
+      if (m && !C) continue;
+      for (int side = 0; side < (t->mirror ? 2 : 1); side++) { /* side 1: the mirror's rows are the tile's columns */
+        const int nrow = side ? t->nc : t->nr, ncol = side ? t->nr : t->nc, row0 = side ? t->c0 : r0, col0 = side ? r0 : t->c0;
+        for (int i = 0; i < nrow; i++) {
+          int o;
+          OWNER(side ? 0 : m, row0 + i, o);
+          if (pass == 1) {
+            double *d = sb + sd[o] + fill[o];
+            d[0] = side ? 0 : m, d[1] = row0 + i, d[2] = col0, d[3] = ncol;
+            if (side)
+              for (int j = 0; j < ncol; j++) d[4 + j] = vals[q][(size_t)j * t->nc + i];
+            else memcpy(d + 4, vals[q] + (size_t)i * t->nc, (size_t)ncol * sizeof *d);
+          }
+          (pass ? fill : cnt)[o] += 4 + (size_t)ncol;
+        }
+      }
+    }
   }
 #undef OWNER
   PetscCallMPI(MPI_Alltoall(sc, 1, MPI_INT, rcn, 1, MPI_INT, comm));
