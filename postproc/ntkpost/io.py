@@ -237,7 +237,9 @@ class Run:
 
     @property
     def label(self):
-        return "%s w=%d seed=%d %s" % (self.param, self.width, self.seed, eta_key_label(self.eta_key))
+        # width 0 is the infinite width: the muP limit (-mup_limit) or the kernel limit (-kernel_regression)
+        w = "inf" if self.width == 0 else str(self.width)
+        return "%s w=%s seed=%d %s" % (self.param, w, self.seed, eta_key_label(self.eta_key))
 
     def __repr__(self):
         return "<Run %s#%d %s status=%s rows=%d>" % (os.path.basename(self.path), self.index,

@@ -27,6 +27,7 @@
 #define NTK_GIT_HASH "unknown"
 #endif
 #include "instance.h"
+#include "kernel_run.h"
 #include "measure.h"
 #include "run_hooks.h"
 #include "train.h"
@@ -427,7 +428,10 @@ int ntkhpc_main(int argc, char **argv)
   MPI_Comm_split(world, rank / cfg.ranks_per_run, rank, &group);
   int stopped = 0;
   char *job = output_identity(cfg.output);
-  code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances, measured, &stopped);
+  KernelRuns kernel_runs; /* -kernel_regression: the width-0 runs' kernel, before lambda_0 */
+  if (rank == 0 && plan == 0) kernel_gram_remove_tiles(cfg.checkpoint_dir);
+  code = kernel_runs_prepare(&kernel_runs, &cfg, &train, &test, &sweep, world, instances, measured, &stopped);
+  if (!code && !stopped) code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances, measured, &stopped);
   if (rank == 0 && ckpt_write_sweep(cfg.checkpoint_dir, deck_text, job, ni, instances, measured, err, sizeof err)) {
     say_error(rank, err);
     if (!code) code = EXIT_RUNTIME;
@@ -463,7 +467,8 @@ int ntkhpc_main(int argc, char **argv)
         code = EXIT_RUNTIME;
       }
     }
-    int rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text);
+    int rc = kernel_runs_write(&kernel_runs, &cfg, &sweep, &out, status, done_rows, world);
+    if (!rc) rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text);
     if (rc) code = rc;
     if (output_close(&out)) code = EXIT_RUNTIME;
     /* Every run of the job finished on every rank and the output is closed: it takes its name, and
@@ -477,6 +482,7 @@ int ntkhpc_main(int argc, char **argv)
     MPI_Bcast(&renamed, 1, MPI_INT, 0, world);
     if (!renamed) code = EXIT_RUNTIME;
     if (done && renamed && !cfg.keep_checkpoints && rank == 0) {
+      kernel_gram_remove_tiles(cfg.checkpoint_dir);
       const int rm = ckpt_remove_finished(cfg.checkpoint_dir, deck_text, nr, ni, err, sizeof err);
       if (rm < 0) fprintf(stderr, "ntkhpc: warning: %s\n", err);
       else if (rm == 0 && !cfg.quiet) printf("[ntkhpc] every run is finished: checkpoint folder %s removed (-keep_checkpoints true keeps it)\n", cfg.checkpoint_dir);
@@ -486,6 +492,7 @@ int ntkhpc_main(int argc, char **argv)
       fprintf(stderr, "ntkhpc: stopped by a signal: every unfinished run is checkpointed in %s; continue with -restart (exit code %d)\n",
               cfg.checkpoint_dir, EXIT_SIGNAL);
   }
+  kernel_runs_free(&kernel_runs);
   MPI_Comm_free(&group);
 free_plan:
   free(instances), free(measured), free(status), free(done_rows);

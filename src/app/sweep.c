@@ -28,9 +28,11 @@ static int by_cost_desc(const void *a, const void *b)
 int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_dim, int out_dim, char *err, size_t errlen)
 {
   memset(sw, 0, sizeof *sw);
-  /* -mup_limit: the infinite width is one more width, after the deck's. */
-  const int n_widths = cfg->n_widths + (cfg->mup_limit ? 1 : 0);
-  const int n_deck = n_widths * cfg->n_seeds * cfg->n_params * cfg->n_etas;
+  /* -mup_limit: the infinite width is one more width, after the deck's. -kernel_regression: so is
+   * the kernel limit, with one run per learning rate only (no seed, param ntk: f_0 = 0). */
+  const int n_widths = cfg->n_widths + (cfg->mup_limit ? 1 : 0) + (cfg->kernel_regression ? 1 : 0);
+  const int n_deck = (n_widths - (cfg->kernel_regression ? 1 : 0)) * cfg->n_seeds * cfg->n_params * cfg->n_etas +
+                     (cfg->kernel_regression ? cfg->n_etas : 0);
   const int part = cfg->sweep_part, parts = cfg->sweep_parts > 0 ? cfg->sweep_parts : 1;
   sw->n_runs = n_deck / parts + (part < n_deck % parts);
   if (sw->n_runs == 0) {
@@ -46,17 +48,19 @@ int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_di
   for (int w = 0; w < n_widths; w++)
     for (int s = 0; s < cfg->n_seeds; s++)
       for (int p = 0; p < cfg->n_params; p++) {
+        const bool kernel = cfg->kernel_regression && w == n_widths - 1;
+        if (kernel && (s > 0 || p > 0)) continue;
         ModelConfig mc = cfg->model;
         mc.width = w < cfg->n_widths ? cfg->widths[w] : MODEL_WIDTH_INF;
-        mc.param = cfg->params[p];
+        mc.param = kernel ? PARAM_NTK : cfg->params[p];
         mc.in_dim = in_dim;
         mc.out_dim = out_dim;
-        Model m;
-        if (model_build(&m, &mc, err, errlen)) {
+        Model m = {0};
+        if (!kernel && model_build(&m, &mc, err, errlen)) {
           sweep_free(sw);
           return -1;
         }
-        double cost = run_cost(cfg, model_flops_per_sample(&m), n_train, n_test);
+        double cost = kernel ? 0.0 : run_cost(cfg, model_flops_per_sample(&m), n_train, n_test);
         const int r_first = r;
         for (int e = 0; e < cfg->n_etas; e++, d++) {
           if (d % parts != part) continue;
@@ -71,11 +75,11 @@ int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_di
           run->eta = cfg->eta_in_lambda0_units ? NAN : cfg->etas[e];
           run->eta_factor = cfg->eta_in_lambda0_units ? cfg->etas[e] : NAN;
           run->lambda0 = NAN;
-          run->n_params = (int64_t)m.n_params;
+          run->n_params = kernel ? 0 : (int64_t)m.n_params;
           run->cost = cost;
         }
         if (r > r_first) sw->n_instances++; /* instances without a run in this part are skipped */
-        model_destroy(&m);
+        if (!kernel) model_destroy(&m);
       }
   for (int i = 0; i < sw->n_runs; i++) sw->order[i] = i;
   sort_base = sw->runs;

@@ -97,6 +97,10 @@ typedef struct {
   bool restart;                 /* continue from the checkpoints */
   bool keep_checkpoints;        /* keep the checkpoint folder of a finished job */
   int sweep_part, sweep_parts;  /* run only the deck's runs d with d % sweep_parts == sweep_part */
+  /* infinite width (docs/infinite_width.md) */
+  bool kernel_regression;       /* also the kernel-regression run per learning rate (width MODEL_WIDTH_INF) */
+  int kernel_tile;              /* rows and columns of a Gram matrix tile */
+  int kernel_net;               /* 0: the fc net's NTK, 1: the CNTK (cntk.h) */
 } Config;
 
 /* Names of the enums, for output attributes and messages. */

@@ -1,5 +1,6 @@
 /* Infinite-width NNGP and NTK kernels of fully connected nets (inf_kernels.h). */
 #include "inf_kernels.h"
+#include "arccos.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -199,15 +200,40 @@ void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const 
   /* K_1 off the diagonal: sigma_w^2 / d * x1 x2^T + sigma_b^2 */
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1, n2, d, s->sigma_w * s->sigma_w / d, x1, d, x2, d, 0.0, g, n2);
   const double sb2 = s->sigma_b * s->sigma_b;
+  if (s->act == ACT_RELU) { /* row by row, every layer over the whole row: the loops vectorise (arccos.h) */
+    const double sw2 = s->sigma_w * s->sigma_w;
+    double *qt = malloc((size_t)L * n2 * sizeof *qt), *k = malloc((size_t)n2 * 4 * sizeof *k), *t = k + n2, *e = k + 2 * (size_t)n2,
+           *ed = k + 3 * (size_t)n2;
+    for (int j = 0; j < n2; j++)
+      for (int l = 0; l < L; l++) qt[(size_t)l * n2 + j] = q2[(size_t)j * L + l];
+    for (int i = 0; i < n1; i++) {
+      const double *gi = g + (size_t)i * n2;
+      for (int j = 0; j < n2; j++) k[j] = t[j] = gi[j] + sb2;
+      for (int l = 0; l < L; l++) {
+        relu_arccos_row(e, ed, q1[(size_t)i * L + l], qt + (size_t)l * n2, k, n2);
+        for (int j = 0; j < n2; j++) {
+          k[j] = sw2 * e[j] + sb2;
+          t[j] = k[j] + sw2 * ed[j] * t[j];
+        }
+      }
+      if (K) memcpy(K + (size_t)i * n2, k, (size_t)n2 * sizeof *k);
+      if (Theta) memcpy(Theta + (size_t)i * n2, t, (size_t)n2 * sizeof *t);
+    }
+    free(qt), free(k);
+  } else
+    for (int i = 0; i < n1; i++)
+      for (int j = 0; j < n2; j++) {
+        const size_t ij = (size_t)i * n2 + j;
+        pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, g[ij] + sb2, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
+      }
+  /* A sample paired with itself takes its diagonal value, bit for bit: the GEMM's rounding of x.x
+   * leaves c a few ulps off q, and arccos near 1 turns that into 1e-8. */
   for (int i = 0; i < n1; i++)
     for (int j = 0; j < n2; j++) {
       const size_t ij = (size_t)i * n2 + j;
-      double k12 = g[ij] + sb2;
-      /* A sample paired with itself takes its diagonal value, bit for bit: the GEMM's rounding of
-       * x.x would leave c a few ulps off q, and arccos near 1 turns that into 1e-8. */
-      const double *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
-      if (fabs(k12 - q1[(size_t)i * L]) <= 1e-12 * q1[(size_t)i * L] && (a == b || memcmp(a, b, (size_t)d * sizeof *a) == 0)) k12 = q1[(size_t)i * L];
-      pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, k12, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
+      const double qi = q1[(size_t)i * L], *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
+      if (fabs(g[ij] + sb2 - qi) <= 1e-12 * qi && (a == b || memcmp(a, b, (size_t)d * sizeof *a) == 0))
+        pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, qi, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
     }
   free(q1), free(q2), free(g);
 }

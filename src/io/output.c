@@ -284,6 +284,7 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   rc |= attr_i32(g, "base_width", m->base_width);
   rc |= attr_i32(g, "mup_zero_readout", m->mup_zero_readout ? 1 : 0);
   if (cfg->mup_limit) rc |= attr_i32(g, "mup_limit", 1);
+  if (cfg->kernel_regression) rc |= attr_i32(g, "kernel_regression", 1);
   for (int i = 0; i < cfg->n_params; i++)
     if (cfg->params[i] == PARAM_ABC) rc |= attr_f64_matrix(g, "abc_exponents", &m->abc[0][0], ABC_KINDS, 3);
   rc |= attr_str(g, "dataset", data_kind_name(d->kind));

@@ -1,0 +1,130 @@
+"""Analytic infinite-width kernels: ntkhpc against vectorised numpy, and the Gram assembly's
+parallel efficiency (benchmarks/README.md).
+
+1. Entries per second of the 3-hidden-layer relu NTK (sigma_w^2 = 2, sigma_b = 0.1) on an N x N
+   block of D-dimensional inputs: bench_inf_kernels fc (one GEMM, then the arc-cosine recursion per
+   entry) against numpy doing the same on whole N x N arrays (one matmul, then array arithmetic).
+2. The same for the CNTK (two 3x3 conv + relu layers, global average pooling) of C x H x W images:
+   bench_inf_kernels cntk against numpy vectorised over the P^2 pixel pairs of an image pair (the
+   patch sums as padded slices), which is how the recursion vectorises in numpy.
+   Both at one thread (OPENBLAS_NUM_THREADS=1), fastest of --reps calls; the values are compared.
+3. The distributed assembly (tests/test_kernel_inf gram: the fc NTK of --gram-n samples, tiles of
+   64, dynamic scheduler) at 1 and 2 ranks: wall seconds and the efficiency T1 / (2 T2).
+
+usage: bench_inf_kernels.py --bench build/benchmarks/bench_inf_kernels --gram build/tests/test_kernel_inf"""
+import argparse
+import os
+import subprocess
+import time
+
+for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[v] = "1"  # numpy in this process at one thread too (before it loads OpenBLAS)
+import numpy as np  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--bench", required=True)
+ap.add_argument("--gram", required=True)
+ap.add_argument("--mpiexec", default="mpiexec")
+ap.add_argument("--fc-n", type=int, default=1000)
+ap.add_argument("--fc-d", type=int, default=784)
+ap.add_argument("--cntk-n", type=int, default=4)
+ap.add_argument("--cntk-hw", type=int, default=28)
+ap.add_argument("--gram-n", type=int, default=3000)
+ap.add_argument("--reps", type=int, default=3)
+a = ap.parse_args()
+env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+print("load average %.2f %.2f %.2f" % os.getloadavg())
+
+
+def ours(*args):
+    out = subprocess.run([a.bench, *map(str, args)], env=env, check=True, capture_output=True, text=True).stdout.split()
+    return int(out[1]), float(out[3]), float(out[5])
+
+
+def best(f, reps):
+    t = []
+    for _ in range(reps + 1):
+        t0 = time.perf_counter()
+        r = f()
+        t.append(time.perf_counter() - t0)
+    return min(t[1:]), r
+
+
+def same_inputs(n, d):
+    # the C driver's inputs: srand(1), 2 rand() / RAND_MAX - 1 (glibc), reproduced through ctypes
+    import ctypes
+    libc = ctypes.CDLL("libc.so.6")
+    libc.srand(1)
+    return np.array([2.0 * libc.rand() / 2147483647 - 1.0 for _ in range(n * d)]).reshape(n, d)
+
+
+def relu_ntk(x, depth=3, sw2=2.0, sb2=0.01):
+    d = x.shape[1]
+    k = sw2 * x @ x.T / d + sb2
+    q = np.diag(k).copy()
+    th = k.copy()
+    for _ in range(depth):
+        s = np.sqrt(np.outer(q, q))
+        t = np.arccos(np.clip(k / s, -1, 1))
+        k = sw2 * s / (2 * np.pi) * (np.sin(t) + (np.pi - t) * np.cos(t)) + sb2
+        th = k + sw2 * (np.pi - t) / (2 * np.pi) * th
+        q = sw2 * q / 2 + sb2
+    return th
+
+
+def cntk_pair(x1, x2, C, H, W, L=2, sw2=2.0, sb2=0.01):
+    def patch(a):
+        b = np.pad(a, 1)
+        r = np.zeros_like(a)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                r += b[1 + dy:1 + dy + H, 1 + dx:1 + dx + W, 1 + dy:1 + dy + H, 1 + dx:1 + dx + W]
+        return r
+
+    def pd(v):
+        b = np.pad(v, 1)
+        return sum(b[1 + dy:1 + dy + H, 1 + dx:1 + dx + W] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    x1, x2 = x1.reshape(C, H, W), x2.reshape(C, H, W)
+    k = sw2 / 9 * patch(np.einsum("chw,cij->hwij", x1, x2) / C) + sb2
+    q1 = sw2 / 9 * pd((x1 * x1).sum(0) / C) + sb2
+    q2 = sw2 / 9 * pd((x2 * x2).sum(0) / C) + sb2
+    th = k
+    for l in range(L):
+        s = np.sqrt(q1[:, :, None, None] * q2[None, None])
+        t = np.arccos(np.clip(k / s, -1, 1))
+        e = s / (2 * np.pi) * (np.sin(t) + (np.pi - t) * np.cos(t))
+        edt = (np.pi - t) / (2 * np.pi) * th
+        if l == L - 1:
+            K = sw2 * e.mean() + sb2
+            return K + sw2 * edt.mean()
+        k = sw2 / 9 * patch(e) + sb2
+        th = k + sw2 / 9 * patch(edt)
+        q1, q2 = sw2 / 9 * pd(q1 / 2) + sb2, sw2 / 9 * pd(q2 / 2) + sb2
+
+
+# 1. fc NTK, at the data's dimension and at a small one (the kernel without the shared GEMM)
+for d in (a.fc_d, 16):
+    n = a.fc_n
+    e, t_ours, chk = ours("fc", n, d, a.reps)
+    x = same_inputs(n, d)
+    t_np, th = best(lambda: relu_ntk(x), a.reps)
+    print("fc relu NTK, depth 3, %d x %d block, d = %d: ours %.3g entries/s, numpy %.3g entries/s, ours/numpy %.1fx "
+          "(checksums %.12g / %.12g)" % (n, n, d, e / t_ours, e / t_np, t_np / t_ours, chk, th.sum()))
+
+# 2. CNTK
+n, hw = a.cntk_n, a.cntk_hw
+e, t_ours, chk = ours("cntk", n, 1, hw, hw, 2, a.reps)
+x = same_inputs(n, hw * hw)
+t_np, vals = best(lambda: [cntk_pair(x[i], x[j], 1, hw, hw) for i in range(n) for j in range(n)], max(1, a.reps - 2))
+print("CNTK, 2 conv layers, %dx%d images, %d x %d block: ours %.3g entries/s, numpy %.3g entries/s, ours/numpy %.1fx "
+      "(checksums %.12g / %.12g; numpy's self-pairs do not pin correlation 1)" % (hw, hw, n, n, e / t_ours, e / t_np, t_np / t_ours, chk, sum(vals)))
+
+# 3. assembly at 1 and 2 ranks
+secs = {}
+for np_ in (1, 2):
+    out = subprocess.run([a.mpiexec, "--oversubscribe", "-n", str(np_), a.gram, "gram", "/dev/null", str(a.gram_n), "0", "784", "64", "-"],
+                         env=env, check=True, capture_output=True, text=True).stdout.split()
+    secs[np_] = float(out[out.index("seconds") + 1])
+    busy = float(out[out.index("busy_max") + 1]), float(out[out.index("busy_mean") + 1])
+    print("assembly, fc NTK %d x %d, %d rank(s): %.3f s (per-rank tile time max %.3f s, mean %.3f s)" % (a.gram_n, a.gram_n, np_, secs[np_], *busy))
+print("assembly parallel efficiency at 2 ranks: %.2f" % (secs[1] / (2 * secs[2])))

@@ -1,0 +1,139 @@
+/* The infinite-width runs of a sweep (kernel_run.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cntk.h"
+#include "inf_kernels.h"
+#include "kernel_run.h"
+#include "train.h"
+
+enum { EXIT_RUNTIME = 1 }; /* app.c's code for a runtime failure */
+
+/* The kernel instance: the one of the runs of width MODEL_WIDTH_INF (there is at most one). */
+static int kernel_instance(const Config *cfg, const Sweep *sw)
+{
+  for (int i = 0; i < sw->n_runs && cfg->kernel_regression; i++)
+    if (sw->runs[i].width == MODEL_WIDTH_INF) return sw->runs[i].instance;
+  return -1;
+}
+
+int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train, const Dataset *test, const Sweep *sw, MPI_Comm world,
+                        InstanceRow *rows, int32_t *measured, int *stopped)
+{
+  memset(kp, 0, sizeof *kp);
+  const int inst = kernel_instance(cfg, sw);
+  if (inst < 0) return 0; /* off, or no kernel run in this -sweep_part */
+  int rank;
+  MPI_Comm_rank(world, &rank);
+  const ModelConfig *m = &cfg->model;
+  const InfKernelSpec spec = {m->depth, m->act, m->sigma_w, m->bias ? m->sigma_b : 0.0, 0};
+  const CntkSpec cspec = {m->depth, train->channels, train->height, train->width, m->sigma_w, m->bias ? m->sigma_b : 0.0};
+  const KernelFn k = cfg->kernel_net == 1 ? (KernelFn){"cntk", kernel_block_cntk, &cspec, sizeof cspec}
+                                          : (KernelFn){"ntk_fc", kernel_block_ntk_fc, &spec, sizeof spec};
+  const int N = train->n, M = test->n, d = train->d;
+  double *x = malloc((size_t)(N + M) * d * sizeof *x);
+  if (!x) return EXIT_RUNTIME;
+  memcpy(x, train->x, (size_t)N * d * sizeof *x);
+  if (M) memcpy(x + (size_t)N * d, test->x, (size_t)M * d * sizeof *x);
+  const KernelGramOptions opt = {cfg->kernel_tile, cfg->checkpoint_dir, NULL, NULL};
+  Mat G = NULL, C = NULL;
+  PetscErrorCode ierr = kernel_gram_assemble(world, &k, x, N, M, d, &opt, &G, M ? &C : NULL, &kp->gram);
+  free(x);
+  if (ierr) return EXIT_RUNTIME;
+  if (kp->gram.stopped) {
+    *stopped = 1;
+    return 0;
+  }
+  const double t0 = MPI_Wtime();
+  ierr = kreg_setup(&kp->kr, world, G, C, train, test);
+  MatDestroy(&G);
+  if (ierr) {
+    MatDestroy(&C);
+    return EXIT_RUNTIME;
+  }
+  kp->active = 1;
+  const RunSpec *r = NULL;
+  for (int i = 0; i < sw->n_runs && !r; i++)
+    if (sw->runs[i].instance == inst) r = &sw->runs[i];
+  rows[inst] = (InstanceRow){inst, MODEL_WIDTH_INF, PARAM_NTK, r->seed, 0, kp->kr.lambda0, 0.0, 2, kp->gram.seconds + MPI_Wtime() - t0,
+                             NAN, NAN, 0};
+  measured[inst] = 1;
+  if (rank == 0 && !cfg->quiet) {
+    printf("[ntkhpc] infinite width: %s %d x %d kernel Gram matrix (+ %d test rows) in %d tiles (%d computed, %d from checkpoints) in "
+           "%.2f s; lambda_0(inf) %.6g\n",
+           k.name, N, N, M, kp->gram.n_tiles, kp->gram.computed, kp->gram.loaded, kp->gram.seconds, kp->kr.lambda0);
+    fflush(stdout);
+  }
+  return 0;
+}
+
+int kernel_runs_write(KernelRuns *kp, const Config *cfg, const Sweep *sw, OutputFile *out, int32_t *status, SummaryRow *done_rows,
+                      MPI_Comm world)
+{
+  if (!kp->active) return 0;
+  int rank, rc = 0;
+  MPI_Comm_rank(world, &rank);
+  const int itr = output_schema_index(out, "train"), ite = output_schema_index(out, "test"), ik = output_schema_index(out, "kernel");
+  for (int i = 0; i < sw->n_runs; i++) {
+    const RunSpec *run = &sw->runs[i];
+    if (run->width != MODEL_WIDTH_INF) continue;
+    const double t0 = MPI_Wtime();
+    RecordBuffer tr = {0}, te = {0}, kr = {0};
+    if ((itr >= 0 && records_init(&tr, &out->schema[itr])) || (ite >= 0 && records_init(&te, &out->schema[ite])) ||
+        (ik >= 0 && records_init(&kr, &out->schema[ik])))
+      return EXIT_RUNTIME;
+    int diverged = 0;
+    int64_t steps = 0;
+    if (kreg_trajectory(&kp->kr, cfg, run->eta, itr >= 0 ? &tr : NULL, ite >= 0 ? &te : NULL, &diverged, &steps)) return EXIT_RUNTIME;
+    SummaryRow row = summary_row_pending(run, diverged ? RUN_DIVERGED : RUN_DONE);
+    row.steps_done = steps;
+    row.n_train_records = (int32_t)tr.n, row.n_test_records = (int32_t)te.n;
+    double peak = -INFINITY, peak_window = -INFINITY;
+    for (int64_t j = 0; j < tr.n; j++) {
+      const double *q = records_row(&tr, j);
+      if (q[1] > peak || !isfinite(q[1])) peak = q[1];
+      if (q[0] <= cfg->catapult_window && q[1] > peak_window) peak_window = q[1], row.peak_step = (int64_t)q[0];
+    }
+    if (tr.n) {
+      row.loss0 = records_row(&tr, 0)[1], row.loss_final = records_row(&tr, tr.n - 1)[1], row.acc_final = records_row(&tr, tr.n - 1)[2];
+      row.loss_peak = peak, row.peak_ratio = peak_window / row.loss0;
+    }
+    if (te.n) row.test_loss_final = records_row(&te, te.n - 1)[1], row.test_acc_final = records_row(&te, te.n - 1)[2];
+    row.lambda0 = kp->kr.lambda0;
+    row.lambda_final = diverged ? NAN : kp->kr.lambda0; /* the kernel does not move */
+    row.eta_lambda0 = run->eta * row.lambda0, row.eta_lambda_final = run->eta * row.lambda_final;
+    row.lambda_ratio = row.lambda_final / row.lambda0;
+    row.phase = phase_classify(cfg, row.loss0, peak_window, row.loss_peak, row.loss_final, row.eta_lambda0, row.eta_lambda_final, diverged);
+    if (ik >= 0) {
+      double *q = records_append(&kr, 0);
+      const Schema *s = kr.schema;
+      q[schema_offset(s, schema_find(s, "step"))] = (double)steps;
+      q[schema_offset(s, schema_find(s, "lambda0"))] = kp->kr.lambda0;
+      memcpy(q + schema_offset(s, schema_find(s, "spectrum")), kp->kr.spectrum, (size_t)kp->kr.N * sizeof(double));
+      q[schema_offset(s, schema_find(s, "conv_train_loss"))] = kp->kr.conv_train_loss;
+      q[schema_offset(s, schema_find(s, "conv_train_accuracy"))] = kp->kr.conv_train_acc;
+      q[schema_offset(s, schema_find(s, "conv_test_loss"))] = kp->kr.conv_test_loss;
+      q[schema_offset(s, schema_find(s, "conv_test_accuracy"))] = kp->kr.conv_test_acc;
+      q[schema_offset(s, schema_find(s, "assembly_seconds"))] = kp->gram.seconds;
+    }
+    row.wall_seconds = MPI_Wtime() - t0 + kp->gram.seconds;
+    if (rank == 0) {
+      if (tr.n && output_write_records(out, i, &tr, 0, tr.n)) rc = EXIT_RUNTIME;
+      if (te.n && output_write_records(out, i, &te, 0, te.n)) rc = EXIT_RUNTIME;
+      if (kr.n && output_write_records(out, i, &kr, 0, kr.n)) rc = EXIT_RUNTIME;
+      if (output_write_summary(out, &row)) rc = EXIT_RUNTIME;
+      done_rows[i] = row;
+    }
+    status[i] = row.status;
+    records_free(&tr), records_free(&te), records_free(&kr);
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MAX, world);
+  return rc;
+}
+
+void kernel_runs_free(KernelRuns *kp)
+{
+  if (kp->active) kreg_free(&kp->kr);
+  memset(kp, 0, sizeof *kp);
+}
