@@ -63,7 +63,9 @@ static const char *const deck_order[] = {
   "-catapult_window", "-hess_batch", "-hess_every", "-hess_nev", "-hess_min_eig", "-density_steps", "-trace_probes",
   "-slq_probes", "-slq_lanczos", "-eta_max_search", "-eta_max_lo", "-eta_max_hi", "-eta_max_tol", "-eta_max_steps",
   "-ranks_per_run", "-output", "-flush_seconds", "-progress_seconds", "-sweep_part", "-sweep_parts", "-checkpoint_dir",
-  "-checkpoint_every", "-checkpoint_minutes", "-restart"};
+  "-checkpoint_every", "-checkpoint_minutes", "-restart",
+  "-loss", "-fc_batch_norm", "-bn_no_affine", "-lr_exp_factor", "-onecycle_pct", "-onecycle_div", "-onecycle_final_div", "-freeze",
+  "-momentum_init"};
 
 /* ------------------------------------------------------------------ errors and lookups */
 

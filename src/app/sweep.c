@@ -52,7 +52,8 @@ int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_di
         mc.in_dim = in_dim;
         mc.out_dim = out_dim;
         Model m;
-        if (model_build(&m, &mc, err, errlen)) {
+        if (model_build(&m, &mc, err, errlen) || model_freeze(&m, cfg->freeze, err, errlen)) {
+          model_destroy(&m);
           sweep_free(sw);
           return -1;
         }

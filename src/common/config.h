@@ -12,7 +12,7 @@
 #define CONFIG_MAX_LIST 256
 
 typedef enum { OPT_GD = 0, OPT_SGD } OptimizerKind;           /* "gd", "sgd" */
-typedef enum { LR_CONSTANT = 0, LR_STEP, LR_COSINE } LrSchedule; /* "constant", "step", "cosine" */
+typedef enum { LR_CONSTANT = 0, LR_STEP, LR_COSINE, LR_EXP, LR_ONECYCLE } LrSchedule; /* "constant", "step", "cosine", "exp", "onecycle" */
 typedef enum { NTK_METHOD_AUTO = 0, NTK_METHOD_MATFREE, NTK_METHOD_EXACT } NtkMethod; /* "auto", "matfree", "exact" */
 
 typedef struct {
@@ -94,6 +94,14 @@ typedef struct {
   bool restart;                 /* continue from the checkpoints */
   bool keep_checkpoints;        /* keep the checkpoint folder of a finished job */
   int sweep_part, sweep_parts;  /* run only the deck's runs d with d % sweep_parts == sweep_part */
+  /* exponential and one-cycle schedules, frozen tensors, the momentum buffer's start (#18) */
+  double lr_exp_factor;         /* LR_EXP: lr_t = eta * factor^t */
+  double onecycle_pct;          /* LR_ONECYCLE: fraction of -steps spent rising (torch OneCycleLR pct_start) */
+  double onecycle_div;          /* ... initial lr = eta / div */
+  double onecycle_final_div;    /* ... final lr = eta / (div * final_div) */
+  char freeze[1024];            /* comma-separated tensor names (or layer prefixes) kept at their initial values */
+  double momentum_init;         /* heavy ball's initial velocity v_0 = momentum_init * theta_0 (trained tensors;
+                                   docs/li_arora.md gives the value that makes the exponential schedule exact) */
 } Config;
 
 /* Names of the enums, for output attributes and messages. */

@@ -426,7 +426,7 @@ PetscErrorCode hessian_set_params(HessianOperator *op, const double *theta)
     const int B = opbase_chunk_len(b, c);
     const double *xc = opbase_chunk_x(b, c), *yc = op->y + (size_t)c * b->chunk * op->k;
     if (b->stored) half_sq += model_hvp_prepare(b->m, b->theta, xc, yc, B, (double)b->n_global, &b->tapes[c], b->redp);
-    else half_sq += mse_loss(NULL, model_forward(b->m, b->theta, xc, B, &b->tapes[0], b->redp), yc, B, op->k, 1.0);
+    else half_sq += model_loss(b->m, NULL, model_forward(b->m, b->theta, xc, B, &b->tapes[0], b->redp), yc, B, 1.0);
   }
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &half_sq, 1, MPI_DOUBLE, MPI_SUM, b->pcomm));
   op->loss = half_sq / b->n_global;
