@@ -1,0 +1,7 @@
+# Issue #18. swish, gelu, mish, the xent loss and fully connected batch norm at the model level:
+# gradient, JVP, HVP against central differences, 1 and 4 ranks against one process (C), and every
+# product against PyTorch autograd at both rank counts (python).
+add_executable(test_seeds_model test_seeds_model.c)
+target_link_libraries(test_seeds_model PRIVATE ntkpar)
+ntk_script_test(torch_seeds ${NTK_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_seeds_check.py ${MPIEXEC_EXECUTABLE}
+                $<TARGET_FILE:test_seeds_model> 1 4)
