@@ -5,3 +5,6 @@ add_executable(test_seeds_model test_seeds_model.c)
 target_link_libraries(test_seeds_model PRIVATE ntkpar)
 ntk_script_test(torch_seeds ${NTK_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_seeds_check.py ${MPIEXEC_EXECUTABLE}
                 $<TARGET_FILE:test_seeds_model> 1 4)
+# The Li-Arora equivalence (docs/li_arora.md) with ntkhpc's optimizer and schedule: 100 steps of heavy
+# ball with weight decay against the exponential schedule with the exact initial velocity.
+ntk_mpi_test(test_li_arora 1)
