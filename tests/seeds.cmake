@@ -8,3 +8,6 @@ ntk_script_test(torch_seeds ${NTK_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_seed
 # The Li-Arora equivalence (docs/li_arora.md) with ntkhpc's optimizer and schedule: 100 steps of heavy
 # ball with weight decay against the exponential schedule with the exact initial velocity.
 ntk_mpi_test(test_li_arora 1)
+# The new options through the binary: xent recorded, -freeze, exp and one-cycle schedules (torch's
+# OneCycleLR), fc batch norm on 1 and 4 ranks, the Li-Arora pair of runs, bad values.
+ntk_script_test(seeds_runs bash ${CMAKE_CURRENT_SOURCE_DIR}/test_seeds_runs.sh)
