@@ -11,3 +11,6 @@ ntk_mpi_test(test_li_arora 1)
 # The new options through the binary: xent recorded, -freeze, exp and one-cycle schedules (torch's
 # OneCycleLR), fc batch norm on 1 and 4 ranks, the Li-Arora pair of runs, bad values.
 ntk_script_test(seeds_runs bash ${CMAKE_CURRENT_SOURCE_DIR}/test_seeds_runs.sh)
+# The gradient-Hessian alignment (grad_alignment/) against central differences of the gradient, mse
+# and xent, ntk and mup, with and without batch norm, on 1 and 3 ranks.
+ntk_mpi_test(test_grad_alignment 1 3)

@@ -102,6 +102,9 @@ typedef struct {
   char freeze[1024];            /* comma-separated tensor names (or layer prefixes) kept at their initial values */
   double momentum_init;         /* heavy ball's initial velocity v_0 = momentum_init * theta_0 (trained tensors;
                                    docs/li_arora.md gives the value that makes the exponential schedule exact) */
+  int64_t align_every;          /* gradient-Hessian alignment every this many steps (0 = never) */
+  bool loss_peak;               /* record the step and value of the train loss's peak */
+  int64_t scale_inv_every;      /* per-tensor norm, effective lr and angular update every this many steps */
 } Config;
 
 /* Names of the enums, for output attributes and messages. */
