@@ -6,6 +6,7 @@ and exits 1 on a failed check.
   freeze FILE               features/w_change_rel of the frozen readout is exactly 0, the others > 0
   exp FILE ETA FACTOR       train/lr = eta factor^t (1e-14 relative)
   onecycle FILE ETA STEPS PCT DIV FDIV   train/lr = torch.optim.lr_scheduler.OneCycleLR's rates
+  peak FILE                 loss_peak/ equals the maximum of train/loss (record_every 1), and it is a spike
   same A B TOL              train/loss (and lambda/value when both have it) agree to TOL relative
   liarora A B ALPHA TOL     the Li-Arora pair: the same train/loss, and eta_t lambda_t the same up to
                             alpha (lambda_B(t) = alpha^2t lambda_A(t), eta_B(t) = eta alpha^(-2t-1))
@@ -97,6 +98,26 @@ def main():
               "lambda_B/lambda_A at the end %.6f" % (len(la), err, len(ks), e2, kb[-1] / ka[-1]))
         if not (np.all(np.isfinite(la)) and err < tol and e2 < 1e3 * tol):
             fail("Li-Arora pair differs")
+        # scale_inv/: the same angular updates; eff_lr_B = eta alpha^(-2t-1) / (alpha^-2t |theta_A|^2) = eff_lr_A / alpha
+        ang_a, ang_b = a["scale_inv/angle"][1:], b["scale_inv/angle"][1:]
+        ea = np.max(np.abs(ang_a - ang_b)[:, :-1] / ang_a[:, :-1])
+        eff_a, eff_b = a["scale_inv/eff_lr"][:, :-1], b["scale_inv/eff_lr"][:, :-1]
+        ee = np.max(np.abs(eff_a - alpha * eff_b) / eff_a)
+        frozen_ok = np.all(a["scale_inv/angle"][1:, -1] == 0) and np.all(b["scale_inv/eff_lr"][:, -1] == 0)
+        first_nan = np.all(np.isnan(a["scale_inv/angle"][0]))
+        print("scale_inv: angular updates A vs B max rel diff %.2e, eff_lr A vs alpha * eff_lr B %.2e (angle ~%.2e rad/step)"
+              % (ea, ee, np.mean(ang_a[:, :-1])))
+        if not (ea < 1e-8 and ee < 1e-8 and frozen_ok and first_nan):
+            fail("scale_inv of the Li-Arora pair")
+    elif mode == "peak":
+        r = run0(path)
+        loss, steps = r["train/loss"][:], r["train/step"][:]
+        i = int(np.argmax(loss))
+        got = (int(r["loss_peak/peak_step"][0]), float(r["loss_peak/peak_loss"][0]), float(r["loss_peak/loss0"][0]))
+        print("loss peak: step %d value %.6g (train/ argmax: step %d value %.6g), L0 %.6g, ratio %.4f" %
+              (got[0], got[1], steps[i], loss[i], got[2], float(r["loss_peak/peak_ratio"][0])))
+        if not (got[0] == steps[i] and got[1] == loss[i] and got[2] == loss[0] and got[1] > loss[0]):
+            fail("loss peak differs from the train records' maximum (or no spike)")
     else:
         fail("unknown mode " + mode)
 

@@ -21,6 +21,12 @@ run 1 "$NTKHPC" "${S[@]}" -etas 0.3 -steps 37 -lr_schedule onecycle -onecycle_pc
   -output "$tmp/oc.h5" && ok || bad "onecycle run"
 check "onecycle schedule" "$NTK_PYTHON" "$py" onecycle "$tmp/oc.h5" 0.3 37 0.25 10 100
 
+# the loss peak of a catapult (eta = 3/lambda_0)
+printf '%s %s\n' -arch fc -depth 2 -activation relu -widths 256 -seeds 1 -params ntk -eta_factors 3 -dataset fashion_mnist \
+  -n_train 128 -n_test 64 -steps 30 -record_every 1 -lambda_every 10 -quiet >"$tmp/peak.in"
+run 1 "$NTKHPC" "$tmp/peak.in" -loss_peak true -output "$tmp/peak.h5" && ok || bad "peak run"
+check "loss peak" "$NTK_PYTHON" "$py" peak "$tmp/peak.h5"
+
 # fc batch norm: statistics over the whole batch, whatever the number of ranks (lambda matrix-free)
 BN=(-etas 0.2 -fc_batch_norm true -lambda_every 5 -hess_every 10)
 run 1 "$NTKHPC" "${S[@]}" "${BN[@]}" -output "$tmp/bn1.h5" && ok || bad "bn run, 1 rank"
@@ -36,7 +42,7 @@ mu=0.9 wd=5e-4 eta=0.2
 read -r alpha etab fac vinit < <("$NTK_PYTHON" -c "
 import math; mu, wd, eta = $mu, $wd, $eta; b = 1 + mu - eta * wd; a = (b + math.sqrt(b * b - 4 * mu)) / 2
 print('%.17g %.17g %.17g %.17g' % (a, eta / a, a ** -2, (a - 1) / (eta * a)))")
-LA=(-bias false -fc_batch_norm true -bn_no_affine true -bn_eps 0 -freeze dense2 -momentum $mu -steps 60 -record_every 1)
+LA=(-bias false -fc_batch_norm true -bn_no_affine true -bn_eps 0 -freeze dense2 -momentum $mu -steps 60 -record_every 1 -scale_inv_every 10)
 run 1 "$NTKHPC" "${S[@]}" "${LA[@]}" -etas $eta -weight_decay $wd -output "$tmp/la_a.h5" && ok || bad "Li-Arora run A"
 run 2 "$NTKHPC" "${S[@]}" "${LA[@]}" -etas $etab -lr_schedule exp -lr_exp_factor $fac -momentum_init $vinit -ranks_per_run 2 \
   -output "$tmp/la_b.h5" && ok || bad "Li-Arora run B"
