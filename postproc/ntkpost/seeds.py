@@ -224,12 +224,14 @@ def batchnorm(an):
     for i, (k, c) in enumerate(t.items()):
         lab = "%s %s BN" % (k[0], "with" if k[1] else "no")
         labels.append(lab)
-        ax.scatter(np.full(c["lambda0"].size, i), c["lambda0"], color="#CC79A7" if k[1] else "#0072B2", gid="curve")
+        ax.scatter(np.full(c["lambda0"].size, i), c["lambda0"], color="#009E73" if k[1] else "0.3", marker="D" if k[1] else "o",
+                   gid="curve")
         ax.plot([i - 0.2, i + 0.2], [c["mean"]] * 2, color="k", lw=1.5, gid="ref")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=7, rotation=20)
-    ax.set_yscale("log")
-    ax.set_ylabel("λ₀")
+    ax.set_ylim(0, None)
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.set_ylabel("λ₀ (mean: bar)")
     ax.grid(alpha=0.3, lw=0.5)
     ax = axes[1]
     styles = {(True): "-", (False): "--"}
@@ -239,8 +241,9 @@ def batchnorm(an):
             continue
         xs = np.array([x[0] for x in rows])
         ys = np.array([x[1] for x in rows])
-        ax.plot(xs, ys, ls=styles[k[1]], color="0.3" if k[0] == "fc" else "0.6", lw=1, gid="curve",
-                label="%s %s BN" % (k[0], "with" if k[1] else "no"))
+        ux = np.unique(np.round(xs, 8))
+        ax.plot(ux, [ys[np.round(xs, 8) == u].mean() for u in ux], ls=styles[k[1]], color="#009E73" if k[1] else "0.3",
+                lw=1.2, gid="curve", label="%s %s BN (seed mean)" % (k[0], "with" if k[1] else "no"))
         ax.scatter(xs, ys, c=[F.PHASE_COLORS.get(x[2], F.OTHER_PHASE_COLOR) for x in rows], s=18, zorder=3, gid="cells")
     ax.axvline(2, color="0.5", ls=":", lw=1, gid="ref")
     ax.set_xscale("log")
@@ -291,8 +294,8 @@ def explr(an):
         raise F.NoData("needs a weight-decay run and an -lr_schedule exp run (inputs/explr.in)")
     a, b = p
     fig, axes = F._grid(4, 4, "Li-Arora: weight decay (A) vs exponential learning rate (B)", size=(3.3, 2.9))
-    sty = [(a, "A: wd %g, constant η" % float(_cfg(a, "weight_decay")), "#0072B2", "-"),
-           (b, "B: exp schedule ×%.6g/step" % float(_cfg(b, "lr_exp_factor")), "#D55E00", "--")]
+    sty = [(a, "A: wd %g,\nconstant η" % float(_cfg(a, "weight_decay")), "#0072B2", "-"),
+           (b, "B: no wd, η_t ×\n%.7g per step" % float(_cfg(b, "lr_exp_factor")), "#D55E00", "--")]
     handles = []
     for r, lab, col, ls in sty:
         h, = axes[0].plot(r.train["step"], r.train["loss"], color=col, ls=ls, lw=1.3, gid="curve", label=lab)
