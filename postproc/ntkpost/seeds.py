@@ -81,9 +81,9 @@ def eta_max(an):
         lo = np.array([t[k]["values"].min() - t[k]["half_bracket"] for k in ks])
         hi = np.array([t[k]["values"].max() + t[k]["half_bracket"] for k in ks])
         col = colors.get(a, "C%d" % i)
-        ax.errorbar(w * (1 + 0.03 * (i - 1)), m, yerr=[m - lo, hi - m], color=col, marker="o", capsize=3, gid="curve",
+        h = ax.errorbar(w * (1 + 0.03 * (i - 1)), m, yerr=[m - lo, hi - m], color=col, marker="o", capsize=3, gid="curve",
                     label="%s (%d seeds)" % (a, max(t[k]["seeds"] for k in ks)))
-        handles.append(ax.lines[-1])
+        handles.append(h)
     ax.axhline(12, color="0.4", ls="--", lw=1, gid="ref")
     ax.axhline(4, color="0.4", ls=":", lw=1, gid="ref")
     ax.axhline(2, color="0.7", ls=":", lw=1, gid="ref")
