@@ -171,6 +171,8 @@ def catapult_time(an):
 
 def _bn_label(r):
     arch = _cfg(r, "arch", "fc")
+    if "batch_norm" in r.config:
+        return arch, bool(int(_cfg(r, "batch_norm")))
     on = int(_cfg(r, "fc_batch_norm", 0) or 0) if arch == "fc" else _bn_of_wrn(r)
     return arch, bool(on)
 
@@ -229,9 +231,9 @@ def batchnorm(an):
         ax.plot([i - 0.2, i + 0.2], [c["mean"]] * 2, color="k", lw=1.5, gid="ref")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=7, rotation=20)
-    ax.set_ylim(0, None)
+    ax.set_yscale("log")
     ax.set_xlim(-0.5, len(labels) - 0.5)
-    ax.set_ylabel("λ₀ (mean: bar)")
+    ax.set_ylabel("λ₀ (log; mean: bar)")
     ax.grid(alpha=0.3, lw=0.5)
     ax = axes[1]
     styles = {(True): "-", (False): "--"}
@@ -242,7 +244,8 @@ def batchnorm(an):
         xs = np.array([x[0] for x in rows])
         ys = np.array([x[1] for x in rows])
         ux = np.unique(np.round(xs, 8))
-        ax.plot(ux, [ys[np.round(xs, 8) == u].mean() for u in ux], ls=styles[k[1]], color="#009E73" if k[1] else "0.3",
+        ls = styles[k[1]] if k[0] == "fc" else (":" if k[1] else "-.")
+        ax.plot(ux, [ys[np.round(xs, 8) == u].mean() for u in ux], ls=ls, color="#009E73" if k[1] else "0.3",
                 lw=1.2, gid="curve", label="%s %s BN (seed mean)" % (k[0], "with" if k[1] else "no"))
         ax.scatter(xs, ys, c=[F.PHASE_COLORS.get(x[2], F.OTHER_PHASE_COLOR) for x in rows], s=18, zorder=3, gid="cells")
     ax.axvline(2, color="0.5", ls=":", lw=1, gid="ref")

@@ -313,6 +313,8 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   rc |= attr_str(g, "loss", loss_name(m->loss));
   rc |= attr_i32(g, "fc_batch_norm", m->fc_batch_norm ? 1 : 0);
   rc |= attr_i32(g, "bn_no_affine", m->bn_no_affine ? 1 : 0);
+  rc |= attr_i32(g, "batch_norm", (m->arch == ARCH_WRN && m->batch_norm) || (m->arch == ARCH_FC && m->fc_batch_norm) ? 1 : 0);
+  rc |= attr_f64(g, "bn_eps", m->bn_eps);
   rc |= attr_f64(g, "lr_exp_factor", cfg->lr_exp_factor);
   rc |= attr_f64(g, "onecycle_pct", cfg->onecycle_pct);
   rc |= attr_f64(g, "onecycle_div", cfg->onecycle_div);
