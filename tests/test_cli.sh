@@ -134,7 +134,7 @@ cases=(
   "1|2|option -wrn_depth: only used with -arch wrn|$deck -wrn_depth 16"
   "1|2|option -batch_norm: only used with -arch wrn|$deck -batch_norm false"
   "1|2|option -batch_norm: expected true or false, got 'maybe'|$deck -arch wrn -batch_norm maybe"
-  "1|2|option -bn_eps: 0 is outside (0, 1]|$deck -arch wrn -bn_eps 0"
+  "1|2|option -bn_eps: -1 is outside [0, 1]|$deck -arch wrn -bn_eps -1"
   "1|2|option -bn_eps: only used with -batch_norm true|$deck -arch wrn -batch_norm false -bn_eps 1e-3"
   "1|2|option -arch: wrn needs an image dataset (fashion_mnist, mnist or cifar10), not teacher|$deck -arch wrn -dataset teacher"
   "1|2|option -arch: wrn needs an image dataset (fashion_mnist, mnist or cifar10), not uv|$deck -arch wrn -dataset uv"

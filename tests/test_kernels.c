@@ -75,6 +75,20 @@ static void test_activation_pointwise(void) {
   CHECK(tu_close(act_value(0.5, ACT_TANH), 0.46211715726000974, 1e-15), "tanh(0.5)");
   CHECK(tu_close(act_value(0.5, ACT_ERF), 0.5204998778130465, 1e-15), "erf(0.5)");
   CHECK(tu_close(act_deriv(0.0, ACT_ERF), 2 / sqrt(3.14159265358979323846), 1e-15), "erf'(0)");
+  /* swish, gelu (exact), mish at 0.5 and -2: torch 1.13 float64 silu, gelu(approximate='none'), mish. */
+  const double torch_vals[3][2] = {{0.3112296656009273, -0.2384058440442351},
+                                   {0.34573123063700656, -0.04550026389635842},
+                                   {0.3752452113048951, -0.2525014826957089}};
+  for (int a = 0; a < 3; a++)
+    for (int i = 0; i < 2; i++)
+      CHECK(tu_close(act_value(i ? -2.0 : 0.5, (Activation)(ACT_SWISH + a)), torch_vals[a][i], 1e-15), "%s(%g) vs torch",
+            act_name((Activation)(ACT_SWISH + a)), i ? -2.0 : 0.5);
+  /* far tails: finite, and the right limits (x for x >> 0, 0 for x << 0) */
+  for (int a = ACT_SWISH; a <= ACT_MISH; a++) {
+    CHECK(tu_close(act_value(40.0, (Activation)a), 40.0, 1e-14) && fabs(act_value(-40.0, (Activation)a)) < 1e-12 &&
+              isfinite(act_deriv2(-700.0, (Activation)a)) && isfinite(act_deriv2(700.0, (Activation)a)),
+          "%s tails", act_name((Activation)a));
+  }
 }
 
 /* Array kernels equal the pointwise functions, also in place (din = dout, tout = tin). */
@@ -339,6 +353,55 @@ static void test_dense(void) {
 
 /* ------------------------------------------------------------------ loss and accuracy */
 
+/* Softmax cross-entropy: hand value, the plain-loop twin, central differences of the loss (gradient)
+ * and of the gradient (the loss's Hessian in output space), large logits. */
+static void test_xent_loss(void) {
+  CHECK(loss_from_name("xent") == LOSS_XENT && loss_from_name("mse") == LOSS_MSE && loss_from_name("ce") == -1 &&
+            strcmp(loss_name(LOSS_XENT), "xent") == 0, "loss names");
+  const double f1[2] = {0, 0}, y1[2] = {1, 0};
+  double d1[2];
+  CHECK(tu_close(xent_loss(d1, f1, y1, 1, 2, 1.0), log(2.0), 1e-15) && d1[0] == -0.5 && d1[1] == 0.5, "xent hand case");
+  enum { B = 4, K = 5, N = B * K };
+  double f[N], y[N], d[N], dr[N], fp[N], gp[N], gm[N];
+  fill_random(f, N, 3.0);
+  memset(y, 0, sizeof y);
+  for (int a = 0; a < B; a++) y[a * K + (2 * a + 1) % K] = 1.0;
+  const double scale = 1.0 / 3.0, l = xent_loss(d, f, y, B, K, scale), lr = xent_loss_ref(dr, f, y, B, K, scale);
+  CHECK(tu_close(l, lr, 1e-14) && tu_rel_err(d, dr, N) < 1e-14, "xent vs _ref: %.17g %.17g", l, lr);
+  CHECK(xent_loss(NULL, f, y, B, K, scale) == l && loss_eval(LOSS_XENT, NULL, f, y, B, K, 1.0) == l, "xent value paths");
+  double fd[N], h = 1e-6;
+  for (int i = 0; i < N; i++) {
+    memcpy(fp, f, sizeof f);
+    fp[i] = f[i] + h;
+    double lp = xent_loss(NULL, fp, y, B, K, 1.0);
+    fp[i] = f[i] - h;
+    fd[i] = scale * (lp - xent_loss(NULL, fp, y, B, K, 1.0)) / (2 * h);
+  }
+  CHECK(tu_rel_err(d, fd, N) < 1e-8, "xent gradient vs central differences %.3g", tu_rel_err(d, fd, N));
+  /* H r against central differences of the gradient along r (per sample: the blocks are separate) */
+  double r[N], hr[N], hr_ref[N];
+  fill_random(r, N, 1.0);
+  memcpy(hr, r, sizeof r);
+  memcpy(hr_ref, r, sizeof r);
+  xent_hess_apply(hr, f, B, K);
+  xent_hess_apply_ref(hr_ref, f, B, K);
+  for (int i = 0; i < N; i++) fp[i] = f[i] + h * r[i];
+  xent_loss(gp, fp, y, B, K, 1.0);
+  for (int i = 0; i < N; i++) fp[i] = f[i] - h * r[i];
+  xent_loss(gm, fp, y, B, K, 1.0);
+  for (int i = 0; i < N; i++) fd[i] = (gp[i] - gm[i]) / (2 * h);
+  CHECK(tu_rel_err(hr, fd, N) < 1e-8 && tu_rel_err(hr, hr_ref, N) < 1e-14, "xent Hessian vs central differences %.3g, vs _ref %.3g",
+        tu_rel_err(hr, fd, N), tu_rel_err(hr, hr_ref, N));
+  memcpy(hr_ref, r, sizeof r);
+  loss_hess_apply(LOSS_MSE, hr_ref, f, B, K);
+  CHECK(memcmp(hr_ref, r, sizeof r) == 0, "mse's output-space Hessian is the identity");
+  /* logits of 1000: finite loss and gradient (the row maximum is subtracted) */
+  const double big[3] = {1000, 998, -1000}, yb[3] = {0, 1, 0};
+  double db[3];
+  const double lb = xent_loss(db, big, yb, 1, 3, 1.0);
+  CHECK(tu_close(lb, 2.0 + log1p(exp(-2.0) + exp(-2000.0)), 1e-12) && isfinite(db[0]) && isfinite(db[2]), "xent at large logits %.17g", lb);
+}
+
 static void test_mse_loss(void) {
   /* Hand case: f = (1, 2, 0), y = (0, 0, 0.5): (1 + 4 + 0.25) / 2. */
   const double f1[3] = {1, 2, 0}, y1[3] = {0, 0, 0.5};
@@ -401,6 +464,7 @@ int main(void) {
   test_activation_arrays();
   test_dense();
   test_mse_loss();
+  test_xent_loss();
   test_count_correct();
   return tu_report("test_kernels");
 }

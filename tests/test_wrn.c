@@ -181,8 +181,8 @@ static void test_structure(void) {
   char err[256] = "";
   CHECK(model_build(&m, &c, err, sizeof err) == -1 && strstr(err, "image shape"), "bad image shape accepted: %s", err);
   c = wrn_cfg(ACT_RELU, PARAM_NTK, true, 1);
-  c.bn_eps = 0;
-  CHECK(model_build(&m, &c, err, sizeof err) == -1 && strstr(err, "bn_eps"), "bn_eps 0 accepted");
+  c.bn_eps = -1e-5; /* eps = 0 is allowed: the exactly scale-invariant nets of docs/li_arora.md */
+  CHECK(model_build(&m, &c, err, sizeof err) == -1 && strstr(err, "bn_eps"), "bn_eps -1e-5 accepted");
   /* muP at k = base_width equals sp bitwise (init and outputs); lr scales r, 1, 1/r at k = 4. */
   for (int bn = 0; bn <= 1; bn++) {
     ModelConfig cs = wrn_cfg(ACT_RELU, PARAM_SP, bn, 2), cm = wrn_cfg(ACT_RELU, PARAM_MUP, bn, 2);

@@ -19,7 +19,9 @@ import torch
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
 TOL = 1e-10
-ACTS = {"identity": lambda h: h, "relu": torch.relu, "tanh": torch.tanh, "erf": torch.erf}
+ACTS = {"identity": lambda h: h, "relu": torch.relu, "tanh": torch.tanh, "erf": torch.erf,
+        "swish": torch.nn.functional.silu, "gelu": lambda h: torch.nn.functional.gelu(h, approximate="none"),
+        "mish": torch.nn.functional.mish}
 
 passed = failed = 0
 
@@ -112,7 +114,7 @@ def main():
         path = os.path.join(tmp, "fc.txt")
         subprocess.run([sys.argv[1], path], check=True, stdout=subprocess.DEVNULL)
         cases = parse(path)
-    check(len(cases) == 24, "expected 24 cases, got %d" % len(cases))
+    check(len(cases) == 6 * len(ACTS), "expected %d cases, got %d" % (6 * len(ACTS), len(cases)))
     seen = set()
     for c in cases:
         tag = "%s %s bias=%d" % (c["act"], c["param"], c["bias"])
@@ -138,7 +140,7 @@ def main():
             worst = max(worst, rel_err(grad[sl], c["grad"][sl]))
         check(worst < TOL, "%s: worst per-tensor rel err %.3g" % (tag, worst))
         print("%-22s loss %.6f  rel err f %.1e loss %.1e grad %.1e per-tensor %.1e" % (tag, float(loss), e_f, e_loss, e_g, worst))
-    check(len(seen) == 24, "missing combinations: %d distinct" % len(seen))
+    check(len(seen) == 6 * len(ACTS), "missing combinations: %d distinct" % len(seen))
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 

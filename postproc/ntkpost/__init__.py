@@ -18,6 +18,7 @@ import logging
 from . import io, analysis, coordcheck, figures, report  # noqa: F401
 from . import transfer  # noqa: F401,E402  (registers the figure "mutransfer")
 from . import infinite  # noqa: F401,E402  (registers "width_convergence" and "linearized")
+from . import seeds  # noqa: F401,E402  (registers eta_max, catapult_time, batchnorm, explr: issue #18)
 from .io import load, read_file, Run, Sweep  # noqa: F401
 from .analysis import Analysis, Thresholds, majority_phase, aggregate_curves  # noqa: F401
 from .report import write_report  # noqa: F401

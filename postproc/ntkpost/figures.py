@@ -66,6 +66,9 @@ def figure(name, title, caption):
                 return None
             fig.ntk_name, fig.ntk_title = name, title
             fig.ntk_caption = caption(an) if callable(caption) else caption
+            if _loss_of(an) == "xent":  # issue #18: the figures say which loss the runs used
+                fig.ntk_caption += " Loss: softmax cross-entropy (-loss xent); phases classified by the MSE theory."
+                fig.text(0.005, 0.005, "loss: xent (phases: MSE theory)", fontsize=7, color="0.3", gid="marker")
             return fig
 
         wrapper.name, wrapper.title, wrapper.last_skip = name, title, None
@@ -73,6 +76,12 @@ def figure(name, title, caption):
         return wrapper
 
     return deco
+
+
+def _loss_of(an):
+    """The runs' -loss ("mse" when the files predate it)."""
+    v = getattr(getattr(an, "sweep", None), "config", {}).get("loss", "mse")
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -914,7 +923,8 @@ def coord_check(an, max_steps=5):
 # kernel distance, the spectrum, the width; then the rest, and the feature-learning studies.
 ORDER = ("catapult_curves", "lambda_curves", "phase_diagram", "lambda_final", "peak_ratio", "kernel_distance",
          "ntk_spectrum", "width_scaling", "test_accuracy", "test_accuracy_curves", "sharpness_curves", "spectra",
-         "hessian_density", "coord_check", "mutransfer", "width_convergence", "linearized", "accuracy_width")
+         "hessian_density", "coord_check", "mutransfer", "width_convergence", "linearized", "accuracy_width",
+         "eta_max", "catapult_time", "batchnorm", "explr")
 
 
 def make_all(an, outdir, dpi=110, names=None, keep_figures=False):

@@ -5,7 +5,12 @@
 static const char *arch_choice(int i) { return arch_name((Architecture)i); }
 static const char *act_choice(int i) { return act_name((Activation)i); }
 static bool is_wrn(const Config *c) { return c->model.arch == ARCH_WRN; }
-static bool has_bn(const Config *c) { return c->model.arch == ARCH_WRN && c->model.batch_norm; }
+static bool has_bn(const Config *c)
+{
+  return (c->model.arch == ARCH_WRN && c->model.batch_norm) || (c->model.arch == ARCH_FC && c->model.fc_batch_norm);
+}
+static bool fc_bn(const Config *c) { return c->model.arch == ARCH_FC && c->model.fc_batch_norm; }
+static bool no_affine(const Config *c) { return has_bn(c) && c->model.bn_no_affine; }
 static bool has_param(const Config *c, Parameterization p)
 {
   for (int i = 0; i < c->n_params; i++)
@@ -48,8 +53,15 @@ static const OptionDesc opts[] = {
    .meaning = "-arch wrn: depth d = 6n+4 of WRN-d-k (n blocks per group; -widths are the widening factor k)", OPTION_FIELD(model.wrn_depth)},
   {.name = "-batch_norm", .kind = KIND_BOOL, .def = "true", .in_deck = is_wrn,
    .meaning = "-arch wrn: train-mode batch norm before every activation (statistics of the whole batch)", OPTION_FIELD(model.batch_norm)},
-  {.name = "-bn_eps", .kind = KIND_REAL, .def = OPTION_STR(BN_EPS_DEFAULT), .lo = 0, .hi = 1, .flags = OPTION_OPEN_LO, .in_deck = has_bn,
-   .meaning = "-arch wrn: batch-norm epsilon", OPTION_FIELD(model.bn_eps)},
+  {.name = "-bn_eps", .kind = KIND_REAL, .def = OPTION_STR(BN_EPS_DEFAULT), .lo = 0, .hi = 1, .in_deck = has_bn,
+   .meaning = "Batch-norm epsilon (0: exactly scale-invariant, for tests; a batch with a constant unit then divides by 0)",
+   OPTION_FIELD(model.bn_eps)},
+  {.name = "-fc_batch_norm", .kind = KIND_BOOL, .def = "false", .in_deck = fc_bn,
+   .meaning = "-arch fc: train-mode batch norm between each hidden dense layer and its activation (statistics of the whole "
+              "data-parallel batch)",
+   OPTION_FIELD(model.fc_batch_norm)},
+  {.name = "-bn_no_affine", .kind = KIND_BOOL, .def = "false", .in_deck = no_affine,
+   .meaning = "Batch norm without its affine parameters gamma and beta", OPTION_FIELD(model.bn_no_affine)},
 };
 
 static void check(Config *cfg, OptionReader *r)
@@ -62,12 +74,21 @@ static void check(Config *cfg, OptionReader *r)
   if (m->arch == ARCH_WRN && (data == DATA_TEACHER || data == DATA_UV))
     options_fail(r, "option -arch: wrn needs an image dataset (fashion_mnist, mnist or cifar10), not %s", data_kind_name(data));
   if (m->arch != ARCH_WRN)
-    for (const char *const *o = (const char *const[]){"-wrn_depth", "-batch_norm", "-bn_eps", NULL}; *o; o++)
+    for (const char *const *o = (const char *const[]){"-wrn_depth", "-batch_norm", NULL}; *o; o++)
       if (options_given(r, *o)) {
         options_fail(r, "option %s: only used with -arch wrn", *o);
         break;
       }
   if (m->arch == ARCH_WRN && !m->batch_norm && options_given(r, "-bn_eps")) options_fail(r, "option -bn_eps: only used with -batch_norm true");
+  if (m->arch != ARCH_FC && options_given(r, "-fc_batch_norm")) options_fail(r, "option -fc_batch_norm: only used with -arch fc");
+  if (m->arch == ARCH_FC && !m->fc_batch_norm)
+    for (const char *const *o = (const char *const[]){"-bn_eps", "-bn_no_affine", NULL}; *o; o++)
+      if (options_given(r, *o)) {
+        options_fail(r, "option %s: only used with batch norm (-fc_batch_norm true, or -arch wrn)", *o);
+        break;
+      }
+  if (m->arch == ARCH_UV && (options_given(r, "-bn_eps") || options_given(r, "-bn_no_affine")))
+    options_fail(r, "option -bn_eps/-bn_no_affine: only used with batch norm (-fc_batch_norm true, or -arch wrn)");
   static const char *const abc_opt[ABC_KINDS] = {"-abc_input", "-abc_hidden", "-abc_output", "-abc_bias"};
   for (int k = 0; k < ABC_KINDS; k++) {
     if (options_given(r, abc_opt[k]) && !has_abc(cfg)) {

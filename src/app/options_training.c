@@ -10,6 +10,12 @@ static bool is_sgd(const Config *c) { return c->optimizer == OPT_SGD; }
 static bool is_step(const Config *c) { return c->lr_schedule == LR_STEP; }
 static bool is_cosine(const Config *c) { return c->lr_schedule == LR_COSINE; }
 static bool augments(const Config *c) { return c->augment; }
+static bool is_exp(const Config *c) { return c->lr_schedule == LR_EXP; }
+static bool is_onecycle(const Config *c) { return c->lr_schedule == LR_ONECYCLE; }
+static bool has_freeze(const Config *c) { return c->freeze[0] != 0; }
+static bool has_vinit(const Config *c) { return c->momentum_init != 0; }
+static bool is_xent(const Config *c) { return c->model.loss != LOSS_MSE; }
+static const char *loss_choice(int i) { return loss_name((LossKind)i); }
 
 static const OptionDesc opts[] = {
   {.name = "-optimizer", .kind = KIND_CHOICE, .def = "gd", .n_choices = 2, .choice = optimizer_choice,
@@ -22,7 +28,7 @@ static const OptionDesc opts[] = {
    OPTION_FIELD(momentum)},
   {.name = "-weight_decay", .kind = KIND_REAL, .def = "0", .lo = 0, .hi = 1e6, .meaning = "L2 weight decay added to the gradient",
    OPTION_FIELD(weight_decay)},
-  {.name = "-lr_schedule", .kind = KIND_CHOICE, .def = "constant", .n_choices = 3, .choice = schedule_choice,
+  {.name = "-lr_schedule", .kind = KIND_CHOICE, .def = "constant", .n_choices = 5, .choice = schedule_choice,
    .meaning = "Learning-rate schedule", OPTION_FIELD(lr_schedule)},
   {.name = "-warmup_steps", .kind = KIND_INT64, .def = "0", .lo = 0, .hi = PETSC_MAX_INT,
    .meaning = "Linear warm-up steps on top of the schedule (0 = none)", OPTION_FIELD(warmup_steps)},
@@ -46,6 +52,25 @@ static const OptionDesc opts[] = {
    OPTION_FIELD(catapult_factor)},
   {.name = "-catapult_window", .kind = KIND_INT64, .def = "100", .lo = 1, .hi = PETSC_MAX_INT,
    .meaning = "Steps in which the loss spike (its strength peak_ratio and its step peak_step) is looked for", OPTION_FIELD(catapult_window)},
+  {.name = "-lr_exp_factor", .kind = KIND_REAL, .def = "1", .lo = 0, .hi = 1e3, .flags = OPTION_OPEN_LO, .in_deck = is_exp,
+   .meaning = "Exponential schedule: lr_t = eta * factor^t (per-step factor)", OPTION_FIELD(lr_exp_factor)},
+  {.name = "-onecycle_pct", .kind = KIND_REAL, .def = "0.3", .lo = 0, .hi = 1, .flags = OPTION_OPEN_LO, .in_deck = is_onecycle,
+   .meaning = "One-cycle schedule (torch OneCycleLR, cosine): fraction of -steps rising to eta", OPTION_FIELD(onecycle_pct)},
+  {.name = "-onecycle_div", .kind = KIND_REAL, .def = "25", .lo = 1, .hi = 1e12, .in_deck = is_onecycle,
+   .meaning = "One-cycle schedule: initial lr = eta / div", OPTION_FIELD(onecycle_div)},
+  {.name = "-onecycle_final_div", .kind = KIND_REAL, .def = "1e4", .lo = 1, .hi = 1e12, .in_deck = is_onecycle,
+   .meaning = "One-cycle schedule: final lr = eta / (div * final_div)", OPTION_FIELD(onecycle_final_div)},
+  {.name = "-freeze", .kind = KIND_STRING, .def = "", .in_deck = has_freeze,
+   .meaning = "Comma-separated tensors kept at their initial values (names as dense2.W, or a layer: dense2, fc, bn0); their "
+              "learning rate is 0, in the update and in the lr-weighted NTK",
+   OPTION_FIELD(freeze)},
+  {.name = "-momentum_init", .kind = KIND_REAL, .def = "0", .lo = -1e12, .hi = 1e12, .in_deck = has_vinit,
+   .meaning = "Heavy ball: initial velocity v_0 = c theta_0 on the trained tensors (docs/li_arora.md: the exact start of the "
+              "exponential schedule)",
+   OPTION_FIELD(momentum_init)},
+  {.name = "-loss", .kind = KIND_CHOICE, .def = "mse", .n_choices = LOSS_COUNT, .choice = loss_choice, .in_deck = is_xent,
+   .meaning = "Training loss: mse (1/2N sum |f-y|^2, the phase theory's) or xent (softmax cross-entropy on one-hot targets)",
+   OPTION_FIELD(model.loss)},
 };
 
 static void check(Config *cfg, OptionReader *r)
@@ -61,6 +86,17 @@ static void check(Config *cfg, OptionReader *r)
   if (!cfg->augment && options_given(r, "-augment_pad")) options_fail(r, "option -augment_pad: only used with -augment true");
   if (cfg->optimizer == OPT_SGD && cfg->data.n_train > 0 && cfg->batch_size > cfg->data.n_train)
     options_fail(r, "option -batch_size: %d exceeds -n_train %d", cfg->batch_size, cfg->data.n_train);
+  if (cfg->lr_schedule != LR_EXP && options_given(r, "-lr_exp_factor")) options_fail(r, "option -lr_exp_factor: only used with -lr_schedule exp");
+  if (cfg->lr_schedule != LR_ONECYCLE)
+    for (const char *const *o = (const char *const[]){"-onecycle_pct", "-onecycle_div", "-onecycle_final_div", NULL}; *o; o++)
+      if (options_given(r, *o)) {
+        options_fail(r, "option %s: only used with -lr_schedule onecycle", *o);
+        break;
+      }
+  if (cfg->momentum_init != 0 && cfg->momentum <= 0) options_fail(r, "option -momentum_init: only used with -momentum > 0");
+  if (cfg->model.loss == LOSS_XENT && (k == DATA_TEACHER || k == DATA_UV || cfg->data.center_targets))
+    options_fail(r, "option -loss: xent needs one-hot classification targets (an image dataset without -center_targets), not %s%s",
+                 data_kind_name(k), cfg->data.center_targets ? " with -center_targets" : "");
   if (cfg->warmup_steps > cfg->steps && cfg->steps > 0)
     options_fail(r, "option -warmup_steps: %" PRId64 " exceeds -steps %" PRId64, cfg->warmup_steps, cfg->steps);
 }

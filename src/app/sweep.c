@@ -56,7 +56,8 @@ int sweep_build(Sweep *sw, const Config *cfg, int n_train, int n_test, int in_di
         mc.in_dim = in_dim;
         mc.out_dim = out_dim;
         Model m = {0};
-        if (!kernel && model_build(&m, &mc, err, errlen)) {
+        if (!kernel && (model_build(&m, &mc, err, errlen) || model_freeze(&m, cfg->freeze, err, errlen))) {
+          model_destroy(&m);
           sweep_free(sw);
           return -1;
         }

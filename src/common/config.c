@@ -2,7 +2,7 @@
 #include "config.h"
 
 static const char *const optimizer_names[] = {"gd", "sgd"};
-static const char *const schedule_names[] = {"constant", "step", "cosine"};
+static const char *const schedule_names[] = {"constant", "step", "cosine", "exp", "onecycle"};
 
 const char *optimizer_name(OptimizerKind o) { return optimizer_names[o]; }
 const char *lr_schedule_name(LrSchedule s) { return schedule_names[s]; }

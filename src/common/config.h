@@ -12,7 +12,7 @@
 #define CONFIG_MAX_LIST 256
 
 typedef enum { OPT_GD = 0, OPT_SGD } OptimizerKind;           /* "gd", "sgd" */
-typedef enum { LR_CONSTANT = 0, LR_STEP, LR_COSINE } LrSchedule; /* "constant", "step", "cosine" */
+typedef enum { LR_CONSTANT = 0, LR_STEP, LR_COSINE, LR_EXP, LR_ONECYCLE } LrSchedule; /* "constant", "step", "cosine", "exp", "onecycle" */
 typedef enum { NTK_METHOD_AUTO = 0, NTK_METHOD_MATFREE, NTK_METHOD_EXACT } NtkMethod; /* "auto", "matfree", "exact" */
 
 typedef struct {
@@ -101,6 +101,17 @@ typedef struct {
   bool kernel_regression;       /* also the kernel-regression run per learning rate (width MODEL_WIDTH_INF) */
   int kernel_tile;              /* rows and columns of a Gram matrix tile */
   int kernel_net;               /* 0: the fc net's NTK, 1: the CNTK (cntk.h) */
+  /* exponential and one-cycle schedules, frozen tensors, the momentum buffer's start (#18) */
+  double lr_exp_factor;         /* LR_EXP: lr_t = eta * factor^t */
+  double onecycle_pct;          /* LR_ONECYCLE: fraction of -steps spent rising (torch OneCycleLR pct_start) */
+  double onecycle_div;          /* ... initial lr = eta / div */
+  double onecycle_final_div;    /* ... final lr = eta / (div * final_div) */
+  char freeze[1024];            /* comma-separated tensor names (or layer prefixes) kept at their initial values */
+  double momentum_init;         /* heavy ball's initial velocity v_0 = momentum_init * theta_0 (trained tensors;
+                                   docs/li_arora.md gives the value that makes the exponential schedule exact) */
+  int64_t align_every;          /* gradient-Hessian alignment every this many steps (0 = never) */
+  bool loss_peak;               /* record the step and value of the train loss's peak */
+  int64_t scale_inv_every;      /* per-tensor norm, effective lr and angular update every this many steps */
 } Config;
 
 /* Names of the enums, for output attributes and messages. */

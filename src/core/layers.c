@@ -5,14 +5,62 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ activations */
 
-static const char *const act_names[ACT_COUNT] = {"identity", "relu", "tanh", "erf"};
+static const char *const act_names[ACT_COUNT] = {"identity", "relu", "tanh", "erf", "swish", "gelu", "mish"};
 
 /* 2/sqrt(pi) = erf'(0). */
 static const double two_over_sqrt_pi = 1.1283791670955125738961589031215;
+static const double inv_sqrt2 = 0.70710678118654752440084436210485;
+static const double inv_sqrt_2pi = 0.39894228040143267793994605993438;
+
+/* The smooth activations swish, gelu and mish: value, first and second derivative at one point,
+ * computed together (they share their exponentials). Numerically stable for any finite x. */
+static inline double sigmoid(double x) {
+  if (x >= 0.0) return 1.0 / (1.0 + exp(-x));
+  const double e = exp(x);
+  return e / (1.0 + e);
+}
+
+/* softplus(x) = log(1 + e^x) without overflow. */
+static inline double softplus(double x) { return x > 0.0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+typedef struct {
+  double v, d1, d2;
+} ActPoint;
+
+static inline ActPoint smooth_point(double x, Activation a) {
+  ActPoint p;
+  switch (a) {
+    case ACT_SWISH: { /* s = sigmoid: (x s)' = s + x s (1-s), '' = s (1-s) (2 + x (1 - 2s)) */
+      const double s = sigmoid(x), ds = s * (1.0 - s);
+      p.v = x * s;
+      p.d1 = s + x * ds;
+      p.d2 = ds * (2.0 + x * (1.0 - 2.0 * s));
+      break;
+    }
+    case ACT_GELU: { /* (x Phi)' = Phi + x phi, '' = phi (2 - x^2) */
+      const double Phi = 0.5 * (1.0 + erf(x * inv_sqrt2)), phi = inv_sqrt_2pi * exp(-0.5 * x * x);
+      p.v = x * Phi;
+      p.d1 = Phi + x * phi;
+      p.d2 = phi * (2.0 - x * x);
+      break;
+    }
+    case ACT_MISH: { /* t = tanh(softplus x), t' = (1 - t^2) s:
+                      * (x t)' = t + x (1-t^2) s, '' = (1-t^2) s (2 + x (1 - s - 2 t s)) */
+      const double t = tanh(softplus(x)), s = sigmoid(x), u = (1.0 - t * t) * s;
+      p.v = x * t;
+      p.d1 = t + x * u;
+      p.d2 = u * (2.0 + x * (1.0 - s - 2.0 * t * s));
+      break;
+    }
+    default: p.v = p.d1 = p.d2 = NAN;
+  }
+  return p;
+}
 
 const char *act_name(Activation a) {
   return (a >= 0 && a < ACT_COUNT) ? act_names[a] : "unknown";
@@ -31,6 +79,9 @@ double act_value(double x, Activation a) {
     case ACT_RELU: return x > 0.0 ? x : 0.0;
     case ACT_TANH: return tanh(x);
     case ACT_ERF: return erf(x);
+    case ACT_SWISH:
+    case ACT_GELU:
+    case ACT_MISH: return smooth_point(x, a).v;
     default: return NAN;
   }
 }
@@ -44,6 +95,9 @@ double act_deriv(double x, Activation a) {
       return 1.0 - t * t;
     }
     case ACT_ERF: return two_over_sqrt_pi * exp(-x * x);
+    case ACT_SWISH:
+    case ACT_GELU:
+    case ACT_MISH: return smooth_point(x, a).d1;
     default: return NAN;
   }
 }
@@ -57,6 +111,9 @@ double act_deriv2(double x, Activation a) {
       return -2.0 * t * (1.0 - t * t);
     }
     case ACT_ERF: return -2.0 * x * two_over_sqrt_pi * exp(-x * x);
+    case ACT_SWISH:
+    case ACT_GELU:
+    case ACT_MISH: return smooth_point(x, a).d2;
     default: return NAN;
   }
 }
@@ -75,6 +132,15 @@ void act_forward(double *out /* n */, const double *in /* n */, size_t n, Activa
       break;
     case ACT_ERF:
       for (size_t i = 0; i < n; i++) out[i] = erf(in[i]);
+      break;
+    case ACT_SWISH:
+      for (size_t i = 0; i < n; i++) out[i] = in[i] * sigmoid(in[i]);
+      break;
+    case ACT_GELU:
+      for (size_t i = 0; i < n; i++) out[i] = 0.5 * in[i] * (1.0 + erf(in[i] * inv_sqrt2));
+      break;
+    case ACT_MISH:
+      for (size_t i = 0; i < n; i++) out[i] = in[i] * tanh(softplus(in[i]));
       break;
     default:
       for (size_t i = 0; i < n; i++) out[i] = NAN;
@@ -99,6 +165,11 @@ static void act_scale_by_deriv(double *vout /* n */, const double *v /* n */,
       break;
     case ACT_ERF:
       for (size_t i = 0; i < n; i++) vout[i] = v[i] * two_over_sqrt_pi * exp(-in[i] * in[i]);
+      break;
+    case ACT_SWISH:
+    case ACT_GELU:
+    case ACT_MISH:
+      for (size_t i = 0; i < n; i++) vout[i] = v[i] * smooth_point(in[i], a).d1;
       break;
     default:
       for (size_t i = 0; i < n; i++) vout[i] = NAN;
@@ -261,6 +332,14 @@ void act_rvjp(double *rdin /* n */, const double *rdout /* n */, const double *d
         rdin[i] = rdout[i] * d1 - 2.0 * in[i] * d1 * dout[i] * rin[i];
       }
       break;
+    case ACT_SWISH:
+    case ACT_GELU:
+    case ACT_MISH:
+      for (size_t i = 0; i < n; i++) { /* one evaluation of the exponentials for phi' and phi'' */
+        const ActPoint p = smooth_point(in[i], a);
+        rdin[i] = rdout[i] * p.d1 + dout[i] * p.d2 * rin[i];
+      }
+      break;
     default:
       for (size_t i = 0; i < n; i++) rdin[i] = NAN;
   }
@@ -353,6 +432,87 @@ double mse_loss(double *dout /* B x k or NULL */, const double *f /* B x k */,
     if (dout) dout[i] = scale * r; /* after reading f[i], so dout may alias f */
   }
   return 0.5 * sum_sq;
+}
+
+static const char *const loss_names[LOSS_COUNT] = {"mse", "xent"};
+
+const char *loss_name(LossKind l) { return (l >= 0 && l < LOSS_COUNT) ? loss_names[l] : "unknown"; }
+
+int loss_from_name(const char *name) {
+  if (!name) return -1;
+  for (int l = 0; l < LOSS_COUNT; l++)
+    if (strcmp(name, loss_names[l]) == 0) return l;
+  return -1;
+}
+
+/* Row-wise log-sum-exp with the maximum subtracted: p = softmax(row) into p, returns log sum exp. */
+static double softmax_row(double *p /* k */, const double *row /* k */, int k) {
+  double mx = row[0];
+  for (int i = 1; i < k; i++)
+    if (row[i] > mx) mx = row[i];
+  double z = 0.0;
+  for (int i = 0; i < k; i++) z += (p[i] = exp(row[i] - mx));
+  for (int i = 0; i < k; i++) p[i] /= z;
+  return mx + log(z);
+}
+
+double xent_loss(double *dout /* B x k or NULL */, const double *f /* B x k */, const double *y /* B x k */,
+                 int B, int k, double scale) {
+  double sum = 0.0;
+  for (int a = 0; a < B; a++) {
+    const double *fa = f + (size_t)a * k, *ya = y + (size_t)a * k;
+    double p[LOSS_XENT_MAX_K];
+    const double lse = softmax_row(p, fa, k);
+    for (int i = 0; i < k; i++) sum -= ya[i] * (fa[i] - lse);
+    if (dout)
+      for (int i = 0; i < k; i++) dout[(size_t)a * k + i] = scale * (p[i] - ya[i]); /* may alias f: fa read above */
+  }
+  return sum;
+}
+
+double xent_loss_ref(double *dout /* B x k or NULL */, const double *f /* B x k */, const double *y /* B x k */,
+                     int B, int k, double scale) {
+  double sum = 0.0;
+  for (int a = 0; a < B; a++) {
+    double z = 0.0;
+    for (int i = 0; i < k; i++) z += exp(f[(size_t)a * k + i]);
+    for (int i = 0; i < k; i++) sum -= y[(size_t)a * k + i] * log(exp(f[(size_t)a * k + i]) / z);
+    if (dout)
+      for (int i = 0; i < k; i++) dout[(size_t)a * k + i] = scale * (exp(f[(size_t)a * k + i]) / z - y[(size_t)a * k + i]);
+  }
+  return sum;
+}
+
+void xent_hess_apply(double *r /* B x k, in place */, const double *f /* B x k */, int B, int k) {
+  for (int a = 0; a < B; a++) {
+    double p[LOSS_XENT_MAX_K], *ra = r + (size_t)a * k;
+    softmax_row(p, f + (size_t)a * k, k);
+    double pr = 0.0;
+    for (int i = 0; i < k; i++) pr += p[i] * ra[i];
+    for (int i = 0; i < k; i++) ra[i] = p[i] * (ra[i] - pr);
+  }
+}
+
+void xent_hess_apply_ref(double *r /* B x k, in place */, const double *f /* B x k */, int B, int k) {
+  for (int a = 0; a < B; a++) {
+    double p[LOSS_XENT_MAX_K], out[LOSS_XENT_MAX_K], z = 0.0;
+    for (int i = 0; i < k; i++) z += exp(f[(size_t)a * k + i]);
+    for (int i = 0; i < k; i++) p[i] = exp(f[(size_t)a * k + i]) / z;
+    for (int i = 0; i < k; i++) {
+      out[i] = 0.0;
+      for (int j = 0; j < k; j++) out[i] += ((i == j ? p[i] : 0.0) - p[i] * p[j]) * r[(size_t)a * k + j];
+    }
+    for (int i = 0; i < k; i++) r[(size_t)a * k + i] = out[i];
+  }
+}
+
+double loss_eval(LossKind l, double *dout /* B x k or NULL */, const double *f /* B x k */,
+                 const double *y /* B x k */, int B, int k, double scale) {
+  return l == LOSS_XENT ? xent_loss(dout, f, y, B, k, scale) : mse_loss(dout, f, y, B, k, scale);
+}
+
+void loss_hess_apply(LossKind l, double *r /* B x k, in place */, const double *f /* B x k */, int B, int k) {
+  if (l == LOSS_XENT) xent_hess_apply(r, f, B, k); /* mse: the identity */
 }
 
 int count_correct(const double *f /* B x k */, const int *label /* B */, int B, int k) {

@@ -14,9 +14,12 @@
 #define NTK_LAYERS_H
 #include <stddef.h>
 
-typedef enum { ACT_IDENTITY = 0, ACT_RELU, ACT_TANH, ACT_ERF, ACT_COUNT } Activation;
+/* swish(x) = x sigmoid(x) (SiLU); gelu(x) = x Phi(x), the exact erf form (Phi the standard normal
+ * CDF, torch's approximate='none'); mish(x) = x tanh(softplus(x)). */
+typedef enum { ACT_IDENTITY = 0, ACT_RELU, ACT_TANH, ACT_ERF, ACT_SWISH, ACT_GELU, ACT_MISH, ACT_COUNT } Activation;
 
-/* Name <-> enum ("identity", "relu", "tanh", "erf"). act_from_name returns -1 if unknown. */
+/* Name <-> enum ("identity", "relu", "tanh", "erf", "swish", "gelu", "mish"). act_from_name returns
+ * -1 if unknown. */
 const char *act_name(Activation a);
 int act_from_name(const char *name);
 
@@ -108,6 +111,31 @@ void dense_rvjp_ref(double *rdin /* B x n_in or NULL */, double *rdW /* n_out x 
  * (scale = 1/N gives dL/df). */
 double mse_loss(double *dout /* B x k or NULL */, const double *f /* B x k */,
                 const double *y /* B x k */, int B, int k, double scale);
+
+/* ---- the loss of a run (-loss): mse (above) or softmax cross-entropy ----
+ * xent: L = (1/N) sum_a CE_a, CE_a = -sum_i y_ai log softmax(f_a)_i, for targets y_a that are
+ * probability vectors (one-hot labels). dL/df_a = (softmax(f_a) - y_a)/N and the loss's own
+ * second derivative per sample is H_a = diag(p_a) - p_a p_a^T (p_a = softmax(f_a)), which does
+ * not involve y. The phase theory of docs/conventions.md covers MSE only. */
+typedef enum { LOSS_MSE = 0, LOSS_XENT, LOSS_COUNT } LossKind;
+#define LOSS_XENT_MAX_K 4096 /* outputs per sample the softmax kernels accept (stack rows) */
+const char *loss_name(LossKind l);     /* "mse", "xent" */
+int loss_from_name(const char *name);  /* -1 if unknown */
+/* Returns sum_a CE_a over these B samples; dout = scale * (softmax(f) - y) if dout != NULL
+ * (may alias f). Row maxima are subtracted before exp. */
+double xent_loss(double *dout /* B x k or NULL */, const double *f /* B x k */, const double *y /* B x k */,
+                 int B, int k, double scale);
+double xent_loss_ref(double *dout /* B x k or NULL */, const double *f /* B x k */, const double *y /* B x k */,
+                     int B, int k, double scale);
+/* r_a <- (diag(p_a) - p_a p_a^T) r_a for every sample: the loss's Hessian in output space. */
+void xent_hess_apply(double *r /* B x k, in place */, const double *f /* B x k */, int B, int k);
+void xent_hess_apply_ref(double *r /* B x k, in place */, const double *f /* B x k */, int B, int k);
+/* The loss of kind l: mse_loss (sum of half squares) or xent_loss (sum of CE), same conventions. */
+double loss_eval(LossKind l, double *dout /* B x k or NULL */, const double *f /* B x k */,
+                 const double *y /* B x k */, int B, int k, double scale);
+/* r <- H_loss r per sample (mse: unchanged; xent: xent_hess_apply). */
+void loss_hess_apply(LossKind l, double *r /* B x k, in place */, const double *f /* B x k */, int B, int k);
+
 /* Number of samples whose argmax_i f[a,i] equals label[a]; labels < 0 are skipped. */
 int count_correct(const double *f /* B x k */, const int *label /* B */, int B, int k);
 

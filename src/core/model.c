@@ -95,9 +95,12 @@ static int check_config(const ModelConfig *c, char *err, size_t errlen) {
         (int64_t)c->in_channels * c->in_height * c->in_width != c->in_dim)
       return errbuf_set(err, errlen, "model: wrn needs an image shape with channels x height x width = in_dim, got %d x %d x %d for %d",
                   c->in_channels, c->in_height, c->in_width, c->in_dim);
-    if (c->batch_norm && !(isfinite(c->bn_eps) && c->bn_eps > 0))
-      return errbuf_set(err, errlen, "model: bn_eps must be finite and > 0, got %g", c->bn_eps);
   }
+  if (((c->arch == ARCH_WRN && c->batch_norm) || (c->arch == ARCH_FC && c->fc_batch_norm)) && !(isfinite(c->bn_eps) && c->bn_eps >= 0))
+    return errbuf_set(err, errlen, "model: bn_eps must be finite and >= 0, got %g", c->bn_eps);
+  if (c->loss < 0 || c->loss >= LOSS_COUNT) return errbuf_set(err, errlen, "model: unknown loss %d", (int)c->loss);
+  if (c->loss == LOSS_XENT && (c->out_dim < 2 || c->out_dim > LOSS_XENT_MAX_K))
+    return errbuf_set(err, errlen, "model: the xent loss needs 2 to %d outputs, got %d", LOSS_XENT_MAX_K, c->out_dim);
   if (c->act < 0 || c->act >= ACT_COUNT) return errbuf_set(err, errlen, "model: unknown activation %d", (int)c->act);
   if (c->param < 0 || c->param >= PARAM_COUNT)
     return errbuf_set(err, errlen, "model: unknown parameterization %d", (int)c->param);
@@ -270,6 +273,7 @@ static int add_bn(Model *m, int in, int C, int HW, const char *prefix) {
   op->eps = c->bn_eps;
   op->bn = m->n_bn;
   m->bn_channels[m->n_bn++] = C;
+  if (c->bn_no_affine) return op->out; /* no gamma, no beta: op->w = op->b = -1 */
   snprintf(name, sizeof name, "%s.gamma", prefix);
   op->w = new_tensor(m, name, (size_t)C, C);
   snprintf(name, sizeof name, "%s.beta", prefix);
@@ -387,17 +391,25 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
   switch (cfg->arch) {
     case ARCH_UV:
     case ARCH_FC: {
-      /* dense, act, (L-1) x [dense, act], dense: 2L+1 ops, 2L+2 buffers, (L+1)(1+bias) tensors. */
-      m->ops = xcalloc((size_t)(2 * L + 1), sizeof *m->ops, "ops");
-      m->buf_size = xcalloc((size_t)(2 * L + 2), sizeof *m->buf_size, "buffer sizes");
-      m->tensors = xcalloc((size_t)(L + 1) * (cfg->bias ? 2 : 1), sizeof *m->tensors, "tensors");
+      /* dense, act, (L-1) x [dense, act], dense: 2L+1 ops, 2L+2 buffers, (L+1)(1+bias) tensors;
+       * with fc_batch_norm a BN op (bn{l}.gamma, bn{l}.beta) before each of the L activations. */
+      const bool bn = cfg->arch == ARCH_FC && cfg->fc_batch_norm;
+      m->ops = xcalloc((size_t)(3 * L + 1), sizeof *m->ops, "ops");
+      m->buf_size = xcalloc((size_t)(3 * L + 2), sizeof *m->buf_size, "buffer sizes");
+      m->tensors = xcalloc((size_t)(L + 1) * (cfg->bias ? 2 : 1) + 2 * (size_t)L, sizeof *m->tensors, "tensors");
+      if (bn) m->bn_channels = xcalloc((size_t)L, sizeof *m->bn_channels, "batch-norm channels");
       m->buf_size[m->n_bufs++] = (size_t)d; /* buffer 0: the input */
       char name[32];
       int buf = add_dense(m, 0, d, n, "dense0", 0);
+      if (bn) buf = add_bn(m, buf, n, 1, "bn0");
       buf = add_act(m, buf, n, cfg->act);
       for (int l = 1; l < L; l++) {
         snprintf(name, sizeof name, "dense%d", l);
         buf = add_dense(m, buf, n, n, name, 1);
+        if (bn) {
+          snprintf(name, sizeof name, "bn%d", l);
+          buf = add_bn(m, buf, n, 1, name);
+        }
         buf = add_act(m, buf, n, cfg->act);
       }
       snprintf(name, sizeof name, "dense%d", L);
@@ -467,6 +479,27 @@ void model_init(const Model *m, double *theta /* P */, uint64_t seed) {
     rng_normal_fill(w, p->size, seed, (uint64_t)RNG_STREAM_PARAM_BASE + (uint64_t)t, 0);
     for (size_t i = 0; i < p->size; i++) w[i] *= p->init_std;
   }
+}
+
+int model_freeze(Model *m, const char *list, char *err, size_t errlen) {
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ',');
+    const size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == 0 || len >= sizeof m->tensors[0].name)
+      return errbuf_set(err, errlen, "option -freeze: empty or too long entry in \"%s\"", list);
+    int hits = 0;
+    for (int t = 0; t < m->n_tensors; t++) {
+      ParamTensor *pt = &m->tensors[t];
+      if (strncmp(pt->name, p, len) == 0 && (pt->name[len] == 0 || pt->name[len] == '.')) {
+        pt->frozen = true;
+        pt->lr_scale = 0.0;
+        hits++;
+      }
+    }
+    if (!hits) return errbuf_set(err, errlen, "option -freeze: no tensor named \"%.*s\" in this model (e.g. %s)", (int)len, p, m->tensors[0].name);
+    p = end ? end + 1 : p + len;
+  }
+  return 0;
 }
 
 bool model_lr_weighted(const Model *m) {
@@ -653,7 +686,7 @@ const double *model_forward(const Model *m, const double *theta /* P */, const d
         reduce(red, t->red, (int)BN_STATS_LEN(op->C));
         bn_finalize(st.mean, st.rstd, NULL, t->red, op->C, op->eps);
         *st.count = t->red[2 * op->C];
-        bn_forward(out, in, st.mean, st.rstd, theta + W->offset, theta + b->offset, B, op->C, op->HW);
+        bn_forward(out, in, st.mean, st.rstd, W ? theta + W->offset : NULL, b ? theta + b->offset : NULL, B, op->C, op->HW);
         break;
       }
       case OP_POOL:
@@ -700,7 +733,7 @@ void model_vjp(const Model *m, const double *theta /* P */, const double *dout /
         const BnState st = bn_state(t, op);
         bn_vjp_stats(t->red, gW, gb, g, t->act[op->in], st.mean, st.rstd, B, op->C, op->HW);
         reduce(red, t->red, (int)BN_VJP_STATS_LEN(op->C));
-        if (gin) bn_vjp(gin, g, t->act[op->in], st.mean, st.rstd, theta + W->offset, t->red, *st.count, B, op->C, op->HW);
+        if (gin) bn_vjp(gin, g, t->act[op->in], st.mean, st.rstd, W ? theta + W->offset : NULL, t->red, *st.count, B, op->C, op->HW);
         break;
       }
       case OP_POOL:
@@ -750,8 +783,8 @@ void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta
         if (tin) bn_jvp_stats(st.jpart, tin, t->act[op->in], st.mean, st.rstd, B, op->C, op->HW);
         else memset(st.jpart, 0, BN_VJP_STATS_LEN(op->C) * sizeof *st.jpart);
         reduce(red, st.jpart, (int)BN_VJP_STATS_LEN(op->C));
-        bn_jvp(to, tin, t->act[op->in], st.mean, st.rstd, theta + W->offset, dtheta + W->offset, dtheta + b->offset,
-               st.jpart, *st.count, B, op->C, op->HW);
+        bn_jvp(to, tin, t->act[op->in], st.mean, st.rstd, W ? theta + W->offset : NULL, W ? dtheta + W->offset : NULL,
+               b ? dtheta + b->offset : NULL, st.jpart, *st.count, B, op->C, op->HW);
         break;
       }
       case OP_POOL:
@@ -775,9 +808,14 @@ double model_hvp_prepare(const Model *m, const double *theta /* P */, const doub
   const double *f = model_forward(m, theta, x, B, t, red); /* B x k */
   /* The loss cotangent goes straight into the output buffer's cotangent slot: no allocation. */
   double *dout = lazy_buf(t->grad, m, t, m->out_buf); /* B x k */
-  const double half_sq = mse_loss(dout, f, y, B, (int)m->buf_size[m->out_buf], 1.0 / n_global);
+  const double half_sq = model_loss(m, dout, f, y, B, 1.0 / n_global);
   model_vjp(m, theta, dout, B, t, NULL, red); /* cotangents only: no parameter gradient needed */
   return half_sq;
+}
+
+double model_loss(const Model *m, double *dout /* B x k or NULL */, const double *f /* B x k */,
+                  const double *y /* B x k */, int B, double scale) {
+  return loss_eval(m->cfg.loss, dout, f, y, B, (int)m->buf_size[m->out_buf], scale);
 }
 
 /* R-forward (JVP of v), then the reverse sweep of the R-operator. The R-cotangent of a buffer with
@@ -796,9 +834,10 @@ static void r_backward(const Model *m, const double *theta /* P */, const double
   const size_t nk = (size_t)B * m->buf_size[m->out_buf];
   model_jvp(m, theta, v, B, t, NULL, red); /* J v stays in t->tan[out_buf] */
   memset(t->seen, 0, (size_t)m->n_bufs);
-  /* dL/df = (f - y)/N, so R{dL/df} = R{f}/N = (J v)/N. */
+  /* MSE: dL/df = (f - y)/N, so R{dL/df} = R{f}/N = (J v)/N. xent: R{dL/df} = H_loss (J v)/N. */
   double *rg = t->tan[m->out_buf]; /* B x k */
   for (size_t i = 0; i < nk; i++) rg[i] /= n_global;
+  loss_hess_apply(m->cfg.loss, rg, t->act[m->out_buf], B, (int)m->buf_size[m->out_buf]);
   for (int i = m->n_ops - 1; i >= 0; i--) {
     const Op *op = &m->ops[i];
     const double *rdout = rcot(m, t, op->out); /* B x n_out: R-cotangent, complete */
@@ -836,12 +875,12 @@ static void r_backward(const Model *m, const double *theta /* P */, const double
         double *vpart = t->red, *rpart = t->red + 2 * C;
         if (dout) bn_vjp_stats(vpart, NULL, NULL, dout, t->act[op->in], st.mean, st.rstd, B, C, op->HW);
         else memset(vpart, 0, 2 * (size_t)C * sizeof *vpart);
-        bn_rvjp_stats(rpart, hv + W->offset, hv + b->offset, rdout, dout, rin, t->act[op->in], st.mean, st.rstd,
-                      st.jpart, *st.count, B, C, op->HW);
+        bn_rvjp_stats(rpart, W ? hv + W->offset : NULL, b ? hv + b->offset : NULL, rdout, dout, rin, t->act[op->in], st.mean,
+                      st.rstd, st.jpart, *st.count, B, C, op->HW);
         reduce(red, t->red, 5 * C);
         if (rdin)
-          bn_rvjp(rdin, rdout, dout, rin, t->act[op->in], st.mean, st.rstd, theta + W->offset, v + W->offset, st.jpart,
-                  dout ? vpart : NULL, rpart, *st.count, B, C, op->HW);
+          bn_rvjp(rdin, rdout, dout, rin, t->act[op->in], st.mean, st.rstd, W ? theta + W->offset : NULL, W ? v + W->offset : NULL,
+                  st.jpart, dout ? vpart : NULL, rpart, *st.count, B, C, op->HW);
         break;
       }
       case OP_POOL: /* linear: the VJP of rdout */

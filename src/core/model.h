@@ -64,7 +64,11 @@ typedef struct {
   bool mup_limit;       /* set by model_build for width MODEL_WIDTH_INF (width is then in_dim + out_dim) */
   int wrn_depth;        /* ARCH_WRN: d = 6n+4, n >= 1 blocks per group */
   bool batch_norm;      /* ARCH_WRN: train-mode batch norm before every activation */
-  double bn_eps;        /* batch norm epsilon (> 0) */
+  double bn_eps;        /* batch norm epsilon (>= 0; 0 only for exactly scale-invariant tests) */
+  LossKind loss;        /* the training loss (layers.h): mse (the phase theory's) or xent */
+  bool fc_batch_norm;   /* ARCH_FC: train-mode batch norm between every hidden dense layer and its
+                           activation (dense -> BN -> act), statistics of the whole batch */
+  bool bn_no_affine;    /* batch norm without its affine parameters gamma and beta */
 } ModelConfig;
 
 /* OP_CONV: conv2d (conv.h) with op->conv; OP_BN: train-mode batch norm over op->C channels of
@@ -80,7 +84,8 @@ typedef struct {
   double init_std;      /* initialised as init_mean + N(0, init_std^2); init_std 0 gives init_mean */
   double init_mean;     /* 0, except batch-norm gamma (1) */
   double mult;          /* forward multiplier (ntk: sigma_w/sqrt(fan_in) or sigma_b; else 1) */
-  double lr_scale;      /* per-tensor learning-rate multiplier (muP; else 1) */
+  double lr_scale;      /* per-tensor learning-rate multiplier (muP; else 1; 0 when frozen) */
+  bool frozen;          /* kept at its initial value (model_freeze) */
 } ParamTensor;
 
 typedef struct {
@@ -146,6 +151,12 @@ void model_destroy(Model *m);
  * equivalent net (cfg.mup_limit) has a deterministic init instead. */
 void model_init(const Model *m, double *theta /* P */, uint64_t seed);
 
+/* Freezes the tensors named in `list` (comma-separated; an entry is a tensor name, "dense2.W", or a
+ * layer prefix, "dense2", "fc", "bn0", matching every tensor "<prefix>.*"): frozen = true and
+ * lr_scale = 0, so the update and the lr-weighted NTK/Hessian leave them out. Returns 0, or -1 with
+ * "option -freeze: ..." in err for an entry that matches no tensor. NULL or "" freezes nothing. */
+int model_freeze(Model *m, const char *list, char *err, size_t errlen);
+
 /* Per-parameter learning-rate multipliers, expanded: lr[p] = lr_scale of p's tensor. */
 void model_lr_scales(const Model *m, double *lr /* P */);
 /* True if some tensor has lr_scale != 1: the lr-weighted NTK J D J^T / N then differs from the
@@ -180,7 +191,15 @@ void model_jvp(const Model *m, const double *theta /* P */, const double *dtheta
                Tape *t, double *tout /* B x k */, const Reducer *red);
 
 
+/* The model's loss (cfg.loss) of B outputs f against targets y: the sum over the samples (the
+ * caller divides by the global N), dout = scale * dL_a/df_a if dout != NULL (layers.h loss_eval). */
+double model_loss(const Model *m, double *dout /* B x k or NULL */, const double *f /* B x k */,
+                  const double *y /* B x k */, int B, double scale);
+
 /* ---- loss Hessian products (docs/conventions.md "Hessian": H = G + R, G = J^T J / N) ----
+ * For -loss xent, L = (1/n_global) sum_a CE_a: G becomes J^T H_loss J / N with H_loss the softmax
+ * cross-entropy's own second derivative (layers.h), and R uses dL/df = (softmax(f) - y) / N. The
+ * text below is written for MSE.
  * The loss of these B samples is L = 1/(2 n_global) sum_a ||f(x_a) - y_a||^2, normalised by the
  * whole batch's n_global so that chunks and data-parallel ranks add their parts. Products are
  * ACCUMULATED (+=) into hv / gv, like model_vjp's grad.

@@ -311,6 +311,17 @@ static int write_config_attrs(hid_t g, const Config *cfg) {
   rc |= attr_i64(g, "lr_step_every", cfg->lr_step_every);
   rc |= attr_f64(g, "lr_step_gamma", cfg->lr_step_gamma);
   rc |= attr_f64(g, "lr_min_factor", cfg->lr_min_factor);
+  rc |= attr_str(g, "loss", loss_name(m->loss));
+  rc |= attr_i32(g, "fc_batch_norm", m->fc_batch_norm ? 1 : 0);
+  rc |= attr_i32(g, "bn_no_affine", m->bn_no_affine ? 1 : 0);
+  rc |= attr_i32(g, "batch_norm", (m->arch == ARCH_WRN && m->batch_norm) || (m->arch == ARCH_FC && m->fc_batch_norm) ? 1 : 0);
+  rc |= attr_f64(g, "bn_eps", m->bn_eps);
+  rc |= attr_f64(g, "lr_exp_factor", cfg->lr_exp_factor);
+  rc |= attr_f64(g, "onecycle_pct", cfg->onecycle_pct);
+  rc |= attr_f64(g, "onecycle_div", cfg->onecycle_div);
+  rc |= attr_f64(g, "onecycle_final_div", cfg->onecycle_final_div);
+  rc |= attr_str(g, "freeze", cfg->freeze);
+  rc |= attr_f64(g, "momentum_init", cfg->momentum_init);
   rc |= attr_i64(g, "record_every", cfg->record_every);
   rc |= attr_i64(g, "test_every", cfg->test_every);
   rc |= attr_f64(g, "diverge_factor", cfg->diverge_factor);
@@ -595,7 +606,9 @@ static int create_file(OutputFile *of, MPI_Comm comm, const Config *cfg, const R
     rows[rs->index >= 0 && rs->index < n_runs ? rs->index : i] = summary_row_pending(rs, RUN_PENDING);
   }
   if (n_runs > 0) rank0_write(&L, d, mtype, rows);
-  if (attr_str(d, "units", "") || attr_str(d, "description", "one row per run: identity, status, results and phase (docs/output.md)")) {
+  if (attr_str(d, "units", "") || attr_str(d, "description", "one row per run: identity, status, results and phase (docs/output.md)") ||
+      attr_str(d, "loss", loss_name(cfg->model.loss)) ||
+      attr_str(d, "phase_theory", cfg->model.loss == LOSS_MSE ? "MSE" : "MSE theory (the run used xent: phases classified as for MSE)")) {
     errbuf_set(err, errlen, "output file %s: cannot write /summary", path);
     goto done;
   }

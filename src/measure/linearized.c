@@ -75,6 +75,10 @@ static PetscErrorCode setup(MeasureRun *r, void **state)
   PetscCall(PetscMalloc3(P, &s->theta, P, &s->dtheta, P + 2, &s->grad));
   for (int j = 0; j < s->n_opt; j++) PetscCall(PetscCalloc1(P, &s->opt[j]));
   memcpy(s->theta, r->theta0, P * sizeof(double));
+  const Model *m = r->model; /* heavy ball's velocity starts as the network's: v_0 = momentum_init theta_0 on trained tensors */
+  for (int t = 0; r->cfg->momentum_init != 0 && s->n_opt > 0 && t < m->n_tensors; t++)
+    for (size_t i = 0; !m->tensors[t].frozen && i < m->tensors[t].size; i++)
+      s->opt[0][m->tensors[t].offset + i] = r->cfg->momentum_init * r->theta0[m->tensors[t].offset + i];
   s->n = probe_n(r->cfg, r->train);
   s->lo = (int)((int64_t)s->n * r->grank / r->gsize), s->hi = (int)((int64_t)s->n * (r->grank + 1) / r->gsize);
   PetscCheck(tape_create(&s->tape, r->model, s->hi - s->lo > 0 ? s->hi - s->lo : 1) == 0, PETSC_COMM_SELF, PETSC_ERR_MEM, "linearized: tape");

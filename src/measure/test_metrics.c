@@ -12,7 +12,9 @@ static void declare(const Config *cfg, const Dataset *train, Schema *s)
   s->description = "test metrics on the test set, every -test_every steps and at the first and last step";
   s->n_records = record_count(cfg->steps, cfg->test_every);
   schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step t of the record");
-  schema_add(s, "loss", DS_FLOAT64, SCALAR, "1", "test loss (1/2M) sum ||f(x) - y||^2 on the test set at theta_t");
+  schema_add(s, "loss", DS_FLOAT64, SCALAR, "1",
+             cfg->model.loss == LOSS_XENT ? "test loss (1/M) sum_a CE(softmax f(x_a), y_a) (-loss xent) on the test set at theta_t"
+                                          : "test loss (1/2M) sum ||f(x) - y||^2 on the test set at theta_t");
   schema_add(s, "accuracy", DS_FLOAT64, SCALAR, "1", "fraction of test samples whose argmax output is the label (NaN for regression)");
 }
 

@@ -14,7 +14,9 @@ static void declare(const Config *cfg, const Dataset *train, Schema *s)
   s->description = "train metrics on the training subset, every -record_every steps and at the last step";
   s->n_records = record_count(cfg->steps, cfg->record_every);
   schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step t of the record");
-  schema_add(s, "loss", DS_FLOAT64, SCALAR, "1", "train loss (1/2N) sum ||f(x) - y||^2 on the training subset at theta_t");
+  schema_add(s, "loss", DS_FLOAT64, SCALAR, "1",
+             cfg->model.loss == LOSS_XENT ? "train loss (1/N) sum_a CE(softmax f(x_a), y_a) (-loss xent) on the training subset at theta_t"
+                                          : "train loss (1/2N) sum ||f(x) - y||^2 on the training subset at theta_t");
   schema_add(s, "accuracy", DS_FLOAT64, SCALAR, "1", "fraction of training samples whose argmax output is the label (NaN for regression)");
   schema_add(s, "param_norm", DS_FLOAT64, SCALAR, "1", "||theta_t||_2");
   schema_add(s, "dist_init", DS_FLOAT64, SCALAR, "1", "||theta_t - theta_0||_2");

@@ -57,8 +57,8 @@
 /* Default tolerance of the coarse (subsample) solves that only provide a start vector. */
 #define HESS_COARSE_TOL 1e-2
 
-enum { EV_MATMULT, EV_EIGENSOLVE, EV_TRACE, EV_SLQ };
-static OpEvents events = {.cls = "Hessian", .n = 4, .names = {"HessMatMult", "HessEigensolve", "HessTrace", "HessSLQ"}};
+enum { EV_MATMULT, EV_EIGENSOLVE, EV_TRACE, EV_SLQ, EV_ALIGN };
+static OpEvents events = {.cls = "Hessian", .n = 5, .names = {"HessMatMult", "HessEigensolve", "HessTrace", "HessSLQ", "HessAlignment"}};
 
 PetscErrorCode hessian_register_events(void)
 {
@@ -426,7 +426,7 @@ PetscErrorCode hessian_set_params(HessianOperator *op, const double *theta)
     const int B = opbase_chunk_len(b, c);
     const double *xc = opbase_chunk_x(b, c), *yc = op->y + (size_t)c * b->chunk * op->k;
     if (b->stored) half_sq += model_hvp_prepare(b->m, b->theta, xc, yc, B, (double)b->n_global, &b->tapes[c], b->redp);
-    else half_sq += mse_loss(NULL, model_forward(b->m, b->theta, xc, B, &b->tapes[0], b->redp), yc, B, op->k, 1.0);
+    else half_sq += model_loss(b->m, NULL, model_forward(b->m, b->theta, xc, B, &b->tapes[0], b->redp), yc, B, 1.0);
   }
   PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &half_sq, 1, MPI_DOUBLE, MPI_SUM, b->pcomm));
   op->loss = half_sq / b->n_global;
@@ -441,6 +441,42 @@ PetscErrorCode hessian_loss(HessianOperator *op, double *loss)
   PetscFunctionBeginUser;
   PetscCheck(op->b.have_params, op->b.comm, PETSC_ERR_ORDER, "hessian: call hessian_set_params first");
   *loss = op->loss;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode hessian_alignment(HessianOperator *op, double *align, double *gnorm)
+{
+  OpBase *b = &op->b;
+  const size_t P = b->m->n_params;
+  Vec g, hg;
+  PetscScalar *gv;
+  double *gfull;
+
+  PetscFunctionBeginUser;
+  PetscCheck(b->have_params, b->comm, PETSC_ERR_ORDER, "hessian: call hessian_set_params first");
+  PetscCall(PetscLogEventBegin(events.id[EV_ALIGN], op->H, 0, 0, 0));
+  PetscCall(PetscCalloc1(P, &gfull));
+  /* grad L on the local samples: the tapes hold the forward pass and dL/df (model_hvp_prepare) in the
+   * output buffer's cotangent slot; the VJP recomputes the same cotangents and adds the parameters'. */
+  for (int c = 0; c < b->n_chunks; c++) {
+    Tape *t = chunk_tape(op, c, PETSC_FALSE);
+    model_vjp(b->m, b->theta, t->grad[b->m->out_buf], opbase_chunk_len(b, c), t, gfull, b->redp);
+  }
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, gfull, (int)P, MPI_DOUBLE, MPI_SUM, b->pcomm));
+  PetscCall(MatCreateVecs(op->H, &g, &hg));
+  PetscCall(VecGetArray(g, &gv));
+  for (PetscInt i = 0; i < op->pn; i++) gv[i] = gfull[op->plo + i] * (op->sqrtd ? op->sqrtd[op->plo + i] : 1.0); /* g = D^1/2 grad L */
+  PetscCall(VecRestoreArray(g, &gv));
+  PetscCall(PetscFree(gfull));
+  PetscCall(MatMult(op->H, g, hg)); /* D^1/2 H D^1/2 g */
+  PetscScalar ghg, gg;
+  PetscCall(VecDot(g, hg, &ghg));
+  PetscCall(VecDot(g, g, &gg));
+  *align = gg > 0 ? PetscRealPart(ghg) / PetscRealPart(gg) : NAN;
+  *gnorm = sqrt(PetscRealPart(gg));
+  PetscCall(VecDestroy(&g));
+  PetscCall(VecDestroy(&hg));
+  PetscCall(PetscLogEventEnd(events.id[EV_ALIGN], op->H, 0, 0, 0));
   PetscFunctionReturn(0);
 }
 

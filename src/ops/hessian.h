@@ -132,6 +132,10 @@ void hessian_slq_density(double *density /* n_grid */, const double *grid /* n_g
 
 /* Loss L at the current theta (1/(2N) sum ||f - y||^2), from hessian_set_params. */
 PetscErrorCode hessian_loss(HessianOperator *op, double *loss);
+/* The gradient-Hessian alignment at the point of hessian_set_params (docs/conventions.md):
+ * align = g^T (D^1/2 H D^1/2) g / |g|^2 with g = D^1/2 grad L on the Hessian batch, the curvature
+ * along the step direction, and gnorm = |g|. One gradient pass and one product. Collective. */
+PetscErrorCode hessian_alignment(HessianOperator *op, double *align, double *gnorm);
 
 /* PetscLogEvents HessMatMult, HessEigensolve, HessTrace, HessSLQ (idempotent; the create call
  * registers them too). */

@@ -52,7 +52,7 @@ typedef struct {
 } OpBase;
 
 /* An operator's log events: its class, their names, and the ids opbase_register_events fills in. */
-#define OP_MAX_EVENTS 4
+#define OP_MAX_EVENTS 5
 typedef struct {
   const char *cls;
   int n;

@@ -6,6 +6,7 @@ static void update(double *th, double *const *state, const double *g, const doub
   const double mu = cfg->momentum, wd = cfg->weight_decay;
   double *v = state[0];
   for (size_t p = 0; p < P; p++) {
+    if (sc[p] == 0.0) continue; /* a frozen tensor (-freeze) stays bit for bit, its velocity 0 */
     double step = g[p] + wd * th[p];
     step = v[p] = mu * v[p] + step;
     th[p] -= lr * sc[p] * step;

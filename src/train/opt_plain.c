@@ -5,6 +5,7 @@ static void update(double *th, double *const *state, const double *g, const doub
 {
   const double wd = cfg->weight_decay;
   for (size_t p = 0; p < P; p++) {
+    if (sc[p] == 0.0) continue; /* a frozen tensor (-freeze) stays bit for bit, whatever g is */
     const double step = g[p] + wd * th[p];
     th[p] -= lr * sc[p] * step;
   }

@@ -12,7 +12,8 @@ typedef struct {
   const char *name;
   int n_state;
   const char *state_names[OPTIMIZER_MAX_STATE];
-  /* theta -= lr * lr_scale .* (step from grad, weight decay and state); state vectors start at 0 */
+  /* theta -= lr * lr_scale .* (step from grad, weight decay and state); state vectors start at 0
+   (heavy ball: -momentum_init). Parameters with lr_scale 0 (frozen) are skipped, untouched. */
   void (*update)(double *theta /* P */, double *const *state /* n_state x P */, const double *grad /* P */, const double *lr_scale /* P */,
                  size_t P, double lr, const Config *cfg);
 } OptimizerClass;

@@ -85,10 +85,10 @@ static void pass(RunState *s, const double *theta, const double *dtheta, const D
     }
     if (grad) {
       /* dL/df = (f - y) / N over the global batch. */
-      *loss_sum += mse_loss(s->dfbuf, f, y, B, k, 1.0 / n_global);
+      *loss_sum += model_loss(m, s->dfbuf, f, y, B, 1.0 / n_global);
       model_vjp(m, theta, s->dfbuf, B, &s->tape, grad, red);
     } else {
-      *loss_sum += mse_loss(NULL, f, y, B, k, 1.0);
+      *loss_sum += model_loss(m, NULL, f, y, B, 1.0);
     }
     *correct += count_correct(f, lab, B, k);
   }
@@ -171,7 +171,7 @@ int run_state_setup(RunState *s, MPI_Comm group, const Config *cfg, const RunSpe
   mc.in_dim = train->d;
   mc.in_channels = train->channels, mc.in_height = train->height, mc.in_width = train->width;
   mc.out_dim = train->k;
-  if (model_build(&s->model, &mc, err, sizeof err)) {
+  if (model_build(&s->model, &mc, err, sizeof err) || model_freeze(&s->model, cfg->freeze, err, sizeof err)) {
     fprintf(stderr, "ntkhpc: error: run %d: %s\n", run->index, err);
     return -1;
   }
@@ -198,6 +198,11 @@ int run_state_setup(RunState *s, MPI_Comm group, const Config *cfg, const RunSpe
   model_init(&s->model, s->theta, (uint64_t)run->seed);
   memcpy(s->theta0, s->theta, s->P * sizeof(double));
   model_lr_scales(&s->model, s->lr_scale);
+  if (cfg->momentum_init != 0 && s->opt->n_state > 0) /* heavy ball's v_0 = c theta_0 on the trained tensors */
+    for (int t = 0; t < s->model.n_tensors; t++) {
+      const ParamTensor *pt = &s->model.tensors[t];
+      for (size_t i = 0; !pt->frozen && i < pt->size; i++) s->opt_state[0][pt->offset + i] = cfg->momentum_init * s->theta[pt->offset + i];
+    }
   s->mrun = (MeasureRun){.group = group, .grank = s->grank, .gsize = s->gsize, .cfg = cfg, .run = run, .train = train, .test = test,
                          .model = &s->model, .P = s->P, .theta = s->theta, .theta0 = s->theta0, .evaluate = evaluate_cb,
                          .evaluate_lin = evaluate_lin_cb, .gradient_lin = gradient_lin_cb, .update = update_cb, .n_opt_state = s->opt->n_state,
