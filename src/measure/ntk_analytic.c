@@ -39,7 +39,7 @@ static bool deck_has_analytic(const Config *cfg)
 {
   InfKernelSpec spec;
   for (int i = 0; i < cfg->n_params; i++)
-    if (analytic_spec(&cfg->model, cfg->params[i], false, &spec)) return true;
+    if (analytic_spec(&cfg->model, cfg->params[i], cfg->model.fc_batch_norm, &spec)) return true;
   return false;
 }
 
