@@ -451,7 +451,7 @@ def _xplot(ax, an, field, series, wcol, label_series=True):
         pts.sort()
         a = np.array(pts)
         cfg, param, width = panel
-        lab = "%s w=%d%s" % (param, width, (" [%s]" % cfg) if cfg else "")
+        lab = "%s w=%s%s" % (param, "inf" if width == 0 else width, (" [%s]" % cfg) if cfg else "")  # width 0: infinite
         agg = {"mean": a[:, 1], "lo": a[:, 2], "hi": a[:, 3], "n_curves": int(a[:, 4].max())}
         _plot_agg(ax, agg, wcol[width], label=lab if label_series else None,
                   ls=PARAM_LINES.get(param, "-"), marker=PARAM_MARKERS.get(param, "o"), x=a[:, 0])
