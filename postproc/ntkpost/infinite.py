@@ -133,7 +133,7 @@ def linearized(an):
     if not groups:
         raise F.NoData("no linearized/ group (run with -linearized true)")
     n = len(groups)
-    fig, axes = F.plt.subplots(2, n, squeeze=False, figsize=(F.PANEL_W * n + F.LEGEND_W, 2 * F.PANEL_H + 0.8))
+    fig, axes = F.plt.subplots(2, n, squeeze=False, figsize=(F.PANEL_W * n + F.LEGEND_W + 0.5, 2 * F.PANEL_H + 0.8))
     fig.suptitle("(l) The network (solid) against its linearisation (dashed)", fontsize=12)
     widths = sorted({w for g in groups.values() for w in g})
     cmap = F.plt.get_cmap("plasma")
@@ -205,10 +205,10 @@ def linearized(an):
     hs = [handles[w] for w in widths if w in handles] + ([handles["inf"]] if "inf" in handles else [])
     labels = ["n = %d" % w for w in widths if w in handles] + (["∞ (kernel regression)"] if "inf" in handles else [])
     fig.legend(hs + [F.matplotlib.lines.Line2D([], [], color="k", ls="--")], labels + ["f_lin"],
-               loc="center left", bbox_to_anchor=(1 - (F.LEGEND_W - 0.15) / fig.get_size_inches()[0], 0.5), fontsize=8, title="width",
+               loc="center left", bbox_to_anchor=(1 - (F.LEGEND_W + 0.35) / fig.get_size_inches()[0], 0.5), fontsize=8, title="width",
                title_fontsize=8)
     w_in, h_in = fig.get_size_inches()
-    fig.subplots_adjust(left=0.7 / w_in, right=1 - F.LEGEND_W / w_in, bottom=0.6 / h_in, top=1 - 0.7 / h_in, wspace=0.3, hspace=0.45)
+    fig.subplots_adjust(left=0.7 / w_in, right=1 - (F.LEGEND_W + 0.5) / w_in, bottom=0.6 / h_in, top=1 - 0.7 / h_in, wspace=0.3, hspace=0.45)
     return fig
 
 
