@@ -18,7 +18,8 @@
 #include "petsc_compat.h"
 
 static const OptionModule *const app_modules[] = {&options_model, &options_data,    &options_training, &options_sweep,
-                                                  &options_ntk,   &options_hessian, &options_output,   &options_checkpoint};
+                                                  &options_ntk,   &options_hessian, &options_output,   &options_checkpoint,
+                                                  &options_landscape};
 enum { N_APP_MODULES = sizeof app_modules / sizeof *app_modules, MAX_MODULES = N_APP_MODULES + MEASURE_MAX, MAX_OPTIONS = 256, MAX_CHOICES = 16 };
 
 /* Every table in reading and -help order: each app module, then the registered measurements'
@@ -63,7 +64,8 @@ static const char *const deck_order[] = {
   "-catapult_window", "-hess_batch", "-hess_every", "-hess_nev", "-hess_min_eig", "-density_steps", "-trace_probes",
   "-slq_probes", "-slq_lanczos", "-eta_max_search", "-eta_max_lo", "-eta_max_hi", "-eta_max_tol", "-eta_max_steps",
   "-ranks_per_run", "-output", "-flush_seconds", "-progress_seconds", "-sweep_part", "-sweep_parts", "-checkpoint_dir",
-  "-checkpoint_every", "-checkpoint_minutes", "-restart"};
+  "-checkpoint_every", "-checkpoint_minutes", "-restart",
+  "-theta_every"};
 
 /* ------------------------------------------------------------------ errors and lookups */
 

@@ -94,7 +94,31 @@ typedef struct {
   bool restart;                 /* continue from the checkpoints */
   bool keep_checkpoints;        /* keep the checkpoint folder of a finished job */
   int sweep_part, sweep_parts;  /* run only the deck's runs d with d % sweep_parts == sweep_part */
+  /* loss landscapes (src/app/options_landscape.c, docs/landscape.md) */
+  int64_t theta_every;          /* record theta every this many steps (0 = never) */
+  char landscape_steps_text[1024]; /* centres: steps, "end", "peak" (comma-separated; "" = no surfaces) */
+  int n_landscape_centres;
+  int64_t landscape_centres[64];   /* parsed: a step >= 0, LANDSCAPE_END or LANDSCAPE_PEAK */
+  int n_landscape_runs;   int landscape_runs[CONFIG_MAX_LIST]; /* runs with surfaces (none given: all) */
+  int landscape_dim;            /* 1 or 2 */
+  int landscape_dir;            /* LandscapeDirKind */
+  int64_t landscape_seed;       /* Philox seed of random directions */
+  bool landscape_filter;        /* filter normalisation of random directions */
+  bool landscape_bias;          /* also perturb one-dimensional tensors (biases, batch norm) */
+  int n_landscape_alpha;  double landscape_alpha[3]; /* lo, hi, points */
+  int n_landscape_beta;   double landscape_beta[3];
+  int landscape_train_samples, landscape_test_samples; /* first n of each subset (0 = all) */
+  char landscape_paths[1024];   /* straight lines: "A:B" or "A@s:B@t" pairs, comma-separated */
+  int n_landscape_path_t; double landscape_path_t[3]; /* lo, hi, points of t along a path */
+  int landscape_ranks_per_point;/* ranks evaluating one grid point together (data-parallel) */
+  char landscape_output[4096];  /* the surfaces' HDF5 file */
+  char landscape_from[4096];    /* evaluate surfaces of this finished output instead of training */
 } Config;
+
+/* -landscape_steps tokens other than a step, and the kinds of -landscape_dir. */
+enum { LANDSCAPE_END = -1, LANDSCAPE_PEAK = -2 };
+typedef enum { LDIR_RANDOM = 0, LDIR_PCA, LDIR_COUNT } LandscapeDirKind; /* "random", "pca" */
+const char *landscape_dir_name(int k);
 
 /* Names of the enums, for output attributes and messages. */
 const char *optimizer_name(OptimizerKind o);

@@ -10,12 +10,14 @@
 
 extern const MeasurementClass measure_train_metrics, measure_test_metrics, measure_ntk_spectrum, measure_ntk_lambda,
   measure_hessian_sharpness, measure_hessian_density, measure_ntk_plain, measure_outputs, measure_features;
+extern const MeasurementClass measure_theta;
 
 static const MeasurementClass *table[MEASURE_MAX] = {
   &measure_train_metrics, &measure_test_metrics, &measure_ntk_spectrum, &measure_ntk_lambda, &measure_hessian_sharpness, &measure_hessian_density,
   &measure_ntk_plain, &measure_outputs, &measure_features,
+  &measure_theta,
 };
-static int n_table = 9;
+static int n_table = 10;
 
 int measure_register(const MeasurementClass *m)
 {
