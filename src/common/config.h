@@ -105,6 +105,7 @@ typedef struct {
   int64_t landscape_seed;       /* Philox seed of random directions */
   bool landscape_filter;        /* filter normalisation of random directions */
   bool landscape_bias;          /* also perturb one-dimensional tensors (biases, batch norm) */
+  char landscape_tensors[1024]; /* random directions only in these tensors ("" = all), comma-separated names */
   int n_landscape_alpha;  double landscape_alpha[3]; /* lo, hi, points */
   int n_landscape_beta;   double landscape_beta[3];
   int landscape_train_samples, landscape_test_samples; /* first n of each subset (0 = all) */

@@ -226,6 +226,20 @@ typedef struct {
   double sv[2];          /* PCA: singular values */
 } Dirs;
 
+/* Is name one of the comma-separated names of list? */
+static bool listed(const char *list, const char *name)
+{
+  const size_t n = strlen(name);
+  for (const char *p = list; *p;) {
+    const char *e = strchr(p, ',');
+    const size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == n && !strncmp(p, name, n)) return true;
+    if (!e) break;
+    p = e + 1;
+  }
+  return false;
+}
+
 /* Centre and directions of slice s from the source file (any rank; deterministic). 0 or -1. */
 static int make_dirs(const Config *cfg, const Slice *s, int si, hid_t f, const Model *m, Dirs *D)
 {
@@ -249,6 +263,11 @@ static int make_dirs(const Config *cfg, const Slice *s, int si, hid_t f, const M
     landscape_random_direction(D->d1, m, D->c, (uint64_t)cfg->landscape_seed, 0, cfg->landscape_filter, cfg->landscape_bias);
     if (s->dim == 2) landscape_random_direction(D->d2, m, D->c, (uint64_t)cfg->landscape_seed, 1, cfg->landscape_filter, cfg->landscape_bias);
     else memset(D->d2, 0, P * sizeof(double));
+    for (int t = 0; t < m->n_tensors && cfg->landscape_tensors[0]; t++)
+      if (!listed(cfg->landscape_tensors, m->tensors[t].name)) {
+        memset(D->d1 + m->tensors[t].offset, 0, m->tensors[t].size * sizeof(double));
+        memset(D->d2 + m->tensors[t].offset, 0, m->tensors[t].size * sizeof(double));
+      }
   } else { /* pca of the run's whole recorded trajectory */
     int n;
     int64_t *steps = theta_steps(f, s->run, &n);
@@ -345,6 +364,7 @@ static int create_layout(hid_t f, const Config *cfg, const Slice *sl, int n, con
       rc |= attr_i64(g, "seed", cfg->landscape_seed);
       rc |= attr_i64(g, "filter_normalized", cfg->landscape_dir == LDIR_RANDOM && cfg->landscape_filter);
       rc |= attr_i64(g, "perturb_1d", cfg->landscape_bias);
+      rc |= attr_str(g, "tensors", cfg->landscape_tensors[0] ? cfg->landscape_tensors : "all");
     } else {
       rc |= attr_str(g, "direction", "theta_B - theta_A");
       rc |= attr_i64(g, "run_b", s->run_b) | attr_i64(g, "step_b", s->step_b) | attr_i64(g, "record_b", s->rec_b);
@@ -451,9 +471,9 @@ static char *spec_text(const Config *cfg, const char *deck_text, const Slice *sl
   char *s = malloc(cap);
   if (!s) return NULL;
   size_t k = (size_t)snprintf(s, cap, "%s-landscape_dir %s\n-landscape_seed %lld\n-landscape_filter %d\n-landscape_bias %d\n"
-                              "-landscape_train_samples %lld\n-landscape_test_samples %lld\n-landscape_ranks_per_point %d\n",
+                              "-landscape_tensors %s\n-landscape_train_samples %lld\n-landscape_test_samples %lld\n-landscape_ranks_per_point %d\n",
                               deck_text, landscape_dir_name(cfg->landscape_dir), (long long)cfg->landscape_seed, cfg->landscape_filter,
-                              cfg->landscape_bias, (long long)ntr, (long long)nte, cfg->landscape_ranks_per_point);
+                              cfg->landscape_bias, cfg->landscape_tensors, (long long)ntr, (long long)nte, cfg->landscape_ranks_per_point);
   for (int i = 0; i < n && k < cap; i++)
     k += (size_t)snprintf(s + k, cap - k, "slice %d: kind %d run %d rec %d run_b %d rec_b %d dim %d grid %d x %d [%.17g, %.17g] x [%.17g, %.17g]\n", i,
                           sl[i].kind, sl[i].run, sl[i].rec, sl[i].run_b, sl[i].rec_b, sl[i].dim, sl[i].nx, sl[i].ny, sl[i].ax[0], sl[i].ax[1],

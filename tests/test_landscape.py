@@ -1,0 +1,288 @@
+#!/usr/bin/python3
+"""Loss landscapes against independent numpy evaluations (docs/landscape.md).
+
+Runs a small sweep with -theta_every and surfaces, paths, a PCA surface and a last-layer
+(quadratic) surface, then checks with numpy written here (own IDX reader, own standardisation, own
+forward pass from docs/conventions.md's layout and multipliers):
+  - train/test loss and accuracy at grid points of every surface and path equal numpy's on
+    theta_c + alpha dir1 + beta dir2 read from the file (1e-12 relative);
+  - filter normalisation: every row of every dense weight of dir1/dir2 has the centre's row norm,
+    1-D tensors are zero; the two directions differ and the seed is recorded;
+  - the trajectory projection equals numpy's least squares (coordinates and residual norm);
+  - the PCA directions equal numpy's SVD of {theta_t - theta_T} (up to sign) with its singular values;
+  - the path endpoints equal the runs' recorded train losses, and t runs as documented;
+  - a 21 x 11 last-layer surface is the analytic quadratic in (alpha, beta), stored [n_beta, n_alpha]
+    (beta rows, alpha columns), and the postproc contour figure draws it the right way round.
+Last line: "N passed, M failed".
+
+  NTKHPC=... NTK_SOURCE_DIR=... test_landscape.py
+"""
+import gzip
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+SRC = os.environ["NTK_SOURCE_DIR"]
+sys.path.insert(0, os.path.join(SRC, "postproc"))
+BIN = os.environ["NTKHPC"]
+MPI = os.environ.get("NTK_MPIEXEC", "mpiexec")
+DATA = "/usr/share/datasets/fashion-mnist"
+passed = failed = 0
+
+
+def check(cond, msg):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL " + msg)
+
+
+def rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    s = max(np.abs(a).max(), np.abs(b).max(), 1e-300)
+    return float(np.abs(a - b).max() / s)
+
+
+# ---------------------------------------------------------------- independent model and data
+
+def idx(path, n):
+    with gzip.open(path, "rb") as f:
+        magic = struct.unpack(">I", f.read(4))[0]
+        nd = magic & 0xFF
+        dims = struct.unpack(">" + "I" * nd, f.read(4 * nd))
+        count = int(np.prod(dims[1:])) if nd > 1 else 1
+        return np.frombuffer(f.read(n * count), np.uint8).reshape((n,) + tuple(dims[1:]))
+
+
+def data(n_train, n_test):
+    xtr = idx(DATA + "/train-images-idx3-ubyte.gz", n_train).reshape(n_train, -1) / 255.0
+    xte = idx(DATA + "/t10k-images-idx3-ubyte.gz", n_test).reshape(n_test, -1) / 255.0
+    ltr = idx(DATA + "/train-labels-idx1-ubyte.gz", n_train).astype(int)
+    lte = idx(DATA + "/t10k-labels-idx1-ubyte.gz", n_test).astype(int)
+    mu = xtr.mean(0)
+    sd = np.sqrt(((xtr - mu) ** 2).mean(0))
+    sc = np.where(sd < 1e-8, 1.0, 1.0 / np.where(sd < 1e-8, 1.0, sd))
+    xtr, xte = (xtr - mu) * sc, (xte - mu) * sc
+    return xtr, np.eye(10)[ltr], ltr, xte, np.eye(10)[lte], lte
+
+
+class Net:
+    """fc net, ntk parameterization, W row-major n_out x n_in then b, per layer."""
+
+    def __init__(self, d, n, depth, k, sw=2 ** 0.5, sb=0.1, act=np.tanh):
+        self.dims = [d] + [n] * depth + [k]
+        self.sw, self.sb, self.act = sw, sb, act
+        self.tab, off = [], 0
+        for l in range(depth + 1):
+            ni, no = self.dims[l], self.dims[l + 1]
+            self.tab.append(("dense%d.W" % l, off, no, ni))
+            off += no * ni
+            self.tab.append(("dense%d.b" % l, off, no, 1))
+            off += no
+        self.P = off
+
+    def hidden(self, th, x):
+        h = x
+        L = len(self.dims) - 2
+        for l in range(L):
+            _, o, no, ni = self.tab[2 * l]
+            _, ob, _, _ = self.tab[2 * l + 1]
+            h = self.act(self.sw / np.sqrt(ni) * (h @ th[o:o + no * ni].reshape(no, ni).T) + self.sb * th[ob:ob + no])
+        return h
+
+    def readout(self, th, h):
+        _, o, no, ni = self.tab[-2]
+        _, ob, _, _ = self.tab[-1]
+        return self.sw / np.sqrt(ni) * (h @ th[o:o + no * ni].reshape(no, ni).T) + self.sb * th[ob:ob + no]
+
+    def loss_acc(self, th, x, y, lab):
+        f = self.readout(th, self.hidden(th, x))
+        return ((f - y) ** 2).sum() / (2 * len(x)), float((f.argmax(1) == lab).mean())
+
+
+# ---------------------------------------------------------------- the runs
+
+DECK = os.path.join(SRC, "tests", "small_sweep.in")
+BASE = ["-widths", "32", "-seeds", "3", "-params", "ntk", "-etas", "0.3,1.0", "-steps", "16", "-theta_every", "4", "-quiet"]
+
+
+def ntk(np_, *args):
+    cmd = [MPI, "--oversubscribe", "-n", str(np_), BIN, DECK] + BASE + list(args)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode:
+        print(r.stdout[-3000:])
+    return r.returncode
+
+
+def main():
+    tmp = tempfile.mkdtemp()
+    try:
+        run_all(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+def run_all(tmp):
+    out = os.path.join(tmp, "a.h5")
+    land = os.path.join(tmp, "a.landscape.h5")
+    rc = ntk(2, "-output", out, "-landscape_steps", "0,end", "-landscape_alpha", "-1,1,5", "-landscape_beta", "-0.5,0.5,3",
+             "-landscape_paths", "0:1,0@4:0", "-landscape_path_t", "-0.5,1.5,5", "-landscape_test_samples", "60")
+    check(rc == 0, "the sweep + landscape job exited %d" % rc)
+    if rc:
+        return
+    xtr, ytr, ltr, xte, yte, lte = data(200, 100)
+    xte, yte, lte = xte[:60], yte[:60], lte[:60]
+    net = Net(784, 32, 2, 10)
+    src = h5py.File(out, "r")
+    f = h5py.File(land, "r")
+    check(int(f.attrs["seed"]) == 1 and int(f.attrs["test_samples"]) == 60, "seed / sample counts recorded")
+
+    def theta(run, rec):
+        t = src["runs/run_%06d/theta/theta" % run][rec]
+        check(int(src["runs/run_%06d/theta/n_params" % run][rec]) == net.P, "P of run %d" % run)
+        return t[:net.P]
+
+    # surfaces: values at the corners and the centre, filter normalisation, projection
+    for name in ("surface_000", "surface_001"):
+        g = f["surfaces/" + name]
+        run, rec = int(g.attrs["run"]), int(g.attrs["record"])
+        c = theta(run, rec)
+        d1, d2 = g["dir1"][:], g["dir2"][:]
+        al, be = g["alpha"][:], g["beta"][:]
+        check(g["train_loss"].shape == (3, 5) and np.allclose(al, np.linspace(-1, 1, 5)) and np.allclose(be, [-0.5, 0, 0.5]),
+              name + ": layout [n_beta, n_alpha] and coordinates")
+        check((g["done"][:] == 1).all(), name + ": every point done")
+        worst = 0
+        for j, i in ((0, 0), (2, 4), (1, 2), (0, 3)):
+            th = c + al[i] * d1 + be[j] * d2
+            L, A = net.loss_acc(th, xtr, ytr, ltr)
+            Lt, At = net.loss_acc(th, xte, yte, lte)
+            worst = max(worst, rel(L, g["train_loss"][j, i]), rel(Lt, g["test_loss"][j, i]))
+            check(A == g["train_acc"][j, i] and At == g["test_acc"][j, i], "%s (%d,%d): accuracies" % (name, i, j))
+        check(worst < 1e-12, "%s: loss vs numpy rel err %.2e" % (name, worst))
+        print("%s: run %d step %d, loss vs numpy worst rel err %.1e" % (name, run, int(g.attrs["step"]), worst))
+        # filter normalisation, every slice
+        ok = True
+        for tname, o, no, ni in net.tab:
+            for d in (d1, d2):
+                if ni == 1:
+                    ok &= bool((d[o:o + no] == 0).all())
+                else:
+                    rn = np.linalg.norm(d[o:o + no * ni].reshape(no, ni), axis=1)
+                    wn = np.linalg.norm(c[o:o + no * ni].reshape(no, ni), axis=1)
+                    ok &= bool(np.all(np.abs(rn - wn) <= 1e-9 * wn))
+        check(ok, name + ": filter normalisation of every row, biases zero")
+        check(abs(d1 @ d2) < 0.5 * np.linalg.norm(d1) * np.linalg.norm(d2) and not np.array_equal(d1, d2), name + ": two different directions")
+        # projection of the trajectory
+        steps = g["traj_step"][:]
+        X = np.stack([theta(run, t) for t in range(len(steps))])
+        A = np.stack([d1, d2], 1)
+        co, res, dist = g["traj_coord"][:], g["traj_residual"][:], g["traj_distance"][:]
+        e = 0
+        for t in range(len(steps)):
+            ab = np.linalg.lstsq(A, X[t] - c, rcond=None)[0]
+            r = np.linalg.norm(X[t] - c - A @ ab)
+            e = max(e, rel(ab, co[t]) if np.abs(ab).max() > 0 else np.abs(co[t]).max(), abs(r - res[t]) / max(np.linalg.norm(X[t] - c), 1e-300))
+            e = max(e, abs(dist[t] - np.linalg.norm(X[t] - c)) / max(dist[t], 1e-300) if dist[t] > 0 else dist[t])
+        check(e < 1e-9, "%s: projection vs numpy lstsq rel err %.2e" % (name, e))
+        check(list(steps) == [0, 4, 8, 12, 16], name + ": projected steps")
+
+    # paths: values, endpoints
+    for name in ("path_000", "path_001"):
+        g = f["paths/" + name]
+        ra, rb = int(g.attrs["run"]), int(g.attrs["run_b"])
+        a, b = theta(ra, int(g.attrs["record"])), theta(rb, int(g.attrs["record_b"]))
+        t = g["alpha"][:]
+        check(np.allclose(t, np.linspace(-0.5, 1.5, 5)), name + ": t grid")
+        worst = max(rel(net.loss_acc(a + t[i] * (b - a), xtr, ytr, ltr)[0], g["train_loss"][0, i]) for i in range(5))
+        check(worst < 1e-12, "%s: loss along the line vs numpy rel err %.2e" % (name, worst))
+        check(rel(g["dir1"][:], b - a) == 0, name + ": dir1 = theta_B - theta_A")
+    g = f["paths/path_000"]
+    for i, run in ((1, 0), (3, 1)):  # t = 0 and t = 1: the two runs' final train losses
+        Lrec = src["runs/run_%06d/train/loss" % run][-1]
+        check(rel(Lrec, g["train_loss"][0, i]) < 1e-12, "path endpoint %d equals run %d's final train loss" % (i, run))
+    src.close(), f.close()
+
+    # PCA directions vs numpy SVD, from the finished output (-landscape_from), 1 rank
+    pca = os.path.join(tmp, "pca.h5")
+    rc = ntk(1, "-output", out, "-landscape_from", out, "-landscape_steps", "end", "-landscape_dir", "pca", "-landscape_output", pca,
+             "-landscape_alpha", "-1,1,3", "-landscape_beta", "-1,1,3", "-landscape_runs", "1")
+    check(rc == 0, "the pca job exited %d" % rc)
+    if rc == 0:
+        src = h5py.File(out, "r")
+        f = h5py.File(pca, "r")
+        g = f["surfaces/surface_000"]
+        X = src["runs/run_000001/theta/theta"][:, :net.P]
+        U, S, Vt = np.linalg.svd(X[:-1] - X[-1], full_matrices=False)
+        e = 0
+        for k, dn in enumerate(("dir1", "dir2")):
+            v = g[dn][:]
+            e = max(e, min(np.abs(v - Vt[k]).max(), np.abs(v + Vt[k]).max()))
+        check(e < 1e-8, "pca directions vs numpy SVD max diff %.2e" % e)
+        check(rel(g["pca_singular_values"][:], S[:2]) < 1e-10, "pca singular values vs numpy")
+        co = g["traj_coord"][:]
+        check(rel(np.abs(co[:, 0]), np.abs((X - X[-1]) @ Vt[0])) < 1e-9, "pca projection = coordinates along the components")
+        print("pca: directions vs numpy SVD max diff %.1e, singular values %s" % (e, S[:2]))
+        src.close(), f.close()
+
+    # 21 x 11 quadratic: only the readout perturbed (dense2.W, dense2.b): L(alpha, beta) is a quadratic
+    quad = os.path.join(tmp, "quad.h5")
+    rc = ntk(3, "-output", out, "-landscape_from", out, "-landscape_steps", "end", "-landscape_runs", "0", "-landscape_output", quad,
+             "-landscape_tensors", "dense2.W,dense2.b", "-landscape_bias", "true", "-landscape_alpha", "-1,3,21", "-landscape_beta", "-0.5,0.5,11")
+    check(rc == 0, "the quadratic job exited %d" % rc)
+    if rc == 0:
+        src = h5py.File(out, "r")
+        f = h5py.File(quad, "r")
+        g = f["surfaces/surface_000"]
+        c = src["runs/run_000000/theta/theta"][-1][:net.P]
+        d1, d2 = g["dir1"][:], g["dir2"][:]
+        o = net.tab[-2][1]
+        check(not d1[:o].any() and not d2[:o].any() and d1[o:].any(), "quadratic: only the readout is perturbed")
+        H = net.hidden(c, xtr)
+        R = net.readout(c, H) - ytr
+        zero = np.zeros_like(c)
+        G1 = net.readout(d1, H) - net.readout(zero, H)  # the readout is linear in its parameters
+        G2 = net.readout(d2, H) - net.readout(zero, H)
+        N = len(xtr)
+        q = lambda a, b: ((R + a * G1 + b * G2) ** 2).sum() / (2 * N)
+        al, be = np.linspace(-1, 3, 21), np.linspace(-0.5, 0.5, 11)
+        Q = np.array([[q(a, b) for a in al] for b in be])
+        Lf = g["train_loss"][:]
+        check(Lf.shape == (11, 21), "quadratic: stored [n_beta, n_alpha] = (11, 21), got %s" % (Lf.shape,))
+        e = rel(Q, Lf)
+        check(e < 1e-12, "quadratic: file equals the analytic surface, rel err %.2e" % e)
+        check(np.allclose(g["alpha"][:], al) and np.allclose(g["beta"][:], be), "quadratic: coordinates")
+        print("quadratic 21 x 11: rel err vs the analytic surface %.1e" % e)
+        # the figure: contour lines lie on the analytic level sets, axes alpha (x) and beta (y)
+        import matplotlib
+        matplotlib.use("Agg")
+        from ntkpost import landscape as ls
+        lf = ls.load(quad)
+        fig, cs = ls.contour(lf.surfaces[0], key="train_loss", return_contours=True)
+        ax = fig.axes[0]
+        check(np.allclose(ax.get_xlim(), (-1, 3)) and np.allclose(ax.get_ylim(), (-0.5, 0.5)), "figure: x = alpha, y = beta ranges")
+        span = Q.max() - Q.min()
+        worst, nv = 0.0, 0
+        for lev, segs in zip(cs.levels, cs.allsegs):
+            for s in segs:
+                for x, y in s:
+                    worst, nv = max(worst, abs(q(x, y) - lev) / span), nv + 1
+        check(nv > 50 and worst < 0.02, "figure: %d contour vertices on the analytic level sets (worst %.3g of the range)" % (nv, worst))
+        # the same check on the transposed picture must fail (the test can tell)
+        tworst = max(abs(q(y, x) - lev) / span for lev, segs in zip(cs.levels, cs.allsegs) for s in segs for x, y in s[:3])
+        check(tworst > 0.05, "figure: a transposed drawing would be detected (%.3g)" % tworst)
+        src.close(), f.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
