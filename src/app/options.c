@@ -65,7 +65,7 @@ static const char *const deck_order[] = {
   "-slq_probes", "-slq_lanczos", "-eta_max_search", "-eta_max_lo", "-eta_max_hi", "-eta_max_tol", "-eta_max_steps",
   "-ranks_per_run", "-output", "-flush_seconds", "-progress_seconds", "-sweep_part", "-sweep_parts", "-checkpoint_dir",
   "-checkpoint_every", "-checkpoint_minutes", "-restart",
-  "-theta_every"};
+  "-theta_every", "-wrn_residual", "-theta_dense_steps"};
 
 /* ------------------------------------------------------------------ errors and lookups */
 

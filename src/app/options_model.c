@@ -5,6 +5,7 @@
 static const char *arch_choice(int i) { return arch_name((Architecture)i); }
 static const char *act_choice(int i) { return act_name((Activation)i); }
 static bool is_wrn(const Config *c) { return c->model.arch == ARCH_WRN; }
+static bool plain_wrn(const Config *c) { return c->model.arch == ARCH_WRN && !c->wrn_residual; }
 static bool has_bn(const Config *c) { return c->model.arch == ARCH_WRN && c->model.batch_norm; }
 static bool has_param(const Config *c, Parameterization p)
 {
@@ -50,12 +51,16 @@ static const OptionDesc opts[] = {
    .meaning = "-arch wrn: train-mode batch norm before every activation (statistics of the whole batch)", OPTION_FIELD(model.batch_norm)},
   {.name = "-bn_eps", .kind = KIND_REAL, .def = OPTION_STR(BN_EPS_DEFAULT), .lo = 0, .hi = 1, .flags = OPTION_OPEN_LO, .in_deck = has_bn,
    .meaning = "-arch wrn: batch-norm epsilon", OPTION_FIELD(model.bn_eps)},
+  {.name = "-wrn_residual", .kind = KIND_BOOL, .def = "true", .in_deck = plain_wrn,
+   .meaning = "-arch wrn: keep the residual connections (false: the same blocks without shortcuts, a plain deep net)", OPTION_FIELD(wrn_residual)},
 };
 
 static void check(Config *cfg, OptionReader *r)
 {
   const ModelConfig *m = &cfg->model;
   const DataKind data = cfg->data.kind;
+  cfg->model.wrn_plain = !cfg->wrn_residual;
+  if (m->arch != ARCH_WRN && !cfg->wrn_residual) options_fail(r, "option -wrn_residual: only used with -arch wrn");
   if ((m->wrn_depth - 4) % 6 != 0) options_fail(r, "option -wrn_depth: %d is not 6n+4 (10, 16, 22, 28, 40, ...)", m->wrn_depth);
   if (m->arch == ARCH_UV && (cfg->n_params != 1 || cfg->params[0] != PARAM_NTK))
     options_fail(r, "option -params: the uv model is defined in the ntk parameterization only");

@@ -96,6 +96,7 @@ typedef struct {
   int sweep_part, sweep_parts;  /* run only the deck's runs d with d % sweep_parts == sweep_part */
   /* loss landscapes (src/app/options_landscape.c, docs/landscape.md) */
   int64_t theta_every;          /* record theta every this many steps (0 = never) */
+  int64_t theta_dense_steps;    /* ... and at every step t < this */
   char landscape_steps_text[1024]; /* centres: steps, "end", "peak" (comma-separated; "" = no surfaces) */
   int n_landscape_centres;
   int64_t landscape_centres[64];   /* parsed: a step >= 0, LANDSCAPE_END or LANDSCAPE_PEAK */
@@ -114,6 +115,7 @@ typedef struct {
   int landscape_ranks_per_point;/* ranks evaluating one grid point together (data-parallel) */
   char landscape_output[4096];  /* the surfaces' HDF5 file */
   char landscape_from[4096];    /* evaluate surfaces of this finished output instead of training */
+  bool wrn_residual;            /* -wrn_residual: false sets model.wrn_plain */
 } Config;
 
 /* -landscape_steps tokens other than a step, and the kinds of -landscape_dir. */

@@ -164,8 +164,15 @@ static int resolve_slices(const Config *cfg, const RunSpec *runs, int n_runs, hi
       const int64_t tok = cfg->landscape_centres[c];
       int64_t want_step = tok >= 0 ? tok : tok == LANDSCAPE_END ? steps[nrec - 1] : peak_step(f, r);
       if (want_step < 0) want_step = 0;
+      const int rec = nearest(steps, nrec, want_step);
+      bool seen = false; /* two tokens on one record (a lazy run's peak is often step 0): one surface */
+      for (int q = 0; q < n - 1; q++) seen |= sl[q].kind == SL_SURFACE && sl[q].run == r && sl[q].rec == rec;
+      if (seen) {
+        n--;
+        continue;
+      }
       s->kind = SL_SURFACE, s->index = ns++, s->run = r, s->step_req = tok;
-      s->rec = nearest(steps, nrec, want_step), s->step = steps[s->rec];
+      s->rec = rec, s->step = steps[s->rec];
       s->dim = cfg->landscape_dim, s->nx = (int)cfg->landscape_alpha[2], s->ny = s->dim == 2 ? (int)cfg->landscape_beta[2] : 1;
       s->ax[0] = cfg->landscape_alpha[0], s->ax[1] = cfg->landscape_alpha[1];
       s->by[0] = s->dim == 2 ? cfg->landscape_beta[0] : 0, s->by[1] = s->dim == 2 ? cfg->landscape_beta[1] : 0;

@@ -9,11 +9,24 @@
 #include "measure.h"
 
 static bool on(const Config *c) { return c->theta_every > 0; }
+static bool dense(const Config *c) { return on(c) && c->theta_dense_steps > 0; }
 
 static const OptionDesc options[] = {
   {.name = "-theta_every", .kind = KIND_INT64, .def = "0", .lo = 0, .hi = PETSC_MAX_INT, .in_deck = on,
    .meaning = "Record theta_t every this many steps and at the last step (0 = never); loss landscapes need it", OPTION_FIELD(theta_every)},
+  {.name = "-theta_dense_steps", .kind = KIND_INT64, .def = "0", .lo = 0, .hi = PETSC_MAX_INT, .in_deck = dense,
+   .meaning = "... and at every step t < this (the catapult's spike)", OPTION_FIELD(theta_dense_steps)},
 };
+
+/* Is step t recorded (besides the last step)? */
+static bool theta_due(const Config *c, int64_t t) { return record_due(c->steps, c->theta_every, t) || t < c->theta_dense_steps; }
+
+static int64_t theta_count(const Config *c)
+{
+  int64_t n = record_count(c->steps, c->theta_every);
+  for (int64_t t = 0; t < c->theta_dense_steps && t <= c->steps; t++) n += !record_due(c->steps, c->theta_every, t);
+  return n;
+}
 
 /* The most parameters any run of the sweep has (every listed width and parameterization). */
 static int64_t max_params(const Config *cfg, const Dataset *train)
@@ -36,8 +49,8 @@ static int64_t max_params(const Config *cfg, const Dataset *train)
 
 static void declare(const Config *cfg, const Dataset *train, Schema *s)
 {
-  s->description = "the parameters theta_t, every -theta_every steps and at the last step (loss landscapes)";
-  s->n_records = on(cfg) ? record_count(cfg->steps, cfg->theta_every) : 0;
+  s->description = "the parameters theta_t, every -theta_every steps, every step before -theta_dense_steps, and at the last step (loss landscapes)";
+  s->n_records = on(cfg) ? theta_count(cfg) : 0;
   if (!s->n_records) return;
   schema_add(s, "step", DS_INT64, SCALAR, "steps", "training step t of the record");
   schema_add(s, "n_params", DS_INT64, SCALAR, "1", "P: the run's number of parameters (the first P values of theta are its own)");
@@ -45,7 +58,7 @@ static void declare(const Config *cfg, const Dataset *train, Schema *s)
              "theta_t in the model's parameter-table order (tensor offsets as in the model; NaN beyond n_params)");
 }
 
-static bool due(const MeasureRun *r, void *state, const StepInfo *st) { return record_due(r->cfg->steps, r->cfg->theta_every, st->t) || st->final; }
+static bool due(const MeasureRun *r, void *state, const StepInfo *st) { return theta_due(r->cfg, st->t) || st->final; }
 
 static PetscErrorCode measure(MeasureRun *r, void *state, StepInfo *st, RecordBuffer *out)
 {
