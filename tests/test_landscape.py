@@ -281,7 +281,25 @@ def run_all(tmp):
         # the same check on the transposed picture must fail (the test can tell)
         tworst = max(abs(q(y, x) - lev) / span for lev, segs in zip(cs.levels, cs.allsegs) for s in segs for x, y in s[:3])
         check(tworst > 0.05, "figure: a transposed drawing would be detected (%.3g)" % tworst)
+        # VTK: a StructuredGrid with alpha fastest, z = log10 of the stored loss
+        import xml.etree.ElementTree as ET
+        vdir = os.path.join(tmp, "vtk")
+        check(ls.main([quad, "--out", vdir]) == 0, "ntkpost.landscape command line")
+        root = ET.parse(os.path.join(vdir, "surface_000.vts")).getroot()
+        check(root.find("StructuredGrid").get("WholeExtent") == "0 20 0 10 0 0", "vts extent 21 x 11")
+        pts = np.array(root.find(".//Points/DataArray").text.split(), float).reshape(-1, 3)
+        check(pts.shape[0] == 231 and np.allclose(pts[:21, 0], al) and np.allclose(pts[::21, 1], be) and
+              np.allclose(pts[:, 2], np.log10(Lf.reshape(-1))), "vts points: alpha fastest, log10 loss in place")
+        vtp = ET.parse(os.path.join(vdir, "surface_000_trajectory.vtp")).getroot()
+        check(int(vtp.find(".//Piece").get("NumberOfPoints")) == 5, "vtp: the 5 recorded steps")
         src.close(), f.close()
+
+    # the HTML report finds a.landscape.h5 beside a.h5 and gets a landscape section
+    rep = os.path.join(tmp, "rep")
+    r = subprocess.run([sys.executable, "-m", "ntkpost", out, "--out", rep, "-q"], cwd=os.path.join(SRC, "postproc"),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    html = open(os.path.join(rep, "report.html")).read() if r.returncode == 0 else r.stdout
+    check(r.returncode == 0 and "Loss landscapes" in html and html.count("data:image/png") >= 5, "report.html has the landscape section")
 
 
 if __name__ == "__main__":

@@ -285,14 +285,17 @@ def export_vtk(lf, outdir):
 
 # ---------------------------------------------------------------- HTML section and command line
 
-def html_section(lf, fig_results, relto):
-    """A <section> for the HTML report: the numbers and the figures (paths relative to relto)."""
+def html_section(lf, fig_results, relto=None, embed=False):
+    """A <section> for the HTML report: the numbers and the figures (embedded as base64 PNG, or
+    linked relative to relto)."""
+    import base64
+    import html as H
     sm = summary(lf)
     rows = []
     for s in sm["surfaces"]:
         b = s["basin"]
         rows.append("<tr><td>%s</td><td>%.4g</td><td>%.4g</td><td>%.3g</td><td>%.3g</td><td>%.3g</td></tr>" %
-                    (s["label"], b["loss0"], b["curvature"], b["double_left"], b["double_right"], b["width"]))
+                    (H.escape(s["label"]), b["loss0"], b["curvature"], b["double_left"], b["double_right"], b["width"]))
     prow = []
     for p in sm["paths"]:
         b = p["barrier"]
@@ -301,13 +304,18 @@ def html_section(lf, fig_results, relto):
         else:
             prow.append("<tr><td>%s</td><td>%.4g</td><td>%.4g</td><td>%.4g</td><td>%.3g</td></tr>" %
                         (p["label"], b["loss_a"], b["loss_b"], b["height"], b["t"]))
+    def src(path):
+        if not embed:
+            return os.path.relpath(path, relto)
+        with open(path, "rb") as fh:
+            return "data:image/png;base64," + base64.b64encode(fh.read()).decode("ascii")
     figs = "".join('<figure><img src="%s" style="max-width:48%%"><figcaption>%s</figcaption></figure>' %
-                   (os.path.relpath(path, relto), cap) for _, path, cap in fig_results)
+                   (src(path), H.escape(cap)) for _, path, cap in fig_results)
     return ("<section id='landscape'><h2>Loss landscapes</h2><p>File %s. Basin: along dir1 through the centre; curvature = "
             "second difference at alpha = 0; the distances at which the train loss doubles (filter-normalised units).</p>"
             "<table><tr><th>surface</th><th>loss</th><th>curvature</th><th>doubling left</th><th>doubling right</th><th>width</th></tr>%s</table>"
             "<table><tr><th>path</th><th>L(0)</th><th>L(1)</th><th>barrier</th><th>at t</th></tr>%s</table>%s</section>" %
-            (lf.path, "".join(rows), "".join(prow), figs))
+            (H.escape(lf.path), "".join(rows), "".join(prow), figs))
 
 
 def main(argv=None):
