@@ -83,6 +83,36 @@ int main(void)
   w.batch_norm = true, w.bn_eps = 1e-5;
   check_model(&w, "wrn");
 
+  /* -wrn_residual false: the same blocks without shortcut adds or projection convs */
+  {
+    Model a, b;
+    char err[256];
+    ModelConfig pl = w;
+    pl.wrn_plain = true;
+    CHECK(model_build(&a, &w, err, sizeof err) == 0 && model_build(&b, &pl, err, sizeof err) == 0, "wrn plain: build");
+    int adds_a = 0, adds_b = 0, sc_b = 0;
+    for (int o = 0; o < a.n_ops; o++) adds_a += a.ops[o].kind == OP_ADD;
+    for (int o = 0; o < b.n_ops; o++) adds_b += b.ops[o].kind == OP_ADD;
+    for (int t = 0; t < b.n_tensors; t++) sc_b += strstr(b.tensors[t].name, "shortcut") != NULL;
+    size_t shortcut = 0;
+    for (int t = 0; t < a.n_tensors; t++)
+      if (strstr(a.tensors[t].name, "shortcut")) shortcut += a.tensors[t].size;
+    CHECK(adds_a == 3 && adds_b == 0 && sc_b == 0 && b.n_params + shortcut == a.n_params, "wrn plain: %d/%d adds, P %zu + %zu vs %zu", adds_a,
+          adds_b, b.n_params, shortcut, a.n_params);
+    Tape tp;
+    double *th = malloc(b.n_params * sizeof *th), x[2 * 192];
+    model_init(&b, th, 3);
+    rng_normal_fill(x, 2 * 192, 1, 5, 0);
+    CHECK(tape_create(&tp, &b, 2) == 0, "tape");
+    const double *f = model_forward(&b, th, x, 2, &tp, NULL);
+    int fin = 1;
+    for (int i = 0; i < 20; i++) fin &= isfinite(f[i]);
+    CHECK(fin, "wrn plain: finite outputs");
+    tape_destroy(&tp);
+    free(th);
+    model_destroy(&a), model_destroy(&b);
+  }
+
   /* grid point, projection */
   enum { P = 257 };
   double c[P], d1[P], d2[P], x[P], y[P], ab[2], res, dist;
