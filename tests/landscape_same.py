@@ -2,7 +2,7 @@
 """Compares two ntkhpc landscape files: every dataset bit for bit (NaN equals NaN), or to --rtol,
 and every attribute except the root's "source" (the path of the sweep output).
 
-  landscape_same.py a.h5 b.h5 [--rtol 0]
+  landscape_same.py a.h5 b.h5 [--rtol 0] [--skip hess_top]
 """
 import argparse
 import sys
@@ -16,6 +16,7 @@ def main():
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--rtol", type=float, default=0.0)
+    ap.add_argument("--skip", default="", help="comma-separated dataset names not compared (an eigensolver's tolerance-level values)")
     args = ap.parse_args()
     bad = []
     with h5py.File(args.a, "r") as A, h5py.File(args.b, "r") as B:
@@ -34,7 +35,7 @@ def main():
                 w = B[n].attrs.get(k)
                 if w is None or not np.array_equal(np.asarray(v), np.asarray(w)):
                     bad.append("%s attribute %s differs" % (n, k))
-            if isinstance(A[n], h5py.Dataset):
+            if isinstance(A[n], h5py.Dataset) and n.split("/")[-1] not in args.skip.split(","):
                 x, y = A[n][()], B[n][()]
                 if x.shape != y.shape:
                     bad.append("%s: shapes %s %s" % (n, x.shape, y.shape))

@@ -294,6 +294,54 @@ def run_all(tmp):
         check(int(vtp.find(".//Piece").get("NumberOfPoints")) == 5, "vtp: the 5 recorded steps")
         src.close(), f.close()
 
+    # the coarse subgrid: gradient norm and top Hessian eigenvalue against torch autograd + scipy eigsh
+    hs = os.path.join(tmp, "hess.h5")
+    rc = ntk(2, "-output", out, "-landscape_from", out, "-landscape_steps", "end", "-landscape_runs", "1", "-landscape_output", hs,
+             "-landscape_alpha", "-0.5,0.5,3", "-landscape_beta", "-0.5,0.5,3", "-landscape_hess_every", "2", "-landscape_hess_batch", "50")
+    check(rc == 0, "the hessian-subgrid job exited %d" % rc)
+    if rc == 0:
+        import torch
+        from scipy.sparse.linalg import LinearOperator, eigsh
+        torch.set_default_dtype(torch.float64)
+        src = h5py.File(out, "r")
+        f = h5py.File(hs, "r")
+        g = f["surfaces/surface_000"]
+        c = src["runs/run_000001/theta/theta"][-1][:net.P]
+        d1, d2 = g["dir1"][:], g["dir2"][:]
+        gn, ht = g["grad_norm"][:], g["hess_top"][:]
+        sub = np.zeros((3, 3), bool)
+        sub[::2, ::2] = True
+        check(np.isfinite(gn[sub]).all() and np.isnan(gn[~sub]).all() and np.isfinite(ht[sub]).all() and np.isnan(ht[~sub]).all(),
+              "subgrid: values at every 2nd point of each axis, NaN elsewhere")
+
+        def tloss(th, x, y):
+            h = torch.from_numpy(x)
+            for l in range(3):
+                _, o, no, ni = net.tab[2 * l]
+                _, ob, _, _ = net.tab[2 * l + 1]
+                h = net.sw / np.sqrt(ni) * (h @ th[o:o + no * ni].reshape(no, ni).T) + net.sb * th[ob:ob + no]
+                if l < 2:
+                    h = torch.tanh(h)
+            return ((h - torch.from_numpy(y)) ** 2).sum() / (2 * len(x))
+
+        eg = eh = 0
+        for j, i in ((0, 0), (2, 2)):
+            th = torch.tensor(c + g["alpha"][i] * d1 + g["beta"][j] * d2, requires_grad=True)
+            gr, = torch.autograd.grad(tloss(th, xtr, ytr), th)
+            eg = max(eg, rel(float(gr.norm()), gn[j, i]))
+            t0 = th.detach().clone().requires_grad_(True)
+            gr50, = torch.autograd.grad(tloss(t0, xtr[:50], ytr[:50]), t0, create_graph=True)
+
+            def hv(v):
+                out_, = torch.autograd.grad(gr50, t0, torch.from_numpy(np.ascontiguousarray(v).reshape(-1)), retain_graph=True)
+                return out_.numpy()
+            top = eigsh(LinearOperator((net.P, net.P), matvec=hv, dtype=np.float64), k=1, which="LA", tol=1e-10)[0][0]
+            eh = max(eh, rel(top, ht[j, i]))
+        check(eg < 1e-10, "gradient norm vs torch rel err %.2e" % eg)
+        check(eh < 1e-5, "top Hessian eigenvalue vs torch + eigsh rel err %.2e" % eh)
+        print("subgrid: grad norm vs torch %.1e, top Hessian eigenvalue vs eigsh %.1e (values %s)" % (eg, eh, ht[sub]))
+        src.close(), f.close()
+
     # the HTML report finds a.landscape.h5 beside a.h5 and gets a landscape section
     rep = os.path.join(tmp, "rep")
     r = subprocess.run([sys.executable, "-m", "ntkpost", out, "--out", rep, "-q"], cwd=os.path.join(SRC, "postproc"),

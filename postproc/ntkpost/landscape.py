@@ -17,14 +17,9 @@ import sys
 
 import h5py
 import matplotlib
+import numpy as np
 
-if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline", "pdf", "svg"):
-    try:
-        matplotlib.use("Agg")
-    except Exception:
-        pass
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .figures import plt  # pyplot with the package's backend choice
 
 log = logging.getLogger("ntkpost")
 VALUES = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -140,11 +135,15 @@ def curves_1d(lf, key="train_loss"):
     for s in lf.surfaces:
         j = int(np.argmin(np.abs(s.beta)))
         ax.plot(s.alpha, s.values[key][j], marker=".", label=s.label, gid="curve")
-    ax.set_xlabel("alpha (filter-normalised units)")
+    return _finish_curves(fig, ax, "alpha (filter-normalised units)", key, "1-D slices through the centres")
+
+
+def _finish_curves(fig, ax, xlabel, key, title):
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(key.replace("_", " "))
     ax.set_yscale("log")
     ax.legend(fontsize=7)
-    ax.set_title("1-D slices through the centres")
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
@@ -200,13 +199,7 @@ def path_losses(lf, key="train_loss"):
             pass
     ax.axvline(0, color="0.6", lw=0.6, gid="ref")
     ax.axvline(1, color="0.6", lw=0.6, gid="ref")
-    ax.set_xlabel("t  (theta_A + t (theta_B - theta_A))")
-    ax.set_ylabel(key.replace("_", " "))
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    ax.set_title("loss along straight paths (v: barrier location)")
-    fig.tight_layout()
-    return fig
+    return _finish_curves(fig, ax, "t  (theta_A + t (theta_B - theta_A))", key, "loss along straight paths (v: barrier location)")
 
 
 def make_all(lf, outdir, dpi=110):

@@ -113,6 +113,8 @@ typedef struct {
   char landscape_paths[1024];   /* straight lines: "A:B" or "A@s:B@t" pairs, comma-separated */
   int n_landscape_path_t; double landscape_path_t[3]; /* lo, hi, points of t along a path */
   int landscape_ranks_per_point;/* ranks evaluating one grid point together (data-parallel) */
+  int landscape_hess_every;     /* gradient norm and top Hessian eigenvalue at every k-th point of each axis (0 = off) */
+  int landscape_hess_batch;     /* ... on the first this many training samples (0: -hess_batch) */
   char landscape_output[4096];  /* the surfaces' HDF5 file */
   char landscape_from[4096];    /* evaluate surfaces of this finished output instead of training */
   bool wrn_residual;            /* -wrn_residual: false sets model.wrn_plain */

@@ -24,6 +24,7 @@
 #include <hdf5.h>
 #include <petscsys.h>
 #include "checkpoint.h"
+#include "hessian.h"
 #include "landscape_dirs.h"
 #include "run_state.h"
 
@@ -335,7 +336,7 @@ static int make_ds(hid_t g, const char *name, hid_t type, int rank, hsize_t d0, 
   return rc;
 }
 
-static const char *const VALUES[4] = {"train_loss", "train_acc", "test_loss", "test_acc"};
+static const char *const VALUES[6] = {"train_loss", "train_acc", "test_loss", "test_acc", "grad_norm", "hess_top"};
 
 static void slice_path(const Slice *s, char *buf, size_t n)
 {
@@ -382,7 +383,12 @@ static int create_layout(hid_t f, const Config *cfg, const Slice *sl, int n, con
     for (int v = 0; v < 4; v++)
       rc |= make_ds(g, VALUES[v], H5T_NATIVE_DOUBLE, 2, ny, nx, "1",
                     v % 2 ? "accuracy at theta_c + alpha dir1 + beta dir2, [n_beta, n_alpha]" : "loss (1/2N) sum |f - y|^2 at theta_c + alpha dir1 + beta dir2, [n_beta, n_alpha]");
-    rc |= make_ds(g, "done", H5T_NATIVE_INT8, 2, ny, nx, "", "1 once the point's four values are written (resume bitmap)");
+    if (cfg->landscape_hess_every) {
+      rc |= make_ds(g, "grad_norm", H5T_NATIVE_DOUBLE, 2, ny, nx, "1",
+                    "|grad L| on the evaluated training samples (full batch for gd, step 0's minibatch for sgd), at every -landscape_hess_every-th point, else NaN");
+      rc |= make_ds(g, "hess_top", H5T_NATIVE_DOUBLE, 2, ny, nx, "1", "top eigenvalue of the loss Hessian on the first -landscape_hess_batch training samples at the same points, else NaN");
+    }
+    rc |= make_ds(g, "done", H5T_NATIVE_INT8, 2, ny, nx, "", "1 once the point's values are written (resume bitmap)");
     rc |= make_ds(g, "dir1", H5T_NATIVE_DOUBLE, 1, (hsize_t)s->P, 0, "1", "first direction, parameter-table order");
     if (s->dim == 2) rc |= make_ds(g, "dir2", H5T_NATIVE_DOUBLE, 1, (hsize_t)s->P, 0, "1", "second direction");
     if (s->kind == SL_SURFACE) {
@@ -438,7 +444,7 @@ static int write_static(hid_t f, hid_t src, const Config *cfg, const Slice *sl, 
     for (size_t i = 0; i < np && !rc; i++) nan[i] = NAN;
     rc = rc || write_all(f, g, "alpha", H5T_NATIVE_DOUBLE, a) || write_all(f, g, "beta", H5T_NATIVE_DOUBLE, b) ||
          write_all(f, g, "done", H5T_NATIVE_INT8, zero);
-    for (int v = 0; v < 4 && !rc; v++) rc = write_all(f, g, VALUES[v], H5T_NATIVE_DOUBLE, nan);
+    for (int v = 0; v < (cfg->landscape_hess_every ? 6 : 4) && !rc; v++) rc = write_all(f, g, VALUES[v], H5T_NATIVE_DOUBLE, nan);
     free(a), free(b), free(nan), free(zero);
     Model m;
     ModelConfig mc = *base;
@@ -478,9 +484,9 @@ static char *spec_text(const Config *cfg, const char *deck_text, const Slice *sl
   char *s = malloc(cap);
   if (!s) return NULL;
   size_t k = (size_t)snprintf(s, cap, "%s-landscape_dir %s\n-landscape_seed %lld\n-landscape_filter %d\n-landscape_bias %d\n"
-                              "-landscape_tensors %s\n-landscape_train_samples %lld\n-landscape_test_samples %lld\n-landscape_ranks_per_point %d\n",
+                              "-landscape_hess_every %d\n-landscape_hess_batch %d (hess_batch %d)\n-landscape_tensors %s\n-landscape_train_samples %lld\n-landscape_test_samples %lld\n-landscape_ranks_per_point %d\n",
                               deck_text, landscape_dir_name(cfg->landscape_dir), (long long)cfg->landscape_seed, cfg->landscape_filter,
-                              cfg->landscape_bias, cfg->landscape_tensors, (long long)ntr, (long long)nte, cfg->landscape_ranks_per_point);
+                              cfg->landscape_bias, cfg->landscape_hess_every, cfg->landscape_hess_batch, cfg->hess_batch, cfg->landscape_tensors, (long long)ntr, (long long)nte, cfg->landscape_ranks_per_point);
   for (int i = 0; i < n && k < cap; i++)
     k += (size_t)snprintf(s + k, cap - k, "slice %d: kind %d run %d rec %d run_b %d rec_b %d dim %d grid %d x %d [%.17g, %.17g] x [%.17g, %.17g]\n", i,
                           sl[i].kind, sl[i].run, sl[i].rec, sl[i].run_b, sl[i].rec_b, sl[i].dim, sl[i].nx, sl[i].ny, sl[i].ax[0], sl[i].ax[1],
@@ -530,7 +536,7 @@ static int64_t *todo_list(hid_t f, const Slice *sl, int n, int64_t total, int64_
 }
 
 /* Group leader: the point's four values, then its done flag. */
-static int write_point(hid_t f, const Slice *s, int i, int j, const double *v /* 4 */)
+static int write_point(hid_t f, const Slice *s, int i, int j, const double *v /* nv */, int nv)
 {
   char g[64], path[96];
   slice_path(s, g, sizeof g);
@@ -538,11 +544,11 @@ static int write_point(hid_t f, const Slice *s, int i, int j, const double *v /*
   hid_t ms = H5Screate_simple(2, one, NULL), x = indep();
   int rc = ms < 0 || x < 0;
   const int8_t flag = 1;
-  for (int k = 0; k < 5 && !rc; k++) {
-    snprintf(path, sizeof path, "%s/%s", g, k < 4 ? VALUES[k] : "done");
+  for (int k = 0; k <= nv && !rc; k++) {
+    snprintf(path, sizeof path, "%s/%s", g, k < nv ? VALUES[k] : "done");
     hid_t d = H5Dopen2(f, path, H5P_DEFAULT), fs = d >= 0 ? H5Dget_space(d) : -1;
     rc = fs < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, one, NULL) < 0 ||
-         H5Dwrite(d, k < 4 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT8, ms, fs, x, k < 4 ? (const void *)&v[k] : (const void *)&flag) < 0;
+         H5Dwrite(d, k < nv ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT8, ms, fs, x, k < nv ? (const void *)&v[k] : (const void *)&flag) < 0;
     if (fs >= 0) H5Sclose(fs);
     if (d >= 0) H5Dclose(d);
   }
@@ -691,7 +697,8 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
   RunState rs;
   int rs_run = -1, stopped = 0;
   Dirs D = {.slice = -1};
-  int64_t pos, n_done = 0;
+  HessianOperator *hop = NULL;
+  int64_t pos;
   while (!code && (pos = hooks->next(sched)) >= 0) {
     const int64_t item = todo[pos];
     int k = 0;
@@ -702,10 +709,17 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
     PetscLogEventBegin(EV_POINT, 0, 0, 0, 0);
     int e = 0;
     if (rs_run != s->run) {
+      if (hop) PetscCall(hessian_operator_destroy(&hop));
       if (rs_run >= 0) run_state_teardown(&rs);
       rs_run = -1;
       e = run_state_setup(&rs, group, cfg, &runs[s->run], &trv, &tev) != 0;
       if (!e) rs_run = s->run;
+      if (!e && cfg->landscape_hess_every) { /* the first -hess_batch training samples, in slices over the group */
+        const int gs = G, hb0 = cfg->landscape_hess_batch ? cfg->landscape_hess_batch : cfg->hess_batch, hb = hb0 < train->n ? hb0 : train->n;
+        const int64_t lo = (int64_t)hb * grank / gs, hi = (int64_t)hb * (grank + 1) / gs;
+        PetscCall(hessian_operator_create(&hop, group, &rs.model, train->x + (size_t)lo * train->d, train->y + (size_t)lo * train->k, (int)(hi - lo),
+                                          (int)lo, hb));
+      }
     }
     if (!e) e = src < 0 || make_dirs(cfg, s, k, src, &rs.model, &D) != 0;
     MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_INT, MPI_MAX, group);
@@ -717,24 +731,36 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
       break;
     }
     landscape_point(rs.theta, D.c, D.d1, s->dim == 2 ? D.d2 : NULL, coord(s->ax, s->nx, i), coord(s->by, s->ny, j), (size_t)s->P);
-    double v[4];
+    double v[6] = {NAN, NAN, NAN, NAN, NAN, NAN};
+    const int nv = cfg->landscape_hess_every ? 6 : 4, hk = cfg->landscape_hess_every;
     run_state_evaluate(&rs, &trv, &v[0], &v[1]);
     run_state_evaluate(&rs, &tev, &v[2], &v[3]);
+    if (hk && i % hk == 0 && j % hk == 0) { /* the coarse subgrid: each point from a cold start (no order dependence) */
+      double acc, g2 = 0, res;
+      int nconv;
+      run_state_gradient(&rs, 0, &acc);
+      for (int64_t p = 0; p < s->P; p++) g2 += rs.grad[p] * rs.grad[p];
+      v[4] = sqrt(g2);
+      PetscCall(hessian_reset_warm_start(hop));
+      PetscCall(hessian_set_params(hop, rs.theta));
+      PetscCall(hessian_top_eigs(hop, 1, &v[5], &res, &nconv));
+      if (nconv < 1) v[5] = NAN;
+    }
     PetscLogEventEnd(EV_POINT, 0, 0, 0, 0);
     if (grank == 0) {
-      if (write_point(f, s, i, j, v)) {
+      if (write_point(f, s, i, j, v, nv)) {
         fprintf(stderr, "ntkhpc: error: landscape file %s: cannot write point (%d, %d) of %s %d\n", path, i, j, s->kind ? "path" : "surface", s->index);
         code = 1;
       } else if (!cfg->quiet) {
         printf("[landscape] %s %d point %d,%d done: train loss %.6g\n", s->kind ? "path" : "surface", s->index, i, j, v[0]);
         fflush(stdout);
       }
-      n_done++;
       if (ckpt_signal_received()) hooks->stop(sched), stopped = 1;
     }
     MPI_Bcast(&code, 1, MPI_INT, 0, group);
     if (code) hooks->stop(sched);
   }
+  if (hop) PetscCall(hessian_operator_destroy(&hop));
   if (rs_run >= 0) run_state_teardown(&rs);
   free(D.c), free(D.d1), free(D.d2);
   if (src >= 0) H5Fclose(src);
