@@ -315,6 +315,9 @@ def run_all(tmp):
               "subgrid: values at every 2nd point of each axis, NaN elsewhere")
 
         def tloss(th, x, y):
+            return ((tloss_f(th, x) - torch.from_numpy(y)) ** 2).sum() / (2 * len(x))
+
+        def tloss_f(th, x):
             h = torch.from_numpy(x)
             for l in range(3):
                 _, o, no, ni = net.tab[2 * l]
@@ -322,7 +325,7 @@ def run_all(tmp):
                 h = net.sw / np.sqrt(ni) * (h @ th[o:o + no * ni].reshape(no, ni).T) + net.sb * th[ob:ob + no]
                 if l < 2:
                     h = torch.tanh(h)
-            return ((h - torch.from_numpy(y)) ** 2).sum() / (2 * len(x))
+            return h
 
         eg = eh = 0
         for j, i in ((0, 0), (2, 2)):
@@ -339,6 +342,36 @@ def run_all(tmp):
             eh = max(eh, rel(top, ht[j, i]))
         check(eg < 1e-10, "gradient norm vs torch rel err %.2e" % eg)
         check(eh < 1e-5, "top Hessian eigenvalue vs torch + eigsh rel err %.2e" % eh)
+        # Hessian and NTK (Gauss-Newton) eigenvector directions at the centre, on the first 50 samples
+        cen = torch.tensor(c, requires_grad=True)
+        g50, = torch.autograd.grad(tloss(cen, xtr[:50], ytr[:50]), cen, create_graph=True)
+
+        def Hv(v):
+            return torch.autograd.grad(g50, cen, torch.from_numpy(v), retain_graph=True)[0].numpy()
+
+        def fout(th):
+            return (tloss_f(th, xtr[:50])).reshape(-1)
+
+        def Gv(v):  # J^T J v / N
+            _, jv = torch.autograd.functional.jvp(fout, torch.tensor(c), torch.from_numpy(v))
+            _, jtjv = torch.autograd.functional.vjp(fout, torch.tensor(c), jv)
+            return jtjv.numpy() / 50
+        for kind, op in (("hessian", Hv), ("ntk", Gv)):
+            eo = os.path.join(tmp, kind + ".h5")
+            rc = ntk(1, "-output", out, "-landscape_from", out, "-landscape_steps", "end", "-landscape_runs", "1", "-landscape_output", eo,
+                     "-landscape_dir", kind, "-landscape_alpha", "-0.5,0.5,3", "-landscape_beta", "-0.5,0.5,3", "-landscape_hess_batch", "50")
+            check(rc == 0, "the %s-direction job exited %d" % (kind, rc))
+            if rc:
+                continue
+            with h5py.File(eo, "r") as fe:
+                ge = fe["surfaces/surface_000"]
+                ev, v1, v2 = ge["eigenvalues"][:], ge["dir1"][:], ge["dir2"][:]
+                worst = max(np.linalg.norm(op(v) - lam * v) / abs(lam) for v, lam in ((v1, ev[0]), (v2, ev[1])))
+                top = eigsh(LinearOperator((net.P, net.P), matvec=lambda v: op(np.ascontiguousarray(v).reshape(-1)), dtype=np.float64),
+                            k=2, which="LA", tol=1e-10)[0]
+                check(worst < 1e-6 and abs(v1 @ v2) < 1e-6 and abs(np.linalg.norm(v1) - 1) < 1e-12, "%s directions: eigenvectors of the torch operator, residual %.2e" % (kind, worst))
+                check(rel(np.sort(top)[::-1], ev) < 1e-8, "%s eigenvalues %s vs eigsh %s" % (kind, ev, np.sort(top)[::-1]))
+                print("%s directions: eigenvalues %s, residual vs torch %.1e" % (kind, ev, worst))
         print("subgrid: grad norm vs torch %.1e, top Hessian eigenvalue vs eigsh %.1e (values %s)" % (eg, eh, ht[sub]))
         src.close(), f.close()
 

@@ -19,7 +19,8 @@ static const OptionDesc opts[] = {
    .rule = "must be a run index", .meaning = "Runs that get surfaces (none given: every run)", OPTION_LIST(landscape_runs, n_landscape_runs)},
   {.name = "-landscape_dim", .kind = KIND_INT, .def = "2", .lo = 1, .hi = 2, .meaning = "1-D slices or 2-D surfaces", OPTION_FIELD(landscape_dim)},
   {.name = "-landscape_dir", .kind = KIND_CHOICE, .def = "random", .n_choices = LDIR_COUNT, .choice = dir_choice,
-   .meaning = "Directions: random (Philox, filter-normalised) or pca (top principal components of the recorded trajectory)",
+   .meaning = "Directions: random (Philox, filter-normalised), pca (top principal components of the recorded trajectory), hessian or ntk "
+              "(top eigenvectors of the loss Hessian or of the Gauss-Newton matrix J^T J / N, whose eigenvectors are the NTK's, at the centre, on -landscape_hess_batch samples)",
    OPTION_FIELD(landscape_dir)},
   {.name = "-landscape_seed", .kind = KIND_INT64, .def = "1", .lo = 0, .hi = 9.2e18,
    .meaning = "Philox seed of random directions (stream 'landscape'; recorded in the file)", OPTION_FIELD(landscape_seed)},

@@ -10,6 +10,6 @@ const char *ntk_method_name(NtkMethod m) { return m == NTK_METHOD_MATFREE ? "mat
 const char *ntk_weighting_name(int w) { return w == 1 ? "plain" : "lr"; }
 const char *landscape_dir_name(int k)
 {
-  static const char *const names[LDIR_COUNT] = {"random", "pca"};
+  static const char *const names[LDIR_COUNT] = {"random", "pca", "hessian", "ntk"};
   return k >= 0 && k < LDIR_COUNT ? names[k] : NULL;
 }

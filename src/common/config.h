@@ -122,7 +122,7 @@ typedef struct {
 
 /* -landscape_steps tokens other than a step, and the kinds of -landscape_dir. */
 enum { LANDSCAPE_END = -1, LANDSCAPE_PEAK = -2 };
-typedef enum { LDIR_RANDOM = 0, LDIR_PCA, LDIR_COUNT } LandscapeDirKind; /* "random", "pca" */
+typedef enum { LDIR_RANDOM = 0, LDIR_PCA, LDIR_HESSIAN, LDIR_NTK, LDIR_COUNT } LandscapeDirKind; /* "random", "pca", "hessian", "ntk" */
 const char *landscape_dir_name(int k);
 
 /* Names of the enums, for output attributes and messages. */

@@ -9,7 +9,7 @@
  *      attribute written last; an existing file with the same spec is resumed, another refused;
  *   3. rank 0 reads the done bitmaps: the points still to do, in slice order, go to the dynamic
  *      scheduler; each group of -landscape_ranks_per_point ranks evaluates the points it is handed
- *      (centre and directions recomputed locally, bit-identically), and its leader writes the four
+ *      (the centre from the source, the directions as stored), and its leader writes the
  *      values into their place and then the point's done flag. Nothing is reduced over the world.
  * A point's values depend only on (slice, point, ranks per point): a killed surface resumes and
  * ends bit-identical, and any number of groups gives the same file. */
@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <hdf5.h>
 #include <petscsys.h>
+#include <slepceps.h>
 #include "checkpoint.h"
 #include "hessian.h"
 #include "landscape_dirs.h"
@@ -248,8 +249,58 @@ static bool listed(const char *list, const char *name)
   return false;
 }
 
-/* Centre and directions of slice s from the source file (any rank; deterministic). 0 or -1. */
-static int make_dirs(const Config *cfg, const Slice *s, int si, hid_t f, const Model *m, Dirs *D)
+/* The top `dim` unit eigenvectors of the loss Hessian (gn = 0) or of the Gauss-Newton matrix
+ * G = J^T J / N (gn = 1: its eigenvectors are the NTK's, J^T u / sqrt(N lambda)) at c, on the
+ * first hb training samples, by Krylov-Schur on one rank (tolerance 1e-10); each signed so that its
+ * largest-magnitude entry is positive; the eigenvalues in ev. */
+static PetscErrorCode eig_dirs(const Model *m, const Dataset *train, int hb, const double *c, int dim, int gn, double *d1, double *d2,
+                               double *ev)
+{
+  HessianOperator *op;
+  Mat A;
+  EPS eps;
+  Vec x;
+  PetscInt nconv;
+  PetscFunctionBeginUser;
+  PetscCall(hessian_operator_create(&op, PETSC_COMM_SELF, m, train->x, train->y, hb, 0, hb));
+  PetscCall(hessian_set_params(op, c));
+  PetscCall(gn ? hessian_gn_mat(op, &A) : hessian_operator_mat(op, &A));
+  PetscCall(EPSCreate(PETSC_COMM_SELF, &eps));
+  PetscCall(EPSSetOperators(eps, A, NULL));
+  PetscCall(EPSSetProblemType(eps, EPS_HEP));
+  PetscCall(EPSSetWhichEigenpairs(eps, EPS_LARGEST_REAL));
+  PetscCall(EPSSetDimensions(eps, dim, PETSC_DEFAULT, PETSC_DEFAULT));
+  PetscCall(EPSSetTolerances(eps, 1e-10, 10000));
+  PetscCall(EPSSolve(eps));
+  PetscCall(EPSGetConverged(eps, &nconv));
+  PetscCheck(nconv >= dim, PETSC_COMM_SELF, PETSC_ERR_NOT_CONVERGED, "landscape: %d of %d eigenvectors converged", (int)nconv, dim);
+  PetscCall(MatCreateVecs(A, &x, NULL));
+  for (int i = 0; i < dim; i++) {
+    double *d = i ? d2 : d1, kr;
+    const PetscScalar *xa;
+    PetscInt n;
+    PetscCall(EPSGetEigenpair(eps, i, &kr, NULL, x, NULL));
+    PetscCall(VecNormalize(x, NULL));
+    PetscCall(VecGetLocalSize(x, &n));
+    PetscCall(VecGetArrayRead(x, &xa));
+    size_t big = 0;
+    for (PetscInt p = 0; p < n; p++) {
+      d[p] = xa[p];
+      if (fabs(d[p]) > fabs(d[big])) big = (size_t)p;
+    }
+    PetscCall(VecRestoreArrayRead(x, &xa));
+    if (d[big] < 0)
+      for (PetscInt p = 0; p < n; p++) d[p] = -d[p];
+    ev[i] = kr;
+  }
+  PetscCall(VecDestroy(&x));
+  PetscCall(EPSDestroy(&eps));
+  PetscCall(hessian_operator_destroy(&op));
+  PetscFunctionReturn(0);
+}
+
+/* Centre and directions of slice s from the source file (rank 0 at layout; deterministic). 0 or -1. */
+static int make_dirs(const Config *cfg, const Slice *s, int si, hid_t f, const Model *m, const Dataset *train, Dirs *D)
 {
   if (D->slice == si) return 0;
   PetscLogEventBegin(EV_DIRS, 0, 0, 0, 0);
@@ -276,6 +327,10 @@ static int make_dirs(const Config *cfg, const Slice *s, int si, hid_t f, const M
         memset(D->d1 + m->tensors[t].offset, 0, m->tensors[t].size * sizeof(double));
         memset(D->d2 + m->tensors[t].offset, 0, m->tensors[t].size * sizeof(double));
       }
+  } else if (cfg->landscape_dir == LDIR_HESSIAN || cfg->landscape_dir == LDIR_NTK) {
+    const int hb0 = cfg->landscape_hess_batch ? cfg->landscape_hess_batch : cfg->hess_batch, hb = hb0 < train->n ? hb0 : train->n;
+    memset(D->d2, 0, P * sizeof(double));
+    if (eig_dirs(m, train, hb, D->c, s->dim, cfg->landscape_dir == LDIR_NTK, D->d1, D->d2, D->sv)) goto done;
   } else { /* pca of the run's whole recorded trajectory */
     int n;
     int64_t *steps = theta_steps(f, s->run, &n);
@@ -298,6 +353,35 @@ static int make_dirs(const Config *cfg, const Slice *s, int si, hid_t f, const M
 done:
   PetscLogEventEnd(EV_DIRS, 0, 0, 0, 0);
   return rc;
+}
+
+/* The centre (from the source) and the directions as rank 0 stored them in the landscape file
+ * (any rank; independent reads): every rank evaluates with exactly the stored directions. */
+static int read_dir(hid_t f, const Slice *s, const char *name, double *out)
+{
+  char path[96];
+  snprintf(path, sizeof path, s->kind == SL_SURFACE ? "/surfaces/surface_%03d/%s" : "/paths/path_%03d/%s", s->index, name);
+  hid_t d = H5Dopen2(f, path, H5P_DEFAULT), x = H5Pcreate(H5P_DATASET_XFER);
+  int rc = d >= 0 && x >= 0 && H5Pset_dxpl_mpio(x, H5FD_MPIO_INDEPENDENT) >= 0 && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, x, out) >= 0 ? 0 : -1;
+  if (x >= 0) H5Pclose(x);
+  if (d >= 0) H5Dclose(d);
+  return rc;
+}
+
+static int load_dirs(hid_t f, const Slice *s, int si, hid_t src, Dirs *D)
+{
+  if (D->slice == si) return 0;
+  const int64_t P = s->P;
+  if (D->P < P) {
+    free(D->c), free(D->d1), free(D->d2);
+    D->c = malloc(P * sizeof(double)), D->d1 = malloc(P * sizeof(double)), D->d2 = calloc(P, sizeof(double));
+    D->P = D->c && D->d1 && D->d2 ? P : 0;
+    if (!D->P) return -1;
+  }
+  D->slice = -1;
+  if (read_theta(src, s->run, s->rec, P, D->c) || read_dir(f, s, "dir1", D->d1) || (s->dim == 2 && read_dir(f, s, "dir2", D->d2))) return -1;
+  D->slice = si;
+  return 0;
 }
 
 /* ------------------------------------------------------------------ the landscape file */
@@ -369,6 +453,8 @@ static int create_layout(hid_t f, const Config *cfg, const Slice *sl, int n, con
     rc |= attr_i64(g, "dim", s->dim);
     if (s->kind == SL_SURFACE) {
       rc |= attr_str(g, "direction", landscape_dir_name(cfg->landscape_dir));
+      if (cfg->landscape_dir >= LDIR_HESSIAN)
+        rc |= attr_i64(g, "eig_batch", cfg->landscape_hess_batch ? cfg->landscape_hess_batch : cfg->hess_batch);
       rc |= attr_i64(g, "seed", cfg->landscape_seed);
       rc |= attr_i64(g, "filter_normalized", cfg->landscape_dir == LDIR_RANDOM && cfg->landscape_filter);
       rc |= attr_i64(g, "perturb_1d", cfg->landscape_bias);
@@ -396,6 +482,9 @@ static int create_layout(hid_t f, const Config *cfg, const Slice *sl, int n, con
       rc |= make_ds(g, "traj_step", H5T_NATIVE_INT64, 1, nr, 0, "steps", "recorded steps of theta projected onto the directions");
       rc |= make_ds(g, "traj_coord", H5T_NATIVE_DOUBLE, 2, nr, 2, "1", "least-squares (alpha, beta) of theta_t - theta_c (beta NaN in 1-D)");
       rc |= make_ds(g, "traj_residual", H5T_NATIVE_DOUBLE, 1, nr, 0, "1", "|theta_t - theta_c - alpha dir1 - beta dir2|");
+      if (cfg->landscape_dir == LDIR_HESSIAN || cfg->landscape_dir == LDIR_NTK)
+        rc |= make_ds(g, "eigenvalues", H5T_NATIVE_DOUBLE, 1, (hsize_t)s->dim, 0, "1",
+                      "eigenvalues of the Hessian (hessian) or of J^T J / N (ntk) along dir1, dir2 at the centre");
       if (cfg->landscape_dir == LDIR_PCA)
         rc |= make_ds(g, "pca_singular_values", H5T_NATIVE_DOUBLE, 1, 2, 0, "1", "singular values of {theta_t - theta_T} along dir1, dir2");
       rc |= make_ds(g, "traj_distance", H5T_NATIVE_DOUBLE, 1, nr, 0, "1", "|theta_t - theta_c|");
@@ -427,7 +516,7 @@ static int write_all(hid_t f, const char *gpath, const char *name, hid_t mtype, 
 }
 
 /* Rank 0 after the layout: coordinates, fills, directions and projections. */
-static int write_static(hid_t f, hid_t src, const Config *cfg, const Slice *sl, int n, const RunSpec *runs, const ModelConfig *base, int d_in, int k_out)
+static int write_static(hid_t f, hid_t src, const Config *cfg, const Slice *sl, int n, const RunSpec *runs, const ModelConfig *base, const Dataset *train)
 {
   Dirs D = {.slice = -1};
   int rc = 0;
@@ -450,13 +539,14 @@ static int write_static(hid_t f, hid_t src, const Config *cfg, const Slice *sl, 
     ModelConfig mc = *base;
     char err[256];
     mc.width = runs[s->run].width, mc.param = runs[s->run].param;
-    mc.in_dim = d_in, mc.out_dim = k_out;
+    mc.in_dim = train->d, mc.out_dim = train->k;
     if (rc || model_build(&m, &mc, err, sizeof err)) return -1;
-    rc = make_dirs(cfg, s, k, src, &m, &D);
+    rc = make_dirs(cfg, s, k, src, &m, train, &D);
     model_destroy(&m);
     rc = rc || write_all(f, g, "dir1", H5T_NATIVE_DOUBLE, D.d1) || (s->dim == 2 && write_all(f, g, "dir2", H5T_NATIVE_DOUBLE, D.d2));
     if (!rc && s->kind == SL_SURFACE) {
       if (cfg->landscape_dir == LDIR_PCA) rc = write_all(f, g, "pca_singular_values", H5T_NATIVE_DOUBLE, D.sv);
+      if (cfg->landscape_dir == LDIR_HESSIAN || cfg->landscape_dir == LDIR_NTK) rc = write_all(f, g, "eigenvalues", H5T_NATIVE_DOUBLE, D.sv);
       int nr;
       int64_t *steps = theta_steps(src, s->run, &nr);
       double *x = malloc(s->P * sizeof(double)), *co = malloc(2 * (size_t)(nr ? nr : 1) * sizeof(double)),
@@ -659,7 +749,7 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
     int wr = 0;
     if (rank == 0 && !fail) {
       hid_t src = open_ro(source);
-      wr = src < 0 || write_static(f, src, cfg, sl, n, runs, &cfg->model, train->d, train->k) != 0;
+      wr = src < 0 || write_static(f, src, cfg, sl, n, runs, &cfg->model, train) != 0;
       if (src >= 0) H5Fclose(src);
     }
     MPI_Allreduce(MPI_IN_PLACE, &wr, 1, MPI_INT, MPI_MAX, world);
@@ -721,7 +811,7 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
                                           (int)lo, hb));
       }
     }
-    if (!e) e = src < 0 || make_dirs(cfg, s, k, src, &rs.model, &D) != 0;
+    if (!e) e = src < 0 || load_dirs(f, s, k, src, &D) != 0;
     MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_INT, MPI_MAX, group);
     if (e) {
       if (grank == 0) fprintf(stderr, "ntkhpc: error: landscape: cannot set up %s %d of run %d (source %s)\n", s->kind ? "path" : "surface", s->index, s->run, source);
