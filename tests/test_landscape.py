@@ -372,6 +372,37 @@ def run_all(tmp):
                 check(worst < 1e-6 and abs(v1 @ v2) < 1e-6 and abs(np.linalg.norm(v1) - 1) < 1e-12, "%s directions: eigenvectors of the torch operator, residual %.2e" % (kind, worst))
                 check(rel(np.sort(top)[::-1], ev) < 1e-8, "%s eigenvalues %s vs eigsh %s" % (kind, ev, np.sort(top)[::-1]))
                 print("%s directions: eigenvalues %s, residual vs torch %.1e" % (kind, ev, worst))
+        # a quadratic Bezier curve between the two runs' ends: the bend re-trained in torch from the stored t's
+        bz = os.path.join(tmp, "bez.h5")
+        rc = ntk(2, "-output", out, "-landscape_from", out, "-landscape_paths", "0:1", "-landscape_bezier_steps", "12",
+                 "-landscape_path_t", "0,1,5", "-landscape_output", bz)
+        check(rc == 0, "the bezier job exited %d" % rc)
+        if rc == 0:
+            with h5py.File(bz, "r") as fb:
+                gb = fb["paths/bezier_000"]
+                A = src["runs/run_000000/theta/theta"][-1][:net.P]
+                B = src["runs/run_000001/theta/theta"][-1][:net.P]
+                lr = float(src["runs/run_000000"].attrs["eta"])
+                ts, lsb = gb["bezier_t"][:], gb["bezier_loss"][:]
+                bend = torch.tensor(0.5 * (A + B))
+                el = 0
+                for t, lrec in zip(ts, lsb):
+                    phi = ((1 - t) ** 2 * torch.tensor(A) + 2 * t * (1 - t) * bend + t ** 2 * torch.tensor(B)).requires_grad_(True)
+                    L = tloss(phi, xtr, ytr)
+                    gphi, = torch.autograd.grad(L, phi)
+                    el = max(el, rel(float(L), lrec))
+                    bend = bend - lr * 2 * t * (1 - t) * gphi
+                bend = bend.detach().numpy()
+                eb = rel(bend, gb["dir1"][:])
+                check(len(ts) == 12 and np.all((ts > 0) & (ts < 1)) and len(set(ts)) == 12, "bezier: 12 fresh t in (0, 1)")
+                check(el < 1e-12 and eb < 1e-10, "bezier: training losses (%.1e) and the bend (%.1e) equal torch's" % (el, eb))
+                check(rel(gb["dir2"][:], B) == 0, "bezier: dir2 = theta_B")
+                tt = gb["alpha"][:]
+                ec = max(rel(net.loss_acc((1 - t) ** 2 * A + 2 * t * (1 - t) * bend + t ** 2 * B, xtr, ytr, ltr)[0], gb["train_loss"][0, i])
+                         for i, t in enumerate(tt))
+                check(ec < 1e-10, "bezier: loss along the curve vs numpy rel err %.1e" % ec)
+                Lline = fb["paths/path_000/train_loss"][0]
+                print("bezier: bend vs torch %.1e, curve losses %s (line %s)" % (eb, gb["train_loss"][0], Lline))
         print("subgrid: grad norm vs torch %.1e, top Hessian eigenvalue vs eigsh %.1e (values %s)" % (eg, eh, ht[sub]))
         src.close(), f.close()
 

@@ -120,6 +120,14 @@ int main(void)
   landscape_point(x, c, d1, d2, 0.3, -1.7, P);
   landscape_point_ref(y, c, d1, d2, 0.3, -1.7, P);
   CHECK(tu_rel_err(x, y, P) < 1e-15, "point vs ref");
+  landscape_bezier_point(x, c, d1, d2, 0.37, P);
+  landscape_bezier_point_ref(y, c, d1, d2, 0.37, P);
+  CHECK(tu_rel_err(x, y, P) < 1e-14, "bezier point vs de Casteljau");
+  landscape_bezier_point(x, c, d1, d2, 0, P);
+  CHECK(memcmp(x, c, sizeof x) == 0, "bezier(0) = a");
+  landscape_bezier_point(x, c, d1, d2, 1, P);
+  CHECK(memcmp(x, d2, sizeof x) == 0, "bezier(1) = b");
+  landscape_point(x, c, d1, d2, 0.3, -1.7, P);
   CHECK(landscape_project(ab, &res, &dist, x, c, d1, d2, P) == 0 && fabs(ab[0] - 0.3) < 1e-12 && fabs(ab[1] + 1.7) < 1e-12 && res < 1e-10,
         "a point in the span projects exactly: %g %g res %g", ab[0], ab[1], res);
   double e[P];

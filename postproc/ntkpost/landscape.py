@@ -47,8 +47,8 @@ class Slice:
     @property
     def label(self):
         a = self.attrs
-        if self.kind == "path":
-            return "run %d step %d -> run %d step %d" % (a["run"], a["step"], a["run_b"], a["step_b"])
+        if self.kind in ("path", "bezier"):
+            return "%srun %d step %d -> run %d step %d" % ("Bezier: " if self.kind == "bezier" else "", a["run"], a["step"], a["run_b"], a["step_b"])
         return "run %d, step %d (%s)" % (a["run"], a["step"], a.get("direction", ""))
 
 

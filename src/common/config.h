@@ -112,6 +112,8 @@ typedef struct {
   int landscape_train_samples, landscape_test_samples; /* first n of each subset (0 = all) */
   char landscape_paths[1024];   /* straight lines: "A:B" or "A@s:B@t" pairs, comma-separated */
   int n_landscape_path_t; double landscape_path_t[3]; /* lo, hi, points of t along a path */
+  int landscape_bezier_steps;   /* train a quadratic Bezier curve per path for this many steps (0 = none) */
+  double landscape_bezier_lr;   /* its learning rate (0: run A's eta) */
   int landscape_ranks_per_point;/* ranks evaluating one grid point together (data-parallel) */
   int landscape_hess_every;     /* gradient norm and top Hessian eigenvalue at every k-th point of each axis (0 = off) */
   int landscape_hess_batch;     /* ... on the first this many training samples (0: -hess_batch) */

@@ -106,6 +106,17 @@ void landscape_point_ref(double *out, const double *c, const double *d1, const d
   }
 }
 
+void landscape_bezier_point(double *out, const double *a, const double *bend, const double *b, double t, size_t P)
+{
+  const double wa = (1 - t) * (1 - t), wm = 2 * t * (1 - t), wb = t * t;
+  for (size_t p = 0; p < P; p++) out[p] = wa * a[p] + wm * bend[p] + wb * b[p];
+}
+
+void landscape_bezier_point_ref(double *out, const double *a, const double *bend, const double *b, double t, size_t P)
+{
+  for (size_t p = 0; p < P; p++) out[p] = (1 - t) * ((1 - t) * a[p] + t * bend[p]) + t * ((1 - t) * bend[p] + t * b[p]); /* de Casteljau */
+}
+
 int landscape_project(double *ab, double *resid, double *dist, const double *x, const double *c, const double *d1, const double *d2, size_t P)
 {
   double g11 = 0, g12 = 0, g22 = 0, r1 = 0, r2 = 0, xx = 0;

@@ -30,6 +30,12 @@ void landscape_point(double *out /* P */, const double *c /* P */, const double 
 void landscape_point_ref(double *out /* P */, const double *c /* P */, const double *d1 /* P */, const double *d2 /* P or NULL */, double a,
                          double b, size_t P);
 
+/* The quadratic Bezier curve with one bend (Garipov et al. 2018):
+ * out = (1 - t)^2 a + 2 t (1 - t) bend + t^2 b. */
+void landscape_bezier_point(double *out /* P */, const double *a /* P */, const double *bend /* P */, const double *b /* P */, double t, size_t P);
+void landscape_bezier_point_ref(double *out /* P */, const double *a /* P */, const double *bend /* P */, const double *b /* P */, double t,
+                                size_t P);
+
 /* Least squares: (a, b) minimising |x - c - a d1 - b d2| (d2 NULL: a only, b = NaN), the residual
  * norm in *resid and |x - c| in *dist. Returns -1 if the directions are linearly dependent. */
 int landscape_project(double *ab /* 2 */, double *resid, double *dist, const double *x /* P */, const double *c /* P */,

@@ -27,9 +27,10 @@
 #include "checkpoint.h"
 #include "hessian.h"
 #include "landscape_dirs.h"
+#include "rng.h"
 #include "run_state.h"
 
-enum { SL_SURFACE = 0, SL_PATH = 1 };
+enum { SL_SURFACE = 0, SL_PATH = 1, SL_BEZIER = 2 };
 enum { MAX_SLICES = 4096 };
 
 typedef struct {
@@ -221,6 +222,13 @@ static int resolve_slices(const Config *cfg, const RunSpec *runs, int n_runs, hi
     free(A), free(B);
     if (s->run == s->run_b && s->rec == s->rec_b)
       return snprintf(err, errlen, "option -landscape_paths: both ends of path %d are record %d of run %d", s->index, s->rec, s->run), -1;
+    if (cfg->landscape_bezier_steps > 0) { /* the same ends, a trained bend */
+      if (n == MAX_SLICES) return snprintf(err, errlen, "landscape: more than %d slices", MAX_SLICES), -1;
+      sl[n] = *s;
+      sl[n].kind = SL_BEZIER, sl[n].first = first;
+      first += sl[n].nx;
+      n++;
+    }
   }
   *n_sl = n;
   return 0;
@@ -318,6 +326,9 @@ static int make_dirs(const Config *cfg, const Slice *s, int si, hid_t f, const M
     if (read_theta(f, s->run_b, s->rec_b, P, D->d1)) goto done;
     for (int64_t p = 0; p < P; p++) D->d1[p] -= D->c[p];
     memset(D->d2, 0, P * sizeof(double));
+  } else if (s->kind == SL_BEZIER) { /* d1: the bend, from the midpoint (trained by train_bend); d2: theta_B */
+    if (read_theta(f, s->run_b, s->rec_b, P, D->d2)) goto done;
+    for (int64_t p = 0; p < P; p++) D->d1[p] = 0.5 * (D->c[p] + D->d2[p]);
   } else if (cfg->landscape_dir == LDIR_RANDOM) {
     landscape_random_direction(D->d1, m, D->c, (uint64_t)cfg->landscape_seed, 0, cfg->landscape_filter, cfg->landscape_bias);
     if (s->dim == 2) landscape_random_direction(D->d2, m, D->c, (uint64_t)cfg->landscape_seed, 1, cfg->landscape_filter, cfg->landscape_bias);
@@ -360,7 +371,8 @@ done:
 static int read_dir(hid_t f, const Slice *s, const char *name, double *out)
 {
   char path[96];
-  snprintf(path, sizeof path, s->kind == SL_SURFACE ? "/surfaces/surface_%03d/%s" : "/paths/path_%03d/%s", s->index, name);
+  snprintf(path, sizeof path, s->kind == SL_SURFACE ? "/surfaces/surface_%03d/%s" : s->kind == SL_PATH ? "/paths/path_%03d/%s" : "/paths/bezier_%03d/%s",
+           s->index, name);
   hid_t d = H5Dopen2(f, path, H5P_DEFAULT), x = H5Pcreate(H5P_DATASET_XFER);
   int rc = d >= 0 && x >= 0 && H5Pset_dxpl_mpio(x, H5FD_MPIO_INDEPENDENT) >= 0 && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, x, out) >= 0 ? 0 : -1;
   if (x >= 0) H5Pclose(x);
@@ -379,7 +391,8 @@ static int load_dirs(hid_t f, const Slice *s, int si, hid_t src, Dirs *D)
     if (!D->P) return -1;
   }
   D->slice = -1;
-  if (read_theta(src, s->run, s->rec, P, D->c) || read_dir(f, s, "dir1", D->d1) || (s->dim == 2 && read_dir(f, s, "dir2", D->d2))) return -1;
+  if (read_theta(src, s->run, s->rec, P, D->c) || read_dir(f, s, "dir1", D->d1) || ((s->dim == 2 || s->kind == SL_BEZIER) && read_dir(f, s, "dir2", D->d2)))
+    return -1;
   D->slice = si;
   return 0;
 }
@@ -424,7 +437,7 @@ static const char *const VALUES[6] = {"train_loss", "train_acc", "test_loss", "t
 
 static void slice_path(const Slice *s, char *buf, size_t n)
 {
-  snprintf(buf, n, s->kind == SL_SURFACE ? "/surfaces/surface_%03d" : "/paths/path_%03d", s->index);
+  snprintf(buf, n, s->kind == SL_SURFACE ? "/surfaces/surface_%03d" : s->kind == SL_PATH ? "/paths/path_%03d" : "/paths/bezier_%03d", s->index);
 }
 
 /* Collective: every group, dataset and attribute of the slices. */
@@ -447,7 +460,7 @@ static int create_layout(hid_t f, const Config *cfg, const Slice *sl, int n, con
     slice_path(s, path, sizeof path);
     hid_t g = H5Gcreate2(f, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) return -1;
-    rc |= attr_str(g, "kind", s->kind == SL_SURFACE ? "surface" : "path");
+    rc |= attr_str(g, "kind", s->kind == SL_SURFACE ? "surface" : s->kind == SL_PATH ? "path" : "bezier");
     rc |= attr_i64(g, "run", s->run) | attr_i64(g, "step", s->step) | attr_i64(g, "record", s->rec) | attr_i64(g, "n_params", s->P);
     rc |= attr_str(g, "step_requested", s->step_req == LANDSCAPE_END ? "end" : s->step_req == LANDSCAPE_PEAK ? "peak" : "step");
     rc |= attr_i64(g, "dim", s->dim);
@@ -460,11 +473,12 @@ static int create_layout(hid_t f, const Config *cfg, const Slice *sl, int n, con
       rc |= attr_i64(g, "perturb_1d", cfg->landscape_bias);
       rc |= attr_str(g, "tensors", cfg->landscape_tensors[0] ? cfg->landscape_tensors : "all");
     } else {
-      rc |= attr_str(g, "direction", "theta_B - theta_A");
+      rc |= attr_str(g, "direction", s->kind == SL_PATH ? "theta_B - theta_A" : "quadratic Bezier: (1-t)^2 theta_A + 2t(1-t) dir1 + t^2 dir2");
       rc |= attr_i64(g, "run_b", s->run_b) | attr_i64(g, "step_b", s->step_b) | attr_i64(g, "record_b", s->rec_b);
     }
     const hsize_t nx = (hsize_t)s->nx, ny = (hsize_t)s->ny;
-    rc |= make_ds(g, "alpha", H5T_NATIVE_DOUBLE, 1, nx, 0, "1", s->kind == SL_PATH ? "t: theta = theta_A + t (theta_B - theta_A)" : "coordinate along dir1");
+    rc |= make_ds(g, "alpha", H5T_NATIVE_DOUBLE, 1, nx, 0, "1",
+                  s->kind == SL_PATH ? "t: theta = theta_A + t (theta_B - theta_A)" : s->kind == SL_BEZIER ? "t along the Bezier curve" : "coordinate along dir1");
     rc |= make_ds(g, "beta", H5T_NATIVE_DOUBLE, 1, ny, 0, "1", "coordinate along dir2 (one 0 for 1-D slices and paths)");
     for (int v = 0; v < 4; v++)
       rc |= make_ds(g, VALUES[v], H5T_NATIVE_DOUBLE, 2, ny, nx, "1",
@@ -477,6 +491,12 @@ static int create_layout(hid_t f, const Config *cfg, const Slice *sl, int n, con
     rc |= make_ds(g, "done", H5T_NATIVE_INT8, 2, ny, nx, "", "1 once the point's values are written (resume bitmap)");
     rc |= make_ds(g, "dir1", H5T_NATIVE_DOUBLE, 1, (hsize_t)s->P, 0, "1", "first direction, parameter-table order");
     if (s->dim == 2) rc |= make_ds(g, "dir2", H5T_NATIVE_DOUBLE, 1, (hsize_t)s->P, 0, "1", "second direction");
+    if (s->kind == SL_BEZIER) {
+      rc |= make_ds(g, "dir2", H5T_NATIVE_DOUBLE, 1, (hsize_t)s->P, 0, "1", "theta_B (dir1 is the trained bend)");
+      rc |= make_ds(g, "bezier_t", H5T_NATIVE_DOUBLE, 1, (hsize_t)cfg->landscape_bezier_steps, 0, "1", "t of each training step of the bend");
+      rc |= make_ds(g, "bezier_loss", H5T_NATIVE_DOUBLE, 1, (hsize_t)cfg->landscape_bezier_steps, 0, "1",
+                    "training loss at phi(t) before each step (the evaluated training samples)");
+    }
     if (s->kind == SL_SURFACE) {
       const hsize_t nr = (hsize_t)n_recs[k];
       rc |= make_ds(g, "traj_step", H5T_NATIVE_INT64, 1, nr, 0, "steps", "recorded steps of theta projected onto the directions");
@@ -515,8 +535,31 @@ static int write_all(hid_t f, const char *gpath, const char *name, hid_t mtype, 
   return rc;
 }
 
+/* The bend of a quadratic Bezier curve between theta_A = D->c and theta_B = D->d2 (Garipov et al.
+ * 2018): from the midpoint, K gradient steps, step k at t_k = uniform(seed, stream "landscape" +
+ * ((2 + path) << 32), k): bend -= lr 2 t (1 - t) grad L(phi(t)), phi the curve, L on the evaluated
+ * training samples (their full batch for gd). One rank; t_k and L(phi(t_k)) into ts, ls. */
+static int train_bend(const Config *cfg, const RunSpec *run, const Dataset *trv, const Dataset *tev, const Slice *s, Dirs *D, double *ts, double *ls)
+{
+  RunState rs;
+  if (run_state_setup(&rs, MPI_COMM_SELF, cfg, run, trv, tev)) return -1;
+  const double lr = cfg->landscape_bezier_lr > 0 ? cfg->landscape_bezier_lr : run->eta;
+  for (int k = 0; k < cfg->landscape_bezier_steps; k++) {
+    const double t = rng_uniform((uint64_t)cfg->landscape_seed, (uint64_t)RNG_STREAM_LANDSCAPE + ((uint64_t)(2 + s->index) << 32), (uint64_t)k);
+    double acc;
+    landscape_bezier_point(rs.theta, D->c, D->d1, D->d2, t, (size_t)s->P);
+    ls[k] = run_state_gradient(&rs, 0, &acc);
+    ts[k] = t;
+    const double w = lr * 2 * t * (1 - t);
+    for (int64_t p = 0; p < s->P; p++) D->d1[p] -= w * rs.grad[p];
+  }
+  run_state_teardown(&rs);
+  return 0;
+}
+
 /* Rank 0 after the layout: coordinates, fills, directions and projections. */
-static int write_static(hid_t f, hid_t src, const Config *cfg, const Slice *sl, int n, const RunSpec *runs, const ModelConfig *base, const Dataset *train)
+static int write_static(hid_t f, hid_t src, const Config *cfg, const Slice *sl, int n, const RunSpec *runs, const ModelConfig *base, const Dataset *train,
+                        const Dataset *trv, const Dataset *tev)
 {
   Dirs D = {.slice = -1};
   int rc = 0;
@@ -543,7 +586,15 @@ static int write_static(hid_t f, hid_t src, const Config *cfg, const Slice *sl, 
     if (rc || model_build(&m, &mc, err, sizeof err)) return -1;
     rc = make_dirs(cfg, s, k, src, &m, train, &D);
     model_destroy(&m);
-    rc = rc || write_all(f, g, "dir1", H5T_NATIVE_DOUBLE, D.d1) || (s->dim == 2 && write_all(f, g, "dir2", H5T_NATIVE_DOUBLE, D.d2));
+    if (!rc && s->kind == SL_BEZIER) {
+      const int K = cfg->landscape_bezier_steps;
+      double *ts = malloc(K * sizeof(double)), *ls = malloc(K * sizeof(double));
+      rc = !ts || !ls || train_bend(cfg, &runs[s->run], trv, tev, s, &D, ts, ls) != 0;
+      rc = rc || write_all(f, g, "bezier_t", H5T_NATIVE_DOUBLE, ts) || write_all(f, g, "bezier_loss", H5T_NATIVE_DOUBLE, ls);
+      free(ts), free(ls);
+    }
+    rc = rc || write_all(f, g, "dir1", H5T_NATIVE_DOUBLE, D.d1) ||
+         ((s->dim == 2 || s->kind == SL_BEZIER) && write_all(f, g, "dir2", H5T_NATIVE_DOUBLE, D.d2));
     if (!rc && s->kind == SL_SURFACE) {
       if (cfg->landscape_dir == LDIR_PCA) rc = write_all(f, g, "pca_singular_values", H5T_NATIVE_DOUBLE, D.sv);
       if (cfg->landscape_dir == LDIR_HESSIAN || cfg->landscape_dir == LDIR_NTK) rc = write_all(f, g, "eigenvalues", H5T_NATIVE_DOUBLE, D.sv);
@@ -574,9 +625,9 @@ static char *spec_text(const Config *cfg, const char *deck_text, const Slice *sl
   char *s = malloc(cap);
   if (!s) return NULL;
   size_t k = (size_t)snprintf(s, cap, "%s-landscape_dir %s\n-landscape_seed %lld\n-landscape_filter %d\n-landscape_bias %d\n"
-                              "-landscape_hess_every %d\n-landscape_hess_batch %d (hess_batch %d)\n-landscape_tensors %s\n-landscape_train_samples %lld\n-landscape_test_samples %lld\n-landscape_ranks_per_point %d\n",
+                              "-landscape_bezier_steps %d\n-landscape_bezier_lr %.17g\n-landscape_hess_every %d\n-landscape_hess_batch %d (hess_batch %d)\n-landscape_tensors %s\n-landscape_train_samples %lld\n-landscape_test_samples %lld\n-landscape_ranks_per_point %d\n",
                               deck_text, landscape_dir_name(cfg->landscape_dir), (long long)cfg->landscape_seed, cfg->landscape_filter,
-                              cfg->landscape_bias, cfg->landscape_hess_every, cfg->landscape_hess_batch, cfg->hess_batch, cfg->landscape_tensors, (long long)ntr, (long long)nte, cfg->landscape_ranks_per_point);
+                              cfg->landscape_bias, cfg->landscape_bezier_steps, cfg->landscape_bezier_lr, cfg->landscape_hess_every, cfg->landscape_hess_batch, cfg->hess_batch, cfg->landscape_tensors, (long long)ntr, (long long)nte, cfg->landscape_ranks_per_point);
   for (int i = 0; i < n && k < cap; i++)
     k += (size_t)snprintf(s + k, cap - k, "slice %d: kind %d run %d rec %d run_b %d rec_b %d dim %d grid %d x %d [%.17g, %.17g] x [%.17g, %.17g]\n", i,
                           sl[i].kind, sl[i].run, sl[i].rec, sl[i].run_b, sl[i].rec_b, sl[i].dim, sl[i].nx, sl[i].ny, sl[i].ax[0], sl[i].ax[1],
@@ -749,7 +800,7 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
     int wr = 0;
     if (rank == 0 && !fail) {
       hid_t src = open_ro(source);
-      wr = src < 0 || write_static(f, src, cfg, sl, n, runs, &cfg->model, train) != 0;
+      wr = src < 0 || write_static(f, src, cfg, sl, n, runs, &cfg->model, train, &trv, &tev) != 0;
       if (src >= 0) H5Fclose(src);
     }
     MPI_Allreduce(MPI_IN_PLACE, &wr, 1, MPI_INT, MPI_MAX, world);
@@ -814,13 +865,14 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
     if (!e) e = src < 0 || load_dirs(f, s, k, src, &D) != 0;
     MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_INT, MPI_MAX, group);
     if (e) {
-      if (grank == 0) fprintf(stderr, "ntkhpc: error: landscape: cannot set up %s %d of run %d (source %s)\n", s->kind ? "path" : "surface", s->index, s->run, source);
+      if (grank == 0) fprintf(stderr, "ntkhpc: error: landscape: cannot set up slice %d of run %d (source %s)\n", k, s->run, source);
       code = 1;
       hooks->stop(sched);
       PetscLogEventEnd(EV_POINT, 0, 0, 0, 0);
       break;
     }
-    landscape_point(rs.theta, D.c, D.d1, s->dim == 2 ? D.d2 : NULL, coord(s->ax, s->nx, i), coord(s->by, s->ny, j), (size_t)s->P);
+    if (s->kind == SL_BEZIER) landscape_bezier_point(rs.theta, D.c, D.d1, D.d2, coord(s->ax, s->nx, i), (size_t)s->P);
+    else landscape_point(rs.theta, D.c, D.d1, s->dim == 2 ? D.d2 : NULL, coord(s->ax, s->nx, i), coord(s->by, s->ny, j), (size_t)s->P);
     double v[6] = {NAN, NAN, NAN, NAN, NAN, NAN};
     const int nv = cfg->landscape_hess_every ? 6 : 4, hk = cfg->landscape_hess_every;
     run_state_evaluate(&rs, &trv, &v[0], &v[1]);
@@ -838,11 +890,13 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
     }
     PetscLogEventEnd(EV_POINT, 0, 0, 0, 0);
     if (grank == 0) {
+      char g[64];
+      slice_path(s, g, sizeof g);
       if (write_point(f, s, i, j, v, nv)) {
-        fprintf(stderr, "ntkhpc: error: landscape file %s: cannot write point (%d, %d) of %s %d\n", path, i, j, s->kind ? "path" : "surface", s->index);
+        fprintf(stderr, "ntkhpc: error: landscape file %s: cannot write point (%d, %d) of %s\n", path, i, j, g);
         code = 1;
       } else if (!cfg->quiet) {
-        printf("[landscape] %s %d point %d,%d done: train loss %.6g\n", s->kind ? "path" : "surface", s->index, i, j, v[0]);
+        printf("[landscape] %s point %d,%d done: train loss %.6g\n", g + 1, i, j, v[0]);
         fflush(stdout);
       }
       if (ckpt_signal_received()) hooks->stop(sched), stopped = 1;
