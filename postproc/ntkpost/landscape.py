@@ -199,7 +199,7 @@ def path_losses(lf, key="train_loss"):
             pass
     ax.axvline(0, color="0.6", lw=0.6, gid="ref")
     ax.axvline(1, color="0.6", lw=0.6, gid="ref")
-    return _finish_curves(fig, ax, "t  (theta_A + t (theta_B - theta_A))", key, "loss along straight paths (v: barrier location)")
+    return _finish_curves(fig, ax, "t  (line: theta_A + t (theta_B - theta_A); Bezier: phi(t))", key, "loss along paths between solutions (v: barrier location)")
 
 
 def make_all(lf, outdir, dpi=110):
