@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-LAYERS = ["core", "common", "ops", "io", "measure", "train", "app"]  # lowest first
+LAYERS = ["core", "common", "ops", "io", "measure", "train", "landscape", "app"]  # lowest first
 GENERATED = {"version.h"}  # written into the build tree (cmake/version.cmake)
 
 

@@ -10,7 +10,7 @@ MPIEXEC=${NTK_MPIEXEC:-mpiexec}
 source "$NTK_SOURCE_DIR/tests/testlib.sh"
 "$MPIEXEC" -q --oversubscribe -n 2 "$NTKHPC" "$NTK_SOURCE_DIR/inputs/quickstart.in" -quiet -widths 16,32 -seeds 1 -params ntk,mup \
   -eta_factors 1 -steps 10 -n_train 40 -n_test 20 -ntk_batch 10 -hess_every 5 -density_steps 0,10 -slq_probes 2 -slq_lanczos 5 \
-  -spectrum_steps 0,10 -features_every 5 -eta_max_search true -eta_max_steps 5 -ntk_weighting plain -outputs_every 5 -linearized true -linearized_every 5 -kernel_regression true -align_every 5 -loss_peak true -scale_inv_every 5 -output "$tmp/a.h5" >"$tmp/log" 2>&1 ||
+  -spectrum_steps 0,10 -features_every 5 -eta_max_search true -eta_max_steps 5 -ntk_weighting plain -outputs_every 5 -linearized true -linearized_every 5 -kernel_regression true -align_every 5 -loss_peak true -scale_inv_every 5 -theta_every 5 -output "$tmp/a.h5" >"$tmp/log" 2>&1 ||
   { cat "$tmp/log"; echo "0 passed, 1 failed"; exit 1; }
 "$NTK_PYTHON" "$NTK_SOURCE_DIR/tests/test_output_docs.py" "$tmp/a.h5" "$NTK_SOURCE_DIR/docs/output.md" || docs_failed=1
 "$NTK_PYTHON" - "$tmp/a.h5" <<'PY'

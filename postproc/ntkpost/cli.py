@@ -30,6 +30,9 @@ def build_parser():
     ap.add_argument("--catapult-window", type=int, help="override /config catapult_window (steps)")
     ap.add_argument("--diverge-factor", type=float, help="override /config diverge_factor")
     ap.add_argument("--figures", help="comma-separated subset of: " + ",".join(figures.ORDER))
+    ap.add_argument("--landscape", action="append", default=[],
+                    help="an ntkhpc landscape file (docs/landscape.md) for the report's landscape section; "
+                         "<output stem>.landscape.h5 beside an output file is found by itself")
     ap.add_argument("-q", "--quiet", action="store_true", help="no text summary, warnings only")
     return ap
 
@@ -57,7 +60,12 @@ def main(argv=None):
         return 1
     an = Analysis(sweep, catapult_factor=args.catapult_factor,
                   catapult_window=args.catapult_window, diverge_factor=args.diverge_factor)
-    out = write_report(an, args.out, dpi=args.dpi, quiet=args.quiet, figure_names=names)
+    lands = list(args.landscape)
+    for f in args.files:  # the landscape file a job with -landscape_steps writes beside its output
+        cand = os.path.splitext(f)[0] + ".landscape.h5"
+        if os.path.exists(cand) and cand not in lands:
+            lands.append(cand)
+    out = write_report(an, args.out, dpi=args.dpi, quiet=args.quiet, figure_names=names, landscape_files=lands)
     if args.open:
         import webbrowser
         webbrowser.open("file://" + os.path.abspath(out["report.html"]))

@@ -161,7 +161,7 @@ def _html_table(rows, cols, phase_col=None):
     return "\n".join(h)
 
 
-def html_report(an, fig_results, path, title=None):
+def html_report(an, fig_results, path, title=None, landscapes=()):
     """Write ONE self-contained HTML file: every figure as a base64 PNG, tables inline."""
     e = html.escape
     sw = an.sweep
@@ -206,6 +206,10 @@ def html_report(an, fig_results, path, title=None):
     if skipped:
         p.append('<div class="skip"><b>Not drawn (no data in the file):</b><ul>' + "".join(
             "<li>%s: %s</li>" % (e(r["name"]), e(r["skipped"] or "")) for r in skipped) + "</ul></div>")
+    # loss landscapes (ntkpost.landscape): one section per landscape file
+    for lf, lfigs in landscapes:
+        from .landscape import html_section
+        p.append(html_section(lf, lfigs, embed=True))
     # tables
     p.append('<h2 id="tables">Tables</h2>')
     grows = an.group_rows()
@@ -236,7 +240,7 @@ def html_report(an, fig_results, path, title=None):
     return path
 
 
-def write_report(an, outdir, dpi=110, quiet=False, figure_names=None, keep_figures=False):
+def write_report(an, outdir, dpi=110, quiet=False, figure_names=None, keep_figures=False, landscape_files=()):
     """Figures (PNG), runs.csv, groups.csv, critical.csv, summary.txt and report.html in outdir.
     Prints the text summary unless quiet. Returns dict name -> path, and 'figures': the list of
     figures.make_all results (with the matplotlib Figure objects when keep_figures)."""
@@ -258,7 +262,12 @@ def write_report(an, outdir, dpi=110, quiet=False, figure_names=None, keep_figur
     with open(os.path.join(outdir, "summary.txt"), "w") as fh:
         fh.write(text + "\n")
     out["summary.txt"] = os.path.join(outdir, "summary.txt")
-    out["report.html"] = html_report(an, res, os.path.join(outdir, "report.html"))
+    landscapes = []
+    for i, lpath in enumerate(landscape_files):  # figures and numbers of each landscape file
+        from . import landscape as LS
+        lf = LS.load(lpath)
+        landscapes.append((lf, LS.make_all(lf, os.path.join(outdir, "landscape_%d" % i), dpi=dpi)))
+    out["report.html"] = html_report(an, res, os.path.join(outdir, "report.html"), landscapes=landscapes)
     if not quiet:
         print(text)
         print("report: %s" % out["report.html"])

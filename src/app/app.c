@@ -28,6 +28,7 @@
 #endif
 #include "instance.h"
 #include "kernel_run.h"
+#include "landscape.h"
 #include "measure.h"
 #include "run_hooks.h"
 #include "train.h"
@@ -197,6 +198,18 @@ static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *tes
   if (any) return EXIT_RUNTIME;
   return all_finished < n_todo ? EXIT_SIGNAL : 0;
 }
+
+/* The sweep's scheduler for the landscape phase's grid points (landscape.h). */
+static void *lsched_create(MPI_Comm world, MPI_Comm group, int64_t n)
+{
+  Scheduler *s = malloc(sizeof *s);
+  if (scheduler_create(s, world, group, (int)n)) abort(); /* MPI_Win_allocate failing: the MPI library's own error handler fires first */
+  return s;
+}
+static int64_t lsched_next(void *s) { return scheduler_next(s); }
+static void lsched_stop(void *s) { scheduler_request_stop(s); }
+static void lsched_destroy(void *s) { scheduler_destroy(s), free(s); }
+static const LandscapeScheduler landscape_scheduler = {lsched_create, lsched_next, lsched_stop, lsched_destroy};
 
 /* What to do with the checkpoint directory (docs/checkpoint.md, "Restart rule"). Rank 0 decides:
  *   -overwrite without -restart: start afresh (old checkpoints removed);
@@ -383,6 +396,14 @@ int ntkhpc_main(int argc, char **argv)
     goto free_sweep;
   }
 
+  /* -landscape_from: the surfaces of a finished output of this deck; nothing is trained. */
+  if (cfg.landscape_from[0]) {
+    char *dt = config_deck_text(&cfg);
+    code = landscape_run(&cfg, sweep.runs, sweep.n_runs, &train, &test, cfg.landscape_from, dt, &landscape_scheduler, world);
+    free(dt);
+    goto free_sweep;
+  }
+
   /* Restart or fresh start (rank 0 decides from the checkpoint directory; every rank follows). */
   char *deck_text = config_deck_text(&cfg);
   const int ni = sweep.n_instances, nr = sweep.n_runs;
@@ -491,6 +512,9 @@ int ntkhpc_main(int argc, char **argv)
     if (code == EXIT_SIGNAL && rank == 0)
       fprintf(stderr, "ntkhpc: stopped by a signal: every unfinished run is checkpointed in %s; continue with -restart (exit code %d)\n",
               cfg.checkpoint_dir, EXIT_SIGNAL);
+    /* The sweep is finished: its surfaces (a killed landscape phase resumes with -landscape_from). */
+    if (done && renamed && landscape_on(&cfg))
+      code = landscape_run(&cfg, sweep.runs, sweep.n_runs, &train, &test, cfg.output, deck_text, &landscape_scheduler, world);
   }
   kernel_runs_free(&kernel_runs);
   MPI_Comm_free(&group);

@@ -18,7 +18,8 @@
 #include "petsc_compat.h"
 
 static const OptionModule *const app_modules[] = {&options_model, &options_data,    &options_training, &options_sweep,
-                                                  &options_ntk,   &options_hessian, &options_output,   &options_checkpoint};
+                                                  &options_ntk,   &options_hessian, &options_output,   &options_checkpoint,
+                                                  &options_landscape};
 enum { N_APP_MODULES = sizeof app_modules / sizeof *app_modules, MAX_MODULES = N_APP_MODULES + MEASURE_MAX, MAX_OPTIONS = 256, MAX_CHOICES = 16 };
 
 /* Every table in reading and -help order: each app module, then the registered measurements'
@@ -67,7 +68,8 @@ static const char *const deck_order[] = {
   "-linearized", "-linearized_every", "-ntk_analytic",
   "-kernel_regression", "-kernel_net", "-kernel_tile",
   "-loss", "-fc_batch_norm", "-bn_no_affine", "-lr_exp_factor", "-onecycle_pct", "-onecycle_div", "-onecycle_final_div", "-freeze",
-  "-momentum_init", "-align_every", "-loss_peak", "-scale_inv_every"};
+  "-momentum_init", "-align_every", "-loss_peak", "-scale_inv_every",
+  "-theta_every", "-wrn_residual", "-theta_dense_steps"};
 
 /* ------------------------------------------------------------------ errors and lookups */
 

@@ -32,7 +32,7 @@ typedef struct {
 
 /* The modules, in the order of -help, reading and checking (options_<module>.c). */
 extern const OptionModule options_model, options_data, options_training, options_sweep, options_ntk, options_hessian,
-  options_output, options_checkpoint;
+  options_output, options_checkpoint, options_landscape;
 
 /* For a module's check: one error line (the first error only) and whether an option was given. */
 void options_fail(OptionReader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

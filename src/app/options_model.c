@@ -11,6 +11,7 @@ static bool has_bn(const Config *c)
 }
 static bool fc_bn(const Config *c) { return c->model.arch == ARCH_FC && c->model.fc_batch_norm; }
 static bool no_affine(const Config *c) { return has_bn(c) && c->model.bn_no_affine; }
+static bool plain_wrn(const Config *c) { return c->model.arch == ARCH_WRN && !c->wrn_residual; }
 static bool has_param(const Config *c, Parameterization p)
 {
   for (int i = 0; i < c->n_params; i++)
@@ -62,12 +63,16 @@ static const OptionDesc opts[] = {
    OPTION_FIELD(model.fc_batch_norm)},
   {.name = "-bn_no_affine", .kind = KIND_BOOL, .def = "false", .in_deck = no_affine,
    .meaning = "Batch norm without its affine parameters gamma and beta", OPTION_FIELD(model.bn_no_affine)},
+  {.name = "-wrn_residual", .kind = KIND_BOOL, .def = "true", .in_deck = plain_wrn,
+   .meaning = "-arch wrn: keep the residual connections (false: the same blocks without shortcuts, a plain deep net)", OPTION_FIELD(wrn_residual)},
 };
 
 static void check(Config *cfg, OptionReader *r)
 {
   const ModelConfig *m = &cfg->model;
   const DataKind data = cfg->data.kind;
+  cfg->model.wrn_plain = !cfg->wrn_residual;
+  if (m->arch != ARCH_WRN && !cfg->wrn_residual) options_fail(r, "option -wrn_residual: only used with -arch wrn");
   if ((m->wrn_depth - 4) % 6 != 0) options_fail(r, "option -wrn_depth: %d is not 6n+4 (10, 16, 22, 28, 40, ...)", m->wrn_depth);
   if (m->arch == ARCH_UV && (cfg->n_params != 1 || cfg->params[0] != PARAM_NTK))
     options_fail(r, "option -params: the uv model is defined in the ntk parameterization only");

@@ -112,7 +112,38 @@ typedef struct {
   int64_t align_every;          /* gradient-Hessian alignment every this many steps (0 = never) */
   bool loss_peak;               /* record the step and value of the train loss's peak */
   int64_t scale_inv_every;      /* per-tensor norm, effective lr and angular update every this many steps */
+  /* loss landscapes (src/app/options_landscape.c, docs/landscape.md) */
+  int64_t theta_every;          /* record theta every this many steps (0 = never) */
+  int64_t theta_dense_steps;    /* ... and at every step t < this */
+  char landscape_steps_text[1024]; /* centres: steps, "end", "peak" (comma-separated; "" = no surfaces) */
+  int n_landscape_centres;
+  int64_t landscape_centres[64];   /* parsed: a step >= 0, LANDSCAPE_END or LANDSCAPE_PEAK */
+  int n_landscape_runs;   int landscape_runs[CONFIG_MAX_LIST]; /* runs with surfaces (none given: all) */
+  int landscape_dim;            /* 1 or 2 */
+  int landscape_dir;            /* LandscapeDirKind */
+  int64_t landscape_seed;       /* Philox seed of random directions */
+  bool landscape_filter;        /* filter normalisation of random directions */
+  bool landscape_bias;          /* also perturb one-dimensional tensors (biases, batch norm) */
+  char landscape_tensors[1024]; /* random directions only in these tensors ("" = all), comma-separated names */
+  int n_landscape_alpha;  double landscape_alpha[3]; /* lo, hi, points */
+  int n_landscape_beta;   double landscape_beta[3];
+  int landscape_train_samples, landscape_test_samples; /* first n of each subset (0 = all) */
+  char landscape_paths[1024];   /* straight lines: "A:B" or "A@s:B@t" pairs, comma-separated */
+  int n_landscape_path_t; double landscape_path_t[3]; /* lo, hi, points of t along a path */
+  int landscape_bezier_steps;   /* train a quadratic Bezier curve per path for this many steps (0 = none) */
+  double landscape_bezier_lr;   /* its learning rate (0: run A's eta) */
+  int landscape_ranks_per_point;/* ranks evaluating one grid point together (data-parallel) */
+  int landscape_hess_every;     /* gradient norm and top Hessian eigenvalue at every k-th point of each axis (0 = off) */
+  int landscape_hess_batch;     /* ... on the first this many training samples (0: -hess_batch) */
+  char landscape_output[4096];  /* the surfaces' HDF5 file */
+  char landscape_from[4096];    /* evaluate surfaces of this finished output instead of training */
+  bool wrn_residual;            /* -wrn_residual: false sets model.wrn_plain */
 } Config;
+
+/* -landscape_steps tokens other than a step, and the kinds of -landscape_dir. */
+enum { LANDSCAPE_END = -1, LANDSCAPE_PEAK = -2 };
+typedef enum { LDIR_RANDOM = 0, LDIR_PCA, LDIR_HESSIAN, LDIR_NTK, LDIR_COUNT } LandscapeDirKind; /* "random", "pca", "hessian", "ntk" */
+const char *landscape_dir_name(int k);
 
 /* Names of the enums, for output attributes and messages. */
 const char *optimizer_name(OptimizerKind o);

@@ -345,11 +345,11 @@ static int build_wrn(Model *m, char *err, size_t errlen) {
       snprintf(name, sizeof name, "%s.conv2", pre);
       y = add_conv(m, y, Cg, H1, W1, Cg, 3, 1, c->bias, name, 1);
       int sc = x;
-      if (Cg != C || stride != 1) { /* projection of the block's act(bn(x)), no bias */
+      if (!c->wrn_plain && (Cg != C || stride != 1)) { /* projection of the block's act(bn(x)), no bias */
         snprintf(name, sizeof name, "%s.shortcut", pre);
         sc = add_conv(m, h, C, H, W, Cg, 1, stride, false, name, 1);
       }
-      x = add_add(m, y, sc, Cg * H1 * W1);
+      x = c->wrn_plain ? y : add_add(m, y, sc, Cg * H1 * W1); /* wrn_plain: the block without its shortcut */
       C = Cg, H = H1, W = W1;
     }
   }

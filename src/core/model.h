@@ -64,6 +64,7 @@ typedef struct {
   bool mup_limit;       /* set by model_build for width MODEL_WIDTH_INF (width is then in_dim + out_dim) */
   int wrn_depth;        /* ARCH_WRN: d = 6n+4, n >= 1 blocks per group */
   bool batch_norm;      /* ARCH_WRN: train-mode batch norm before every activation */
+  bool wrn_plain;       /* ARCH_WRN: no residual connections (no shortcut adds, no projection convs) */
   double bn_eps;        /* batch norm epsilon (>= 0; 0 only for exactly scale-invariant tests) */
   LossKind loss;        /* the training loss (layers.h): mse (the phase theory's) or xent */
   bool fc_batch_norm;   /* ARCH_FC: train-mode batch norm between every hidden dense layer and its

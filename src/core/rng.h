@@ -26,6 +26,7 @@ enum {
   RNG_STREAM_TEACHER_W = 4,     /* teacher network weights; sub-tensor j uses + (j << 32) */
   RNG_STREAM_AUGMENT = 5,       /* data augmentation (crop, flip) */
   RNG_STREAM_PROBE = 6,         /* random probe vectors (Hutchinson, SLQ, eigensolver starts) */
+  RNG_STREAM_LANDSCAPE = 7,     /* loss-landscape directions; direction j uses + (j << 32) */
   RNG_STREAM_PARAM_BASE = 1024  /* + tensor index in the model's parameter table */
 };
 

@@ -11,14 +11,14 @@
 extern const MeasurementClass measure_train_metrics, measure_test_metrics, measure_ntk_spectrum, measure_ntk_lambda,
   measure_hessian_sharpness, measure_hessian_density, measure_ntk_plain, measure_outputs, measure_features,
   measure_linearized, measure_ntk_analytic, measure_kernel_limit;
-extern const MeasurementClass measure_grad_alignment, measure_loss_peak, measure_scale_invariance;
+extern const MeasurementClass measure_grad_alignment, measure_loss_peak, measure_scale_invariance, measure_theta;
 
 static const MeasurementClass *table[MEASURE_MAX] = {
   &measure_train_metrics, &measure_test_metrics, &measure_ntk_spectrum, &measure_ntk_lambda, &measure_hessian_sharpness, &measure_hessian_density,
   &measure_ntk_plain, &measure_outputs, &measure_features, &measure_linearized, &measure_ntk_analytic,
-  &measure_kernel_limit, &measure_grad_alignment, &measure_loss_peak, &measure_scale_invariance,
+  &measure_kernel_limit, &measure_grad_alignment, &measure_loss_peak, &measure_scale_invariance, &measure_theta,
 };
-static int n_table = 15;
+static int n_table = 16;
 
 int measure_register(const MeasurementClass *m)
 {
