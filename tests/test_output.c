@@ -420,7 +420,7 @@ static void verify_file(const char *path, int world_size, const char *label) {
                                   "loss0", "loss_peak", "loss_final", "acc_final",
                                   "test_loss_final", "test_acc_final", "wall_seconds",
                                   "lambda0", "lambda_final", "peak_ratio", "peak_step", "eta_lambda0",
-                                  "eta_lambda_final", "lambda_ratio", "phase"};
+                                  "eta_lambda_final", "lambda_ratio", "phase", "measured"};
     const unsigned n_names = sizeof names / sizeof names[0];
     hid_t d = H5Dopen2(f, "summary", H5P_DEFAULT);
     CHECK(d >= 0, "%s: /summary missing", label);

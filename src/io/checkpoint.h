@@ -23,7 +23,7 @@
 #include "runs.h"
 #include "schema.h"
 
-#define CKPT_FORMAT_VERSION 2
+#define CKPT_FORMAT_VERSION 3
 
 /* Exit code after a signal: every run's state is checkpointed; requeue the job with -restart. */
 #define CKPT_EXIT_SIGNAL 3
@@ -31,7 +31,7 @@
 /* The running statistics of train_run, in this order. */
 enum {
   CKPT_LOSS0, CKPT_PEAK, CKPT_PEAK_WINDOW, CKPT_LAST_LOSS, CKPT_LAST_ACC, CKPT_LAMBDA_FIRST, CKPT_LAMBDA_LAST,
-  CKPT_TEST_LOSS_FINAL, CKPT_TEST_ACC_FINAL, CKPT_WALL_SECONDS, CKPT_PEAK_STEP, CKPT_NSTATS
+  CKPT_TEST_LOSS_FINAL, CKPT_TEST_ACC_FINAL, CKPT_WALL_SECONDS, CKPT_PEAK_STEP, CKPT_MEASURED /* SummaryMeasured bits */, CKPT_NSTATS
 };
 
 /* A named vector of a running run: theta, an optimizer's state ("opt.velocity"), a measurement's

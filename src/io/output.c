@@ -207,6 +207,7 @@ static const Field summary_fields[] = {
     F(test_acc_final, 2), F(wall_seconds, 2), F(lambda0, 2),       F(lambda_final, 2),
     F(peak_ratio, 2),   F(peak_step, 1),       F(eta_lambda0, 2),     F(eta_lambda_final, 2),
     F(lambda_ratio, 2), E(phase, &phase_enum),
+    F(measured, 0),
 #undef F
 #undef E
 };
