@@ -611,6 +611,7 @@ void options_print_help(FILE *f)
     if (mod->note) fprintf(f, "  (%s)\n", mod->note);
     for (int i = 0; i < mod->n_opts; i++) {
       const OptionDesc *d = &mod->opts[i];
+      if (d->flags & OPTION_HIDDEN) continue;
       const char *def = d->def_shown ? d->def_shown : d->def && d->def[0] ? d->def : "none";
       fprintf(f, "  %s %s: %s (default: %s)\n", d->name, value_form(d, form, sizeof form), d->meaning, def);
     }

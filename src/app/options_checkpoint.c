@@ -14,6 +14,9 @@ static const OptionDesc opts[] = {
    .meaning = "Continue from the checkpoints (finished runs are kept, the output is rebuilt)", OPTION_FIELD(restart)},
   {.name = "-keep_checkpoints", .kind = KIND_BOOL, .def = "false",
    .meaning = "Keep the checkpoint folder when every run is finished (by default it is removed)", OPTION_FIELD(keep_checkpoints)},
+  {.name = "-pause_at_step", .kind = KIND_INT64, .def = "-1", .lo = -1, .hi = PETSC_MAX_INT, .flags = OPTION_HIDDEN,
+   .meaning = "Test hook: each run pauses at its first step >= this until <output>.paused_run_<run> is removed or a signal arrives "
+              "(-1 = off; docs/robustness.md)", OPTION_FIELD(pause_at_step)},
 };
 
 static void check(Config *cfg, OptionReader *r)

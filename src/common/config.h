@@ -94,6 +94,7 @@ typedef struct {
   bool restart;                 /* continue from the checkpoints */
   bool keep_checkpoints;        /* keep the checkpoint folder of a finished job */
   int sweep_part, sweep_parts;  /* run only the deck's runs d with d % sweep_parts == sweep_part */
+  int64_t pause_at_step;        /* test hook (train/pause.h): each run pauses at its first step >= this (-1 = off) */
 } Config;
 
 /* Names of the enums, for output attributes and messages. */

@@ -16,6 +16,7 @@
 #include "measure.h"
 #include "petsc_compat.h"
 #include "lr_schedule.h"
+#include "pause.h"
 #include "run_state.h"
 
 static PetscLogEvent EV_UPDATE, EV_OUTPUT;
@@ -303,7 +304,12 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
                                      (double)peak_step, (double)measured};                                                   \
     memcpy(stats, st_, sizeof stats);                                                                                       \
   } while (0)
+  bool paused = false; /* -pause_at_step: once per run and process */
   for (t = t_first;; t++) {
+    if (cfg->pause_at_step >= 0 && !paused && t >= cfg->pause_at_step && ctx->ckpt_dir) {
+      paused = true;
+      train_pause(s.group, cfg->output, run->index, t, s.grank == 0 ? ctx->hooks.stop_requested : NULL, ctx->hooks.ctx);
+    }
     StepInfo st = {.t = t, .final = t == T, .lr = lr_schedule_at(cfg, run->eta, t), .loss = NAN, .acc = NAN, .lambda = NAN, .test_loss = NAN,
                    .test_acc = NAN};
     bool need_loss = t == 0;
