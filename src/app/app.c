@@ -28,6 +28,7 @@
 #endif
 #include "instance.h"
 #include "measure.h"
+#include "memory.h"
 #include "run_hooks.h"
 #include "train.h"
 
@@ -378,6 +379,13 @@ int ntkhpc_main(int argc, char **argv)
     snprintf(msg, sizeof msg, "option -%s: %d exceeds the %d training samples", cfg.ntk_batch > train.n ? "ntk_batch" : "hess_batch",
              cfg.ntk_batch > train.n ? cfg.ntk_batch : cfg.hess_batch, train.n);
     say_error(rank, msg);
+    code = EXIT_BAD_INPUT;
+    goto free_sweep;
+  }
+
+  /* Memory: the largest run must fit in a rank's share before anything big is allocated. */
+  if (memory_check(&cfg, &sweep, &train, &test, world, err, sizeof err)) {
+    say_error(rank, err);
     code = EXIT_BAD_INPUT;
     goto free_sweep;
   }

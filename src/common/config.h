@@ -95,6 +95,8 @@ typedef struct {
   bool keep_checkpoints;        /* keep the checkpoint folder of a finished job */
   int sweep_part, sweep_parts;  /* run only the deck's runs d with d % sweep_parts == sweep_part */
   int64_t pause_at_step;        /* test hook (train/pause.h): each run pauses at its first step >= this (-1 = off) */
+  char memory_limit_text[32];   /* -memory_limit as given ("" = the node's) */
+  double memory_limit;          /* ... in bytes per rank (0 = the node's MemAvailable over its ranks; app/memory.h) */
 } Config;
 
 /* Names of the enums, for output attributes and messages. */
