@@ -82,13 +82,13 @@ typedef struct {
   /* parallel layout */
   int ranks_per_run;            /* size of each run's sub-communicator */
   /* output and progress */
-  char output[4096];
+  char *output;                 /* any length (allocated by the option reader; config_free) */
   bool overwrite;
   double flush_seconds;         /* write buffered trajectory rows at least this often */
   double progress_seconds;      /* rank 0 prints a summary at least this often */
   bool quiet;
   /* checkpoints, restart and sweep splitting (docs/checkpoint.md) */
-  char checkpoint_dir[4096];    /* resolved: default <output>.ckpt */
+  char *checkpoint_dir;         /* resolved: default <output>.ckpt (allocated, any length) */
   int64_t checkpoint_every;     /* checkpoint running runs every this many steps (0 = off) */
   double checkpoint_minutes;    /* ... and at least this often (0 = off); always at a run's end */
   bool restart;                 /* continue from the checkpoints */

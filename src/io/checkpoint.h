@@ -74,8 +74,8 @@ const CkptArray *ckpt_array(const RunCheckpoint *c, const char *name);
 const CkptRecords *ckpt_records(const RunCheckpoint *c, const char *group);
 
 /* Paths: dir/sweep.h5 and dir/run_%06d.h5. */
-void ckpt_sweep_path(char *path, size_t len, const char *dir);
-void ckpt_run_path(char *path, size_t len, const char *dir, int run);
+char *ckpt_sweep_path(const char *dir);            /* malloc'd, any length */
+char *ckpt_run_path(const char *dir, int run);     /* malloc'd, any length */
 
 /* Creates dir if missing (its parent must exist). 0, or -1 with a message. */
 int ckpt_make_dir(const char *dir, char *err, size_t errlen);
@@ -106,7 +106,7 @@ int ckpt_write_sweep(const char *dir, const char *deck, const char *job, int n_i
                      char *err, size_t errlen);
 /* The job that wrote dir/sweep.h5: 0 (job filled), 1 (no sweep.h5, or written before jobs were
  * recorded), -1 (unreadable). */
-int ckpt_sweep_job(const char *dir, char *job, size_t len);
+int ckpt_sweep_job(const char *dir, char **job /* malloc'd, or NULL */);
 /* 0, 1 (no sweep.h5), -1 (bad: message). */
 int ckpt_read_sweep(const char *dir, const char *deck, int n_instances, InstanceRow *rows, int32_t *measured, char *err, size_t errlen);
 

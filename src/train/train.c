@@ -13,6 +13,7 @@
 #include <string.h>
 #include <petscsys.h>
 #include "checkpoint.h"
+#include "errbuf.h"
 #include "measure.h"
 #include "petsc_compat.h"
 #include "lr_schedule.h"
@@ -148,7 +149,7 @@ static int save_checkpoint(RunState *s, Measurements *M, const TrainContext *ctx
     }
   }
   if (s->grank == 0 && c && rc == 0) {
-    char err[4600];
+    char err[ERRBUF_LEN];
     if (ckpt_write_run(ctx->ckpt_dir, ctx->deck, c, err, sizeof err)) {
       fprintf(stderr, "ntkhpc: error: %s\n", err);
       rc = -1;
@@ -166,7 +167,7 @@ static int save_checkpoint(RunState *s, Measurements *M, const TrainContext *ctx
 static int restore_checkpoint(RunState *s, Measurements *M, const TrainContext *ctx, double *stats, int64_t *next)
 {
   RunCheckpoint *c = calloc(1, sizeof *c);
-  char err[4600] = "";
+  char err[ERRBUF_LEN] = "";
   int got = c ? ckpt_read_run(ctx->ckpt_dir, ctx->deck, s->run->index, c, err, sizeof err) : -1;
   int bad = got < 0;
   if (got == 0) {
@@ -267,7 +268,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
 
   *row = summary_row_pending(run, RUN_RUNNING);
   const bool writer = s.grank == 0 && ctx->out; /* probe runs have no output and no progress */
-  if (writer) output_write_summary(ctx->out, row);
+  int wfail = writer && output_write_summary(ctx->out, row); /* the output's failures: agreed at the end */
 
   const int64_t T = cfg->steps;
   double loss0 = NAN, peak = -INFINITY, peak_window = -INFINITY, last_loss = NAN, last_acc = NAN;
@@ -400,7 +401,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
     }
   }
 
-  if (!io_failed) rc |= flush_records(&s, M, ctx->out);
+  if (!io_failed && flush_records(&s, M, ctx->out)) wfail = 1;
   if (stopped && ctx->stopped) *ctx->stopped = 1;
   if (stopped || io_failed) goto cleanup;
   row->status = diverged ? RUN_DIVERGED : RUN_DONE;
@@ -433,10 +434,19 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   }
 #undef FILL_STATS
   if (writer) {
-    rc |= output_write_summary(ctx->out, row);
+    if (output_write_summary(ctx->out, row)) wfail = 1;
     if (ctx->hooks.run_done) ctx->hooks.run_done(ctx->hooks.ctx, row);
   }
 cleanup:
+  /* The leader's output writes are independent; their failure (a full disk, its line printed) is
+   * agreed by the group, which then takes no further run (*ctx->stopped, as after a signal, and
+   * the other groups are asked to stop), so no rank is left waiting in a collective call. */
+  MPI_Allreduce(MPI_IN_PLACE, &wfail, 1, MPI_INT, MPI_MAX, s.group);
+  if (wfail) {
+    rc = -1;
+    if (ctx->stopped) *ctx->stopped = 1;
+    if (s.grank == 0 && ctx->hooks.request_stop) ctx->hooks.request_stop(ctx->hooks.ctx);
+  }
   measurements_free(M);
   free(M);
   run_state_teardown(&s);
