@@ -327,7 +327,11 @@ for all in petsc all; do
   check "-help $all: a line shows (None)" bash -c '! grep -qF "(None)" "$1"' _ "$tmp/help_$all"
 done
 check "-help petsc lists no eigensolver option" grep -q -- '-hess_eps_' "$tmp/help_petsc"
-names=$(grep -ohE '\.name = "-[a-z0-9_]+"' "$NTK_SOURCE_DIR"/src/app/options*.c "$NTK_SOURCE_DIR"/src/measure/*.c | grep -oE -- '-[a-z0-9_]+' | sort -u)
+# Test hooks (OPTION_HIDDEN on the descriptor's first line) are read and checked but not listed.
+hidden=$(grep -ohE '\.name = "-[a-z0-9_]+".*OPTION_HIDDEN' "$NTK_SOURCE_DIR"/src/app/options*.c "$NTK_SOURCE_DIR"/src/measure/*.c | grep -oE -- '"-[a-z0-9_]+"' | tr -d '"' | sort -u)
+for k in $hidden; do check "$k, a test hook, is listed by -help" bash -c '! grep -qE -- "^  $1 " "$2"' _ "$k" "$tmp/help_ours"; done
+check "-pause_at_step is not found as a hidden test hook" grep -qx -- -pause_at_step <<<"$hidden"
+names=$(grep -ohE '\.name = "-[a-z0-9_]+"' "$NTK_SOURCE_DIR"/src/app/options*.c "$NTK_SOURCE_DIR"/src/measure/*.c | grep -oE -- '-[a-z0-9_]+' | sort -u | grep -vxF -f <(echo "$hidden"))
 check "fewer than 80 options in the tables" test "$(wc -w <<<"$names")" -ge 80
 for k in $names; do
   check "$k is not in ntkhpc's part, with a default" grep -qE -- "^  $k <.+>: .+ \(default: [^)]+\)\$" "$tmp/help_ours"

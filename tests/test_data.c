@@ -139,7 +139,7 @@ static DataConfig base_cfg(DataKind kind, const char *dir) {
   DataConfig c;
   memset(&c, 0, sizeof c);
   c.kind = kind;
-  snprintf(c.dir, sizeof c.dir, "%s", dir);
+  c.dir = dir; /* the callers' strings outlive the configs */
   return c;
 }
 

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Checkpoints, exact restart and signals (docs/checkpoint.md):
-#   - kill -9 at >= 10 random moments of a small sweep on 2 ranks, restarting after each kill until
-#     the job completes: the output equals an uninterrupted run's bit for bit (h5same.py);
+#   (kill -9 at random moments, restarted until the job completes, bit for bit: test_kill_campaign.sh)
 #   - a restart on other rank counts (1 rank; 4 ranks in groups of 2) equals it to round-off;
 #   - with warm-started matrix-free lambda and Hessian solves too (warm starts are checkpointed);
 #   - SIGUSR1 to mpirun and SIGTERM to the ranks: exit code 3, checkpoints, -restart matches;
@@ -10,6 +9,8 @@
 #     checkpoint, a truncated and a corrupted one, an existing output without -restart;
 #   - -sweep_part/-sweep_parts: the parts' runs equal the whole sweep's;
 #   - an eigensolver that does not converge is recorded as such and the run goes on.
+# Every kill and signal acts on an observed event: a run paused at a step by the -pause_at_step test
+# hook (tests/faultlib.sh), never after a guessed time.
 set -uo pipefail
 : "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}"
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
@@ -25,68 +26,18 @@ run() { # np output [more options]: runs in the foreground, returns ntkhpc's exi
   local np=$1 out=$2; shift 2
   "$MPIEXEC" -q --oversubscribe -n "$np" "$NTKHPC" "$deck" "${args[@]}" -output "$out" "$@" >>"$tmp/log" 2>&1
 }
-start() { # np output [more options]: in the background, pid in $job
-  local np=$1 out=$2; shift 2
-  "$MPIEXEC" -q --oversubscribe -n "$np" "$NTKHPC" "$deck" "${args[@]}" -output "$out" "$@" >>"$tmp/log" 2>&1 &
-  job=$!
-}
-crash() { # kill -9 the ranks of job $job (a node failure); mpirun too if it does not notice.
-  # Fails if the job had already ended (the kill did not land mid-run) or ended with status 0.
-  local ranks
-  ranks=$(pgrep -P "$job")
-  [[ -n $ranks ]] && kill -9 $ranks 2>/dev/null
-  for _ in $(seq 100); do kill -0 "$job" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$job" 2>/dev/null; then kill -9 $(pgrep -P "$job") "$job" 2>/dev/null; fi
-  wait "$job" 2>/dev/null
-  local rc=$?
-  [[ -n $ranks && $rc -ne 0 ]]
-}
-wait_for() { for _ in $(seq 200); do [[ -e $1 ]] && return 0; sleep 0.05; done; return 1; }
+source "$NTK_SOURCE_DIR/tests/faultlib.sh"
 md5() { cat "$@" | md5sum; }
 
-now() { date +%s.%N; }
-# after(T, lo, hi): a random time in [lo T, hi T] seconds; kill and signal moments scale with the
-# measured length T of an uninterrupted job, so they land mid-run on slow and fast machines alike
-after() { awk -v s=$RANDOM -v T="$1" -v lo="$2" -v hi="$3" 'BEGIN { srand(s); printf "%.2f", T * (lo + (hi - lo) * rand()) }'; }
-
 # ---- the uninterrupted reference
-t0=$(now)
 run 2 "$tmp/ref.h5" && ok || { bad "the reference run failed"; tail "$tmp/log"; exit 1; }
-tref=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
-echo "uninterrupted job: $tref s"
-
-# ---- kill -9 at random moments, restart until complete; >= 10 kills over one or more rounds
-kills=0 rounds=0
-while ((kills < 10 && rounds < 12)); do
-  rounds=$((rounds + 1))
-  out="$tmp/kill$rounds.h5"
-  opts=()
-  for attempt in $(seq 40); do
-    start 2 "$out" "${opts[@]}"
-    sleep "$(after "$tref" 0.15 0.85)"
-    if ((kills < 10)) && kill -0 "$job" 2>/dev/null; then
-      crash || break # it ended just before the kill: the round is complete
-      kills=$((kills + 1))
-      opts=(-restart)
-    else
-      wait "$job"
-      rc=$?
-      [[ $rc -eq 0 ]] && break
-      bad "attempt $attempt of round $rounds exited $rc"; tail -5 "$tmp/log"; break
-    fi
-  done
-  run 2 "$out" -restart || bad "the final restart of round $rounds failed"
-  same "$tmp/ref.h5" "$out"
-done
-((kills >= 10)) && ok || bad "only $kills kills landed"
-echo "kill -9: $kills kills in $rounds rounds"
 
 # ---- restart on other rank counts: equal to round-off
 for layout in "1 1" "4 2"; do
   np=${layout% *} rpr=${layout#* }
   out="$tmp/ranks$np.h5"
-  start 2 "$out"
-  sleep "$(after "$tref" 0.4 0.6)"
+  start 2 "$out" -pause_at_step 60
+  wait_paused "$out" || bad "no run paused at step 60"
   crash || bad "a kill -9 did not land mid-run"
   run "$np" "$out" -restart -ranks_per_run "$rpr" && ok || bad "restart on $np ranks (groups of $rpr) failed"
   same "$tmp/ref.h5" "$out" 1e-10 1e-14 # residuals ~1e-16 differ in their own round-off
@@ -96,12 +47,10 @@ done
 # from the previous solve's eigenvectors: the checkpoint keeps those vectors, so two kills and a
 # restart still give the uninterrupted trajectory bit for bit
 mf=(-ntk_method matfree -spectrum_steps 0 -hess_every 5 -hess_batch 20 -hess_nev 2 -hess_min_eig true)
-t0=$(now)
 run 2 "$tmp/mf_ref.h5" "${mf[@]}" && ok || bad "the matrix-free reference run failed"
-tmf=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { print b - a }')
-for k in 1 2; do
-  start 2 "$tmp/mf.h5" "${mf[@]}" $( ((k > 1)) && echo -restart)
-  sleep "$(after "$tmf" 0.2 0.45)"
+for k in 1 2; do # the first kill at step 33 of a run (between two Hessian steps), the second at 71
+  start 2 "$tmp/mf.h5" "${mf[@]}" -pause_at_step $((k == 1 ? 33 : 71)) $( ((k > 1)) && echo -restart)
+  wait_paused "$tmp/mf.h5" || bad "no run paused"
   crash || bad "a kill -9 did not land mid-run"
 done
 run 2 "$tmp/mf.h5" "${mf[@]}" -restart && ok || bad "the matrix-free restart failed"
@@ -112,10 +61,10 @@ for how in "USR1 mpirun" "TERM ranks" "TERM mpirun"; do
   sig=${how% *} to=${how#* }
   out="$tmp/sig_${sig}_$to.h5"
   : >"$tmp/log"
-  start 2 "$out"
-  # The signal goes after an observed event, not after a time: the first run checkpoint written
-  # (step 4 of 120; the job has most of its work ahead of it).
-  for _ in $(seq 600); do compgen -G "$out.ckpt/run_*.h5" >/dev/null && break; sleep 0.05; done
+  # The signal goes while a run waits at step 8 of 120 (-pause_at_step): the job cannot have ended;
+  # the signal releases the pause, the step is finished and checkpointed.
+  start 2 "$out" -pause_at_step 8
+  wait_paused "$out" || bad "no run paused at step 8"
   if [[ $to == mpirun ]]; then kill -"$sig" "$job"; else kill -"$sig" $(pgrep -P "$job"); fi
   wait "$job"
   rc=$?

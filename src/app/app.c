@@ -30,6 +30,8 @@
 #include "kernel_run.h"
 #include "landscape.h"
 #include "measure.h"
+#include "errbuf.h"
+#include "memory.h"
 #include "run_hooks.h"
 #include "train.h"
 
@@ -223,20 +225,21 @@ static int plan_restart(const Config *cfg, const Sweep *sw, const char *deck, In
                         SummaryRow *done_rows, char *err, size_t errlen)
 {
   struct stat st;
-  char msg[4600] = "";
-  snprintf(msg, sizeof msg, "%s" OUTPUT_PARTIAL, cfg->output); /* a killed job's output */
-  const bool output_exists = stat(cfg->output, &st) == 0 || stat(msg, &st) == 0;
-  msg[0] = 0;
+  char msg[ERRBUF_LEN] = "";
+  char *partial = str_printf("%s" OUTPUT_PARTIAL, cfg->output); /* a killed job's output */
+  const bool output_exists = stat(cfg->output, &st) == 0 || (partial && stat(partial, &st) == 0);
+  free(partial);
   /* Another job's checkpoints (another output) are never removed: only -restart continues them. */
-  char *job = output_identity(cfg->output);
-  const int owned = cfg->restart || ckpt_sweep_job(cfg->checkpoint_dir, msg, sizeof msg) != 0 || strcmp(msg, job) == 0;
+  char *job = output_identity(cfg->output), *theirs = NULL;
+  const int owned = cfg->restart || ckpt_sweep_job(cfg->checkpoint_dir, &theirs) != 0 || (job && theirs && strcmp(theirs, job) == 0);
   free(job);
   if (!owned) {
     snprintf(err, errlen, "checkpoint directory %s holds the checkpoints of another job (output %s): give -restart to continue that job, "
-                          "or another -checkpoint_dir", cfg->checkpoint_dir, msg);
+                          "or another -checkpoint_dir", cfg->checkpoint_dir, theirs ? theirs : "?");
+    free(theirs);
     return -1;
   }
-  msg[0] = 0;
+  free(theirs);
   if (cfg->overwrite && !cfg->restart) return 0;
   int got = ckpt_read_sweep(cfg->checkpoint_dir, deck, sw->n_instances, inst, measured, msg, sizeof msg);
   if (got == 1) {
@@ -279,7 +282,7 @@ int ntkhpc_main(int argc, char **argv)
   MPI_Comm world = MPI_COMM_WORLD;
   int rank;
   MPI_Comm_rank(world, &rank);
-  char err[4700] = "";
+  char err[ERRBUF_LEN] = "";
 
   /* No arguments, -version and -help need no deck, and nothing here needs PETSc. -help prints
    * ntkhpc's options; "-help petsc" (or "all") then lets PETSc list its own and the eigensolvers'. */
@@ -396,8 +399,15 @@ int ntkhpc_main(int argc, char **argv)
     goto free_sweep;
   }
 
+  /* Memory: the largest run must fit in a rank's share before anything big is allocated. */
+  if (memory_check(&cfg, &sweep, &train, &test, world, err, sizeof err)) {
+    say_error(rank, err);
+    code = EXIT_BAD_INPUT;
+    goto free_sweep;
+  }
+
   /* -landscape_from: the surfaces of a finished output of this deck; nothing is trained. */
-  if (cfg.landscape_from[0]) {
+  if (cfg.landscape_from && cfg.landscape_from[0]) {
     char *dt = config_deck_text(&cfg);
     code = landscape_run(&cfg, sweep.runs, sweep.n_runs, &train, &test, cfg.landscape_from, dt, &landscape_scheduler, world);
     free(dt);
@@ -461,7 +471,9 @@ int ntkhpc_main(int argc, char **argv)
   if (!code && stopped) code = EXIT_SIGNAL; /* lambda_0 so far is in sweep.h5 */
   /* The output is written beside the target, as <output>.partial (a stale one from a killed job is
    * replaced: a restart never reads it), and renamed to the target when the job has finished. */
-  if (snprintf(ocfg.output, sizeof ocfg.output, "%s" OUTPUT_PARTIAL, cfg.output) >= (int)sizeof ocfg.output) abort(); /* options_output.c */
+  char *partial = str_printf("%s" OUTPUT_PARTIAL, cfg.output);
+  if (!partial) abort(); /* a few bytes more than the path we hold */
+  ocfg.output = partial;
   ocfg.overwrite = true;
   OutputFile out;
   MeasureSet measurements;
@@ -475,9 +487,12 @@ int ntkhpc_main(int argc, char **argv)
     say_error(rank, err);
     code = EXIT_RUNTIME;
   } else {
-    for (int i = 0; i < ni && rank == 0; i++)
-      if (output_write_instance(&out, &instances[i])) code = EXIT_RUNTIME;
-    for (int i = 0; i < nr && rank == 0; i++) { /* runs finished earlier: from their checkpoints */
+    /* Rank 0 writes what is known already; a failure (a full disk: one line) is agreed by every
+     * rank, and then no run starts: nobody waits in a collective another rank has left. */
+    int wbad = 0;
+    for (int i = 0; i < ni && rank == 0 && !wbad; i++)
+      if (output_write_instance(&out, &instances[i])) wbad = 1;
+    for (int i = 0; i < nr && rank == 0 && !wbad; i++) { /* runs finished earlier: from their checkpoints */
       if (status[i] != RUN_DONE && status[i] != RUN_DIVERGED) continue;
       RunCheckpoint c;
       int r = ckpt_read_run(cfg.checkpoint_dir, deck_text, i, &c, err, sizeof err);
@@ -485,10 +500,11 @@ int ntkhpc_main(int argc, char **argv)
       if (r == 0) ckpt_run_free(&c);
       if (r) {
         say_error(rank, err[0] ? err : "cannot copy a finished run from its checkpoint into the output");
-        code = EXIT_RUNTIME;
+        wbad = 1;
       }
     }
-    int rc = kernel_runs_write(&kernel_runs, &cfg, &sweep, &out, status, done_rows, world);
+    MPI_Allreduce(MPI_IN_PLACE, &wbad, 1, MPI_INT, MPI_MAX, world);
+    int rc = wbad ? EXIT_RUNTIME : kernel_runs_write(&kernel_runs, &cfg, &sweep, &out, status, done_rows, world);
     if (!rc) rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text);
     if (rc) code = rc;
     if (output_close(&out)) code = EXIT_RUNTIME;
@@ -518,6 +534,7 @@ int ntkhpc_main(int argc, char **argv)
   }
   kernel_runs_free(&kernel_runs);
   MPI_Comm_free(&group);
+  free(partial);
 free_plan:
   free(instances), free(measured), free(status), free(done_rows);
   free(deck_text);
@@ -527,6 +544,7 @@ free_data:
   data_free(&train);
   data_free(&test);
 finalize:
+  config_free(&cfg);
   PetscCall(SlepcFinalize());
   MPI_Finalize();
   return code;

@@ -104,7 +104,13 @@ int kernel_runs_write(KernelRuns *kp, const Config *cfg, const Sweep *sw, Output
     row.lambda_final = diverged ? NAN : kp->kr.lambda0; /* the kernel does not move */
     row.eta_lambda0 = run->eta * row.lambda0, row.eta_lambda_final = run->eta * row.lambda_final;
     row.lambda_ratio = row.lambda_final / row.lambda0;
-    row.phase = phase_classify(cfg, row.loss0, peak_window, row.loss_peak, row.loss_final, row.eta_lambda0, row.eta_lambda_final, diverged);
+    unsigned measured = MEASURED_LAMBDA0 | (diverged ? 0u : (unsigned)MEASURED_LAMBDA_FINAL);
+    if (tr.n) measured |= MEASURED_LOSS0 | MEASURED_LOSS_PEAK | MEASURED_LOSS_FINAL | (isfinite(row.acc_final) ? (unsigned)MEASURED_ACC_FINAL : 0u);
+    if (tr.n && row.peak_step >= 0) measured |= MEASURED_PEAK_WINDOW;
+    if (te.n) measured |= MEASURED_TEST_FINAL;
+    row.measured = (int32_t)measured;
+    row.phase = phase_classify(cfg, row.loss0, peak_window, row.loss_peak, row.loss_final, row.eta_lambda0, row.eta_lambda_final, measured,
+                               diverged);
     if (ik >= 0) {
       double *q = records_append(&kr, 0);
       const Schema *s = kr.schema;

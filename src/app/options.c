@@ -238,7 +238,11 @@ static void read_scalar(OptionReader *r, const OptionDesc *d, Config *cfg, bool 
   *given = set;
   if (d->kind == KIND_STRING) {
     const char *s = set ? raw : d->def ? d->def : "";
-    if (strlen(s) >= d->size) options_fail(r, "option %s: %zu characters, longer than the %zu allowed", d->name, strlen(s), d->size - 1);
+    if (d->flags & OPTION_ALLOC) {
+      char *copy = strdup(s);
+      if (!copy) options_fail(r, "option %s: out of memory for %zu characters", d->name, strlen(s));
+      else put(cfg, d, 0, &copy, sizeof copy);
+    } else if (strlen(s) >= d->size) options_fail(r, "option %s: %zu characters, longer than the %zu allowed", d->name, strlen(s), d->size - 1);
     else put(cfg, d, 0, s, strlen(s) + 1);
     return;
   }
@@ -424,6 +428,8 @@ static void check_tables(OptionReader *r)
       const OptionDesc *d = &modules[m]->opts[i];
       const size_t es = entry_size(d->kind);
       if (option_index(d->name, NULL) != total) options_fail(r, "internal: option %s: described twice", d->name);
+      if ((d->flags & OPTION_ALLOC) && (d->kind != KIND_STRING || d->size != sizeof(char *)))
+        options_fail(r, "internal: option %s: an allocated string needs a char * field", d->name);
       if (is_list(d->kind) ? !d->size || d->size % es || d->size / es > CONFIG_MAX_LIST : d->size && d->kind != KIND_STRING && d->size != es)
         options_fail(r, "internal: option %s: its Config field does not fit its kind", d->name);
       if ((d->kind == KIND_CHOICE || d->kind == KIND_CHOICE_LIST) && (!d->choice || d->n_choices < 1 || d->n_choices > MAX_CHOICES))
@@ -451,6 +457,21 @@ static void read_all(Config *cfg, OptionReader *r)
     if (modules[m]->check) modules[m]->check(cfg, r);
   char err[512];
   if (measure_set_validate(cfg, err, sizeof err)) options_fail(r, "%s", err);
+}
+
+void config_free(Config *cfg)
+{
+  build_module_list();
+  for (int m = 0; m < n_modules; m++)
+    for (int i = 0; i < modules[m]->n_opts; i++) {
+      const OptionDesc *d = &modules[m]->opts[i];
+      if (d->kind != KIND_STRING || !(d->flags & OPTION_ALLOC) || !d->size) continue;
+      char *s;
+      memcpy(&s, (char *)cfg + d->at, sizeof s);
+      free(s);
+      s = NULL;
+      memcpy((char *)cfg + d->at, &s, sizeof s);
+    }
 }
 
 int config_read(Config *cfg, MPI_Comm comm)
@@ -540,7 +561,12 @@ static void append_value(char **b, size_t *len, size_t *cap, const OptionDesc *d
   case KIND_REAL: case KIND_REAL_LIST: memcpy(&x, p, sizeof x); append(b, len, cap, "%.17g", x); break;
   case KIND_BOOL: memcpy(&t, p, sizeof t); append(b, len, cap, "%s", t ? "true" : "false"); break;
   case KIND_CHOICE: case KIND_CHOICE_LIST: memcpy(&i, p, sizeof i); append(b, len, cap, "%s", d->choice(i)); break;
-  case KIND_STRING: append(b, len, cap, "%s", p); break;
+  case KIND_STRING: {
+    const char *s = p;
+    if (d->flags & OPTION_ALLOC) memcpy(&s, p, sizeof s);
+    append(b, len, cap, "%s", s ? s : "");
+    break;
+  }
   }
 }
 
@@ -617,6 +643,7 @@ void options_print_help(FILE *f)
     if (mod->note) fprintf(f, "  (%s)\n", mod->note);
     for (int i = 0; i < mod->n_opts; i++) {
       const OptionDesc *d = &mod->opts[i];
+      if (d->flags & OPTION_HIDDEN) continue;
       const char *def = d->def_shown ? d->def_shown : d->def && d->def[0] ? d->def : "none";
       fprintf(f, "  %s %s: %s (default: %s)\n", d->name, value_form(d, form, sizeof form), d->meaning, def);
     }

@@ -42,6 +42,8 @@ MPI_Comm options_comm(const OptionReader *r);
 /* Reads every option (after PetscInitialize) into cfg and validates it. On a bad value prints one
  * line "ntkhpc: error: option -NAME: what is wrong" on rank 0 and returns 1; returns 0 when good. */
 int config_read(Config *cfg, MPI_Comm comm);
+/* Frees the option strings config_read allocated (OPTION_ALLOC: the paths); cfg's copies share them. */
+void config_free(Config *cfg);
 /* -ntk_batch once the training set is loaded (n_samples of them, outputs per sample): "train" is
  * the training set; the default is the training set for full-batch GD when its exact Gram matrix
  * fits -gram_max_rows, else min(100, n_samples); -hess_batch, when not given, follows. Writes the

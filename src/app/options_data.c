@@ -13,7 +13,7 @@ static const OptionDesc opts[] = {
   {.name = "-dataset", .kind = KIND_CHOICE, .def = "fashion_mnist", .n_choices = DATA_COUNT, .choice = data_choice,
    .meaning = "Dataset (teacher: a synthetic teacher-student set; uv: the uv model's single sample)", OPTION_FIELD(data.kind)},
   {.name = "-data_dir", .kind = KIND_STRING, .def = DATA_FASHION_MNIST_DEFAULT_DIR,
-   .meaning = "Directory of the dataset files (required for mnist and cifar10)", OPTION_FIELD(data.dir)},
+   .flags = OPTION_ALLOC, .meaning = "Directory of the dataset files (required for mnist and cifar10)", OPTION_FIELD(data.dir)},
   {.name = "-n_train", .kind = KIND_INT, .def = "1000", .lo = 0, .hi = 1e8,
    .meaning = "Training samples: the first n of the training split (0 = all)", OPTION_FIELD(data.n_train)},
   {.name = "-n_test", .kind = KIND_INT, .def = "1000", .lo = 0, .hi = 1e8,

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "landscape.h"
 #include "options.h"
+#include "errbuf.h"
 
 static const char *dir_choice(int i) { return landscape_dir_name(i); }
 
@@ -57,9 +58,9 @@ static const OptionDesc opts[] = {
    OPTION_FIELD(landscape_hess_every)},
   {.name = "-landscape_hess_batch", .kind = KIND_INT, .def = "0", .def_shown = "-hess_batch", .lo = 0, .hi = 1e8,
    .meaning = "The Hessian of -landscape_hess_every on the first this many training samples", OPTION_FIELD(landscape_hess_batch)},
-  {.name = "-landscape_output", .kind = KIND_STRING, .def = "", .def_shown = "<output stem>.landscape.h5",
+  {.name = "-landscape_output", .kind = KIND_STRING, .def = "", .def_shown = "<output stem>.landscape.h5", .flags = OPTION_ALLOC,
    .meaning = "HDF5 file of the surfaces (resumed if it exists with the same specification)", OPTION_FIELD(landscape_output)},
-  {.name = "-landscape_from", .kind = KIND_STRING, .def = "",
+  {.name = "-landscape_from", .kind = KIND_STRING, .def = "", .flags = OPTION_ALLOC,
    .meaning = "Evaluate the surfaces of this finished output of the same deck instead of training", OPTION_FIELD(landscape_from)},
 };
 
@@ -121,14 +122,16 @@ static void check(Config *cfg, OptionReader *r)
     }
   }
   const bool on = cfg->n_landscape_centres > 0 || cfg->landscape_paths[0];
+  if (!cfg->landscape_from || !cfg->landscape_output || !cfg->output) return; /* out of memory: reported */
   if ((on || cfg->landscape_from[0]) && cfg->theta_every <= 0)
     options_fail(r, "option -landscape_steps: surfaces and paths need theta recorded: give -theta_every");
   if (cfg->landscape_from[0] && !on) options_fail(r, "option -landscape_from: no -landscape_steps or -landscape_paths to evaluate");
   if (!cfg->landscape_output[0] && on) {
     const char *out = cfg->output, *dot = strrchr(out, '.');
     const int stem = dot && dot > strrchr(out, '/') ? (int)(dot - out) : (int)strlen(out);
-    if (snprintf(cfg->landscape_output, sizeof cfg->landscape_output, "%.*s.landscape.h5", stem, out) >= (int)sizeof cfg->landscape_output)
-      options_fail(r, "option -output: too long for the landscape file name (give -landscape_output)");
+    char *path = str_printf("%.*s.landscape.h5", stem, out);
+    if (!path) options_fail(r, "option -landscape_output: out of memory");
+    else free(cfg->landscape_output), cfg->landscape_output = path;
   }
 }
 

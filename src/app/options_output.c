@@ -4,7 +4,8 @@
 #include "options.h"
 
 static const OptionDesc opts[] = {
-  {.name = "-output", .kind = KIND_STRING, .def = "ntkhpc.h5", .meaning = "Output HDF5 file", OPTION_FIELD(output)},
+  {.name = "-output", .kind = KIND_STRING, .def = "ntkhpc.h5", .flags = OPTION_ALLOC, .meaning = "Output HDF5 file (a path of any length)",
+   OPTION_FIELD(output)},
   {.name = "-overwrite", .kind = KIND_BOOL, .def = "false", .meaning = "Replace an existing output file", OPTION_FIELD(overwrite)},
   {.name = "-flush_seconds", .kind = KIND_REAL, .def = "30", .lo = 0, .hi = 1e9, .flags = OPTION_OPEN_LO,
    .meaning = "Write buffered trajectory rows at least this often", OPTION_FIELD(flush_seconds)},
@@ -15,9 +16,7 @@ static const OptionDesc opts[] = {
 
 static void check(Config *cfg, OptionReader *r)
 {
-  const size_t room = sizeof cfg->output - sizeof ".partial"; /* written as <output>.partial, then renamed */
-  if (!cfg->output[0]) options_fail(r, "option -output: empty file name");
-  else if (strlen(cfg->output) > room) options_fail(r, "option -output: %zu characters, longer than the %zu allowed", strlen(cfg->output), room);
+  if (cfg->output && !cfg->output[0]) options_fail(r, "option -output: empty file name");
 }
 
 const OptionModule options_output = {"Output", NULL, opts, sizeof opts / sizeof *opts, check, NULL, NULL};

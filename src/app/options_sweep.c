@@ -2,6 +2,7 @@
  * instance, the ranks per run and the splitting of a sweep into parts (options.h describes the
  * table). */
 #include <math.h>
+#include "memory.h"
 #include "options.h"
 
 static const char *param_choice(int i) { return param_name((Parameterization)i); }
@@ -42,6 +43,9 @@ static const OptionDesc opts[] = {
    .meaning = "Run only the deck's runs d with d % sweep_parts == sweep_part (Slurm array index)", OPTION_FIELD(sweep_part)},
   {.name = "-sweep_parts", .kind = KIND_INT, .def = "1", .lo = 1, .hi = PETSC_MAX_INT,
    .meaning = "Number of parts the sweep is split into (Slurm array size)", OPTION_FIELD(sweep_parts)},
+  {.name = "-memory_limit", .kind = KIND_STRING, .def = "", .def_shown = "the node's MemAvailable / its ranks",
+   .meaning = "Memory of one rank in bytes (suffix k, M, G, T: powers of 1024); a sweep whose largest run needs more is refused up front",
+   OPTION_FIELD(memory_limit_text)},
 };
 
 static void check(Config *cfg, OptionReader *r)
@@ -54,6 +58,8 @@ static void check(Config *cfg, OptionReader *r)
   if (cfg->sweep_part >= cfg->sweep_parts) options_fail(r, "option -sweep_part: %d must be below -sweep_parts %d", cfg->sweep_part, cfg->sweep_parts);
   MPI_Comm_size(options_comm(r), &size);
   if (cfg->ranks_per_run > size) options_fail(r, "option -ranks_per_run: %d exceeds the %d MPI ranks of this job", cfg->ranks_per_run, size);
+  char err[256];
+  if (memory_parse_limit(cfg->memory_limit_text, &cfg->memory_limit, err, sizeof err)) options_fail(r, "%s", err);
 }
 
 const OptionModule options_sweep = {"Sweep", NULL, opts, sizeof opts / sizeof *opts, check, NULL, NULL};

@@ -85,13 +85,13 @@ typedef struct {
   /* parallel layout */
   int ranks_per_run;            /* size of each run's sub-communicator */
   /* output and progress */
-  char output[4096];
+  char *output;                 /* any length (allocated by the option reader; config_free) */
   bool overwrite;
   double flush_seconds;         /* write buffered trajectory rows at least this often */
   double progress_seconds;      /* rank 0 prints a summary at least this often */
   bool quiet;
   /* checkpoints, restart and sweep splitting (docs/checkpoint.md) */
-  char checkpoint_dir[4096];    /* resolved: default <output>.ckpt */
+  char *checkpoint_dir;         /* resolved: default <output>.ckpt (allocated, any length) */
   int64_t checkpoint_every;     /* checkpoint running runs every this many steps (0 = off) */
   double checkpoint_minutes;    /* ... and at least this often (0 = off); always at a run's end */
   bool restart;                 /* continue from the checkpoints */
@@ -135,9 +135,12 @@ typedef struct {
   int landscape_ranks_per_point;/* ranks evaluating one grid point together (data-parallel) */
   int landscape_hess_every;     /* gradient norm and top Hessian eigenvalue at every k-th point of each axis (0 = off) */
   int landscape_hess_batch;     /* ... on the first this many training samples (0: -hess_batch) */
-  char landscape_output[4096];  /* the surfaces' HDF5 file */
-  char landscape_from[4096];    /* evaluate surfaces of this finished output instead of training */
+  char *landscape_output;  /* (allocated, any length) the surfaces' HDF5 file */
+  char *landscape_from;    /* (allocated, any length) evaluate surfaces of this finished output instead of training */
   bool wrn_residual;            /* -wrn_residual: false sets model.wrn_plain */
+  int64_t pause_at_step;        /* test hook (train/pause.h): each run pauses at its first step >= this (-1 = off) */
+  char memory_limit_text[32];   /* -memory_limit as given ("" = the node's) */
+  double memory_limit;          /* ... in bytes per rank (0 = the node's MemAvailable over its ranks; app/memory.h) */
 } Config;
 
 /* -landscape_steps tokens other than a step, and the kinds of -landscape_dir. */

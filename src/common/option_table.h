@@ -26,7 +26,10 @@ enum {
   OPTION_OPEN_LO = 1,    /* range (lo, hi] instead of [lo, hi] */
   OPTION_UNIQUE = 2,     /* lists: no entry twice */
   OPTION_INCREASING = 4, /* lists: strictly increasing */
-  OPTION_NONEMPTY = 8    /* lists: given with no value is an error, not the default */
+  OPTION_NONEMPTY = 8,   /* lists: given with no value is an error, not the default */
+  OPTION_HIDDEN = 16,    /* a test hook: read and checked like any option, not listed by -help */
+  OPTION_ALLOC = 32      /* KIND_STRING: the field is a char * the reader allocates, of any length
+                            (paths: no fixed-size buffers); config_free frees it */
 };
 
 typedef struct {

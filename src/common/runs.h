@@ -56,7 +56,21 @@ typedef struct {
   double eta_lambda0, eta_lambda_final;  /* eta * lambda_0, eta * lambda_T */
   double lambda_ratio;                   /* lambda_T / lambda_0 */
   int32_t phase;                         /* Phase */
+  int32_t measured;                      /* SummaryMeasured bits: which results were measured */
 } SummaryRow;
+
+/* SummaryRow.measured: a result is known only if its bit is set (an unmeasured value holds NaN as
+ * a filler, but NaN never means "not measured": a measured loss may be NaN or inf, a divergence). */
+typedef enum {
+  MEASURED_LOSS0 = 1 << 0,        /* loss0 */
+  MEASURED_LOSS_PEAK = 1 << 1,    /* loss_peak */
+  MEASURED_LOSS_FINAL = 1 << 2,   /* loss_final */
+  MEASURED_ACC_FINAL = 1 << 3,    /* acc_final (a labelled data set) */
+  MEASURED_TEST_FINAL = 1 << 4,   /* test_loss_final, test_acc_final */
+  MEASURED_LAMBDA0 = 1 << 5,      /* lambda0, eta_lambda0 */
+  MEASURED_LAMBDA_FINAL = 1 << 6, /* lambda_final, eta_lambda_final; lambda_ratio with LAMBDA0 */
+  MEASURED_PEAK_WINDOW = 1 << 7,  /* peak_ratio, peak_step */
+} SummaryMeasured;
 
 /* A SummaryRow with the run's identity and every result unknown (NaN), status `status`. */
 SummaryRow summary_row_pending(const RunSpec *run, RunStatus status);

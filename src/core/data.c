@@ -401,28 +401,40 @@ static void fill_from_bytes(Dataset *ds, const uint8_t *pix /* n x d */, const u
   }
 }
 
-/* "dir/base.gz" if it exists, else "dir/base" if it exists (gzip preferred when both do). */
-static int find_idx_file(char *out, size_t outlen, const char *dir, const char *base, char *err,
-                         size_t errlen) {
-  int len = snprintf(out, outlen, "%s/%s.gz", dir, base);
-  if (len < 0 || (size_t)len >= outlen)
-    return errbuf_set(err, errlen, "data directory %s: path too long", dir);
-  if (file_exists(out)) return 0;
-  snprintf(out, outlen, "%s/%s", dir, base);
-  if (file_exists(out)) return 0;
-  if (non_regular(out)) return errbuf_set(err, errlen, "data file %s: is %s, not a regular file", out, non_regular(out));
-  snprintf(out, outlen, "%s/%s.gz", dir, base);
-  if (non_regular(out)) return errbuf_set(err, errlen, "data file %s: is %s, not a regular file", out, non_regular(out));
-  return errbuf_set(err, errlen, "data file %s/%s.gz: not found (nor %s/%s)", dir, base, dir, base);
+/* "dir/base.gz" if it exists, else "dir/base" if it exists (gzip preferred when both do): *out
+ * malloc'd (the caller frees it, also on failure). */
+static int find_idx_file(char **out, const char *dir, const char *base, char *err, size_t errlen) {
+  char *gz = str_printf("%s/%s.gz", dir, base), *plain = str_printf("%s/%s", dir, base);
+  int rc = 0;
+  *out = NULL;
+  if (!gz || !plain) rc = errbuf_set(err, errlen, "data directory %s: out of memory", dir);
+  else if (file_exists(gz)) *out = gz, gz = NULL;
+  else if (file_exists(plain)) *out = plain, plain = NULL;
+  else if (non_regular(plain)) rc = errbuf_set(err, errlen, "data file %s: is %s, not a regular file", plain, non_regular(plain));
+  else if (non_regular(gz)) rc = errbuf_set(err, errlen, "data file %s: is %s, not a regular file", gz, non_regular(gz));
+  else rc = errbuf_set(err, errlen, "data file %s: not found (nor %s)", gz, plain);
+  free(gz);
+  free(plain);
+  return rc;
 }
+
+static int load_idx_files(Dataset *ds, const char *ipath, const char *lpath, int n_req, const char *setting, char *err, size_t errlen);
 
 /* One IDX split: images + labels, counts must agree, first n_req samples (0 = all). */
 static int load_idx_split(Dataset *ds, const char *dir, const char *img_base, const char *lab_base,
                           int n_req, const char *setting, char *err, size_t errlen) {
-  char ipath[4200], lpath[4200];
-  if (find_idx_file(ipath, sizeof ipath, dir, img_base, err, errlen) ||
-      find_idx_file(lpath, sizeof lpath, dir, lab_base, err, errlen))
+  char *ipath = NULL, *lpath = NULL;
+  if (find_idx_file(&ipath, dir, img_base, err, errlen) || find_idx_file(&lpath, dir, lab_base, err, errlen)) {
+    free(ipath);
     return -1;
+  }
+  const int rc = load_idx_files(ds, ipath, lpath, n_req, setting, err, errlen);
+  free(ipath);
+  free(lpath);
+  return rc;
+}
+
+static int load_idx_files(Dataset *ds, const char *ipath, const char *lpath, int n_req, const char *setting, char *err, size_t errlen) {
   uint8_t *lab = NULL, *pix = NULL; /* [nl], [ni x rows*cols] */
   int nl, nl_hdr, ni, ni_hdr, rows, cols;
   if (idx_labels_impl(lpath, n_req, 10, &lab, &nl, &nl_hdr, err, errlen)) return -1;
@@ -453,18 +465,17 @@ static int load_cifar_split(Dataset *ds, const char *dir, bool train, int n_req,
                             const char *setting, char *err, size_t errlen) {
   uint8_t *pix = NULL, *lab = NULL; /* [n x 3072], [n] grown by cifar10_read_batch */
   int n = 0, rc = 0, nfiles = train ? 5 : 1;
-  char path[4200];
   for (int b = 0; b < nfiles && !rc && (n_req == 0 || n < n_req); b++) {
-    int len = train ? snprintf(path, sizeof path, "%s/data_batch_%d.bin", dir, b + 1)
-                    : snprintf(path, sizeof path, "%s/test_batch.bin", dir);
-    if (len < 0 || (size_t)len >= sizeof path)
-      rc = errbuf_set(err, errlen, "data directory %s: path too long", dir);
+    char *path = train ? str_printf("%s/data_batch_%d.bin", dir, b + 1) : str_printf("%s/test_batch.bin", dir);
+    if (!path)
+      rc = errbuf_set(err, errlen, "data directory %s: out of memory", dir);
     else if (non_regular(path))
       rc = errbuf_set(err, errlen, "data file %s: is %s, not a regular file", path, non_regular(path));
     else if (!file_exists(path))
       rc = errbuf_set(err, errlen, "data file %s: not found", path);
     else
       rc = cifar10_read_batch(path, n_req, &pix, &lab, &n, err, errlen);
+    free(path);
   }
   if (!rc && n_req > n)
     rc = errbuf_set(err, errlen, "%s = %d but %s in %s hold%s %d samples", setting, n_req,
@@ -595,9 +606,7 @@ int data_load(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, s
   memset(test, 0, sizeof *test);
   if (cfg->n_train < 0) return errbuf_set(err, errlen, "n_train = %d must be >= 0", cfg->n_train);
   if (cfg->n_test < 0) return errbuf_set(err, errlen, "n_test = %d must be >= 0", cfg->n_test);
-  if (memchr(cfg->dir, '\0', sizeof cfg->dir) == NULL)
-    return errbuf_set(err, errlen, "data: directory name is not terminated");
-  const char *dir = cfg->dir;
+  const char *dir = cfg->dir ? cfg->dir : "";
   if (cfg->kind == DATA_FASHION_MNIST && !dir[0]) dir = DATA_FASHION_MNIST_DEFAULT_DIR;
   if (cfg->kind != DATA_TEACHER && cfg->kind != DATA_UV && !dir[0])
     return errbuf_set(err, errlen, "data: no directory given for %s", data_kind_name(cfg->kind));

@@ -23,8 +23,9 @@ int data_kind_from_name(const char *name); /* -1 if unknown */
 
 typedef struct {
   DataKind kind;
-  char dir[4096];         /* directory holding the files (IDX: the four standard names, with or
-                             without .gz; CIFAR-10: data_batch_1..5.bin and test_batch.bin) */
+  const char *dir;        /* directory holding the files (IDX: the four standard names, with or
+                             without .gz; CIFAR-10: data_batch_1..5.bin and test_batch.bin); any
+                             length, NULL or "" for none (the caller owns it) */
   int n_train, n_test;    /* subset sizes: the first n of each split; 0 = all */
   bool standardize;       /* per-feature mean/std of the TRAINING subset, applied to both splits */
   bool center_targets;    /* one-hot minus 1/k */

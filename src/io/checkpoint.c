@@ -22,8 +22,8 @@
 
 /* ------------------------------------------------------------------ small helpers */
 
-void ckpt_sweep_path(char *path, size_t len, const char *dir) { snprintf(path, len, "%s/sweep.h5", dir); }
-void ckpt_run_path(char *path, size_t len, const char *dir, int run) { snprintf(path, len, "%s/run_%06d.h5", dir, run); }
+char *ckpt_sweep_path(const char *dir) { return str_printf("%s/sweep.h5", dir); }
+char *ckpt_run_path(const char *dir, int run) { return str_printf("%s/run_%06d.h5", dir, run); }
 
 /* Byte order and the sizes of the structs stored as bytes: a checkpoint is read only where it
  * means the same. */
@@ -73,15 +73,15 @@ void ckpt_remove_all(const char *dir)
   DIR *d = opendir(dir);
   if (!d) return;
   struct dirent *e;
-  char path[4400];
   while ((e = readdir(d))) {
     const char *n = e->d_name;
     size_t l = strlen(n);
     bool ours = strcmp(n, "sweep.h5") == 0 || strcmp(n, "sweep.h5.tmp") == 0 ||
                 (strncmp(n, "run_", 4) == 0 && ((l > 3 && strcmp(n + l - 3, ".h5") == 0) || (l > 7 && strcmp(n + l - 7, ".h5.tmp") == 0)));
     if (!ours) continue;
-    snprintf(path, sizeof path, "%s/%s", dir, n);
-    unlink(path);
+    char *path = str_printf("%s/%s", dir, n);
+    if (path) unlink(path);
+    free(path);
   }
   closedir(d);
 }
@@ -207,24 +207,41 @@ static int w_commit(Writer *w, const char *tmp, const char *path)
   free(image);
   if (rc) return -1;
   if (rename(tmp, path) != 0) return -1;
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%s", path);
-  char *slash = strrchr(dir, '/');
+  char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
   if (slash) *slash = 0;
-  else snprintf(dir, sizeof dir, ".");
-  const int fd = open(dir, O_RDONLY);
+  const int fd = dir ? open(slash ? dir : ".", O_RDONLY) : -1;
   if (fd >= 0) {
     fsync(fd); /* the rename itself on disk */
     close(fd);
   }
+  free(dir);
   return 0;
+}
+
+/* Commits a written checkpoint (rc 0) to path, or removes tmp and reports the failure; frees
+ * both names. 0 or -1. */
+static int w_finish(Writer *w, int rc, char *tmp, char *path, char *err, size_t errlen)
+{
+  if (w->file >= 0 && w_commit(w, tmp, path) == 0 && rc == 0) {
+    free(tmp), free(path);
+    return 0;
+  }
+  const int saved = errno;
+  w_close(w);
+  unlink(tmp);
+  errno = saved;
+  errbuf_set(err, errlen, "checkpoint %s: cannot write it (%s)", path, errno ? strerror(errno) : "HDF5 error");
+  free(tmp), free(path);
+  return -1;
 }
 
 int ckpt_write_run(const char *dir, const char *deck, const RunCheckpoint *c, char *err, size_t errlen)
 {
-  char path[4200], tmp[4300], name[CKPT_NAME_LEN + 16];
-  ckpt_run_path(path, sizeof path, dir, c->run);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  char name[CKPT_NAME_LEN + 16], *path = ckpt_run_path(dir, c->run), *tmp = path ? str_printf("%s.tmp", path) : NULL;
+  if (!tmp) {
+    free(path);
+    return errbuf_set(err, errlen, "checkpoint of run %d in %s: out of memory", c->run, dir);
+  }
   Writer w;
   int rc = w_begin(&w, tmp, "run", deck);
   const int64_t ints[4] = {c->run, c->status, c->next_step, c->n_params};
@@ -252,34 +269,24 @@ int ckpt_write_run(const char *dir, const char *deck, const RunCheckpoint *c, ch
     free(m);
   }
   w_data(&w, "summary", H5T_NATIVE_UCHAR, 1, 1, sizeof(SummaryRow), &c->summary);
-  if (w.file >= 0 && w_commit(&w, tmp, path) == 0 && rc == 0) return 0;
-  const int saved = errno;
-  w_close(&w);
-  unlink(tmp);
-  errno = saved;
-  errbuf_set(err, errlen, "checkpoint %s: cannot write it (%s)", path, errno ? strerror(errno) : "HDF5 error");
-  return -1;
+  return w_finish(&w, rc, tmp, path, err, errlen);
 }
 
 int ckpt_write_sweep(const char *dir, const char *deck, const char *job, int n, const InstanceRow *rows, const int32_t *measured, char *err,
                      size_t errlen)
 {
-  char path[4200], tmp[4300];
-  ckpt_sweep_path(path, sizeof path, dir);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  char *path = ckpt_sweep_path(dir), *tmp = path ? str_printf("%s.tmp", path) : NULL;
+  if (!tmp) {
+    free(path);
+    return errbuf_set(err, errlen, "checkpoint %s/sweep.h5: out of memory", dir);
+  }
   Writer w;
   if (w_begin(&w, tmp, "sweep", deck) == 0 && job) w_attr_str(&w, "job", job);
   const int64_t ni = n;
   w_data(&w, "ints", H5T_NATIVE_INT64, sizeof(int64_t), 1, 1, &ni);
   w_data(&w, "instances", H5T_NATIVE_UCHAR, 1, n, sizeof(InstanceRow), rows);
   w_data(&w, "measured", H5T_NATIVE_INT32, sizeof(int32_t), 1, n, measured);
-  if (w.file >= 0 && w_commit(&w, tmp, path) == 0) return 0;
-  const int saved = errno;
-  w_close(&w);
-  unlink(tmp);
-  errno = saved;
-  errbuf_set(err, errlen, "checkpoint %s: cannot write it (%s)", path, errno ? strerror(errno) : "HDF5 error");
-  return -1;
+  return w_finish(&w, 0, tmp, path, err, errlen);
 }
 
 /* ------------------------------------------------------------------ reading */
@@ -454,12 +461,15 @@ static herr_t collect_name(hid_t g, const char *name, const H5L_info_t *info, vo
 
 int ckpt_read_run(const char *dir, const char *deck, int run, RunCheckpoint *c, char *err, size_t errlen)
 {
-  char path[4200];
-  ckpt_run_path(path, sizeof path, dir, run);
+  char *path = ckpt_run_path(dir, run);
   memset(c, 0, sizeof *c);
+  if (!path) return errbuf_set(err, errlen, "checkpoint of run %d in %s: out of memory", run, dir);
   Reader r;
   int rc = r_begin(&r, path, "run", deck, err, errlen);
-  if (rc) return rc;
+  if (rc) {
+    free(path);
+    return rc;
+  }
   int64_t four = 4, nst = CKPT_NSTATS;
   int64_t *ints = r_data(&r, "ints", H5T_NATIVE_INT64, sizeof(int64_t), 1, &four);
   double *stats = r_data(&r, "stats", H5T_NATIVE_DOUBLE, sizeof(double), 1, &nst);
@@ -509,7 +519,9 @@ int ckpt_read_run(const char *dir, const char *deck, int run, RunCheckpoint *c, 
   if (sum) memcpy(&c->summary, sum, sizeof c->summary);
   free(sum);
   if (!r.bad && c->status == RUN_RUNNING && !ckpt_array(c, "theta")) r.bad = 1;
-  if (r_end(&r, path, err, errlen)) {
+  rc = r_end(&r, path, err, errlen);
+  free(path);
+  if (rc) {
     ckpt_run_free(c);
     return -1;
   }
@@ -518,11 +530,14 @@ int ckpt_read_run(const char *dir, const char *deck, int run, RunCheckpoint *c, 
 
 int ckpt_read_sweep(const char *dir, const char *deck, int n, InstanceRow *rows, int32_t *measured, char *err, size_t errlen)
 {
-  char path[4200];
-  ckpt_sweep_path(path, sizeof path, dir);
+  char *path = ckpt_sweep_path(dir);
+  if (!path) return errbuf_set(err, errlen, "checkpoint %s/sweep.h5: out of memory", dir);
   Reader r;
   int rc = r_begin(&r, path, "sweep", deck, err, errlen);
-  if (rc) return rc;
+  if (rc) {
+    free(path);
+    return rc;
+  }
   int64_t one = 1, is = sizeof(InstanceRow), nn = n;
   int64_t *ni = r_data(&r, "ints", H5T_NATIVE_INT64, sizeof(int64_t), 1, &one);
   if (ni && *ni != n) r.bad = 1;
@@ -533,22 +548,31 @@ int ckpt_read_sweep(const char *dir, const char *deck, int n, InstanceRow *rows,
     memcpy(measured, me, (size_t)n * sizeof *measured);
   }
   free(ni), free(ir), free(me);
-  return r_end(&r, path, err, errlen);
+  rc = r_end(&r, path, err, errlen);
+  free(path);
+  return rc;
 }
 
-int ckpt_sweep_job(const char *dir, char *job, size_t len)
+int ckpt_sweep_job(const char *dir, char **job)
 {
-  char path[4200];
-  ckpt_sweep_path(path, sizeof path, dir);
-  job[0] = 0;
-  if (access(path, F_OK) != 0) return 1;
+  char *path = ckpt_sweep_path(dir);
+  *job = NULL;
+  if (!path) return -1;
+  const int there = access(path, F_OK) == 0;
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  Reader r = {.file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)};
+  Reader r = {.file = there ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1};
+  free(path);
+  if (!there) return 1;
   if (r.file < 0) return -1;
   int rc = 1;
-  if (H5Aexists(r.file, "job") > 0) {
-    r_attr_str(&r, "job", job, len);
-    rc = r.bad ? -1 : 0;
+  if (H5Aexists(r.file, "job") > 0) { /* a string attribute of any length */
+    hid_t a = H5Aopen(r.file, "job", H5P_DEFAULT), t = a >= 0 ? H5Aget_type(a) : -1;
+    const size_t n = t >= 0 && H5Tget_class(t) == H5T_STRING ? H5Tget_size(t) : 0;
+    *job = n ? calloc(n + 1, 1) : NULL;
+    rc = *job && H5Aread(a, t, *job) >= 0 ? 0 : -1;
+    if (rc) free(*job), *job = NULL;
+    if (t >= 0) H5Tclose(t);
+    if (a >= 0) H5Aclose(a);
   }
   H5Fclose(r.file);
   return rc;
@@ -612,24 +636,29 @@ int ckpt_deck_diff(const char *mine, const char *theirs, char *key, size_t keyle
 
 /* ------------------------------------------------------------------ the end of a finished job */
 
+/* Removes path and path.tmp (path malloc'd, freed); 0, or -1 (err) if path exists and stays. */
+static int remove_pair(char *path, bool must_exist, char *err, size_t errlen)
+{
+  if (!path) return errbuf_set(err, errlen, "checkpoint: out of memory");
+  int rc = 0;
+  if (unlink(path) && (must_exist || errno != ENOENT)) rc = errbuf_set(err, errlen, "cannot remove checkpoint %s: %s", path, strerror(errno));
+  char *tmp = str_printf("%s.tmp", path);
+  if (tmp) unlink(tmp);
+  free(tmp), free(path);
+  return rc;
+}
+
 int ckpt_remove_finished(const char *dir, const char *deck, int n_runs, int n_instances, char *err, size_t errlen)
 {
-  char msg[4600] = "", path[4400];
+  char msg[256] = ""; /* the reason this is not our sweep's folder: not reported */
   InstanceRow *rows = calloc((size_t)(n_instances > 0 ? n_instances : 1), sizeof *rows);
   int32_t *measured = calloc((size_t)(n_instances > 0 ? n_instances : 1), sizeof *measured);
   const int ours = rows && measured && ckpt_read_sweep(dir, deck, n_instances, rows, measured, msg, sizeof msg) == 0;
   free(rows), free(measured);
   if (!ours) return 1;
-  for (int i = 0; i < n_runs; i++) {
-    ckpt_run_path(path, sizeof path, dir, i);
-    if (unlink(path) && errno != ENOENT) return errbuf_set(err, errlen, "cannot remove checkpoint %s: %s", path, strerror(errno));
-    snprintf(path + strlen(path), sizeof path - strlen(path), ".tmp");
-    unlink(path);
-  }
-  ckpt_sweep_path(path, sizeof path, dir);
-  if (unlink(path)) return errbuf_set(err, errlen, "cannot remove checkpoint %s: %s", path, strerror(errno));
-  snprintf(path + strlen(path), sizeof path - strlen(path), ".tmp");
-  unlink(path);
+  for (int i = 0; i < n_runs; i++)
+    if (remove_pair(ckpt_run_path(dir, i), false, err, errlen)) return -1;
+  if (remove_pair(ckpt_sweep_path(dir), true, err, errlen)) return -1;
   if (rmdir(dir)) return errbuf_set(err, errlen, "checkpoint folder %s kept: %s", dir, strerror(errno));
   return 0;
 }

@@ -23,7 +23,7 @@
 #include "runs.h"
 #include "schema.h"
 
-#define CKPT_FORMAT_VERSION 2
+#define CKPT_FORMAT_VERSION 3
 
 /* Exit code after a signal: every run's state is checkpointed; requeue the job with -restart. */
 #define CKPT_EXIT_SIGNAL 3
@@ -31,7 +31,7 @@
 /* The running statistics of train_run, in this order. */
 enum {
   CKPT_LOSS0, CKPT_PEAK, CKPT_PEAK_WINDOW, CKPT_LAST_LOSS, CKPT_LAST_ACC, CKPT_LAMBDA_FIRST, CKPT_LAMBDA_LAST,
-  CKPT_TEST_LOSS_FINAL, CKPT_TEST_ACC_FINAL, CKPT_WALL_SECONDS, CKPT_PEAK_STEP, CKPT_NSTATS
+  CKPT_TEST_LOSS_FINAL, CKPT_TEST_ACC_FINAL, CKPT_WALL_SECONDS, CKPT_PEAK_STEP, CKPT_MEASURED /* SummaryMeasured bits */, CKPT_NSTATS
 };
 
 /* A named vector of a running run: theta, an optimizer's state ("opt.velocity"), a measurement's
@@ -74,8 +74,8 @@ const CkptArray *ckpt_array(const RunCheckpoint *c, const char *name);
 const CkptRecords *ckpt_records(const RunCheckpoint *c, const char *group);
 
 /* Paths: dir/sweep.h5 and dir/run_%06d.h5. */
-void ckpt_sweep_path(char *path, size_t len, const char *dir);
-void ckpt_run_path(char *path, size_t len, const char *dir, int run);
+char *ckpt_sweep_path(const char *dir);            /* malloc'd, any length */
+char *ckpt_run_path(const char *dir, int run);     /* malloc'd, any length */
 
 /* Creates dir if missing (its parent must exist). 0, or -1 with a message. */
 int ckpt_make_dir(const char *dir, char *err, size_t errlen);
@@ -106,7 +106,7 @@ int ckpt_write_sweep(const char *dir, const char *deck, const char *job, int n_i
                      char *err, size_t errlen);
 /* The job that wrote dir/sweep.h5: 0 (job filled), 1 (no sweep.h5, or written before jobs were
  * recorded), -1 (unreadable). */
-int ckpt_sweep_job(const char *dir, char *job, size_t len);
+int ckpt_sweep_job(const char *dir, char **job /* malloc'd, or NULL */);
 /* 0, 1 (no sweep.h5), -1 (bad: message). */
 int ckpt_read_sweep(const char *dir, const char *deck, int n_instances, InstanceRow *rows, int32_t *measured, char *err, size_t errlen);
 

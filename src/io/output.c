@@ -94,25 +94,18 @@ static int attr_f64_matrix(hid_t loc, const char *name, const double *v, hsize_t
 }
 
 /* Directory part of path ("." if none). */
-static void dir_of(const char *path, char *dir, size_t len) {
+/* The directory of path, malloc'd (any length), or NULL when out of memory. */
+static char *dir_of(const char *path) {
   const char *slash = strrchr(path, '/');
-  if (!slash) {
-    snprintf(dir, len, ".");
-  } else if (slash == path) {
-    snprintf(dir, len, "/");
-  } else {
-    size_t n = (size_t)(slash - path);
-    if (n >= len) n = len - 1;
-    memcpy(dir, path, n);
-    dir[n] = '\0';
-  }
+  if (!slash) return strdup(".");
+  if (slash == path) return strdup("/");
+  return strndup(path, (size_t)(slash - path));
 }
 
 /* Rank 0's verdict on the output path: 0 = go ahead, else a message in err. Done on one rank
  * so every rank acts on the same answer (the file system may change between ranks' checks). */
 static int check_path(const char *path, bool overwrite, char *err, size_t errlen) {
   struct stat st;
-  char dir[4096];
   if (path[0] == '\0') {
     errbuf_set(err, errlen, "no output file given (option -output)");
     return -1;
@@ -132,21 +125,20 @@ static int check_path(const char *path, bool overwrite, char *err, size_t errlen
       return -1;
     }
   }
-  dir_of(path, dir, sizeof dir);
-  if (stat(dir, &st) != 0) {
+  char *dir = dir_of(path);
+  int rc = -1;
+  if (!dir)
+    errbuf_set(err, errlen, "output file %s: out of memory", path);
+  else if (stat(dir, &st) != 0)
     errbuf_set(err, errlen, "output file %s: directory %s: %s", path, dir, strerror(errno));
-    return -1;
-  }
-  if (!S_ISDIR(st.st_mode)) {
+  else if (!S_ISDIR(st.st_mode))
     errbuf_set(err, errlen, "output file %s: %s is not a directory", path, dir);
-    return -1;
-  }
-  if (access(dir, W_OK | X_OK) != 0) {
-    errbuf_set(err, errlen, "output file %s: directory %s is not writable: %s", path, dir,
-           strerror(errno));
-    return -1;
-  }
-  return 0;
+  else if (access(dir, W_OK | X_OK) != 0)
+    errbuf_set(err, errlen, "output file %s: directory %s is not writable: %s", path, dir, strerror(errno));
+  else
+    rc = 0;
+  free(dir);
+  return rc;
 }
 
 /* Enumerations are stored as HDF5 enum types everywhere (the compound rows, the run attributes):
@@ -207,6 +199,7 @@ static const Field summary_fields[] = {
     F(test_acc_final, 2), F(wall_seconds, 2), F(lambda0, 2),       F(lambda_final, 2),
     F(peak_ratio, 2),   F(peak_step, 1),       F(eta_lambda0, 2),     F(eta_lambda_final, 2),
     F(lambda_ratio, 2), E(phase, &phase_enum),
+    F(measured, 0),
 #undef F
 #undef E
 };
@@ -653,7 +646,7 @@ int output_check_path(MPI_Comm comm, const Config *cfg, char *err, size_t errlen
   /* Rank 0 decides on the path; everybody gets the same verdict and message. */
   int rank;
   MPI_Comm_rank(comm, &rank);
-  char msg[1024] = "";
+  char msg[ERRBUF_LEN] = "";
   int bad = 0;
   if (rank == 0) bad = check_path(cfg->output, cfg->overwrite, msg, sizeof msg) != 0;
   MPI_Bcast(&bad, 1, MPI_INT, 0, comm);
@@ -672,6 +665,7 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const RunSpe
   MPI_Comm_size(comm, &size);
   if (err && errlen) err[0] = '\0';
   of->file = -1;
+  of->path = strdup(cfg->output); /* NULL (out of memory): messages say "(unknown)" */
   of->comm = comm;
   of->n_runs = n_runs;
   of->n_instances = n_instances;
@@ -702,7 +696,7 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const RunSpe
   deck[decklen] = '\0';
   if (decklen) MPI_Bcast(deck, (int)decklen, MPI_CHAR, 0, comm);
 
-  char myerr[1024] = "";
+  char myerr[ERRBUF_LEN] = "";
   int rc = create_file(of, comm, cfg, runs, n_runs, n_instances, deck, rank, size, created, myerr, sizeof myerr);
   free(deck);
 
@@ -722,6 +716,8 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const RunSpe
     if (all_created) MPI_Barrier(comm);
     if (of->file >= 0) H5Fclose(of->file);
     of->file = -1;
+    free(of->path);
+    of->path = NULL;
     if (all_created) {
       MPI_Barrier(comm);
       if (rank == 0) unlink(cfg->output);
@@ -734,12 +730,8 @@ int output_create(OutputFile *of, MPI_Comm comm, const Config *cfg, const RunSpe
 
 /* ------------------------------------------------------------------ independent writes */
 
-/* The file's name for messages (OutputFile does not keep the path). */
-static const char *fname(const OutputFile *of) {
-  static char name[4096];
-  if (H5Fget_name(of->file, name, sizeof name) < 0) snprintf(name, sizeof name, "(unknown)");
-  return name;
-}
+/* The file's name for messages. */
+static const char *fname(const OutputFile *of) { return of->path ? of->path : "(unknown)"; }
 
 static hid_t indep_dxpl(void) {
   hid_t x = H5Pcreate(H5P_DATASET_XFER);
@@ -877,8 +869,7 @@ int output_write_instance(OutputFile *of, const InstanceRow *row) {
 
 int output_close(OutputFile *of) {
   if (!of || of->file < 0) return 0;
-  char name[4096];
-  snprintf(name, sizeof name, "%s", fname(of));
+  const char *name = fname(of);
   const int bad = H5Fclose(of->file) < 0;
   int any = bad, rank = 0;
   MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, of->comm);
@@ -894,5 +885,7 @@ int output_close(OutputFile *of) {
     if (rank == 0) report("output file %s: closing failed (data may be incomplete)", name);
   }
   of->file = -1;
+  free(of->path);
+  of->path = NULL;
   return any ? -1 : 0;
 }

@@ -29,6 +29,7 @@ typedef struct {
   int n_runs, n_instances;
   int n_schemas;
   Schema schema[OUTPUT_MAX_SCHEMAS]; /* the measurements recorded in every run */
+  char *path;           /* its name (malloc'd; freed by output_close) */
 } OutputFile;
 
 /* Collective: the checks output_create makes on the path (existing file without -overwrite, missing

@@ -63,7 +63,9 @@ typedef struct {
   int64_t t;
   bool final;          /* the last step of the run */
   double lr;           /* learning rate in force at t */
-  double loss, acc;    /* train loss and accuracy at theta_t when the loop evaluated them, else NaN */
+  bool loss_measured;  /* the loop evaluated the train loss at theta_t: loss, acc (loss may be NaN
+                          or inf, a divergence; not measured is this flag, never a NaN) */
+  double loss, acc;
   /* published by measurements */
   bool lambda_recorded; double lambda;      /* lambda_t recorded on the NTK trajectory */
   bool test_recorded; double test_loss, test_acc;

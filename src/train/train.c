@@ -13,9 +13,11 @@
 #include <string.h>
 #include <petscsys.h>
 #include "checkpoint.h"
+#include "errbuf.h"
 #include "measure.h"
 #include "petsc_compat.h"
 #include "lr_schedule.h"
+#include "pause.h"
 #include "run_state.h"
 
 static PetscLogEvent EV_UPDATE, EV_OUTPUT;
@@ -31,13 +33,14 @@ int train_register_events(void)
 }
 
 Phase phase_classify(const Config *cfg, double loss0, double peak_window, double loss_peak, double loss_final, double eta_lambda0,
-                     double eta_lambda_final, bool diverged)
+                     double eta_lambda_final, unsigned measured, bool diverged)
 {
   if (diverged || !isfinite(loss_final) || !isfinite(loss_peak) || loss_peak > cfg->diverge_factor * loss0 || loss_final > loss0)
     return PHASE_DIVERGENT;
-  if (!(eta_lambda0 > 2.0)) return isfinite(eta_lambda0) ? PHASE_LAZY : PHASE_UNRESOLVED;
+  if (!(measured & MEASURED_LAMBDA0) || !isfinite(eta_lambda0)) return PHASE_UNRESOLVED; /* a solver that did not converge: NaN */
+  if (eta_lambda0 <= 2.0) return PHASE_LAZY;
   const bool spike = cfg->catapult_factor <= 1.0 || peak_window > cfg->catapult_factor * loss0; /* 1: no spike required */
-  return eta_lambda_final < 2.0 && spike ? PHASE_CATAPULT : PHASE_UNRESOLVED;
+  return (measured & MEASURED_LAMBDA_FINAL) && eta_lambda_final < 2.0 && spike ? PHASE_CATAPULT : PHASE_UNRESOLVED;
 }
 
 /* The run's measurements: the active ones, their per-run state and their buffered rows. */
@@ -146,7 +149,7 @@ static int save_checkpoint(RunState *s, Measurements *M, const TrainContext *ctx
     }
   }
   if (s->grank == 0 && c && rc == 0) {
-    char err[4600];
+    char err[ERRBUF_LEN];
     if (ckpt_write_run(ctx->ckpt_dir, ctx->deck, c, err, sizeof err)) {
       fprintf(stderr, "ntkhpc: error: %s\n", err);
       rc = -1;
@@ -164,7 +167,7 @@ static int save_checkpoint(RunState *s, Measurements *M, const TrainContext *ctx
 static int restore_checkpoint(RunState *s, Measurements *M, const TrainContext *ctx, double *stats, int64_t *next)
 {
   RunCheckpoint *c = calloc(1, sizeof *c);
-  char err[4600] = "";
+  char err[ERRBUF_LEN] = "";
   int got = c ? ckpt_read_run(ctx->ckpt_dir, ctx->deck, s->run->index, c, err, sizeof err) : -1;
   int bad = got < 0;
   if (got == 0) {
@@ -265,13 +268,17 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
 
   *row = summary_row_pending(run, RUN_RUNNING);
   const bool writer = s.grank == 0 && ctx->out; /* probe runs have no output and no progress */
-  if (writer) output_write_summary(ctx->out, row);
+  int wfail = writer && output_write_summary(ctx->out, row); /* the output's failures: agreed at the end */
 
   const int64_t T = cfg->steps;
   double loss0 = NAN, peak = -INFINITY, peak_window = -INFINITY, last_loss = NAN, last_acc = NAN;
   int64_t peak_step = -1; /* the step of peak_window */
   double lambda_first = NAN, lambda_last = NAN;
   int diverged = 0;
+  /* SummaryMeasured bits of what this run has measured so far: a value is known by its bit, never
+   * by being finite (a measured loss may be NaN or inf; MEASURED_LAMBDA0 here: lambda at step 0) */
+  unsigned measured = 0;
+  const unsigned acc_bit = ctx->train->label[0] >= 0 ? MEASURED_ACC_FINAL : 0; /* unlabelled data: no accuracy */
   const bool grad_is_train_loss = cfg->optimizer == OPT_GD && !cfg->augment;
   int64_t t = 0, t_first = 0;
   double stats[CKPT_NSTATS] = {0}, wall_before = 0, last_ckpt = MPI_Wtime(), last_poll = last_ckpt;
@@ -285,6 +292,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       last_loss = stats[CKPT_LAST_LOSS], last_acc = stats[CKPT_LAST_ACC];
       lambda_first = stats[CKPT_LAMBDA_FIRST], lambda_last = stats[CKPT_LAMBDA_LAST];
       peak_step = (int64_t)stats[CKPT_PEAK_STEP];
+      measured = (unsigned)stats[CKPT_MEASURED];
       row->test_loss_final = stats[CKPT_TEST_LOSS_FINAL], row->test_acc_final = stats[CKPT_TEST_ACC_FINAL];
       wall_before = stats[CKPT_WALL_SECONDS];
       if (writer) rc |= flush_records(&s, M, ctx->out); /* the output was rebuilt: rows so far go back in */
@@ -294,10 +302,15 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   do {                                                                                                                      \
     const double st_[CKPT_NSTATS] = {loss0,    peak,         peak_window, last_loss, last_acc, lambda_first, lambda_last,   \
                                      row->test_loss_final, row->test_acc_final, wall_before + MPI_Wtime() - t_start,        \
-                                     (double)peak_step};                                                                     \
+                                     (double)peak_step, (double)measured};                                                   \
     memcpy(stats, st_, sizeof stats);                                                                                       \
   } while (0)
+  bool paused = false; /* -pause_at_step: once per run and process */
   for (t = t_first;; t++) {
+    if (cfg->pause_at_step >= 0 && !paused && t >= cfg->pause_at_step && ctx->ckpt_dir) {
+      paused = true;
+      train_pause(s.group, cfg->output, run->index, t, s.grank == 0 ? ctx->hooks.stop_requested : NULL, ctx->hooks.ctx);
+    }
     StepInfo st = {.t = t, .final = t == T, .lr = lr_schedule_at(cfg, run->eta, t), .loss = NAN, .acc = NAN, .lambda = NAN, .test_loss = NAN,
                    .test_acc = NAN};
     bool need_loss = t == 0;
@@ -311,23 +324,27 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
     if (grad_is_train_loss && !st.final) {
       st.loss = run_state_gradient(&s, t, &batch_acc);
       st.acc = batch_acc;
+      st.loss_measured = true;
     } else if (need_loss) {
       run_state_evaluate(&s, ctx->train, &st.loss, &st.acc);
+      st.loss_measured = true;
     }
-    if (t == 0) loss0 = st.loss;
-    if (!isnan(st.loss)) {
+    if (st.loss_measured) { /* the same value on every rank of the group (summed by one allreduce) */
+      if (t == 0) loss0 = st.loss, measured |= MEASURED_LOSS0;
       last_loss = st.loss, last_acc = st.acc;
-      double l = isfinite(st.loss) ? st.loss : INFINITY;
+      measured |= MEASURED_LOSS_PEAK | MEASURED_LOSS_FINAL | acc_bit;
+      const double l = isfinite(st.loss) ? st.loss : INFINITY; /* NaN and inf alike: a blow-up */
       if (l > peak) peak = l;
-      if (t <= cfg->catapult_window && l > peak_window) peak_window = l, peak_step = t;
+      if (t <= cfg->catapult_window && l > peak_window) peak_window = l, peak_step = t, measured |= MEASURED_PEAK_WINDOW;
     }
     if (measure_due(&s, M, &st, true)) {
       rc = -1;
       break;
     }
-    if (st.test_recorded) row->test_loss_final = st.test_loss, row->test_acc_final = st.test_acc;
-    /* A run whose loss blows up stops here; its rows so far are kept. */
-    if (!isnan(st.loss) && (!isfinite(st.loss) || st.loss > cfg->diverge_factor * loss0)) {
+    if (st.test_recorded) row->test_loss_final = st.test_loss, row->test_acc_final = st.test_acc, measured |= MEASURED_TEST_FINAL;
+    /* A run whose loss blows up (NaN, inf, or above diverge_factor L_0) stops here; its rows so far
+     * are kept. */
+    if (st.loss_measured && (!isfinite(st.loss) || st.loss > cfg->diverge_factor * loss0)) {
       diverged = 1;
       break;
     }
@@ -336,14 +353,15 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       break;
     }
     if (st.lambda_recorded) {
-      if (t == 0) lambda_first = st.lambda;
-      lambda_last = st.lambda;
+      if (t == 0) lambda_first = st.lambda, measured |= MEASURED_LAMBDA0;
+      lambda_last = st.lambda, measured |= MEASURED_LAMBDA_FINAL;
     }
     if (st.final) break;
     if (!grad_is_train_loss) {
       double bl = run_state_gradient(&s, t, &batch_acc);
-      if (!isfinite(bl) || bl > cfg->diverge_factor * loss0) {
-        last_loss = bl;
+      if (!isfinite(bl) || bl > cfg->diverge_factor * loss0) { /* the batch's loss blew up: it is the last loss */
+        last_loss = bl, measured |= MEASURED_LOSS_FINAL;
+        if (!isfinite(bl)) peak = INFINITY, measured |= MEASURED_LOSS_PEAK;
         diverged = 1;
         break;
       }
@@ -383,7 +401,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
     }
   }
 
-  if (!io_failed) rc |= flush_records(&s, M, ctx->out);
+  if (!io_failed && flush_records(&s, M, ctx->out)) wfail = 1;
   if (stopped && ctx->stopped) *ctx->stopped = 1;
   if (stopped || io_failed) goto cleanup;
   row->status = diverged ? RUN_DIVERGED : RUN_DONE;
@@ -391,30 +409,44 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
   const int itr = measure_set_index(&M->set, "train"), ite = measure_set_index(&M->set, "test");
   row->n_train_records = itr >= 0 ? (int32_t)M->rec[itr].n : 0;
   row->n_test_records = ite >= 0 ? (int32_t)M->rec[ite].n : 0;
-  row->loss0 = loss0;
-  row->loss_peak = peak;
-  row->loss_final = last_loss;
-  row->acc_final = last_acc;
+  row->loss0 = (measured & MEASURED_LOSS0) ? loss0 : NAN;
+  row->loss_peak = (measured & MEASURED_LOSS_PEAK) ? peak : NAN;
+  row->loss_final = (measured & MEASURED_LOSS_FINAL) ? last_loss : NAN;
+  row->acc_final = (measured & MEASURED_ACC_FINAL) ? last_acc : NAN;
   row->wall_seconds = wall_before + MPI_Wtime() - t_start;
-  /* Phase and the raw numbers behind it: lambda_0 is the instance's (shared by its runs). */
-  row->lambda0 = isfinite(run->lambda0) ? run->lambda0 : lambda_first;
-  row->lambda_final = diverged ? NAN : lambda_last;
-  row->peak_ratio = peak_window / loss0;
-  row->peak_step = peak_step;
-  row->eta_lambda0 = run->eta * row->lambda0;
-  row->eta_lambda_final = run->eta * row->lambda_final;
-  row->lambda_ratio = row->lambda_final / row->lambda0;
-  row->phase = phase_classify(cfg, loss0, peak_window, peak, last_loss, row->eta_lambda0, row->eta_lambda_final, diverged);
+  /* Phase and the raw numbers behind it: lambda_0 is the instance's (shared by its runs; the
+   * instance's lambda_0 is NaN in the RunSpec until measured). A value not measured keeps the
+   * pending row's NaN filler and its bit clear. */
+  unsigned m = measured & ~(MEASURED_LAMBDA0 | MEASURED_LAMBDA_FINAL);
+  if (isfinite(run->lambda0)) row->lambda0 = run->lambda0, m |= MEASURED_LAMBDA0;
+  else if (measured & MEASURED_LAMBDA0) row->lambda0 = lambda_first, m |= MEASURED_LAMBDA0;
+  if (!diverged && (measured & MEASURED_LAMBDA_FINAL)) row->lambda_final = lambda_last, m |= MEASURED_LAMBDA_FINAL;
+  if (m & MEASURED_PEAK_WINDOW) row->peak_ratio = peak_window / loss0, row->peak_step = peak_step;
+  if (m & MEASURED_LAMBDA0) row->eta_lambda0 = run->eta * row->lambda0;
+  if (m & MEASURED_LAMBDA_FINAL) row->eta_lambda_final = run->eta * row->lambda_final;
+  if ((m & MEASURED_LAMBDA0) && (m & MEASURED_LAMBDA_FINAL)) row->lambda_ratio = row->lambda_final / row->lambda0;
+  if (!(m & MEASURED_TEST_FINAL)) row->test_loss_final = row->test_acc_final = NAN;
+  row->measured = (int32_t)m;
+  row->phase = phase_classify(cfg, loss0, peak_window, peak, last_loss, row->eta_lambda0, row->eta_lambda_final, m, diverged);
   if (ctx->ckpt_dir) { /* before the output: a finished run is never redone */
     FILL_STATS();
     rc |= save_checkpoint(&s, M, ctx, row->status, t, stats, row);
   }
 #undef FILL_STATS
   if (writer) {
-    rc |= output_write_summary(ctx->out, row);
+    if (output_write_summary(ctx->out, row)) wfail = 1;
     if (ctx->hooks.run_done) ctx->hooks.run_done(ctx->hooks.ctx, row);
   }
 cleanup:
+  /* The leader's output writes are independent; their failure (a full disk, its line printed) is
+   * agreed by the group, which then takes no further run (*ctx->stopped, as after a signal, and
+   * the other groups are asked to stop), so no rank is left waiting in a collective call. */
+  MPI_Allreduce(MPI_IN_PLACE, &wfail, 1, MPI_INT, MPI_MAX, s.group);
+  if (wfail) {
+    rc = -1;
+    if (ctx->stopped) *ctx->stopped = 1;
+    if (s.grank == 0 && ctx->hooks.request_stop) ctx->hooks.request_stop(ctx->hooks.ctx);
+  }
   measurements_free(M);
   free(M);
   run_state_teardown(&s);

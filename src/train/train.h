@@ -40,9 +40,9 @@ int train_register_events(void);
  * divergent if it blew up (diverged, a non-finite loss, L_peak > diverge_factor L_0, or L_T > L_0);
  * else lazy if eta lambda_0 <= 2; else catapult if eta lambda_T < 2 (and, when -catapult_factor > 1,
  * the loss spiked above catapult_factor L_0 within the catapult window: peak_window); else
- * unresolved (eta lambda_T >= 2 or unknown). */
+ * unresolved (eta lambda_T >= 2, or lambda not measured: its bit in `measured` clear). */
 Phase phase_classify(const Config *cfg, double loss0, double peak_window, double loss_peak, double loss_final, double eta_lambda0,
-                     double eta_lambda_final, bool diverged);
+                     double eta_lambda_final, unsigned measured /* SummaryMeasured bits */, bool diverged);
 
 /* Trains run `run` to the end or to divergence, writing its trajectory and summary row. With
  * ctx->ckpt_dir it resumes from the run's checkpoint if there is one, checkpoints every
