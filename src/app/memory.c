@@ -167,6 +167,8 @@ int memory_check(const Config *cfg, const Sweep *sw, const Dataset *train, const
   for (int i = 0; i < sw->n_runs && !bad; i++) { /* every rank the same estimate: no communication */
     const RunSpec *run = &sw->runs[i];
     if (i > 0 && run->instance == sw->runs[i - 1].instance) continue; /* runs of one instance differ only in eta */
+    if (cfg->kernel_regression && run->width == MODEL_WIDTH_INF) continue; /* no network: its dense Gram matrices are
+                                                                              spread over every rank (docs/infinite_width.md) */
     MemoryNeed n;
     if (memory_need(cfg, run, train, test, &n, err, errlen)) bad = 1;
     else if (n.params + n.tapes + n.grams + n.data + n.other > worst_total)
