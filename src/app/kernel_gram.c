@@ -19,12 +19,7 @@ static const char tile_magic[8] = {'N', 'T', 'K', 'T', 'I', 'L', 'E', '1'};
 
 void kernel_block_ntk_fc(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec)
 {
-  inf_kernel_block(NULL, out, x1, n1, x2, n2, d, (const InfKernelSpec *)spec);
-  /* A sample with itself: the block's GEMM and its per-sample variances round differently, so the
-   * correlation comes out 1 - O(1e-16) and acos turns that into an angle of 1e-8 (a relative error
-   * of ~1e-8 in Theta(x, x) at depth 3). The pair form computes both the same way: correlation 1. */
-  if (x1 == x2 && n1 == n2)
-    for (int i = 0; i < n1; i++) inf_kernel_block_ref(NULL, &out[(size_t)i * n2 + i], x1 + (size_t)i * d, 1, x1 + (size_t)i * d, 1, d, spec);
+  inf_kernel_block(NULL, out, x1, n1, x2, n2, d, (const InfKernelSpec *)spec); /* self-pairs exact there */
 }
 
 void kernel_block_cntk(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec)
