@@ -44,6 +44,8 @@ typedef struct {
   int64_t outputs_every;        /* outputs f(x) on the first outputs_batch training samples (0 = off) */
   int outputs_batch;
   int eval_chunk;               /* samples per forward pass in evaluations (memory bound) */
+  bool grad_overlap;            /* group gradient sums start during the backward pass (grad_reduce.h) */
+  double grad_bucket_mb;        /* their bucket size (0: one sum after the pass) */
   bool augment;                 /* random crop + horizontal flip of training batches (augment.h) */
   int augment_pad;              /* zero padding p of the random crop */
   /* NTK spectrum (docs/conventions.md: Theta = J J^T / N on the NTK batch) */

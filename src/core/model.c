@@ -749,6 +749,7 @@ void model_vjp(const Model *m, const double *theta /* P */, const double *dout /
       }
     }
     tape_commit(t->grad, m, t, op->in, gin, B);
+    if (grad && (W || b) && t->hook.ready) t->hook.ready(i, t->hook.ctx);
   }
 }
 

@@ -124,6 +124,14 @@ typedef struct {
   void *ctx;
 } Reducer;
 
+/* Told by model_vjp (parameter gradient wanted) as soon as op `op`'s parameter gradients are
+ * complete, while the ops below it are still to come: a data-parallel caller starts reducing them
+ * then (train/grad_reduce.c). Not called for ops without parameters. ready == NULL: none. */
+typedef struct {
+  void (*ready)(int op, void *ctx);
+  void *ctx;
+} GradHook;
+
 /* Per-batch workspace: activations, cotangents and tangents of every buffer for up to B samples.
  * With batch norm the B samples of one call are (the local part of) ONE batch: their statistics
  * couple them, so a batch must not be split over several calls (docs/layers.md). */
@@ -141,6 +149,7 @@ typedef struct {
   int n_bn;
   double **bn;          /* [n_bn] per BN op: mean (C) | rstd (C) | JVP sums (2C) | count (1) */
   double *red;          /* 5 max C + 1: partial sums handed to the Reducer */
+  GradHook hook;        /* set by the caller around a model_vjp; zero = none */
 } Tape;
 
 /* Builds the op list and parameter table of cfg. Returns 0, or -1 with a one-line reason in err. */

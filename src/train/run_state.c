@@ -2,7 +2,8 @@
  *
  * For each step the global batch (the whole training subset for gd, a minibatch for sgd) is cut
  * into contiguous slices, one per rank; each rank accumulates its slice's gradient in chunks of at
- * most -eval_chunk samples, and one allreduce sums gradient, loss and correct count. */
+ * most -eval_chunk samples, and the group sums gradient, loss and correct count in buckets that the
+ * last chunk's backward pass starts (grad_reduce.h). */
 #include "run_state.h"
 
 #include <math.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <petscsys.h>
 #include "augment.h"
+#include "grad_reduce.h"
 
 static PetscLogEvent EV_GRADIENT, EV_ALLREDUCE, EV_EVALUATE;
 
@@ -19,6 +21,7 @@ int run_state_register_events(PetscClassId cls)
   PetscCall(PetscLogEventRegister("NtkGradient", cls, &EV_GRADIENT));
   PetscCall(PetscLogEventRegister("NtkAllreduce", cls, &EV_ALLREDUCE));
   PetscCall(PetscLogEventRegister("NtkEvaluate", cls, &EV_EVALUATE));
+  PetscCall(grad_reduce_register_events(cls));
   return 0;
 }
 
@@ -84,9 +87,12 @@ static void pass(RunState *s, const double *theta, const double *dtheta, const D
       f = s->flin;
     }
     if (grad) {
-      /* dL/df = (f - y) / N over the global batch. */
+      /* dL/df = (f - y) / N over the global batch. The last chunk completes the gradient op by op:
+       * its buckets start their group sums from the backward pass. */
       *loss_sum += model_loss(m, s->dfbuf, f, y, B, 1.0 / n_global);
+      if (s->gsize > 1 && c0 + B >= n) s->tape.hook = grad_reduce_hook(&s->reduce, grad);
       model_vjp(m, theta, s->dfbuf, B, &s->tape, grad, red);
+      s->tape.hook = (GradHook){0};
     } else {
       *loss_sum += model_loss(m, NULL, f, y, B, 1.0);
     }
@@ -132,7 +138,11 @@ static double gradient(RunState *s, const double *theta, const double *dtheta, i
   pass(s, theta, dtheta, tr, batch ? batch + lo : NULL, lo, hi - lo, (double)n_global, grad, &grad[s->P], &grad[s->P + 1],
        s->cfg->augment ? t : -1);
   PetscLogEventEnd(EV_GRADIENT, 0, 0, 0, 0);
-  sum_group(s, grad, (int)(s->P + 2));
+  if (s->gsize > 1) { /* what the backward pass did not overlap */
+    PetscLogEventBegin(EV_ALLREDUCE, 0, 0, 0, 0);
+    grad_reduce_finish(&s->reduce, grad);
+    PetscLogEventEnd(EV_ALLREDUCE, 0, 0, 0, 0);
+  }
   *acc = tr->label[0] >= 0 ? grad[s->P + 1] / n_global : NAN;
   return grad[s->P] / n_global;
 }
@@ -182,6 +192,7 @@ int run_state_setup(RunState *s, MPI_Comm group, const Config *cfg, const RunSpe
    * (-eval_chunk does not apply; docs/layers.md). */
   if (model_has_batch_norm(&s->model)) chunk = (int)((s->batches.size + s->gsize - 1) / s->gsize);
   if (tape_create(&s->tape, &s->model, chunk)) goto oom;
+  if (grad_reduce_setup(&s->reduce, &s->model, group, cfg->grad_bucket_mb, cfg->grad_overlap)) goto oom;
   s->opt = optimizer_for(cfg);
   s->theta = malloc(s->P * sizeof(double));
   s->theta0 = malloc(s->P * sizeof(double));
@@ -222,5 +233,6 @@ void run_state_teardown(RunState *s)
   for (int i = 0; i < OPTIMIZER_MAX_STATE; i++) free(s->opt_state[i]);
   batch_plan_free(&s->batches);
   tape_destroy(&s->tape);
+  grad_reduce_free(&s->reduce);
   model_destroy(&s->model);
 }

@@ -1,7 +1,7 @@
 /* One run's numerics on one rank of its group: the model, its parameters, and the data-parallel
  * passes over a data set (train/run_state.c). Every rank of the group holds the full parameter
- * vector; a batch is cut into contiguous slices, one per rank, and one allreduce sums gradient,
- * loss and correct count. */
+ * vector; a batch is cut into contiguous slices, one per rank, and bucketed allreduces, overlapping
+ * the backward pass, sum gradient, loss and correct count. */
 #ifndef NTK_RUN_STATE_H
 #define NTK_RUN_STATE_H
 #include <stdbool.h>
@@ -11,6 +11,7 @@
 #include "batch.h"
 #include "config.h"
 #include "data.h"
+#include "grad_reduce.h"
 #include "measure.h"
 #include "model.h"
 #include "optimizer.h"
@@ -24,10 +25,11 @@ typedef struct {
   const Dataset *train, *test;
   Model model;
   Tape tape;
+  GradReduce reduce;    /* the gradient's bucketed group sum */
   size_t P;
   double *theta;        /* P */
   double *theta0;       /* P, initialisation (distance from init) */
-  double *grad;         /* P + 2: gradient, then loss sum and correct count (one allreduce) */
+  double *grad;         /* P + 2: gradient, then loss sum and correct count (summed together) */
   double *lr_scale;     /* P, per-parameter learning-rate multipliers (muP) */
   double *xbuf, *ybuf;  /* chunk x d, chunk x k: gathered minibatch rows */
   int *lbuf;            /* chunk labels */

@@ -329,7 +329,7 @@ int train_run(const TrainContext *ctx, const RunSpec *run, SummaryRow *row)
       run_state_evaluate(&s, ctx->train, &st.loss, &st.acc);
       st.loss_measured = true;
     }
-    if (st.loss_measured) { /* the same value on every rank of the group (summed by one allreduce) */
+    if (st.loss_measured) { /* the same value on every rank of the group (summed with the gradient) */
       if (t == 0) loss0 = st.loss, measured |= MEASURED_LOSS0;
       last_loss = st.loss, last_acc = st.acc;
       measured |= MEASURED_LOSS_PEAK | MEASURED_LOSS_FINAL | acc_bit;
