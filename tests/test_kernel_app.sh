@@ -4,7 +4,8 @@
 #     in units of 1/lambda_0: the output has one width-0 run per rate, param ntk, whose eta is the
 #     factor over lambda_0(inf); its train/ and test/ rows on the finite runs' schedule, starting
 #     from f_0 = 0 (train loss 1/2N sum |y|^2 = 0.5 for one-hot targets), kernel/ with the whole
-#     spectrum (positive, largest first, its largest lambda_0(inf)), /summary and /instances rows;
+#     spectrum (positive, largest first, its largest lambda_0(inf)), /summary and /instances rows,
+#     the prior-expected losses (kernel/prior_*_loss) on the train/ and test/ records;
 #   - the same job on 1 and 4 ranks (-ranks_per_run 1 and 2): the kernel runs agree to 1e-10;
 #   - ntkpost loads the file and labels the width-0 runs "inf";
 #   - the kernel's tile checkpoints are gone when the job has finished;
@@ -42,7 +43,16 @@ for r in runs:
         assert row["phase"] == 0 and row["loss_final"] < 0.5 and np.isfinite(k["conv_test_loss"][0])
     else:
         assert row["phase"] == 2 and row["loss_final"] > 100 * row["loss0"], row  # eta lambda_0 > 2: kernel regression diverges
-    for ds in ("train/loss", "train/accuracy", "test/loss", "test/accuracy", "kernel/spectrum", "kernel/conv_test_loss"):
+    # the prior-expected losses: one per train/ and test/ record, above the f_0 = 0 curve by the
+    # variance of the random f_0 (positive), NaN after the records stop
+    for part in ("train", "test"):
+        p, l = k["prior_%s_loss" % part][0], g[part + "/loss"][()]
+        n = int((g[part + "/step"][()] >= 0).sum())
+        assert p.shape == l.shape and np.all(np.isnan(p[n:])), (part, p.shape, l.shape)
+        fin = np.isfinite(l[:n])
+        assert np.all(np.isfinite(p[:n][fin])) and np.all(p[:n][fin] > l[:n][fin]), (part, p[:n], l[:n])
+    for ds in ("train/loss", "train/accuracy", "test/loss", "test/accuracy", "kernel/spectrum", "kernel/conv_test_loss",
+               "kernel/prior_train_loss", "kernel/prior_test_loss"):
         a, b = g[ds][()], h[ds][()]
         ok = np.isfinite(a) & np.isfinite(b)
         assert np.array_equal(np.isfinite(a), np.isfinite(b)) and np.allclose(a[ok], b[ok], rtol=1e-10, atol=1e-12), (ds, a, b)
