@@ -64,6 +64,24 @@ check "ntkpost labels width 0 inf" env PYTHONPATH="$NTK_SOURCE_DIR/postproc" "$N
 import ntkpost, sys
 runs = [r for r in ntkpost.load(sys.argv[1]).runs if r.width == 0]
 assert len(runs) == 2 and all('w=inf' in r.label for r in runs), [r.label for r in runs]" "$tmp/a1.h5"
+check "figure kernel_prior and its gaps" env PYTHONPATH="$NTK_SOURCE_DIR/postproc" MPLBACKEND=Agg "$NTK_PYTHON" - "$tmp/a1.h5" "$tmp/fig" <<'PY'
+import sys, h5py, numpy as np, ntkpost
+from ntkpost import figures, infinite
+an = ntkpost.Analysis(ntkpost.load(sys.argv[1]))
+rows = [r for r in infinite.prior_gaps(an) if r["part"] == "train"]
+assert {r["width"] for r in rows} == {32, 64}, rows
+f = h5py.File(sys.argv[1], "r")
+for r in rows:  # the gap recomputed here from the file: seed mean (one seed) against the prior curve
+    kern = next(f["runs"][q] for q in f["runs"] if f["runs"][q].attrs["width"] == 0 and f["runs"][q].attrs["eta_factor"] == r["eta"][1])
+    fin = next(f["runs"][q] for q in f["runs"] if f["runs"][q].attrs["width"] == r["width"] and f["runs"][q].attrs["eta_factor"] == r["eta"][1])
+    p, s = kern["kernel/prior_train_loss"][0], kern["train/step"][()]
+    ok = (s >= 0) & np.isfinite(p)
+    want = np.sqrt(np.mean(((fin["train/loss"][()][ok] - p[ok]) / p[ok]) ** 2))
+    assert np.isfinite(r["gap"]) and abs(r["gap"] - want) <= 1e-12 * want, (r, want)
+res = figures.make_all(an, sys.argv[2], names=["kernel_prior"])
+assert res[0]["path"] and not res[0]["skipped"], res
+print("kernel_prior gaps", [(r["width"], round(r["gap"], 4)) for r in rows])
+PY
 bad_opt() { # expected message, options
   local want=$1; shift
   "$MPIEXEC" -q -n 1 "$NTKHPC" -quiet -output "$tmp/b.h5" -overwrite -dataset teacher -n_train 10 -n_test 5 -steps 2 -etas 0.1 -widths 8 \
