@@ -362,6 +362,22 @@ def prior_gaps(an):
     return rows
 
 
+def prior_gap_slopes(an):
+    """{part: (slope, stderr, widths used)}: least squares of log gap against log width over the widths
+    whose gap is at least twice its noise (the seeds' standard error), train and test."""
+    out = {}
+    for part in ("train", "test"):
+        rr = [r for r in prior_gaps(an) if r["part"] == part and r["gap"] >= 2 * r["noise"] and r["gap"] > 0]
+        if len(rr) < 2:
+            continue
+        x, y = np.log([r["width"] for r in rr]), np.log([r["gap"] for r in rr])
+        A = np.vstack([x, np.ones_like(x)]).T
+        coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
+        se = math.sqrt(res[0] / (len(x) - 2) / np.sum((x - x.mean()) ** 2)) if len(x) > 2 and res.size else math.nan
+        out[part] = (float(coef[0]), se, [r["width"] for r in rr])
+    return out
+
+
 def _prior_caption(an):
     rows = [r for r in prior_gaps(an) if r["part"] == "train"]
     txt = ("Full-batch gradient descent below ηλ₀ = 2: the finite nets' train and test losses (mean over seeds, colour = width, "
@@ -369,9 +385,13 @@ def _prior_caption(an):
            "Black: kernel regression averaged over the infinite-width net's random start f₀ ~ GP(0, K_NNGP) (kernel/prior_*_loss), "
            "the curve the seed means approach; grey dashed: the same from f₀ = 0, its mean-predictor part. Right: the RMS relative gap "
            "between seed mean and prior curve over the recorded steps, against width, with the seeds' standard error as the noise "
-           "floor (dotted).")
+           "floor (dotted). The seed mean of a finite net differs from its infinite-width limit at order 1/n (the 1/√n fluctuations "
+           "average out), so the gap should fall like n^-1 until it meets the noise.")
     if len(rows) >= 2:
         txt += " Train gap: " + ", ".join("n = %d: %.3f (noise %.3f)" % (r["width"], r["gap"], r["noise"]) for r in rows) + "."
+    for part, (slope, se, ws) in prior_gap_slopes(an).items():
+        txt += " Fitted %s slope over n = %d–%d (gap above twice the noise): %.2f%s." % (
+            part, ws[0], ws[-1], slope, " ± %.2f" % se if math.isfinite(se) else "")
     return txt
 
 
@@ -424,6 +444,7 @@ def kernel_prior(an):
         w0, g0 = rr[0]["width"], rr[0]["gap"]
         ws = np.array([r["width"] for r in rr], float)
         ax.plot(ws, g0 * (ws / w0) ** -0.5, color="0.4", ls="--", lw=1, label="∝ n^-1/2")
+        ax.plot(ws, g0 * (ws / w0) ** -1.0, color="0.4", ls="-.", lw=1, label="∝ n^-1")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("width n", fontsize=9)
