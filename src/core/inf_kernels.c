@@ -191,13 +191,8 @@ static void diag_vars(double *q, const double *x, int n, int d, const InfKernelS
 
 /* The relu recursion of one row: k (n) = K_1 on entry, K_{L+1} on exit; t (n) = Theta likewise;
  * qt (L x n) the column samples' variances, qi (L) the row sample's; e, ed (n) scratch. Layer by
- * layer over the whole row, so the loops vectorise (arccos.h). Compiled for AVX-512, AVX2 and the
- * baseline, picked at load time: the same operations in every clone (-std=c11 contracts no FMA),
- * so every machine gives the same bits, the wider ones sooner. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static void relu_rows(double *restrict k, double *restrict t, double *restrict e, double *restrict ed, const double *restrict qi,
+ * layer over the whole row, so the loops vectorise, as wide as the machine allows (arccos.h). */
+NTK_VECTOR_CLONES static void relu_rows(double *restrict k, double *restrict t, double *restrict e, double *restrict ed, const double *restrict qi,
                       const double *restrict qt, int L, int n, double sw2, double sb2)
 {
   for (int l = 0; l < L; l++) {
