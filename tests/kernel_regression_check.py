@@ -12,7 +12,9 @@ y - f(theta_0) (its f_0 = 0; f(x; theta_0) is the same for every output, so the 
 losses are the linearised model's) and must agree to 1e-10 relative, at each rank count given, for a
 lazy rate, a step-decay schedule and a divergent rate (stopped by -diverge_factor at the same
 record). KREG_N sets N (24 by default: the eigenvectors come from SLEPc's pdsyev path at
-every rank count; 160: from pdsyevd at 1 and 4 ranks). Also: the spectrum against numpy's eigvalsh, the Cholesky predictor against numpy's solve.
+every rank count; 160: from pdsyevd at 1 and 4 ranks). Also: the spectrum against numpy's eigvalsh, the Cholesky predictor against numpy's solve,
+and the losses expected over a Gaussian prior on f_0 (kreg_setup_prior) against numpy's explicit
+linear maps of gradient descent, to 1e-10.
 
 usage: kernel_regression_check.py DRIVER MPIEXEC NP [NP ...]"""
 import os
@@ -55,6 +57,9 @@ labels = np.random.default_rng(3).integers(0, K, N + M)
 Y = np.eye(K)[labels]
 G, C = Jtr @ Jtr.T, Jte @ Jtr.T
 lam0 = np.linalg.eigvalsh(G / N)[-1]
+# The prior: f_0 ~ GP(0, Kp) per output, Kp a PSD matrix over train and test samples.
+Z = np.random.default_rng(5).standard_normal((N + M, N + M + 3))
+Kp = Z @ Z.T / Z.shape[1]
 failures = 0
 
 
@@ -94,6 +99,31 @@ def gd(eta, steps, rec, tev, sched, gamma, divf):
         theta -= lr_at(eta, t, sched, gamma) * ((ftr - Y[:N]).T @ Jtr) / N
 
 
+def prior_expected(eta, steps, rec, tev, sched, gamma, n_tr, n_te):
+    """The losses expected over f_0 ~ GP(0, Kp) (each output), added to the targets' f_0 = 0 run, by
+    explicit linear maps, step by step: train f_t - y = A_t (f_0 - y), A_{t+1} = (I - eta_t G / N) A_t;
+    test f*_t - y* = (f*_0 - y*) - B_t (f_0 - y), B_{t+1} = B_t + eta_t C A_t / N. Exact expectations:
+    |mean|^2 + K tr(A Kp A^T) and |mean|^2 + K tr(Kp** - 2 B Kp_X* + B Kp B^T)."""
+    y, ys = Y[:N] - f0[:N, None], Y[N:] - f0[N:, None]
+    Kx, Kxs, Kss = Kp[:N, :N], Kp[:N, N:], Kp[N:, N:]
+    A, B = np.eye(N), np.zeros((M, N))
+    tr, te = [], []
+    for t in range(steps + 1):
+        final = t == steps
+        if final or t % rec == 0:
+            mean = A @ (-y)
+            tr.append(((mean ** 2).sum() + K * np.trace(A @ Kx @ A.T)) / (2 * N))
+        if final or (t % tev == 0 if tev > 0 else t == 0):
+            mean = -ys + B @ y
+            te.append(((mean ** 2).sum() + K * (np.trace(Kss) - 2 * np.trace(B @ Kxs) + np.trace(B @ Kx @ B.T))) / (2 * M))
+        if final:
+            break
+        lr = lr_at(eta, t, sched, gamma)
+        B = B + lr * C @ A / N
+        A = A - lr * G @ A / N
+    return tr[:n_tr], te[:n_te]
+
+
 def run_driver(np_, eta, steps, rec, tev, sched, gamma, divf):
     inp, out = "%s/kreg.bin" % tmp, "%s/kreg_%d.txt" % (tmp, np_)
     with open(inp, "wb") as f:
@@ -102,8 +132,9 @@ def run_driver(np_, eta, steps, rec, tev, sched, gamma, divf):
         G.tofile(f), C.tofile(f)
         (Y[:N] - f0[:N, None]).tofile(f), (Y[N:] - f0[N:, None]).tofile(f)
         labels[:N].astype(np.int32).tofile(f), labels[N:].astype(np.int32).tofile(f)
+        Kp[:N, :N].tofile(f), np.ascontiguousarray(Kp[N:, :N]).tofile(f), np.array([np.trace(Kp[N:, N:])]).tofile(f)
     subprocess.run([mpiexec, "--oversubscribe", "-n", str(np_), driver, "kreg", inp, out], check=True)
-    rows = {"train": [], "test": []}
+    rows = {"train": [], "test": [], "prior_train": [], "prior_test": []}
     for line in open(out):
         w = line.split()
         if w[0] in rows:
@@ -153,7 +184,17 @@ for name, eta, steps, rec, tev, sched, gamma, divf in cases:
         ca = (fte.argmax(1) == labels[N:]).mean()
         if not (close(conv[2], cl, 1e-8) and conv[3] == ca and conv[0] < 1e-16 and conv[1] == 1.0):
             fail("%s: converged predictor %s, numpy test loss %r acc %r" % (tag, conv, cl, ca))
-        print("%s: %d train and %d test records, worst relative difference %.2e; lambda_0 %.6g" % (tag, len(tr), len(te), worst, spec[0]))
+        ptr, pte = prior_expected(eta, steps, rec, tev, sched, gamma, len(tr), len(te))
+        kp = [v for _, v in rows["prior_train"]], [v for _, v in rows["prior_test"]]
+        pworst = 0.0
+        if [r[0] for r in rows["prior_train"]] != [r[0] for r in tr] or [r[0] for r in rows["prior_test"]] != [r[0] for r in te]:
+            fail("%s: prior records at other steps" % tag)
+        for u, v in list(zip(kp[0], ptr)) + list(zip(kp[1], pte)):
+            pworst = max(pworst, abs(u - v) / max(1.0, abs(v)))
+            if not close(u, v) or not np.isfinite(v):
+                fail("%s: prior-expected loss %r, numpy %r" % (tag, u, v))
+        print("%s: %d train and %d test records, worst relative difference %.2e (prior-expected losses %.2e); lambda_0 %.6g"
+              % (tag, len(tr), len(te), worst, pworst, spec[0]))
 import shutil
 shutil.rmtree(tmp)
 print("kernel regression vs linearised gradient descent: %s" % ("FAILED" if failures else "ok"))

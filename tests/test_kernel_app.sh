@@ -4,7 +4,8 @@
 #     in units of 1/lambda_0: the output has one width-0 run per rate, param ntk, whose eta is the
 #     factor over lambda_0(inf); its train/ and test/ rows on the finite runs' schedule, starting
 #     from f_0 = 0 (train loss 1/2N sum |y|^2 = 0.5 for one-hot targets), kernel/ with the whole
-#     spectrum (positive, largest first, its largest lambda_0(inf)), /summary and /instances rows;
+#     spectrum (positive, largest first, its largest lambda_0(inf)), /summary and /instances rows,
+#     the prior-expected losses (kernel/prior_*_loss) on the train/ and test/ records;
 #   - the same job on 1 and 4 ranks (-ranks_per_run 1 and 2): the kernel runs agree to 1e-10;
 #   - ntkpost loads the file and labels the width-0 runs "inf";
 #   - the kernel's tile checkpoints are gone when the job has finished;
@@ -42,7 +43,16 @@ for r in runs:
         assert row["phase"] == 0 and row["loss_final"] < 0.5 and np.isfinite(k["conv_test_loss"][0])
     else:
         assert row["phase"] == 2 and row["loss_final"] > 100 * row["loss0"], row  # eta lambda_0 > 2: kernel regression diverges
-    for ds in ("train/loss", "train/accuracy", "test/loss", "test/accuracy", "kernel/spectrum", "kernel/conv_test_loss"):
+    # the prior-expected losses: one per train/ and test/ record, above the f_0 = 0 curve by the
+    # variance of the random f_0 (positive), NaN after the records stop
+    for part in ("train", "test"):
+        p, l = k["prior_%s_loss" % part][0], g[part + "/loss"][()]
+        n = int((g[part + "/step"][()] >= 0).sum())
+        assert p.shape == l.shape and np.all(np.isnan(p[n:])), (part, p.shape, l.shape)
+        fin = np.isfinite(l[:n])
+        assert np.all(np.isfinite(p[:n][fin])) and np.all(p[:n][fin] > l[:n][fin]), (part, p[:n], l[:n])
+    for ds in ("train/loss", "train/accuracy", "test/loss", "test/accuracy", "kernel/spectrum", "kernel/conv_test_loss",
+               "kernel/prior_train_loss", "kernel/prior_test_loss"):
         a, b = g[ds][()], h[ds][()]
         ok = np.isfinite(a) & np.isfinite(b)
         assert np.array_equal(np.isfinite(a), np.isfinite(b)) and np.allclose(a[ok], b[ok], rtol=1e-10, atol=1e-12), (ds, a, b)
@@ -54,6 +64,24 @@ check "ntkpost labels width 0 inf" env PYTHONPATH="$NTK_SOURCE_DIR/postproc" "$N
 import ntkpost, sys
 runs = [r for r in ntkpost.load(sys.argv[1]).runs if r.width == 0]
 assert len(runs) == 2 and all('w=inf' in r.label for r in runs), [r.label for r in runs]" "$tmp/a1.h5"
+check "figure kernel_prior and its gaps" env PYTHONPATH="$NTK_SOURCE_DIR/postproc" MPLBACKEND=Agg "$NTK_PYTHON" - "$tmp/a1.h5" "$tmp/fig" <<'PY'
+import sys, h5py, numpy as np, ntkpost
+from ntkpost import figures, infinite
+an = ntkpost.Analysis(ntkpost.load(sys.argv[1]))
+rows = [r for r in infinite.prior_gaps(an) if r["part"] == "train"]
+assert {r["width"] for r in rows} == {32, 64}, rows
+f = h5py.File(sys.argv[1], "r")
+for r in rows:  # the gap recomputed here from the file: seed mean (one seed) against the prior curve
+    kern = next(f["runs"][q] for q in f["runs"] if f["runs"][q].attrs["width"] == 0 and f["runs"][q].attrs["eta_factor"] == r["eta"][1])
+    fin = next(f["runs"][q] for q in f["runs"] if f["runs"][q].attrs["width"] == r["width"] and f["runs"][q].attrs["eta_factor"] == r["eta"][1])
+    p, s = kern["kernel/prior_train_loss"][0], kern["train/step"][()]
+    ok = (s >= 0) & np.isfinite(p)
+    want = np.sqrt(np.mean(((fin["train/loss"][()][ok] - p[ok]) / p[ok]) ** 2))
+    assert np.isfinite(r["gap"]) and abs(r["gap"] - want) <= 1e-12 * want, (r, want)
+res = figures.make_all(an, sys.argv[2], names=["kernel_prior"])
+assert res[0]["path"] and not res[0]["skipped"], res
+print("kernel_prior gaps", [(r["width"], round(r["gap"], 4)) for r in rows])
+PY
 bad_opt() { # expected message, options
   local want=$1; shift
   "$MPIEXEC" -q -n 1 "$NTKHPC" -quiet -output "$tmp/b.h5" -overwrite -dataset teacher -n_train 10 -n_test 5 -steps 2 -etas 0.1 -widths 8 \

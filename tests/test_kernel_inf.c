@@ -115,8 +115,11 @@ static PetscErrorCode do_kreg(char **argv)
   int *lab = malloc(N * sizeof *lab), *labt = malloc(M * sizeof *labt);
   size_t ok = fread(g, 8, (size_t)N * N, f) + fread(c, 8, (size_t)M * N, f) + fread(y, 8, (size_t)N * k, f) + fread(yt, 8, (size_t)M * k, f) +
               fread(lab, sizeof *lab, N, f) + fread(labt, sizeof *labt, M, f);
-  fclose(f);
   PetscCheck(ok == (size_t)N * N + (size_t)M * N + (size_t)(N + M) * k + N + M, PETSC_COMM_WORLD, PETSC_ERR_FILE_READ, "short file");
+  /* optional: the prior's K (N x N), K(X*, X) (M x N) and tr K(X*, X*) */
+  double *kk = malloc((size_t)N * N * 8), *kc = malloc((size_t)(M * N + 1) * 8), ktr = 0;
+  const int prior = fread(kk, 8, (size_t)N * N, f) == (size_t)N * N && fread(kc, 8, (size_t)M * N, f) == (size_t)M * N && fread(&ktr, 8, 1, f) == 1;
+  fclose(f);
   Dataset train = {.n = N, .d = 1, .k = k, .y = y, .label = lab}, test = {.n = M, .d = 1, .k = k, .y = yt, .label = labt};
   Config cfg;
   memset(&cfg, 0, sizeof cfg);
@@ -129,6 +132,17 @@ static PetscErrorCode do_kreg(char **argv)
   KernelRegression kr;
   PetscCall(kreg_setup(&kr, PETSC_COMM_WORLD, G, C, &train, &test));
   PetscCall(MatDestroy(&G));
+  double *ptr = NULL, *pte = NULL;
+  if (prior) {
+    Mat K, Kc;
+    PetscCall(dense_from(&K, kk, N, N));
+    PetscCall(dense_from(&Kc, kc, M, N));
+    PetscCall(kreg_setup_prior(&kr, K, Kc, ktr));
+    PetscCall(MatDestroy(&K));
+    PetscCall(MatDestroy(&Kc));
+    ptr = malloc((size_t)(record_count(cfg.steps, cfg.record_every) + record_count(cfg.steps, cfg.test_every)) * sizeof *ptr);
+    pte = ptr + record_count(cfg.steps, cfg.record_every);
+  }
   Schema st = {.group = "train"}, se = {.group = "test"};
   st.n_records = record_count(cfg.steps, cfg.record_every), se.n_records = record_count(cfg.steps, cfg.test_every);
   schema_add(&st, "step", DS_INT64, SCALAR, "", ""), schema_add(&st, "loss", DS_FLOAT64, SCALAR, "", "");
@@ -140,7 +154,7 @@ static PetscErrorCode do_kreg(char **argv)
   records_init(&rt, &st), records_init(&re, &se);
   int diverged;
   int64_t done;
-  PetscCall(kreg_trajectory(&kr, &cfg, par[0], &rt, &re, &diverged, &done));
+  PetscCall(kreg_trajectory(&kr, &cfg, par[0], &rt, &re, ptr, pte, &diverged, &done));
   int rank;
   MPI_Comm_rank(PETSC_COMM_WORLD, &rank);
   if (rank == 0) {
@@ -154,6 +168,8 @@ static PetscErrorCode do_kreg(char **argv)
       const double *q = records_row(&re, i);
       fprintf(o, "test %.0f %.17g %.17g\n", q[0], q[1], q[2]);
     }
+    for (int64_t i = 0; prior && i < rt.n; i++) fprintf(o, "prior_train %.0f %.17g\n", records_row(&rt, i)[0], ptr[i]);
+    for (int64_t i = 0; prior && i < re.n; i++) fprintf(o, "prior_test %.0f %.17g\n", records_row(&re, i)[0], pte[i]);
     fprintf(o, "conv %.17g %.17g %.17g %.17g\n", kr.conv_train_loss, kr.conv_train_acc, kr.conv_test_loss, kr.conv_test_acc);
     fprintf(o, "spectrum");
     for (int i = 0; i < N; i++) fprintf(o, " %.17g", kr.spectrum[i]);
@@ -162,7 +178,7 @@ static PetscErrorCode do_kreg(char **argv)
   }
   records_free(&rt), records_free(&re);
   kreg_free(&kr);
-  free(g), free(c), free(y), free(yt), free(lab), free(labt);
+  free(g), free(c), free(y), free(yt), free(lab), free(labt), free(kk), free(kc), free(ptr);
   return 0;
 }
 

@@ -924,7 +924,7 @@ def coord_check(an, max_steps=5):
 ORDER = ("catapult_curves", "lambda_curves", "phase_diagram", "lambda_final", "peak_ratio", "kernel_distance",
          "ntk_spectrum", "width_scaling", "test_accuracy", "test_accuracy_curves", "sharpness_curves", "spectra",
          "hessian_density", "coord_check", "mutransfer", "width_convergence", "linearized", "accuracy_width",
-         "eta_max", "catapult_time", "batchnorm", "explr")
+         "eta_max", "catapult_time", "batchnorm", "explr", "kernel_prior")
 
 
 def make_all(an, outdir, dpi=110, names=None, keep_figures=False):

@@ -6,6 +6,7 @@ model and the infinite-width limit"): the empirical NTK at initialisation agains
     fits = width_fits(an)          # {quantity: coordcheck.fit(...)}: slope in log n, 95% CI
     fig = width_convergence(an)    # registered as the figure "width_convergence"
     fig = linearized(an)           # registered as the figure "linearized"
+    fig = kernel_prior(an)         # "kernel_prior": finite nets against kernel regression over the GP prior
 
 Slopes are least-squares fits of log(error) against log(width), per seed, averaged over the seeds,
 with a Student t 95% interval (coordcheck.fit). The kernel regime predicts -1/2 for both errors and
@@ -305,4 +306,155 @@ def accuracy_width(an):
     right = 1 - (F.LEGEND_W + 0.3) / w_in
     fig.subplots_adjust(left=0.7 / w_in, right=right, bottom=0.6 / h_in, top=1 - 0.5 / h_in)
     fig.legend(handles=handles + extra, loc="center left", bbox_to_anchor=(right + 0.1 / w_in, 0.5), fontsize=8)
+    return fig
+
+
+def _prior_curves(an):
+    """[(eta_key, kernel run, {width: [finite runs]})] for the kernel runs with prior-expected losses."""
+    out = []
+    for key, runs in _inf_runs(an).items():
+        k = runs[0].measurements["kernel"]
+        if "prior_train_loss" not in k:
+            continue
+        fin = {}
+        for r in an.sweep.runs:
+            if r.width > 0 and r.eta_key == key and r.train and len(r.train.get("step", [])):
+                fin.setdefault(r.width, []).append(r)
+        if fin:
+            out.append((key, runs[0], fin))
+    return out
+
+
+def _seed_mean(runs, part, steps):
+    """Mean and standard error over runs of their `part` loss at `steps` (NaN where missing)."""
+    rows = []
+    for r in runs:
+        g = getattr(r, part)
+        s, v = np.asarray(g["step"], float), np.asarray(g["loss"], float)
+        m = dict(zip(s[s >= 0], v[s >= 0]))
+        rows.append([m.get(t, math.nan) for t in steps])
+    a = np.array(rows)
+    n = np.sum(np.isfinite(a), 0)
+    mean = np.nanmean(a, 0)
+    se = np.nanstd(a, 0, ddof=1) / np.sqrt(np.maximum(n, 1)) if a.shape[0] > 1 else np.zeros_like(mean)
+    return mean, se
+
+
+def prior_gaps(an):
+    """Per learning rate and width: the seed-mean loss's RMS relative gap to the prior-expected kernel
+    curve over the recorded steps, train and test, with its standard error (from the seeds' spread)."""
+    rows = []
+    for key, kr, fin in _prior_curves(an):
+        k = kr.measurements["kernel"]
+        for part in ("train", "test"):
+            steps = np.asarray(getattr(kr, part)["step"], float)
+            prior = np.ravel(np.asarray(k["prior_%s_loss" % part], float))[:steps.size]
+            ok = (steps >= 0) & np.isfinite(prior)
+            for w, runs in sorted(fin.items()):
+                mean, se = _seed_mean(runs, part, steps[ok])
+                rel = (mean - prior[ok]) / prior[ok]
+                good = np.isfinite(rel)
+                if not good.any():
+                    continue
+                rows.append({"eta": key, "part": part, "width": w, "seeds": len(runs),
+                             "gap": float(np.sqrt(np.mean(rel[good] ** 2))),
+                             "noise": float(np.sqrt(np.mean((se[good] / prior[ok][good]) ** 2)))})
+    return rows
+
+
+def prior_gap_slopes(an):
+    """{part: (slope, stderr, widths used)}: least squares of log gap against log width over the widths
+    whose gap is at least twice its noise (the seeds' standard error), train and test."""
+    out = {}
+    for part in ("train", "test"):
+        rr = [r for r in prior_gaps(an) if r["part"] == part and r["gap"] >= 2 * r["noise"] and r["gap"] > 0]
+        if len(rr) < 2:
+            continue
+        x, y = np.log([r["width"] for r in rr]), np.log([r["gap"] for r in rr])
+        A = np.vstack([x, np.ones_like(x)]).T
+        coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
+        se = math.sqrt(res[0] / (len(x) - 2) / np.sum((x - x.mean()) ** 2)) if len(x) > 2 and res.size else math.nan
+        out[part] = (float(coef[0]), se, [r["width"] for r in rr])
+    return out
+
+
+def _prior_caption(an):
+    rows = [r for r in prior_gaps(an) if r["part"] == "train"]
+    txt = ("Full-batch gradient descent below ηλ₀ = 2: the finite nets' train and test losses (mean over seeds, colour = width, "
+           "band ± one standard error) against infinite-width gradient descent, which is kernel regression with the analytic NTK. "
+           "Black: kernel regression averaged over the infinite-width net's random start f₀ ~ GP(0, K_NNGP) (kernel/prior_*_loss), "
+           "the curve the seed means approach; grey dashed: the same from f₀ = 0, its mean-predictor part. Right: the RMS relative gap "
+           "between seed mean and prior curve over the recorded steps, against width, with the seeds' standard error as the noise "
+           "floor (dotted). The seed mean of a finite net differs from its infinite-width limit at order 1/n (the 1/√n fluctuations "
+           "average out), so the gap should fall like n^-1 until it meets the noise.")
+    if len(rows) >= 2:
+        txt += " Train gap: " + ", ".join("n = %d: %.3f (noise %.3f)" % (r["width"], r["gap"], r["noise"]) for r in rows) + "."
+    for part, (slope, se, ws) in prior_gap_slopes(an).items():
+        txt += " Fitted %s slope over n = %d–%d (gap above twice the noise): %.2f%s." % (
+            part, ws[0], ws[-1], slope, " ± %.2f" % se if math.isfinite(se) else "")
+    return txt
+
+
+@F.figure("kernel_prior", "(n) Finite nets against infinite-width gradient descent, averaged over the prior", _prior_caption)
+def kernel_prior(an):
+    data = _prior_curves(an)
+    if not data:
+        raise F.NoData("needs a -kernel_regression run with -kernel_prior and finite runs at its learning rate")
+    key, kr, fin = data[0]
+    k = kr.measurements["kernel"]
+    fig, axes = F.plt.subplots(1, 3, figsize=(3 * F.PANEL_W + F.LEGEND_W, F.PANEL_H * 1.2))
+    widths = sorted(fin)
+    cmap = F.plt.get_cmap("viridis")
+    cols = {w: cmap(0.85 * i / max(1, len(widths) - 1)) for i, w in enumerate(widths)}
+    handles = []
+    for ax, part in zip(axes[:2], ("train", "test")):
+        g = getattr(kr, part)
+        steps = np.asarray(g["step"], float)
+        prior = np.ravel(np.asarray(k["prior_%s_loss" % part], float))[:steps.size]
+        ok = steps >= 0
+        arrays = [prior[ok]]
+        for w in widths:
+            mean, se = _seed_mean(fin[w], part, steps[ok])
+            line, = ax.plot(steps[ok], mean, color=cols[w], lw=1.4, label="n = %d (%d seeds)" % (w, len(fin[w])))
+            ax.fill_between(steps[ok], mean - se, mean + se, color=cols[w], alpha=0.2, lw=0)
+            arrays.append(mean)
+            if part == "train":
+                handles.append(line)
+        pl, = ax.plot(steps[ok], prior[ok], color="k", lw=2.2, label="∞: mean over f₀")
+        zero = np.asarray(g["loss"], float)[ok]
+        zl, = ax.plot(steps[ok], zero, color="0.5", ls="--", lw=1.2, label="∞ from f₀ = 0")
+        arrays.append(zero)
+        F._set_logy_if_positive(ax, arrays, force=True)
+        ax.set_xlabel("step", fontsize=9)
+        ax.set_ylabel("%s loss" % part, fontsize=9)
+        ax.set_title("%s loss" % part, fontsize=10)
+        ax.grid(alpha=0.3, lw=0.5)
+    handles += [pl, zl]
+    ax = axes[2]
+    rows = [r for r in prior_gaps(an) if r["eta"] == key]
+    for part, marker in (("train", "o"), ("test", "s")):
+        rr = [r for r in rows if r["part"] == part]
+        if not rr:
+            continue
+        ws = np.array([r["width"] for r in rr], float)
+        ax.plot(ws, [r["gap"] for r in rr], color="C3" if part == "train" else "C0", marker=marker, label="%s gap" % part)
+        ax.plot(ws, [r["noise"] for r in rr], color="C3" if part == "train" else "C0", ls=":", lw=1)
+    rr = [r for r in rows if r["part"] == "train"]
+    if len(rr) >= 2:
+        w0, g0 = rr[0]["width"], rr[0]["gap"]
+        ws = np.array([r["width"] for r in rr], float)
+        ax.plot(ws, g0 * (ws / w0) ** -0.5, color="0.4", ls="--", lw=1, label="∝ n^-1/2")
+        ax.plot(ws, g0 * (ws / w0) ** -1.0, color="0.4", ls="-.", lw=1, label="∝ n^-1")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("width n", fontsize=9)
+    ax.set_ylabel("RMS relative gap to the prior curve", fontsize=9)
+    ax.set_title("gap against width", fontsize=10)
+    ax.grid(alpha=0.3, lw=0.5, which="both")
+    ax.legend(fontsize=7, loc="best")
+    fig.suptitle("(n) %s: finite nets against infinite-width gradient descent" % eta_key_label(key), fontsize=11)
+    w_in, h_in = fig.get_size_inches()
+    right = 1 - (F.LEGEND_W + 0.3) / w_in
+    fig.subplots_adjust(left=0.6 / w_in, right=right, bottom=0.6 / h_in, top=1 - 0.75 / h_in, wspace=0.35)
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(right + 0.1 / w_in, 0.5), fontsize=8)
     return fig

@@ -22,6 +22,16 @@ void kernel_block_ntk_fc(double *out, const double *x1, int n1, const double *x2
   inf_kernel_block(NULL, out, x1, n1, x2, n2, d, (const InfKernelSpec *)spec); /* self-pairs exact there */
 }
 
+void kernel_block_nngp_fc(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec)
+{
+  inf_kernel_block(out, NULL, x1, n1, x2, n2, d, (const InfKernelSpec *)spec);
+}
+
+void kernel_block_cnngp(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec)
+{
+  cntk_block(out, NULL, x1, n1, x2, n2, (const CntkSpec *)spec);
+}
+
 void kernel_block_cntk(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec)
 {
   cntk_block(NULL, out, x1, n1, x2, n2, (const CntkSpec *)spec);
@@ -61,7 +71,11 @@ static int tiles_build(Tile **out, int N, int M, int T)
   return n;
 }
 
-static void tile_path(char *p, size_t len, const char *dir, int i) { snprintf(p, len, "%s/" TILE_DIR "/tile_%07d.bin", dir, i); }
+/* Named by kernel as well: the NTK's and the NNGP's tiles of one job share the folder. */
+static void tile_path(char *p, size_t len, const char *dir, const char *kernel, int i)
+{
+  snprintf(p, len, "%s/" TILE_DIR "/tile_%s_%07d.bin", dir, kernel, i);
+}
 
 typedef struct {
   char magic[8];
@@ -70,10 +84,10 @@ typedef struct {
 } TileHeader;
 
 /* 1 if the tile's file exists and is complete, of this kernel and these samples (key). */
-static int tile_load(const char *dir, int i, const Tile *t, uint64_t key, double *v)
+static int tile_load(const char *dir, const char *kernel, int i, const Tile *t, uint64_t key, double *v)
 {
   char path[4400];
-  tile_path(path, sizeof path, dir, i);
+  tile_path(path, sizeof path, dir, kernel, i);
   FILE *f = fopen(path, "rb");
   if (!f) return 0;
   TileHeader h;
@@ -87,10 +101,10 @@ static int tile_load(const char *dir, int i, const Tile *t, uint64_t key, double
 }
 
 /* Written to a temporary name, synced, renamed: a kill leaves either no file or a whole one. */
-static int tile_save(const char *dir, int i, const Tile *t, uint64_t key, const double *v)
+static int tile_save(const char *dir, const char *kernel, int i, const Tile *t, uint64_t key, const double *v)
 {
   char path[4400], tmp[4420];
-  tile_path(path, sizeof path, dir, i);
+  tile_path(path, sizeof path, dir, kernel, i);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return -1;
@@ -285,7 +299,7 @@ PetscErrorCode kernel_gram_assemble(MPI_Comm comm, const KernelFn *k, const doub
     double *v = malloc((size_t)t->nr * t->nc * sizeof *v);
     PetscCheck(v, PETSC_COMM_SELF, PETSC_ERR_MEM, "out of memory for a %d x %d kernel tile", t->nr, t->nc);
     const double t0 = MPI_Wtime();
-    if (dir && tile_load(dir, pos, t, key, v)) loaded++;
+    if (dir && tile_load(dir, k->name, pos, t, key, v)) loaded++;
     else {
       PetscCall(PetscLogEventBegin(ev_tile, 0, 0, 0, 0));
       k->block(v, x + (size_t)t->r0 * d, t->nr, x + (size_t)t->c0 * d, t->nc, d, k->spec);
@@ -295,7 +309,7 @@ PetscErrorCode kernel_gram_assemble(MPI_Comm comm, const KernelFn *k, const doub
       PetscCall(PetscLogEventEnd(ev_tile, 0, 0, 0, 0));
       computed++;
       if (dir) {
-        if (tile_save(dir, pos, t, key, v)) save_failed = 1;
+        if (tile_save(dir, k->name, pos, t, key, v)) save_failed = 1;
         else if (opt->tile_saved) opt->tile_saved(opt->hook_ctx, pos, computed);
       }
     }

@@ -60,4 +60,9 @@ void kernel_block_ntk_fc(double *out, const double *x1, int n1, const double *x2
 /* The CNTK (cntk.h) as a KernelBlockFn; spec is a CntkSpec. */
 void kernel_block_cntk(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec);
 
+/* Their NNGP kernels K_{L+1}: the covariance of the infinite-width net's outputs at initialisation
+ * (spec an InfKernelSpec, a CntkSpec). */
+void kernel_block_nngp_fc(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec);
+void kernel_block_cnngp(double *out, const double *x1, int n1, const double *x2, int n2, int d, const void *spec);
+
 #endif

@@ -260,6 +260,103 @@ PetscErrorCode kreg_setup(KernelRegression *kr, MPI_Comm comm, Mat G, Mat C, con
   PetscFunctionReturn(0);
 }
 
+/* sum over the local rows of A and B (same layout, n columns, column-major) of A o B, column by
+ * column, summed over comm into out (n). */
+static PetscErrorCode column_dots(Mat A, Mat B, int n, double *out, MPI_Comm comm)
+{
+  PetscFunctionBeginUser;
+  PetscInt rs, re, as, ae, lda, ldb;
+  PetscCall(MatGetOwnershipRange(A, &rs, &re));
+  PetscCall(MatGetOwnershipRange(B, &as, &ae));
+  PetscCheck(rs == as && re == ae, comm, PETSC_ERR_PLIB, "kernel prior: row layouts differ");
+  PetscCall(MatDenseGetLDA(A, &lda));
+  PetscCall(MatDenseGetLDA(B, &ldb));
+  const double *a, *b;
+  PetscCall(MatDenseGetArrayRead(A, &a));
+  PetscCall(MatDenseGetArrayRead(B, &b));
+  for (int j = 0; j < n; j++) {
+    double sum = 0;
+    for (PetscInt i = 0; i < re - rs; i++) sum += a[i + j * lda] * b[i + j * ldb];
+    out[j] = sum;
+  }
+  PetscCall(MatDenseRestoreArrayRead(A, &a));
+  PetscCall(MatDenseRestoreArrayRead(B, &b));
+  PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, out, n, MPI_DOUBLE, MPI_SUM, comm));
+  PetscFunctionReturn(0);
+}
+
+/* MPIDense products that need no Elemental: A^T B and A B^T (MatProduct AtB, ABt). */
+PetscErrorCode kreg_setup_prior(KernelRegression *kr, Mat K, Mat Kc, double k_test_trace)
+{
+  PetscFunctionBeginUser;
+  const int N = kr->N;
+  Mat KV, Vt = NULL, P = NULL, R = NULL, S = NULL, Q = NULL;
+  kr->q = malloc((size_t)N * sizeof *kr->q);
+  PetscCall(MatTransposeMatMult(K, kr->V, MAT_INITIAL_MATRIX, PETSC_DEFAULT, &KV)); /* K^T V = K V: K is symmetric */
+  PetscCall(column_dots(kr->V, KV, N, kr->q, kr->comm));
+  if (kr->C) {
+    PetscCheck(Kc, kr->comm, PETSC_ERR_ARG_NULL, "kernel prior: test rows of K missing");
+    kr->k_test_trace = k_test_trace;
+    kr->s = malloc((size_t)N * sizeof *kr->s);
+    PetscCall(MatTranspose(kr->V, MAT_INITIAL_MATRIX, &Vt));
+    PetscCall(MatMatTransposeMult(kr->C, Vt, MAT_INITIAL_MATRIX, PETSC_DEFAULT, &P)); /* C V, M x N */
+    PetscCall(MatMatTransposeMult(Kc, Vt, MAT_INITIAL_MATRIX, PETSC_DEFAULT, &R));    /* K(X*, X) V */
+    PetscCall(column_dots(R, P, N, kr->s, kr->comm));
+    PetscCall(MatTransposeMatMult(P, P, MAT_INITIAL_MATRIX, PETSC_DEFAULT, &S));      /* V^T C^T C V */
+    PetscCall(MatTransposeMatMult(kr->V, KV, MAT_INITIAL_MATRIX, PETSC_DEFAULT, &Q)); /* V^T K V */
+    PetscInt rs, re, ss, se, ldq, lds;
+    PetscCall(MatGetOwnershipRange(Q, &rs, &re));
+    PetscCall(MatGetOwnershipRange(S, &ss, &se));
+    PetscCheck(rs == ss && re == se, kr->comm, PETSC_ERR_PLIB, "kernel prior: row layouts differ");
+    PetscCall(MatDenseGetLDA(Q, &ldq));
+    PetscCall(MatDenseGetLDA(S, &lds));
+    const double *qa, *sa;
+    PetscCall(MatDenseGetArrayRead(Q, &qa));
+    PetscCall(MatDenseGetArrayRead(S, &sa));
+    kr->H_first = rs, kr->H_rows = re - rs;
+    kr->H = malloc((size_t)((re - rs) * N + 1) * sizeof *kr->H);
+    for (PetscInt i = 0; i < re - rs; i++)
+      for (int j = 0; j < N; j++) kr->H[i * N + j] = qa[i + j * ldq] * sa[i + j * lds];
+    PetscCall(MatDenseRestoreArrayRead(Q, &qa));
+    PetscCall(MatDenseRestoreArrayRead(S, &sa));
+  }
+  PetscCall(MatDestroy(&KV));
+  PetscCall(MatDestroy(&Vt));
+  PetscCall(MatDestroy(&P));
+  PetscCall(MatDestroy(&R));
+  PetscCall(MatDestroy(&S));
+  PetscCall(MatDestroy(&Q));
+  kr->prior = 1;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode kreg_prior_terms(KernelRegression *kr, const double *d, const double *omd, double *train_extra, double *test_extra)
+{
+  PetscFunctionBeginUser;
+  const int N = kr->N, k = kr->k;
+  double tr = 0;
+  for (int i = 0; i < N; i++) tr += d[i] * d[i] * kr->q[i];
+  *train_extra = k * tr / (2.0 * N);
+  *test_extra = NAN;
+  if (kr->C) {
+    double *g = malloc((size_t)N * sizeof *g), cross = 0, quad = 0;
+    for (int i = 0; i < N; i++) {
+      const double mu = kr->spectrum[i] * N;
+      g[i] = mu != 0 ? omd[i] / mu : 0.0; /* as kreg_evaluate's test predictor */
+      cross += g[i] * kr->s[i];
+    }
+    for (PetscInt i = 0; i < kr->H_rows; i++) {
+      double row = 0;
+      for (int j = 0; j < N; j++) row += kr->H[i * N + j] * g[j];
+      quad += g[kr->H_first + i] * row;
+    }
+    PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &quad, 1, MPI_DOUBLE, MPI_SUM, kr->comm));
+    *test_extra = k * (kr->k_test_trace - 2 * cross + quad) / (2.0 * kr->M);
+    free(g);
+  }
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode kreg_evaluate(KernelRegression *kr, const double *omd, double *train_loss, double *train_acc, double *test_loss,
                              double *test_acc)
 {
@@ -311,7 +408,7 @@ PetscErrorCode kreg_evaluate(KernelRegression *kr, const double *omd, double *tr
 }
 
 PetscErrorCode kreg_trajectory(KernelRegression *kr, const Config *cfg, double eta, RecordBuffer *train_rows, RecordBuffer *test_rows,
-                               int *diverged, int64_t *steps_done)
+                               double *prior_train, double *prior_test, int *diverged, int64_t *steps_done)
 {
   PetscFunctionBeginUser;
   PetscCall(PetscLogEventBegin(ev_traj, 0, 0, 0, 0));
@@ -321,7 +418,8 @@ PetscErrorCode kreg_trajectory(KernelRegression *kr, const Config *cfg, double e
    * -expm1(log d_t) is accurate for small eta lambda t), else d_t itself */
   double *logd = calloc((size_t)N, sizeof *logd), *omd = malloc((size_t)N * sizeof *omd);
   int *neg = calloc((size_t)N, sizeof *neg);
-  double *dprod = malloc((size_t)N * sizeof *dprod);
+  double *dprod = malloc((size_t)N * sizeof *dprod), *dt = malloc((size_t)N * sizeof *dt);
+  int64_t n_train = 0, n_test = 0;
   for (int i = 0; i < N; i++) dprod[i] = 1.0;
   double loss0 = NAN;
   *diverged = 0;
@@ -335,6 +433,14 @@ PetscErrorCode kreg_trajectory(KernelRegression *kr, const Config *cfg, double e
       }
       double tl, ta, el = NAN, ea = NAN;
       PetscCall(kreg_evaluate(kr, omd, &tl, &ta, rec_test ? &el : NULL, rec_test ? &ea : NULL));
+      if (kr->prior && (prior_train || prior_test)) {
+        double ptr, pte;
+        for (int i = 0; i < N; i++) dt[i] = neg[i] ? dprod[i] : exp(logd[i]);
+        PetscCall(kreg_prior_terms(kr, dt, omd, &ptr, &pte));
+        if (rec_train && prior_train) prior_train[n_train] = tl + ptr;
+        if (rec_test && prior_test) prior_test[n_test] = el + pte;
+      }
+      n_train += rec_train, n_test += rec_test;
       if (t == 0) loss0 = tl;
       const double lr = lr_schedule_at(cfg, eta, t);
       if (rec_train && train_rows) {
@@ -362,7 +468,7 @@ PetscErrorCode kreg_trajectory(KernelRegression *kr, const Config *cfg, double e
     }
   }
   *steps_done = t;
-  free(logd), free(omd), free(neg), free(dprod);
+  free(logd), free(omd), free(neg), free(dprod), free(dt);
   PetscCall(PetscLogEventEnd(ev_traj, 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
@@ -373,5 +479,6 @@ void kreg_free(KernelRegression *kr)
   MatDestroy(&kr->C);
   free(kr->spectrum);
   free(kr->c);
+  free(kr->q), free(kr->s), free(kr->H);
   memset(kr, 0, sizeof *kr);
 }

@@ -31,25 +31,48 @@ int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train,
   const CntkSpec cspec = {m->depth, train->channels, train->height, train->width, m->sigma_w, m->bias ? m->sigma_b : 0.0};
   const KernelFn k = cfg->kernel_net == 1 ? (KernelFn){"cntk", kernel_block_cntk, &cspec, sizeof cspec}
                                           : (KernelFn){"ntk_fc", kernel_block_ntk_fc, &spec, sizeof spec};
+  const KernelFn kp_fn = cfg->kernel_net == 1 ? (KernelFn){"cnngp", kernel_block_cnngp, &cspec, sizeof cspec}
+                                              : (KernelFn){"nngp_fc", kernel_block_nngp_fc, &spec, sizeof spec};
   const int N = train->n, M = test->n, d = train->d;
   double *x = malloc((size_t)(N + M) * d * sizeof *x);
   if (!x) return EXIT_RUNTIME;
   memcpy(x, train->x, (size_t)N * d * sizeof *x);
   if (M) memcpy(x + (size_t)N * d, test->x, (size_t)M * d * sizeof *x);
   const KernelGramOptions opt = {cfg->kernel_tile, cfg->checkpoint_dir, NULL, NULL};
-  Mat G = NULL, C = NULL;
+  Mat G = NULL, C = NULL, K = NULL, Kc = NULL;
+  KernelGramStats prior_gram = {0};
   PetscErrorCode ierr = kernel_gram_assemble(world, &k, x, N, M, d, &opt, &G, M ? &C : NULL, &kp->gram);
+  if (!ierr && !kp->gram.stopped && cfg->kernel_prior) /* the NNGP, tiled and checkpointed the same way */
+    ierr = kernel_gram_assemble(world, &kp_fn, x, N, M, d, &opt, &K, M ? &Kc : NULL, &prior_gram);
+  double k_test_trace = 0; /* tr K(X*, X*): this rank's share of the test samples, then summed */
+  if (!ierr && K) {
+    int size;
+    MPI_Comm_size(world, &size);
+    for (int i = (int)((int64_t)M * rank / size); i < (int)((int64_t)M * (rank + 1) / size); i++) {
+      double kii;
+      const double *xi = x + (size_t)(N + i) * d;
+      kp_fn.block(&kii, xi, 1, xi, 1, d, kp_fn.spec);
+      k_test_trace += kii;
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &k_test_trace, 1, MPI_DOUBLE, MPI_SUM, world);
+  }
   free(x);
-  if (ierr) return EXIT_RUNTIME;
-  if (kp->gram.stopped) {
+  if (ierr || kp->gram.stopped || prior_gram.stopped) {
+    MatDestroy(&G), MatDestroy(&C), MatDestroy(&K), MatDestroy(&Kc);
+    if (ierr) return EXIT_RUNTIME;
     *stopped = 1;
     return 0;
   }
+  kp->gram.seconds += prior_gram.seconds, kp->gram.n_tiles += prior_gram.n_tiles;
+  kp->gram.computed += prior_gram.computed, kp->gram.loaded += prior_gram.loaded;
   const double t0 = MPI_Wtime();
   ierr = kreg_setup(&kp->kr, world, G, C, train, test);
   MatDestroy(&G);
+  if (!ierr && K) ierr = kreg_setup_prior(&kp->kr, K, Kc, k_test_trace);
+  MatDestroy(&K), MatDestroy(&Kc);
   if (ierr) {
-    MatDestroy(&C);
+    if (!kp->kr.C) MatDestroy(&C);
+    kreg_free(&kp->kr);
     return EXIT_RUNTIME;
   }
   kp->active = 1;
@@ -85,7 +108,17 @@ int kernel_runs_write(KernelRuns *kp, const Config *cfg, const Sweep *sw, Output
       return EXIT_RUNTIME;
     int diverged = 0;
     int64_t steps = 0;
-    if (kreg_trajectory(&kp->kr, cfg, run->eta, itr >= 0 ? &tr : NULL, ite >= 0 ? &te : NULL, &diverged, &steps)) return EXIT_RUNTIME;
+    const int64_t n_ptr = record_count(cfg->steps, cfg->record_every), n_pte = record_count(cfg->steps, cfg->test_every);
+    double *prior_train = NULL, *prior_test = NULL;
+    if (kp->kr.prior) {
+      prior_train = malloc((size_t)(n_ptr + n_pte + 1) * sizeof *prior_train), prior_test = prior_train + n_ptr;
+      if (!prior_train) return EXIT_RUNTIME;
+      for (int64_t j = 0; j < n_ptr + n_pte; j++) prior_train[j] = NAN;
+    }
+    if (kreg_trajectory(&kp->kr, cfg, run->eta, itr >= 0 ? &tr : NULL, ite >= 0 ? &te : NULL, prior_train, prior_test, &diverged, &steps)) {
+      free(prior_train);
+      return EXIT_RUNTIME;
+    }
     SummaryRow row = summary_row_pending(run, diverged ? RUN_DIVERGED : RUN_DONE);
     row.steps_done = steps;
     row.n_train_records = (int32_t)tr.n, row.n_test_records = (int32_t)te.n;
@@ -122,7 +155,12 @@ int kernel_runs_write(KernelRuns *kp, const Config *cfg, const Sweep *sw, Output
       q[schema_offset(s, schema_find(s, "conv_test_loss"))] = kp->kr.conv_test_loss;
       q[schema_offset(s, schema_find(s, "conv_test_accuracy"))] = kp->kr.conv_test_acc;
       q[schema_offset(s, schema_find(s, "assembly_seconds"))] = kp->gram.seconds;
+      if (prior_train && schema_find(s, "prior_train_loss") >= 0) {
+        memcpy(q + schema_offset(s, schema_find(s, "prior_train_loss")), prior_train, (size_t)n_ptr * sizeof(double));
+        memcpy(q + schema_offset(s, schema_find(s, "prior_test_loss")), prior_test, (size_t)n_pte * sizeof(double));
+      }
     }
+    free(prior_train);
     row.wall_seconds = MPI_Wtime() - t0 + kp->gram.seconds;
     if (rank == 0) {
       if (tr.n && output_write_records(out, i, &tr, 0, tr.n)) rc = EXIT_RUNTIME;

@@ -66,7 +66,7 @@ static const char *const deck_order[] = {
   "-ranks_per_run", "-output", "-flush_seconds", "-progress_seconds", "-sweep_part", "-sweep_parts", "-checkpoint_dir",
   "-checkpoint_every", "-checkpoint_minutes", "-restart",
   "-linearized", "-linearized_every", "-ntk_analytic",
-  "-kernel_regression", "-kernel_net", "-kernel_tile",
+  "-kernel_regression", "-kernel_net", "-kernel_tile", "-kernel_prior",
   "-loss", "-fc_batch_norm", "-bn_no_affine", "-lr_exp_factor", "-onecycle_pct", "-onecycle_div", "-onecycle_final_div", "-freeze",
   "-momentum_init", "-align_every", "-loss_peak", "-scale_inv_every",
   "-theta_every", "-wrn_residual", "-theta_dense_steps",

@@ -103,6 +103,7 @@ typedef struct {
   bool kernel_regression;       /* also the kernel-regression run per learning rate (width MODEL_WIDTH_INF) */
   int kernel_tile;              /* rows and columns of a Gram matrix tile */
   int kernel_net;               /* 0: the fc net's NTK, 1: the CNTK (cntk.h) */
+  bool kernel_prior;            /* also the losses expected over the GP prior of f_0 (NNGP kernel) */
   /* exponential and one-cycle schedules, frozen tensors, the momentum buffer's start (#18) */
   double lr_exp_factor;         /* LR_EXP: lr_t = eta * factor^t */
   double onecycle_pct;          /* LR_ONECYCLE: fraction of -steps spent rising (torch OneCycleLR pct_start) */

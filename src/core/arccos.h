@@ -6,6 +6,15 @@
 #define NTK_ARCCOS_H
 #include <math.h>
 
+/* A function whose loops call these, compiled for AVX-512, AVX2 and the baseline, the best picked
+ * at load time (GCC target_clones). The clones run the same operations (-std=c11 contracts no FMA)
+ * and give the same bits; not under the sanitizers, whose runtime does not resolve clones early. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define NTK_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NTK_VECTOR_CLONES
+#endif
+
 static inline double arccos_fast(double r)
 {
   const double pS0 = 1.66666666666666657415e-01, pS1 = -3.25565818622400915405e-01, pS2 = 2.01212532134862925881e-01,

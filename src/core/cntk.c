@@ -87,7 +87,7 @@ static void patch_sum(double *restrict out0, const double *restrict in0, double 
       }
 }
 
-void cntk_pair(double *K, double *Theta, const double *x1, const double *q1, const double *x2, const double *q2, int same, const CntkSpec *s,
+NTK_VECTOR_CLONES void cntk_pair(double *K, double *Theta, const double *x1, const double *q1, const double *x2, const double *q2, int same, const CntkSpec *s,
                double *work)
 {
   const int H = s->H, W = s->W, P = H * W, L = s->depth;

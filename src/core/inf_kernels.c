@@ -189,6 +189,21 @@ static void diag_vars(double *q, const double *x, int n, int d, const InfKernelS
   }
 }
 
+/* The relu recursion of one row: k (n) = K_1 on entry, K_{L+1} on exit; t (n) = Theta likewise;
+ * qt (L x n) the column samples' variances, qi (L) the row sample's; e, ed (n) scratch. Layer by
+ * layer over the whole row, so the loops vectorise, as wide as the machine allows (arccos.h). */
+NTK_VECTOR_CLONES static void relu_rows(double *restrict k, double *restrict t, double *restrict e, double *restrict ed, const double *restrict qi,
+                      const double *restrict qt, int L, int n, double sw2, double sb2)
+{
+  for (int l = 0; l < L; l++) {
+    relu_arccos_row(e, ed, qi[l], qt + (size_t)l * n, k, n);
+    for (int j = 0; j < n; j++) {
+      k[j] = sw2 * e[j] + sb2;
+      t[j] = k[j] + sw2 * ed[j] * t[j];
+    }
+  }
+}
+
 void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const double *x2, int n2, int d, const InfKernelSpec *s)
 {
   if (n1 <= 0 || n2 <= 0) return;
@@ -209,13 +224,7 @@ void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const 
     for (int i = 0; i < n1; i++) {
       const double *gi = g + (size_t)i * n2;
       for (int j = 0; j < n2; j++) k[j] = t[j] = gi[j] + sb2;
-      for (int l = 0; l < L; l++) {
-        relu_arccos_row(e, ed, q1[(size_t)i * L + l], qt + (size_t)l * n2, k, n2);
-        for (int j = 0; j < n2; j++) {
-          k[j] = sw2 * e[j] + sb2;
-          t[j] = k[j] + sw2 * ed[j] * t[j];
-        }
-      }
+      relu_rows(k, t, e, ed, q1 + (size_t)i * L, qt, L, n2, sw2, sb2);
       if (K) memcpy(K + (size_t)i * n2, k, (size_t)n2 * sizeof *k);
       if (Theta) memcpy(Theta + (size_t)i * n2, t, (size_t)n2 * sizeof *t);
     }

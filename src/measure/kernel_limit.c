@@ -21,6 +21,10 @@ static const OptionDesc options[] = {
    OPTION_FIELD(kernel_net)},
   {.name = "-kernel_tile", .kind = KIND_INT, .def = "64", .lo = 1, .hi = 65536, .in_deck = on,
    .meaning = "Rows and columns of the kernel Gram matrix's tiles (the unit of work and of checkpoints)", OPTION_FIELD(kernel_tile)},
+  {.name = "-kernel_prior", .kind = KIND_BOOL, .def = "true", .in_deck = on,
+   .meaning = "Also record the kernel run's train and test losses expected over the prior f_0 ~ GP(0, K_NNGP) (assembles the NNGP "
+              "Gram matrix too): the curves finite nets approach, averaged over seeds",
+   OPTION_FIELD(kernel_prior)},
 };
 
 static int validate(const Config *c, char *err, size_t errlen)
@@ -50,6 +54,12 @@ static void declare(const Config *cfg, const Dataset *train, Schema *s)
   schema_add(s, "conv_test_loss", DS_FLOAT64, SCALAR, "1", "test loss of the converged predictor");
   schema_add(s, "conv_test_accuracy", DS_FLOAT64, SCALAR, "1", "test accuracy of the converged predictor");
   schema_add(s, "assembly_seconds", DS_FLOAT64, SCALAR, "s", "wall time of the distributed Gram assembly (tiles loaded from checkpoints are cheap)");
+  if (cfg->kernel_regression && cfg->kernel_prior) {
+    schema_add(s, "prior_train_loss", DS_FLOAT64, record_count(cfg->steps, cfg->record_every), "1",
+               "train loss expected over f_0 ~ GP(0, K_NNGP) at each train/ record (NaN after a divergence)");
+    schema_add(s, "prior_test_loss", DS_FLOAT64, record_count(cfg->steps, cfg->test_every), "1",
+               "test loss expected over f_0 ~ GP(0, K_NNGP) at each test/ record (NaN after a divergence)");
+  }
 }
 
 static bool due(const MeasureRun *r, void *state, const StepInfo *st) { return false; } /* finite runs: never */
