@@ -195,7 +195,7 @@ static void finish_layout(Layout *L, const Sweep *sw, const RunModel *rm, const 
   double busy = 0;
   L->makespan = 0;
   for (int g = 0; g < L->n_groups; g++) L->makespan = fmax(L->makespan, L->finish[g]), busy += L->size[g] * L->finish[g];
-  L->idle_fraction = L->makespan > 0 ? 1.0 - busy / (L->n_ranks * L->makespan) : 0.0;
+  L->idle_fraction = L->makespan > 0 ? fmax(0.0, 1.0 - busy / (L->n_ranks * L->makespan)) : 0.0;
   L->serial = 0;
   for (int i = 0; i < L->n_runs; i++) L->serial += layout_run_time(&rm[i], mc, 1, NULL);
   /* phase 1: one lambda_0 per instance, largest first, on the group that is free first */
