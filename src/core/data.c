@@ -670,8 +670,8 @@ int data_shape(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, 
   memset(test, 0, sizeof *test);
   const bool cifar = cfg->kind == DATA_CIFAR10;
   const int full_train = cifar ? 50000 : 60000, full_test = 10000;
-  if (cfg->n_train < 0 || cfg->n_train > full_train) return errbuf_set(err, errlen, "n_train = %d: %s has %d training samples", cfg->n_train, data_kind_name(cfg->kind), full_train);
-  if (cfg->n_test < 0 || cfg->n_test > full_test) return errbuf_set(err, errlen, "n_test = %d: %s has %d test samples", cfg->n_test, data_kind_name(cfg->kind), full_test);
+  if (cfg->n_train < 0 || cfg->n_train > full_train) return errbuf_set(err, errlen, "option -n_train: %d exceeds the %d training samples of %s", cfg->n_train, full_train, data_kind_name(cfg->kind));
+  if (cfg->n_test < 0 || cfg->n_test > full_test) return errbuf_set(err, errlen, "option -n_test: %d exceeds the %d test samples of %s", cfg->n_test, full_test, data_kind_name(cfg->kind));
   Dataset *split[2] = {train, test};
   for (int s = 0; s < 2; s++) {
     split[s]->n = s == 0 ? (cfg->n_train ? cfg->n_train : full_train) : (cfg->n_test ? cfg->n_test : full_test);
