@@ -10,7 +10,8 @@
  *      runs (sizes capped at the largest batch rule, the ranks left over in further groups of that
  *      cap), then from the best, one rank at a time moved from the group that ends first to the one
  *      that ends last while the predicted end of training improves (unequal groups).
- * The plan with the earliest end wins (ties: the fewer groups). Every step is a deterministic
+ * The plan whose lambda_0 phase (one solve per instance, on the same groups) and training end
+ * earliest wins (ties: the fewer groups). Every step is a deterministic
  * function of the deck and the rank count; rank 0 plans and broadcasts (app.c). */
 #include "layout.h"
 
@@ -177,6 +178,36 @@ static void alloc_layout(Layout *L, int n_groups, int n_runs, int n_ranks)
   L->end = calloc((size_t)(n_runs > 0 ? n_runs : 1), sizeof *L->end);
 }
 
+/* Phase 1's solves: the first run of each instance in sw->order (rep: [n_runs]); returns their count. */
+static int instance_reps(const Sweep *sw, const RunModel *rm, int *rep)
+{
+  int n = 0;
+  for (int k = 0; k < sw->n_runs; k++) {
+    const int i = sw->order[k];
+    int seen = 0;
+    for (int j = 0; j < n && !seen; j++) seen = sw->runs[rep[j]].instance == sw->runs[i].instance;
+    if (!seen && rm[i].flops_per_sample > 0) rep[n++] = i;
+  }
+  return n;
+}
+
+/* Phase 1: one lambda_0 per instance, largest first, each on the group that is free first (the
+ * shared counter's order). */
+static double phase1_time(const int *rep, int n_rep, const RunModel *rm, const Machine *mc, int m, const int *size)
+{
+  double *free_at = calloc((size_t)(m > 0 ? m : 1), sizeof *free_at), end = 0;
+  for (int k = 0; k < n_rep; k++) {
+    const int i = rep[k];
+    int g = 0;
+    for (int h = 1; h < m; h++)
+      if (free_at[h] < free_at[g]) g = h;
+    free_at[g] += rm[i].lambda0_flops / size[g] / mc->rate + LAYOUT_LAMBDA_COLD_ITERS * layout_allreduce(mc, size[g], rm[i].bytes);
+  }
+  for (int g = 0; g < m; g++) end = fmax(end, free_at[g]);
+  free(free_at);
+  return end;
+}
+
 /* Lists per group in order of start, first ranks, idle fraction, phase 1. */
 static void finish_layout(Layout *L, const Sweep *sw, const RunModel *rm, const Machine *mc)
 {
@@ -198,21 +229,9 @@ static void finish_layout(Layout *L, const Sweep *sw, const RunModel *rm, const 
   L->idle_fraction = L->makespan > 0 ? fmax(0.0, 1.0 - busy / (L->n_ranks * L->makespan)) : 0.0;
   L->serial = 0;
   for (int i = 0; i < L->n_runs; i++) L->serial += layout_run_time(&rm[i], mc, 1, NULL);
-  /* phase 1: one lambda_0 per instance, largest first, on the group that is free first */
-  double *free_at = calloc((size_t)L->n_groups, sizeof *free_at);
-  for (int k = 0; k < sw->n_runs; k++) {
-    const int i = sw->order[k];
-    int seen = 0;
-    for (int j = 0; j < k && !seen; j++) seen = sw->runs[sw->order[j]].instance == sw->runs[i].instance;
-    if (seen || rm[i].flops_per_sample == 0) continue;
-    int g = 0;
-    for (int h = 1; h < L->n_groups; h++)
-      if (free_at[h] < free_at[g]) g = h;
-    free_at[g] += rm[i].lambda0_flops / L->size[g] / mc->rate + LAYOUT_LAMBDA_COLD_ITERS * layout_allreduce(mc, L->size[g], rm[i].bytes);
-  }
-  L->lambda0_time = 0;
-  for (int g = 0; g < L->n_groups; g++) L->lambda0_time = fmax(L->lambda0_time, free_at[g]);
-  free(free_at);
+  int *rep = malloc((size_t)(sw->n_runs > 0 ? sw->n_runs : 1) * sizeof *rep);
+  L->lambda0_time = phase1_time(rep, instance_reps(sw, rm, rep), rm, mc, L->n_groups, L->size);
+  free(rep);
 }
 
 /* Integer -ranks_per_run: groups rank / G (the last one smaller when G does not divide W), runs
@@ -235,6 +254,7 @@ static void plan_fixed(Layout *L, const Sweep *sw, const RunModel *rm, const Mac
 
 static void plan_auto(Layout *L, const Sweep *sw, const RunModel *rm, const Machine *mc, int W)
 {
+  /* the objective: the end of phase 1 (lambda_0, on the same groups) plus the end of training */
   const int n = sw->n_runs;
   int cap = 1;
   for (int i = 0; i < n; i++) cap = rm[i].max_ranks > cap ? rm[i].max_ranks : cap;
@@ -247,6 +267,8 @@ static void plan_auto(Layout *L, const Sweep *sw, const RunModel *rm, const Mach
   sort_cap = cap, sort_t = t;
   qsort(order, (size_t)n, sizeof *order, by_serial_desc);
   const Problem p = {n, W, cap, rm, t, order};
+  int *rep = malloc((size_t)(n > 0 ? n : 1) * sizeof *rep);
+  const int n_rep = instance_reps(sw, rm, rep);
   /* the number of groups: at most W (one rank each) */
   int *size = malloc((size_t)(W > 0 ? W : 1) * sizeof *size), *best_size = malloc((size_t)(W > 0 ? W : 1) * sizeof *best_size);
   int *gof = malloc((size_t)(n > 0 ? n : 1) * sizeof *gof);
@@ -257,7 +279,7 @@ static void plan_auto(Layout *L, const Sweep *sw, const RunModel *rm, const Mach
   for (int m = 1; m <= m_max; m++) {
     if (m > 256 && m % (m / 64) != 0 && m != m_max) continue; /* many groups: a geometric sample */
     const int k = partition(&p, m, size);
-    const double ms = lpt(&p, k, size, gof, st, en, fin);
+    const double ms = lpt(&p, k, size, gof, st, en, fin) + phase1_time(rep, n_rep, rm, mc, k, size);
     if (ms < best * (1 - 1e-12)) best = ms, best_m = k, memcpy(best_size, size, (size_t)k * sizeof *size);
   }
   /* unequal groups: a rank from the group that ends first to the one that ends last */
@@ -271,7 +293,7 @@ static void plan_auto(Layout *L, const Sweep *sw, const RunModel *rm, const Mach
     if (ge < 0 || best_size[gl] >= cap) break;
     memcpy(size, best_size, (size_t)best_m * sizeof *size);
     size[ge]--, size[gl]++;
-    const double ms = lpt(&p, best_m, size, gof, st, en, fin);
+    const double ms = lpt(&p, best_m, size, gof, st, en, fin) + phase1_time(rep, n_rep, rm, mc, best_m, size);
     if (!(ms < best * (1 - 1e-12))) break;
     best = ms, memcpy(best_size, size, (size_t)best_m * sizeof *size);
   }
@@ -282,7 +304,7 @@ static void plan_auto(Layout *L, const Sweep *sw, const RunModel *rm, const Mach
   alloc_layout(L, best_m, n, W);
   memcpy(L->size, best_size, (size_t)best_m * sizeof *size);
   lpt(&p, best_m, L->size, L->group_of, L->start, L->end, L->finish);
-  free(t), free(order), free(size), free(best_size), free(gof), free(st), free(en), free(fin);
+  free(t), free(order), free(size), free(best_size), free(gof), free(st), free(en), free(fin), free(rep);
 }
 
 int layout_plan(Layout *L, const Config *cfg, const Sweep *sw, const RunModel *rm, int n_ranks)
