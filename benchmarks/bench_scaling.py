@@ -31,6 +31,7 @@ ap.add_argument("--mpiexec", default="mpiexec")
 ap.add_argument("--reps", type=int, default=1, help="repetitions of each measurement (the minimum is used)")
 ap.add_argument("--steps", type=int, default=30, help="SGD steps of the 3 x 2048 run")
 a = ap.parse_args()
+a.ntkhpc = os.path.abspath(a.ntkhpc)
 env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OPENBLAS_NUM_THREADS="1",
            OMP_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1")
 

@@ -93,7 +93,7 @@ int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, cons
     r->bytes = 8.0 * P;
     int n_bn = 0;
     for (int k = 0; k < m.n_ops; k++) n_bn += m.ops[k].kind == OP_BN;
-    r->small_reductions = 1.0 + 2.0 * n_bn;
+    r->small_reductions = 2.0 * n_bn; /* batch-norm statistics forward and backward (the loss rides with the gradient) */
     const bool bn = model_has_batch_norm(&m);
     r->max_ranks = (int)fmax(1.0, floor(r->batch / (bn ? LAYOUT_BN_MIN_SAMPLES : 1)));
     /* measurements along the trajectory: lambda_t (warm), sharpness, Hessian densities */

@@ -11,8 +11,8 @@
  *                         recursive doubling: ceil(log2 G) (alpha + n beta)),  0 when G = 1,
  * with F the forward FLOPs per sample, b the per-step batch, S the steps, E the evaluations, M the
  * FLOPs of the lambda_t and Hessian measurements (their operators' own cost models), r the
- * sustained rate of one rank, L the small latency-bound reductions per step (the loss, two per
- * batch-norm layer) and IO the checkpoint and theta bytes over IO_BYTES_PER_S. */
+ * sustained rate of one rank, L the small latency-bound reductions per step (two per batch-norm
+ * layer; the loss rides with the gradient) and IO the checkpoint and theta bytes over IO_BYTES_PER_S. */
 #ifndef NTK_LAYOUT_H
 #define NTK_LAYOUT_H
 #include <stdio.h>
