@@ -103,9 +103,10 @@ int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, cons
     const double hv = hessian_cost_matvec(&m, cfg->hess_batch > 0 ? cfg->hess_batch : cfg->ntk_batch);
     if (cfg->hess_every > 0) r->measure_flops += (double)record_count(cfg->steps, cfg->hess_every) * LAYOUT_HESS_ITERS * hv;
     r->measure_flops += (double)cfg->n_density_steps * ((double)cfg->slq_probes * cfg->slq_lanczos + cfg->trace_probes) * hv;
-    /* I/O: checkpoints (theta, theta_0, gradient, optimizer state) and theta records */
-    const double n_ckpt = (cfg->checkpoint_every > 0 ? floor(S / (double)cfg->checkpoint_every) : 0.0) + 1.0;
-    r->io_bytes = n_ckpt * r->bytes * (3.0 + optimizer_for(cfg)->n_state);
+    /* I/O: the run's final checkpoint (theta, theta_0, gradient, optimizer state) and the theta
+     * records. Periodic checkpoints are not priced: -checkpoint_every may change on restart, and
+     * the plan must not (a restart keeps every run's group size). */
+    r->io_bytes = r->bytes * (3.0 + optimizer_for(cfg)->n_state);
     if (cfg->theta_every > 0) r->io_bytes += r->bytes * ((double)record_count(cfg->steps, cfg->theta_every) + (double)cfg->theta_dense_steps);
     model_destroy(&m);
   }
