@@ -42,7 +42,7 @@ check "-plan_only writes nothing" test -z "$(ls -A "$tmp" | grep -v '^wrn\|^fc\|
 
 # ---- a small sweep trained under auto: runs of unequal cost, so that 4 ranks plan groups of 2, 1, 1
 deck="$S/tests/small_sweep.in"
-args=(-quiet -widths 96,256 -seeds 3 -params ntk -etas 0.02,0.05,0.1 -plan_latency 50 -progress_seconds 1)
+args=(-quiet -widths 96,256 -seeds 3 -params ntk -etas 0.02,0.05,0.1 -steps 10 -plan_latency 100 -progress_seconds 1)
 run() { # np out options...
   local np=$1 out=$2; shift 2
   "$MPIEXEC" -q --oversubscribe -n "$np" "$NTKHPC" "$deck" "${args[@]}" -output "$tmp/$out" "$@" >"$tmp/$out.log" 2>&1 ||
@@ -50,7 +50,7 @@ run() { # np out options...
 }
 for np in 1 2 4; do
   plan "$tmp/small$np" "$deck" "${args[@]}" -plan_ranks $np -ranks_per_run auto
-  lcheck "$tmp/small$np" --ranks $np --batch 200 --latency 50 --max-idle 0.05
+  lcheck "$tmp/small$np" --ranks $np --batch 200 --latency 100 --max-idle 0.05
 done
 check "4 ranks plan unequal groups" grep -q "(2 ranks)" "$tmp/small4"
 for np in 1 2 4; do run $np auto$np.h5 -ranks_per_run auto; done
@@ -103,9 +103,9 @@ sed 's/^/    /' "$tmp/cmp.log" | head -12
 
 # ---- restart under auto: killed at an observed pause, restarted: bit for bit
 source "$S/tests/faultlib.sh"
-args+=(-checkpoint_every 4)
-start 4 "$tmp/k.h5" -ranks_per_run auto -steps 20 -pause_at_step 10
-wait_paused "$tmp/k.h5" || bad "no run paused at step 10"
+args+=(-checkpoint_every 2)
+start 4 "$tmp/k.h5" -ranks_per_run auto -pause_at_step 5
+wait_paused "$tmp/k.h5" || bad "no run paused at step 5"
 crash || bad "a kill -9 did not land mid-run"
 "$MPIEXEC" -q --oversubscribe -n 4 "$NTKHPC" "$deck" "${args[@]}" -output "$tmp/k.h5" -ranks_per_run auto -restart >"$tmp/k.log" 2>&1 &&
   ok || { bad "restart under auto"; tail -5 "$tmp/k.log"; }

@@ -56,7 +56,8 @@ static void say_error(int rank, const char *msg)
  * by all the instance's runs: with -eta_factors it sets their learning rates, eta = c / lambda_0.
  * Every rank ends with every instance's row. */
 static int measure_instances(const Config *cfg, const Dataset *train, const Dataset *test, Sweep *sw, MPI_Comm world, MPI_Comm group,
-                             InstanceRow *rows /* n_instances */, int32_t *measured /* n_instances: in and out */, int *stopped)
+                             InstanceRow *rows /* n_instances */, int32_t *measured /* n_instances: in and out */, int *stopped,
+                             const Layout *layout /* -ranks_per_run auto's plan, or NULL */)
 {
   const int n = sw->n_instances;
   int rank;
@@ -76,8 +77,22 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
   double *vals = malloc((size_t)n * NV * sizeof *vals);
   int *ints = calloc((size_t)n * 4 + 1, sizeof *ints); /* method, probes, nan-flags (bit j: value j is NaN), measured */
   for (int i = 0; i < NV * n; i++) vals[i] = -INFINITY;
+  /* -ranks_per_run auto: each instance by its planned group (a group of another size would give
+   * another round-off, and a restart must find the same lambda_0); an instance the plan does not
+   * know goes to group 0 */
+  int *mine = NULL, n_mine = 0;
+  if (layout) {
+    const int g = layout_group_of_rank(layout, rank);
+    mine = malloc((size_t)(k > 0 ? k : 1) * sizeof *mine);
+    for (int pos = 0; pos < k; pos++) {
+      int owner = 0;
+      for (int j = 0; j < layout->n_l0; j++)
+        if (layout->l0_instance[j] == sw->runs[rep[pos]].instance) owner = layout->l0_group[j];
+      if (owner == g) mine[n_mine++] = pos;
+    }
+  }
   Scheduler sched;
-  const int created = scheduler_create(&sched, world, group, k) == 0;
+  const int created = (layout ? scheduler_create_list(&sched, world, group, k, mine, n_mine) : scheduler_create(&sched, world, group, k)) == 0;
   int rc = created ? 0 : -1, grank;
   MPI_Comm_rank(group, &grank);
   TrainContext ctx = {.group = group, .cfg = cfg, .train = train, .test = test};
@@ -105,6 +120,7 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
     MPI_Allreduce(MPI_IN_PLACE, stopped, 1, MPI_INT, MPI_MAX, world);
     scheduler_destroy(&sched);
   }
+  free(mine);
   MPI_Allreduce(MPI_IN_PLACE, vals, NV * n, MPI_DOUBLE, MPI_MAX, world);
   MPI_Allreduce(MPI_IN_PLACE, ints, 4 * n, MPI_INT, MPI_MAX, world); /* flags: one group sets them */
   MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, world);
@@ -554,7 +570,8 @@ int ntkhpc_main(int argc, char **argv)
   KernelRuns kernel_runs; /* -kernel_regression: the width-0 runs' kernel, before lambda_0 */
   if (rank == 0 && plan == 0) kernel_gram_remove_tiles(cfg.checkpoint_dir);
   code = kernel_runs_prepare(&kernel_runs, &cfg, &train, &test, &sweep, world, instances, measured, &stopped);
-  if (!code && !stopped) code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances, measured, &stopped);
+  if (!code && !stopped) code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances, measured, &stopped,
+                                                        cfg.ranks_per_run > 0 ? NULL : &layout);
   if (rank == 0 && ckpt_write_sweep(cfg.checkpoint_dir, deck_text, job, ni, instances, measured, err, sizeof err)) {
     say_error(rank, err);
     if (!code) code = EXIT_RUNTIME;

@@ -77,7 +77,7 @@ int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, cons
     r->n_train = train->n, r->n_test = test->n;
     r->evals_train = cfg->optimizer == OPT_SGD ? (double)record_count(cfg->steps, cfg->record_every) : 0.0;
     r->evals_test = (double)record_count(cfg->steps, cfg->test_every);
-    r->max_ranks = 1;
+    r->max_ranks = 0; /* any group */
     if (run->width == MODEL_WIDTH_INF && cfg->kernel_regression) continue; /* the kernel limit: no network, no run time */
     ModelConfig mc = cfg->model;
     mc.width = run->width, mc.param = run->param;
@@ -134,7 +134,7 @@ static double lpt(const Problem *p, int m, const int *size, int *group_of, doubl
     int best = -1;
     double best_end = INFINITY;
     for (int g = 0; g < m; g++) {
-      if (size[g] > p->rm[i].max_ranks || size[g] > p->cap) continue;
+      if ((p->rm[i].max_ranks > 0 && size[g] > p->rm[i].max_ranks) || size[g] > p->cap) continue;
       const double e = finish[g] + t_of(p, i, size[g]);
       if (e < best_end) best = g, best_end = e;
     }
@@ -194,7 +194,7 @@ static int instance_reps(const Sweep *sw, const RunModel *rm, int *rep)
 
 /* Phase 1: one lambda_0 per instance, largest first, each on the group that is free first (the
  * shared counter's order). */
-static double phase1_time(const int *rep, int n_rep, const RunModel *rm, const Machine *mc, int m, const int *size)
+static double phase1_time(const int *rep, int n_rep, const RunModel *rm, const Machine *mc, int m, const int *size, int *group_of_rep)
 {
   double *free_at = calloc((size_t)(m > 0 ? m : 1), sizeof *free_at), end = 0;
   for (int k = 0; k < n_rep; k++) {
@@ -203,6 +203,7 @@ static double phase1_time(const int *rep, int n_rep, const RunModel *rm, const M
     for (int h = 1; h < m; h++)
       if (free_at[h] < free_at[g]) g = h;
     free_at[g] += rm[i].lambda0_flops / size[g] / mc->rate + LAYOUT_LAMBDA_COLD_ITERS * layout_allreduce(mc, size[g], rm[i].bytes);
+    if (group_of_rep) group_of_rep[k] = g;
   }
   for (int g = 0; g < m; g++) end = fmax(end, free_at[g]);
   free(free_at);
@@ -231,7 +232,11 @@ static void finish_layout(Layout *L, const Sweep *sw, const RunModel *rm, const 
   L->serial = 0;
   for (int i = 0; i < L->n_runs; i++) L->serial += layout_run_time(&rm[i], mc, 1, NULL);
   int *rep = malloc((size_t)(sw->n_runs > 0 ? sw->n_runs : 1) * sizeof *rep);
-  L->lambda0_time = phase1_time(rep, instance_reps(sw, rm, rep), rm, mc, L->n_groups, L->size);
+  L->n_l0 = instance_reps(sw, rm, rep);
+  L->l0_instance = malloc((size_t)(L->n_l0 > 0 ? L->n_l0 : 1) * sizeof *L->l0_instance);
+  L->l0_group = malloc((size_t)(L->n_l0 > 0 ? L->n_l0 : 1) * sizeof *L->l0_group);
+  L->lambda0_time = phase1_time(rep, L->n_l0, rm, mc, L->n_groups, L->size, L->l0_group);
+  for (int k = 0; k < L->n_l0; k++) L->l0_instance[k] = sw->runs[rep[k]].instance;
   free(rep);
 }
 
@@ -280,7 +285,7 @@ static void plan_auto(Layout *L, const Sweep *sw, const RunModel *rm, const Mach
   for (int m = 1; m <= m_max; m++) {
     if (m > 256 && m % (m / 64) != 0 && m != m_max) continue; /* many groups: a geometric sample */
     const int k = partition(&p, m, size);
-    const double ms = lpt(&p, k, size, gof, st, en, fin) + phase1_time(rep, n_rep, rm, mc, k, size);
+    const double ms = lpt(&p, k, size, gof, st, en, fin) + phase1_time(rep, n_rep, rm, mc, k, size, NULL);
     if (ms < best * (1 - 1e-12)) best = ms, best_m = k, memcpy(best_size, size, (size_t)k * sizeof *size);
   }
   /* unequal groups: a rank from the group that ends first to the one that ends last */
@@ -294,7 +299,7 @@ static void plan_auto(Layout *L, const Sweep *sw, const RunModel *rm, const Mach
     if (ge < 0 || best_size[gl] >= cap) break;
     memcpy(size, best_size, (size_t)best_m * sizeof *size);
     size[ge]--, size[gl]++;
-    const double ms = lpt(&p, best_m, size, gof, st, en, fin) + phase1_time(rep, n_rep, rm, mc, best_m, size);
+    const double ms = lpt(&p, best_m, size, gof, st, en, fin) + phase1_time(rep, n_rep, rm, mc, best_m, size, NULL);
     if (!(ms < best * (1 - 1e-12))) break;
     best = ms, memcpy(best_size, size, (size_t)best_m * sizeof *size);
   }
@@ -333,6 +338,13 @@ void layout_bcast(Layout *L, MPI_Comm comm)
   MPI_Bcast(L->list, n, MPI_INT, 0, comm);
   MPI_Bcast(L->start, n, MPI_DOUBLE, 0, comm);
   MPI_Bcast(L->end, n, MPI_DOUBLE, 0, comm);
+  MPI_Bcast(&L->n_l0, 1, MPI_INT, 0, comm);
+  if (rank != 0) {
+    L->l0_instance = malloc((size_t)(L->n_l0 > 0 ? L->n_l0 : 1) * sizeof *L->l0_instance);
+    L->l0_group = malloc((size_t)(L->n_l0 > 0 ? L->n_l0 : 1) * sizeof *L->l0_group);
+  }
+  MPI_Bcast(L->l0_instance, L->n_l0, MPI_INT, 0, comm);
+  MPI_Bcast(L->l0_group, L->n_l0, MPI_INT, 0, comm);
   double v[4] = {L->lambda0_time, L->makespan, L->serial, L->idle_fraction};
   MPI_Bcast(v, 4, MPI_DOUBLE, 0, comm);
   L->lambda0_time = v[0], L->makespan = v[1], L->serial = v[2], L->idle_fraction = v[3];
@@ -379,6 +391,7 @@ void layout_print(FILE *f, const Layout *L, const Config *cfg, const Sweep *sw, 
 
 void layout_free(Layout *L)
 {
+  free(L->l0_instance), free(L->l0_group);
   free(L->size), free(L->first), free(L->group_of), free(L->list), free(L->list_start), free(L->start), free(L->end), free(L->finish);
   memset(L, 0, sizeof *L);
 }

@@ -46,7 +46,8 @@ typedef struct {
   double bytes;              /* 8 P: the gradient allreduce */
   double small_reductions;   /* L per step */
   double io_bytes;
-  int max_ranks;             /* the batch rule: b, or b / LAYOUT_BN_MIN_SAMPLES with batch norm */
+  int max_ranks;             /* the batch rule: b, or b / LAYOUT_BN_MIN_SAMPLES with batch norm
+                                (0: any group, the kernel limit's runs, which no group trains) */
 } RunModel;
 
 typedef struct {
@@ -57,6 +58,9 @@ typedef struct {
   int *list, *list_start;    /* group g trains list[list_start[g] .. list_start[g + 1]) in that order */
   double *start, *end;       /* [n_runs] predicted seconds from the start of training */
   double *finish;            /* [n_groups] */
+  int n_l0;                  /* phase 1 (lambda_0 per instance), planned too: under auto the */
+  int *l0_instance, *l0_group; /* [n_l0] instance i is measured by group l0_group[i], so a restart
+                                  finds the same value bit for bit */
   double lambda0_time;       /* phase 1: every instance's lambda_0, before training */
   double makespan;           /* training */
   double serial;             /* sum of t_i(1): the training on one rank */
