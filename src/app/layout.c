@@ -150,7 +150,7 @@ static double lpt(const Problem *p, int m, const int *size, int *group_of, doubl
 static int partition(const Problem *p, int m, int *size)
 {
   const int W = p->n_ranks;
-  int used = m * p->cap < W ? m * p->cap : W, n = 0;
+  int used = (long long)m * p->cap < W ? m * p->cap : W, n = 0;
   for (int g = 0; g < m; g++) size[n++] = used / m + (g < used % m);
   for (int left = W - used; left > 0; left -= p->cap) size[n++] = left < p->cap ? left : p->cap;
   return n;
@@ -283,7 +283,7 @@ static void plan_auto(Layout *L, const Sweep *sw, const RunModel *rm, const Mach
   int best_m = 0;
   const int m_max = n < W ? (n > 0 ? n : 1) : W;
   for (int m = 1; m <= m_max; m++) {
-    if (m > 256 && m % (m / 64) != 0 && m != m_max) continue; /* many groups: a geometric sample */
+    if (m > 256 && m % (m / 64) != 0 && m != m_max) continue; /* many groups: about 64 values per doubling of m */
     const int k = partition(&p, m, size);
     const double ms = lpt(&p, k, size, gof, st, en, fin) + phase1_time(rep, n_rep, rm, mc, k, size, NULL);
     if (ms < best * (1 - 1e-12)) best = ms, best_m = k, memcpy(best_size, size, (size_t)k * sizeof *size);
