@@ -210,6 +210,8 @@ static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *tes
   } else if (rank == 0 && !cfg->quiet) {
     printf("[ntkhpc] %d runs (%d model instances) on %d ranks in groups of %d; output %s\n", sw->n_runs, sw->n_instances, size,
            cfg->ranks_per_run, cfg->output);
+  }
+  if (rank == 0 && !cfg->quiet) {
     if (n_todo < sw->n_runs) printf("[ntkhpc] restart: %d runs finished earlier, %d to do\n", sw->n_runs - n_todo, n_todo);
     fflush(stdout);
   }
@@ -247,6 +249,15 @@ static void lsched_stop(void *s) { scheduler_request_stop(s); }
 static void lsched_destroy(void *s) { scheduler_destroy(s), free(s); }
 static const LandscapeScheduler landscape_scheduler = {lsched_create, lsched_next, lsched_stop, lsched_destroy};
 
+/* -ntk_batch and -hess_batch against the training samples n: 0, or -1 with the message. */
+static int probe_batches_check(const Config *cfg, int n, char *err, size_t errlen)
+{
+  if (cfg->ntk_batch <= n && cfg->hess_batch <= n) return 0;
+  snprintf(err, errlen, "option -%s: %d exceeds the %d training samples", cfg->ntk_batch > n ? "ntk_batch" : "hess_batch",
+           cfg->ntk_batch > n ? cfg->ntk_batch : cfg->hess_batch, n);
+  return -1;
+}
+
 /* -plan_only: the layout for -plan_ranks ranks (else this job's) from the data's shapes alone, no
  * file read or written; rank 0 prints it (layout.h). */
 static int plan_only(Config *cfg, MPI_Comm world)
@@ -266,9 +277,7 @@ static int plan_only(Config *cfg, MPI_Comm world)
         ntk_batch_resolve(cfg, train.n, train.k);
         RunModel *rm = calloc((size_t)sw.n_runs, sizeof *rm);
         Layout L;
-        if (cfg->ntk_batch > train.n || cfg->hess_batch > train.n)
-          snprintf(err, sizeof err, "option -%s: %d exceeds the %d training samples", cfg->ntk_batch > train.n ? "ntk_batch" : "hess_batch",
-                   cfg->ntk_batch > train.n ? cfg->ntk_batch : cfg->hess_batch, train.n), code = EXIT_BAD_INPUT;
+        if (probe_batches_check(cfg, train.n, err, sizeof err)) code = EXIT_BAD_INPUT;
         else if (layout_models(cfg, &sw, &train, &test, rm, err, sizeof err)) code = EXIT_BAD_INPUT;
         else {
           layout_plan(&L, cfg, &sw, rm, cfg->plan_ranks > 0 ? cfg->plan_ranks : size);
@@ -492,11 +501,8 @@ int ntkhpc_main(int argc, char **argv)
   }
 
   ntk_batch_resolve(&cfg, train.n, train.k);
-  if (cfg.ntk_batch > train.n || cfg.hess_batch > train.n) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "option -%s: %d exceeds the %d training samples", cfg.ntk_batch > train.n ? "ntk_batch" : "hess_batch",
-             cfg.ntk_batch > train.n ? cfg.ntk_batch : cfg.hess_batch, train.n);
-    say_error(rank, msg);
+  if (probe_batches_check(&cfg, train.n, err, sizeof err)) {
+    say_error(rank, err);
     code = EXIT_BAD_INPUT;
     goto free_sweep;
   }
