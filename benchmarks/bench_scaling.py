@@ -79,34 +79,29 @@ def predicted(tmp, args, W, rpr, gflops):
     return float(m.group(1)), [float(x) for x in t1]
 
 
+def case(tmp, title, args, rpr2, measure, target, what):
+    """One case on 1 and 2 ranks beside the model at the one-rank rate; returns the efficiency."""
+    m1 = measure(best(tmp, 1, args + ["-ranks_per_run", "1"], "c1"))
+    m2 = measure(best(tmp, 2, args + ["-ranks_per_run", str(rpr2)], "c2"))
+    _, t1_pred = predicted(tmp, args, 1, 1, 15.0)
+    g = 15.0 * sum(t1_pred) / m1[1]  # the rate the one-rank job achieved, by the model's FLOP count
+    p1, _ = predicted(tmp, args, 1, 1, g)
+    p2, _ = predicted(tmp, args, 2, rpr2, g)
+    e = m1[0] / (2 * m2[0])
+    print(f"{title}, {what}:")
+    print(f"    1 rank  {m1[0]:8.2f} s  (training {m1[1]:.2f} s: {g:.3g} GFLOP/s by the model's FLOP count)")
+    print(f"    2 ranks {m2[0]:8.2f} s  (model: {p2:.2f} s of training, shared memory taken as a 40 Gb/s, 1 us fabric)")
+    print(f"    efficiency {e:.3f}   (target >= {target:.2f}; model {p1 / (2 * p2):.3f})")
+    return e
+
+
 print(load())
 print(f"ntkhpc {a.ntkhpc}, {a.reps} repetition(s), OPENBLAS_NUM_THREADS=1")
 with tempfile.TemporaryDirectory() as tmp:
-    # (a) the sweep of equal runs
-    T1, w1 = best(tmp, 1, SWEEP + ["-ranks_per_run", "1"], "sweep1")
-    T2, w2 = best(tmp, 2, SWEEP + ["-ranks_per_run", "1"], "sweep2")
-    # the model, at the rate the one-rank job achieved
-    _, t1_pred = predicted(tmp, SWEEP, 1, 1, 15.0)
-    g = 15.0 * sum(t1_pred) / sum(w1)
-    pred_1, _ = predicted(tmp, SWEEP, 1, 1, g)
-    pred_2, _ = predicted(tmp, SWEEP, 2, 1, g)
-    ea = T1 / (2 * T2)
-    print(f"(a) sweep of 2 equal runs (fc 784-1024-1024-10, SGD batch 256, 60 steps), job wall time:")
-    print(f"    1 rank  {T1:8.2f} s  (runs {', '.join('%.2f' % x for x in w1)} s; model at {g:.3g} GFLOP/s: {pred_1:.2f} s of training)")
-    print(f"    2 ranks {T2:8.2f} s  (runs {', '.join('%.2f' % x for x in w2)} s; model: {pred_2:.2f} s)")
-    print(f"    efficiency T1 / (2 T2) = {ea:.3f}   (target >= 0.90; model {pred_1 / (2 * pred_2):.3f})")
-    # (b) one 3 x 2048 run, data-parallel
-    F = fc(a.steps)
-    _, (t1b,) = best(tmp, 1, F + ["-ranks_per_run", "1"], "fc1")
-    _, (t2b,) = best(tmp, 2, F + ["-ranks_per_run", "2"], "fc2")
-    _, (p1,) = predicted(tmp, F, 1, 1, 15.0)
-    g = 15.0 * p1 / t1b
-    q1, _ = predicted(tmp, F, 1, 1, g)
-    q2, _ = predicted(tmp, F, 2, 2, g)
-    eb = t1b / (2 * t2b)
-    print(f"(b) one 3 x 2048 fc run (SGD batch 256, {a.steps} steps, P = 10.0M), the run's training time:")
-    print(f"    1 rank  {t1b:8.2f} s  ({g:.3g} GFLOP/s by the model's FLOP count)")
-    print(f"    2 ranks {t2b:8.2f} s  (model: {q2:.2f} s shared memory taken as a 40 Gb/s, 1 us fabric)")
-    print(f"    efficiency t1 / (2 t2) = {eb:.3f}   (target >= 0.80; model {q1 / (2 * q2):.3f})")
+    # (a) the sweep of equal runs: the jobs' wall times; (b) one run: its own training time
+    ea = case(tmp, "(a) sweep of 2 equal runs (fc 784-1024-1024-10, SGD batch 256, 60 steps)", SWEEP, 1,
+              lambda r: (r[0], sum(r[1])), 0.90, "job wall time T1 / (2 T2)")
+    eb = case(tmp, f"(b) one 3 x 2048 fc run (SGD batch 256, {a.steps} steps, P = 10.0M)", fc(a.steps), 2,
+              lambda r: (r[1][0], r[1][0]), 0.80, "the run's training time t1 / (2 t2)")
 print(f"ratios: sweep {ea:.3f} (target 0.90), data-parallel {eb:.3f} (target 0.80)")
 print(load())
