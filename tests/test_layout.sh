@@ -26,19 +26,22 @@ plan() { # out deck options...: -plan_only on one process
 }
 
 # ---- the decks of the study, planned for the cluster
-plan "$tmp/wrn256" "$S/inputs/wrn.in" -plan_ranks 256
-lcheck "$tmp/wrn256" --ranks 256 --batch 128 --batch-norm 1 --max-idle 0.05
-plan "$tmp/wrn256f" "$S/inputs/wrn.in" -plan_ranks 256 -ranks_per_run 32
-lcheck "$tmp/wrn256f" --ranks 256 --batch 128 --batch-norm 1 --fixed 32 --expect-idle 0
-plan "$tmp/wrn256old" "$S/inputs/wrn.in" -plan_ranks 256 -ranks_per_run 32 -eta_factors 0.5,1,1.5,2.5,3,4
-lcheck "$tmp/wrn256old" --ranks 256 --batch 128 --batch-norm 1 --fixed 32 --expect-idle 0.25
+plan "$tmp/plan_wrn256" "$S/inputs/wrn.in" -plan_ranks 256
+lcheck "$tmp/plan_wrn256" --ranks 256 --batch 128 --batch-norm 1 --max-idle 0.05
+plan "$tmp/plan_wrn256f" "$S/inputs/wrn.in" -plan_ranks 256 -ranks_per_run 32
+lcheck "$tmp/plan_wrn256f" --ranks 256 --batch 128 --batch-norm 1 --fixed 32 --expect-idle 0
+plan "$tmp/plan_wrn256old" "$S/inputs/wrn.in" -plan_ranks 256 -ranks_per_run 32 -eta_factors 0.5,1,1.5,2.5,3,4
+lcheck "$tmp/plan_wrn256old" --ranks 256 --batch 128 --batch-norm 1 --fixed 32 --expect-idle 0.25
 for W in 32 64 256; do
-  plan "$tmp/fc$W" "$S/inputs/fc_fmnist.in" -plan_ranks $W -ranks_per_run auto
-  lcheck "$tmp/fc$W" --ranks $W --batch 2048 --max-idle 0.05
+  plan "$tmp/plan_fc$W" "$S/inputs/fc_fmnist.in" -plan_ranks $W -ranks_per_run auto
+  lcheck "$tmp/plan_fc$W" --ranks $W --batch 2048 --max-idle 0.05
 done
-plan "$tmp/fc1w" "$S/inputs/fc_fmnist.in" -plan_ranks 64 -ranks_per_run auto -widths 256 -plan_gflops 2 -plan_bandwidth 10 -plan_latency 50
-lcheck "$tmp/fc1w" --ranks 64 --batch 2048 --fc-dims 784,256,256,256,10 --gflops 2 --bandwidth 10 --latency 50
-check "-plan_only writes nothing" test -z "$(ls -A "$tmp" | grep -v '^wrn\|^fc\|^check')"
+plan "$tmp/plan_fc1w" "$S/inputs/fc_fmnist.in" -plan_ranks 64 -ranks_per_run auto -widths 256 -plan_gflops 2 -plan_bandwidth 10 -plan_latency 50
+lcheck "$tmp/plan_fc1w" --ranks 64 --batch 2048 --fc-dims 784,256,256,256,10 --gflops 2 --bandwidth 10 --latency 50
+(cd "$tmp" && "$MPIEXEC" -q --oversubscribe -n 2 "$NTKHPC" "$S/inputs/fc_fmnist.in" -ranks_per_run auto -plan_only true) >"$tmp/plan_np2" 2>&1
+check "-plan_only on 2 processes plans for the job's 2 ranks, printed once" \
+  test "$(grep -c 'plan: 144 runs on 2 ranks' "$tmp/plan_np2")" = 1
+check "-plan_only writes nothing" test -z "$(ls -A "$tmp" | grep -v '^plan_\|^check')"
 
 # ---- a small sweep trained under auto: runs of unequal cost, so that 4 ranks plan groups of 2, 1, 1
 deck="$S/tests/small_sweep.in"
