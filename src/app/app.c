@@ -28,6 +28,7 @@
 #endif
 #include "instance.h"
 #include "kernel_run.h"
+#include "layout.h"
 #include "landscape.h"
 #include "measure.h"
 #include "errbuf.h"
@@ -55,7 +56,8 @@ static void say_error(int rank, const char *msg)
  * by all the instance's runs: with -eta_factors it sets their learning rates, eta = c / lambda_0.
  * Every rank ends with every instance's row. */
 static int measure_instances(const Config *cfg, const Dataset *train, const Dataset *test, Sweep *sw, MPI_Comm world, MPI_Comm group,
-                             InstanceRow *rows /* n_instances */, int32_t *measured /* n_instances: in and out */, int *stopped)
+                             InstanceRow *rows /* n_instances */, int32_t *measured /* n_instances: in and out */, int *stopped,
+                             const Layout *layout /* -ranks_per_run auto's plan, or NULL */)
 {
   const int n = sw->n_instances;
   int rank;
@@ -75,8 +77,22 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
   double *vals = malloc((size_t)n * NV * sizeof *vals);
   int *ints = calloc((size_t)n * 4 + 1, sizeof *ints); /* method, probes, nan-flags (bit j: value j is NaN), measured */
   for (int i = 0; i < NV * n; i++) vals[i] = -INFINITY;
+  /* -ranks_per_run auto: each instance by its planned group (a group of another size would give
+   * another round-off, and a restart must find the same lambda_0); an instance the plan does not
+   * know goes to group 0 */
+  int *mine = NULL, n_mine = 0;
+  if (layout) {
+    const int g = layout_group_of_rank(layout, rank);
+    mine = malloc((size_t)(k > 0 ? k : 1) * sizeof *mine);
+    for (int pos = 0; pos < k; pos++) {
+      int owner = 0;
+      for (int j = 0; j < layout->n_l0; j++)
+        if (layout->l0_instance[j] == sw->runs[rep[pos]].instance) owner = layout->l0_group[j];
+      if (owner == g) mine[n_mine++] = pos;
+    }
+  }
   Scheduler sched;
-  const int created = scheduler_create(&sched, world, group, k) == 0;
+  const int created = (layout ? scheduler_create_list(&sched, world, group, k, mine, n_mine) : scheduler_create(&sched, world, group, k)) == 0;
   int rc = created ? 0 : -1, grank;
   MPI_Comm_rank(group, &grank);
   TrainContext ctx = {.group = group, .cfg = cfg, .train = train, .test = test};
@@ -104,6 +120,7 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
     MPI_Allreduce(MPI_IN_PLACE, stopped, 1, MPI_INT, MPI_MAX, world);
     scheduler_destroy(&sched);
   }
+  free(mine);
   MPI_Allreduce(MPI_IN_PLACE, vals, NV * n, MPI_DOUBLE, MPI_MAX, world);
   MPI_Allreduce(MPI_IN_PLACE, ints, 4 * n, MPI_INT, MPI_MAX, world); /* flags: one group sets them */
   MPI_Allreduce(MPI_IN_PLACE, &rc, 1, MPI_INT, MPI_MIN, world);
@@ -154,7 +171,8 @@ static int measure_instances(const Config *cfg, const Dataset *train, const Data
  * (status[i] != RUN_PENDING: RUN_RUNNING resumes from its checkpoint) are skipped. Returns 0,
  * EXIT_SIGNAL (stopped by a signal, every unfinished run checkpointed) or EXIT_RUNTIME. */
 static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *test, const Sweep *sw, OutputFile *out, MPI_Comm world,
-                     MPI_Comm group, const int32_t *status /* n_runs */, const SummaryRow *done_rows /* n_runs, rank 0 */, const char *deck)
+                     MPI_Comm group, const int32_t *status /* n_runs */, const SummaryRow *done_rows /* n_runs, rank 0 */, const char *deck,
+                     const Layout *layout /* -ranks_per_run auto's plan, or NULL */)
 {
   int rank, size, grank;
   MPI_Comm_rank(world, &rank);
@@ -167,15 +185,33 @@ static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *tes
   progress_init(&progress, world, sw, cfg->progress_seconds, cfg->quiet);
   for (int i = 0; i < sw->n_runs && rank == 0; i++)
     if (status[i] == RUN_DONE || status[i] == RUN_DIVERGED) progress_preload(&progress, &done_rows[i]);
+  /* -ranks_per_run auto: this group's planned runs (planned over the whole sweep, so a restart
+   * trains every run on a group of the same size), those still to do, as positions in todo */
+  int *mine = NULL, n_mine = 0, gsize;
+  MPI_Comm_size(group, &gsize);
+  if (layout) {
+    const int g = layout_group_of_rank(layout, rank);
+    mine = malloc((size_t)(sw->n_runs ? sw->n_runs : 1) * sizeof *mine);
+    for (int k = layout->list_start[g]; k < layout->list_start[g + 1]; k++)
+      for (int pos = 0; pos < n_todo; pos++)
+        if (todo[pos] == layout->list[k]) mine[n_mine++] = pos;
+  }
   Scheduler sched;
-  if (scheduler_create(&sched, world, group, n_todo)) {
+  if (layout ? scheduler_create_list(&sched, world, group, n_todo, mine, n_mine) : scheduler_create(&sched, world, group, n_todo)) {
     say_error(rank, "cannot create the MPI window of the run scheduler");
-    free(todo);
+    free(todo), free(mine);
     return EXIT_RUNTIME;
   }
-  if (rank == 0 && !cfg->quiet) {
+  if (rank == 0 && !cfg->quiet && layout) {
+    int lo = size, hi = 0;
+    for (int g = 0; g < layout->n_groups; g++) lo = layout->size[g] < lo ? layout->size[g] : lo, hi = layout->size[g] > hi ? layout->size[g] : hi;
+    printf("[ntkhpc] %d runs (%d model instances) on %d ranks in %d groups of %d to %d ranks (-ranks_per_run auto: predicted idle "
+           "fraction %.4f); output %s\n", sw->n_runs, sw->n_instances, size, layout->n_groups, lo, hi, layout->idle_fraction, cfg->output);
+  } else if (rank == 0 && !cfg->quiet) {
     printf("[ntkhpc] %d runs (%d model instances) on %d ranks in groups of %d; output %s\n", sw->n_runs, sw->n_instances, size,
            cfg->ranks_per_run, cfg->output);
+  }
+  if (rank == 0 && !cfg->quiet) {
     if (n_todo < sw->n_runs) printf("[ntkhpc] restart: %d runs finished earlier, %d to do\n", sw->n_runs - n_todo, n_todo);
     fflush(stdout);
   }
@@ -190,13 +226,13 @@ static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *tes
     rc |= train_run(&ctx, &sw->runs[todo[pos]], &row);
     if (!stopped && grank == 0) finished++;
   }
-  progress_finish(&progress, grank == 0);
+  progress_finish(&progress, grank == 0, gsize);
   scheduler_destroy(&sched);
   progress_free(&progress);
   int any, all_finished;
   MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, world);
   MPI_Allreduce(&finished, &all_finished, 1, MPI_INT, MPI_SUM, world);
-  free(todo);
+  free(todo), free(mine);
   if (any) return EXIT_RUNTIME;
   return all_finished < n_todo ? EXIT_SIGNAL : 0;
 }
@@ -212,6 +248,76 @@ static int64_t lsched_next(void *s) { return scheduler_next(s); }
 static void lsched_stop(void *s) { scheduler_request_stop(s); }
 static void lsched_destroy(void *s) { scheduler_destroy(s), free(s); }
 static const LandscapeScheduler landscape_scheduler = {lsched_create, lsched_next, lsched_stop, lsched_destroy};
+
+/* -ntk_batch and -hess_batch against the training samples n: 0, or -1 with the message. */
+static int probe_batches_check(const Config *cfg, int n, char *err, size_t errlen)
+{
+  if (cfg->ntk_batch <= n && cfg->hess_batch <= n) return 0;
+  snprintf(err, errlen, "option -%s: %d exceeds the %d training samples", cfg->ntk_batch > n ? "ntk_batch" : "hess_batch",
+           cfg->ntk_batch > n ? cfg->ntk_batch : cfg->hess_batch, n);
+  return -1;
+}
+
+/* -plan_only: the layout for -plan_ranks ranks (else this job's) from the data's shapes alone, no
+ * file read or written; rank 0 prints it (layout.h). */
+static int plan_only(Config *cfg, MPI_Comm world)
+{
+  int rank, size, code = 0;
+  MPI_Comm_rank(world, &rank);
+  MPI_Comm_size(world, &size);
+  if (rank == 0) {
+    char err[ERRBUF_LEN] = "";
+    Dataset train, test;
+    Sweep sw;
+    if (data_shape(&train, &test, &cfg->data, err, sizeof err)) code = EXIT_BAD_INPUT;
+    else {
+      cfg->model.in_channels = train.channels, cfg->model.in_height = train.height, cfg->model.in_width = train.width;
+      if (sweep_build(&sw, cfg, train.n, test.n, train.d, train.k, err, sizeof err)) code = EXIT_BAD_INPUT;
+      else {
+        ntk_batch_resolve(cfg, train.n, train.k);
+        RunModel *rm = calloc((size_t)sw.n_runs, sizeof *rm);
+        Layout L;
+        if (probe_batches_check(cfg, train.n, err, sizeof err)) code = EXIT_BAD_INPUT;
+        else if (layout_models(cfg, &sw, &train, &test, rm, err, sizeof err)) code = EXIT_BAD_INPUT;
+        else {
+          layout_plan(&L, cfg, &sw, rm, cfg->plan_ranks > 0 ? cfg->plan_ranks : size);
+          layout_print(stdout, &L, cfg, &sw, rm);
+          fflush(stdout);
+          layout_free(&L);
+        }
+        free(rm);
+        sweep_free(&sw);
+      }
+    }
+    if (code) say_error(rank, err);
+  }
+  MPI_Bcast(&code, 1, MPI_INT, 0, world);
+  return code;
+}
+
+/* -ranks_per_run auto: rank 0 plans the layout over the whole sweep (a restart plans the same) and
+ * every rank receives it; each run's planned group size goes to its RunSpec (the memory check). */
+static int plan_auto_layout(const Config *cfg, Sweep *sw, const Dataset *train, const Dataset *test, MPI_Comm world, Layout *L, char *err,
+                            size_t errlen)
+{
+  int rank, size, bad = 0;
+  MPI_Comm_rank(world, &rank);
+  MPI_Comm_size(world, &size);
+  if (rank == 0) {
+    RunModel *rm = calloc((size_t)sw->n_runs, sizeof *rm);
+    bad = layout_models(cfg, sw, train, test, rm, err, errlen) != 0;
+    if (!bad) layout_plan(L, cfg, sw, rm, size);
+    free(rm);
+  }
+  MPI_Bcast(&bad, 1, MPI_INT, 0, world);
+  if (bad) {
+    MPI_Bcast(err, (int)errlen, MPI_CHAR, 0, world);
+    return -1;
+  }
+  layout_bcast(L, world);
+  for (int i = 0; i < sw->n_runs; i++) sw->runs[i].ranks = L->size[L->group_of[i]];
+  return 0;
+}
 
 /* What to do with the checkpoint directory (docs/checkpoint.md, "Restart rule"). Rank 0 decides:
  *   -overwrite without -restart: start afresh (old checkpoints removed);
@@ -361,6 +467,10 @@ int ntkhpc_main(int argc, char **argv)
   if (!code && has_help) goto finalize;
   if (!code && config_check_unused(world)) code = EXIT_BAD_INPUT;
   if (code) goto finalize;
+  if (cfg.plan_only) {
+    code = plan_only(&cfg, world);
+    goto finalize;
+  }
   bad = rank == 0 && paths_check(&cfg, deck, err, sizeof err) != 0; /* before anything is read or written */
   MPI_Bcast(&bad, 1, MPI_INT, 0, world);
   if (bad) {
@@ -383,6 +493,7 @@ int ntkhpc_main(int argc, char **argv)
   /* Image shape of the samples (the WRN's input layer); every ModelConfig is copied from cfg.model. */
   cfg.model.in_channels = train.channels, cfg.model.in_height = train.height, cfg.model.in_width = train.width;
   Sweep sweep;
+  Layout layout = {0};
   if (sweep_build(&sweep, &cfg, train.n, test.n, train.d, train.k, err, sizeof err)) {
     say_error(rank, err);
     code = EXIT_BAD_INPUT;
@@ -390,11 +501,14 @@ int ntkhpc_main(int argc, char **argv)
   }
 
   ntk_batch_resolve(&cfg, train.n, train.k);
-  if (cfg.ntk_batch > train.n || cfg.hess_batch > train.n) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "option -%s: %d exceeds the %d training samples", cfg.ntk_batch > train.n ? "ntk_batch" : "hess_batch",
-             cfg.ntk_batch > train.n ? cfg.ntk_batch : cfg.hess_batch, train.n);
-    say_error(rank, msg);
+  if (probe_batches_check(&cfg, train.n, err, sizeof err)) {
+    say_error(rank, err);
+    code = EXIT_BAD_INPUT;
+    goto free_sweep;
+  }
+
+  if (cfg.ranks_per_run == 0 && plan_auto_layout(&cfg, &sweep, &train, &test, world, &layout, err, sizeof err)) {
+    say_error(rank, err);
     code = EXIT_BAD_INPUT;
     goto free_sweep;
   }
@@ -456,13 +570,14 @@ int ntkhpc_main(int argc, char **argv)
     if (!measured[i]) instances[i] = (InstanceRow){i, 0, 0, 0, 0, NAN, NAN, 0, NAN, NAN, NAN, 0};
 
   MPI_Comm group;
-  MPI_Comm_split(world, rank / cfg.ranks_per_run, rank, &group);
+  MPI_Comm_split(world, cfg.ranks_per_run > 0 ? rank / cfg.ranks_per_run : layout_group_of_rank(&layout, rank), rank, &group);
   int stopped = 0;
   char *job = output_identity(cfg.output);
   KernelRuns kernel_runs; /* -kernel_regression: the width-0 runs' kernel, before lambda_0 */
   if (rank == 0 && plan == 0) kernel_gram_remove_tiles(cfg.checkpoint_dir);
   code = kernel_runs_prepare(&kernel_runs, &cfg, &train, &test, &sweep, world, instances, measured, &stopped);
-  if (!code && !stopped) code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances, measured, &stopped);
+  if (!code && !stopped) code = measure_instances(&cfg, &train, &test, &sweep, world, group, instances, measured, &stopped,
+                                                        cfg.ranks_per_run > 0 ? NULL : &layout);
   if (rank == 0 && ckpt_write_sweep(cfg.checkpoint_dir, deck_text, job, ni, instances, measured, err, sizeof err)) {
     say_error(rank, err);
     if (!code) code = EXIT_RUNTIME;
@@ -505,7 +620,8 @@ int ntkhpc_main(int argc, char **argv)
     }
     MPI_Allreduce(MPI_IN_PLACE, &wbad, 1, MPI_INT, MPI_MAX, world);
     int rc = wbad ? EXIT_RUNTIME : kernel_runs_write(&kernel_runs, &cfg, &sweep, &out, status, done_rows, world);
-    if (!rc) rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text);
+    if (!rc) rc = run_sweep(&cfg, &train, &test, &sweep, &out, world, group, status, done_rows, deck_text,
+                                  cfg.ranks_per_run > 0 ? NULL : &layout);
     if (rc) code = rc;
     if (output_close(&out)) code = EXIT_RUNTIME;
     /* Every run of the job finished on every rank and the output is closed: it takes its name, and
@@ -539,6 +655,7 @@ free_plan:
   free(instances), free(measured), free(status), free(done_rows);
   free(deck_text);
 free_sweep:
+  layout_free(&layout);
   sweep_free(&sweep);
 free_data:
   data_free(&train);

@@ -51,7 +51,7 @@ int memory_need(const Config *cfg, const RunSpec *run, const Dataset *train, con
   mc.in_channels = train->channels, mc.in_height = train->height, mc.in_width = train->width;
   Model m;
   if (model_build(&m, &mc, err, errlen)) return -1;
-  const int G = cfg->ranks_per_run > 0 ? cfg->ranks_per_run : 1;
+  const int G = run->ranks > 0 ? run->ranks : cfg->ranks_per_run > 0 ? cfg->ranks_per_run : 1;
   const double P = (double)m.n_params, D = sizeof(double);
   /* training (run_state_setup): theta, theta_0, gradient (+2), lr scales, the optimizer's state;
    * one tape of -eval_chunk samples (a batch-norm net: the rank's slice of a batch) with cotangents */
@@ -166,7 +166,8 @@ int memory_check(const Config *cfg, const Sweep *sw, const Dataset *train, const
   double worst_total = -1;
   for (int i = 0; i < sw->n_runs && !bad; i++) { /* every rank the same estimate: no communication */
     const RunSpec *run = &sw->runs[i];
-    if (i > 0 && run->instance == sw->runs[i - 1].instance) continue; /* runs of one instance differ only in eta */
+    if (i > 0 && run->instance == sw->runs[i - 1].instance && run->ranks == sw->runs[i - 1].ranks) continue; /* runs of one instance
+                                                                                                             differ only in eta */
     if (cfg->kernel_regression && run->width == MODEL_WIDTH_INF) continue; /* no network: its dense Gram matrices are
                                                                               spread over every rank (docs/infinite_width.md) */
     MemoryNeed n;

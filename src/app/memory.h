@@ -20,7 +20,7 @@ typedef struct {
 } MemoryNeed;
 
 /* The estimate for run `run` of the sweep (its width and parameterization) on a group of
- * cfg->ranks_per_run ranks. 0, or -1 (err) if its model cannot be built. */
+ * run->ranks (-ranks_per_run auto's plan) or cfg->ranks_per_run ranks. 0, or -1 (err) if its model cannot be built. */
 int memory_need(const Config *cfg, const RunSpec *run, const Dataset *train, const Dataset *test, MemoryNeed *need, char *err, size_t errlen);
 
 /* -memory_limit as text ("" = the node's) to bytes: a number with an optional suffix k, M, G or T

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <petscsys.h>
 #include "measure.h"
 #include "options.h"
@@ -249,6 +250,11 @@ static void read_scalar(OptionReader *r, const OptionDesc *d, Config *cfg, bool 
   }
   if (!set && !d->def) return; /* no default: the field stays 0 and the module derives it */
   const char *text = set ? raw : d->def;
+  if ((d->flags & OPTION_AUTO) && d->kind == KIND_INT && strcasecmp(text, "auto") == 0) {
+    const int zero = 0; /* the module decides */
+    put(cfg, d, 0, &zero, sizeof zero);
+    return;
+  }
   double num = 0;
   int choice = 0;
   bool b = false;
@@ -256,7 +262,8 @@ static void read_scalar(OptionReader *r, const OptionDesc *d, Config *cfg, bool 
   if (parse_scalar(d, text, &num, &choice, &b)) {
     if (d->kind == KIND_CHOICE) options_fail(r, "option %s: unknown value '%s' (%s)", d->name, text, choice_text(d, " or ", buf, sizeof buf));
     else if (d->kind == KIND_BOOL) options_fail(r, "option %s: expected true or false, got '%s'", d->name, text);
-    else options_fail(r, "option %s: expected %s, got '%s'", d->name, d->kind == KIND_REAL ? "a number" : "an integer", text);
+    else options_fail(r, "option %s: expected %s, got '%s'", d->name,
+                      d->kind == KIND_REAL ? "a number" : (d->flags & OPTION_AUTO) ? "an integer or auto" : "an integer", text);
     return;
   }
   switch (d->kind) {
@@ -557,7 +564,11 @@ static void append_value(char **b, size_t *len, size_t *cap, const OptionDesc *d
   double x;
   bool t;
   switch (d->kind) {
-  case KIND_INT: case KIND_INT_LIST: memcpy(&i, p, sizeof i); append(b, len, cap, "%d", i); break;
+  case KIND_INT: case KIND_INT_LIST:
+    memcpy(&i, p, sizeof i);
+    if (d->kind == KIND_INT && (d->flags & OPTION_AUTO) && i == 0) append(b, len, cap, "auto");
+    else append(b, len, cap, "%d", i);
+    break;
   case KIND_INT64: case KIND_INT64_LIST: memcpy(&l, p, sizeof l); append(b, len, cap, "%" PRId64, l); break;
   case KIND_REAL: case KIND_REAL_LIST: memcpy(&x, p, sizeof x); append(b, len, cap, "%.17g", x); break;
   case KIND_BOOL: memcpy(&t, p, sizeof t); append(b, len, cap, "%s", t ? "true" : "false"); break;
@@ -607,7 +618,7 @@ static const char *value_form(const OptionDesc *d, char *buf, size_t len)
   case KIND_INT: case KIND_INT64:
     if (d->hi >= PETSC_MAX_INT) snprintf(range, sizeof range, " >= %.0f", d->lo);
     else snprintf(range, sizeof range, " in [%.0f, %.0f]", d->lo, d->hi);
-    snprintf(buf, len, "<int%s>", range);
+    snprintf(buf, len, "<int%s%s>", range, (d->flags & OPTION_AUTO) ? "|auto" : "");
     break;
   case KIND_REAL:
     if (d->hi >= 1e300) snprintf(range, sizeof range, " %s %g", open ? ">" : ">=", d->lo);

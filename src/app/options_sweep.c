@@ -37,8 +37,20 @@ static const OptionDesc opts[] = {
    .meaning = "eta_max search: width of the final bracket (units of 1/lambda_0)", OPTION_FIELD(eta_max_tol)},
   {.name = "-eta_max_steps", .kind = KIND_INT64, .def = "100", .lo = 1, .hi = PETSC_MAX_INT, .in_deck = searches,
    .meaning = "eta_max search: steps of each probe run", OPTION_FIELD(eta_max_steps)},
-  {.name = "-ranks_per_run", .kind = KIND_INT, .def = "1", .lo = 1, .hi = 1e6,
-   .meaning = "MPI ranks per run (data-parallel sub-communicator)", OPTION_FIELD(ranks_per_run)},
+  {.name = "-ranks_per_run", .kind = KIND_INT, .def = "1", .lo = 1, .hi = 1e6, .flags = OPTION_AUTO,
+   .meaning = "MPI ranks per run (data-parallel sub-communicator); auto: groups of unequal sizes planned from the cost model "
+              "(docs/scaling.md)", OPTION_FIELD(ranks_per_run)},
+  {.name = "-plan_only", .kind = KIND_BOOL, .def = "false",
+   .meaning = "Print the layout (groups, their runs, predicted times, idle fraction) and exit without training or writing",
+   OPTION_FIELD(plan_only)},
+  {.name = "-plan_ranks", .kind = KIND_INT, .def = "0", .lo = 0, .hi = 1e6,
+   .meaning = "-plan_only: plan for this many MPI ranks instead of the job's (0: the job's)", OPTION_FIELD(plan_ranks)},
+  {.name = "-plan_gflops", .kind = KIND_REAL, .def = "15", .lo = 0, .hi = 1e9, .flags = OPTION_OPEN_LO,
+   .meaning = "Layout planner: sustained float64 GEMM rate of one rank in GFLOP/s", OPTION_FIELD(plan_gflops)},
+  {.name = "-plan_bandwidth", .kind = KIND_REAL, .def = "100", .lo = 0, .hi = 1e9, .flags = OPTION_OPEN_LO,
+   .meaning = "Layout planner: network bandwidth of one rank in Gb/s (allreduce beta = 8 / bandwidth)", OPTION_FIELD(plan_bandwidth)},
+  {.name = "-plan_latency", .kind = KIND_REAL, .def = "2", .lo = 0, .hi = 1e9,
+   .meaning = "Layout planner: message latency (allreduce alpha) in microseconds", OPTION_FIELD(plan_latency)},
   {.name = "-sweep_part", .kind = KIND_INT, .def = "0", .lo = 0, .hi = PETSC_MAX_INT,
    .meaning = "Run only the deck's runs d with d % sweep_parts == sweep_part (Slurm array index)", OPTION_FIELD(sweep_part)},
   {.name = "-sweep_parts", .kind = KIND_INT, .def = "1", .lo = 1, .hi = PETSC_MAX_INT,
@@ -57,6 +69,8 @@ static void check(Config *cfg, OptionReader *r)
   if (cfg->eta_max_lo >= cfg->eta_max_hi) options_fail(r, "option -eta_max_lo: %g must be below -eta_max_hi %g", cfg->eta_max_lo, cfg->eta_max_hi);
   if (cfg->sweep_part >= cfg->sweep_parts) options_fail(r, "option -sweep_part: %d must be below -sweep_parts %d", cfg->sweep_part, cfg->sweep_parts);
   MPI_Comm_size(options_comm(r), &size);
+  if (options_given(r, "-plan_ranks") && !cfg->plan_only) options_fail(r, "option -plan_ranks: needs -plan_only true (a job runs on its own ranks)");
+  if (cfg->plan_ranks > 0) size = cfg->plan_ranks;
   if (cfg->ranks_per_run > size) options_fail(r, "option -ranks_per_run: %d exceeds the %d MPI ranks of this job", cfg->ranks_per_run, size);
   char err[256];
   if (memory_parse_limit(cfg->memory_limit_text, &cfg->memory_limit, err, sizeof err)) options_fail(r, "%s", err);

@@ -13,6 +13,9 @@ typedef struct {
   int64_t step, steps;
   double loss, lambda;
   SummaryRow row; /* TAG_DONE only */
+  int32_t ranks;  /* TAG_LEFT: the leaver's group size */
+  double left;    /* TAG_LEFT: when it left, seconds from its own progress_init (a collective: the
+                     clocks of different nodes need not agree, their differences do) */
 } Message;
 
 static void format_duration(char *buf, size_t len, double s)
@@ -58,7 +61,8 @@ static void print_summary(Progress *p, double now)
   double remaining = done > 0 ? elapsed * (p->total_cost - done) / done : NAN;
   format_duration(el, sizeof el, elapsed);
   format_duration(left, sizeof left, remaining);
-  printf("[ntkhpc] %d/%d runs done (%d diverged), %s elapsed, ~%s left", p->n_done, p->sweep->n_runs, p->n_diverged, el, left);
+  printf("[ntkhpc] %d/%d runs done (%d diverged), %s elapsed, ~%s left, idle %.1f%% (%d/%d ranks idle)", p->n_done, p->sweep->n_runs,
+         p->n_diverged, el, left, 100.0 * progress_idle_fraction(p, elapsed), p->idle_ranks, p->size);
   int shown = 0;
   for (int i = 0; i < p->size && shown < 4; i++) {
     const RunningRun *r = &p->running[i];
@@ -76,6 +80,9 @@ static void handle(Progress *p, int source, const Message *m)
 {
   if (m->kind == TAG_LEFT) {
     p->n_left++;
+    p->idle_ranks += m->ranks;
+    p->idle_since += m->ranks * m->left;
+    if (m->left > p->last_left) p->last_left = m->left;
     return;
   }
   if (m->kind == TAG_BEAT) {
@@ -166,16 +173,24 @@ void progress_preload(Progress *p, const SummaryRow *row)
   if (row->status == RUN_DIVERGED) p->n_diverged++;
 }
 
-void progress_finish(Progress *p, bool leader)
+double progress_idle_fraction(const Progress *p, double now)
+{
+  if (p->n_left == 0 || !(now > 0)) return 0.0;
+  return fmax(0.0, (p->idle_ranks * now - p->idle_since) / (p->size * now));
+}
+
+void progress_finish(Progress *p, bool leader, int group_size)
 {
   int is_leader = leader, n_leaders = 0;
-  MPI_Allreduce(&is_leader, &n_leaders, 1, MPI_INT, MPI_SUM, p->world);
-  if (leader) {
+  if (leader) { /* before the collective: the time this group ran out of runs */
     Message m;
     memset(&m, 0, sizeof m);
     m.kind = TAG_LEFT;
+    m.ranks = group_size;
+    m.left = MPI_Wtime() - p->t_start;
     send(p, &m);
   }
+  MPI_Allreduce(&is_leader, &n_leaders, 1, MPI_INT, MPI_SUM, p->world);
   if (p->rank == 0) {
     while (p->n_left < n_leaders) { /* a leader's reports arrive before it leaves (MPI message order) */
       MPI_Status st;
@@ -187,6 +202,10 @@ void progress_finish(Progress *p, bool leader)
     }
     p->quiet = false;
     print_summary(p, MPI_Wtime());
+    /* the end of training is when the last group left: the idle fraction up to then */
+    printf("[ntkhpc] idle fraction of the ranks: %.4f (%d ranks, training %.1f s)\n", progress_idle_fraction(p, p->last_left), p->size,
+           p->last_left);
+    fflush(stdout);
   }
   MPI_Barrier(p->world);
 }

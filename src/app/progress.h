@@ -27,6 +27,11 @@ typedef struct {
   double t_start, t_last_print, t_last_beat, interval;
   bool quiet;
   RunningRun *running;  /* rank 0: latest heartbeat per world rank (group leaders) */
+  /* rank 0: the idle fraction of the ranks, sum over groups that have no run left of
+   * ranks x (now - when they left) over ranks x elapsed */
+  int idle_ranks;       /* ranks of the groups that have left */
+  double idle_since;    /* sum of ranks x the time (from t_start) each such group left */
+  double last_left;     /* the latest such time: the end of training */
 } Progress;
 
 void progress_init(Progress *p, MPI_Comm world, const Sweep *sw, double interval, bool quiet);
@@ -38,9 +43,12 @@ void progress_heartbeat(Progress *p, int run, int64_t step, int64_t steps, doubl
 void progress_poll(Progress *p);
 /* Rank 0: a run finished in an earlier job (restart); counted as done, not printed. */
 void progress_preload(Progress *p, const SummaryRow *row);
-/* Collective over world: rank 0 waits until every group leader (leader = true) has left the sweep,
- * handling the reports on the way, then prints the final summary. */
-void progress_finish(Progress *p, bool leader);
+/* Collective over world: rank 0 waits until every group leader (leader = true, its group of
+ * group_size ranks) has left the sweep, handling the reports on the way, then prints the final
+ * summary with the idle fraction of the ranks (docs/output.md "Progress"). */
+void progress_finish(Progress *p, bool leader, int group_size);
+/* Rank 0: the idle fraction at time now (seconds from t_start): 0 before any group has left. */
+double progress_idle_fraction(const Progress *p, double now);
 void progress_free(Progress *p);
 
 #endif

@@ -106,6 +106,7 @@ int scheduler_create(Scheduler *s, MPI_Comm world, MPI_Comm group, int n_runs)
   s->world = world;
   s->group = group;
   s->n_runs = n_runs;
+  s->list = NULL, s->n_list = s->next = 0;
   if (MPI_Win_allocate(rank == 0 ? (MPI_Aint)(2 * sizeof(long)) : 0, sizeof(long), MPI_INFO_NULL, world, &s->counter, &s->win))
     return -1;
   if (rank == 0) {
@@ -117,6 +118,13 @@ int scheduler_create(Scheduler *s, MPI_Comm world, MPI_Comm group, int n_runs)
   return 0;
 }
 
+int scheduler_create_list(Scheduler *s, MPI_Comm world, MPI_Comm group, int n_runs, const int *list, int n_list)
+{
+  if (scheduler_create(s, world, group, n_runs)) return -1;
+  s->list = list, s->n_list = n_list;
+  return 0;
+}
+
 int scheduler_next(Scheduler *s)
 {
   int grank;
@@ -124,6 +132,7 @@ int scheduler_next(Scheduler *s)
   MPI_Comm_rank(s->group, &grank);
   if (grank == 0) {
     if (scheduler_stop_requested(s)) next = s->n_runs;
+    else if (s->list) next = s->next < s->n_list ? s->list[s->next] : s->n_runs;
     else {
       MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, s->win);
       MPI_Fetch_and_op(&one, &next, MPI_LONG, 0, 0, MPI_SUM, s->win);
@@ -131,6 +140,7 @@ int scheduler_next(Scheduler *s)
     }
   }
   MPI_Bcast(&next, 1, MPI_LONG, 0, s->group);
+  if (s->list) s->next++;
   return next < s->n_runs ? (int)next : -1;
 }
 

@@ -29,9 +29,15 @@ typedef struct {
   long *counter;        /* on world rank 0: [0] next position, [1] stop flag */
   MPI_Comm world, group;
   int n_runs;
+  const int *list;      /* scheduler_create_list: this group's positions, in order */
+  int n_list, next;
 } Scheduler;
 
 int scheduler_create(Scheduler *s, MPI_Comm world, MPI_Comm group, int n_runs);
+/* The same with a planned assignment (-ranks_per_run auto, layout.h): scheduler_next hands this
+ * group the positions list[0 .. n_list) in turn (every rank of the group passes the same list);
+ * the stop flag works as above. The list is not copied. */
+int scheduler_create_list(Scheduler *s, MPI_Comm world, MPI_Comm group, int n_runs, const int *list, int n_list);
 /* Collective over group: the next position in the order, or -1 when the sweep is exhausted or a
  * stop was requested. */
 int scheduler_next(Scheduler *s);

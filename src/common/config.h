@@ -86,6 +86,12 @@ typedef struct {
   int64_t catapult_window;      /* ... within the first catapult_window steps */
   /* parallel layout */
   int ranks_per_run;            /* size of each run's sub-communicator */
+  /* -ranks_per_run auto (ranks_per_run 0): the layout planner (src/app/layout.c) and its machine */
+  bool plan_only;               /* print the layout and its predicted time, train nothing */
+  int plan_ranks;               /* plan for this many ranks (0: the job's) */
+  double plan_gflops;           /* sustained float64 GEMM rate of one rank, GFLOP/s */
+  double plan_bandwidth;        /* fabric bandwidth per rank, Gb/s */
+  double plan_latency;          /* message latency alpha, microseconds */
   /* output and progress */
   char *output;                 /* any length (allocated by the option reader; config_free) */
   bool overwrite;

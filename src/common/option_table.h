@@ -28,8 +28,10 @@ enum {
   OPTION_INCREASING = 4, /* lists: strictly increasing */
   OPTION_NONEMPTY = 8,   /* lists: given with no value is an error, not the default */
   OPTION_HIDDEN = 16,    /* a test hook: read and checked like any option, not listed by -help */
-  OPTION_ALLOC = 32      /* KIND_STRING: the field is a char * the reader allocates, of any length
+  OPTION_ALLOC = 32,     /* KIND_STRING: the field is a char * the reader allocates, of any length
                             (paths: no fixed-size buffers); config_free frees it */
+  OPTION_AUTO = 64       /* KIND_INT: the word "auto" is accepted too, stored as 0 (lo is then >= 1)
+                            and written back as "auto" */
 };
 
 typedef struct {

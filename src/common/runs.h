@@ -19,6 +19,7 @@ typedef struct {
   double lambda0;       /* the instance's lambda_0 once measured (NaN before) */
   int64_t n_params;
   double cost;          /* estimated FLOPs of the whole run */
+  int ranks;            /* ranks of the group planned for it (-ranks_per_run auto); 0: -ranks_per_run */
 } RunSpec;
 
 typedef enum { RUN_PENDING = 0, RUN_RUNNING = 1, RUN_DONE = 2, RUN_DIVERGED = 3 } RunStatus;

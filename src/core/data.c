@@ -652,3 +652,33 @@ int data_load(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, s
   }
   return rc;
 }
+
+/* The shapes data_load would give, without reading a file (the layout planner of a job whose data
+ * live elsewhere): the image sets by their known sizes, the synthetic ones by generating them. */
+int data_shape(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, size_t errlen) {
+  if (!train || !test || !cfg) return errbuf_set(err, errlen, "data_shape: NULL argument");
+  if (cfg->kind == DATA_TEACHER || cfg->kind == DATA_UV) {
+    int rc = data_load(train, test, cfg, err, errlen);
+    if (rc) return rc;
+    Dataset a = *train, b = *test;
+    data_free(train), data_free(test);
+    a.x = a.y = b.x = b.y = NULL, a.label = b.label = NULL;
+    *train = a, *test = b;
+    return 0;
+  }
+  memset(train, 0, sizeof *train);
+  memset(test, 0, sizeof *test);
+  const bool cifar = cfg->kind == DATA_CIFAR10;
+  const int full_train = cifar ? 50000 : 60000, full_test = 10000;
+  if (cfg->n_train < 0 || cfg->n_train > full_train) return errbuf_set(err, errlen, "option -n_train: %d exceeds the %d training samples of %s", cfg->n_train, full_train, data_kind_name(cfg->kind));
+  if (cfg->n_test < 0 || cfg->n_test > full_test) return errbuf_set(err, errlen, "option -n_test: %d exceeds the %d test samples of %s", cfg->n_test, full_test, data_kind_name(cfg->kind));
+  Dataset *split[2] = {train, test};
+  for (int s = 0; s < 2; s++) {
+    split[s]->n = s == 0 ? (cfg->n_train ? cfg->n_train : full_train) : (cfg->n_test ? cfg->n_test : full_test);
+    split[s]->channels = cifar ? 3 : 1;
+    split[s]->height = split[s]->width = cifar ? 32 : 28;
+    split[s]->d = split[s]->channels * split[s]->height * split[s]->width;
+    split[s]->k = 10;
+  }
+  return 0;
+}

@@ -51,6 +51,8 @@ typedef struct {
 /* Loads train and test splits per cfg (subsets, standardisation, targets). */
 int data_load(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, size_t errlen);
 void data_free(Dataset *ds);
+/* The shapes (n, d, k, image shape) data_load would give, x, y and label NULL: no file is read. */
+int data_shape(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, size_t errlen);
 
 /* Low-level readers, exposed for tests and fuzzing. Both accept gzip or raw files (zlib detects).
  * IDX images: magic 0x00000803, dims n x rows x cols, unsigned bytes. Reads the first max_n
