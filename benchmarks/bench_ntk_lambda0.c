@@ -91,7 +91,8 @@ int main(int argc, char **argv)
   if (!strcmp(method, "auto")) strcpy(method, cexact < cmf ? "exact" : "matfree");
   double best = INFINITY, b_setup = 0, b_gram = 0, b_eig = 0, lambda = NAN, resid = NAN;
   int its = 0;
-  long mv = 0;
+  long mv = 0, cmv = 0;
+  double cwork = 0;
   for (int r = 0; r < reps; r++) {
     NtkOperator *op;
     int nconv;
@@ -133,6 +134,7 @@ int main(int argc, char **argv)
     }
     t3 = MPI_Wtime();
     PetscCall(ntk_last_solve_stats(op, &its, &mv));
+    PetscCall(ntk_last_solve_coarse(op, &cmv, &cwork));
     PetscCall(ntk_operator_destroy(&op));
     double dt = t3 - t0;
     PetscCallMPI(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, PETSC_COMM_WORLD));
@@ -140,8 +142,8 @@ int main(int argc, char **argv)
   }
   PetscCall(PetscPrintf(PETSC_COMM_WORLD,
                         "lambda0 method=%s n=%d ranks=%d lambda=%.17g resid=%.3e s=%.4f s_setup=%.4f s_gram=%.4f s_eig=%.4f "
-                        "matvecs=%ld its=%d cost_exact=%.4g cost_matfree=%.4g P=%zu\n",
-                        method, (int)N, size, lambda, resid, best, b_setup, b_gram, b_eig, mv, its, cexact, cmf, P));
+                        "matvecs=%ld coarse_matvecs=%ld coarse_work=%.3f its=%d cost_exact=%.4g cost_matfree=%.4g P=%zu\n",
+                        method, (int)N, size, lambda, resid, best, b_setup, b_gram, b_eig, mv, cmv, cwork, its, cexact, cmf, P));
   PetscCall(PetscFree(x));
   PetscCall(PetscFree(theta));
   model_destroy(&m);

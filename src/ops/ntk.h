@@ -36,6 +36,11 @@
 #define NTK_DEFAULT_CHUNK 512
 #define NTK_DEFAULT_TAPE_MB 4096
 #define NTK_DEFAULT_GRAM_BLOCK 0
+#define NTK_DEFAULT_CONV "residual"
+#define NTK_DEFAULT_CHECK_RESIDUAL "true"
+#define NTK_DEFAULT_COARSE_LEVELS 2
+#define NTK_DEFAULT_COARSE_FACTOR 4
+#define NTK_DEFAULT_COARSE_MIN 32
 
 typedef enum { NTK_FULL = 0, NTK_TRACED = 1 } NtkVariant;
 
@@ -76,7 +81,10 @@ PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid
 /* Statistics of the last ntk_top_eigs / ntk_gram_top_eigs: solver iterations (restarts) and
  * operator applications. */
 PetscErrorCode ntk_last_solve_stats(NtkOperator *op, int *its, long *matvecs);
-/* Forget the warm start (the next solve starts from SLEPc's random vector). */
+/* Products of the coarse levels in the last cold solve (0 after a warm start), and their cost in
+ * products of this level (each weighted by its samples / N). */
+PetscErrorCode ntk_last_solve_coarse(NtkOperator *op, long *matvecs, double *work);
+/* Forget the warm start (the next cold solve starts from the coarse levels, or the Philox vector). */
 PetscErrorCode ntk_reset_warm_start(NtkOperator *op);
 /* The warm start (the sum of the last solve's eigenvectors) as a full array on rank 0, and back
  * from a full array on every rank, for checkpoints (warm_start.h): *n = 0 when there is none. Collective. */
