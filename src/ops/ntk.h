@@ -21,6 +21,24 @@
  * pass is recomputed chunk by chunk in every product instead), defaults NTK_DEFAULT_* below;
  * -ntk_gram_block (source samples per column block of the Gram assembly; default: temporaries of
  * about 64 MB).
+ *
+ * Convergence (-ntk_conv): "residual" (default) is SLEPc's ||Theta x - lambda x|| / |lambda| <= tol;
+ * "value" the operator base's eigenvalue-error test (operator_base.h, shared with the Hessian),
+ * which accepts lambda once its estimated error is below tol times lambda_max: fewer products
+ * for the same eigenvalue accuracy, a residual near sqrt(tol gap). -ntk_check_residual (default
+ * true): one product per accepted pair recomputes its residual.
+ *
+ * Coarse levels (-ntk_coarse_levels L, default 2; -ntk_coarse_factor f, default 4;
+ * -ntk_coarse_min, default 32), as the Hessian's (operator_base.h OpCoarse): a cold top solve
+ * (no warm vector), matrix-free or on an assembled Gram matrix, begins from the sum of the top
+ * eigenvectors of the NTK of the samples whose global index is a multiple of f (matrix-free: an
+ * NtkOperator on those samples with its own tapes, linearised when first needed; Gram: the
+ * principal submatrix on their rows), solved to -ntk_coarse_eps_tol (default 1e-2) the same way
+ * from the level below, zero-padded onto the finer level's rows. Only the start vector changes:
+ * the answer is the full batch's, to the tolerance. Warm solves (lambda_t along training) skip
+ * them. The NTK's top of a net with k outputs is a cluster of about k eigenvalues (one per
+ * output, a few percent apart), which a start vector does not resolve: on the lambda_0 benchmark
+ * the coarse start saves few products (benchmarks/README.md).
  */
 #ifndef NTK_NTK_H
 #define NTK_NTK_H
@@ -73,7 +91,9 @@ PetscErrorCode ntk_operator_mat(NtkOperator *op, Mat *A);
 PetscErrorCode ntk_set_params(NtkOperator *op, const double *theta);
 
 /* Top-nev eigenvalues of Theta, largest first, by Krylov-Schur on the shell operator, warm-started
- * from the previous call's eigenvectors; resid[i] = ||Theta x - lambda x|| / |lambda|. Missing
+ * from the previous call's eigenvectors, else (cold) from the coarse levels; resid[i] =
+ * ||Theta x - lambda x|| / |lambda| (recomputed by one product, counted, unless
+ * -ntk_check_residual false). Missing
  * (unconverged, or a non-finite theta, or a solver failure) values are NaN and the call still
  * returns 0: a diverging run goes on. Collective. */
 PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid, int *nconv);
