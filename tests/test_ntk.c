@@ -472,7 +472,7 @@ static PetscErrorCode test_warm_start(NtkVariant v)
  * -ntk_coarse_min 8; uneven and empty slices), an lr-weighted muP net, the cold matrix-free
  * solve and the exact Gram solve both use the coarse levels and give the top eigenvalues of the
  * explicit J D J^T / N (LAPACK dsyev) to 1e-10, with the residual test and with the eigenvalue
- * test; a second solve at a nearby theta is warm (no coarse products); and the distributed result
+ * test, and so does the factored Gram solve (full variant); a second solve at a nearby theta is warm (no coarse products); and the distributed result
  * equals an MPI_COMM_SELF operator's over all samples (rank-count independence) to 1e-12. */
 static PetscErrorCode test_coarse(NtkVariant v)
 {
@@ -530,6 +530,14 @@ static PetscErrorCode test_coarse(NtkVariant v)
            eig[1], eig[2], w0[0], w0[1], w0[2], nconv, cmv);
     if (rank == 0) printf("coarse start (%s, R = %d): Gram %ld products + %ld coarse\n", vn, R, mv, cmv);
     PetscCall(MatDestroy(&G));
+    if (v == NTK_FULL) { /* the exact Gram matrix applied from its factors: the same eigenvalues */
+      PetscCall(ntk_gram_factored_top_eigs(op, nev, eig, resid, &nconv));
+      PetscCall(ntk_last_solve_stats(op, NULL, &mv));
+      ok = nconv == nev && mv > 0;
+      for (int i = 0; i < nev; i++) ok &= close_to(eig[i], w0[i], 1e-10, w0[0]);
+      MCHECK(ok, "conv %d: factored Gram %.15g %.15g %.15g vs dsyev %.15g %.15g %.15g, nconv %d", conv, eig[0], eig[1], eig[2], w0[0],
+             w0[1], w0[2], nconv);
+    }
     /* along a trajectory: warm, no coarse products */
     PetscCall(ntk_set_params(op, th1));
     PetscCall(ntk_top_eigs(op, nev, eig, resid, &nconv));

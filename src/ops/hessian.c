@@ -443,7 +443,7 @@ static PetscErrorCode coarse_start(void *ctx, int want, Vec start, PetscBool *ok
 static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_user, PetscInt mpd_user, double scale0, Vec *warm,
                             PetscBool use_coarse, int nev, double *eig, double *resid, int *nconv)
 {
-  OpRun run = {.A = A, .ncv_user = ncv_user, .mpd_user = mpd_user, .coarse = op->borrowed, .quick = use_coarse,
+  OpRun run = {.A = A, .ncv_user = ncv_user, .mpd_user = mpd_user, .coarse = op->borrowed, .quick = use_coarse, .quick_coarse = use_coarse,
                .check_resid = op->check_resid, .scale = scale0, .cold_start = use_coarse && op->coarse ? coarse_start : NULL,
                .cold_ctx = op};
   OpSolve s = {.eps = eps, .A = A, .warm = warm, .seed = HESS_START_SEED, .event = events.id[op->borrowed ? EV_COARSE : EV_EIGENSOLVE],

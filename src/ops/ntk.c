@@ -50,8 +50,11 @@
 #define NTK_START_SEED 0x4e544bULL
 
 /* EV_COARSE: the coarse levels' solves of a cold start (matrix-free and exact Gram), not inside EV_EIGENSOLVE. */
-enum { EV_MATMULT, EV_EIGENSOLVE, EV_GRAM_ASSEMBLE, EV_GRAM_EIGEN, EV_COARSE };
-static OpEvents events = {.cls = "NTK", .n = 5, .names = {"NtkMatMult", "NtkEigensolve", "NtkGramAssemble", "NtkGramEigen", "NtkCoarseSolve"}};
+/* EV_FACTORED: the products (and the setup) of the factored Gram matrix (ntk_gram_factored_top_eigs). */
+enum { EV_MATMULT, EV_EIGENSOLVE, EV_GRAM_ASSEMBLE, EV_GRAM_EIGEN, EV_COARSE, EV_FACTORED };
+static OpEvents events = {.cls = "NTK",
+                          .n = 6,
+                          .names = {"NtkMatMult", "NtkEigensolve", "NtkGramAssemble", "NtkGramEigen", "NtkCoarseSolve", "NtkFactoredMult"}};
 
 const char *ntk_variant_name(NtkVariant v) { return v == NTK_TRACED ? "traced" : "full"; }
 
@@ -390,6 +393,8 @@ PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid
   PetscFunctionBeginUser;
   PetscCall(opbase_solve_prologue(&op->b, nev, eig, resid, nconv, &go));
   if (!go) PetscFunctionReturn(0);
+  /* The quick small-basis try from a warm start only: from a coarse start it would have to
+   * resolve the top cluster of about k eigenvalues with 2 vectors, and fails after its 4 restarts. */
   OpRun run = {.A = op->A, .ncv_user = op->ncv_user, .mpd_user = op->mpd_user, .coarse = op->borrowed, .quick = PETSC_TRUE,
                .check_resid = op->check_resid, .rel_lambda = PETSC_TRUE, .cold_start = op->coarse ? coarse_start : NULL,
                .cold_ctx = op};
@@ -465,23 +470,22 @@ static PetscErrorCode dense_all_finite(Mat G, MPI_Comm comm, PetscBool *ok)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
+/* The Gram matrix's factors on the local samples: per dense layer l (dense_ops[l], nd of them)
+ * the signals Dloc[l] (n_local*k x n_out, row (a, i) = d f_i(x_a) / d h_l) and the inputs Aloc[l]
+ * (n_local x n_in), and the largest source-rank sizes max_D, max_A for the broadcasts. */
+static PetscErrorCode gram_factors(NtkOperator *op, int *nd_out, int **dense_ops_out, double ***Dloc_out, double ***Aloc_out,
+                                   size_t *max_D_out, size_t *max_A_out)
 {
   const Model *m = op->b.m;
-  const int k = op->k, nl = op->b.n_local, N = op->b.n_global, rps = op->rps;
-  const PetscInt mloc = (PetscInt)nl * rps, R = (PetscInt)N * rps;
+  const int k = op->k, nl = op->b.n_local;
   int nd = 0, max_nl = 0;
   int *dense_ops;
-  double **Dloc, **Aloc, *eout, *Dsrc, *Asrc, *C, *KA;
+  double **Dloc, **Aloc, *eout;
   size_t max_D = 1, max_A = 1;
-  Mat G;
-  PetscScalar *g;
-  PetscInt lda;
 
   PetscFunctionBeginUser;
-  PetscCheck(op->b.have_params, op->b.comm, PETSC_ERR_ORDER, "ntk: call ntk_set_params before ntk_gram_assemble");
+  PetscCheck(op->b.have_params, op->b.comm, PETSC_ERR_ORDER, "ntk: call ntk_set_params before the Gram matrix");
   PetscCheck(ntk_gram_supported(m), op->b.comm, PETSC_ERR_SUP, "ntk: the exact Gram matrix needs a dense/activation-only model");
-  PetscCall(PetscLogEventBegin(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
   for (int r = 0; r < op->b.size; r++) max_nl = op->b.nl_all[r] > max_nl ? op->b.nl_all[r] : max_nl;
   PetscCall(PetscMalloc1(m->n_ops, &dense_ops));
   for (int i = 0; i < m->n_ops; i++)
@@ -521,6 +525,45 @@ PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
     }
   }
   PetscCall(PetscFree(eout));
+
+  *nd_out = nd;
+  *dense_ops_out = dense_ops;
+  *Dloc_out = Dloc;
+  *Aloc_out = Aloc;
+  *max_D_out = max_D;
+  *max_A_out = max_A;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode gram_factors_free(int nd, int **dense_ops, double ***Dloc, double ***Aloc)
+{
+  PetscFunctionBeginUser;
+  for (int l = 0; l < nd; l++) {
+    PetscCall(PetscFree((*Dloc)[l]));
+    PetscCall(PetscFree((*Aloc)[l]));
+  }
+  PetscCall(PetscFree2(*Dloc, *Aloc));
+  PetscCall(PetscFree(*dense_ops));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
+{
+  const Model *m = op->b.m;
+  const int k = op->k, nl = op->b.n_local, N = op->b.n_global, rps = op->rps;
+  const PetscInt mloc = (PetscInt)nl * rps, R = (PetscInt)N * rps;
+  int nd = 0, max_nl = 0;
+  int *dense_ops;
+  double **Dloc, **Aloc, *Dsrc, *Asrc, *C, *KA;
+  size_t max_D = 1, max_A = 1;
+  Mat G;
+  PetscScalar *g;
+  PetscInt lda;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscLogEventBegin(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
+  for (int r = 0; r < op->b.size; r++) max_nl = op->b.nl_all[r] > max_nl ? op->b.nl_all[r] : max_nl;
+  PetscCall(gram_factors(op, &nd, &dense_ops, &Dloc, &Aloc, &max_D, &max_A));
 
   PetscCall(MatCreateDense(op->b.comm, mloc, mloc, R, R, NULL, &G));
   PetscCall(MatDenseGetLDA(G, &lda));
@@ -591,12 +634,7 @@ PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
   PetscCall(PetscObjectSetName((PetscObject)G, "NTK_Gram"));
 
   PetscCall(PetscFree4(Dsrc, Asrc, C, KA));
-  for (int l = 0; l < nd; l++) {
-    PetscCall(PetscFree(Dloc[l]));
-    PetscCall(PetscFree(Aloc[l]));
-  }
-  PetscCall(PetscFree2(Dloc, Aloc));
-  PetscCall(PetscFree(dense_ops));
+  PetscCall(gram_factors_free(nd, &dense_ops, &Dloc, &Aloc));
   PetscCall(PetscLogEventEnd(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
   *Gout = G;
   PetscFunctionReturn(0);
@@ -750,6 +788,133 @@ PetscErrorCode ntk_gram_top_eigs(NtkOperator *op, Mat G, int nev, double *eig, d
   PetscCall(PetscLogEventBegin(events.id[EV_GRAM_EIGEN], G, 0, 0, 0));
   PetscCall(gram_level_solve(&L, nev, eig, resid, nconv, NULL)); /* no warm start */
   PetscCall(PetscLogEventEnd(events.id[EV_GRAM_EIGEN], G, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------ factored Gram matrix */
+
+/* The exact full Gram matrix applied from its factors, never assembled:
+ *   (Theta v)[(a,i)] = sum_l Delta_l[(a,i)] . sum_b K_l[a,b] u_l[b],  u_l[b] = sum_j v[(b,j)] Delta_l[(b,j)],
+ *   K_l[a,b] = (w2_l A_{l-1}[a] . A_{l-1}[b] + b2_l) / N,
+ * the same terms as ntk_gram_assemble's, summed in another order: per layer one N x N x n_out GEMM
+ * (K_l times the gathered u_l) and two n_local k n_out contractions, against R^2 n_out (R = N k)
+ * for assembling the matrix and 8 N n_in n_out for a matrix-free product. The signals are the
+ * Gram assembly's (gram_factors); K_l's local rows are formed once. */
+typedef struct {
+  NtkOperator *op;
+  int nd, *dense_ops;
+  double **Dloc, **Aloc; /* gram_factors */
+  double **K;            /* [nd] n_local x N, row-major */
+  double *u, *U, *Z;     /* n_local x n_max, N x n_max, n_local x n_max */
+  PetscMPIInt *cnt, *dsp; /* [size] per-rank counts of the gathers */
+} GramFactored;
+
+static PetscErrorCode GramFactoredMult(Mat A, Vec x, Vec y)
+{
+  GramFactored *F;
+  const PetscScalar *xv;
+  PetscScalar *yv;
+
+  PetscFunctionBeginUser;
+  PetscCall(MatShellGetContext(A, &F));
+  NtkOperator *op = F->op;
+  const Model *m = op->b.m;
+  const int k = op->k, nl = op->b.n_local, N = op->b.n_global;
+  double flops = 0;
+  PetscCall(PetscLogEventBegin(events.id[EV_FACTORED], A, x, y, 0));
+  PetscCall(VecGetArrayRead(x, &xv));
+  PetscCall(VecGetArray(y, &yv));
+  PetscCall(PetscArrayzero(yv, (size_t)nl * k));
+  for (int l = 0; l < F->nd; l++) {
+    const int nout = m->ops[F->dense_ops[l]].n_out;
+    const double *D = F->Dloc[l]; /* (n_local k) x nout */
+    /* u[b] = v[b, :] Delta_l[b] (1 x k times k x nout) */
+    for (int b = 0; b < nl; b++)
+      cblas_dgemv(CblasRowMajor, CblasTrans, k, nout, 1.0, D + (size_t)b * k * nout, nout, xv + (size_t)b * k, 1, 0.0,
+                  F->u + (size_t)b * nout, 1);
+    for (int r = 0; r < op->b.size; r++) {
+      F->cnt[r] = (PetscMPIInt)(op->b.nl_all[r] * nout);
+      F->dsp[r] = (PetscMPIInt)(op->b.first_all[r] * nout);
+    }
+    PetscCallMPI(MPI_Allgatherv(F->u, F->cnt[op->b.rank], MPI_DOUBLE, F->U, F->cnt, F->dsp, MPI_DOUBLE, op->b.pcomm));
+    if (nl) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nl, nout, N, 1.0, F->K[l], N, F->U, nout, 0.0, F->Z, nout);
+      for (int b = 0; b < nl; b++) /* y[b, :] += Delta_l[b] Z[b] (k x nout times nout) */
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, k, nout, 1.0, D + (size_t)b * k * nout, nout, F->Z + (size_t)b * nout, 1, 1.0,
+                    yv + (size_t)b * k, 1);
+    }
+    flops += 2.0 * nl * (double)N * nout + 4.0 * nl * (double)k * nout;
+  }
+  PetscCall(VecRestoreArray(y, &yv));
+  PetscCall(VecRestoreArrayRead(x, &xv));
+  op->b.n_mult++;
+  PetscCall(PetscLogFlops(flops));
+  PetscCall(PetscLogEventEnd(events.id[EV_FACTORED], A, x, y, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ntk_gram_factored_top_eigs(NtkOperator *op, int nev, double *eig, double *resid, int *nconv)
+{
+  const Model *m = op->b.m;
+  const int nl = op->b.n_local, N = op->b.n_global, k = op->k;
+  GramFactored F = {.op = op};
+  size_t max_D, max_A;
+  int n_max = 1, in_max = 1;
+  double *Aall;
+  PetscBool go;
+  Mat A;
+
+  PetscFunctionBeginUser;
+  PetscCheck(op->v == NTK_FULL, op->b.comm, PETSC_ERR_SUP, "ntk: the factored Gram matrix is of the full NTK only");
+  PetscCall(opbase_solve_prologue(&op->b, nev, eig, resid, nconv, &go));
+  if (!go) PetscFunctionReturn(0);
+  PetscCall(PetscLogEventBegin(events.id[EV_GRAM_EIGEN], 0, 0, 0, 0));
+  PetscCall(PetscLogEventBegin(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
+  PetscCall(gram_factors(op, &F.nd, &F.dense_ops, &F.Dloc, &F.Aloc, &max_D, &max_A));
+  for (int l = 0; l < F.nd; l++) {
+    const Op *o = &m->ops[F.dense_ops[l]];
+    n_max = PetscMax(n_max, o->n_out);
+    in_max = PetscMax(in_max, o->n_in);
+  }
+  PetscCall(PetscMalloc3(F.nd, &F.K, op->b.size, &F.cnt, op->b.size, &F.dsp));
+  PetscCall(PetscMalloc3((size_t)nl * n_max + 1, &F.u, (size_t)N * n_max, &F.U, (size_t)nl * n_max + 1, &F.Z));
+  PetscCall(PetscMalloc1((size_t)N * in_max, &Aall));
+  /* K_l's local rows: (w2 A_loc A_all^T + b2) / N, the weights as in ntk_gram_assemble */
+  for (int l = 0; l < F.nd; l++) {
+    const Op *o = &m->ops[F.dense_ops[l]];
+    const int nin = o->n_in;
+    const double wm = m->tensors[o->w].mult, bm = o->b >= 0 ? m->tensors[o->b].mult : 0.0;
+    const bool lrw = op->d != NULL;
+    const double wd = lrw ? m->tensors[o->w].lr_scale : 1.0, bd = lrw && o->b >= 0 ? m->tensors[o->b].lr_scale : 1.0;
+    const double w2 = wm * wm * wd, b2 = bm * bm * bd;
+    for (int r = 0; r < op->b.size; r++) {
+      F.cnt[r] = (PetscMPIInt)(op->b.nl_all[r] * nin);
+      F.dsp[r] = (PetscMPIInt)(op->b.first_all[r] * nin);
+    }
+    PetscCallMPI(MPI_Allgatherv(F.Aloc[l], F.cnt[op->b.rank], MPI_DOUBLE, Aall, F.cnt, F.dsp, MPI_DOUBLE, op->b.pcomm));
+    PetscCall(PetscMalloc1((size_t)nl * N + 1, &F.K[l]));
+    if (nl) cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nl, N, nin, w2 / N, F.Aloc[l], nin, Aall, nin, 0.0, F.K[l], N);
+    for (size_t e = 0; e < (size_t)nl * N; e++) F.K[l][e] += b2 / N;
+    PetscCall(PetscLogFlops(2.0 * nl * (double)N * nin));
+  }
+  PetscCall(PetscFree(Aall));
+  PetscCall(PetscLogEventEnd(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
+
+  PetscCall(MatCreateShell(op->b.comm, (PetscInt)nl * k, (PetscInt)nl * k, (PetscInt)N * k, (PetscInt)N * k, &F, &A));
+  PetscCall(MatShellSetOperation(A, MATOP_MULT, (void (*)(void))GramFactoredMult));
+  PetscCall(MatSetOption(A, MAT_SYMMETRIC, PETSC_TRUE));
+  OpRun run = {.A = A, .quick = PETSC_TRUE, .check_resid = op->check_resid, .rel_lambda = PETSC_TRUE};
+  OpSolve sv = {.A = A, .seed = NTK_START_SEED, .event = events.id[EV_EIGENSOLVE], .count_checks = PETSC_TRUE};
+  PetscCall(make_eps(&op->b, op->b.comm, A, "ntk_gram_", PETSC_FALSE, &sv.eps, &run.ncv_user, &run.mpd_user));
+  PetscCall(opbase_solve_shared(&op->b, &sv, &run, nev, eig, resid, nconv)); /* no warm start */
+  PetscCall(EPSDestroy(&sv.eps));
+  PetscCall(MatDestroy(&A));
+
+  for (int l = 0; l < F.nd; l++) PetscCall(PetscFree(F.K[l]));
+  PetscCall(PetscFree3(F.K, F.cnt, F.dsp));
+  PetscCall(PetscFree3(F.u, F.U, F.Z));
+  PetscCall(gram_factors_free(F.nd, &F.dense_ops, &F.Dloc, &F.Aloc));
+  PetscCall(PetscLogEventEnd(events.id[EV_GRAM_EIGEN], 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
 

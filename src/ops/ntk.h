@@ -127,6 +127,13 @@ PetscErrorCode ntk_gram_spectrum(NtkOperator *op, Mat G, double *eig_desc);
  * lambda once G exists; same conventions as ntk_top_eigs (no warm start). */
 PetscErrorCode ntk_gram_top_eigs(NtkOperator *op, Mat G, int nev, double *eig, double *resid,
                                  int *nconv);
+/* Top-nev eigenvalues of the exact full Gram matrix (NTK_FULL only) without assembling it: its
+ * per-layer factors (the signals Delta_l and the input kernels K_l = A_{l-1} A_{l-1}^T, N x N) are
+ * kept and a product costs one N x N x n_out GEMM per layer (2 N^2 sum(n_out) flops, against
+ * (Nk)^2 sum(n_out) for the assembled matrix and about 8 N P for a matrix-free product); then
+ * Krylov-Schur (prefix ntk_gram_) from the Philox vector. Same conventions as ntk_gram_top_eigs;
+ * memory per rank: the signals (n_local k sum(n_out)) and n_local N per dense layer. */
+PetscErrorCode ntk_gram_factored_top_eigs(NtkOperator *op, int nev, double *eig, double *resid, int *nconv);
 /* ||Gt - G0||_F / ||G0||_F (Inf if G0 = 0). Collective. */
 PetscErrorCode ntk_kernel_distance(Mat G0, Mat Gt, double *dist);
 

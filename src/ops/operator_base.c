@@ -432,7 +432,8 @@ PetscErrorCode opbase_run(void *ctx, EPS eps, Vec start, int want, PetscInt rows
    * often enough, where SLEPc's default (nev + 15) would run 16 products first. */
   if (ncv <= 0 && s->coarse) ncv = PetscMin(want + 3, rows);
   const PetscInt ncv_full = ncv > 0 ? ncv : PETSC_DEFAULT, mpd_full = ncv > 0 && s->mpd_user > ncv ? ncv : s->mpd_user;
-  const PetscBool quick = s->ncv_user <= 0 && s->quick && good_start && want + 1 <= rows ? PETSC_TRUE : PETSC_FALSE;
+  const PetscBool quick_ok = s->from_coarse ? s->quick_coarse : s->quick;
+  const PetscBool quick = s->ncv_user <= 0 && quick_ok && good_start && want + 1 <= rows ? PETSC_TRUE : PETSC_FALSE;
   PetscCall(EPSGetTolerances(eps, &tol0, &maxit0));
   if (quick) {
     PetscCall(EPSSetDimensions(eps, want, want + 1, PETSC_DEFAULT));
@@ -507,6 +508,7 @@ PetscErrorCode opbase_cold_start(void *ctx, int want, Vec start, PetscBool *done
   PetscFunctionBeginUser;
   *done = PETSC_FALSE;
   if (s->cold_start) PetscCall(s->cold_start(s->cold_ctx, want, start, done));
+  s->from_coarse = *done;
   PetscFunctionReturn(0);
 }
 
@@ -518,6 +520,7 @@ PetscErrorCode opbase_solve_shared(OpBase *b, OpSolve *s, OpRun *run, int nev, d
   s->run = opbase_run;
   s->check = opbase_check;
   s->cold_start = run->cold_start ? opbase_cold_start : NULL;
+  run->from_coarse = PETSC_FALSE;
   b->coarse_matvecs = 0;
   b->coarse_work = 0;
   PetscCall(MatCreateVecs(s->A, NULL, &run->r));

@@ -174,7 +174,9 @@ typedef struct {
   Mat A;
   PetscInt ncv_user, mpd_user; /* the -*_eps_ncv/mpd given (PETSC_DEFAULT/<= 0: none) */
   PetscBool coarse;      /* a coarse level: a start vector only (basis nev + 3, no explicit check) */
-  PetscBool quick;       /* from a good start, try the quick solve with a basis of nev + 1 first */
+  PetscBool quick;       /* from a warm start, try the quick solve with a basis of nev + 1 first */
+  PetscBool quick_coarse; /* the same from a coarse start */
+  PetscBool from_coarse; /* set by opbase_cold_start: the start is the coarse level's */
   PetscBool check_resid; /* recompute each pair's residual with one product */
   PetscBool rel_lambda;  /* resid relative to |lambda| (NTK), else to max(|lambda|, scale) (Hessian) */
   double scale;          /* the test's spectral scale: scale0, after the solve also |Ritz values| */
