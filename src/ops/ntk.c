@@ -25,6 +25,15 @@
  * model's statistics are summed over the ranks through a Reducer on pcomm, so J is the Jacobian of
  * the network evaluated on the whole NTK batch, statistics included.
  *
+ * Factored Gram matrix. For lambda alone the exact matrix need not be assembled: with the signals
+ * and the layers' N x N input kernels kept, sum_l (Delta_l Delta_l^T) .* K_l applies in one
+ * N x N x n_out GEMM per layer (ntk_gram_factored_top_eigs), so a solve costs the signals plus
+ * 2 N^2 sum(n_out) flops per product instead of R^2 sum(n_out) for the assembly.
+ *
+ * Coarse levels. Cold solves start from the coarse levels (ntk.h, operator_base.h): NtkOperators
+ * on every factor-th sample for the matrix-free solve, principal submatrices for the assembled
+ * Gram matrix; their eigenvectors are zero-padded onto the finer level (prolong_padded).
+ *
  * ScaLAPACK. Debian's SLEPc 3.18 is configured with ScaLAPACK (SLEPC_HAVE_SCALAPACK in
  * slepcconf.h; EPSCreate_ScaLAPACK is in libslepc_real.so), so the full spectrum goes through
  * EPSSCALAPACK, which converts the dense matrix to MATSCALAPACK and calls pdsyev. pdsyev also
