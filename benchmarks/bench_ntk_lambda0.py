@@ -153,7 +153,10 @@ def main():
             est_mf = 35 * float(pt["s"])
             ours = {}
             gram_gib = 2 * R * R * 8 / 2 ** 30  # G and its ScaLAPACK copy
-            for meth in ("exact", "matfree"):
+            for meth in ("exact", "factored", "matfree"):
+                if meth == "factored" and N * N * 4 * 8 / 2 ** 30 + R * 3 * WIDTH * 8 / 2 ** 30 > a.mem_gib:
+                    print(f"  ours factored: skipped (signals and kernels > {a.mem_gib} GiB)")
+                    continue
                 if meth == "exact" and gram_gib > a.mem_gib:
                     print(f"  ours exact: skipped (Gram matrix {gram_gib:.0f} GiB > {a.mem_gib} GiB)")
                     continue
@@ -164,7 +167,8 @@ def main():
                 ours[meth] = r
                 print(f"  ours {meth}: lambda0 {float(r['lambda']):.15g} in {float(r['s']):.3f} s "
                       f"(setup {float(r['s_setup']):.3f}, gram {float(r['s_gram']):.3f}, eig {float(r['s_eig']):.3f}, "
-                      f"products {r['matvecs']}, resid {r['resid']})", flush=True)
+                      f"products {r['matvecs']} + {r['coarse_matvecs']} coarse (= {float(r['coarse_work']):.2f} full), "
+                      f"resid {r['resid']})", flush=True)
             if R <= 5000 and gram_gib <= a.mem_gib:
                 r = run_ours(a.bench, xfile, N, "spectrum", T, a.reps, None)
                 print(f"  ours exact + full ScaLAPACK spectrum: lambda0 {float(r['lambda']):.15g} in {float(r['s']):.3f} s "

@@ -3,7 +3,8 @@
  * parameterization, and the plain J J^T / N when asked, with J built column by column from model_jvp
  * over all samples; the
  * Krylov-Schur top eigenvalues and the ScaLAPACK spectrum equal LAPACK dsyev of that matrix; the
- * kernel distance equals its direct value; the warm start saves products; a NaN theta or an
+ * kernel distance equals its direct value; the warm start saves products; cold solves from the
+ * coarse levels (matrix-free and exact Gram) give the same eigenvalues; a NaN theta or an
  * unconverged solve gives NaN and no error; and every result equals the one of an MPI_COMM_SELF
  * operator over all samples on rank 0 (rank-count independence). Run at 1 and 4 ranks.
  *
@@ -467,6 +468,110 @@ static PetscErrorCode test_warm_start(NtkVariant v)
   PetscFunctionReturn(0);
 }
 
+/* Coarse-level cold starts (-ntk_coarse_*): on N = 130 samples (levels of 33 and 9 with
+ * -ntk_coarse_min 8; uneven and empty slices), an lr-weighted muP net, the cold matrix-free
+ * solve and the exact Gram solve both use the coarse levels and give the top eigenvalues of the
+ * explicit J D J^T / N (LAPACK dsyev) to 1e-10, with the residual test and with the eigenvalue
+ * test, and so does the factored Gram solve (full variant); a second solve at a nearby theta is warm (no coarse products); and the distributed result
+ * equals an MPI_COMM_SELF operator's over all samples (rank-count independence) to 1e-12. */
+static PetscErrorCode test_coarse(NtkVariant v)
+{
+  Model m;
+  char err[256];
+  ModelConfig c = small_cfg(ACT_TANH, PARAM_MUP, 1);
+  const int N = 130, k = c.out_dim, nev = 3;
+
+  PetscFunctionBeginUser;
+  MCHECK(model_build(&m, &c, err, sizeof err) == 0, "build: %s", err);
+  const size_t P = m.n_params;
+  const int R = v == NTK_FULL ? N * k : N;
+  double *x = malloc((size_t)N * c.in_dim * sizeof *x), *th0 = malloc(P * sizeof *th0), *th1 = malloc(P * sizeof *th1);
+  double *T = malloc((size_t)R * R * sizeof *T), *w0 = malloc((size_t)R * sizeof *w0), *w1 = malloc((size_t)R * sizeof *w1);
+  double eig[3], resid[3], eig_self[3];
+  rng_normal_fill(x, (size_t)N * c.in_dim, 21, RNG_STREAM_TEACHER_X, 0);
+  model_init(&m, th0, 23);
+  rng_normal_fill(th1, P, 24, RNG_STREAM_PROBE, 0);
+  for (size_t i = 0; i < P; i++) th1[i] = th0[i] + 1e-3 * th1[i];
+  explicit_theta(&m, th0, x, N, v, NTK_WEIGHT_LR, T);
+  dense_eigs_desc(T, R, w0);
+  explicit_theta(&m, th1, x, N, v, NTK_WEIGHT_LR, T);
+  dense_eigs_desc(T, R, w1);
+  int first, nl, nconv;
+  long mv, cmv;
+  double cwork;
+  slice_of(N, rank, size, 1, &first, &nl);
+  const char *vn = ntk_variant_name(v);
+
+  PetscCall(PetscOptionsSetValue(NULL, "-ntk_coarse_min", "8"));
+  for (int conv = 0; conv < 2; conv++) {
+    NtkOperator *op;
+    if (conv) PetscCall(PetscOptionsSetValue(NULL, "-ntk_conv", "value"));
+    PetscCall(ntk_operator_create(&op, W, &m, x + (size_t)first * c.in_dim, nl, first, N, v));
+    PetscCall(ntk_set_params(op, th0));
+    PetscCall(ntk_top_eigs(op, nev, eig, resid, &nconv));
+    PetscCall(ntk_last_solve_stats(op, NULL, &mv));
+    PetscCall(ntk_last_solve_coarse(op, &cmv, &cwork));
+    int ok = nconv == nev && cmv > 0 && cwork > 0 && cwork < cmv;
+    for (int i = 0; i < nev; i++) ok &= close_to(eig[i], w0[i], 1e-10, w0[0]);
+    MCHECK(ok, "coarse %s conv %d: matrix-free %.15g %.15g %.15g vs dsyev %.15g %.15g %.15g, nconv %d, coarse products %ld (%g)",
+           vn, conv, eig[0], eig[1], eig[2], w0[0], w0[1], w0[2], nconv, cmv, cwork);
+    if (rank == 0)
+      printf("coarse start (%s, R = %d, conv %s): matrix-free %ld products + %ld coarse (= %.2f full)\n", vn, R,
+             conv ? "value" : "residual", mv, cmv, cwork);
+    /* the same from the exact Gram matrix, its own coarse levels being principal submatrices */
+    Mat G;
+    PetscCall(ntk_gram_assemble(op, &G));
+    PetscCall(ntk_gram_top_eigs(op, G, nev, eig, resid, &nconv));
+    PetscCall(ntk_last_solve_stats(op, NULL, &mv));
+    PetscCall(ntk_last_solve_coarse(op, &cmv, &cwork));
+    ok = nconv == nev && cmv > 0;
+    for (int i = 0; i < nev; i++) ok &= close_to(eig[i], w0[i], 1e-10, w0[0]);
+    MCHECK(ok, "coarse %s conv %d: Gram %.15g %.15g %.15g vs dsyev %.15g %.15g %.15g, nconv %d, coarse products %ld", vn, conv, eig[0],
+           eig[1], eig[2], w0[0], w0[1], w0[2], nconv, cmv);
+    if (rank == 0) printf("coarse start (%s, R = %d): Gram %ld products + %ld coarse\n", vn, R, mv, cmv);
+    PetscCall(MatDestroy(&G));
+    if (v == NTK_FULL) { /* the exact Gram matrix applied from its factors: the same eigenvalues */
+      PetscCall(ntk_gram_factored_top_eigs(op, nev, eig, resid, &nconv));
+      PetscCall(ntk_last_solve_stats(op, NULL, &mv));
+      ok = nconv == nev && mv > 0;
+      for (int i = 0; i < nev; i++) ok &= close_to(eig[i], w0[i], 1e-10, w0[0]);
+      MCHECK(ok, "conv %d: factored Gram %.15g %.15g %.15g vs dsyev %.15g %.15g %.15g, nconv %d", conv, eig[0], eig[1], eig[2], w0[0],
+             w0[1], w0[2], nconv);
+    }
+    /* along a trajectory: warm, no coarse products */
+    PetscCall(ntk_set_params(op, th1));
+    PetscCall(ntk_top_eigs(op, nev, eig, resid, &nconv));
+    PetscCall(ntk_last_solve_coarse(op, &cmv, NULL));
+    ok = nconv == nev && cmv == 0;
+    for (int i = 0; i < nev; i++) ok &= close_to(eig[i], w1[i], 1e-10, w1[0]);
+    MCHECK(ok, "coarse %s conv %d: warm %.15g vs %.15g, coarse products %ld", vn, conv, eig[0], w1[0], cmv);
+    /* rank-count independence: the same cold solve by one rank over all samples */
+    PetscCall(ntk_reset_warm_start(op));
+    PetscCall(ntk_set_params(op, th0));
+    PetscCall(ntk_top_eigs(op, nev, eig, resid, &nconv));
+    NtkOperator *self;
+    int nself;
+    PetscCall(ntk_operator_create(&self, PETSC_COMM_SELF, &m, x, N, 0, N, v));
+    PetscCall(ntk_set_params(self, th0));
+    PetscCall(ntk_top_eigs(self, nev, eig_self, resid, &nself));
+    ok = nself == nconv && nconv == nev;
+    for (int i = 0; i < nev; i++) ok &= close_to(eig[i], eig_self[i], 1e-12, eig_self[0]);
+    MCHECK(ok, "coarse %s conv %d: %d ranks %.17g vs one %.17g", vn, conv, size, eig[0], eig_self[0]);
+    PetscCall(ntk_operator_destroy(&self));
+    PetscCall(ntk_operator_destroy(&op));
+    if (conv) PetscCall(PetscOptionsClearValue(NULL, "-ntk_conv"));
+  }
+  PetscCall(PetscOptionsClearValue(NULL, "-ntk_coarse_min"));
+  free(x);
+  free(th0);
+  free(th1);
+  free(T);
+  free(w0);
+  free(w1);
+  model_destroy(&m);
+  PetscFunctionReturn(0);
+}
+
 /* The cost models: positive, growing with N, and exact cheaper than matrix-free for a wide net on
  * a small batch (the lambda_0 benchmark's case), dearer for a narrow net on a large batch. */
 static void test_cost_models(void)
@@ -514,6 +619,8 @@ int main(int argc, char **argv)
       for (int b = 0; b <= 1; b++) PetscCall(test_config(idx++, acts[a], params[p], b));
   PetscCall(test_warm_start(NTK_FULL));
   PetscCall(test_warm_start(NTK_TRACED));
+  PetscCall(test_coarse(NTK_FULL));
+  PetscCall(test_coarse(NTK_TRACED));
   test_cost_models();
 
   int fails = tu_failed;

@@ -12,6 +12,7 @@
 
 static const char *variant_choice(int i) { return ntk_variant_name((NtkVariant)i); }
 static const char *method_choice(int i) { return ntk_method_name((NtkMethod)i); }
+static const char *conv_choice(int i) { return i == 0 ? "value" : "residual"; }
 
 static const OptionDesc opts[] = {
   {.name = "-ntk_batch", .kind = KIND_STRING, .def = "", .def_shown = "train for full-batch GD when its exact Gram matrix fits -gram_max_rows, else 100",
@@ -30,6 +31,18 @@ static const OptionDesc opts[] = {
    .meaning = "Keep the NTK batch's activations up to this many MB per rank, else recompute them per product"},
   {.name = "-ntk_gram_block", .kind = KIND_INT, .def = OPTION_STR(NTK_DEFAULT_GRAM_BLOCK), .lo = 0, .hi = PETSC_MAX_INT,
    .meaning = "Source samples per column block when assembling the exact Gram matrix (0 = automatic)"},
+  {.name = "-ntk_conv", .kind = KIND_CHOICE, .def = NTK_DEFAULT_CONV, .n_choices = 2, .choice = conv_choice,
+   .meaning = "Convergence test of the NTK eigensolves: value (the eigenvalue error, estimated from the residual, the Ritz gap and "
+              "the last steps) or residual"},
+  {.name = "-ntk_check_residual", .kind = KIND_BOOL, .def = NTK_DEFAULT_CHECK_RESIDUAL,
+   .meaning = "Recompute each accepted NTK eigenpair's residual with one more product"},
+  {.name = "-ntk_coarse_levels", .kind = KIND_INT, .def = OPTION_STR(NTK_DEFAULT_COARSE_LEVELS), .lo = 0, .hi = 64,
+   .meaning = "Cold lambda solves (matrix-free and exact Gram) start from the eigenvectors of the NTK of every factor-th sample, "
+              "this many levels deep (0: from a random vector)"},
+  {.name = "-ntk_coarse_factor", .kind = KIND_INT, .def = OPTION_STR(NTK_DEFAULT_COARSE_FACTOR), .lo = 2, .hi = PETSC_MAX_INT,
+   .meaning = "Sample stride between successive NTK coarse levels"},
+  {.name = "-ntk_coarse_min", .kind = KIND_INT, .def = OPTION_STR(NTK_DEFAULT_COARSE_MIN), .lo = 1, .hi = PETSC_MAX_INT,
+   .meaning = "Fewest samples an NTK coarse level may have"},
 };
 
 /* cfg->ntk_batch until ntk_batch_resolve: N > 0 as given, or one of these */
@@ -74,5 +87,6 @@ void ntk_batch_resolve(Config *cfg, int n_samples, int outputs)
 }
 
 const OptionModule options_ntk = {
-  "NTK", "the NTK operator's eigensolver takes -ntk_eps_*, the exact Gram matrix's -ntk_gram_eps_*: PETSc lists them below", opts,
+  "NTK", "the NTK operator's eigensolver takes -ntk_eps_*, the exact Gram matrix's -ntk_gram_eps_*, the coarse levels' -ntk_coarse_eps_*: "
+  "PETSc lists them below", opts,
   sizeof opts / sizeof *opts, check, ntk_options_register, "-ntk_*eps_*"};

@@ -44,21 +44,13 @@
 
 /* Seed of the deterministic, rank-count independent Krylov start vector (stream RNG_STREAM_PROBE). */
 #define HESS_START_SEED 0x48455353ULL
-/* A converged pair is kept only if its recomputed residual is below this many solver tolerances. */
-#define HESS_RESID_FACTOR 100.0
 /* Lanczos breakdown: beta below this fraction of the largest |alpha|, beta seen. */
 #define HESS_BREAKDOWN 1e-10
-/* Ritz values of the previous restart kept for the eigenvalue-error test. */
-#define HESS_RITZ_MAX 64
-/* Restarts of the quick solve with a basis of nev + 1 from a good start (see solve_run). */
-#define HESS_QUICK_RESTARTS 4
-/* The extrapolated error of ritz_error, times this: rho from two steps is a rough estimate. */
-#define HESS_STEP_SAFETY 2.0
-/* Default tolerance of the coarse (subsample) solves that only provide a start vector. */
-#define HESS_COARSE_TOL 1e-2
-
-enum { EV_MATMULT, EV_EIGENSOLVE, EV_TRACE, EV_SLQ, EV_ALIGN };
-static OpEvents events = {.cls = "Hessian", .n = 5, .names = {"HessMatMult", "HessEigensolve", "HessTrace", "HessSLQ", "HessAlignment"}};
+/* EV_COARSE: the coarse levels' solves of a cold start, not inside EV_EIGENSOLVE. */
+enum { EV_MATMULT, EV_EIGENSOLVE, EV_TRACE, EV_SLQ, EV_ALIGN, EV_COARSE };
+static OpEvents events = {.cls = "Hessian",
+                          .n = 6,
+                          .names = {"HessMatMult", "HessEigensolve", "HessTrace", "HessSLQ", "HessAlignment", "HessCoarseSolve"}};
 
 PetscErrorCode hessian_register_events(void)
 {
@@ -84,25 +76,19 @@ struct HessianOperator {
   Vec warm_top, warm_min;   /* sums of the last eigenvectors; NULL = none */
   PetscBool have_lmax;      /* lmax is lambda_max at the current theta */
   double lmax;
-  double conv_scale;        /* running spectral scale of the current solve's convergence test */
   /* Cold starts (no warm vector) of the top-eigenvalue solve begin from the top eigenvectors of
    * the Hessian of a strided subsample, itself solved the same way: see hessian.h. */
   HessianOperator *coarse;  /* every coarse_factor-th sample of this batch, or NULL */
   PetscBool coarse_stale;   /* coarse not yet linearised at theta */
   PetscBool borrowed;       /* vfull, hfull belong to the finer level */
-  PetscBool conv_value;     /* -hess_conv value: test the eigenvalue error, else the residual */
   PetscBool check_resid;    /* -hess_check_residual */
-  double ritz_prev[2][HESS_RITZ_MAX]; /* Ritz values at the last two restarts of the current solve */
-  int n_ritz_prev[2];                 /* [0] the last, [1] the one before */
-  long coarse_matvecs;      /* products of the coarse levels in the last solve */
-  double coarse_work;       /* the same in full-batch products (samples / n_global) */
 };
 
 /* Settings read once by hessian_operator_create and handed to every level. */
 typedef struct {
   PetscInt chunk;
   PetscReal tape_mb;
-  PetscInt coarse_levels, coarse_factor, coarse_min;
+  OpCoarse coarse;
   PetscBool conv_value, check_resid;
 } HessSettings;
 
@@ -201,72 +187,6 @@ static PetscErrorCode GaussNewtonMult(Mat A, Vec x, Vec y)
   PetscFunctionReturn(0);
 }
 
-/* The value of prev (n) nearest t, and the distance from t to the next nearest (INFINITY if none). */
-static double nearest(const double *prev, int n, double t, double *next)
-{
-  double d1 = INFINITY, d2 = INFINITY, best = NAN;
-  for (int j = 0; j < n; j++) {
-    const double d = fabs(t - prev[j]);
-    if (d < d1) {
-      d2 = d1;
-      d1 = d;
-      best = prev[j];
-    } else if (d < d2) d2 = d;
-  }
-  if (next) *next = d2;
-  return best;
-}
-
-/* Error estimate of a Ritz value theta with residual norm res. The residual bound res always
- * holds. With conv_value, the eigenvalue error is estimated as max(extrapolated step, res^2/gap):
- * a Ritz value converges with the square of its residual, res^2/gap (Parlett, The Symmetric
- * Eigenvalue Problem, 11.7), gap being the distance to the other Ritz values of the last restart;
- * and since those can still be far below their eigenvalues (the gap then overestimated), the
- * error is also taken at least as large as what the last two steps of theta extrapolate to
- * (Aitken: d_j rho / (1 - rho), rho = d_j / d_{j-1}; doubled), which is infinite -- the residual bound
- * rules -- until two restarts have passed or while theta is not converging geometrically. */
-static double ritz_error(const HessianOperator *op, double theta, double res)
-{
-  if (!op->conv_value || op->n_ritz_prev[1] < 1 || op->n_ritz_prev[0] < 2) return res;
-  double gap;
-  const double p1 = nearest(op->ritz_prev[0], op->n_ritz_prev[0], theta, &gap);
-  const double p2 = nearest(op->ritz_prev[1], op->n_ritz_prev[1], p1, NULL);
-  const double d1 = fabs(theta - p1), d0 = fabs(p1 - p2);
-  double step = INFINITY;
-  if (d1 == 0) step = 0;
-  else if (d0 > d1) step = HESS_STEP_SAFETY * d1 * (d1 / d0) / (1.0 - d1 / d0);
-  if (!(gap > 0) || !isfinite(gap) || !(step < INFINITY)) return res;
-  return PetscMin(res, PetscMax(step, res * res / gap));
-}
-
-/* Krylov-Schur convergence test: ritz_error relative to max(|lambda|, the largest |Ritz value| seen
- * in this solve, op->conv_scale at its start). */
-static PetscErrorCode ConvergedScaled(EPS eps, PetscScalar eigr, PetscScalar eigi, PetscReal res, PetscReal *errest, void *ctx)
-{
-  HessianOperator *op = (HessianOperator *)ctx;
-
-  PetscFunctionBeginUser;
-  const double a = PetscAbsScalar(eigr);
-  if (a > op->conv_scale) op->conv_scale = a;
-  const double err = ritz_error(op, PetscRealPart(eigr), res);
-  *errest = op->conv_scale > 0 ? err / op->conv_scale : err;
-  PetscFunctionReturn(0);
-}
-
-/* Monitor: keeps the Ritz values of each restart for the next convergence test. */
-static PetscErrorCode RitzRecord(EPS eps, PetscInt its, PetscInt nconv, PetscScalar *eigr, PetscScalar *eigi, PetscReal *errest,
-                                 PetscInt nest, void *ctx)
-{
-  HessianOperator *op = (HessianOperator *)ctx;
-
-  PetscFunctionBeginUser;
-  op->n_ritz_prev[1] = op->n_ritz_prev[0];
-  PetscCall(PetscArraycpy(op->ritz_prev[1], op->ritz_prev[0], op->n_ritz_prev[0]));
-  op->n_ritz_prev[0] = (int)PetscMin(nest, (PetscInt)HESS_RITZ_MAX);
-  for (int j = 0; j < op->n_ritz_prev[0]; j++) op->ritz_prev[0][j] = PetscRealPart(eigr[j]);
-  PetscFunctionReturn(0);
-}
-
 
 /* Krylov-Schur for eigenvalues of A at one end, options read once, with the scaled test. */
 static PetscErrorCode make_eps(HessianOperator *op, Mat A, EPSWhich which, const char *prefix, EPS *eps, PetscInt *ncv,
@@ -274,9 +194,8 @@ static PetscErrorCode make_eps(HessianOperator *op, Mat A, EPSWhich which, const
 {
   PetscFunctionBeginUser;
   PetscCall(opbase_eps_create(op->b.comm, A, which, eps));
-  PetscCall(EPSSetConvergenceTestFunction(*eps, ConvergedScaled, op, NULL));
-  PetscCall(EPSMonitorSet(*eps, RitzRecord, op, NULL));
-  if (op->borrowed) PetscCall(EPSSetTolerances(*eps, HESS_COARSE_TOL, PETSC_DEFAULT)); /* a start vector only */
+  PetscCall(opbase_conv_install(&op->b, *eps));
+  if (op->borrowed) PetscCall(EPSSetTolerances(*eps, OP_COARSE_TOL, PETSC_DEFAULT)); /* a start vector only */
   PetscCall(opbase_eps_from_options(*eps, prefix, ncv, mpd));
   PetscFunctionReturn(0);
 }
@@ -314,7 +233,7 @@ static PetscErrorCode operator_create(HessianOperator **out, MPI_Comm comm, cons
 
   PetscCall(PetscMalloc1((size_t)n_local * op->k + 1, &op->y));
   if (n_local) PetscCall(PetscArraycpy(op->y, y_local, (size_t)n_local * op->k));
-  op->conv_value = set->conv_value;
+  op->b.conv.value = set->conv_value;
   op->check_resid = set->check_resid;
   op->borrowed = parent ? PETSC_TRUE : PETSC_FALSE;
   if (parent) { /* levels are used one at a time: the finer level's product buffers serve */
@@ -341,9 +260,9 @@ static PetscErrorCode operator_create(HessianOperator **out, MPI_Comm comm, cons
 
   /* The coarse level: samples whose global index is a multiple of the factor (the same set for
    * any rank count; each rank keeps its own, so the level stays balanced). */
-  const int f = (int)set->coarse_factor, n_coarse = (n_global + f - 1) / f, d = op->b.d, k = op->k;
-  if (levels > 0 && n_coarse >= set->coarse_min && n_coarse < n_global) {
-    const int cfirst = (first + f - 1) / f, cend = (first + n_local + f - 1) / f, cn = cend - cfirst;
+  const int f = (int)set->coarse.factor, d = op->b.d, k = op->k;
+  int cfirst, cn, n_coarse;
+  if (opbase_coarse_slice(&set->coarse, levels, first, n_local, n_global, &cfirst, &cn, &n_coarse)) {
     double *xc, *yc;
     PetscCall(PetscMalloc2((size_t)cn * d + 1, &xc, (size_t)cn * k + 1, &yc));
     for (int j = 0; j < cn; j++) {
@@ -362,9 +281,10 @@ PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, con
                                        const double *y_local, int n_local, int first, int n_global)
 {
   HessianOperator *op = NULL;
-  HessSettings set = {HESS_DEFAULT_CHUNK,         HESS_DEFAULT_TAPE_MB,
-                      HESS_DEFAULT_COARSE_LEVELS, HESS_DEFAULT_COARSE_FACTOR,
-                      HESS_DEFAULT_COARSE_MIN,    PETSC_TRUE,
+  HessSettings set = {HESS_DEFAULT_CHUNK,
+                      HESS_DEFAULT_TAPE_MB,
+                      {HESS_DEFAULT_COARSE_LEVELS, HESS_DEFAULT_COARSE_FACTOR, HESS_DEFAULT_COARSE_MIN},
+                      PETSC_TRUE,
                       strcmp(HESS_DEFAULT_CHECK_RESIDUAL, "true") == 0 ? PETSC_TRUE : PETSC_FALSE};
   char conv[16] = HESS_DEFAULT_CONV;
   PetscBool has;
@@ -373,21 +293,13 @@ PetscErrorCode hessian_operator_create(HessianOperator **out, MPI_Comm comm, con
   *out = NULL;
   PetscCall(hessian_register_events());
   PetscCall(opbase_read_tape_options(comm, "hessian", "hess_", &set.chunk, &set.tape_mb));
-  PetscCall(PetscOptionsGetInt(NULL, "hess_", "-coarse_levels", &set.coarse_levels, NULL));
-  PetscCall(PetscOptionsGetInt(NULL, "hess_", "-coarse_factor", &set.coarse_factor, NULL));
-  PetscCall(PetscOptionsGetInt(NULL, "hess_", "-coarse_min", &set.coarse_min, NULL));
+  PetscCall(opbase_read_coarse_options(comm, "hessian", "hess_", &set.coarse));
   PetscCall(PetscOptionsGetString(NULL, "hess_", "-conv", conv, sizeof conv, &has));
   PetscCall(PetscOptionsGetBool(NULL, "hess_", "-check_residual", &set.check_resid, NULL));
-  PetscCheck(set.coarse_levels >= 0, comm, PETSC_ERR_ARG_OUTOFRANGE, "hessian: -hess_coarse_levels must be >= 0, got %" PetscInt_FMT,
-             set.coarse_levels);
-  PetscCheck(set.coarse_factor >= 2, comm, PETSC_ERR_ARG_OUTOFRANGE, "hessian: -hess_coarse_factor must be >= 2, got %" PetscInt_FMT,
-             set.coarse_factor);
-  PetscCheck(set.coarse_min >= 1, comm, PETSC_ERR_ARG_OUTOFRANGE, "hessian: -hess_coarse_min must be >= 1, got %" PetscInt_FMT,
-             set.coarse_min);
   PetscCheck(!strcmp(conv, "value") || !strcmp(conv, "residual"), comm, PETSC_ERR_ARG_WRONG,
              "hessian: -hess_conv must be value or residual, got %s", conv);
   set.conv_value = strcmp(conv, "value") == 0 ? PETSC_TRUE : PETSC_FALSE;
-  PetscCall(operator_create(&op, comm, m, x_local, y_local, n_local, first, n_global, &set, (int)set.coarse_levels, NULL));
+  PetscCall(operator_create(&op, comm, m, x_local, y_local, n_local, first, n_global, &set, (int)set.coarse.levels, NULL));
   *out = op;
   PetscFunctionReturn(0);
 }
@@ -496,22 +408,12 @@ PetscErrorCode hessian_gn_mat(HessianOperator *op, Mat *G)
 
 /* ------------------------------------------------------------------ eigensolves */
 
-/* One eigensolve of the Hessian: the context of its opbase_solve hooks. */
-typedef struct {
-  HessianOperator *op;
-  Mat A;
-  PetscInt ncv_user, mpd_user;
-  double scale;         /* the convergence test's spectral scale: scale0, after the solve also |Ritz values| */
-  PetscReal tol;        /* the solve's tolerance, after it */
-  PetscBool use_coarse; /* a top solve: coarse start, and the quick solve from a good start */
-  Vec r;                /* residual of the check */
-} HessSolve;
-
 /* start <- the sum of the coarse level's top-want eigenvectors (its own cold solve, linearised at
- * op's theta first if needed); *ok = false if that solve found none. */
+ * op's theta first if needed); *ok = false if that solve found none. The coarse level's vectors
+ * live in the same parameter space: no prolongation. */
 static PetscErrorCode coarse_start(void *ctx, int want, Vec start, PetscBool *ok)
 {
-  HessianOperator *op = ((HessSolve *)ctx)->op, *c = op->coarse;
+  HessianOperator *op = (HessianOperator *)ctx, *c = op->coarse;
   double *e, *r;
   int nc = 0;
 
@@ -525,8 +427,7 @@ static PetscErrorCode coarse_start(void *ctx, int want, Vec start, PetscBool *ok
   PetscCall(PetscMalloc2(want, &e, want, &r));
   PetscCall(hessian_top_eigs(c, want, e, r, &nc));
   PetscCall(PetscFree2(e, r));
-  op->coarse_matvecs += c->b.last_matvecs + c->coarse_matvecs;
-  op->coarse_work += (c->b.last_matvecs + c->coarse_work) * (double)c->b.n_global / (double)op->b.n_global;
+  opbase_coarse_account(&op->b, &c->b);
   if (nc > 0 && c->warm_top) {
     PetscCall(VecCopy(c->warm_top, start));
     *ok = PETSC_TRUE;
@@ -534,113 +435,22 @@ static PetscErrorCode coarse_start(void *ctx, int want, Vec start, PetscBool *ok
   PetscFunctionReturn(0);
 }
 
-/* The solve. From a good start (warm, or the coarse level's) the top solve often converges in a
- * few products: a quick solve with a basis of nev + 1, which tests after every product, for at
- * most HESS_QUICK_RESTARTS restarts. If that is not enough (a tight tolerance, a poor start), the
- * solve proper follows from the same start with the chosen basis (SLEPc's default unless
- * -hess_eps_ncv): a small basis restarts too often to converge fast. Afterwards: the spectral
- * scale of the converged values and the tolerance, for the check. */
-static PetscErrorCode solve_run(void *ctx, EPS eps, Vec start, int want, PetscInt rows, PetscBool good_start,
-                                PetscErrorCode *ierr)
-{
-  HessSolve *s = (HessSolve *)ctx;
-  HessianOperator *op = s->op;
-  PetscInt ncv = s->ncv_user > rows ? rows : s->ncv_user, maxit0, nc = 0;
-  PetscReal tol0;
-
-  PetscFunctionBeginUser;
-  /* A coarse level's loose tolerance is met within a few products: a basis of nev + 3 tests
-   * often enough, where SLEPc's default (nev + 15) would run 16 products first. */
-  if (ncv <= 0 && op->borrowed) ncv = PetscMin(want + 3, rows);
-  const PetscInt ncv_full = ncv > 0 ? ncv : PETSC_DEFAULT, mpd_full = ncv > 0 && s->mpd_user > ncv ? ncv : s->mpd_user;
-  const PetscBool quick = s->ncv_user <= 0 && s->use_coarse && good_start && want + 1 <= rows ? PETSC_TRUE : PETSC_FALSE;
-  PetscCall(EPSGetTolerances(eps, &tol0, &maxit0));
-  if (quick) {
-    PetscCall(EPSSetDimensions(eps, want, want + 1, PETSC_DEFAULT));
-    PetscCall(EPSSetTolerances(eps, tol0, HESS_QUICK_RESTARTS));
-  } else PetscCall(EPSSetDimensions(eps, want, ncv_full, mpd_full));
-
-  op->conv_scale = s->scale;
-  op->n_ritz_prev[0] = op->n_ritz_prev[1] = 0;
-  PetscCall(opbase_eps_solve(eps, ierr));
-  if (quick) {
-    if (!*ierr) PetscCall(EPSGetConverged(eps, &nc));
-    if (!*ierr && nc < want) {
-      op->n_ritz_prev[0] = op->n_ritz_prev[1] = 0;
-      PetscCall(EPSSetDimensions(eps, want, ncv_full, mpd_full));
-      PetscCall(EPSSetTolerances(eps, tol0, maxit0));
-      PetscCall(EPSSetInitialSpace(eps, 1, &start));
-      PetscCall(opbase_eps_solve(eps, ierr));
-    }
-    /* the caller's iteration limit back; the tolerance as the solve resolved it */
-    PetscReal tol_now;
-    PetscCall(EPSGetTolerances(eps, &tol_now, NULL));
-    PetscCall(EPSSetTolerances(eps, tol_now, maxit0));
-  }
-  if (*ierr) PetscFunctionReturn(0);
-  PetscCall(EPSGetTolerances(eps, &s->tol, NULL));
-  PetscCall(EPSGetConverged(eps, &nc));
-  if (nc > want) nc = want;
-  for (PetscInt i = 0; i < nc; i++) {
-    PetscScalar kr;
-    PetscCall(EPSGetEigenvalue(eps, i, &kr, NULL));
-    s->scale = PetscMax(s->scale, PetscAbsScalar(kr));
-  }
-  PetscFunctionReturn(0);
-}
-
-/* Residual check of pair i: an explicit product, independent of the solver's estimate, judged by
- * the same error measure as the solve (ritz_error with the last restart's Ritz values), relative
- * to max(|lambda|, scale). Coarse levels only supply a start vector and skip it; so does
- * -hess_check_residual false, which then reports the solver's own estimate. */
-static PetscErrorCode check_pair(void *ctx, EPS eps, PetscInt i, PetscScalar kr, Vec xr, PetscReal *resid, PetscBool *keep)
-{
-  HessSolve *s = (HessSolve *)ctx;
-  HessianOperator *op = s->op;
-  PetscReal nx, nr, est;
-  double rel, err;
-
-  PetscFunctionBeginUser;
-  PetscCall(VecNorm(xr, NORM_2, &nx));
-  PetscCall(VecScale(xr, 1.0 / nx));
-  const double sc = PetscMax(PetscAbsScalar(kr), s->scale);
-  if (op->check_resid && !op->borrowed) {
-    PetscCall(MatMult(s->A, xr, s->r));
-    PetscCall(VecAXPY(s->r, -kr, xr));
-    PetscCall(VecNorm(s->r, NORM_2, &nr));
-    rel = nr / sc;
-    err = ritz_error(op, PetscRealPart(kr), nr) / sc;
-  } else {
-    PetscCall(EPSGetErrorEstimate(eps, i, &est));
-    rel = err = est;
-  }
-  *resid = rel;
-  *keep = err <= HESS_RESID_FACTOR * s->tol && isfinite(PetscRealPart(kr)) ? PETSC_TRUE : PETSC_FALSE;
-  if (!*keep)
-    PetscCall(PetscInfo(eps, "hessian: pair %" PetscInt_FMT " (%g) fails the residual check (%g): dropped\n", i,
-                        (double)PetscRealPart(kr), rel));
-  PetscFunctionReturn(0);
-}
-
-/* nev eigenpairs of A at the end eps is set for (opbase_solve with the hooks above). scale0 seeds
- * the convergence test's spectral scale (0: the solve's own Ritz values). If warm is given it is
- * the start vector and is replaced by the sum of the accepted eigenvectors; without one,
+/* nev eigenpairs of A at the end eps is set for (the shared solve of operator_base.h). scale0
+ * seeds the convergence test's spectral scale (0: the solve's own Ritz values). If warm is given
+ * it is the start vector and is replaced by the sum of the accepted eigenvectors; without one,
  * use_coarse starts from the coarse level's eigenvectors. resid[i] = ||A x - lambda x|| /
  * max(|lambda|, scale); the products of the check count. */
 static PetscErrorCode solve(HessianOperator *op, EPS eps, Mat A, PetscInt ncv_user, PetscInt mpd_user, double scale0, Vec *warm,
                             PetscBool use_coarse, int nev, double *eig, double *resid, int *nconv)
 {
-  HessSolve hs = {.op = op, .A = A, .ncv_user = ncv_user, .mpd_user = mpd_user, .scale = scale0, .use_coarse = use_coarse};
-  const OpSolve s = {.eps = eps, .A = A, .warm = warm, .seed = HESS_START_SEED, .event = events.id[EV_EIGENSOLVE],
-                     .count_checks = PETSC_TRUE, .ctx = &hs, .cold_start = use_coarse && op->coarse ? coarse_start : NULL,
-                     .run = solve_run, .check = check_pair};
+  OpRun run = {.A = A, .ncv_user = ncv_user, .mpd_user = mpd_user, .coarse = op->borrowed, .quick = use_coarse, .quick_coarse = use_coarse,
+               .check_resid = op->check_resid, .scale = scale0, .cold_start = use_coarse && op->coarse ? coarse_start : NULL,
+               .cold_ctx = op};
+  OpSolve s = {.eps = eps, .A = A, .warm = warm, .seed = HESS_START_SEED, .event = events.id[op->borrowed ? EV_COARSE : EV_EIGENSOLVE],
+               .count_checks = PETSC_TRUE};
 
   PetscFunctionBeginUser;
-  op->coarse_matvecs = 0;
-  op->coarse_work = 0;
-  PetscCall(MatCreateVecs(A, NULL, &hs.r));
-  PetscCall(opbase_solve(&op->b, &s, nev, eig, resid, nconv));
-  PetscCall(VecDestroy(&hs.r));
+  PetscCall(opbase_solve_shared(&op->b, &s, &run, nev, eig, resid, nconv));
   PetscFunctionReturn(0);
 }
 
@@ -707,8 +517,8 @@ PetscErrorCode hessian_last_solve_stats(HessianOperator *op, int *its, long *mat
 PetscErrorCode hessian_last_solve_coarse(HessianOperator *op, long *matvecs, double *work)
 {
   PetscFunctionBeginUser;
-  if (matvecs) *matvecs = op->coarse_matvecs;
-  if (work) *work = op->coarse_work;
+  if (matvecs) *matvecs = op->b.coarse_matvecs;
+  if (work) *work = op->b.coarse_work;
   PetscFunctionReturn(0);
 }
 

@@ -25,6 +25,15 @@
  * model's statistics are summed over the ranks through a Reducer on pcomm, so J is the Jacobian of
  * the network evaluated on the whole NTK batch, statistics included.
  *
+ * Factored Gram matrix. For lambda alone the exact matrix need not be assembled: with the signals
+ * and the layers' N x N input kernels kept, sum_l (Delta_l Delta_l^T) .* K_l applies in one
+ * N x N x n_out GEMM per layer (ntk_gram_factored_top_eigs), so a solve costs the signals plus
+ * 2 N^2 sum(n_out) flops per product instead of R^2 sum(n_out) for the assembly.
+ *
+ * Coarse levels. Cold solves start from the coarse levels (ntk.h, operator_base.h): NtkOperators
+ * on every factor-th sample for the matrix-free solve, principal submatrices for the assembled
+ * Gram matrix; their eigenvectors are zero-padded onto the finer level (prolong_padded).
+ *
  * ScaLAPACK. Debian's SLEPc 3.18 is configured with ScaLAPACK (SLEPC_HAVE_SCALAPACK in
  * slepcconf.h; EPSCreate_ScaLAPACK is in libslepc_real.so), so the full spectrum goes through
  * EPSSCALAPACK, which converts the dense matrix to MATSCALAPACK and calls pdsyev. pdsyev also
@@ -49,8 +58,12 @@
 /* Seed of the deterministic, rank-count independent Krylov start vector (stream RNG_STREAM_PROBE). */
 #define NTK_START_SEED 0x4e544bULL
 
-enum { EV_MATMULT, EV_EIGENSOLVE, EV_GRAM_ASSEMBLE, EV_GRAM_EIGEN };
-static OpEvents events = {.cls = "NTK", .n = 4, .names = {"NtkMatMult", "NtkEigensolve", "NtkGramAssemble", "NtkGramEigen"}};
+/* EV_COARSE: the coarse levels' solves of a cold start (matrix-free and exact Gram), not inside EV_EIGENSOLVE. */
+/* EV_FACTORED: the products (and the setup) of the factored Gram matrix (ntk_gram_factored_top_eigs). */
+enum { EV_MATMULT, EV_EIGENSOLVE, EV_GRAM_ASSEMBLE, EV_GRAM_EIGEN, EV_COARSE, EV_FACTORED };
+static OpEvents events = {.cls = "NTK",
+                          .n = 6,
+                          .names = {"NtkMatMult", "NtkEigensolve", "NtkGramAssemble", "NtkGramEigen", "NtkCoarseSolve", "NtkFactoredMult"}};
 
 const char *ntk_variant_name(NtkVariant v) { return v == NTK_TRACED ? "traced" : "full"; }
 
@@ -65,10 +78,25 @@ struct NtkOperator {
   NtkWeighting weighting;
   double *dout, *tout;    /* n_local x k scratch (traced products) */
   Mat A;                  /* the MATSHELL (owned by b) */
-  EPS eps;                /* Krylov-Schur on A, options prefix ntk_ */
+  EPS eps;                /* Krylov-Schur on A, options prefix ntk_ (ntk_coarse_ on a coarse level) */
   PetscInt ncv_user, mpd_user;
   Vec warm;               /* last converged eigenvectors, summed; NULL = none */
+  PetscBool check_resid;  /* -ntk_check_residual */
+  OpCoarse cset;          /* -ntk_coarse_*: also the exact Gram solve's levels */
+  /* Cold starts (no warm vector) begin from the top eigenvectors of the NTK of a strided
+   * subsample, itself solved the same way (see ntk.h). */
+  NtkOperator *coarse;    /* every coarse_factor-th sample of this batch, or NULL */
+  PetscBool coarse_stale; /* coarse not yet linearised at theta */
+  PetscBool borrowed;     /* a coarse level: g and d belong to the finer level */
 };
+
+/* Settings read once by ntk_operator_create and handed to every level. */
+typedef struct {
+  PetscInt chunk;
+  PetscReal tape_mb;
+  OpCoarse coarse;
+  PetscBool conv_value, check_resid;
+} NtkSettings;
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -94,12 +122,18 @@ static double product_flops(const Model *m, double n)
   return n * (4.0 * model_flops_per_sample(m) - 2.0 * first_layer_flops(m));
 }
 
-/* Krylov-Schur for the largest eigenvalues of A, residuals relative to |lambda|; options read once. */
-static PetscErrorCode make_eps(MPI_Comm comm, Mat A, const char *prefix, EPS *eps, PetscInt *ncv, PetscInt *mpd)
+/* Krylov-Schur for the largest eigenvalues of A, options read once. The test: with -ntk_conv
+ * value, and always on a coarse level, the shared eigenvalue-error test of b (operator_base.h),
+ * relative to the spectral scale (lambda_max for the top values); with residual SLEPc's own,
+ * ||A x - lambda x|| / |lambda|. A coarse level's tolerance is OP_COARSE_TOL unless set. */
+static PetscErrorCode make_eps(OpBase *b, MPI_Comm comm, Mat A, const char *prefix, PetscBool coarse, EPS *eps, PetscInt *ncv,
+                               PetscInt *mpd)
 {
   PetscFunctionBeginUser;
   PetscCall(opbase_eps_create(comm, A, EPS_LARGEST_REAL, eps));
-  PetscCall(EPSSetConvergenceTest(*eps, EPS_CONV_REL));
+  if (b->conv.value || coarse) PetscCall(opbase_conv_install(b, *eps));
+  else PetscCall(EPSSetConvergenceTest(*eps, EPS_CONV_REL));
+  if (coarse) PetscCall(EPSSetTolerances(*eps, OP_COARSE_TOL, PETSC_DEFAULT)); /* a start vector only */
   PetscCall(opbase_eps_from_options(*eps, prefix, ncv, mpd));
   PetscFunctionReturn(0);
 }
@@ -164,18 +198,15 @@ static PetscErrorCode NtkMult(Mat A, Vec x, Vec y)
 
 /* ------------------------------------------------------------------ create / destroy */
 
-PetscErrorCode ntk_operator_create(NtkOperator **out, MPI_Comm comm, const Model *m, const double *x_local, int n_local,
-                                   int first, int n_global, NtkVariant v)
+/* One level: the batch given (levels > 0 adds a coarse level below it); parent: the finer level
+ * whose product buffer and lr weights it borrows, or NULL. */
+static PetscErrorCode operator_create(NtkOperator **out, MPI_Comm comm, const Model *m, const double *x_local, int n_local, int first,
+                                      int n_global, NtkVariant v, const NtkSettings *set, int levels, NtkOperator *parent)
 {
   NtkOperator *op;
-  PetscInt chunk = NTK_DEFAULT_CHUNK;
-  PetscReal tape_mb = NTK_DEFAULT_TAPE_MB;
 
   PetscFunctionBeginUser;
   *out = NULL;
-  PetscCall(ntk_register_events());
-  PetscCheck(v == NTK_FULL || v == NTK_TRACED, comm, PETSC_ERR_ARG_OUTOFRANGE, "ntk: unknown variant %d", (int)v);
-  PetscCall(opbase_read_tape_options(comm, "ntk", "ntk_", &chunk, &tape_mb));
   PetscCall(PetscNew(&op));
   PetscCall(opbase_create(&op->b, "ntk", comm, m, x_local, n_local, first, n_global));
   op->v = v;
@@ -183,16 +214,66 @@ PetscErrorCode ntk_operator_create(NtkOperator **out, MPI_Comm comm, const Model
   op->rps = v == NTK_FULL ? op->k : 1;
   PetscCheck((int64_t)n_global * op->rps <= INT_MAX, comm, PETSC_ERR_ARG_OUTOFRANGE, "ntk: %d x %d rows overflow int", n_global,
              op->rps);
-  PetscCall(PetscMalloc1(m->n_params, &op->g));
-  PetscCall(ntk_set_weighting(op, NTK_WEIGHT_LR));
+  op->b.conv.value = set->conv_value || parent; /* a coarse level: the eigenvalue test, loosely */
+  op->check_resid = set->check_resid;
+  op->cset = set->coarse;
+  op->borrowed = parent ? PETSC_TRUE : PETSC_FALSE;
+  if (parent) { /* levels are used one at a time: the finer level's J^T v buffer and weights serve */
+    op->g = parent->g;
+    op->d = parent->d;
+    op->weighting = parent->weighting;
+  } else {
+    PetscCall(PetscMalloc1(m->n_params, &op->g));
+  }
   if (v == NTK_TRACED) PetscCall(PetscMalloc2((size_t)n_local * op->k + 1, &op->dout, (size_t)n_local * op->k + 1, &op->tout));
   /* Products need activations only: the cotangents are per-product workspace. */
-  PetscCall(opbase_tapes_create(&op->b, chunk, tape_mb, PETSC_FALSE));
+  PetscCall(opbase_tapes_create(&op->b, set->chunk, set->tape_mb, PETSC_FALSE));
 
   /* The shell matrix, in the layout of the batch slices. */
   const PetscInt nloc = (PetscInt)n_local * op->rps;
   PetscCall(opbase_shell_create(&op->b, nloc, PETSC_DETERMINE, op, NtkMult, "NTK", &op->A));
-  PetscCall(make_eps(comm, op->A, "ntk_", &op->eps, &op->ncv_user, &op->mpd_user));
+  PetscCall(make_eps(&op->b, comm, op->A, parent ? "ntk_coarse_" : "ntk_", op->borrowed, &op->eps, &op->ncv_user, &op->mpd_user));
+
+  /* The coarse level: samples whose global index is a multiple of the factor (the same set for
+   * any rank count; each rank keeps its own, so the level stays balanced). */
+  int cfirst, cn, n_coarse;
+  if (opbase_coarse_slice(&set->coarse, levels, first, n_local, n_global, &cfirst, &cn, &n_coarse)) {
+    const int f = (int)set->coarse.factor, d = op->b.d;
+    double *xc;
+    PetscCall(PetscMalloc1((size_t)cn * d + 1, &xc));
+    for (int j = 0; j < cn; j++) /* local row of coarse sample j: (cfirst + j) f - first */
+      PetscCall(PetscArraycpy(xc + (size_t)j * d, x_local + ((size_t)(cfirst + j) * f - (size_t)first) * d, d));
+    PetscCall(operator_create(&op->coarse, comm, m, xc, cn, cfirst, n_coarse, v, set, levels - 1, op));
+    PetscCall(PetscFree(xc));
+  }
+  *out = op;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ntk_operator_create(NtkOperator **out, MPI_Comm comm, const Model *m, const double *x_local, int n_local,
+                                   int first, int n_global, NtkVariant v)
+{
+  NtkSettings set = {NTK_DEFAULT_CHUNK,
+                     NTK_DEFAULT_TAPE_MB,
+                     {NTK_DEFAULT_COARSE_LEVELS, NTK_DEFAULT_COARSE_FACTOR, NTK_DEFAULT_COARSE_MIN},
+                     strcmp(NTK_DEFAULT_CONV, "value") == 0 ? PETSC_TRUE : PETSC_FALSE,
+                     strcmp(NTK_DEFAULT_CHECK_RESIDUAL, "true") == 0 ? PETSC_TRUE : PETSC_FALSE};
+  char conv[16] = NTK_DEFAULT_CONV;
+  NtkOperator *op = NULL;
+
+  PetscFunctionBeginUser;
+  *out = NULL;
+  PetscCall(ntk_register_events());
+  PetscCheck(v == NTK_FULL || v == NTK_TRACED, comm, PETSC_ERR_ARG_OUTOFRANGE, "ntk: unknown variant %d", (int)v);
+  PetscCall(opbase_read_tape_options(comm, "ntk", "ntk_", &set.chunk, &set.tape_mb));
+  PetscCall(opbase_read_coarse_options(comm, "ntk", "ntk_", &set.coarse));
+  PetscCall(PetscOptionsGetString(NULL, "ntk_", "-conv", conv, sizeof conv, NULL));
+  PetscCall(PetscOptionsGetBool(NULL, "ntk_", "-check_residual", &set.check_resid, NULL));
+  PetscCheck(!strcmp(conv, "value") || !strcmp(conv, "residual"), comm, PETSC_ERR_ARG_WRONG,
+             "ntk: -ntk_conv must be value or residual, got %s", conv);
+  set.conv_value = strcmp(conv, "value") == 0 ? PETSC_TRUE : PETSC_FALSE;
+  PetscCall(operator_create(&op, comm, m, x_local, n_local, first, n_global, v, &set, (int)set.coarse.levels, NULL));
+  PetscCall(ntk_set_weighting(op, NTK_WEIGHT_LR));
   *out = op;
   PetscFunctionReturn(0);
 }
@@ -203,9 +284,12 @@ PetscErrorCode ntk_operator_destroy(NtkOperator **pop)
 
   PetscFunctionBeginUser;
   if (!op) PetscFunctionReturn(0);
+  PetscCall(ntk_operator_destroy(&op->coarse));
   PetscCall(PetscFree2(op->dout, op->tout));
-  PetscCall(PetscFree(op->g));
-  PetscCall(PetscFree(op->d));
+  if (!op->borrowed) {
+    PetscCall(PetscFree(op->g));
+    PetscCall(PetscFree(op->d));
+  }
   PetscCall(VecDestroy(&op->warm));
   PetscCall(EPSDestroy(&op->eps));
   PetscCall(opbase_destroy(&op->b));
@@ -217,12 +301,17 @@ PetscErrorCode ntk_set_weighting(NtkOperator *op, NtkWeighting w)
 {
   PetscFunctionBeginUser;
   PetscCheck(w == NTK_WEIGHT_LR || w == NTK_WEIGHT_PLAIN, op->b.comm, PETSC_ERR_ARG_OUTOFRANGE, "ntk: unknown weighting %d", (int)w);
+  PetscCheck(!op->borrowed, op->b.comm, PETSC_ERR_ARG_WRONG, "ntk: the weighting is set on the finest level");
   PetscCall(PetscFree(op->d));
   op->weighting = w;
   /* D = I (ntk, sp) multiplies by 1.0: exact, but skipped, so those kernels cost what they did. */
   if (w == NTK_WEIGHT_LR && model_lr_weighted(op->b.m)) {
     PetscCall(PetscMalloc1(op->b.m->n_params, &op->d));
     model_lr_scales(op->b.m, op->d);
+  }
+  for (NtkOperator *c = op->coarse; c; c = c->coarse) { /* the coarse levels are the same kernel */
+    c->d = op->d;
+    c->weighting = w;
   }
   PetscCall(ntk_reset_warm_start(op)); /* the other kernel's eigenvectors are no start for this one */
   PetscFunctionReturn(0);
@@ -246,11 +335,65 @@ PetscErrorCode ntk_set_params(NtkOperator *op, const double *theta)
   if (b->stored) /* the forward pass once, for every product until the next theta */
     for (int c = 0; c < b->n_chunks; c++)
       model_forward(b->m, b->theta, opbase_chunk_x(b, c), opbase_chunk_len(b, c), &b->tapes[c], b->redp);
+  op->coarse_stale = PETSC_TRUE; /* linearised when a cold solve needs it */
   PetscCall(opbase_set_params_end(b));
   PetscFunctionReturn(0);
 }
 
 /* ------------------------------------------------------------------ eigensolves */
+
+/* Prolongation of a coarse level's vector uc (its samples, sample-major rows) to start (this
+ * level's rows): zero-padded, uc on the coarse samples' rows, 0 elsewhere. The other natural
+ * choice, the Nystrom extension Theta[:, S] uc (one product; the eigenvector equation
+ * u = Theta u / lambda applied to the padded uc), fills in the other samples' rows, but the Krylov
+ * space from the padded vector contains that vector at its second step, at no extra cost: from the
+ * padded start the solve has every vector the Nystrom start would give it one product later, and one
+ * more. So the padded start needs at most as many products, the Nystrom start's product included,
+ * and it is purely local (the coarse samples of a rank are among its own). */
+static PetscErrorCode prolong_padded(int rps, int factor, int first, int cfirst, int cn, Vec uc, Vec start)
+{
+  const PetscScalar *u;
+  PetscScalar *a;
+
+  PetscFunctionBeginUser;
+  PetscCall(VecSet(start, 0.0));
+  PetscCall(VecGetArrayRead(uc, &u));
+  PetscCall(VecGetArray(start, &a));
+  for (int j = 0; j < cn; j++) {
+    const size_t row = ((size_t)(cfirst + j) * factor - (size_t)first) * rps;
+    for (int i = 0; i < rps; i++) a[row + i] = u[(size_t)j * rps + i];
+  }
+  PetscCall(VecRestoreArray(start, &a));
+  PetscCall(VecRestoreArrayRead(uc, &u));
+  PetscFunctionReturn(0);
+}
+
+/* start <- the coarse level's top-want eigenvectors, summed and prolonged (its own cold solve,
+ * linearised at op's theta first if needed); *ok = false if that solve found none. */
+static PetscErrorCode coarse_start(void *ctx, int want, Vec start, PetscBool *ok)
+{
+  NtkOperator *op = (NtkOperator *)ctx, *c = op->coarse;
+  double *e, *r;
+  int nc = 0, cfirst, cn, n_coarse;
+
+  PetscFunctionBeginUser;
+  *ok = PETSC_FALSE;
+  if (op->coarse_stale) {
+    PetscCall(ntk_set_params(c, op->b.theta));
+    op->coarse_stale = PETSC_FALSE;
+  }
+  PetscCall(ntk_reset_warm_start(c)); /* a pure function of theta: no memory of other solves */
+  PetscCall(PetscMalloc2(want, &e, want, &r));
+  PetscCall(ntk_top_eigs(c, want, e, r, &nc));
+  PetscCall(PetscFree2(e, r));
+  opbase_coarse_account(&op->b, &c->b);
+  if (nc > 0 && c->warm) {
+    (void)opbase_coarse_slice(&op->cset, 1, op->b.first, op->b.n_local, op->b.n_global, &cfirst, &cn, &n_coarse);
+    PetscCall(prolong_padded(op->rps, (int)op->cset.factor, op->b.first, cfirst, cn, c->warm, start));
+    *ok = PETSC_TRUE;
+  }
+  PetscFunctionReturn(0);
+}
 
 PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid, int *nconv)
 {
@@ -259,9 +402,23 @@ PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid
   PetscFunctionBeginUser;
   PetscCall(opbase_solve_prologue(&op->b, nev, eig, resid, nconv, &go));
   if (!go) PetscFunctionReturn(0);
-  const OpSolve s = {.eps = op->eps, .A = op->A, .ncv = op->ncv_user, .mpd = op->mpd_user, .warm = &op->warm,
-                     .seed = NTK_START_SEED, .event = events.id[EV_EIGENSOLVE]};
-  PetscCall(opbase_solve(&op->b, &s, nev, eig, resid, nconv));
+  /* The quick small-basis try from a warm start only: from a coarse start it would have to
+   * resolve the top cluster of about k eigenvalues with 2 vectors, and fails after its 4 restarts. */
+  OpRun run = {.A = op->A, .ncv_user = op->ncv_user, .mpd_user = op->mpd_user, .coarse = op->borrowed, .quick = PETSC_TRUE,
+               .check_resid = op->check_resid, .rel_lambda = PETSC_TRUE, .cold_start = op->coarse ? coarse_start : NULL,
+               .cold_ctx = op};
+  OpSolve s = {.eps = op->eps, .A = op->A, .warm = &op->warm, .seed = NTK_START_SEED,
+               .event = events.id[op->borrowed ? EV_COARSE : EV_EIGENSOLVE],
+               .count_checks = PETSC_TRUE};
+  PetscCall(opbase_solve_shared(&op->b, &s, &run, nev, eig, resid, nconv));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ntk_last_solve_coarse(NtkOperator *op, long *matvecs, double *work)
+{
+  PetscFunctionBeginUser;
+  if (matvecs) *matvecs = op->b.coarse_matvecs;
+  if (work) *work = op->b.coarse_work;
   PetscFunctionReturn(0);
 }
 
@@ -322,23 +479,22 @@ static PetscErrorCode dense_all_finite(Mat G, MPI_Comm comm, PetscBool *ok)
   PetscFunctionReturn(0);
 }
 
-PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
+/* The Gram matrix's factors on the local samples: per dense layer l (dense_ops[l], nd of them)
+ * the signals Dloc[l] (n_local*k x n_out, row (a, i) = d f_i(x_a) / d h_l) and the inputs Aloc[l]
+ * (n_local x n_in), and the largest source-rank sizes max_D, max_A for the broadcasts. */
+static PetscErrorCode gram_factors(NtkOperator *op, int *nd_out, int **dense_ops_out, double ***Dloc_out, double ***Aloc_out,
+                                   size_t *max_D_out, size_t *max_A_out)
 {
   const Model *m = op->b.m;
-  const int k = op->k, nl = op->b.n_local, N = op->b.n_global, rps = op->rps;
-  const PetscInt mloc = (PetscInt)nl * rps, R = (PetscInt)N * rps;
+  const int k = op->k, nl = op->b.n_local;
   int nd = 0, max_nl = 0;
   int *dense_ops;
-  double **Dloc, **Aloc, *eout, *Dsrc, *Asrc, *C, *KA;
+  double **Dloc, **Aloc, *eout;
   size_t max_D = 1, max_A = 1;
-  Mat G;
-  PetscScalar *g;
-  PetscInt lda;
 
   PetscFunctionBeginUser;
-  PetscCheck(op->b.have_params, op->b.comm, PETSC_ERR_ORDER, "ntk: call ntk_set_params before ntk_gram_assemble");
+  PetscCheck(op->b.have_params, op->b.comm, PETSC_ERR_ORDER, "ntk: call ntk_set_params before the Gram matrix");
   PetscCheck(ntk_gram_supported(m), op->b.comm, PETSC_ERR_SUP, "ntk: the exact Gram matrix needs a dense/activation-only model");
-  PetscCall(PetscLogEventBegin(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
   for (int r = 0; r < op->b.size; r++) max_nl = op->b.nl_all[r] > max_nl ? op->b.nl_all[r] : max_nl;
   PetscCall(PetscMalloc1(m->n_ops, &dense_ops));
   for (int i = 0; i < m->n_ops; i++)
@@ -378,6 +534,45 @@ PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
     }
   }
   PetscCall(PetscFree(eout));
+
+  *nd_out = nd;
+  *dense_ops_out = dense_ops;
+  *Dloc_out = Dloc;
+  *Aloc_out = Aloc;
+  *max_D_out = max_D;
+  *max_A_out = max_A;
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode gram_factors_free(int nd, int **dense_ops, double ***Dloc, double ***Aloc)
+{
+  PetscFunctionBeginUser;
+  for (int l = 0; l < nd; l++) {
+    PetscCall(PetscFree((*Dloc)[l]));
+    PetscCall(PetscFree((*Aloc)[l]));
+  }
+  PetscCall(PetscFree2(*Dloc, *Aloc));
+  PetscCall(PetscFree(*dense_ops));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
+{
+  const Model *m = op->b.m;
+  const int k = op->k, nl = op->b.n_local, N = op->b.n_global, rps = op->rps;
+  const PetscInt mloc = (PetscInt)nl * rps, R = (PetscInt)N * rps;
+  int nd = 0, max_nl = 0;
+  int *dense_ops;
+  double **Dloc, **Aloc, *Dsrc, *Asrc, *C, *KA;
+  size_t max_D = 1, max_A = 1;
+  Mat G;
+  PetscScalar *g;
+  PetscInt lda;
+
+  PetscFunctionBeginUser;
+  PetscCall(PetscLogEventBegin(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
+  for (int r = 0; r < op->b.size; r++) max_nl = op->b.nl_all[r] > max_nl ? op->b.nl_all[r] : max_nl;
+  PetscCall(gram_factors(op, &nd, &dense_ops, &Dloc, &Aloc, &max_D, &max_A));
 
   PetscCall(MatCreateDense(op->b.comm, mloc, mloc, R, R, NULL, &G));
   PetscCall(MatDenseGetLDA(G, &lda));
@@ -448,12 +643,7 @@ PetscErrorCode ntk_gram_assemble(NtkOperator *op, Mat *Gout)
   PetscCall(PetscObjectSetName((PetscObject)G, "NTK_Gram"));
 
   PetscCall(PetscFree4(Dsrc, Asrc, C, KA));
-  for (int l = 0; l < nd; l++) {
-    PetscCall(PetscFree(Dloc[l]));
-    PetscCall(PetscFree(Aloc[l]));
-  }
-  PetscCall(PetscFree2(Dloc, Aloc));
-  PetscCall(PetscFree(dense_ops));
+  PetscCall(gram_factors_free(nd, &dense_ops, &Dloc, &Aloc));
   PetscCall(PetscLogEventEnd(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
   *Gout = G;
   PetscFunctionReturn(0);
@@ -494,10 +684,110 @@ PetscErrorCode ntk_gram_spectrum(NtkOperator *op, Mat G, double *eig_desc)
   PetscFunctionReturn(0);
 }
 
+/* A dense Gram matrix seen through a shell whose products count in b->n_mult like the operator's. */
+typedef struct {
+  Mat G;
+  OpBase *b;
+} GramCount;
+
+static PetscErrorCode GramCountMult(Mat A, Vec x, Vec y)
+{
+  GramCount *gc;
+
+  PetscFunctionBeginUser;
+  PetscCall(MatShellGetContext(A, &gc));
+  PetscCall(MatMult(gc->G, x, y));
+  gc->b->n_mult++;
+  PetscFunctionReturn(0);
+}
+
+/* One level of the exact Gram solve: G holds the rows of samples [first, first + n_local) of
+ * n_global of this level (the finest level's G, or a principal submatrix on every factor-th
+ * sample), levels more below it. */
+typedef struct {
+  NtkOperator *op;
+  OpBase *b; /* statistics and convergence test of this level's solve */
+  Mat G;
+  int first, n_local, n_global, levels;
+} GramLevel;
+
+static PetscErrorCode gram_level_solve(GramLevel *L, int nev, double *eig, double *resid, int *nconv, Vec *warm);
+
+/* The exact Gram solve's cold start, as the matrix-free one's: the top eigenvectors of the
+ * principal submatrix on every factor-th sample (the coarse level's Gram matrix, up to the factor
+ * N / N_c, which leaves the eigenvectors alone), summed and zero-padded (prolong_padded). */
+static PetscErrorCode gram_coarse_start(void *ctx, int want, Vec start, PetscBool *ok)
+{
+  GramLevel *L = (GramLevel *)ctx, C = *L;
+  NtkOperator *op = L->op;
+  const int rps = op->rps, f = (int)op->cset.factor;
+  OpBase cb = {.name = "ntk"}; /* this level's statistics and test only */
+  int cfirst, cn, n_coarse, nc = 0;
+  PetscInt *rows;
+  IS is;
+  Vec warm = NULL;
+  double *e, *r;
+
+  PetscFunctionBeginUser;
+  *ok = PETSC_FALSE;
+  if (!opbase_coarse_slice(&op->cset, L->levels, L->first, L->n_local, L->n_global, &cfirst, &cn, &n_coarse)) PetscFunctionReturn(0);
+  PetscCall(PetscMalloc1((size_t)cn * rps + 1, &rows));
+  for (int j = 0; j < cn; j++)
+    for (int i = 0; i < rps; i++) rows[(size_t)j * rps + i] = ((PetscInt)(cfirst + j) * f) * rps + i;
+  PetscCall(ISCreateGeneral(PetscObjectComm((PetscObject)L->G), (PetscInt)cn * rps, rows, PETSC_OWN_POINTER, &is));
+  PetscCall(MatCreateSubMatrix(L->G, is, is, MAT_INITIAL_MATRIX, &C.G));
+  PetscCall(ISDestroy(&is));
+  C.b = &cb;
+  C.first = cfirst;
+  C.n_local = cn;
+  C.n_global = n_coarse;
+  cb.n_global = n_coarse;
+  C.levels = L->levels - 1;
+  PetscCall(PetscMalloc2(want, &e, want, &r));
+  PetscCall(gram_level_solve(&C, want, e, r, &nc, &warm));
+  PetscCall(PetscFree2(e, r));
+  opbase_coarse_account(L->b, &cb);
+  if (nc > 0 && warm) {
+    PetscCall(prolong_padded(rps, f, L->first, cfirst, cn, warm, start));
+    *ok = PETSC_TRUE;
+  }
+  PetscCall(VecDestroy(&warm));
+  PetscCall(MatDestroy(&C.G));
+  PetscFunctionReturn(0);
+}
+
+static PetscErrorCode gram_level_solve(GramLevel *L, int nev, double *eig, double *resid, int *nconv, Vec *warm)
+{
+  NtkOperator *op = L->op;
+  const PetscBool coarse = L->b != &op->b;
+  GramCount gc = {L->G, L->b};
+  PetscInt mloc, R;
+  Mat A;
+
+  PetscFunctionBeginUser;
+  PetscCall(opbase_solve_reset(L->b, nev, eig, resid, nconv));
+  if (coarse) L->b->conv.value = PETSC_TRUE;
+  PetscCall(MatGetLocalSize(L->G, &mloc, NULL));
+  PetscCall(MatGetSize(L->G, &R, NULL));
+  PetscCall(MatCreateShell(PetscObjectComm((PetscObject)L->G), mloc, mloc, R, R, &gc, &A));
+  PetscCall(MatShellSetOperation(A, MATOP_MULT, (void (*)(void))GramCountMult));
+  PetscCall(MatSetOption(A, MAT_SYMMETRIC, PETSC_TRUE));
+  OpRun run = {.A = A, .coarse = coarse, .quick = PETSC_TRUE, .check_resid = op->check_resid, .rel_lambda = PETSC_TRUE,
+               .cold_start = gram_coarse_start, .cold_ctx = L};
+  OpSolve s = {.A = A, .warm = warm, .seed = NTK_START_SEED, .event = events.id[coarse ? EV_COARSE : EV_EIGENSOLVE],
+               .count_checks = PETSC_TRUE};
+  PetscCall(make_eps(L->b, PetscObjectComm((PetscObject)L->G), A, coarse ? "ntk_coarse_" : "ntk_gram_", coarse, &s.eps, &run.ncv_user,
+                     &run.mpd_user));
+  PetscCall(opbase_solve_shared(L->b, &s, &run, nev, eig, resid, nconv));
+  PetscCall(EPSDestroy(&s.eps));
+  PetscCall(MatDestroy(&A));
+  PetscFunctionReturn(0);
+}
+
 PetscErrorCode ntk_gram_top_eigs(NtkOperator *op, Mat G, int nev, double *eig, double *resid, int *nconv)
 {
   PetscBool ok;
-  OpSolve s = {.A = G, .seed = NTK_START_SEED, .event = events.id[EV_EIGENSOLVE]};
+  GramLevel L = {op, &op->b, G, op->b.first, op->b.n_local, op->b.n_global, (int)op->cset.levels};
 
   PetscFunctionBeginUser;
   PetscCall(opbase_solve_reset(&op->b, nev, eig, resid, nconv));
@@ -505,10 +795,135 @@ PetscErrorCode ntk_gram_top_eigs(NtkOperator *op, Mat G, int nev, double *eig, d
   PetscCall(dense_all_finite(G, op->b.pcomm, &ok));
   if (!ok) PetscFunctionReturn(0);
   PetscCall(PetscLogEventBegin(events.id[EV_GRAM_EIGEN], G, 0, 0, 0));
-  PetscCall(make_eps(PetscObjectComm((PetscObject)G), G, "ntk_gram_", &s.eps, &s.ncv, &s.mpd));
-  PetscCall(opbase_solve(&op->b, &s, nev, eig, resid, nconv)); /* no warm start */
-  PetscCall(EPSDestroy(&s.eps));
+  PetscCall(gram_level_solve(&L, nev, eig, resid, nconv, NULL)); /* no warm start */
   PetscCall(PetscLogEventEnd(events.id[EV_GRAM_EIGEN], G, 0, 0, 0));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------ factored Gram matrix */
+
+/* The exact full Gram matrix applied from its factors, never assembled:
+ *   (Theta v)[(a,i)] = sum_l Delta_l[(a,i)] . sum_b K_l[a,b] u_l[b],  u_l[b] = sum_j v[(b,j)] Delta_l[(b,j)],
+ *   K_l[a,b] = (w2_l A_{l-1}[a] . A_{l-1}[b] + b2_l) / N,
+ * the same terms as ntk_gram_assemble's, summed in another order: per layer one N x N x n_out GEMM
+ * (K_l times the gathered u_l) and two n_local k n_out contractions, against R^2 n_out (R = N k)
+ * for assembling the matrix and 8 N n_in n_out for a matrix-free product. The signals are the
+ * Gram assembly's (gram_factors); K_l's local rows are formed once. */
+typedef struct {
+  NtkOperator *op;
+  int nd, *dense_ops;
+  double **Dloc, **Aloc; /* gram_factors */
+  double **K;            /* [nd] n_local x N, row-major */
+  double *u, *U, *Z;     /* n_local x n_max, N x n_max, n_local x n_max */
+  PetscMPIInt *cnt, *dsp; /* [size] per-rank counts of the gathers */
+} GramFactored;
+
+static PetscErrorCode GramFactoredMult(Mat A, Vec x, Vec y)
+{
+  GramFactored *F;
+  const PetscScalar *xv;
+  PetscScalar *yv;
+
+  PetscFunctionBeginUser;
+  PetscCall(MatShellGetContext(A, &F));
+  NtkOperator *op = F->op;
+  const Model *m = op->b.m;
+  const int k = op->k, nl = op->b.n_local, N = op->b.n_global;
+  double flops = 0;
+  PetscCall(PetscLogEventBegin(events.id[EV_FACTORED], A, x, y, 0));
+  PetscCall(VecGetArrayRead(x, &xv));
+  PetscCall(VecGetArray(y, &yv));
+  PetscCall(PetscArrayzero(yv, (size_t)nl * k));
+  for (int l = 0; l < F->nd; l++) {
+    const int nout = m->ops[F->dense_ops[l]].n_out;
+    const double *D = F->Dloc[l]; /* (n_local k) x nout */
+    /* u[b] = v[b, :] Delta_l[b] (1 x k times k x nout) */
+    for (int b = 0; b < nl; b++)
+      cblas_dgemv(CblasRowMajor, CblasTrans, k, nout, 1.0, D + (size_t)b * k * nout, nout, xv + (size_t)b * k, 1, 0.0,
+                  F->u + (size_t)b * nout, 1);
+    for (int r = 0; r < op->b.size; r++) {
+      F->cnt[r] = (PetscMPIInt)(op->b.nl_all[r] * nout);
+      F->dsp[r] = (PetscMPIInt)(op->b.first_all[r] * nout);
+    }
+    PetscCallMPI(MPI_Allgatherv(F->u, F->cnt[op->b.rank], MPI_DOUBLE, F->U, F->cnt, F->dsp, MPI_DOUBLE, op->b.pcomm));
+    if (nl) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nl, nout, N, 1.0, F->K[l], N, F->U, nout, 0.0, F->Z, nout);
+      for (int b = 0; b < nl; b++) /* y[b, :] += Delta_l[b] Z[b] (k x nout times nout) */
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, k, nout, 1.0, D + (size_t)b * k * nout, nout, F->Z + (size_t)b * nout, 1, 1.0,
+                    yv + (size_t)b * k, 1);
+    }
+    flops += 2.0 * nl * (double)N * nout + 4.0 * nl * (double)k * nout;
+  }
+  PetscCall(VecRestoreArray(y, &yv));
+  PetscCall(VecRestoreArrayRead(x, &xv));
+  op->b.n_mult++;
+  PetscCall(PetscLogFlops(flops));
+  PetscCall(PetscLogEventEnd(events.id[EV_FACTORED], A, x, y, 0));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode ntk_gram_factored_top_eigs(NtkOperator *op, int nev, double *eig, double *resid, int *nconv)
+{
+  const Model *m = op->b.m;
+  const int nl = op->b.n_local, N = op->b.n_global, k = op->k;
+  GramFactored F = {.op = op};
+  size_t max_D, max_A;
+  int n_max = 1, in_max = 1;
+  double *Aall;
+  PetscBool go;
+  Mat A;
+
+  PetscFunctionBeginUser;
+  PetscCheck(op->v == NTK_FULL, op->b.comm, PETSC_ERR_SUP, "ntk: the factored Gram matrix is of the full NTK only");
+  PetscCall(opbase_solve_prologue(&op->b, nev, eig, resid, nconv, &go));
+  if (!go) PetscFunctionReturn(0);
+  PetscCall(PetscLogEventBegin(events.id[EV_GRAM_EIGEN], 0, 0, 0, 0));
+  PetscCall(PetscLogEventBegin(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
+  PetscCall(gram_factors(op, &F.nd, &F.dense_ops, &F.Dloc, &F.Aloc, &max_D, &max_A));
+  for (int l = 0; l < F.nd; l++) {
+    const Op *o = &m->ops[F.dense_ops[l]];
+    n_max = PetscMax(n_max, o->n_out);
+    in_max = PetscMax(in_max, o->n_in);
+  }
+  PetscCall(PetscMalloc3(F.nd, &F.K, op->b.size, &F.cnt, op->b.size, &F.dsp));
+  PetscCall(PetscMalloc3((size_t)nl * n_max + 1, &F.u, (size_t)N * n_max, &F.U, (size_t)nl * n_max + 1, &F.Z));
+  PetscCall(PetscMalloc1((size_t)N * in_max, &Aall));
+  /* K_l's local rows: (w2 A_loc A_all^T + b2) / N, the weights as in ntk_gram_assemble */
+  for (int l = 0; l < F.nd; l++) {
+    const Op *o = &m->ops[F.dense_ops[l]];
+    const int nin = o->n_in;
+    const double wm = m->tensors[o->w].mult, bm = o->b >= 0 ? m->tensors[o->b].mult : 0.0;
+    const bool lrw = op->d != NULL;
+    const double wd = lrw ? m->tensors[o->w].lr_scale : 1.0, bd = lrw && o->b >= 0 ? m->tensors[o->b].lr_scale : 1.0;
+    const double w2 = wm * wm * wd, b2 = bm * bm * bd;
+    for (int r = 0; r < op->b.size; r++) {
+      F.cnt[r] = (PetscMPIInt)(op->b.nl_all[r] * nin);
+      F.dsp[r] = (PetscMPIInt)(op->b.first_all[r] * nin);
+    }
+    PetscCallMPI(MPI_Allgatherv(F.Aloc[l], F.cnt[op->b.rank], MPI_DOUBLE, Aall, F.cnt, F.dsp, MPI_DOUBLE, op->b.pcomm));
+    PetscCall(PetscMalloc1((size_t)nl * N + 1, &F.K[l]));
+    if (nl) cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nl, N, nin, w2 / N, F.Aloc[l], nin, Aall, nin, 0.0, F.K[l], N);
+    for (size_t e = 0; e < (size_t)nl * N; e++) F.K[l][e] += b2 / N;
+    PetscCall(PetscLogFlops(2.0 * nl * (double)N * nin));
+  }
+  PetscCall(PetscFree(Aall));
+  PetscCall(PetscLogEventEnd(events.id[EV_GRAM_ASSEMBLE], 0, 0, 0, 0));
+
+  PetscCall(MatCreateShell(op->b.comm, (PetscInt)nl * k, (PetscInt)nl * k, (PetscInt)N * k, (PetscInt)N * k, &F, &A));
+  PetscCall(MatShellSetOperation(A, MATOP_MULT, (void (*)(void))GramFactoredMult));
+  PetscCall(MatSetOption(A, MAT_SYMMETRIC, PETSC_TRUE));
+  OpRun run = {.A = A, .quick = PETSC_TRUE, .check_resid = op->check_resid, .rel_lambda = PETSC_TRUE};
+  OpSolve sv = {.A = A, .seed = NTK_START_SEED, .event = events.id[EV_EIGENSOLVE], .count_checks = PETSC_TRUE};
+  PetscCall(make_eps(&op->b, op->b.comm, A, "ntk_gram_", PETSC_FALSE, &sv.eps, &run.ncv_user, &run.mpd_user));
+  PetscCall(opbase_solve_shared(&op->b, &sv, &run, nev, eig, resid, nconv)); /* no warm start */
+  PetscCall(EPSDestroy(&sv.eps));
+  PetscCall(MatDestroy(&A));
+
+  for (int l = 0; l < F.nd; l++) PetscCall(PetscFree(F.K[l]));
+  PetscCall(PetscFree3(F.K, F.cnt, F.dsp));
+  PetscCall(PetscFree3(F.u, F.U, F.Z));
+  PetscCall(gram_factors_free(F.nd, &F.dense_ops, &F.Dloc, &F.Aloc));
+  PetscCall(PetscLogEventEnd(events.id[EV_GRAM_EIGEN], 0, 0, 0, 0));
   PetscFunctionReturn(0);
 }
 
@@ -590,8 +1005,8 @@ PetscErrorCode ntk_options_register(MPI_Comm comm)
   EPS eps;
 
   PetscFunctionBeginUser;
-  const char *prefixes[] = {"ntk_", "ntk_gram_"};
-  for (int i = 0; i < 2; i++) {
+  const char *prefixes[] = {"ntk_", "ntk_gram_", "ntk_coarse_"};
+  for (int i = 0; i < 3; i++) {
     PetscCall(EPSCreate(comm, &eps));
     PetscCall(EPSSetOptionsPrefix(eps, prefixes[i]));
     PetscCall(EPSSetFromOptions(eps));

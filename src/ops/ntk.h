@@ -21,6 +21,24 @@
  * pass is recomputed chunk by chunk in every product instead), defaults NTK_DEFAULT_* below;
  * -ntk_gram_block (source samples per column block of the Gram assembly; default: temporaries of
  * about 64 MB).
+ *
+ * Convergence (-ntk_conv): "residual" (default) is SLEPc's ||Theta x - lambda x|| / |lambda| <= tol;
+ * "value" the operator base's eigenvalue-error test (operator_base.h, shared with the Hessian),
+ * which accepts lambda once its estimated error is below tol times lambda_max: fewer products
+ * for the same eigenvalue accuracy, a residual near sqrt(tol gap). -ntk_check_residual (default
+ * true): one product per accepted pair recomputes its residual.
+ *
+ * Coarse levels (-ntk_coarse_levels L, default 2; -ntk_coarse_factor f, default 4;
+ * -ntk_coarse_min, default 32), as the Hessian's (operator_base.h OpCoarse): a cold top solve
+ * (no warm vector), matrix-free or on an assembled Gram matrix, begins from the sum of the top
+ * eigenvectors of the NTK of the samples whose global index is a multiple of f (matrix-free: an
+ * NtkOperator on those samples with its own tapes, linearised when first needed; Gram: the
+ * principal submatrix on their rows), solved to -ntk_coarse_eps_tol (default 1e-2) the same way
+ * from the level below, zero-padded onto the finer level's rows. Only the start vector changes:
+ * the answer is the full batch's, to the tolerance. Warm solves (lambda_t along training) skip
+ * them. The NTK's top of a net with k outputs is a cluster of about k eigenvalues (one per
+ * output, a few percent apart), which a start vector does not resolve: on the lambda_0 benchmark
+ * the coarse start saves few products (benchmarks/README.md).
  */
 #ifndef NTK_NTK_H
 #define NTK_NTK_H
@@ -36,6 +54,11 @@
 #define NTK_DEFAULT_CHUNK 512
 #define NTK_DEFAULT_TAPE_MB 4096
 #define NTK_DEFAULT_GRAM_BLOCK 0
+#define NTK_DEFAULT_CONV "residual"
+#define NTK_DEFAULT_CHECK_RESIDUAL "true"
+#define NTK_DEFAULT_COARSE_LEVELS 2
+#define NTK_DEFAULT_COARSE_FACTOR 4
+#define NTK_DEFAULT_COARSE_MIN 32
 
 typedef enum { NTK_FULL = 0, NTK_TRACED = 1 } NtkVariant;
 
@@ -68,7 +91,9 @@ PetscErrorCode ntk_operator_mat(NtkOperator *op, Mat *A);
 PetscErrorCode ntk_set_params(NtkOperator *op, const double *theta);
 
 /* Top-nev eigenvalues of Theta, largest first, by Krylov-Schur on the shell operator, warm-started
- * from the previous call's eigenvectors; resid[i] = ||Theta x - lambda x|| / |lambda|. Missing
+ * from the previous call's eigenvectors, else (cold) from the coarse levels; resid[i] =
+ * ||Theta x - lambda x|| / |lambda| (recomputed by one product, counted, unless
+ * -ntk_check_residual false). Missing
  * (unconverged, or a non-finite theta, or a solver failure) values are NaN and the call still
  * returns 0: a diverging run goes on. Collective. */
 PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid, int *nconv);
@@ -76,7 +101,10 @@ PetscErrorCode ntk_top_eigs(NtkOperator *op, int nev, double *eig, double *resid
 /* Statistics of the last ntk_top_eigs / ntk_gram_top_eigs: solver iterations (restarts) and
  * operator applications. */
 PetscErrorCode ntk_last_solve_stats(NtkOperator *op, int *its, long *matvecs);
-/* Forget the warm start (the next solve starts from SLEPc's random vector). */
+/* Products of the coarse levels in the last cold solve (0 after a warm start), and their cost in
+ * products of this level (each weighted by its samples / N). */
+PetscErrorCode ntk_last_solve_coarse(NtkOperator *op, long *matvecs, double *work);
+/* Forget the warm start (the next cold solve starts from the coarse levels, or the Philox vector). */
 PetscErrorCode ntk_reset_warm_start(NtkOperator *op);
 /* The warm start (the sum of the last solve's eigenvectors) as a full array on rank 0, and back
  * from a full array on every rank, for checkpoints (warm_start.h): *n = 0 when there is none. Collective. */
@@ -99,6 +127,13 @@ PetscErrorCode ntk_gram_spectrum(NtkOperator *op, Mat G, double *eig_desc);
  * lambda once G exists; same conventions as ntk_top_eigs (no warm start). */
 PetscErrorCode ntk_gram_top_eigs(NtkOperator *op, Mat G, int nev, double *eig, double *resid,
                                  int *nconv);
+/* Top-nev eigenvalues of the exact full Gram matrix (NTK_FULL only) without assembling it: its
+ * per-layer factors (the signals Delta_l and the input kernels K_l = A_{l-1} A_{l-1}^T, N x N) are
+ * kept and a product costs one N x N x n_out GEMM per layer (2 N^2 sum(n_out) flops, against
+ * (Nk)^2 sum(n_out) for the assembled matrix and about 8 N P for a matrix-free product); then
+ * Krylov-Schur (prefix ntk_gram_) from the Philox vector. Same conventions as ntk_gram_top_eigs;
+ * memory per rank: the signals (n_local k sum(n_out)) and n_local N per dense layer. */
+PetscErrorCode ntk_gram_factored_top_eigs(NtkOperator *op, int nev, double *eig, double *resid, int *nconv);
 /* ||Gt - G0||_F / ||G0||_F (Inf if G0 = 0). Collective. */
 PetscErrorCode ntk_kernel_distance(Mat G0, Mat Gt, double *dist);
 

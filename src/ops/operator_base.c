@@ -334,3 +334,228 @@ PetscErrorCode opbase_last_solve_stats(const OpBase *b, int *its, long *matvecs)
   if (matvecs) *matvecs = b->last_matvecs;
   PetscFunctionReturn(0);
 }
+
+/* ------------------------------------------------------------------ the shared solve */
+
+/* The extrapolated error of opbase_ritz_error, times this: rho from two steps is a rough estimate. */
+#define OP_STEP_SAFETY 2.0
+
+/* The value of prev (n) nearest t, and the distance from t to the next nearest (INFINITY if none). */
+static double nearest(const double *prev, int n, double t, double *next)
+{
+  double d1 = INFINITY, d2 = INFINITY, best = NAN;
+  for (int j = 0; j < n; j++) {
+    const double d = fabs(t - prev[j]);
+    if (d < d1) {
+      d2 = d1;
+      d1 = d;
+      best = prev[j];
+    } else if (d < d2) d2 = d;
+  }
+  if (next) *next = d2;
+  return best;
+}
+
+/* Error estimate of a Ritz value theta with residual norm res. The residual bound res always
+ * holds. With c->value, the eigenvalue error is estimated as max(extrapolated step, res^2/gap):
+ * a Ritz value converges with the square of its residual, res^2/gap (Parlett, The Symmetric
+ * Eigenvalue Problem, 11.7), gap being the distance to the other Ritz values of the last restart;
+ * and since those can still be far below their eigenvalues (the gap then overestimated), the
+ * error is also taken at least as large as what the last two steps of theta extrapolate to
+ * (Aitken: d_j rho / (1 - rho), rho = d_j / d_{j-1}; doubled), which is infinite -- the residual
+ * bound rules -- until two restarts have passed or while theta is not converging geometrically. */
+double opbase_ritz_error(const OpConv *c, double theta, double res)
+{
+  if (!c->value || c->n_ritz_prev[1] < 1 || c->n_ritz_prev[0] < 2) return res;
+  double gap;
+  const double p1 = nearest(c->ritz_prev[0], c->n_ritz_prev[0], theta, &gap);
+  const double p2 = nearest(c->ritz_prev[1], c->n_ritz_prev[1], p1, NULL);
+  const double d1 = fabs(theta - p1), d0 = fabs(p1 - p2);
+  double step = INFINITY;
+  if (d1 == 0) step = 0;
+  else if (d0 > d1) step = OP_STEP_SAFETY * d1 * (d1 / d0) / (1.0 - d1 / d0);
+  if (!(gap > 0) || !isfinite(gap) || !(step < INFINITY)) return res;
+  return PetscMin(res, PetscMax(step, res * res / gap));
+}
+
+/* Krylov-Schur convergence test: opbase_ritz_error relative to max(|lambda|, the largest |Ritz
+ * value| seen in this solve, the scale at its start). */
+static PetscErrorCode ConvergedScaled(EPS eps, PetscScalar eigr, PetscScalar eigi, PetscReal res, PetscReal *errest, void *ctx)
+{
+  OpConv *c = (OpConv *)ctx;
+
+  PetscFunctionBeginUser;
+  const double a = PetscAbsScalar(eigr);
+  if (a > c->scale) c->scale = a;
+  const double err = opbase_ritz_error(c, PetscRealPart(eigr), res);
+  *errest = c->scale > 0 ? err / c->scale : err;
+  PetscFunctionReturn(0);
+}
+
+/* Monitor: keeps the Ritz values of each restart for the next convergence test. */
+static PetscErrorCode RitzRecord(EPS eps, PetscInt its, PetscInt nconv, PetscScalar *eigr, PetscScalar *eigi, PetscReal *errest,
+                                 PetscInt nest, void *ctx)
+{
+  OpConv *c = (OpConv *)ctx;
+
+  PetscFunctionBeginUser;
+  c->n_ritz_prev[1] = c->n_ritz_prev[0];
+  PetscCall(PetscArraycpy(c->ritz_prev[1], c->ritz_prev[0], c->n_ritz_prev[0]));
+  c->n_ritz_prev[0] = (int)PetscMin(nest, (PetscInt)OP_RITZ_MAX);
+  for (int j = 0; j < c->n_ritz_prev[0]; j++) c->ritz_prev[0][j] = PetscRealPart(eigr[j]);
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode opbase_conv_install(OpBase *b, EPS eps)
+{
+  PetscFunctionBeginUser;
+  PetscCall(EPSSetConvergenceTestFunction(eps, ConvergedScaled, &b->conv, NULL));
+  PetscCall(EPSMonitorSet(eps, RitzRecord, &b->conv, NULL));
+  PetscFunctionReturn(0);
+}
+
+/* The solve. From a good start (warm, or the coarse level's) a top solve often converges in a
+ * few products: a quick solve with a basis of nev + 1, which tests after every product, for at
+ * most OP_QUICK_RESTARTS restarts. If that is not enough (a tight tolerance, a poor start), the
+ * solve proper follows from the same start with the chosen basis (SLEPc's default unless given):
+ * a small basis restarts too often to converge fast. Afterwards: the spectral scale of the
+ * converged values and the tolerance, for the check. */
+PetscErrorCode opbase_run(void *ctx, EPS eps, Vec start, int want, PetscInt rows, PetscBool good_start, PetscErrorCode *ierr)
+{
+  OpRun *s = (OpRun *)ctx;
+  OpConv *c = &s->b->conv;
+  PetscInt ncv = s->ncv_user > rows ? rows : s->ncv_user, maxit0, nc = 0;
+  PetscReal tol0;
+
+  PetscFunctionBeginUser;
+  /* A coarse level's loose tolerance is met within a few products: a basis of nev + 3 tests
+   * often enough, where SLEPc's default (nev + 15) would run 16 products first. */
+  if (ncv <= 0 && s->coarse) ncv = PetscMin(want + 3, rows);
+  const PetscInt ncv_full = ncv > 0 ? ncv : PETSC_DEFAULT, mpd_full = ncv > 0 && s->mpd_user > ncv ? ncv : s->mpd_user;
+  const PetscBool quick_ok = s->from_coarse ? s->quick_coarse : s->quick;
+  const PetscBool quick = s->ncv_user <= 0 && quick_ok && good_start && want + 1 <= rows ? PETSC_TRUE : PETSC_FALSE;
+  PetscCall(EPSGetTolerances(eps, &tol0, &maxit0));
+  if (quick) {
+    PetscCall(EPSSetDimensions(eps, want, want + 1, PETSC_DEFAULT));
+    PetscCall(EPSSetTolerances(eps, tol0, OP_QUICK_RESTARTS));
+  } else PetscCall(EPSSetDimensions(eps, want, ncv_full, mpd_full));
+
+  c->scale = s->scale;
+  c->n_ritz_prev[0] = c->n_ritz_prev[1] = 0;
+  PetscCall(opbase_eps_solve(eps, ierr));
+  if (quick) {
+    if (!*ierr) PetscCall(EPSGetConverged(eps, &nc));
+    if (!*ierr && nc < want) {
+      c->n_ritz_prev[0] = c->n_ritz_prev[1] = 0;
+      PetscCall(EPSSetDimensions(eps, want, ncv_full, mpd_full));
+      PetscCall(EPSSetTolerances(eps, tol0, maxit0));
+      PetscCall(EPSSetInitialSpace(eps, 1, &start));
+      PetscCall(opbase_eps_solve(eps, ierr));
+    }
+    /* the caller's iteration limit back; the tolerance as the solve resolved it */
+    PetscReal tol_now;
+    PetscCall(EPSGetTolerances(eps, &tol_now, NULL));
+    PetscCall(EPSSetTolerances(eps, tol_now, maxit0));
+  }
+  if (*ierr) PetscFunctionReturn(0);
+  PetscCall(EPSGetTolerances(eps, &s->tol, NULL));
+  PetscCall(EPSGetConverged(eps, &nc));
+  if (nc > want) nc = want;
+  for (PetscInt i = 0; i < nc; i++) {
+    PetscScalar kr;
+    PetscCall(EPSGetEigenvalue(eps, i, &kr, NULL));
+    s->scale = PetscMax(s->scale, PetscAbsScalar(kr));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Residual check of pair i: an explicit product, independent of the solver's estimate, judged by
+ * the same error measure as the solve (opbase_ritz_error with the last restart's Ritz values),
+ * relative to |lambda| (rel_lambda) or max(|lambda|, scale). Coarse levels only supply a start
+ * vector and skip it; so does check_resid false, which then reports the solver's own estimate. */
+PetscErrorCode opbase_check(void *ctx, EPS eps, PetscInt i, PetscScalar kr, Vec xr, PetscReal *resid, PetscBool *keep)
+{
+  OpRun *s = (OpRun *)ctx;
+  PetscReal nx, nr, est;
+  double rel, err;
+
+  PetscFunctionBeginUser;
+  PetscCall(VecNorm(xr, NORM_2, &nx));
+  PetscCall(VecScale(xr, 1.0 / nx));
+  const double sc = s->rel_lambda ? PetscAbsScalar(kr) : PetscMax(PetscAbsScalar(kr), s->scale);
+  if (s->check_resid && !s->coarse) {
+    PetscCall(MatMult(s->A, xr, s->r));
+    PetscCall(VecAXPY(s->r, -kr, xr));
+    PetscCall(VecNorm(s->r, NORM_2, &nr));
+    rel = nr / sc;
+    err = opbase_ritz_error(&s->b->conv, PetscRealPart(kr), nr) / sc;
+  } else {
+    PetscCall(EPSGetErrorEstimate(eps, i, &est));
+    rel = err = est;
+  }
+  *resid = rel;
+  *keep = err <= OP_RESID_FACTOR * s->tol && isfinite(PetscRealPart(kr)) ? PETSC_TRUE : PETSC_FALSE;
+  if (!*keep)
+    PetscCall(PetscInfo(eps, "%s: pair %" PetscInt_FMT " (%g) fails the residual check (%g): dropped\n", s->b->name, i,
+                        (double)PetscRealPart(kr), rel));
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode opbase_cold_start(void *ctx, int want, Vec start, PetscBool *done)
+{
+  OpRun *s = (OpRun *)ctx;
+
+  PetscFunctionBeginUser;
+  *done = PETSC_FALSE;
+  if (s->cold_start) PetscCall(s->cold_start(s->cold_ctx, want, start, done));
+  s->from_coarse = *done;
+  PetscFunctionReturn(0);
+}
+
+PetscErrorCode opbase_solve_shared(OpBase *b, OpSolve *s, OpRun *run, int nev, double *eig, double *resid, int *nconv)
+{
+  PetscFunctionBeginUser;
+  run->b = b;
+  s->ctx = run;
+  s->run = opbase_run;
+  s->check = opbase_check;
+  s->cold_start = run->cold_start ? opbase_cold_start : NULL;
+  run->from_coarse = PETSC_FALSE;
+  b->coarse_matvecs = 0;
+  b->coarse_work = 0;
+  PetscCall(MatCreateVecs(s->A, NULL, &run->r));
+  PetscCall(opbase_solve(b, s, nev, eig, resid, nconv));
+  PetscCall(VecDestroy(&run->r));
+  PetscFunctionReturn(0);
+}
+
+/* ------------------------------------------------------------------ coarse levels */
+
+PetscErrorCode opbase_read_coarse_options(MPI_Comm comm, const char *name, const char *prefix, OpCoarse *c)
+{
+  PetscFunctionBeginUser;
+  PetscCall(PetscOptionsGetInt(NULL, prefix, "-coarse_levels", &c->levels, NULL));
+  PetscCall(PetscOptionsGetInt(NULL, prefix, "-coarse_factor", &c->factor, NULL));
+  PetscCall(PetscOptionsGetInt(NULL, prefix, "-coarse_min", &c->min, NULL));
+  PetscCheck(c->levels >= 0, comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: -%scoarse_levels must be >= 0, got %" PetscInt_FMT, name, prefix,
+             c->levels);
+  PetscCheck(c->factor >= 2, comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: -%scoarse_factor must be >= 2, got %" PetscInt_FMT, name, prefix,
+             c->factor);
+  PetscCheck(c->min >= 1, comm, PETSC_ERR_ARG_OUTOFRANGE, "%s: -%scoarse_min must be >= 1, got %" PetscInt_FMT, name, prefix, c->min);
+  PetscFunctionReturn(0);
+}
+
+PetscBool opbase_coarse_slice(const OpCoarse *c, int levels, int first, int n_local, int n_global, int *cfirst, int *cn, int *n_coarse)
+{
+  const int f = (int)c->factor;
+  *n_coarse = (n_global + f - 1) / f;
+  *cfirst = (first + f - 1) / f;
+  *cn = (first + n_local + f - 1) / f - *cfirst;
+  return levels > 0 && *n_coarse >= c->min && *n_coarse < n_global ? PETSC_TRUE : PETSC_FALSE;
+}
+
+void opbase_coarse_account(OpBase *b, const OpBase *c)
+{
+  b->coarse_matvecs += c->last_matvecs + c->coarse_matvecs;
+  b->coarse_work += (c->last_matvecs + c->coarse_work) * (double)c->n_global / (double)b->n_global;
+}

@@ -25,6 +25,34 @@
 
 /* Shell matrices an operator may own (NTK: Theta; Hessian: H and the Gauss-Newton G). */
 #define OP_MAX_MATS 2
+/* Ritz values of the previous restart kept for the eigenvalue-error test. */
+#define OP_RITZ_MAX 64
+/* Restarts of the quick solve with a basis of nev + 1 from a good start (opbase_run). */
+#define OP_QUICK_RESTARTS 4
+/* Default tolerance of the coarse (subsample) solves that only provide a start vector. */
+#define OP_COARSE_TOL 1e-2
+/* A converged pair is kept only if its checked error is below this many solver tolerances. */
+#define OP_RESID_FACTOR 100.0
+
+/* The eigenvalue-error convergence test of a solve (opbase_conv_install): a Ritz value is accepted
+ * when its estimated eigenvalue error, relative to the spectral scale max(|lambda|, the largest
+ * |Ritz value| seen, scale at the start), is below the tolerance: the smaller of the residual norm
+ * (a bound) and max(res^2 / gap, the error the last two restarts extrapolate to, doubled), gap
+ * being the distance to the other Ritz values. value = false: the residual norm alone. */
+typedef struct {
+  PetscBool value;
+  double scale;                      /* running spectral scale of the current solve */
+  double ritz_prev[2][OP_RITZ_MAX];  /* Ritz values at the last two restarts: [0] the last */
+  int n_ritz_prev[2];
+} OpConv;
+
+/* Coarse levels (both operators' -PREFIXcoarse_levels, _factor, _min): a cold top solve starts from
+ * the top eigenvectors of the same operator on the samples whose global index is a multiple of
+ * factor (the same set for any rank count, each rank keeping its own), solved the same way from
+ * the level below, levels deep while a level keeps at least min samples. */
+typedef struct {
+  PetscInt levels, factor, min;
+} OpCoarse;
 
 typedef struct {
   const char *name;        /* "ntk", "hessian": the prefix of messages */
@@ -49,10 +77,13 @@ typedef struct {
   long n_mult;             /* products applied (the operator's Mult counts them) */
   int last_its;            /* of the last solve; -1 after a solver failure */
   long last_matvecs;
+  OpConv conv;             /* the convergence test of the solve under way (opbase_conv_install) */
+  long coarse_matvecs;     /* products of the coarse levels in the last cold solve */
+  double coarse_work;      /* the same in this level's products (each weighted by samples / n_global) */
 } OpBase;
 
 /* An operator's log events: its class, their names, and the ids opbase_register_events fills in. */
-#define OP_MAX_EVENTS 5
+#define OP_MAX_EVENTS 6
 typedef struct {
   const char *cls;
   int n;
@@ -128,5 +159,53 @@ PetscErrorCode opbase_solve_prologue(OpBase *b, int nev, double *eig, double *re
  * from the solver itself (reported through PetscInfo, the warm start dropped). Collective. */
 PetscErrorCode opbase_solve(OpBase *b, const OpSolve *s, int nev, double *eig, double *resid, int *nconv);
 PetscErrorCode opbase_last_solve_stats(const OpBase *b, int *its, long *matvecs);
+
+/* ---- shared by the NTK and Hessian solves: eigenvalue-error test, quick solve, coarse levels */
+
+/* Installs b->conv's test (relative to its running scale) and the monitor that records the Ritz
+ * values of each restart on eps. */
+PetscErrorCode opbase_conv_install(OpBase *b, EPS eps);
+/* Estimated eigenvalue error of Ritz value theta with residual norm res (absolute). */
+double opbase_ritz_error(const OpConv *c, double theta, double res);
+
+/* The context of opbase_run / opbase_check (OpSolve.run, .check): one eigensolve's settings. */
+typedef struct {
+  OpBase *b;
+  Mat A;
+  PetscInt ncv_user, mpd_user; /* the -*_eps_ncv/mpd given (PETSC_DEFAULT/<= 0: none) */
+  PetscBool coarse;      /* a coarse level: a start vector only (basis nev + 3, no explicit check) */
+  PetscBool quick;       /* from a warm start, try the quick solve with a basis of nev + 1 first */
+  PetscBool quick_coarse; /* the same from a coarse start */
+  PetscBool from_coarse; /* set by opbase_cold_start: the start is the coarse level's */
+  PetscBool check_resid; /* recompute each pair's residual with one product */
+  PetscBool rel_lambda;  /* resid relative to |lambda| (NTK), else to max(|lambda|, scale) (Hessian) */
+  double scale;          /* the test's spectral scale: scale0, after the solve also |Ritz values| */
+  PetscReal tol;         /* after the solve: its tolerance */
+  Vec r;                 /* work vector of the check */
+  /* the operator's cold start (OpSolve.cold_start) and its context */
+  PetscErrorCode (*cold_start)(void *ctx, int want, Vec start, PetscBool *done);
+  void *cold_ctx;
+} OpRun;
+/* OpSolve.run: the quick solve (basis nev + 1, OP_QUICK_RESTARTS restarts; tests after every
+ * product) from a good start when allowed and no basis was given; if it does not converge, the
+ * solve proper from the same start with the chosen basis. */
+PetscErrorCode opbase_run(void *ctx, EPS eps, Vec start, int want, PetscInt rows, PetscBool good_start, PetscErrorCode *ierr);
+/* OpSolve.check: an explicit residual product unless coarse or !check_resid (then the solver's
+ * own estimate); the pair is kept if its error by the test's measure is within OP_RESID_FACTOR tolerances. */
+PetscErrorCode opbase_check(void *ctx, EPS eps, PetscInt i, PetscScalar kr, Vec x, PetscReal *resid, PetscBool *keep);
+/* OpSolve.cold_start through OpRun: calls run->cold_start. */
+PetscErrorCode opbase_cold_start(void *ctx, int want, Vec start, PetscBool *done);
+/* The solve of s (hooks opbase_run/check/cold_start with run as context): r allocated, coarse
+ * statistics zeroed (the cold start adds to them). */
+PetscErrorCode opbase_solve_shared(OpBase *b, OpSolve *s, OpRun *run, int nev, double *eig, double *resid, int *nconv);
+
+/* Reads -<prefix>coarse_levels, _factor, _min over the defaults in *c, checked. */
+PetscErrorCode opbase_read_coarse_options(MPI_Comm comm, const char *name, const char *prefix, OpCoarse *c);
+/* This rank's part of the coarse level below the slice [first, first + n_local) of n_global: coarse samples cfirst .. cfirst + cn - 1 of
+ * n_coarse (global coarse index j is global sample j * factor); local coarse sample j is local row
+ * (cfirst + j) * factor - first. False if there is no level (levels <= 0, too few samples). */
+PetscBool opbase_coarse_slice(const OpCoarse *c, int levels, int first, int n_local, int n_global, int *cfirst, int *cn, int *n_coarse);
+/* Adds a coarse level's statistics (its last solve and its own coarse levels) to b's. */
+void opbase_coarse_account(OpBase *b, const OpBase *c);
 
 #endif
