@@ -2,7 +2,7 @@
 """Compares two ntkhpc output files completely: every group, dataset and attribute, bit for bit
 (NaN equals NaN), except wall-clock fields (root attribute "created", /summary wall_seconds,
 /instances seconds) and the /deck lines of options that do not change results (output paths,
-timing, checkpoint options, -restart, -ranks_per_run). With --rtol/--atol > 0 floating-point values
+timing, checkpoint options, -restart, -ranks_per_run, -data_shared). With --rtol/--atol > 0 floating-point values
 may differ by that much (a different number of ranks), and world_size is not compared. With
 --ignore-schema the attributes that describe the measurements' schema (root "measurements", and
 "units" and "description" anywhere) are not compared either. Dimension scales are compared by
@@ -23,7 +23,8 @@ SCHEMA_ATTRS = {"measurements", "units", "description"}
 # the dimensions are compared by their names instead.
 REFERENCE_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST"}
 IGNORED_DECK_KEYS = {"-output", "-overwrite", "-flush_seconds", "-progress_seconds", "-quiet", "-checkpoint_every",
-                     "-checkpoint_minutes", "-checkpoint_dir", "-restart", "-ranks_per_run"}
+                     "-checkpoint_minutes", "-checkpoint_dir", "-restart", "-ranks_per_run",
+                     "-data_shared"}
 
 
 def deck_lines(raw):

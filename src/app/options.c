@@ -69,7 +69,8 @@ static const char *const deck_order[] = {
   "-kernel_regression", "-kernel_net", "-kernel_tile",
   "-loss", "-fc_batch_norm", "-bn_no_affine", "-lr_exp_factor", "-onecycle_pct", "-onecycle_div", "-onecycle_final_div", "-freeze",
   "-momentum_init", "-align_every", "-loss_peak", "-scale_inv_every",
-  "-theta_every", "-wrn_residual", "-theta_dense_steps"};
+  "-theta_every", "-wrn_residual", "-theta_dense_steps",
+  "-data_shared"};
 
 /* ------------------------------------------------------------------ errors and lookups */
 
