@@ -8,8 +8,20 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static PetscLogEvent EV_LOAD, EV_SHARE;
+
+/* The loader's buffers (the files' bytes, a private copy) are freed, but glibc keeps freed heap
+ * below its mmap threshold for reuse: give it back, so a rank holds only what it uses. */
+static void give_back(void)
+{
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
 
 static PetscErrorCode register_events(void)
 {
@@ -89,6 +101,7 @@ PetscErrorCode shared_data_load(SharedData *sd, Dataset *train, Dataset *test, c
   if (!cfg->data_shared) { /* a copy per rank */
     PetscCall(PetscLogEventBegin(EV_LOAD, 0, 0, 0, 0));
     *bad = data_load(train, test, &cfg->data, err, errlen) != 0;
+    give_back();
     PetscCall(PetscLogEventEnd(EV_LOAD, 0, 0, 0, 0));
     PetscFunctionReturn(PETSC_SUCCESS);
   }
@@ -155,6 +168,7 @@ PetscErrorCode shared_data_load(SharedData *sd, Dataset *train, Dataset *test, c
       move_in(sd->base + off[s][2], (void **)&own[s].label, n * sizeof(int));
       data_free(&own[s]);
     }
+  if (nr == 0) give_back();
   MPI_Win_sync(sd->win);
   MPI_Barrier(sd->node);
   MPI_Win_sync(sd->win);
