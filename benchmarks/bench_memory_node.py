@@ -98,7 +98,7 @@ def memcheck32(args, tmp, deck, cdir, shared):
     """The memory check's estimate per rank for inputs/wrn.in on 32 ranks (one group)."""
     out = os.path.join(tmp, "m32.h5")
     cmd = [args.mpiexec, "-q", "--oversubscribe", "-n", "32", args.ntkhpc, deck, "-data_dir", cdir, "-output", out,
-           "-etas", "0.1", "-n_train", "100", "-n_test", "100", "-memory_limit", "1k", "-data_shared", "true" if shared else "false"]
+           "-etas", "0.1", "-n_train", "200", "-n_test", "100", "-memory_limit", "1k", "-data_shared", "true" if shared else "false"]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     text = subprocess.run(cmd, env=env, capture_output=True, text=True).stderr
     m = re.search(r"needs (\d+) bytes .*?data ([0-9.]+ \w+),", text)
@@ -146,7 +146,7 @@ def main():
         if args.model32:
             need_p, line_p = memcheck32(args, tmp, deck, cdir, False)
             need_s, _ = memcheck32(args, tmp, deck, cdir, True)
-            small = (100 + 100) * ((d + k) * 8 + 4)
+            small = (200 + 100) * ((d + k) * 8 + 4)
             base = need_p - small  # the estimate per rank without the data
             print(f"\nmemory check, inputs/wrn.in on 32 ranks (one group): {line_p}")
             for copies, what in ((32, "a copy per rank"), (1, "one copy per node")):
