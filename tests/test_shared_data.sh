@@ -6,6 +6,7 @@
 #     the Hessian on their probe batches (CIFAR-10-shaped data);
 #   - a run killed mid-way with the window and restarted without it ends bit for bit as the
 #     uninterrupted run (the option is not part of the checkpoints' identity);
+#   - the same for -kernel_regression (its Gram assembly reads the window's inputs in place);
 #   - the probe batch every rank reads from the window is numpy's: bytes / 255 standardised with
 #     the training subset's per-pixel mean and population std (1 rank, and 4 ranks in groups of 2);
 #   - the memory check counts a rank's share of its node's copy: 1/4 of the data on 4 ranks;
@@ -62,6 +63,14 @@ crash || bad "a kill -9 did not land mid-run"
 run 4 "$tmp/k4.h5" -restart -data_shared false && ok || bad "the restart without the window failed"
 same "$tmp/c4.h5" "$tmp/k4.h5"
 args=(-quiet -progress_seconds 100)
+
+# ---- the infinite-width kernel's Gram matrix reads train and test inputs as one array: in the
+# window they are (no copy), private copies are joined; the same output either way
+kr=(-arch fc -depth 2 -activation relu -widths 32 -seeds 1 -params ntk -etas 0.5 -n_train 60 -n_test 20 -steps 4
+    -record_every 2 -test_every 2 -kernel_regression true -kernel_tile 16 -ntk_batch 30 -ranks_per_run 2)
+run 4 "$tmp/kr.h5" "${kr[@]}" && ok || bad "kernel regression with the window failed"
+run 4 "$tmp/krp.h5" "${kr[@]}" -data_shared false && ok || bad "kernel regression without the window failed"
+same "$tmp/kr.h5" "$tmp/krp.h5"
 
 # ---- the probe batch as the ranks read it from the window, against numpy
 for layout in "1 1" "4 2"; do

@@ -32,14 +32,21 @@ int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train,
   const KernelFn k = cfg->kernel_net == 1 ? (KernelFn){"cntk", kernel_block_cntk, &cspec, sizeof cspec}
                                           : (KernelFn){"ntk_fc", kernel_block_ntk_fc, &spec, sizeof spec};
   const int N = train->n, M = test->n, d = train->d;
-  double *x = malloc((size_t)(N + M) * d * sizeof *x);
-  if (!x) return EXIT_RUNTIME;
-  memcpy(x, train->x, (size_t)N * d * sizeof *x);
-  if (M) memcpy(x + (size_t)N * d, test->x, (size_t)M * d * sizeof *x);
+  /* the inputs as one (N + M) x d array: the node's shared window holds them so (shared_data.c);
+   * private copies are joined here */
+  const double *x = train->x;
+  double *joined = NULL;
+  if (M && test->x != train->x + (size_t)N * d) {
+    joined = malloc((size_t)(N + M) * d * sizeof *joined);
+    if (!joined) return EXIT_RUNTIME;
+    memcpy(joined, train->x, (size_t)N * d * sizeof *joined);
+    memcpy(joined + (size_t)N * d, test->x, (size_t)M * d * sizeof *joined);
+    x = joined;
+  }
   const KernelGramOptions opt = {cfg->kernel_tile, cfg->checkpoint_dir, NULL, NULL};
   Mat G = NULL, C = NULL;
   PetscErrorCode ierr = kernel_gram_assemble(world, &k, x, N, M, d, &opt, &G, M ? &C : NULL, &kp->gram);
-  free(x);
+  free(joined);
   if (ierr) return EXIT_RUNTIME;
   if (kp->gram.stopped) {
     *stopped = 1;

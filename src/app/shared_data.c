@@ -46,14 +46,19 @@ static void shape_get(const Dataset *ds, long long m[SHAPE])
 
 static size_t round_up(size_t b) { return (b + 63) / 64 * 64; }
 
-/* The byte offsets of a split's x (n x d doubles), y (n x k doubles) and label (n ints) in the
- * window, from start; returns where the next split starts. data_load checked that they fit. */
-static size_t split_layout(const long long m[SHAPE], size_t start, size_t off[3])
+/* The byte offsets of x (n x d doubles), y (n x k doubles) and label (n ints) of both splits in the
+ * window: the test inputs right after the training inputs, so that the two are one (N + M) x d
+ * array (the infinite-width kernel's Gram assembly reads them so, kernel_run.c); returns the
+ * window's size. data_load checked that each array fits. */
+static size_t layout(const long long tr[SHAPE], const long long te[SHAPE], size_t off[2][3])
 {
-  off[0] = start;
-  off[1] = round_up(off[0] + (size_t)m[0] * (size_t)m[1] * sizeof(double));
-  off[2] = round_up(off[1] + (size_t)m[0] * (size_t)m[2] * sizeof(double));
-  return round_up(off[2] + (size_t)m[0] * sizeof(int));
+  off[0][0] = 0;
+  off[1][0] = (size_t)tr[0] * (size_t)tr[1] * sizeof(double);
+  off[0][1] = round_up(off[1][0] + (size_t)te[0] * (size_t)te[1] * sizeof(double));
+  off[1][1] = round_up(off[0][1] + (size_t)tr[0] * (size_t)tr[2] * sizeof(double));
+  off[0][2] = round_up(off[1][1] + (size_t)te[0] * (size_t)te[2] * sizeof(double));
+  off[1][2] = round_up(off[0][2] + (size_t)tr[0] * sizeof(int));
+  return round_up(off[1][2] + (size_t)te[0] * sizeof(int));
 }
 
 /* Copies a private array into the window and frees it at once: the loader holds at most its own
@@ -130,7 +135,7 @@ PetscErrorCode shared_data_load(SharedData *sd, Dataset *train, Dataset *test, c
   /* The window: all of it on the loader, nothing on the others (they map the loader's part). */
   PetscCall(PetscLogEventBegin(EV_SHARE, 0, 0, 0, 0));
   size_t off[2][3];
-  sd->bytes = split_layout(meta + 1 + SHAPE, split_layout(meta + 1, 0, off[0]), off[1]);
+  sd->bytes = layout(meta + 1, meta + 1 + SHAPE, off);
   void *mine = NULL;
   int rc = MPI_Win_allocate_shared(nr == 0 ? (MPI_Aint)sd->bytes : 0, 1, MPI_INFO_NULL, sd->node, &mine, &sd->win);
   int failed = rc != MPI_SUCCESS;
