@@ -61,13 +61,14 @@ static size_t layout(const long long tr[SHAPE], const long long te[SHAPE], size_
   return round_up(off[1][2] + (size_t)te[0] * sizeof(int));
 }
 
-/* Copies a private array into the window and frees it at once: the loader holds at most its own
- * copy and the part of the window written so far. */
+/* Copies a private array into the window and frees it at once (given back to the system, even from
+ * the middle of the heap): the loader holds at most its own copy and the largest array again. */
 static void move_in(char *dst, void **src, size_t bytes)
 {
   if (bytes) memcpy(dst, *src, bytes);
   free(*src);
   *src = NULL;
+  give_back();
 }
 
 /* A dataset of shape m whose arrays are the window's, at off. */
@@ -173,7 +174,6 @@ PetscErrorCode shared_data_load(SharedData *sd, Dataset *train, Dataset *test, c
       move_in(sd->base + off[s][2], (void **)&own[s].label, n * sizeof(int));
       data_free(&own[s]);
     }
-  if (nr == 0) give_back();
   MPI_Win_sync(sd->win);
   MPI_Barrier(sd->node);
   MPI_Win_sync(sd->win);
