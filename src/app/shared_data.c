@@ -139,7 +139,8 @@ PetscErrorCode shared_data_load(SharedData *sd, Dataset *train, Dataset *test, c
   sd->bytes = layout(meta + 1, meta + 1 + SHAPE, off);
   void *mine = NULL;
   int rc = MPI_Win_allocate_shared(nr == 0 ? (MPI_Aint)sd->bytes : 0, 1, MPI_INFO_NULL, sd->node, &mine, &sd->win);
-  int failed = rc != MPI_SUCCESS;
+  const int allocated = rc == MPI_SUCCESS; /* else MPI need not have set the handle */
+  int failed = !allocated;
   MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, sd->node);
   if (!failed) {
     MPI_Aint qsize = 0;
@@ -156,7 +157,7 @@ PetscErrorCode shared_data_load(SharedData *sd, Dataset *train, Dataset *test, c
              "option -data_shared: cannot allocate this node's shared-memory window of %zu bytes for the data%s%s%s "
              "(-data_shared false loads a copy per rank)",
              sd->bytes, len ? " (MPI: " : "", msg, len ? ")" : "");
-    if (sd->win != MPI_WIN_NULL) MPI_Win_free(&sd->win);
+    if (allocated) MPI_Win_free(&sd->win);
     sd->win = MPI_WIN_NULL, sd->base = NULL, sd->bytes = 0;
     data_free(&own[0]), data_free(&own[1]);
     *bad = 1;
