@@ -34,6 +34,7 @@
 #include "errbuf.h"
 #include "memory.h"
 #include "run_hooks.h"
+#include "shared_data.h"
 #include "train.h"
 
 enum { EXIT_RUNTIME = 1, EXIT_BAD_INPUT = 2, EXIT_SIGNAL = CKPT_EXIT_SIGNAL };
@@ -479,9 +480,10 @@ int ntkhpc_main(int argc, char **argv)
     goto finalize;
   }
 
-  /* Data: every rank loads the subsets (they are small next to the networks in this study). */
+  /* Data: one copy per node in a shared window, or a copy per rank (-data_shared, shared_data.h). */
   Dataset train = {0}, test = {0};
-  bad = data_load(&train, &test, &cfg.data, err, sizeof err) != 0;
+  SharedData shared;
+  PetscCall(shared_data_load(&shared, &train, &test, &cfg, world, &bad, err, sizeof err));
   int any_bad;
   MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, world);
   if (any_bad) {
@@ -658,8 +660,7 @@ free_sweep:
   layout_free(&layout);
   sweep_free(&sweep);
 free_data:
-  data_free(&train);
-  data_free(&test);
+  shared_data_free(&shared, &train, &test);
 finalize:
   config_free(&cfg);
   PetscCall(SlepcFinalize());

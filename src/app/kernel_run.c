@@ -34,10 +34,17 @@ int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train,
   const KernelFn kp_fn = cfg->kernel_net == 1 ? (KernelFn){"cnngp", kernel_block_cnngp, &cspec, sizeof cspec}
                                               : (KernelFn){"nngp_fc", kernel_block_nngp_fc, &spec, sizeof spec};
   const int N = train->n, M = test->n, d = train->d;
-  double *x = malloc((size_t)(N + M) * d * sizeof *x);
-  if (!x) return EXIT_RUNTIME;
-  memcpy(x, train->x, (size_t)N * d * sizeof *x);
-  if (M) memcpy(x + (size_t)N * d, test->x, (size_t)M * d * sizeof *x);
+  /* the inputs as one (N + M) x d array: the node's shared window holds them so (shared_data.c);
+   * private copies are joined here */
+  const double *x = train->x;
+  double *joined = NULL;
+  if (M && test->x != train->x + (size_t)N * d) {
+    joined = malloc((size_t)(N + M) * d * sizeof *joined);
+    if (!joined) return EXIT_RUNTIME;
+    memcpy(joined, train->x, (size_t)N * d * sizeof *joined);
+    memcpy(joined + (size_t)N * d, test->x, (size_t)M * d * sizeof *joined);
+    x = joined;
+  }
   const KernelGramOptions opt = {cfg->kernel_tile, cfg->checkpoint_dir, NULL, NULL};
   Mat G = NULL, C = NULL, K = NULL, Kc = NULL;
   KernelGramStats prior_gram = {0};
@@ -56,7 +63,7 @@ int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train,
     }
     MPI_Allreduce(MPI_IN_PLACE, &k_test_trace, 1, MPI_DOUBLE, MPI_SUM, world);
   }
-  free(x);
+  free(joined);
   if (ierr || kp->gram.stopped || prior_gram.stopped) {
     MatDestroy(&G), MatDestroy(&C), MatDestroy(&K), MatDestroy(&Kc);
     if (ierr) return EXIT_RUNTIME;

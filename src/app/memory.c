@@ -149,13 +149,13 @@ int memory_check(const Config *cfg, const Sweep *sw, const Dataset *train, const
   double avail = cfg->memory_limit;
   char source[96];
   snprintf(source, sizeof source, "-memory_limit");
+  MPI_Comm node;
+  int on_node = 1;
+  if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_size(node, &on_node);
+    MPI_Comm_free(&node);
+  }
   if (!(avail > 0)) {
-    MPI_Comm node;
-    int on_node = 1;
-    if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-      MPI_Comm_size(node, &on_node);
-      MPI_Comm_free(&node);
-    }
     double mine = node_available() / on_node;
     MPI_Allreduce(&mine, &avail, 1, MPI_DOUBLE, MPI_MIN, world);
     snprintf(source, sizeof source, "the node's MemAvailable over its %d ranks", on_node);
@@ -171,8 +171,12 @@ int memory_check(const Config *cfg, const Sweep *sw, const Dataset *train, const
     if (cfg->kernel_regression && run->width == MODEL_WIDTH_INF) continue; /* no network: its dense Gram matrices are
                                                                               spread over every rank (docs/infinite_width.md) */
     MemoryNeed n;
-    if (memory_need(cfg, run, train, test, &n, err, errlen)) bad = 1;
-    else if (n.params + n.tapes + n.grams + n.data + n.other > worst_total)
+    if (memory_need(cfg, run, train, test, &n, err, errlen)) {
+      bad = 1;
+      break;
+    }
+    if (cfg->data_shared) n.data /= on_node; /* one copy per node (shared_data.h): a rank's share */
+    if (n.params + n.tapes + n.grams + n.data + n.other > worst_total)
       worst = i, w = n, worst_total = n.params + n.tapes + n.grams + n.data + n.other;
   }
   if (bad) return -1;

@@ -15,7 +15,8 @@ typedef struct {
   double params;  /* theta, theta_0, gradient, learning-rate scales, optimizer state; the operators' copies and work vectors */
   double tapes;   /* the training tape and the NTK and Hessian operators' tapes (within -ntk_tape_mb, -hess_tape_mb) */
   double grams;   /* the exact NTK Gram matrices (row-distributed) and their eigensolver's copies; the Krylov bases */
-  double data;    /* the training and test subsets (every rank holds them) */
+  double data;    /* the training and test subsets (memory_need: one copy; memory_check: a rank's share of its
+                     node's copy with -data_shared, else the copy every rank holds) */
   double other;   /* the libraries and the program (a constant) */
 } MemoryNeed;
 

@@ -28,6 +28,7 @@ typedef struct {
   bool eta_in_lambda0_units;                           /* ... factors c: eta = c / lambda_0 */
   /* data */
   DataConfig data;
+  bool data_shared;             /* one copy of the data per node, in a shared-memory window (app/shared_data.c) */
   /* training */
   OptimizerKind optimizer;
   int batch_size;               /* SGD minibatch (GD: the whole training subset) */

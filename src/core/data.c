@@ -360,9 +360,11 @@ int data_kind_from_name(const char *name) {
 
 void data_free(Dataset *ds) {
   if (!ds) return;
-  free(ds->x);
-  free(ds->y);
-  free(ds->label);
+  if (!ds->borrowed) {
+    free(ds->x);
+    free(ds->y);
+    free(ds->label);
+  }
   memset(ds, 0, sizeof *ds);
 }
 

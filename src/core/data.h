@@ -46,10 +46,13 @@ typedef struct {
   double *x;              /* n x d */
   double *y;              /* n x k targets */
   int *label;             /* n: class index, or -1 for regression targets */
+  bool borrowed;          /* x, y and label point at memory the dataset does not own (a node's
+                             shared window, src/app/shared_data.c): data_free leaves them */
 } Dataset;
 
 /* Loads train and test splits per cfg (subsets, standardisation, targets). */
 int data_load(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, size_t errlen);
+/* Frees what the dataset owns (not borrowed arrays) and zeroes it. */
 void data_free(Dataset *ds);
 /* The shapes (n, d, k, image shape) data_load would give, x, y and label NULL: no file is read. */
 int data_shape(Dataset *train, Dataset *test, const DataConfig *cfg, char *err, size_t errlen);
