@@ -258,7 +258,7 @@ static int add_conv(Model *m, int in, int C_in, int H, int W, int C_out, int ksi
     op->b = new_tensor(m, name, (size_t)C_out, C_in * ksize * ksize);
     bias_table(c, &m->tensors[op->b]);
   }
-  const size_t work = conv2d_workspace_size(&s, 4); /* chunk 4: GEMM speed (docs/layers.md) */
+  const size_t work = conv2d_workspace_size(&s, conv2d_good_chunk(&s)); /* GEMM speed (docs/layers.md) */
   if (work > m->conv_work) m->conv_work = work;
   return op->out;
 }
