@@ -7,7 +7,8 @@
  *       WRN-DEPTH-WIDEN (pre-activation, model.h ARCH_WRN), relu, ntk parameterization,
  *       sigma_w = sqrt(2), no conv biases, batch norm (train mode, eps 1e-5) if BN = 1; eta = 0.01.
  *       Prints "step ms=MEDIAN ms_min=MIN flops=F gflops=RATE loss0=L P=P maxrss_mb=M
- *       rss_setup_mb=S" where F = 3 x forward FLOPs (model_flops_per_sample), M the peak resident
+ *       rss_setup_mb=S cot_blocks=N" where F = 3 x forward FLOPs (model_flops_per_sample), N the
+ *       cotangent blocks of a training tape's pool, M the peak resident
  *       set of the process (getrusage) and S the resident set before the first step; before it one
  *       "ops KIND ..." line per op kind (print_profile) from the tape's per-op profile.
  *       The tape is a training tape (tape_create_train); a last argument "keep" uses tape_create
@@ -128,8 +129,8 @@ static int bench_step(const char *path, int B, int C, int H, int W, int k, int d
   free(prof);
   qsort(t, (size_t)reps, sizeof *t, cmp_double);
   double ms = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-  printf("step ms=%.3f ms_min=%.3f flops=%.6e gflops=%.3f loss0=%.10g P=%zu maxrss_mb=%.1f rss_setup_mb=%.1f\n", ms,
-         t[0], flops, flops / ms * 1e-6, loss0, P, maxrss_mb(), rss_setup);
+  printf("step ms=%.3f ms_min=%.3f flops=%.6e gflops=%.3f loss0=%.10g P=%zu maxrss_mb=%.1f rss_setup_mb=%.1f "
+         "cot_blocks=%d\n", ms, t[0], flops, flops / ms * 1e-6, loss0, P, maxrss_mb(), rss_setup, tape.n_pool);
   free(x), free(y), free(theta), free(grad), free(dout), free(t);
   tape_destroy(&tape);
   model_destroy(&m);
