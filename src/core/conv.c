@@ -181,101 +181,128 @@ static void wino_weights(double *U /* 16 x C_out x C_in */, const double *W /* C
   }
 }
 
-/* Doubles of the zero-padded plane wino_input copies each channel into. */
-static size_t wino_pad_len(const ConvShape *s) { return (size_t)(2 * ((s->H + 1) / 2) + 2) * (size_t)(2 * ((s->W + 1) / 2) + 2); }
+/* Doubles of wino_input's and wino_output's scratch: the zero-bordered plane (Hp x Wp) and ten
+ * rows of Wp (the row-transformed rows of one tile row; the column-combined rows of the output). */
+static size_t wino_pad_len(const ConvShape *s) {
+  const size_t Hp = 2 * (size_t)((s->H + 1) / 2) + 2, Wp = 2 * (size_t)((s->W + 1) / 2) + 2;
+  return Hp * Wp + 10 * Wp;
+}
 
 /* V[xi, c, t0 + t] = (B^T d B)[xi] of the tiles t of every channel c of one sample x (C x H x W);
- * pad: wino_pad_len doubles of scratch (the plane with its zero border, so no bounds tests). */
+ * pad: wino_pad_len doubles of scratch (the plane with its zero border, so no bounds tests). Per
+ * tile row: B^T on whole rows (contiguous, vectorised), then B on each tile's 4 columns, one loop
+ * over the tiles per output plane. */
 static void wino_input(double *V /* 16 x C x ld */, size_t ld, size_t t0, const double *x, int C, int H, int W,
                        double *pad) {
   const int th = (H + 1) / 2, tw = (W + 1) / 2, Hp = 2 * th + 2, Wp = 2 * tw + 2;
   const size_t plane = (size_t)C * ld;
+  double *rows = pad + (size_t)Hp * Wp; /* 4 x Wp */
   memset(pad, 0, (size_t)Hp * Wp * sizeof *pad); /* the border stays zero: the copies fill the inside */
   for (int c = 0; c < C; c++) {
     const double *xc = x + (size_t)c * H * W;
     for (int y = 0; y < H; y++) memcpy(pad + (size_t)(y + 1) * Wp + 1, xc + (size_t)y * W, (size_t)W * sizeof *pad);
     double *vc = V + (size_t)c * ld + t0;
     for (int ty = 0; ty < th; ty++) {
-      const double *r0 = pad + (size_t)(2 * ty) * Wp, *r1 = r0 + Wp, *r2 = r1 + Wp, *r3 = r2 + Wp;
-      double *v = vc + (size_t)ty * tw;
-      for (int tx = 0; tx < tw; tx++) {
-        double t[16];
-        const int x0 = 2 * tx;
-        for (int j = 0; j < 4; j++) { /* t = B^T d */
-          t[j] = r0[x0 + j] - r2[x0 + j];
-          t[4 + j] = r1[x0 + j] + r2[x0 + j];
-          t[8 + j] = r2[x0 + j] - r1[x0 + j];
-          t[12 + j] = r1[x0 + j] - r3[x0 + j];
-        }
-        for (int i = 0; i < 4; i++) { /* (B^T d) B */
-          const double *r = t + 4 * i;
-          v[(4 * i) * plane + tx] = r[0] - r[2];
-          v[(4 * i + 1) * plane + tx] = r[1] + r[2];
-          v[(4 * i + 2) * plane + tx] = r[2] - r[1];
-          v[(4 * i + 3) * plane + tx] = r[1] - r[3];
+      const double *restrict r0 = pad + (size_t)(2 * ty) * Wp, *restrict r1 = r0 + Wp, *restrict r2 = r1 + Wp,
+                             *restrict r3 = r2 + Wp;
+      double *restrict a0 = rows, *restrict a1 = rows + Wp, *restrict a2 = rows + 2 * Wp, *restrict a3 = rows + 3 * Wp;
+      for (int xx = 0; xx < Wp; xx++) { /* B^T d */
+        a0[xx] = r0[xx] - r2[xx];
+        a1[xx] = r1[xx] + r2[xx];
+        a2[xx] = r2[xx] - r1[xx];
+        a3[xx] = r1[xx] - r3[xx];
+      }
+      for (int i = 0; i < 4; i++) { /* (B^T d) B */
+        const double *restrict ai = rows + (size_t)i * Wp;
+        double *restrict v0 = vc + (size_t)(4 * i) * plane + (size_t)ty * tw, *restrict v1 = v0 + plane,
+                         *restrict v2 = v1 + plane, *restrict v3 = v2 + plane;
+        for (int tx = 0; tx < tw; tx++) {
+          const double e0 = ai[2 * tx], e1 = ai[2 * tx + 1], e2 = ai[2 * tx + 2], e3 = ai[2 * tx + 3];
+          v0[tx] = e0 - e2;
+          v1[tx] = e1 + e2;
+          v2[tx] = e2 - e1;
+          v3[tx] = e1 - e3;
         }
       }
     }
   }
 }
 
-/* y[c] = A^T M[:, c, t0 + t] A for every tile t of one sample (C x H x W), plus bias[c] if non-NULL. */
+/* y[c] = A^T M[:, c, t0 + t] A for every tile t of one sample (C x H x W), plus bias[c] if non-NULL;
+ * pad: wino_pad_len doubles of scratch. Per tile row: A^T over the 4 tile rows, one loop over the
+ * tiles per plane, then A across each tile's columns into two whole image rows. */
 static void wino_output(double *y, const double *M /* 16 x C x ld */, size_t ld, size_t t0, int C, int H, int W,
-                        const double *bias, double b_mult) {
-  const int th = (H + 1) / 2, tw = (W + 1) / 2;
+                        const double *bias, double b_mult, double *pad) {
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, Wp = 2 * tw + 2;
   const size_t plane = (size_t)C * ld;
+  double *b = pad; /* b[i' * 4 + j][tx]: 8 rows of tw, then two output rows of 2 tw */
+  double *orow = pad + 8 * (size_t)Wp;
   for (int c = 0; c < C; c++) {
     double *yc = y + (size_t)c * H * W;
     const double *mc = M + (size_t)c * ld + t0;
     const double bc = bias ? b_mult * bias[c] : 0.0;
-    for (int ty = 0; ty < th; ty++)
-      for (int tx = 0; tx < tw; tx++) {
-        const double *m = mc + (size_t)ty * tw + tx;
-        double t[8]; /* A^T m: 2 x 4 */
-        for (int j = 0; j < 4; j++) {
-          const double m0 = m[j * plane], m1 = m[(4 + j) * plane], m2 = m[(8 + j) * plane], m3 = m[(12 + j) * plane];
-          t[j] = m0 + m1 + m2;
-          t[4 + j] = m1 - m2 - m3;
-        }
-        for (int i = 0; i < 2; i++) {
-          const int yy = 2 * ty + i;
-          if (yy >= H) break;
-          const double *r = t + 4 * i;
-          yc[(size_t)yy * W + 2 * tx] = r[0] + r[1] + r[2] + bc;
-          if (2 * tx + 1 < W) yc[(size_t)yy * W + 2 * tx + 1] = r[1] - r[2] - r[3] + bc;
+    for (int ty = 0; ty < th; ty++) {
+      for (int j = 0; j < 4; j++) {
+        const double *restrict m0 = mc + (size_t)j * plane + (size_t)ty * tw, *restrict m1 = m0 + 4 * plane,
+                               *restrict m2 = m1 + 4 * plane, *restrict m3 = m2 + 4 * plane;
+        double *restrict b0 = b + (size_t)j * Wp, *restrict b1 = b + (size_t)(4 + j) * Wp;
+        for (int tx = 0; tx < tw; tx++) { /* A^T m */
+          b0[tx] = m0[tx] + m1[tx] + m2[tx];
+          b1[tx] = m1[tx] - m2[tx] - m3[tx];
         }
       }
+      for (int i = 0; i < 2; i++) {
+        const int yy = 2 * ty + i;
+        if (yy >= H) break;
+        const double *restrict c0 = b + (size_t)(4 * i) * Wp, *restrict c1 = c0 + Wp, *restrict c2 = c1 + Wp,
+                               *restrict c3 = c2 + Wp;
+        double *restrict o = orow;
+        for (int tx = 0; tx < tw; tx++) { /* (A^T m) A */
+          o[2 * tx] = c0[tx] + c1[tx] + c2[tx] + bc;
+          o[2 * tx + 1] = c1[tx] - c2[tx] - c3[tx] + bc;
+        }
+        memcpy(yc + (size_t)yy * W, o, (size_t)W * sizeof *o);
+      }
+    }
   }
 }
 
-/* Yh[xi, c, t0 + t] = (A dY A^T)[xi] of the 2x2 tiles of dy (C x H x W, zero outside). */
-static void wino_grad_output(double *Yh /* 16 x C x ld */, size_t ld, size_t t0, const double *dy, int C, int H, int W) {
-  const int th = (H + 1) / 2, tw = (W + 1) / 2;
+/* Yh[xi, c, t0 + t] = (A dY A^T)[xi] of the 2x2 tiles of dy (C x H x W, zero outside); pad:
+ * wino_pad_len doubles of scratch. Per tile row: A on the two image rows (zero-extended to 2 tw
+ * columns), then A across each tile's two columns, one loop over the tiles per plane. */
+static void wino_grad_output(double *Yh /* 16 x C x ld */, size_t ld, size_t t0, const double *dy, int C, int H, int W,
+                             double *pad) {
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, Wp = 2 * tw + 2;
   const size_t plane = (size_t)C * ld;
+  double *e0 = pad, *e1 = pad + Wp, *rows = pad + 2 * (size_t)Wp; /* 2 image rows, then 4 x Wp */
+  memset(pad, 0, 2 * (size_t)Wp * sizeof *pad);
   for (int c = 0; c < C; c++) {
     const double *yc = dy + (size_t)c * H * W;
     double *vc = Yh + (size_t)c * ld + t0;
-    for (int ty = 0; ty < th; ty++)
-      for (int tx = 0; tx < tw; tx++) {
-        double e[4] = {0, 0, 0, 0}, t[8];
-        for (int i = 0; i < 2; i++)
-          for (int j = 0; j < 2; j++)
-            if (2 * ty + i < H && 2 * tx + j < W) e[2 * i + j] = yc[(size_t)(2 * ty + i) * W + 2 * tx + j];
-        for (int j = 0; j < 2; j++) { /* A e: 4 x 2 */
-          t[j] = e[j];
-          t[2 + j] = e[j] + e[2 + j];
-          t[4 + j] = e[j] - e[2 + j];
-          t[6 + j] = -e[2 + j];
-        }
-        double *v = vc + (size_t)ty * tw + tx;
-        for (int i = 0; i < 4; i++) { /* (A e) A^T */
-          const double r0 = t[2 * i], r1 = t[2 * i + 1];
-          v[(4 * i) * plane] = r0;
-          v[(4 * i + 1) * plane] = r0 + r1;
-          v[(4 * i + 2) * plane] = r0 - r1;
-          v[(4 * i + 3) * plane] = -r1;
+    for (int ty = 0; ty < th; ty++) {
+      memcpy(e0, yc + (size_t)(2 * ty) * W, (size_t)W * sizeof *e0);
+      if (2 * ty + 1 < H) memcpy(e1, yc + (size_t)(2 * ty + 1) * W, (size_t)W * sizeof *e1);
+      else memset(e1, 0, (size_t)W * sizeof *e1);
+      double *restrict a0 = rows, *restrict a1 = rows + Wp, *restrict a2 = rows + 2 * Wp, *restrict a3 = rows + 3 * Wp;
+      for (int xx = 0; xx < 2 * tw; xx++) { /* A e */
+        a0[xx] = e0[xx];
+        a1[xx] = e0[xx] + e1[xx];
+        a2[xx] = e0[xx] - e1[xx];
+        a3[xx] = -e1[xx];
+      }
+      for (int i = 0; i < 4; i++) { /* (A e) A^T */
+        const double *restrict ai = rows + (size_t)i * Wp;
+        double *restrict v0 = vc + (size_t)(4 * i) * plane + (size_t)ty * tw, *restrict v1 = v0 + plane,
+                         *restrict v2 = v1 + plane, *restrict v3 = v2 + plane;
+        for (int tx = 0; tx < tw; tx++) {
+          const double r0 = ai[2 * tx], r1 = ai[2 * tx + 1];
+          v0[tx] = r0;
+          v1[tx] = r0 + r1;
+          v2[tx] = r0 - r1;
+          v3[tx] = -r1;
         }
       }
+    }
   }
 }
 
@@ -304,7 +331,8 @@ static void wino_conv(double *out, const double *in, const double *b, double b_m
       cblas_dgemm(CblasRowMajor, flip ? CblasTrans : CblasNoTrans, CblasNoTrans, Co, (int)T, Ci, alpha,
                   U + (size_t)(flip ? wino_flip[xi] : xi) * Co * Ci, flip ? Co : Ci, V + (size_t)xi * Ci * T, (int)T, 0.0,
                   M + (size_t)xi * Co * T, (int)T);
-    for (int al = 0; al < n; al++) wino_output(out + (size_t)(a0 + al) * osz, M, T, (size_t)al * tiles, Co, H, W, b, b_mult);
+    for (int al = 0; al < n; al++)
+      wino_output(out + (size_t)(a0 + al) * osz, M, T, (size_t)al * tiles, Co, H, W, b, b_mult, pad);
   }
 }
 
@@ -320,7 +348,7 @@ static void wino_weight_grad(double *dW /* Co x Ci x 3 x 3 */, const double *dou
     double *V = work + wino_fixed(s), *Yh = V + 16 * (size_t)Ci * T;
     for (int al = 0; al < n; al++) {
       wino_input(V, T, (size_t)al * tiles, in + (size_t)(a0 + al) * isz, Ci, H, W, work + 16 * plane);
-      wino_grad_output(Yh, T, (size_t)al * tiles, dout + (size_t)(a0 + al) * osz, Co, H, W);
+      wino_grad_output(Yh, T, (size_t)al * tiles, dout + (size_t)(a0 + al) * osz, Co, H, W, work + 16 * plane);
     }
     for (int xi = 0; xi < 16; xi++)
       cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, Ci, (int)T, 1.0, Yh + (size_t)xi * Co * T, (int)T,
