@@ -417,6 +417,20 @@ static int conv_vjp_core(double *din /* B x C_in x H x W or NULL */, int din_acc
   int do_dW = dW && in, do_din = din && W;
   if (din && !W && !din_acc) memset(din, 0, (size_t)B * in_sz * sizeof *din);
   if (!do_dW && !do_din) return 0;
+  if (s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0) {
+    /* 1x1, stride 1: in_a is already the C_in x P matrix im2col would build, so per sample
+     * dW += w_mult dout_a in_a^T and din_a = w_mult W^T dout_a, without im2col or col2im. */
+    for (int a = 0; a < B; a++) {
+      const double *g = dout + (size_t)a * out_sz;
+      if (do_dW)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Co, (int)K, (int)P, w_mult, g, (int)P,
+                    in + (size_t)a * in_sz, (int)P, 1.0, dW, (int)K);
+      if (do_din)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)Co, w_mult, W, (int)K, g, (int)P,
+                    din_acc ? 1.0 : 0.0, din + (size_t)a * in_sz, (int)P);
+    }
+    return 0;
+  }
 
   for (int a0 = 0; a0 < B; a0 += nb) {
     const int n = B - a0 < nb ? B - a0 : nb;

@@ -66,7 +66,9 @@ void conv2d_forward_ref(double *out /* B x C_out x Ho x Wo */, const double *in 
 /* VJP given dout = dL/dout:
  *   dW += w_mult * sum_a dout_a (*) in_a        (correlation of dout with the input patches)
  *   db += b_mult * sum_{a, oy, ox} dout[a, :, oy, ox]
- *   din = w_mult * conv_transpose(dout, W)       (OVERWRITTEN; col2im of W^T dout)
+ *   din = w_mult * conv_transpose(dout, W)       (OVERWRITTEN; col2im of W^T dout, except for 3x3
+ *                                                 stride-1 pad-1 (Winograd, below) and 1x1 stride-1
+ *                                                 convs (one GEMM per sample), which need no col2im)
  * Any of din, dW, db may be NULL to skip that product (din is NULL for the first layer). */
 int conv2d_vjp(double *din /* B x C_in x H x W or NULL */, double *dW /* C_out x C_in x kh x kw or NULL */,
                double *db /* C_out or NULL */, const double *dout /* B x C_out x Ho x Wo */,
