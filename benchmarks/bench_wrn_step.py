@@ -28,7 +28,7 @@ ETA = 0.01  # as in bench_wrn_step.c
 
 
 def parse_kv(line):
-    return {kv.split("=")[0]: kv.split("=")[1] for kv in line.split()[1:]}
+    return {kv.split("=")[0]: kv.split("=")[1] for kv in line.split()[1:] if "=" in kv}
 
 
 def run(cmd, threads, extra=None):
