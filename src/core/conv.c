@@ -161,22 +161,31 @@ static void col2im_add(double *in /* C_in x H x W */, const double *col /* K x l
 static const int wino_flip[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
 
 static void wino_weights(double *U /* 16 x C_out x C_in */, const double *W /* C_out x C_in x 3 x 3 */, int Co, int Ci) {
+  enum { L = 8 }; /* kernels per block: the transform runs across them, the stores are contiguous */
   const size_t plane = (size_t)Co * Ci;
-  for (size_t p = 0; p < plane; p++) {
-    const double *g = W + p * 9;
-    double t[12];
-    for (int j = 0; j < 3; j++) { /* t = G g (4 x 3) */
-      t[j] = g[j];
-      t[3 + j] = 0.5 * (g[j] + g[3 + j] + g[6 + j]);
-      t[6 + j] = 0.5 * (g[j] - g[3 + j] + g[6 + j]);
-      t[9 + j] = g[6 + j];
-    }
+  for (size_t p0 = 0; p0 < plane; p0 += L) {
+    const int n = plane - p0 < L ? (int)(plane - p0) : L;
+    double g[9][L], t[12][L];
+    for (int l = 0; l < n; l++)
+      for (int k = 0; k < 9; k++) g[k][l] = W[(p0 + l) * 9 + k];
+    for (int l = n; l < L; l++)
+      for (int k = 0; k < 9; k++) g[k][l] = 0.0;
+    for (int j = 0; j < 3; j++) /* t = G g (4 x 3) */
+      for (int l = 0; l < L; l++) {
+        t[j][l] = g[j][l];
+        t[3 + j][l] = 0.5 * (g[j][l] + g[3 + j][l] + g[6 + j][l]);
+        t[6 + j][l] = 0.5 * (g[j][l] - g[3 + j][l] + g[6 + j][l]);
+        t[9 + j][l] = g[6 + j][l];
+      }
     for (int i = 0; i < 4; i++) { /* U = t G^T (4 x 4) */
-      const double *r = t + 3 * i;
-      U[(4 * i) * plane + p] = r[0];
-      U[(4 * i + 1) * plane + p] = 0.5 * (r[0] + r[1] + r[2]);
-      U[(4 * i + 2) * plane + p] = 0.5 * (r[0] - r[1] + r[2]);
-      U[(4 * i + 3) * plane + p] = r[2];
+      double *u0 = U + (size_t)(4 * i) * plane + p0, *u1 = u0 + plane, *u2 = u1 + plane, *u3 = u2 + plane;
+      const double *r0 = t[3 * i], *r1 = t[3 * i + 1], *r2 = t[3 * i + 2];
+      for (int l = 0; l < n; l++) {
+        u0[l] = r0[l];
+        u1[l] = 0.5 * (r0[l] + r1[l] + r2[l]);
+        u2[l] = 0.5 * (r0[l] - r1[l] + r2[l]);
+        u3[l] = r2[l];
+      }
     }
   }
 }
