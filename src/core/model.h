@@ -131,7 +131,8 @@ typedef struct {
   int capacity;         /* max samples */
   int n_bufs;
   double **act;         /* [n_bufs] each capacity x buf_size[i] */
-  double **grad;        /* [n_bufs] cotangents, allocated lazily by model_vjp */
+  double **grad;        /* [n_bufs] cotangents, allocated lazily by model_vjp (training tape:
+                           pool blocks, NULL outside a backward pass) */
   double **tan;         /* [n_bufs] tangents, allocated lazily by model_jvp */
   double **rgrad;       /* [n_bufs] R-cotangents of buffers with two readers (HVP), lazily */
   double *scratch;      /* capacity x max buf_size: a second reader's contribution before it is added */
@@ -196,7 +197,7 @@ int tape_create(Tape *t, const Model *m, int capacity);
 /* A training tape (Tape.train): same calls, cotangent blocks reused along the backward pass and
  * in-place relu / residual add; model_hvp_* and model_gnvp_* abort on it. */
 int tape_create_train(Tape *t, const Model *m, int capacity);
-/* Bytes of the activation and cotangent buffers tape_create_train allocates per sample, with
+/* Doubles of the activation and cotangent buffers tape_create_train allocates per sample, with
  * `live` cotangent blocks (the pool's high-water mark; 4 covers the WRN and fc nets). */
 double tape_train_doubles_per_sample(const Model *m, int live);
 void tape_destroy(Tape *t);
@@ -205,7 +206,8 @@ void tape_destroy(Tape *t);
 const double *model_forward(const Model *m, const double *theta /* P */, const double *x /* B x d */,
                             int B, Tape *t, const Reducer *red);
 /* grad += J^T dout: the VJP of the last model_forward on this tape. With grad == NULL only the
- * cotangents of the activation buffers (t->grad) are computed, skipping the parameter products. */
+ * cotangents of the activation buffers (t->grad) are computed, skipping the parameter products
+ * (left in t->grad on a tape_create tape; a training tape reuses them along the sweep). */
 void model_vjp(const Model *m, const double *theta /* P */, const double *dout /* B x k */, int B,
                Tape *t, double *grad /* P */, const Reducer *red);
 /* tout = J dtheta: the JVP at the point of the last model_forward on this tape (tout == NULL:
