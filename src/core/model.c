@@ -557,10 +557,9 @@ static bool op_in_place(const Model *m, int i, const bool *done) {
   return false;
 }
 
-/* in_place[i] of every op for a training tape (n_ops entries); returns 0 or -1 (no memory). */
-static int tape_in_place(const Model *m, bool *in_place) {
+/* in_place[i] of every op for a training tape (n_ops entries). */
+static void tape_in_place(const Model *m, bool *in_place) {
   for (int i = 0; i < m->n_ops; i++) in_place[i] = op_in_place(m, i, in_place);
-  return 0;
 }
 
 double tape_train_doubles_per_sample(const Model *m, int live) {
