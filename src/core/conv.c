@@ -480,9 +480,11 @@ int conv2d_vjp(double *din /* B x C_in x H x W or NULL */, double *dW /* C_out x
     if (nb < 1 || work_len < conv2d_workspace_size(s, 1)) return -1;
     conv_vjp_core(NULL, 0, NULL, db, dout, NULL, NULL, B, s, w_mult, b_mult, work, work_len); /* db only */
     if (dW && in) wino_weight_grad(dW, dout, in, B, s, w_mult, work, nb);
-    if (din) { /* the correlation of dout with the flipped, transposed kernel */
+    if (din && W) { /* the correlation of dout with the flipped, transposed kernel */
       wino_weights(work, W, s->C_out, s->C_in);
       wino_conv(din, dout, NULL, 0.0, B, s->C_out, s->C_in, s->H, s->W, w_mult, 1, work, nb);
+    } else if (din) {
+      memset(din, 0, (size_t)B * conv_in_size(s) * sizeof *din);
     }
     return 0;
   }
