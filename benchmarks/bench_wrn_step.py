@@ -4,11 +4,13 @@ norm, float64, 32 x 32 x 3 inputs: ntkhpc (bench_wrn_step) against PyTorch at th
 count, side by side, with the peak memory (max RSS) of each. See README.md. Not part of CI.
 
   bench_wrn_step.py [--bench build/tests/bench_wrn_step] [--threads 1,2] [--reps 3] [--warmup 1]
-                    [--net 16,4,128] [--big] [--big-net 28,10,32] [--only-big]
+                    [--net 16,4,128] [--big] [--big-net 28,10,32:28,10,4] [--big-warmup 1]
+                    [--big-reps 2] [--only-big] [--tape train|keep]
 
---net DEPTH,WIDEN,BATCH is the main comparison (default WRN-16-4 at batch 128); --big adds one step
-(no warm-up) of --big-net (default WRN-28-10 at batch 32) per thread count, reporting its time and
-peak memory.
+--net DEPTH,WIDEN,BATCH is the main comparison (default WRN-16-4 at batch 128); --big adds each of
+--big-net (colon-separated; default WRN-28-10 at batch 32 and at batch 4, the per-rank slice of
+inputs/wrn.in) with --big-warmup untimed and --big-reps timed steps per thread count, reporting
+time and peak memory. Ours also prints its time by op kind (the tape's per-op profile).
 """
 import argparse
 import os
@@ -26,13 +28,18 @@ ETA = 0.01  # as in bench_wrn_step.c
 
 
 def parse_kv(line):
-    return {kv.split("=")[0]: kv.split("=")[1] for kv in line.split()[1:]}
+    return {kv.split("=")[0]: kv.split("=")[1] for kv in line.split()[1:] if "=" in kv}
 
 
-def run(cmd, threads):
+def run(cmd, threads, extra=None):
+    """Runs one side in its own process; returns the key=value pairs of its last line (and appends
+    its other lines, the op-kind profile, to extra)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return parse_kv(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    if extra is not None:
+        extra.extend(lines[:-1])
+    return parse_kv(lines[-1])
 
 
 def maxrss_mb():
@@ -111,17 +118,25 @@ def torch_worker(path, B, depth, widen, warmup, reps, threads):
 
 
 def compare(a, path, B, depth, widen, warmup, reps, t):
+    prof = []
     ours = run([a.bench, "step", path, str(B), str(C), str(H), str(W), str(K), str(depth), str(widen), "1",
-                str(warmup), str(reps)], t)
+                str(warmup), str(reps), a.tape], t, prof)
     th = run([sys.executable, os.path.abspath(__file__), "--torch-worker", path, str(B), str(depth), str(widen),
               str(warmup), str(reps), str(t)], t)
     ms, tms = float(ours["ms"]), float(th["ms"])
     print("WRN-%d-%d batch %d, threads %d: ours %.0f ms/step (min %.0f, %.2f GFLOP/s, P %s), torch %.0f ms/step "
           "(min %.0f, P %s), torch/ours %.3f; max RSS ours %.0f MB (%.0f before the step), torch %.0f MB "
-          "(%.0f before the step)"
+          "(%.0f before the step); our cotangent blocks %s"
           % (depth, widen, B, t, ms, float(ours["ms_min"]), float(ours["gflops"]), ours["P"], tms,
              float(th["ms_min"]), th["P"], tms / ms, float(ours["maxrss_mb"]), float(ours["rss_setup_mb"]),
-             float(th["maxrss_mb"]), float(th["rss_setup_mb"])), flush=True)
+             float(th["maxrss_mb"]), float(th["rss_setup_mb"]), ours.get("cot_blocks", "-")), flush=True)
+    print("  ours by op kind (ms per step, forward / backward, share of the op time, GEMM GFLOP/s of the "
+          "convs and the dense layer):")
+    for line in prof:
+        kv = parse_kv(line)
+        print("    %-10s %9.1f / %9.1f  %5.1f%%  %s" % (line.split()[1], float(kv["fwd_ms"]), float(kv["bwd_ms"]),
+              100 * float(kv["share"]), ("%.1f GFLOP/s" % float(kv["gflops"])) if float(kv["gflops"]) else ""))
+    print("  load average %.2f %.2f %.2f" % os.getloadavg(), flush=True)
 
 
 def main():
@@ -134,7 +149,11 @@ def main():
     ap.add_argument("--net", default="16,4,128", help="DEPTH,WIDEN,BATCH of the main comparison")
     ap.add_argument("--big", action="store_true", help="also one step of --big-net")
     ap.add_argument("--only-big", action="store_true", help="only the --big-net step")
-    ap.add_argument("--big-net", default="28,10,32")
+    ap.add_argument("--big-net", default="28,10,32:28,10,4")
+    ap.add_argument("--big-warmup", type=int, default=1)
+    ap.add_argument("--big-reps", type=int, default=2)
+    ap.add_argument("--tape", default="train", choices=["train", "keep"],
+                    help="ours: training tape (reused cotangents) or keep-everything tape")
     ap.add_argument("--torch-worker", nargs=7, metavar="ARG", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.torch_worker:
@@ -145,7 +164,8 @@ def main():
     if not a.only_big:
         nets.append(tuple(int(v) for v in a.net.split(",")) + (a.warmup, a.reps))
     if a.big or a.only_big:
-        nets.append(tuple(int(v) for v in a.big_net.split(",")) + (0, 1))
+        for spec in a.big_net.split(":"):
+            nets.append(tuple(int(v) for v in spec.split(",")) + (a.big_warmup, a.big_reps))
     print("pre-activation WRN with batch norm, float64, %dx%dx%d inputs (standard normal), MSE on centred one-hot "
           "targets; load average %.2f %.2f %.2f" % ((C, H, W) + os.getloadavg()), flush=True)
     rng = np.random.default_rng(0)

@@ -316,6 +316,8 @@ static const ConvCase conv_cases[] = {
     {2, {3, 5, 4, 2, 2, 3, 3, 2}, "2x3 s3 p2"},
     {1, {2, 3, 3, 2, 5, 5, 1, 1}, "5x5 on 3x3 p1"},
     {5, {16, 8, 8, 32, 3, 3, 1, 1}, "wider 3x3"},
+    {3, {5, 7, 5, 4, 3, 3, 1, 1}, "3x3 s1 p1 odd (Winograd, partial tiles)"},
+    {2, {3, 1, 2, 2, 3, 3, 1, 1}, "3x3 s1 p1 on 1x2 (Winograd, one partial tile)"},
 };
 
 static void test_conv_shapes(void) {

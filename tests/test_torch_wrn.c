@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "model.h"
 #include "rng.h"
@@ -55,7 +56,10 @@ int main(int argc, char **argv) {
     Model m;
     Tape t;
     char err[256];
-    if (model_build(&m, &c, err, sizeof err) || tape_create(&t, &m, B)) {
+    /* Odd cases on a training tape (pooled cotangents, in-place relu and residual add), whose VJP
+     * runs twice (the second on reused blocks) and whose JVP reads relu's sign from its output. */
+    const int train = ci % 2;
+    if (model_build(&m, &c, err, sizeof err) || (train ? tape_create_train(&t, &m, B) : tape_create(&t, &m, B))) {
       fprintf(stderr, "build failed: %s\n", err);
       return 1;
     }
@@ -85,6 +89,10 @@ int main(int argc, char **argv) {
     const double loss = mse_loss(dout, f, y, B, k_out, 1.0 / B) / B;
     write_array(fp, "f", f, nf);
     model_vjp(&m, theta, dout, B, &t, grad, NULL);
+    if (train) {
+      memset(grad, 0, P * sizeof *grad);
+      model_vjp(&m, theta, dout, B, &t, grad, NULL);
+    }
     model_jvp(&m, theta, v, B, &t, jv, NULL);
     write_array(fp, "loss", &loss, 1);
     write_array(fp, "grad", grad, P);

@@ -380,7 +380,65 @@ static void test_batch_coupling(void) {
   }
 }
 
+/* Training tapes (tape_create_train: pooled cotangents, in-place relu and residual add) give the
+ * gradient and JVP of an ordinary tape, step after step (the pool's blocks reused), for the WRN
+ * with and without batch norm, plain, with tanh (no in-place op), and fc nets with and without
+ * batch norm; the WRN keeps fewer buffers, and its backward needs at most 3 cotangent blocks. */
+static void test_train_tape(void) {
+  for (int c = 0; c < 7; c++) {
+    ModelConfig cfg = wrn_cfg(c == 3 ? ACT_TANH : ACT_RELU, PARAM_NTK, c != 1, 2);
+    if (c == 2) cfg.wrn_plain = true;
+    if (c >= 4) { /* fc 3x12 (c = 5: batch norm; c = 6: tanh) */
+      cfg.arch = ARCH_FC, cfg.depth = 3, cfg.width = 12, cfg.batch_norm = false, cfg.fc_batch_norm = c == 5;
+      cfg.act = c == 6 ? ACT_TANH : ACT_RELU;
+    }
+    Net n;
+    net_open(&n, &cfg, 50 + (uint64_t)c);
+    Tape tr;
+    CHECK(tape_create_train(&tr, &n.m, NB) == 0, "train tape %d", c);
+    double *theta = malloc(n.P * sizeof *theta), *v = malloc(n.P * sizeof *v);
+    double *g0 = calloc(n.P, sizeof *g0), *g1 = calloc(n.P, sizeof *g1), *j0 = malloc(NB * K_OUT * sizeof *j0),
+           *j1 = malloc(NB * K_OUT * sizeof *j1);
+    model_init(&n.m, theta, 7);
+    rng_normal_fill(v, n.P, 8, RNG_STREAM_PROBE, 0);
+    int shared = 0;
+    for (int i = 0; i < n.m.n_bufs; i++) shared += tr.act_shared[i];
+    for (int step = 0; step < 3; step++) {
+      const double *f = model_forward(&n.m, theta, n.x, NB, &n.t, NULL);
+      mse_loss(n.dout, f, n.y, NB, K_OUT, 1.0 / NB);
+      memset(g0, 0, n.P * sizeof *g0);
+      model_vjp(&n.m, theta, n.dout, NB, &n.t, g0, NULL);
+      model_jvp(&n.m, theta, v, NB, &n.t, j0, NULL);
+      const double *f1 = model_forward(&n.m, theta, n.x, NB, &tr, NULL);
+      CHECK(tu_rel_err(f1, f, NB * K_OUT) < 1e-14, "train tape %d forward", c);
+      model_jvp(&n.m, theta, v, NB, &tr, j1, NULL); /* JVP before the VJP (linearised training) */
+      memset(g1, 0, n.P * sizeof *g1);
+      model_vjp(&n.m, theta, n.dout, NB, &tr, g1, NULL);
+      CHECK(tu_rel_err(g1, g0, n.P) < 1e-13, "train tape %d step %d gradient: %.2e", c, step, tu_rel_err(g1, g0, n.P));
+      CHECK(tu_rel_err(j1, j0, NB * K_OUT) < 1e-13, "train tape %d JVP: %.2e", c, tu_rel_err(j1, j0, NB * K_OUT));
+      for (size_t q = 0; q < n.P; q++) theta[q] -= 0.05 * g0[q];
+    }
+    for (int i = 0; i < n.m.n_bufs; i++) CHECK(tr.grad[i] == NULL, "train tape %d: cotangent of buffer %d kept", c, i);
+    if (c == 0 || c == 2) {
+      CHECK(shared > 0 && tr.n_pool <= 3, "WRN train tape %d: %d shared buffers, %d cotangent blocks", c, shared, tr.n_pool);
+      double keep = 0;
+      for (int i = 0; i < n.m.n_bufs; i++) keep += 2.0 * (double)n.m.buf_size[i];
+      CHECK(tape_train_doubles_per_sample(&n.m, 3) < 0.6 * keep, "WRN train tape %d: %g doubles per sample vs %g", c,
+            tape_train_doubles_per_sample(&n.m, 3), keep);
+    }
+    if (c == 3 || c == 6) { /* tanh is never in place (its derivative needs its input); adds may be */
+      int act_shared = 0;
+      for (int i = 0; i < n.m.n_ops; i++) act_shared += n.m.ops[i].kind == OP_ACT && tr.act_shared[n.m.ops[i].out];
+      CHECK(act_shared == 0 && (c == 3 || shared == 0), "tanh: %d in-place activations", act_shared);
+    }
+    free(theta), free(v), free(g0), free(g1), free(j0), free(j1);
+    tape_destroy(&tr);
+    net_close(&n);
+  }
+}
+
 int main(void) {
+  test_train_tape();
   test_structure();
   test_batch_coupling();
   for (int bn = 0; bn <= 1; bn++)

@@ -54,11 +54,12 @@ int memory_need(const Config *cfg, const RunSpec *run, const Dataset *train, con
   const int G = run->ranks > 0 ? run->ranks : cfg->ranks_per_run > 0 ? cfg->ranks_per_run : 1;
   const double P = (double)m.n_params, D = sizeof(double);
   /* training (run_state_setup): theta, theta_0, gradient (+2), lr scales, the optimizer's state;
-   * one tape of -eval_chunk samples (a batch-norm net: the rank's slice of a batch) with cotangents */
+   * one training tape of -eval_chunk samples (a batch-norm net: the rank's slice of a batch):
+   * activations, in-place relu and residual adds, and a few reused cotangent blocks */
   need->params = P * D * (4.0 + optimizer_for(cfg)->n_state) + 2 * D;
   const double batch = cfg->optimizer == OPT_GD ? train->n : cfg->batch_size;
   const double chunk = model_has_batch_norm(&m) ? ceil(batch / G) : cfg->eval_chunk;
-  need->tapes = chunk * (tape_doubles_per_sample(&m, true) + train->d + 2.0 * train->k) * D;
+  need->tapes = chunk * (tape_train_doubles_per_sample(&m, 4) + train->d + 2.0 * train->k) * D;
   /* the NTK operator (lambda_0 is measured for every instance): theta and two work vectors of P,
    * its tapes without cotangents; the exact Gram matrix R x R, row-distributed, when it is used,
    * and ScaLAPACK's copy and eigenvectors for a full spectrum; Theta_0 and Theta_t when kept */

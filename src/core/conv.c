@@ -37,16 +37,41 @@ double conv_flops(const ConvShape *s) {
   return 2.0 * (double)conv_w_size(s) * conv_out_h(s) * conv_out_w(s);
 }
 
-size_t conv2d_workspace_size(const ConvShape *s, int chunk) {
-  if (conv_shape_check(s) || chunk < 1) return 0;
+/* Winograd F(2x2, 3x3) (below) serves 3x3 convs of stride 1 and pad 1: 16 transformed weight
+ * planes (C_out x C_in each), then per chunk of samples the transformed input (16 x C_in x T) and
+ * product (16 x C_out x T) over T = chunk * tiles 2x2 output tiles. */
+static int wino_ok(const ConvShape *s) { return s->kh == 3 && s->kw == 3 && s->stride == 1 && s->pad == 1; }
+static size_t wino_tiles(const ConvShape *s) { return (size_t)((s->H + 1) / 2) * (size_t)((s->W + 1) / 2); }
+static size_t wino_pad_len(const ConvShape *s);
+static size_t wino_fixed(const ConvShape *s) { return 16 * (size_t)s->C_out * (size_t)s->C_in + wino_pad_len(s); }
+static size_t wino_per_sample(const ConvShape *s) { return 16 * ((size_t)s->C_in + (size_t)s->C_out) * wino_tiles(s); }
+
+static size_t im2col_workspace_size(const ConvShape *s, int chunk) {
   size_t K = (size_t)s->C_in * s->kh * s->kw, P = (size_t)conv_out_h(s) * conv_out_w(s);
   return (size_t)chunk * (K + (size_t)s->C_out) * P;
 }
 
-/* Largest chunk (<= B) whose workspace fits; 0 if not even one sample fits. */
+size_t conv2d_workspace_size(const ConvShape *s, int chunk) {
+  if (conv_shape_check(s) || chunk < 1) return 0;
+  size_t n = im2col_workspace_size(s, chunk);
+  if (wino_ok(s)) {
+    size_t w = wino_fixed(s) + (size_t)chunk * wino_per_sample(s);
+    if (w > n) n = w;
+  }
+  return n;
+}
+
+int conv2d_good_chunk(const ConvShape *s) {
+  if (conv_shape_check(s)) return 1;
+  if (!wino_ok(s)) return 4;
+  const size_t t = wino_tiles(s), c = (256 + t - 1) / t; /* GEMMs over >= 256 tiles */
+  return c < 4 ? 4 : c > 64 ? 64 : (int)c;
+}
+
+/* Largest chunk (<= B) whose im2col workspace fits; 0 if not even one sample fits. */
 static int pick_chunk(const ConvShape *s, int B, size_t work_len) {
-  if (conv_shape_check(s) || !work_len) return 0;
-  size_t per = conv2d_workspace_size(s, 1);
+  if (conv_shape_check(s) || !work_len || work_len < conv2d_workspace_size(s, 1)) return 0;
+  size_t per = im2col_workspace_size(s, 1);
   size_t c = work_len / per;
   if (c > (size_t)B) c = (size_t)B;
   return (int)c;
@@ -117,12 +142,258 @@ static void col2im_add(double *in /* C_in x H x W */, const double *col /* K x l
   }
 }
 
+/* ------------------------------------------------------------------ Winograd F(2x2, 3x3)
+ * Lavin & Gray (2016): a 2x2 output tile of a 3x3 stride-1 correlation is
+ *   Y = A^T [ (G g G^T) (.) (B^T d B) ] A
+ * over the 4x4 input tile d (rows 2ty-1 .. 2ty+2, zero outside the image), with
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1].
+ * Summed over input channels, the 16 elementwise products become 16 GEMMs (C_out x C_in) x (C_in x
+ * T): 16 C_in C_out multiply-adds per tile instead of 36, so 2.25x fewer than im2col + GEMM.
+ * The input gradient is the same correlation of dout with the flipped, transposed kernel
+ * (W'[ci, co, i, j] = W[co, ci, 2-i, 2-j]), so it runs through the same code without col2im; the
+ * weight gradient is the exact adjoint in g: dW = G^T [ sum_tiles (A dY A^T) (.) (B^T d B) ] G. */
+
+/* U[xi, co, ci] = (G g G^T)[xi] of g = W[co, ci]. The flipped kernel needs no transform of its
+ * own: reversing g's rows is G R = S G with S swapping rows 0 and 3, so the transform of the
+ * flipped g is U with both tile indices mapped by wino_flip, and the input gradient's GEMMs read
+ * U[wino_flip(xi)] transposed. */
+static const int wino_flip[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+
+static void wino_weights(double *U /* 16 x C_out x C_in */, const double *W /* C_out x C_in x 3 x 3 */, int Co, int Ci) {
+  enum { L = 8 }; /* kernels per block: the transform runs across them, the stores are contiguous */
+  const size_t plane = (size_t)Co * Ci;
+  for (size_t p0 = 0; p0 < plane; p0 += L) {
+    const int n = plane - p0 < L ? (int)(plane - p0) : L;
+    double g[9][L], t[12][L];
+    for (int l = 0; l < n; l++)
+      for (int k = 0; k < 9; k++) g[k][l] = W[(p0 + l) * 9 + k];
+    for (int l = n; l < L; l++)
+      for (int k = 0; k < 9; k++) g[k][l] = 0.0;
+    for (int j = 0; j < 3; j++) /* t = G g (4 x 3) */
+      for (int l = 0; l < L; l++) {
+        t[j][l] = g[j][l];
+        t[3 + j][l] = 0.5 * (g[j][l] + g[3 + j][l] + g[6 + j][l]);
+        t[6 + j][l] = 0.5 * (g[j][l] - g[3 + j][l] + g[6 + j][l]);
+        t[9 + j][l] = g[6 + j][l];
+      }
+    for (int i = 0; i < 4; i++) { /* U = t G^T (4 x 4) */
+      double *u0 = U + (size_t)(4 * i) * plane + p0, *u1 = u0 + plane, *u2 = u1 + plane, *u3 = u2 + plane;
+      const double *r0 = t[3 * i], *r1 = t[3 * i + 1], *r2 = t[3 * i + 2];
+      for (int l = 0; l < n; l++) {
+        u0[l] = r0[l];
+        u1[l] = 0.5 * (r0[l] + r1[l] + r2[l]);
+        u2[l] = 0.5 * (r0[l] - r1[l] + r2[l]);
+        u3[l] = r2[l];
+      }
+    }
+  }
+}
+
+/* Doubles of wino_input's and wino_output's scratch: the zero-bordered plane (Hp x Wp) and ten
+ * rows of Wp (the row-transformed rows of one tile row; the column-combined rows of the output). */
+static size_t wino_pad_len(const ConvShape *s) {
+  const size_t Hp = 2 * (size_t)((s->H + 1) / 2) + 2, Wp = 2 * (size_t)((s->W + 1) / 2) + 2;
+  return Hp * Wp + 10 * Wp;
+}
+
+/* V[xi, c, t0 + t] = (B^T d B)[xi] of the tiles t of every channel c of one sample x (C x H x W);
+ * pad: wino_pad_len doubles of scratch (the plane with its zero border, so no bounds tests). Per
+ * tile row: B^T on whole rows (contiguous, vectorised), then B on each tile's 4 columns, one loop
+ * over the tiles per output plane. */
+static void wino_input(double *V /* 16 x C x ld */, size_t ld, size_t t0, const double *x, int C, int H, int W,
+                       double *pad) {
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, Hp = 2 * th + 2, Wp = 2 * tw + 2;
+  const size_t plane = (size_t)C * ld;
+  double *rows = pad + (size_t)Hp * Wp; /* 4 x Wp */
+  memset(pad, 0, (size_t)Hp * Wp * sizeof *pad); /* the border stays zero: the copies fill the inside */
+  for (int c = 0; c < C; c++) {
+    const double *xc = x + (size_t)c * H * W;
+    for (int y = 0; y < H; y++) memcpy(pad + (size_t)(y + 1) * Wp + 1, xc + (size_t)y * W, (size_t)W * sizeof *pad);
+    double *vc = V + (size_t)c * ld + t0;
+    for (int ty = 0; ty < th; ty++) {
+      const double *restrict r0 = pad + (size_t)(2 * ty) * Wp, *restrict r1 = r0 + Wp, *restrict r2 = r1 + Wp,
+                             *restrict r3 = r2 + Wp;
+      double *restrict a0 = rows, *restrict a1 = rows + Wp, *restrict a2 = rows + 2 * Wp, *restrict a3 = rows + 3 * Wp;
+      for (int xx = 0; xx < Wp; xx++) { /* B^T d */
+        a0[xx] = r0[xx] - r2[xx];
+        a1[xx] = r1[xx] + r2[xx];
+        a2[xx] = r2[xx] - r1[xx];
+        a3[xx] = r1[xx] - r3[xx];
+      }
+      for (int i = 0; i < 4; i++) { /* (B^T d) B */
+        const double *restrict ai = rows + (size_t)i * Wp;
+        double *restrict v0 = vc + (size_t)(4 * i) * plane + (size_t)ty * tw, *restrict v1 = v0 + plane,
+                         *restrict v2 = v1 + plane, *restrict v3 = v2 + plane;
+        for (int tx = 0; tx < tw; tx++) {
+          const double e0 = ai[2 * tx], e1 = ai[2 * tx + 1], e2 = ai[2 * tx + 2], e3 = ai[2 * tx + 3];
+          v0[tx] = e0 - e2;
+          v1[tx] = e1 + e2;
+          v2[tx] = e2 - e1;
+          v3[tx] = e1 - e3;
+        }
+      }
+    }
+  }
+}
+
+/* y[c] = A^T M[:, c, t0 + t] A for every tile t of one sample (C x H x W), plus bias[c] if non-NULL;
+ * pad: wino_pad_len doubles of scratch. Per tile row: A^T over the 4 tile rows, one loop over the
+ * tiles per plane, then A across each tile's columns into two whole image rows. */
+static void wino_output(double *y, const double *M /* 16 x C x ld */, size_t ld, size_t t0, int C, int H, int W,
+                        const double *bias, double b_mult, double *pad) {
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, Wp = 2 * tw + 2;
+  const size_t plane = (size_t)C * ld;
+  double *b = pad; /* b[i' * 4 + j][tx]: 8 rows of tw, then two output rows of 2 tw */
+  double *orow = pad + 8 * (size_t)Wp;
+  for (int c = 0; c < C; c++) {
+    double *yc = y + (size_t)c * H * W;
+    const double *mc = M + (size_t)c * ld + t0;
+    const double bc = bias ? b_mult * bias[c] : 0.0;
+    for (int ty = 0; ty < th; ty++) {
+      for (int j = 0; j < 4; j++) {
+        const double *restrict m0 = mc + (size_t)j * plane + (size_t)ty * tw, *restrict m1 = m0 + 4 * plane,
+                               *restrict m2 = m1 + 4 * plane, *restrict m3 = m2 + 4 * plane;
+        double *restrict b0 = b + (size_t)j * Wp, *restrict b1 = b + (size_t)(4 + j) * Wp;
+        for (int tx = 0; tx < tw; tx++) { /* A^T m */
+          b0[tx] = m0[tx] + m1[tx] + m2[tx];
+          b1[tx] = m1[tx] - m2[tx] - m3[tx];
+        }
+      }
+      for (int i = 0; i < 2; i++) {
+        const int yy = 2 * ty + i;
+        if (yy >= H) break;
+        const double *restrict c0 = b + (size_t)(4 * i) * Wp, *restrict c1 = c0 + Wp, *restrict c2 = c1 + Wp,
+                               *restrict c3 = c2 + Wp;
+        double *restrict o = orow;
+        for (int tx = 0; tx < tw; tx++) { /* (A^T m) A */
+          o[2 * tx] = c0[tx] + c1[tx] + c2[tx] + bc;
+          o[2 * tx + 1] = c1[tx] - c2[tx] - c3[tx] + bc;
+        }
+        memcpy(yc + (size_t)yy * W, o, (size_t)W * sizeof *o);
+      }
+    }
+  }
+}
+
+/* Yh[xi, c, t0 + t] = (A dY A^T)[xi] of the 2x2 tiles of dy (C x H x W, zero outside); pad:
+ * wino_pad_len doubles of scratch. Per tile row: A on the two image rows (zero-extended to 2 tw
+ * columns), then A across each tile's two columns, one loop over the tiles per plane. */
+static void wino_grad_output(double *Yh /* 16 x C x ld */, size_t ld, size_t t0, const double *dy, int C, int H, int W,
+                             double *pad) {
+  const int th = (H + 1) / 2, tw = (W + 1) / 2, Wp = 2 * tw + 2;
+  const size_t plane = (size_t)C * ld;
+  double *e0 = pad, *e1 = pad + Wp, *rows = pad + 2 * (size_t)Wp; /* 2 image rows, then 4 x Wp */
+  memset(pad, 0, 2 * (size_t)Wp * sizeof *pad);
+  for (int c = 0; c < C; c++) {
+    const double *yc = dy + (size_t)c * H * W;
+    double *vc = Yh + (size_t)c * ld + t0;
+    for (int ty = 0; ty < th; ty++) {
+      memcpy(e0, yc + (size_t)(2 * ty) * W, (size_t)W * sizeof *e0);
+      if (2 * ty + 1 < H) memcpy(e1, yc + (size_t)(2 * ty + 1) * W, (size_t)W * sizeof *e1);
+      else memset(e1, 0, (size_t)W * sizeof *e1);
+      double *restrict a0 = rows, *restrict a1 = rows + Wp, *restrict a2 = rows + 2 * Wp, *restrict a3 = rows + 3 * Wp;
+      for (int xx = 0; xx < 2 * tw; xx++) { /* A e */
+        a0[xx] = e0[xx];
+        a1[xx] = e0[xx] + e1[xx];
+        a2[xx] = e0[xx] - e1[xx];
+        a3[xx] = -e1[xx];
+      }
+      for (int i = 0; i < 4; i++) { /* (A e) A^T */
+        const double *restrict ai = rows + (size_t)i * Wp;
+        double *restrict v0 = vc + (size_t)(4 * i) * plane + (size_t)ty * tw, *restrict v1 = v0 + plane,
+                         *restrict v2 = v1 + plane, *restrict v3 = v2 + plane;
+        for (int tx = 0; tx < tw; tx++) {
+          const double r0 = ai[2 * tx], r1 = ai[2 * tx + 1];
+          v0[tx] = r0;
+          v1[tx] = r0 + r1;
+          v2[tx] = r0 - r1;
+          v3[tx] = -r1;
+        }
+      }
+    }
+  }
+}
+
+/* Largest chunk of samples whose Winograd workspace fits after the fixed 16 C_out C_in. */
+static int wino_chunk(const ConvShape *s, int B, size_t work_len) {
+  if (work_len < wino_fixed(s) + wino_per_sample(s)) return 0;
+  size_t c = (work_len - wino_fixed(s)) / wino_per_sample(s);
+  return (int)(c > (size_t)B ? (size_t)B : c);
+}
+
+/* out = alpha * conv3x3(in, kernel of U) + b_mult * b over B samples of Ci x H x W -> Co x H x W,
+ * U the transformed kernel at the start of work: 16 x Co x Ci, or (flip) the forward transform
+ * 16 x Ci x Co of the conv this is the input gradient of (wino_flip). */
+static void wino_conv(double *out, const double *in, const double *b, double b_mult, int B, int Ci, int Co, int H,
+                      int W, double alpha, int flip, double *work, int nb) {
+  const ConvShape s = {Ci, H, W, Co, 3, 3, 1, 1};
+  const size_t tiles = wino_tiles(&s), isz = (size_t)Ci * H * W, osz = (size_t)Co * H * W;
+  const double *U = work;
+  double *pad = work + 16 * (size_t)Co * Ci;
+  for (int a0 = 0; a0 < B; a0 += nb) {
+    const int n = B - a0 < nb ? B - a0 : nb;
+    const size_t T = (size_t)n * tiles;
+    double *V = work + wino_fixed(&s), *M = V + 16 * (size_t)Ci * T;
+    for (int al = 0; al < n; al++) wino_input(V, T, (size_t)al * tiles, in + (size_t)(a0 + al) * isz, Ci, H, W, pad);
+    for (int xi = 0; xi < 16; xi++)
+      cblas_dgemm(CblasRowMajor, flip ? CblasTrans : CblasNoTrans, CblasNoTrans, Co, (int)T, Ci, alpha,
+                  U + (size_t)(flip ? wino_flip[xi] : xi) * Co * Ci, flip ? Co : Ci, V + (size_t)xi * Ci * T, (int)T, 0.0,
+                  M + (size_t)xi * Co * T, (int)T);
+    for (int al = 0; al < n; al++)
+      wino_output(out + (size_t)(a0 + al) * osz, M, T, (size_t)al * tiles, Co, H, W, b, b_mult, pad);
+  }
+}
+
+/* dW += w_mult * dout (*) in over B samples, by the adjoint of the Winograd forward. */
+static void wino_weight_grad(double *dW /* Co x Ci x 3 x 3 */, const double *dout, const double *in, int B,
+                             const ConvShape *s, double w_mult, double *work, int nb) {
+  const int Ci = s->C_in, Co = s->C_out, H = s->H, W = s->W;
+  const size_t tiles = wino_tiles(s), isz = (size_t)Ci * H * W, osz = (size_t)Co * H * W, plane = (size_t)Co * Ci;
+  double *Mg = work; /* 16 x Co x Ci, summed over the chunks */
+  for (int a0 = 0; a0 < B; a0 += nb) {
+    const int n = B - a0 < nb ? B - a0 : nb;
+    const size_t T = (size_t)n * tiles;
+    double *V = work + wino_fixed(s), *Yh = V + 16 * (size_t)Ci * T;
+    for (int al = 0; al < n; al++) {
+      wino_input(V, T, (size_t)al * tiles, in + (size_t)(a0 + al) * isz, Ci, H, W, work + 16 * plane);
+      wino_grad_output(Yh, T, (size_t)al * tiles, dout + (size_t)(a0 + al) * osz, Co, H, W, work + 16 * plane);
+    }
+    for (int xi = 0; xi < 16; xi++)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, Ci, (int)T, 1.0, Yh + (size_t)xi * Co * T, (int)T,
+                  V + (size_t)xi * Ci * T, (int)T, a0 ? 1.0 : 0.0, Mg + xi * plane, Ci);
+  }
+  for (size_t p = 0; p < plane; p++) { /* dW += w_mult G^T Mg G */
+    double m[16], t[12];
+    for (int xi = 0; xi < 16; xi++) m[xi] = Mg[xi * plane + p];
+    for (int j = 0; j < 4; j++) { /* t = G^T m: 3 x 4 */
+      t[j] = m[j] + 0.5 * (m[4 + j] + m[8 + j]);
+      t[4 + j] = 0.5 * (m[4 + j] - m[8 + j]);
+      t[8 + j] = 0.5 * (m[4 + j] + m[8 + j]) + m[12 + j];
+    }
+    double *w = dW + p * 9;
+    for (int i = 0; i < 3; i++) { /* (G^T m) G: 3 x 3 */
+      const double *r = t + 4 * i;
+      w[3 * i] += w_mult * (r[0] + 0.5 * (r[1] + r[2]));
+      w[3 * i + 1] += w_mult * 0.5 * (r[1] - r[2]);
+      w[3 * i + 2] += w_mult * (0.5 * (r[1] + r[2]) + r[3]);
+    }
+  }
+}
+
 /* ------------------------------------------------------------------ conv2d */
 
 int conv2d_forward(double *out /* B x C_out x Ho x Wo */, const double *in /* B x C_in x H x W */,
                    const double *W /* C_out x C_in x kh x kw */, const double *b /* C_out or NULL */,
                    int B, const ConvShape *s, double w_mult, double b_mult,
                    double *work /* work_len */, size_t work_len) {
+  if (B > 0 && wino_ok(s)) {
+    const int nb = wino_chunk(s, B, work_len);
+    if (nb < 1 || work_len < conv2d_workspace_size(s, 1)) return -1;
+    wino_weights(work, W, s->C_out, s->C_in);
+    wino_conv(out, in, b, b_mult, B, s->C_in, s->C_out, s->H, s->W, w_mult, 0, work, nb);
+    return 0;
+  }
   return conv2d_jvp(out, NULL, in, NULL, W, b, B, s, w_mult, b_mult, work, work_len);
 }
 
@@ -155,6 +426,20 @@ static int conv_vjp_core(double *din /* B x C_in x H x W or NULL */, int din_acc
   int do_dW = dW && in, do_din = din && W;
   if (din && !W && !din_acc) memset(din, 0, (size_t)B * in_sz * sizeof *din);
   if (!do_dW && !do_din) return 0;
+  if (s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0) {
+    /* 1x1, stride 1: in_a is already the C_in x P matrix im2col would build, so per sample
+     * dW += w_mult dout_a in_a^T and din_a = w_mult W^T dout_a, without im2col or col2im. */
+    for (int a = 0; a < B; a++) {
+      const double *g = dout + (size_t)a * out_sz;
+      if (do_dW)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Co, (int)K, (int)P, w_mult, g, (int)P,
+                    in + (size_t)a * in_sz, (int)P, 1.0, dW, (int)K);
+      if (do_din)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)P, (int)Co, w_mult, W, (int)K, g, (int)P,
+                    din_acc ? 1.0 : 0.0, din + (size_t)a * in_sz, (int)P);
+    }
+    return 0;
+  }
 
   for (int a0 = 0; a0 < B; a0 += nb) {
     const int n = B - a0 < nb ? B - a0 : nb;
@@ -190,6 +475,19 @@ int conv2d_vjp(double *din /* B x C_in x H x W or NULL */, double *dW /* C_out x
                const double *in /* B x C_in x H x W */, const double *W /* C_out x C_in x kh x kw */,
                int B, const ConvShape *s, double w_mult, double b_mult,
                double *work /* work_len */, size_t work_len) {
+  if (B > 0 && wino_ok(s)) {
+    const int nb = wino_chunk(s, B, work_len);
+    if (nb < 1 || work_len < conv2d_workspace_size(s, 1)) return -1;
+    conv_vjp_core(NULL, 0, NULL, db, dout, NULL, NULL, B, s, w_mult, b_mult, work, work_len); /* db only */
+    if (dW && in) wino_weight_grad(dW, dout, in, B, s, w_mult, work, nb);
+    if (din && W) { /* the correlation of dout with the flipped, transposed kernel */
+      wino_weights(work, W, s->C_out, s->C_in);
+      wino_conv(din, dout, NULL, 0.0, B, s->C_out, s->C_in, s->H, s->W, w_mult, 1, work, nb);
+    } else if (din) {
+      memset(din, 0, (size_t)B * conv_in_size(s) * sizeof *din);
+    }
+    return 0;
+  }
   return conv_vjp_core(din, 0, dW, db, dout, in, W, B, s, w_mult, b_mult, work, work_len);
 }
 

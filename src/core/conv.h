@@ -47,6 +47,12 @@ double conv_flops(const ConvShape *s);    /* forward FLOPs per sample: 2 * C_out
  * beyond rounding); chunks of 4-16 samples reach GEMM speed. The kernels return 0, or -1 (nothing
  * written) if work_len is too small or the shape invalid. */
 size_t conv2d_workspace_size(const ConvShape *s, int chunk);
+/* 3x3 convs of stride 1 and pad 1 run conv2d_forward and conv2d_vjp as Winograd F(2x2, 3x3)
+ * (2.25x fewer multiply-adds; the input gradient is the correlation of dout with the flipped,
+ * transposed kernel, no col2im), whose workspace is 16 C_out C_in + chunk * 16 (C_in + C_out) *
+ * ceil(H/2) ceil(W/2); conv2d_workspace_size is the larger of the two needs. The chunk for which
+ * a shape's GEMMs reach their speed: 4, or for Winograd shapes enough samples for 256 tiles. */
+int conv2d_good_chunk(const ConvShape *s);
 
 int conv2d_forward(double *out /* B x C_out x Ho x Wo */, const double *in /* B x C_in x H x W */,
                    const double *W /* C_out x C_in x kh x kw */, const double *b /* C_out or NULL */,
@@ -60,7 +66,9 @@ void conv2d_forward_ref(double *out /* B x C_out x Ho x Wo */, const double *in 
 /* VJP given dout = dL/dout:
  *   dW += w_mult * sum_a dout_a (*) in_a        (correlation of dout with the input patches)
  *   db += b_mult * sum_{a, oy, ox} dout[a, :, oy, ox]
- *   din = w_mult * conv_transpose(dout, W)       (OVERWRITTEN; col2im of W^T dout)
+ *   din = w_mult * conv_transpose(dout, W)       (OVERWRITTEN; col2im of W^T dout, except for 3x3
+ *                                                 stride-1 pad-1 (Winograd, below) and 1x1 stride-1
+ *                                                 convs (one GEMM per sample), which need no col2im)
  * Any of din, dW, db may be NULL to skip that product (din is NULL for the first layer). */
 int conv2d_vjp(double *din /* B x C_in x H x W or NULL */, double *dW /* C_out x C_in x kh x kw or NULL */,
                double *db /* C_out or NULL */, const double *dout /* B x C_out x Ho x Wo */,

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conv.h"
 #include "rng.h"
@@ -257,7 +258,7 @@ static int add_conv(Model *m, int in, int C_in, int H, int W, int C_out, int ksi
     op->b = new_tensor(m, name, (size_t)C_out, C_in * ksize * ksize);
     bias_table(c, &m->tensors[op->b]);
   }
-  const size_t work = conv2d_workspace_size(&s, 4); /* chunk 4: GEMM speed (docs/layers.md) */
+  const size_t work = conv2d_workspace_size(&s, conv2d_good_chunk(&s)); /* GEMM speed (docs/layers.md) */
   if (work > m->conv_work) m->conv_work = work;
   return op->out;
 }
@@ -542,26 +543,76 @@ bool model_has_batch_norm(const Model *m) { return m->n_bn > 0; }
 
 /* ------------------------------------------------------------------ tape */
 
-int tape_create(Tape *t, const Model *m, int capacity) {
+/* Training tapes: op i may write its output over its input (Tape.train) if it is a relu (its
+ * derivative is read from the sign of its output, relu(x) > 0 iff x > 0) or a residual add (its
+ * VJP reads no values), the input is a computed buffer read by op i alone, and the input's
+ * producer does not itself need that buffer's value (it is not an in-place relu). Every other
+ * op's VJP and JVP read only their inputs, which this keeps intact. */
+static bool op_in_place(const Model *m, int i, const bool *done) {
+  const Op *op = &m->ops[i];
+  if (!(op->kind == OP_ACT && op->act == ACT_RELU) && op->kind != OP_ADD) return false;
+  if (op->in == 0 || op->in == op->in2 || m->n_readers[op->in] != 1 || m->buf_size[op->in] != m->buf_size[op->out]) return false;
+  for (int p = 0; p < i; p++)
+    if (m->ops[p].out == op->in) return !(done[p] && m->ops[p].kind == OP_ACT);
+  return false;
+}
+
+/* in_place[i] of every op for a training tape (n_ops entries). */
+static void tape_in_place(const Model *m, bool *in_place) {
+  for (int i = 0; i < m->n_ops; i++) in_place[i] = op_in_place(m, i, in_place);
+}
+
+double tape_train_doubles_per_sample(const Model *m, int live) {
+  bool *in_place = xcalloc((size_t)m->n_ops + 1, sizeof *in_place, "tape plan");
+  tape_in_place(m, in_place);
+  double n = (double)m->buf_size[0];
+  size_t max_buf = 0;
+  for (int i = 0; i < m->n_ops; i++) {
+    if (!in_place[i]) n += (double)m->buf_size[m->ops[i].out];
+    if (m->buf_size[m->ops[i].out] > max_buf) max_buf = m->buf_size[m->ops[i].out];
+  }
+  free(in_place);
+  return n + (double)(live + 1) * (double)max_buf; /* the cotangent blocks and the fan-out scratch */
+}
+
+static int tape_init(Tape *t, const Model *m, int capacity, bool train) {
   memset(t, 0, sizeof *t);
   if (capacity <= 0 || m->n_bufs <= 0) return -1;
   t->capacity = capacity;
   t->n_bufs = m->n_bufs;
+  t->train = train;
   t->act = calloc((size_t)m->n_bufs, sizeof *t->act);
   t->grad = calloc((size_t)m->n_bufs, sizeof *t->grad);
   t->tan = calloc((size_t)m->n_bufs, sizeof *t->tan);
   t->rgrad = calloc((size_t)m->n_bufs, sizeof *t->rgrad);
   t->seen = calloc((size_t)m->n_bufs, sizeof *t->seen);
-  if (!t->act || !t->grad || !t->tan || !t->rgrad || !t->seen) goto oom;
+  t->act_shared = calloc((size_t)m->n_bufs, sizeof *t->act_shared);
+  if (!t->act || !t->grad || !t->tan || !t->rgrad || !t->seen || !t->act_shared) goto oom;
   size_t max_buf = 0;
   bool fan_out = false;
   for (int i = 0; i < m->n_bufs; i++) {
     if (m->buf_size[i] > SIZE_MAX / sizeof **t->act / (size_t)capacity) goto oom;
-    t->act[i] = malloc((size_t)capacity * m->buf_size[i] * sizeof **t->act);
-    if (!t->act[i]) goto oom;
     if (m->buf_size[i] > max_buf) max_buf = m->buf_size[i];
     if (m->n_readers && m->n_readers[i] > 1) fan_out = true;
   }
+  if (train) {
+    bool *in_place = calloc((size_t)m->n_ops + 1, sizeof *in_place);
+    if (!in_place) goto oom;
+    tape_in_place(m, in_place);
+    for (int i = 0; i < m->n_ops; i++) t->act_shared[m->ops[i].out] = in_place[i];
+    free(in_place);
+    t->pool = calloc((size_t)m->n_bufs, sizeof *t->pool);
+    t->pool_free = calloc((size_t)m->n_bufs, sizeof *t->pool_free);
+    if (!t->pool || !t->pool_free) goto oom;
+    t->pool_len = max_buf;
+  }
+  for (int i = 0; i < m->n_bufs; i++) {
+    if (t->act_shared[i]) continue; /* set below from its producer's input */
+    t->act[i] = malloc((size_t)capacity * m->buf_size[i] * sizeof **t->act);
+    if (!t->act[i]) goto oom;
+  }
+  for (int i = 0; i < m->n_ops; i++) /* in op order: a chain of in-place ops shares one buffer */
+    if (t->act_shared[m->ops[i].out]) t->act[m->ops[i].out] = t->act[m->ops[i].in];
   if (fan_out && !(t->scratch = malloc((size_t)capacity * max_buf * sizeof *t->scratch))) goto oom;
   if (m->conv_work) {
     t->work_len = m->conv_work;
@@ -584,10 +635,14 @@ oom:
   return -1;
 }
 
+int tape_create(Tape *t, const Model *m, int capacity) { return tape_init(t, m, capacity, false); }
+int tape_create_train(Tape *t, const Model *m, int capacity) { return tape_init(t, m, capacity, true); }
+
 void tape_destroy(Tape *t) {
+  for (int i = 0; i < t->n_pool; i++) free(t->pool[i]);
   for (int i = 0; i < t->n_bufs; i++) {
-    if (t->act) free(t->act[i]);
-    if (t->grad) free(t->grad[i]);
+    if (t->act && !(t->act_shared && t->act_shared[i])) free(t->act[i]);
+    if (t->grad && !t->train) free(t->grad[i]); /* a training tape's are pool blocks */
     if (t->tan) free(t->tan[i]);
     if (t->rgrad) free(t->rgrad[i]);
   }
@@ -601,6 +656,9 @@ void tape_destroy(Tape *t) {
   free(t->work);
   free(t->bn);
   free(t->red);
+  free(t->act_shared);
+  free(t->pool);
+  free(t->pool_free);
   memset(t, 0, sizeof *t);
 }
 
@@ -611,10 +669,56 @@ static void check_batch(const Tape *t, int B, const char *who) {
   }
 }
 
-/* Lazily allocated per-buffer workspace (cotangents or tangents). */
-static double *lazy_buf(double **slot, const Model *m, const Tape *t, int i) {
-  if (!slot[i]) slot[i] = xcalloc((size_t)t->capacity * m->buf_size[i], sizeof **slot, "tape buffer");
+/* Second-order products read the first-order cotangents, which a training tape does not keep. */
+static void check_keeps_cotangents(const Tape *t, const char *who) {
+  if (t->train) {
+    fprintf(stderr, "%s: a training tape keeps no cotangents (use tape_create)\n", who);
+    abort();
+  }
+}
+
+/* Lazily allocated per-buffer workspace (cotangents or tangents). A training tape's cotangents
+ * are blocks of its pool, taken here and given back by cot_release. */
+static double *lazy_buf(double **slot, const Model *m, Tape *t, int i) {
+  if (slot[i]) return slot[i];
+  if (t->train && slot == t->grad) {
+    if (!t->n_free) {
+      t->pool[t->n_pool] = xcalloc((size_t)t->capacity * t->pool_len, sizeof **slot, "tape cotangent block");
+      t->pool_free[t->n_free++] = t->n_pool++;
+    }
+    return slot[i] = t->pool[t->pool_free[--t->n_free]];
+  }
+  slot[i] = xcalloc((size_t)t->capacity * m->buf_size[i], sizeof **slot, "tape buffer");
   return slot[i];
+}
+
+/* A training tape: op reading buffer `in` and writing `out` elementwise hands out's cotangent
+ * block on to `in` when that is in's first contribution (the kernel then works in place); returns
+ * the block, or NULL (then tape_contribution). */
+static double *cot_take(const Model *m, Tape *t, int in, int out) {
+  if (!t->train || in == 0 || t->seen[in] || !t->grad[out] || m->buf_size[in] != m->buf_size[out]) return NULL;
+  t->seen[in] = 1;
+  t->grad[in] = t->grad[out];
+  t->grad[out] = NULL;
+  return t->grad[in];
+}
+
+/* Wall-clock seconds (C11), for the optional per-op profile of a tape. */
+static double wall_s(void) {
+  struct timespec ts;
+  timespec_get(&ts, TIME_UTC);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A training tape: buffer i's cotangent is dead (its producer's VJP is done); its block is free. */
+static void cot_release(Tape *t, int i) {
+  if (!t->train || !t->grad[i]) return;
+  for (int j = 0; j < t->n_pool; j++)
+    if (t->pool[j] == t->grad[i]) {
+      t->pool_free[t->n_free++] = j;
+      break;
+    }
+  t->grad[i] = NULL;
 }
 
 /* Where a reader writes its contribution to buffer i's (R-)cotangent in slot during a reverse
@@ -663,6 +767,7 @@ const double *model_forward(const Model *m, const double *theta /* P */, const d
   /* Copied, not aliased: the VJP/JVP must not depend on the caller keeping x alive. */
   copy_doubles(t->act[0], x, (size_t)B * m->buf_size[0]);
   for (int i = 0; i < m->n_ops; i++) {
+    const double t0 = t->prof ? wall_s() : 0.0;
     const Op *op = &m->ops[i];
     const double *in = t->act[op->in]; /* B x n_in */
     double *out = t->act[op->out];     /* B x n_out */
@@ -696,12 +801,15 @@ const double *model_forward(const Model *m, const double *theta /* P */, const d
         residual_add_forward(out, in, t->act[op->in2], (size_t)B * (size_t)op->n_out);
         break;
     }
+    if (t->prof) t->prof[i] += wall_s() - t0;
   }
   return t->act[m->out_buf];
 }
 
 /* Cotangents are OVERWRITTEN per buffer by its first reader in the reverse sweep; a second reader
- * (residual fan-out) adds its part (tape_contribution / tape_commit). */
+ * (residual fan-out) adds its part (tape_contribution / tape_commit). On a training tape an op's
+ * output cotangent is dead once the op is done: elementwise ops hand its block on to their input
+ * (cot_take), the others give it back to the pool (cot_release). */
 void model_vjp(const Model *m, const double *theta /* P */, const double *dout /* B x k */, int B,
                Tape *t, double *grad /* P */, const Reducer *red) {
   check_batch(t, B, "model_vjp");
@@ -709,10 +817,13 @@ void model_vjp(const Model *m, const double *theta /* P */, const double *dout /
   double *gout = lazy_buf(t->grad, m, t, m->out_buf); /* B x k */
   if (gout != dout) copy_doubles(gout, dout, (size_t)B * m->buf_size[m->out_buf]); /* hvp_prepare writes it in place */
   for (int i = m->n_ops - 1; i >= 0; i--) {
+    const double t0 = t->prof ? wall_s() : 0.0;
     const Op *op = &m->ops[i];
     const double *g = t->grad[op->out]; /* B x n_out, complete: every reader of op->out came later */
-    /* Buffer 0 is data: no cotangent needed (saves the B x d x n GEMM of the first layer). */
-    double *gin = tape_contribution(t->grad, m, t, op->in); /* B x n_in or NULL */
+    /* Buffer 0 is data: no cotangent needed (saves the B x d x n GEMM of the first layer). The
+     * elementwise ops may work in place on a training tape. */
+    double *gin = op->kind == OP_ACT || op->kind == OP_BN || op->kind == OP_ADD ? cot_take(m, t, op->in, op->out) : NULL;
+    if (!gin) gin = tape_contribution(t->grad, m, t, op->in); /* B x n_in or NULL */
     const ParamTensor *W = op->w >= 0 ? &m->tensors[op->w] : NULL;
     const ParamTensor *b = op->b >= 0 ? &m->tensors[op->b] : NULL;
     /* grad == NULL: only the activation cotangents are wanted (NTK Gram matrix, HVP prepare). */
@@ -739,16 +850,19 @@ void model_vjp(const Model *m, const double *theta /* P */, const double *dout /
       case OP_POOL:
         if (gin) global_avgpool_vjp(gin, g, B, op->C, op->HW);
         break;
-      case OP_ADD: {
-        if (gin) copy_doubles(gin, g, (size_t)B * (size_t)op->n_out);
+      case OP_ADD: { /* both inputs get g; gin may be g itself (cot_take) */
+        if (gin && gin != g) copy_doubles(gin, g, (size_t)B * (size_t)op->n_out);
         tape_commit(t->grad, m, t, op->in, gin, B);
         gin = tape_contribution(t->grad, m, t, op->in2);
         if (gin) copy_doubles(gin, g, (size_t)B * (size_t)op->n_out);
         tape_commit(t->grad, m, t, op->in2, gin, B);
-        continue;
+        gin = NULL; /* both committed */
+        break;
       }
     }
     tape_commit(t->grad, m, t, op->in, gin, B);
+    cot_release(t, op->out);
+    if (t->prof) t->prof[m->n_ops + i] += wall_s() - t0;
     if (grad && (W || b) && t->hook.ready) t->hook.ready(i, t->hook.ctx);
   }
 }
@@ -806,6 +920,7 @@ double model_hvp_prepare(const Model *m, const double *theta /* P */, const doub
                          const double *y /* B x k */, int B, double n_global, Tape *t,
                          const Reducer *red) {
   check_batch(t, B, "model_hvp_prepare");
+  check_keeps_cotangents(t, "model_hvp_prepare");
   const double *f = model_forward(m, theta, x, B, t, red); /* B x k */
   /* The loss cotangent goes straight into the output buffer's cotangent slot: no allocation. */
   double *dout = lazy_buf(t->grad, m, t, m->out_buf); /* B x k */
@@ -832,6 +947,7 @@ static void r_backward(const Model *m, const double *theta /* P */, const double
                        double n_global, Tape *t, double *hv /* P */, bool residual,
                        const Reducer *red, const char *who) {
   check_batch(t, B, who);
+  check_keeps_cotangents(t, who);
   const size_t nk = (size_t)B * m->buf_size[m->out_buf];
   model_jvp(m, theta, v, B, t, NULL, red); /* J v stays in t->tan[out_buf] */
   memset(t->seen, 0, (size_t)m->n_bufs);

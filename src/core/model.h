@@ -139,7 +139,8 @@ typedef struct {
   int capacity;         /* max samples */
   int n_bufs;
   double **act;         /* [n_bufs] each capacity x buf_size[i] */
-  double **grad;        /* [n_bufs] cotangents, allocated lazily by model_vjp */
+  double **grad;        /* [n_bufs] cotangents, allocated lazily by model_vjp (training tape:
+                           pool blocks, NULL outside a backward pass) */
   double **tan;         /* [n_bufs] tangents, allocated lazily by model_jvp */
   double **rgrad;       /* [n_bufs] R-cotangents of buffers with two readers (HVP), lazily */
   double *scratch;      /* capacity x max buf_size: a second reader's contribution before it is added */
@@ -150,6 +151,22 @@ typedef struct {
   double **bn;          /* [n_bn] per BN op: mean (C) | rstd (C) | JVP sums (2C) | count (1) */
   double *red;          /* 5 max C + 1: partial sums handed to the Reducer */
   GradHook hook;        /* set by the caller around a model_vjp; zero = none */
+  /* Training tapes (tape_create_train; false for tape_create): forward, JVP and VJP only.
+   * Cotangents come from a pool of blocks (capacity x max buf_size each) and go back to it once
+   * their producer op's backward is done, so t->grad holds no cotangents after model_vjp; and a
+   * relu or residual add whose input has no other use writes its output over that input (act[]
+   * entries then share memory, act_shared[i] = 1): a BN-relu pair keeps one buffer, the relu's
+   * output, whose sign is relu's derivative. Second-order products need the kept cotangents and
+   * refuse a training tape. */
+  bool train;
+  unsigned char *act_shared; /* [n_bufs] act[i] aliases its producer's input buffer */
+  double **pool;        /* [n_bufs] cotangent blocks allocated so far (n_pool), capacity x pool_len */
+  int n_pool, n_free;
+  int *pool_free;       /* [n_bufs] indices of free blocks (n_free of them) */
+  size_t pool_len;      /* per-sample doubles of a block: max buf_size */
+  /* Optional profile (NULL: off): seconds spent in op i, forward in prof[i], VJP in
+   * prof[n_ops + i], accumulated over calls (benchmarks; the caller allocates and zeroes it). */
+  double *prof;         /* [2 n_ops] or NULL */
 } Tape;
 
 /* Builds the op list and parameter table of cfg. Returns 0, or -1 with a one-line reason in err. */
@@ -186,13 +203,20 @@ double model_first_layer_flops(const Model *m);
 bool model_has_batch_norm(const Model *m);
 
 int tape_create(Tape *t, const Model *m, int capacity);
+/* A training tape (Tape.train): same calls, cotangent blocks reused along the backward pass and
+ * in-place relu / residual add; model_hvp_* and model_gnvp_* abort on it. */
+int tape_create_train(Tape *t, const Model *m, int capacity);
+/* Doubles of the activation and cotangent buffers tape_create_train allocates per sample, with
+ * `live` cotangent blocks (the pool's high-water mark; 4 covers the WRN and fc nets). */
+double tape_train_doubles_per_sample(const Model *m, int live);
 void tape_destroy(Tape *t);
 
 /* f = network(x) on B <= capacity samples; returns a pointer into the tape (B x out_dim). */
 const double *model_forward(const Model *m, const double *theta /* P */, const double *x /* B x d */,
                             int B, Tape *t, const Reducer *red);
 /* grad += J^T dout: the VJP of the last model_forward on this tape. With grad == NULL only the
- * cotangents of the activation buffers (t->grad) are computed, skipping the parameter products. */
+ * cotangents of the activation buffers (t->grad) are computed, skipping the parameter products
+ * (left in t->grad on a tape_create tape; a training tape reuses them along the sweep). */
 void model_vjp(const Model *m, const double *theta /* P */, const double *dout /* B x k */, int B,
                Tape *t, double *grad /* P */, const Reducer *red);
 /* tout = J dtheta: the JVP at the point of the last model_forward on this tape (tout == NULL:

@@ -191,7 +191,7 @@ int run_state_setup(RunState *s, MPI_Comm group, const Config *cfg, const RunSpe
   /* Batch norm: a rank's slice of a batch is one model call, so the tape holds the largest slice
    * (-eval_chunk does not apply; docs/layers.md). */
   if (model_has_batch_norm(&s->model)) chunk = (int)((s->batches.size + s->gsize - 1) / s->gsize);
-  if (tape_create(&s->tape, &s->model, chunk)) goto oom;
+  if (tape_create_train(&s->tape, &s->model, chunk)) goto oom; /* forward, JVP, VJP only: cotangents reused */
   if (grad_reduce_setup(&s->reduce, &s->model, group, cfg->grad_bucket_mb, cfg->grad_overlap)) goto oom;
   s->opt = optimizer_for(cfg);
   s->theta = malloc(s->P * sizeof(double));
