@@ -31,6 +31,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SRC, "tests"))
+os.environ.setdefault("NTK_SOURCE_DIR", SRC)  # the test module reads these when imported
+os.environ.setdefault("NTKHPC", os.path.join(SRC, "build", "ntkhpc"))
 from test_landscape import data  # noqa: E402  (the numpy IDX reader and standardisation)
 
 
