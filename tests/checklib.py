@@ -14,6 +14,17 @@ def check(name, ok, detail=""):
         print(f"FAIL {name} {detail}")
 
 
+def expect(ok, what):
+    """check() with the condition first, as most checkers word it: expect(x > 0, "x positive")."""
+    check(what, ok)
+
+
+def summary():
+    """Prints "N passed, M failed"; returns the exit code (1 if anything failed)."""
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def close(a, b, rtol=1e-10, atol=0.0):
     """Every a finite and within rtol |b| + atol of b."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -22,5 +33,4 @@ def close(a, b, rtol=1e-10, atol=0.0):
 
 def summary_exit():
     import sys
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(summary())

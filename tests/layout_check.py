@@ -15,10 +15,14 @@ connected net (2 sum n_in n_out). Prints "N passed, M failed"; exit 1 on a failu
 """
 import argparse
 import math
+import os
 import re
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import expect as check, summary, summary_exit  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("plan")
@@ -33,18 +37,6 @@ ap.add_argument("--max-idle", type=float, default=1.0)
 ap.add_argument("--expect-idle", type=float, default=None)
 ap.add_argument("--fixed", type=int, default=0)
 a = ap.parse_args()
-
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what)
-
 
 text = open(a.plan).read()
 runs, groups = {}, {}
@@ -65,7 +57,7 @@ for line in text.splitlines():
         total, lam0, makespan, idle = (float(m.group(i)) for i in range(1, 5))
 check(runs and groups, "the listing has runs and groups")
 if not runs or not groups:
-    print(f"{passed} passed, {failed} failed")
+    summary()
     sys.exit(1)
 
 rate, alpha, beta = a.gflops * 1e9, a.latency * 1e-6, 8.0 / (a.bandwidth * 1e9)
@@ -135,5 +127,4 @@ if a.expect_idle is not None:
     check(abs(idle - a.expect_idle) <= 1e-4, f"idle fraction {idle}, expected {a.expect_idle}")
 print(f"W {W}: {len(runs)} runs in {len(groups)} groups {sorted(g['size'] for g in groups.values())}, idle {idle:.4f}, "
       f"training {ms:.6g} s >= lower bound {lb:.6g} s (ratio {ms / lb:.4f})")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+summary_exit()

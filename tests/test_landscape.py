@@ -33,16 +33,8 @@ sys.path.insert(0, os.path.join(SRC, "postproc"))
 BIN = os.environ["NTKHPC"]
 MPI = os.environ.get("NTK_MPIEXEC", "mpiexec")
 DATA = "/usr/share/datasets/fashion-mnist"
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + msg)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import expect as check, summary  # noqa: E402
 
 
 def rel(a, b):
@@ -128,8 +120,7 @@ def main():
         run_all(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary()
 
 
 def run_all(tmp):

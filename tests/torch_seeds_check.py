@@ -24,16 +24,8 @@ torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
 TOL = 1e-10
 ACTS = {"swish": F.silu, "gelu": lambda h: F.gelu(h, approximate="none"), "mish": F.mish, "tanh": torch.tanh}
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + msg, file=sys.stderr)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import expect as check, summary_exit  # noqa: E402
 
 
 def rel_err(a, b):
@@ -136,8 +128,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for ranks in sys.argv[3:]:
             run(sys.argv[1], sys.argv[2], int(ranks), tmp)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    summary_exit()
 
 
 if __name__ == "__main__":
