@@ -63,11 +63,6 @@ static double *shifted(const double *x, const double *v, double h, size_t n) {
     for (size_t i = 0; i < n; i++) p[i] += h * v[i];
   return p;
 }
-static int all_finite(const double *x, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(x[i])) return 0;
-  return 1;
-}
 /* |a - b| <= tol * max(|a|, |b|, floor): for scalars that may be legitimately small. */
 static int rel_close(double a, double b, double tol, double floor) {
   return isfinite(a) && isfinite(b) && fabs(a - b) <= tol * fmax(floor, fmax(fabs(a), fabs(b)));
@@ -150,7 +145,7 @@ static void conv_case(const ConvCase *c, int bias) {
   conv2d_forward_ref(y, in, W, b, B, s, w_mult, b_mult);
   CHECK(tu_rel_err(y, y_naive, ny) < REF_TOL, CC_FMT "forward_ref vs direct: %.2e", CC_ARGS(c, bias),
         tu_rel_err(y, y_naive, ny));
-  CHECK(all_finite(y_naive, ny), CC_FMT "non-finite output", CC_ARGS(c, bias));
+  CHECK(tu_all_finite(y_naive, ny), CC_FMT "non-finite output", CC_ARGS(c, bias));
   fill_random(y, ny, 1.0);
   double *y_keep = dcopy(y, ny);
   CHECK(conv2d_forward(y, in, W, b, B, s, w_mult, b_mult, work, wl1 - 1) == -1 &&
@@ -485,8 +480,8 @@ static void bn_case(int B, int C, int HW, int affine, double eps) {
   BnOut one, two, three;
   bn_out_alloc(&one, c), bn_out_alloc(&two, c), bn_out_alloc(&three, c);
   bn_pipeline(&one, c, 1);
-  CHECK(all_finite(one.y, n) && all_finite(one.dx, n) && all_finite(one.ty, n) &&
-            all_finite(one.Rdx, n),
+  CHECK(tu_all_finite(one.y, n) && tu_all_finite(one.dx, n) && tu_all_finite(one.ty, n) &&
+            tu_all_finite(one.Rdx, n),
         BC_FMT "non-finite outputs", BC_ARGS(c));
 
   /* ---- split kernels on one rank == textbook twins */

@@ -148,12 +148,6 @@ static DataConfig base_cfg(DataKind kind, const char *dir) {
   CHECK((rc) == -1 && strstr(err, (name)) && strstr(err, (phrase)),                          \
         "expected error with '%s' and '%s', got rc=%d err='%s'", (name), (phrase), (rc), err)
 
-static int all_finite(const double *x, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(x[i])) return 0;
-  return 1;
-}
-
 /* ------------------------------------------------------------------ tests */
 
 static void test_names(void) {
@@ -249,7 +243,7 @@ static void test_standardize(const char *dir) {
   int rc = data_load(&tr, &te, &c, err, sizeof err);
   CHECK(rc == 0, "standardised load: %s", err);
   if (rc) return;
-  CHECK(all_finite(tr.x, (size_t)tr.n * D) && all_finite(te.x, (size_t)te.n * D),
+  CHECK(tu_all_finite(tr.x, (size_t)tr.n * D) && tu_all_finite(te.x, (size_t)te.n * D),
         "standardised data is finite (constant features do not become NaN)");
   double worst_m = 0, worst_s = 0, worst_test = 0, worst_const = 0;
   int n_nonconst = 0;
@@ -699,7 +693,7 @@ static void test_fashion_mnist(void) {
   data_free(&tr), data_free(&te);
   c.standardize = true;
   rc = data_load(&tr, &te, &c, err, sizeof err);
-  CHECK(rc == 0 && all_finite(tr.x, (size_t)tr.n * 784) && all_finite(te.x, (size_t)te.n * 784),
+  CHECK(rc == 0 && tu_all_finite(tr.x, (size_t)tr.n * 784) && tu_all_finite(te.x, (size_t)te.n * 784),
         "standardised Fashion-MNIST is finite: %s", rc ? err : "");
   data_free(&tr), data_free(&te);
 }

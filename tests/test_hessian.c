@@ -28,26 +28,10 @@
 #include "model.h"
 #include "ntk.h"
 #include "rng.h"
-#include "testutil.h"
+#include "testutil_mpi.h"
 
 static MPI_Comm W;
 static int rank, size;
-
-#define MCHECK(cond, ...)                                                       \
-  do {                                                                          \
-    int ok_ = (cond) ? 1 : 0, all_ = 0;                                         \
-    MPI_Allreduce(&ok_, &all_, 1, MPI_INT, MPI_LAND, W);                        \
-    if (all_) {                                                                 \
-      tu_passed++;                                                              \
-    } else {                                                                    \
-      tu_failed++;                                                              \
-      if (!ok_) {                                                               \
-        fprintf(stderr, "FAIL [rank %d] %s:%d: ", rank, __FILE__, __LINE__);    \
-        fprintf(stderr, __VA_ARGS__);                                           \
-        fprintf(stderr, "\n");                                                  \
-      }                                                                         \
-    }                                                                           \
-  } while (0)
 
 static const char *const act_names_[] = {"identity", "relu", "tanh", "erf"};
 
@@ -88,13 +72,6 @@ static ModelConfig small_cfg(Activation act, Parameterization p, int bias, int d
   return c;
 }
 
-static int all_finite(const double *a, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(a[i])) return 0;
-  return 1;
-}
-
 static double max_abs(const double *a, size_t n)
 {
   double s = 0;
@@ -118,19 +95,6 @@ static double dot(const double *a, const double *b, size_t n)
   double s = 0;
   for (size_t i = 0; i < n; i++) s += a[i] * b[i];
   return s;
-}
-
-/* Balanced slices, or (skew) none on rank 0 and the rest balanced over the others. */
-static void slice_of(int N, int r, int np, int skew, int *first, int *n)
-{
-  int lo = 0, cnt = 0;
-  for (int q = 0; q <= r; q++) {
-    lo += cnt;
-    if (skew && np > 1) cnt = q == 0 ? 0 : N / (np - 1) + ((q - 1) < N % (np - 1));
-    else cnt = N / np + (q < N % np);
-  }
-  *first = lo;
-  *n = cnt;
 }
 
 /* ------------------------------------------------------------------ serial references */
@@ -535,7 +499,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
   grad_full(&m, tp, x, y, N, gm);
   for (size_t i = 0; i < P; i++) fd[i] = (gp[i] - gm[i]) / (2 * h);
   double e = track(W_HV_FD, tu_rel_err(hv, fd, P));
-  MCHECK(e <= 1e-6 && all_finite(hv, P), "%s: H v vs gradient differences: rel err %.2e", name, e);
+  MCHECK(e <= 1e-6 && tu_all_finite(hv, P), "%s: H v vs gradient differences: rel err %.2e", name, e);
 
   /* The whole matrix: products by unit vectors against gradient-difference columns. */
   matrix_by_products(&m, th, x, y, N, 0, H);
@@ -641,7 +605,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
 
   /* The operator on this rank's slice. Tape layouts vary: several chunks, and recomputation. */
   int first, nl;
-  slice_of(N, rank, size, skew, &first, &nl);
+  tu_slice_of(N, rank, size, skew, &first, &nl);
   if (idx % 3 == 0) PetscCall(PetscOptionsSetValue(NULL, "-hess_chunk", "2"));
   if (idx % 4 == 1) PetscCall(PetscOptionsSetValue(NULL, "-hess_tape_mb", "0"));
   Results res, ref;
@@ -710,7 +674,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
       nlo = fmin(nlo, res.nodes[i]);
       nhi = fmax(nhi, res.nodes[i]);
     }
-    MCHECK(all_finite(res.nodes, nn) && all_finite(res.weights, nn) && fabs(wsum - 1) <= 1e-12 && pw_err <= 1e-13 && wmin >= 0,
+    MCHECK(tu_all_finite(res.nodes, nn) && tu_all_finite(res.weights, nn) && fabs(wsum - 1) <= 1e-12 && pw_err <= 1e-13 && wmin >= 0,
            "%s: SLQ weights sum %.17g (per probe err %.1e, min %.3g)", name, wsum, pw_err, wmin);
     MCHECK(nlo >= lmin - 1e-9 * scale && nhi <= lmax + 1e-9 * scale, "%s: SLQ nodes [%.15g, %.15g] outside [%.15g, %.15g]", name,
            nlo, nhi, lmin, lmax);
@@ -814,7 +778,7 @@ static PetscErrorCode test_slq_full(void)
   eigs_asc(H, (int)P, ev);
   const double scale = fmax(fabs(ev[0]), fabs(ev[P - 1]));
   int first, nl;
-  slice_of(N, rank, size, 0, &first, &nl);
+  tu_slice_of(N, rank, size, 0, &first, &nl);
   PetscCall(hessian_operator_create(&op, W, &m, x + (size_t)first * c.in_dim, y + (size_t)first * c.out_dim, nl, first, N));
   PetscCall(hessian_set_params(op, th));
   PetscCall(hessian_slq(op, np, ms, 5, nodes, w));
@@ -828,7 +792,7 @@ static PetscErrorCode test_slq_full(void)
     zero_w += w[i] == 0.0;
   }
   if (rank == 0) printf("SLQ m = %d > P = %zu: %d zero weights\n", ms, P, zero_w);
-  MCHECK(all_finite(nodes, (size_t)np * ms) && fabs(wsum - 1) <= 1e-12 && zero_w >= np * (ms - (int)P),
+  MCHECK(tu_all_finite(nodes, (size_t)np * ms) && fabs(wsum - 1) <= 1e-12 && zero_w >= np * (ms - (int)P),
          "SLQ m > P: weights sum %.17g, %d zero weights (expected >= %d)", wsum, zero_w, np * (ms - (int)P));
   MCHECK(nlo >= ev[0] - 1e-9 * scale && nhi <= ev[P - 1] + 1e-9 * scale, "SLQ m > P: nodes [%.15g, %.15g] outside [%.15g, %.15g]", nlo,
          nhi, ev[0], ev[P - 1]);
@@ -897,7 +861,7 @@ static PetscErrorCode test_solver_paths(void)
   const double l1 = ev[P - 1], l2 = ev[P - 2];
   int first, nl, nconv, its_cold, its_warm;
   long mv_cold, mv_warm;
-  slice_of(N, rank, size, 1, &first, &nl);
+  tu_slice_of(N, rank, size, 1, &first, &nl);
 
   PetscCall(PetscOptionsSetValue(NULL, "-hess_eps_ncv", "6"));
   PetscCall(hessian_operator_create(&op, W, &m, x + (size_t)first * c.in_dim, y + (size_t)first * c.out_dim, nl, first, N));
@@ -998,7 +962,7 @@ static PetscErrorCode test_coarse_start(void)
   eigs_asc(H, (int)P, ev);
   const double l1 = ev[P - 1], l2 = ev[P - 2], scale = fmax(fabs(ev[0]), fabs(l1));
   int first, nl;
-  slice_of(N, rank, size, 1, &first, &nl);
+  tu_slice_of(N, rank, size, 1, &first, &nl);
   const char *convs[] = {"value", "residual"};
   const double tols[] = {1e-10, 1e-10};
   for (int t = 0; t < 2; t++) {
@@ -1050,6 +1014,8 @@ int main(int argc, char **argv)
   PetscCall(SlepcInitialize(&argc, &argv, NULL, NULL));
   W = PETSC_COMM_WORLD;
   MPI_Comm_rank(W, &rank);
+  tu_comm = W;
+  tu_rank = rank;
   MPI_Comm_size(W, &size);
   /* Tight enough that the eigenvalues agree with dsyev to 1e-8 of the spectral scale. */
   PetscCall(PetscOptionsSetValue(NULL, "-hess_eps_tol", "1e-12"));

@@ -21,26 +21,10 @@
 #include "model.h"
 #include "ntk.h"
 #include "rng.h"
-#include "testutil.h"
+#include "testutil_mpi.h"
 
 static MPI_Comm W;
 static int rank, size;
-
-#define MCHECK(cond, ...)                                                       \
-  do {                                                                          \
-    int ok_ = (cond) ? 1 : 0, all_ = 0;                                         \
-    MPI_Allreduce(&ok_, &all_, 1, MPI_INT, MPI_LAND, W);                        \
-    if (all_) {                                                                 \
-      tu_passed++;                                                              \
-    } else {                                                                    \
-      tu_failed++;                                                              \
-      if (!ok_) {                                                               \
-        fprintf(stderr, "FAIL [rank %d] %s:%d: ", rank, __FILE__, __LINE__);    \
-        fprintf(stderr, __VA_ARGS__);                                           \
-        fprintf(stderr, "\n");                                                  \
-      }                                                                         \
-    }                                                                           \
-  } while (0)
 
 static const char *const act_names_[] = {"identity", "relu", "tanh", "erf"};
 
@@ -68,27 +52,6 @@ static ModelConfig small_cfg(Activation act, Parameterization p, int bias)
 static int close_to(double a, double b, double tol, double scale)
 {
   return isfinite(a) && isfinite(b) && fabs(a - b) <= tol * scale;
-}
-
-static int all_finite(const double *a, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    if (!isfinite(a[i])) return 0;
-  return 1;
-}
-
-/* Slice of N samples for rank r: balanced, or (skew) none on rank 0 and the rest balanced over
- * the others, so uneven and empty slices are both exercised. */
-static void slice_of(int N, int r, int np, int skew, int *first, int *n)
-{
-  int lo = 0, cnt = 0;
-  for (int q = 0; q <= r; q++) {
-    lo += cnt;
-    if (skew && np > 1) cnt = q == 0 ? 0 : N / (np - 1) + ((q - 1) < N % (np - 1));
-    else cnt = N / np + (q < N % np);
-  }
-  *first = lo;
-  *n = cnt;
 }
 
 /* Theta = J D J^T / N (full, R = Nk) or its logit trace (R = N), J from model_jvp with unit
@@ -288,7 +251,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
   rng_normal_fill(theta_t, P, 900 + idx, RNG_STREAM_PROBE, 0);
   for (size_t i = 0; i < P; i++) theta_t[i] = theta0[i] + 0.05 * theta_t[i];
   int first, nl;
-  slice_of(N, rank, size, skew, &first, &nl);
+  tu_slice_of(N, rank, size, skew, &first, &nl);
 
   /* Tape layouts: several chunks per rank, and recomputation instead of stored activations. */
   if (idx % 3 == 0) PetscCall(PetscOptionsSetValue(NULL, "-ntk_chunk", "2"));
@@ -322,7 +285,7 @@ static PetscErrorCode test_config(int idx, Activation act, Parameterization p, i
            ntk_variant_name(v), e);
     MCHECK((e = frob_rel(res.gram, T0, (size_t)R * R)) <= 1e-10, "%s %s: Gram matrix vs J J^T/N: rel err %.3e", lbl,
            ntk_variant_name(v), e);
-    MCHECK(res.nconv == nev && all_finite(res.eig, nev), "%s %s: nconv %d of %d", lbl, ntk_variant_name(v), res.nconv, nev);
+    MCHECK(res.nconv == nev && tu_all_finite(res.eig, nev), "%s %s: nconv %d of %d", lbl, ntk_variant_name(v), res.nconv, nev);
     int ok = 1;
     for (int i = 0; i < nev; i++) ok &= close_to(res.eig[i], w0[i], 1e-10, scale0) && resid[i] <= 1e-10;
     MCHECK(ok, "%s %s: Krylov-Schur top %d (%.15g %.15g %.15g) vs dsyev (%.15g %.15g %.15g), resid %.2e", lbl,
@@ -399,7 +362,7 @@ static PetscErrorCode test_warm_start(NtkVariant v)
   dense_eigs_desc(T1, R, w1);
   int first, nl, nconv, its_cold, its_warm;
   long mv_cold, mv_warm;
-  slice_of(N, rank, size, 0, &first, &nl);
+  tu_slice_of(N, rank, size, 0, &first, &nl);
 
   PetscCall(PetscOptionsSetValue(NULL, "-ntk_eps_ncv", "6"));
   PetscCall(ntk_operator_create(&op, W, &m, x + (size_t)first * c.in_dim, nl, first, N, v));
@@ -499,7 +462,7 @@ static PetscErrorCode test_coarse(NtkVariant v)
   int first, nl, nconv;
   long mv, cmv;
   double cwork;
-  slice_of(N, rank, size, 1, &first, &nl);
+  tu_slice_of(N, rank, size, 1, &first, &nl);
   const char *vn = ntk_variant_name(v);
 
   PetscCall(PetscOptionsSetValue(NULL, "-ntk_coarse_min", "8"));
@@ -607,6 +570,8 @@ int main(int argc, char **argv)
   PetscCall(SlepcInitialize(&argc, &argv, NULL, NULL));
   W = PETSC_COMM_WORLD;
   MPI_Comm_rank(W, &rank);
+  tu_comm = W;
+  tu_rank = rank;
   MPI_Comm_size(W, &size);
   /* Tight enough that the top eigenvalues agree with dsyev to 1e-10 relative. */
   PetscCall(PetscOptionsSetValue(NULL, "-ntk_eps_tol", "1e-13"));

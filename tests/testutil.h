@@ -40,6 +40,13 @@ static inline double tu_rel_err(const double *a, const double *b, size_t n) {
   return s > 1e-300 ? sqrt(d) / s : sqrt(d);
 }
 
+/* All n entries finite. */
+static inline int tu_all_finite(const double *a, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(a[i])) return 0;
+  return 1;
+}
+
 static inline int tu_report(const char *name) {
   printf("%s: %d passed, %d failed\n", name, tu_passed, tu_failed);
   return tu_failed ? 1 : 0;
