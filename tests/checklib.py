@@ -31,6 +31,24 @@ def close(a, b, rtol=1e-10, atol=0.0):
     return bool(np.all(np.isfinite(a)) and np.all(np.abs(a - b) <= rtol * np.abs(b) + atol))
 
 
+def _flat(a):
+    """A float numpy vector from a numpy array or a (CPU) torch tensor."""
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, float).reshape(-1)
+
+
+def rel_err(a, b):
+    """||a - b|| / max(||a||, ||b||), inf if either has a non-finite entry (tests/testutil.h
+    tu_rel_err); numpy arrays or torch tensors."""
+    a, b = _flat(a), _flat(b)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return float("inf")
+    d = float(np.linalg.norm(a - b))
+    s = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)))
+    return d / s if s > 1e-300 else d
+
+
 def summary_exit():
     import sys
     sys.exit(summary())

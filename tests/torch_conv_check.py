@@ -23,31 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.functional import jvp
 
+from checklib import expect as check, rel_err, summary
+
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
 TOL = 1e-12
-
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + msg, file=sys.stderr)
-
-
-def rel_err(a, b):
-    """||a - b|| / max(||a||, ||b||), as tests/testutil.h tu_rel_err."""
-    a, b = a.reshape(-1), b.reshape(-1)
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-        return float("inf")
-    d = float(torch.linalg.norm(a - b))
-    s = max(float(torch.linalg.norm(a)), float(torch.linalg.norm(b)))
-    return d / s if s > 1e-300 else d
-
 
 def compare(name, ours, ref):
     e = rel_err(ours, ref)
@@ -183,8 +163,8 @@ def main():
         counts[kind] += 1
     check(counts["conv"] >= 4 and counts["bn"] >= 3 and counts["pool"] >= 1,
           "expected at least 4 conv, 3 bn, 1 pool cases, got %s" % counts)
-    print("torch_conv: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("torch_conv: ", end="")
+    return summary()
 
 
 if __name__ == "__main__":

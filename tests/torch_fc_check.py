@@ -16,31 +16,14 @@ import tempfile
 
 import torch
 
+from checklib import expect as check, rel_err, summary
+
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
 TOL = 1e-10
 ACTS = {"identity": lambda h: h, "relu": torch.relu, "tanh": torch.tanh, "erf": torch.erf,
         "swish": torch.nn.functional.silu, "gelu": lambda h: torch.nn.functional.gelu(h, approximate="none"),
         "mish": torch.nn.functional.mish}
-
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + msg, file=sys.stderr)
-
-
-def rel_err(a, b):
-    """||a - b|| / max(||a||, ||b||), as tests/testutil.h tu_rel_err."""
-    d = float(torch.linalg.norm(a - b))
-    s = max(float(torch.linalg.norm(a)), float(torch.linalg.norm(b)))
-    return d / s if s > 1e-300 else d
-
 
 def parse(path):
     with open(path) as fp:
@@ -141,8 +124,7 @@ def main():
         check(worst < TOL, "%s: worst per-tensor rel err %.3g" % (tag, worst))
         print("%-22s loss %.6f  rel err f %.1e loss %.1e grad %.1e per-tensor %.1e" % (tag, float(loss), e_f, e_loss, e_g, worst))
     check(len(seen) == 6 * len(ACTS), "missing combinations: %d distinct" % len(seen))
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    sys.exit(summary())
 
 
 if __name__ == "__main__":

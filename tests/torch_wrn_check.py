@@ -21,27 +21,11 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
+from checklib import expect as check, rel_err, summary
+
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
 TOL = 1e-10
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + msg, file=sys.stderr)
-
-
-def rel_err(a, b):
-    d = float(torch.linalg.norm(a - b))
-    s = max(float(torch.linalg.norm(a)), float(torch.linalg.norm(b)))
-    return d / s if s > 1e-300 else d
-
-
 def parse(path):
     with open(path) as fp:
         it = iter(fp.read().split("\n"))
@@ -188,8 +172,7 @@ def main():
         check(e_jv < TOL, "%s: J v rel err %.3g" % (tag, e_jv))
         print("%-30s P %6d loss %.6f  rel err f %.1e loss %.1e grad %.1e per-tensor %.1e jv %.1e" %
               (tag, P, float(loss), e_f, e_l, e_g, worst, e_jv))
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    sys.exit(summary())
 
 
 if __name__ == "__main__":

@@ -16,17 +16,7 @@ import sys
 import h5py
 import numpy as np
 
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", msg)
-
+from checklib import expect as check, summary
 
 def recursion(path, rtol):
     """One step of the exact recursion from each recorded (f_t^2, lambda_t) must give the recorded
@@ -133,5 +123,4 @@ if __name__ == "__main__":
         etamax(path, float(sys.argv[3]))
     else:
         phases(path)
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(summary())
