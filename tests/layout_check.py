@@ -2,15 +2,17 @@
 """Checks an ntkhpc -plan_only listing against an independent computation (docs/scaling.md).
 
   layout_check.py PLAN.txt --ranks W --batch b --batch-norm 0|1 --gflops r --bandwidth Gbs --latency us
-                  [--fc-dims d,n,...,k] [--max-idle x] [--expect-idle x] [--fixed G]
+                  [--fc-dims d,n,...,k] [--max-idle x] [--expect-idle x] [--fixed G] [--min-ranks width:G,...]
 
 From the per-run terms the listing prints (flops per sample, batch, steps, evaluations, measurement
 FLOPs, bytes, small reductions, I/O bytes) it recomputes t_i(G) with its own alpha-beta formula and
 checks: the printed times; the batch rule (max_ranks = b, or b / 4 with batch norm, recomputed from
-the deck); every run in exactly one group and its group no larger than the rule; group sizes that
+the deck); every run in exactly one group, its group no larger than the batch rule and no smaller
+than the memory rule (min_ranks; with --min-ranks width:G,... the expected value per width, from
+needs the test measured); group sizes that
 sum to W and cover the ranks in order; each group's runs back to back from 0; the idle fraction
 from the groups' ends; the predicted training time at or above the moldable-schedule lower bound
-max(max_i min_G t_i(G), sum_i min_G G t_i(G) / W); with --fc-dims the FLOPs per sample of a fully
+max(max_i min_G t_i(G), sum_i min_G G t_i(G) / W), G from min_ranks to the cap; with --fc-dims the FLOPs per sample of a fully
 connected net (2 sum n_in n_out). Prints "N passed, M failed"; exit 1 on a failure.
 """
 import argparse
@@ -36,6 +38,7 @@ ap.add_argument("--fc-dims", default="")
 ap.add_argument("--max-idle", type=float, default=1.0)
 ap.add_argument("--expect-idle", type=float, default=None)
 ap.add_argument("--fixed", type=int, default=0)
+ap.add_argument("--min-ranks", default="")
 a = ap.parse_args()
 
 text = open(a.plan).read()
@@ -91,6 +94,7 @@ for i, r in runs.items():
     check(int(r["max_ranks"]) == rule, f"run {i}: max_ranks {int(r['max_ranks'])}, the batch rule gives {rule}")
     if not a.fixed:
         check(g["size"] <= rule, f"run {i}: group of {g['size']} ranks above the batch rule {rule}")
+        check(g["size"] >= r["min_ranks"], f"run {i}: group of {g['size']} ranks below the memory rule {int(r['min_ranks'])}")
     if a.fc_dims:
         d = [int(x) for x in a.fc_dims.split(",")]
         F = 2 * sum(d[j] * d[j + 1] for j in range(len(d) - 1))
@@ -99,6 +103,13 @@ for i, r in runs.items():
     check(abs(t(r, 1) - r["time1"]) <= 1e-9 * r["time1"], f"run {i}: time on one rank")
     check(abs(r["end"] - r["start"] - r["time"]) <= 1e-9 * max(r["end"], 1e-300), f"run {i}: end - start = its time")
     check(all(np.isfinite([r[k] for k in r])), f"run {i}: finite terms")
+if a.min_ranks:
+    want = {int(w): int(G) for w, G in (x.split(":") for x in a.min_ranks.split(","))}
+    for i, r in runs.items():
+        w = int(re.search(rf"plan: run {i}: width (\d+)", text).group(1))
+        if w in want:
+            check(int(r["min_ranks"]) == want[w], f"run {i} (width {w}): min_ranks {int(r['min_ranks'])}, expected {want[w]}")
+    check(set(want) <= {int(m) for m in re.findall(r"plan: run \d+: width (\d+)", text)}, f"the widths {sorted(want)} are planned")
 # groups: cover 0..W-1 in order, back-to-back runs, the group's end
 at = 0
 busy = 0.0
@@ -119,8 +130,9 @@ my_idle = 1 - busy / (W * ms)
 check(abs(my_idle - idle) <= 1e-4, f"idle fraction {idle} vs {my_idle}")
 # the moldable lower bound: no schedule ends before it
 cap = min(W, rule)
-lb = max(max(min(t(r, G) for G in range(1, cap + 1)) for r in runs.values()),
-         sum(min(G * t(r, G) for G in range(1, cap + 1)) for r in runs.values()) / W)
+lo = {i: min(int(r["min_ranks"]), cap) for i, r in runs.items()}
+lb = max(max(min(t(r, G) for G in range(lo[i], cap + 1)) for i, r in runs.items()),
+         sum(min(G * t(r, G) for G in range(lo[i], cap + 1)) for i, r in runs.items()) / W)
 check(ms >= lb * (1 - 1e-9), f"training time {ms} below the lower bound {lb}")
 check(idle <= a.max_idle, f"idle fraction {idle} above {a.max_idle}")
 if a.expect_idle is not None:

@@ -8,6 +8,9 @@
 #   - a small sweep trained under auto on 1, 2 and 4 ranks (4 ranks: groups of 2, 1 and 1) against
 #     the same runs under fixed layouts: bit for bit where a run's group has the same size, to 1e-10
 #     elsewhere; the progress line reports the idle fraction;
+#   - the memory rule: with -memory_limit between a wide run's needs on 1 and 2 ranks (read from the
+#     memory check's own line), auto gives it groups of 2 or more and the job runs, where groups
+#     of one are refused;
 #   - a run killed under auto (at an observed pause) and restarted with -restart: bit for bit the
 #     uninterrupted auto job (the layout is planned on the whole sweep, so every run keeps its group).
 set -uo pipefail
@@ -103,6 +106,29 @@ print(f"{n_same} datasets bit for bit as the fixed layout of their group size, {
 sys.exit(1 if bad else 0)
 EOF
 sed 's/^/    /' "$tmp/cmp.log" | head -12
+
+# ---- the memory rule: a run gets no group smaller than the ranks its memory needs. The needs per
+# rank come from the memory check's own refusal line (-memory_limit 1k) with groups of 1 and 2; a
+# limit between them must give the wider net's runs groups of 2 or more, and the job then passes
+# the memory check that fixed groups of 1 fail.
+need() { # width G: the bytes per rank the memory check says a run of that width needs on G ranks
+  "$MPIEXEC" -q --oversubscribe -n "$2" "$NTKHPC" "$deck" "${args[@]}" -widths "$1" -ranks_per_run "$2" -memory_limit 1k \
+    -output "$tmp/need.h5" 2>&1 | sed -n 's/.* needs \([0-9]*\) bytes .*/\1/p' | head -1
+}
+n96=$(need 96 1) n1=$(need 256 1) n2=$(need 256 2)
+check "the memory check names the needs ($n96, $n1, $n2 bytes)" test -n "$n96" -a -n "$n1" -a -n "$n2"
+if [ -n "$n96" ] && [ -n "$n1" ] && [ -n "$n2" ]; then
+  lo=$(( n96 > n2 ? n96 : n2 ))
+  lim=$(( (lo + n1) / 2 ))
+  check "width 96 fits one rank, width 256 only two" test "$n96" -le "$lim" -a "$n2" -le "$lim" -a "$n1" -gt "$lim"
+  plan "$tmp/mem4" "$deck" "${args[@]}" -plan_ranks 4 -ranks_per_run auto -memory_limit "$lim"
+  lcheck "$tmp/mem4" --ranks 4 --batch 200 --latency 100 --min-ranks 96:1,256:2
+  check "the listing names the memory priced" grep -q "memory $lim bytes per rank (-memory_limit)" "$tmp/mem4"
+  run 4 mem4.h5 -ranks_per_run auto -memory_limit "$lim"
+  if "$MPIEXEC" -q --oversubscribe -n 4 "$NTKHPC" "$deck" "${args[@]}" -ranks_per_run 1 -memory_limit "$lim" \
+    -output "$tmp/memfix.h5" >"$tmp/memfix.log" 2>&1; then bad "fixed groups of one pass the memory check at $lim bytes"
+  else check "fixed groups of one are refused by the memory check" grep -q "option -memory_limit: run" "$tmp/memfix.log"; fi
+fi
 
 # ---- restart under auto: killed at an observed pause, restarted: bit for bit
 source "$S/tests/faultlib.sh"

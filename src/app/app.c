@@ -277,12 +277,15 @@ static int plan_only(Config *cfg, MPI_Comm world)
       else {
         ntk_batch_resolve(cfg, train.n, train.k);
         RunModel *rm = calloc((size_t)sw.n_runs, sizeof *rm);
+        /* the planned machine's memory is -memory_limit's per rank (this node's says nothing of it);
+         * the data counted once per rank */
+        RankMemory mem = {.bytes = cfg->memory_limit > 0 ? cfg->memory_limit : 0, .on_node = 1, .source = "-memory_limit"};
         Layout L;
         if (probe_batches_check(cfg, train.n, err, sizeof err)) code = EXIT_BAD_INPUT;
-        else if (layout_models(cfg, &sw, &train, &test, rm, err, sizeof err)) code = EXIT_BAD_INPUT;
+        else if (layout_models(cfg, &sw, &train, &test, &mem, rm, err, sizeof err)) code = EXIT_BAD_INPUT;
         else {
           layout_plan(&L, cfg, &sw, rm, cfg->plan_ranks > 0 ? cfg->plan_ranks : size);
-          layout_print(stdout, &L, cfg, &sw, rm);
+          layout_print(stdout, &L, cfg, &sw, rm, &mem);
           fflush(stdout);
           layout_free(&L);
         }
@@ -297,16 +300,20 @@ static int plan_only(Config *cfg, MPI_Comm world)
 }
 
 /* -ranks_per_run auto: rank 0 plans the layout over the whole sweep (a restart plans the same) and
- * every rank receives it; each run's planned group size goes to its RunSpec (the memory check). */
+ * every rank receives it; each run's planned group size goes to its RunSpec (the memory check).
+ * The memory rule prices a rank's share of the node as the memory check does. */
 static int plan_auto_layout(const Config *cfg, Sweep *sw, const Dataset *train, const Dataset *test, MPI_Comm world, Layout *L, char *err,
                             size_t errlen)
 {
   int rank, size, bad = 0;
+  RankMemory mem;
   MPI_Comm_rank(world, &rank);
   MPI_Comm_size(world, &size);
+  /* MemTotal, not MemAvailable: a restart must plan the same groups */
+  memory_rank_budget(cfg, world, true, &mem.bytes, &mem.on_node, mem.source, sizeof mem.source);
   if (rank == 0) {
     RunModel *rm = calloc((size_t)sw->n_runs, sizeof *rm);
-    bad = layout_models(cfg, sw, train, test, rm, err, errlen) != 0;
+    bad = layout_models(cfg, sw, train, test, &mem, rm, err, errlen) != 0;
     if (!bad) layout_plan(L, cfg, sw, rm, size);
     free(rm);
   }

@@ -5,7 +5,7 @@
  *   1. the runs in order of their time on one rank, longest first (ties: lower index);
  *   2. for a partition, longest-processing-time placement: each run goes to the group on which it
  *      would end earliest (group finish + t_i(G)), among the groups no larger than its batch rule
- *      allows (ties: the lower group);
+ *      allows and no smaller than its memory rule needs (ties: the lower group);
  *   3. the partitions tried: m groups of as equal sizes as possible for every m up to the number of
  *      runs (sizes capped at the largest batch rule, the ranks left over in further groups of that
  *      cap), then from the best, one rank at a time moved from the group that ends first to the one
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hessian.h"
+#include "memory.h"
 #include "ntk.h"
 #include "optimizer.h"
 
@@ -61,7 +62,27 @@ static double lambda_flops(const Config *cfg, const Model *m, int iters)
   return fmin(mf, ex);
 }
 
-int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, const Dataset *test, RunModel *rm, char *err, size_t errlen)
+/* The memory rule: the fewest ranks G <= max_ranks with the run's need per rank within the budget
+ * (the need does not grow with G: bisection); max_ranks if none fits, which the memory check then
+ * refuses with its one line. */
+static int fewest_ranks(const Config *cfg, const RunSpec *run, const Dataset *train, const Dataset *test, const RankMemory *mem, int max_ranks,
+                        int *min_ranks, char *err, size_t errlen)
+{
+  MemoryNeed need;
+  double total;
+  int lo = 1, hi = max_ranks > 0 ? max_ranks : 1;
+  while (lo < hi) { /* the smallest G in [lo, hi] that fits; hi if none does */
+    const int mid = lo + (hi - lo) / 2;
+    if (memory_rank_need(cfg, run, mid, mem->on_node, train, test, &need, &total, err, errlen)) return -1;
+    if (total <= mem->bytes) hi = mid;
+    else lo = mid + 1;
+  }
+  *min_ranks = lo;
+  return 0;
+}
+
+int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, const Dataset *test, const RankMemory *mem, RunModel *rm,
+                  char *err, size_t errlen)
 {
   const double S = (double)cfg->steps;
   for (int i = 0; i < sw->n_runs; i++) {
@@ -77,7 +98,7 @@ int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, cons
     r->n_train = train->n, r->n_test = test->n;
     r->evals_train = cfg->optimizer == OPT_SGD ? (double)record_count(cfg->steps, cfg->record_every) : 0.0;
     r->evals_test = (double)record_count(cfg->steps, cfg->test_every);
-    r->max_ranks = 0; /* any group */
+    r->max_ranks = 0, r->min_ranks = 1; /* any group */
     if (run->width == MODEL_WIDTH_INF && cfg->kernel_regression) continue; /* the kernel limit: no network, no run time */
     ModelConfig mc = cfg->model;
     mc.width = run->width, mc.param = run->param;
@@ -96,6 +117,10 @@ int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, cons
     r->small_reductions = 2.0 * n_bn; /* batch-norm statistics forward and backward (the loss rides with the gradient) */
     const bool bn = model_has_batch_norm(&m);
     r->max_ranks = (int)fmax(1.0, floor(r->batch / (bn ? LAYOUT_BN_MIN_SAMPLES : 1)));
+    if (mem && mem->bytes > 0 && fewest_ranks(cfg, run, train, test, mem, r->max_ranks, &r->min_ranks, err, errlen)) {
+      model_destroy(&m);
+      return -1;
+    }
     /* measurements along the trajectory: lambda_t (warm), sharpness, Hessian densities */
     const double n_lambda = (double)record_count(cfg->steps, cfg->lambda_every) + (double)(cfg->lambda_dense_steps < cfg->steps ? cfg->lambda_dense_steps : cfg->steps);
     r->lambda0_flops = lambda_flops(cfg, &m, LAYOUT_LAMBDA_COLD_ITERS);
@@ -125,25 +150,29 @@ typedef struct {
 static double t_of(const Problem *p, int i, int G) { return p->t[(size_t)i * (p->cap + 1) + G]; }
 
 /* Longest-processing-time placement on groups of the given sizes: group_of, start, end per run and
- * finish per group; returns the end of training, INFINITY if some run fits no group. */
+ * finish per group; returns the end of training, INFINITY if some run fits no group by the memory
+ * rule (it is then placed by the batch rule alone, so that a listing still shows every run). */
 static double lpt(const Problem *p, int m, const int *size, int *group_of, double *start, double *end, double *finish)
 {
+  int feasible = 1;
   for (int g = 0; g < m; g++) finish[g] = 0.0;
   for (int k = 0; k < p->n_runs; k++) {
     const int i = p->order[k];
     int best = -1;
     double best_end = INFINITY;
-    for (int g = 0; g < m; g++) {
-      if ((p->rm[i].max_ranks > 0 && size[g] > p->rm[i].max_ranks) || size[g] > p->cap) continue;
-      const double e = finish[g] + t_of(p, i, size[g]);
-      if (e < best_end) best = g, best_end = e;
-    }
-    if (best < 0) return INFINITY;
+    for (int pass = 0; pass < 2 && best < 0; pass++) /* pass 1: the memory rule cannot be met, placed anyway */
+      for (int g = 0; g < m; g++) {
+        if ((p->rm[i].max_ranks > 0 && size[g] > p->rm[i].max_ranks) || size[g] > p->cap || (pass == 0 && size[g] < p->rm[i].min_ranks)) continue;
+        const double e = finish[g] + t_of(p, i, size[g]);
+        if (e < best_end) best = g, best_end = e;
+      }
+    if (best < 0) return INFINITY; /* cannot happen: the batch rule admits groups up to the cap */
+    feasible &= size[best] >= p->rm[i].min_ranks;
     group_of[i] = best, start[i] = finish[best], end[i] = best_end, finish[best] = best_end;
   }
   double ms = 0.0;
   for (int g = 0; g < m; g++) ms = fmax(ms, finish[g]);
-  return ms;
+  return feasible ? ms : INFINITY;
 }
 
 /* m groups of equal sizes (the first W % m one larger), capped; leftover ranks in groups of cap. */
@@ -303,10 +332,9 @@ static void plan_auto(Layout *L, const Sweep *sw, const RunModel *rm, const Mach
     if (!(ms < best * (1 - 1e-12))) break;
     best = ms, memcpy(best_size, size, (size_t)best_m * sizeof *size);
   }
-  if (!isfinite(best)) { /* no partition fits (cannot happen: m = W gives groups of one) */
-    best_m = W;
-    for (int g = 0; g < W; g++) best_size[g] = 1;
-  }
+  if (!isfinite(best)) /* no partition fits: some run needs more ranks than the job has (the memory
+                          check refuses it); the largest groups, so that the listing shows it */
+    best_m = partition(&p, 1, best_size);
   alloc_layout(L, best_m, n, W);
   memcpy(L->size, best_size, (size_t)best_m * sizeof *size);
   lpt(&p, best_m, L->size, L->group_of, L->start, L->end, L->finish);
@@ -357,11 +385,13 @@ int layout_group_of_rank(const Layout *L, int rank)
   return -1;
 }
 
-void layout_print(FILE *f, const Layout *L, const Config *cfg, const Sweep *sw, const RunModel *rm)
+void layout_print(FILE *f, const Layout *L, const Config *cfg, const Sweep *sw, const RunModel *rm, const RankMemory *mem)
 {
   const Machine mc = layout_machine(cfg);
-  fprintf(f, "[ntkhpc] plan: %d runs on %d ranks in %d groups (-ranks_per_run %s); machine: %g GFLOP/s per rank, %g Gb/s, latency %g us\n",
-          L->n_runs, L->n_ranks, L->n_groups, L->fixed ? "fixed" : "auto", cfg->plan_gflops, cfg->plan_bandwidth, cfg->plan_latency);
+  char memory[160] = "memory not priced (no -memory_limit)";
+  if (mem && mem->bytes > 0) snprintf(memory, sizeof memory, "memory %.0f bytes per rank (%s)", mem->bytes, mem->source);
+  fprintf(f, "[ntkhpc] plan: %d runs on %d ranks in %d groups (-ranks_per_run %s); machine: %g GFLOP/s per rank, %g Gb/s, latency %g us; %s\n",
+          L->n_runs, L->n_ranks, L->n_groups, L->fixed ? "fixed" : "auto", cfg->plan_gflops, cfg->plan_bandwidth, cfg->plan_latency, memory);
   for (int g = 0; g < L->n_groups; g++) {
     fprintf(f, "[ntkhpc] plan: group %d: ranks %d-%d (%d ranks), %d runs, ends at %.6g s:", g, L->first[g], L->first[g] + L->size[g] - 1,
             L->size[g], L->list_start[g + 1] - L->list_start[g], L->finish[g]);
@@ -377,10 +407,10 @@ void layout_print(FILE *f, const Layout *L, const Config *cfg, const Sweep *sw, 
     fprintf(f,
             "[ntkhpc] plan: run %d: width %d seed %lld %s eta %g | flops_per_sample %.17g batch %.17g steps %.17g n_train %.17g "
             "evals_train %.17g n_test %.17g evals_test %.17g measure_flops %.17g bytes %.17g small_reductions %.17g io_bytes %.17g "
-            "max_ranks %d | group %d ranks %d start %.17g end %.17g time %.17g compute %.17g comm %.17g io %.17g time1 %.17g\n",
+            "max_ranks %d min_ranks %d | group %d ranks %d start %.17g end %.17g time %.17g compute %.17g comm %.17g io %.17g time1 %.17g\n",
             i, r->width, (long long)r->seed, param_name(r->param), cfg->eta_in_lambda0_units ? r->eta_factor : r->eta, m->flops_per_sample,
             m->batch, m->steps, m->n_train, m->evals_train, m->n_test, m->evals_test, m->measure_flops, m->bytes, m->small_reductions,
-            m->io_bytes, m->max_ranks, L->group_of[i], G, L->start[i], L->end[i], t, parts[0], parts[1], parts[2],
+            m->io_bytes, m->max_ranks, m->min_ranks, L->group_of[i], G, L->start[i], L->end[i], t, parts[0], parts[1], parts[2],
             layout_run_time(m, &mc, 1, NULL));
   }
   fprintf(f, "[ntkhpc] plan: predicted time %.6g s: lambda_0 phase %.6g s, training %.6g s; idle fraction %.4f; efficiency %.4f "

@@ -48,7 +48,16 @@ typedef struct {
   double io_bytes;
   int max_ranks;             /* the batch rule: b, or b / LAYOUT_BN_MIN_SAMPLES with batch norm
                                 (0: any group, the kernel limit's runs, which no group trains) */
+  int min_ranks;             /* the memory rule: the fewest ranks (up to max_ranks) whose share of the
+                                run fits a rank's memory; 1 when memory is not priced */
 } RunModel;
+
+/* What a rank may hold, for the memory rule (memory.h memory_rank_budget): bytes 0 = not priced. */
+typedef struct {
+  double bytes;
+  int on_node;        /* ranks per node: -data_shared's share of the node's copy */
+  char source[96];    /* where the figure comes from, for the listing */
+} RankMemory;
 
 typedef struct {
   int n_ranks, n_groups, n_runs;
@@ -71,8 +80,10 @@ Machine layout_machine(const Config *cfg);
 double layout_allreduce(const Machine *mc, int G, double bytes);
 /* t(G) of one run; parts (may be NULL): [0] compute, [1] gradient and small reductions, [2] I/O. */
 double layout_run_time(const RunModel *rm, const Machine *mc, int G, double parts[3]);
-/* The models of every run of the sweep (rm: [n_runs]). Builds each instance's network once. */
-int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, const Dataset *test, RunModel *rm, char *err, size_t errlen);
+/* The models of every run of the sweep (rm: [n_runs]). Builds each instance's network once, and
+ * a few more times for the memory rule when mem prices memory (mem NULL or 0 bytes: it does not). */
+int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, const Dataset *test, const RankMemory *mem, RunModel *rm,
+                  char *err, size_t errlen);
 /* The layout on n_ranks: cfg->ranks_per_run > 0 simulates the dynamic scheduler on equal groups
  * (sw->order, earliest free group first); 0 plans groups (see layout.c). Deterministic. */
 int layout_plan(Layout *L, const Config *cfg, const Sweep *sw, const RunModel *rm, int n_ranks);
@@ -80,7 +91,7 @@ int layout_plan(Layout *L, const Config *cfg, const Sweep *sw, const RunModel *r
 void layout_bcast(Layout *L, MPI_Comm comm);
 /* The group of a world rank. */
 int layout_group_of_rank(const Layout *L, int rank);
-void layout_print(FILE *f, const Layout *L, const Config *cfg, const Sweep *sw, const RunModel *rm);
+void layout_print(FILE *f, const Layout *L, const Config *cfg, const Sweep *sw, const RunModel *rm, const RankMemory *mem);
 void layout_free(Layout *L);
 
 #endif

@@ -117,18 +117,19 @@ int memory_parse_limit(const char *text, double *bytes, char *err, size_t errlen
   return 0;
 }
 
-/* MemAvailable of /proc/meminfo, else the available physical pages; 0 if neither is known. */
-static double node_available(void)
+/* MemAvailable (or, total, MemTotal) of /proc/meminfo, else the available (all) physical pages; 0
+ * if neither is known. */
+static double node_memory(bool total)
 {
   FILE *f = fopen("/proc/meminfo", "r");
   char line[256];
   double kb = 0;
   while (f && fgets(line, sizeof line, f))
-    if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    if (sscanf(line, total ? "MemTotal: %lf kB" : "MemAvailable: %lf kB", &kb) == 1) break;
   if (f) fclose(f);
   if (kb > 0) return kb * 1024.0;
-#ifdef _SC_AVPHYS_PAGES
-  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+#if defined(_SC_AVPHYS_PAGES) && defined(_SC_PHYS_PAGES)
+  const long pages = sysconf(total ? _SC_PHYS_PAGES : _SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page > 0) return (double)pages * (double)page;
 #endif
   return 0;
@@ -143,44 +144,59 @@ static const char *human(double b, char *buf, size_t len)
   return buf;
 }
 
+int memory_rank_budget(const Config *cfg, MPI_Comm world, bool stable, double *avail, int *on_node, char *source, size_t len)
+{
+  MPI_Comm node;
+  *on_node = 1;
+  if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_size(node, on_node);
+    MPI_Comm_free(&node);
+  }
+  *avail = cfg->memory_limit;
+  snprintf(source, len, "-memory_limit");
+  if (*avail > 0) return 0;
+  double mine = node_memory(stable) / *on_node;
+  MPI_Allreduce(&mine, avail, 1, MPI_DOUBLE, MPI_MIN, world);
+  snprintf(source, len, "the node's %s over its %d ranks", stable ? "MemTotal" : "MemAvailable", *on_node);
+  if (!(*avail > 0)) *avail = 0; /* the system does not say */
+  return 0;
+}
+
+int memory_rank_need(const Config *cfg, const RunSpec *run, int G, int on_node, const Dataset *train, const Dataset *test, MemoryNeed *need,
+                     double *total, char *err, size_t errlen)
+{
+  RunSpec r = *run;
+  r.ranks = G;
+  if (memory_need(cfg, &r, train, test, need, err, errlen)) return -1;
+  if (cfg->data_shared) need->data /= on_node; /* one copy per node (shared_data.h): a rank's share */
+  *total = need->params + need->tapes + need->grams + need->data + need->other;
+  return 0;
+}
+
 int memory_check(const Config *cfg, const Sweep *sw, const Dataset *train, const Dataset *test, MPI_Comm world, char *err, size_t errlen)
 {
   /* what a rank may use: -memory_limit, or what this node reports over the ranks on it (the
    * smallest over the job's nodes) */
-  double avail = cfg->memory_limit;
+  double avail;
   char source[96];
-  snprintf(source, sizeof source, "-memory_limit");
-  MPI_Comm node;
-  int on_node = 1;
-  if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
-    MPI_Comm_size(node, &on_node);
-    MPI_Comm_free(&node);
-  }
-  if (!(avail > 0)) {
-    double mine = node_available() / on_node;
-    MPI_Allreduce(&mine, &avail, 1, MPI_DOUBLE, MPI_MIN, world);
-    snprintf(source, sizeof source, "the node's MemAvailable over its %d ranks", on_node);
-    if (!(avail > 0)) return 0; /* the system does not say: nothing to check against */
-  }
-  int worst = -1, bad = 0;
+  int on_node;
+  memory_rank_budget(cfg, world, false, &avail, &on_node, source, sizeof source);
+  if (!(avail > 0)) return 0; /* nothing to check against */
+  int worst = -1;
   MemoryNeed w = {0};
   double worst_total = -1;
-  for (int i = 0; i < sw->n_runs && !bad; i++) { /* every rank the same estimate: no communication */
+  for (int i = 0; i < sw->n_runs; i++) { /* every rank the same estimate: no communication */
     const RunSpec *run = &sw->runs[i];
     if (i > 0 && run->instance == sw->runs[i - 1].instance && run->ranks == sw->runs[i - 1].ranks) continue; /* runs of one instance
                                                                                                              differ only in eta */
     if (cfg->kernel_regression && run->width == MODEL_WIDTH_INF) continue; /* no network: its dense Gram matrices are
                                                                               spread over every rank (docs/infinite_width.md) */
     MemoryNeed n;
-    if (memory_need(cfg, run, train, test, &n, err, errlen)) {
-      bad = 1;
-      break;
-    }
-    if (cfg->data_shared) n.data /= on_node; /* one copy per node (shared_data.h): a rank's share */
-    if (n.params + n.tapes + n.grams + n.data + n.other > worst_total)
-      worst = i, w = n, worst_total = n.params + n.tapes + n.grams + n.data + n.other;
+    double total;
+    const int G = run->ranks > 0 ? run->ranks : cfg->ranks_per_run > 0 ? cfg->ranks_per_run : 1;
+    if (memory_rank_need(cfg, run, G, on_node, train, test, &n, &total, err, errlen)) return -1;
+    if (total > worst_total) worst = i, w = n, worst_total = total;
   }
-  if (bad) return -1;
   if (worst < 0 || worst_total <= avail) return 0;
   const RunSpec *run = &sw->runs[worst];
   char h[7][32];

@@ -3,6 +3,7 @@
  * and the options, and a sweep that cannot fit in -memory_limit is refused with one line. */
 #ifndef NTK_MEMORY_H
 #define NTK_MEMORY_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <mpi.h>
@@ -27,6 +28,17 @@ int memory_need(const Config *cfg, const RunSpec *run, const Dataset *train, con
 /* -memory_limit as text ("" = the node's) to bytes: a number with an optional suffix k, M, G or T
  * (powers of 1024). 0, or -1 with a message naming the text as typed. */
 int memory_parse_limit(const char *text, double *bytes, char *err, size_t errlen);
+
+/* What one rank may hold (collective over world): -memory_limit, else the node's MemAvailable (with
+ * stable, MemTotal: the same on every start of a job, as a plan must be) over the ranks on it, the
+ * smallest over the job's nodes (0 if the system does not say); on_node: the ranks on this node;
+ * source: where the figure comes from, for messages. */
+int memory_rank_budget(const Config *cfg, MPI_Comm world, bool stable, double *avail, int *on_node, char *source, size_t len);
+
+/* memory_need for the run on a group of G ranks, with -data_shared's share of a node's copy over
+ * on_node ranks; total: the sum of the kinds. 0, or -1 (err) if its model cannot be built. */
+int memory_rank_need(const Config *cfg, const RunSpec *run, int G, int on_node, const Dataset *train, const Dataset *test, MemoryNeed *need,
+                     double *total, char *err, size_t errlen);
 
 /* Collective over world: compares every run's need with the memory of a rank (-memory_limit, or
  * the node's MemAvailable over the ranks on the node). 0, or -1 with one line in err (rank 0). */
