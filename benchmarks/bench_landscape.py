@@ -9,11 +9,17 @@ tomgoldstein/loss-landscape, and the 2-rank scheduler's parallel efficiency (doc
    Fashion-MNIST with theta recorded (-theta_every 1, 2 steps).
 2. ntkhpc: -landscape_from that output, 1-D grids of n1 and n2 points (--points), 1 rank and 2
    ranks. The rate is (n2 - n1) / (t(n2) - t(n1)): the start-up (MPI, data, the layout, the
-   directions) cancels. Every point evaluates the train and the test samples.
-3. torch (float64, torch.set_num_threads(threads)), the loss-landscape loop: for each point,
-   p.data = w + alpha d for every parameter (net_plotter.set_weights), then the loss and accuracy
-   over the train and the test samples in batches of --batch (evaluation.eval_loss) under
-   torch.no_grad(). Rate = points / time after one warm-up point.
+   directions) cancels. Every point evaluates the train and the test samples. Also 1 rank with the
+   plain first layer (-landscape_affine_cache_mb 0), for the affine cache's share.
+3. torch (float64, torch.set_num_threads(threads)), two loops, rate = points / time after one
+   warm-up point:
+   - "loss-landscape": as tomgoldstein/loss-landscape's plot_surface.crunch evaluates a surface,
+     once per value key (train, then test): for each point p.data = w + alpha d for every
+     parameter (net_plotter.set_weights, new tensors), then evaluation.eval_loss (net.eval(),
+     torch.no_grad(), a DataLoader over the set in batches of --batch, num_workers 0 at one
+     thread), then the whole value array written to an h5py dataset (rank 0's write per point);
+   - "lean": the same net, weights set in place (p.copy_(w).add_(d, alpha)), the train and test
+     samples preloaded and evaluated in one batch of all of them.
 4. Efficiency of 2 ranks = rate(2 ranks) / (2 rate(1 rank)).
 
 The machine is shared: the first line prints the load average; run on an idle machine for numbers.
@@ -43,17 +49,17 @@ def deck(path, a):
                 "-optimizer gd\n-steps 2\n-ntk_batch 10\n-theta_every 1\n-quiet\n" % (a.width, a.n_train, a.n_test))
 
 
-def ntk_time(a, dk, out, np_, n):
+def ntk_time(a, dk, out, np_, n, extra=()):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
-    land = out + ".l%d_%d.h5" % (np_, n)
+    land = out + ".l%d_%d_%d.h5" % (np_, n, len(extra))
     cmd = [a.mpiexec, "--oversubscribe", "-n", str(np_), a.ntkhpc, dk, "-output", out, "-landscape_from", out, "-landscape_steps", "end",
-           "-landscape_dim", "1", "-landscape_alpha", "-1,1,%d" % n, "-landscape_output", land]
+           "-landscape_dim", "1", "-landscape_alpha", "-1,1,%d" % n, "-landscape_output", land] + list(extra)
     t0 = time.time()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     return time.time() - t0
 
 
-def torch_rate(a, out, n):
+def torch_rates(a, out, n, tmp):
     import torch
     torch.set_num_threads(a.threads)
     torch.set_default_dtype(torch.float64)
@@ -78,25 +84,54 @@ def torch_rate(a, out, n):
     d = [torch.randn_like(p) for p in net.parameters()]
     sets = [(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(lab)) for x, y, lab in ((xtr, ytr, ltr), (xte, yte, lte))]
 
-    def point(alpha):
-        for p, w0, d0 in zip(net.parameters(), w, d):  # net_plotter.set_weights
-            p.data = w0 + d0 * alpha
+    loaders = [torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*t), batch_size=a.batch, shuffle=False, num_workers=0) for t in sets]
+    store = h5py.File(os.path.join(tmp, "torch_surface.h5"), "w")
+    vals = {key: np.full(n, -1.0) for key in ("train_loss", "test_loss")}
+    for key in vals:
+        store[key] = vals[key]
+
+    def faithful(k, alpha):  # one point of plot_surface.crunch per key
         res = []
-        with torch.no_grad():
-            for x, y, lab in sets:  # evaluation.eval_loss
-                tot, corr = 0.0, 0
-                for i in range(0, len(x), a.batch):
-                    f = net(x[i:i + a.batch])
-                    tot += float(((f - y[i:i + a.batch]) ** 2).sum()) / 2
-                    corr += int((f.argmax(1) == lab[i:i + a.batch]).sum())
-                res += [tot / len(x), corr / len(x)]
+        for key, loader in zip(("train_loss", "test_loss"), loaders):
+            for p, w0, d0 in zip(net.parameters(), w, d):  # net_plotter.set_weights
+                p.data = w0 + d0 * alpha
+            net.eval()
+            tot, corr, cnt = 0.0, 0, 0
+            with torch.no_grad():  # evaluation.eval_loss
+                for x, y, lab in loader:
+                    f = net(x)
+                    tot += float(((f - y) ** 2).sum()) / 2
+                    corr += int((f.argmax(1) == lab).sum())
+                    cnt += len(x)
+            res += [tot / cnt, corr / cnt]
+            vals[key][k] = tot / cnt
+            store[key][:] = vals[key]  # rank 0 rewrites the value array after each point
         return res
 
-    point(0.0)
-    t0 = time.time()
-    for k in range(n):
-        point(-1 + 2 * k / max(n - 1, 1))
-    return n / (time.time() - t0)
+    xall = torch.cat([sets[0][0], sets[1][0]])
+    yall = torch.cat([sets[0][1], sets[1][1]])
+    lall = torch.cat([sets[0][2], sets[1][2]])
+    ntr = len(sets[0][0])
+
+    def lean(k, alpha):
+        with torch.no_grad():
+            for p, w0, d0 in zip(net.parameters(), w, d):
+                p.copy_(w0).add_(d0, alpha=alpha)
+            f = net(xall)
+            e = ((f - yall) ** 2).sum(1) / 2
+            ok = f.argmax(1) == lall
+            return [float(e[:ntr].mean()), float(ok[:ntr].double().mean()), float(e[ntr:].mean()), float(ok[ntr:].double().mean())]
+
+    rates, values = [], []
+    for point in (faithful, lean):
+        point(0, 0.0)
+        t0 = time.time()
+        v = [point(k, -1 + 2 * k / max(n - 1, 1)) for k in range(n)]
+        rates.append(n / (time.time() - t0))
+        values.append(np.array(v))
+    store.close()
+    assert np.allclose(values[0], values[1], rtol=1e-10, atol=1e-12), "the two torch loops disagree"
+    return rates
 
 
 def main():
@@ -122,10 +157,15 @@ def main():
             t1, t2 = ntk_time(a, dk, out, np_, n1), ntk_time(a, dk, out, np_, n2)
             rate[np_] = (n2 - n1) / (t2 - t1)
             print("ntkhpc %d rank(s): %d points %.2f s, %d points %.2f s: %.2f points/s" % (np_, n1, t1, n2, t2, rate[np_]))
-        tr = torch_rate(a, out, n1)
-        print("torch (loss-landscape loop, %d thread(s)): %.2f points/s" % (a.threads, tr))
-        print("ntkhpc / torch at 1 rank x %d thread(s): %.2fx (target 2x)" % (a.threads, rate[1] / tr))
+        plain = ["-landscape_affine_cache_mb", "0"]
+        t1, t2 = ntk_time(a, dk, out, 1, n1, plain), ntk_time(a, dk, out, 1, n2, plain)
+        print("ntkhpc 1 rank, plain first layer (-landscape_affine_cache_mb 0): %.2f points/s" % ((n2 - n1) / (t2 - t1)))
+        tr, tl = torch_rates(a, out, n1, tmp)
+        print("torch, loss-landscape loop (%d thread(s)): %.2f points/s" % (a.threads, tr))
+        print("torch, lean loop (%d thread(s)): %.2f points/s" % (a.threads, tl))
+        print("ntkhpc / torch at 1 rank x %d thread(s): %.2fx the loss-landscape loop (target 2x), %.2fx the lean loop" % (a.threads, rate[1] / tr, rate[1] / tl))
         print("2-rank scheduler efficiency: %.0f%% (target 90%%)" % (100 * rate[2] / (2 * rate[1])))
+    print("load average %s at the end" % " ".join("%.2f" % v for v in os.getloadavg()))
 
 
 if __name__ == "__main__":
