@@ -48,7 +48,7 @@ typedef struct {
   int affine;            /* its first layer from the affine cache (landscape_eval.h), else the plain forward */
 } Slice;
 
-static PetscLogEvent EV_POINT, EV_DIRS, EV_CACHE;
+static PetscLogEvent EV_POINT, EV_DIRS, EV_CACHE, EV_PARAMS, EV_EVAL;
 
 bool landscape_on(const Config *cfg) { return cfg->n_landscape_centres > 0 || cfg->landscape_paths[0]; }
 
@@ -774,6 +774,8 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
     PetscCall(PetscLogEventRegister("LandscapePoint", cls, &EV_POINT));
     PetscCall(PetscLogEventRegister("LandscapeDirs", cls, &EV_DIRS));
     PetscCall(PetscLogEventRegister("LandscapeCache", cls, &EV_CACHE));
+    PetscCall(PetscLogEventRegister("LandscapeParams", cls, &EV_PARAMS));
+    PetscCall(PetscLogEventRegister("LandscapeEvalAffine", cls, &EV_EVAL));
     registered = 1;
   }
   const int G = cfg->landscape_ranks_per_point;
@@ -950,11 +952,15 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
     double v[6] = {NAN, NAN, NAN, NAN, NAN, NAN}, coef[3];
     const int nv = cfg->landscape_hess_every ? 6 : 4, hk = cfg->landscape_hess_every;
     const bool hess_point = hk && i % hk == 0 && j % hk == 0;
+    PetscLogEventBegin(EV_PARAMS, 0, 0, 0, 0);
     point_params(rs.theta, coef, &rs.model, s, &D, i, j, s->affine && !hess_point); /* the cache needs no first layer */
+    PetscLogEventEnd(EV_PARAMS, 0, 0, 0, 0);
     if (s->affine) { /* train and test in one sweep of chunks, one group sum */
       double sums[4];
+      PetscLogEventBegin(EV_EVAL, 0, 0, 0, 0);
       landscape_affine_eval(sums, &aff, &rs.model, rs.theta, coef, sets, &rs.tape);
       if (G > 1) MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, group);
+      PetscLogEventEnd(EV_EVAL, 0, 0, 0, 0);
       v[0] = sums[0] / trv.n, v[1] = trv.label[0] >= 0 ? sums[1] / trv.n : NAN;
       v[2] = sums[2] / tev.n, v[3] = tev.label[0] >= 0 ? sums[3] / tev.n : NAN;
     } else {
