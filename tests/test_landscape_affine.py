@@ -16,7 +16,6 @@ Last line: "N passed, M failed".
   NTKHPC=... NTK_SOURCE_DIR=... test_landscape_affine.py
 """
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,11 +50,8 @@ def values(path, group):
 
 
 def main():
-    tmp = tempfile.mkdtemp()
-    try:
+    with tempfile.TemporaryDirectory() as tmp:
         run_all(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return summary()
 
 
