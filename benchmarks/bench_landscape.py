@@ -13,19 +13,25 @@ tomgoldstein/loss-landscape, and the 2-rank scheduler's parallel efficiency (doc
    plain first layer (-landscape_affine_cache_mb 0), for the affine cache's share.
 3. torch (float64, torch.set_num_threads(threads)), two loops, rate = points / time after one
    warm-up point:
-   - "loss-landscape": as tomgoldstein/loss-landscape's plot_surface.crunch evaluates a surface,
-     once per value key (train, then test): for each point p.data = w + alpha d for every
-     parameter (net_plotter.set_weights, new tensors), then evaluation.eval_loss (net.eval(),
-     torch.no_grad(), a DataLoader over the set in batches of --batch, num_workers 0 at one
-     thread), then the whole value array written to an h5py dataset (rank 0's write per point);
+   - "loss-landscape": as tomgoldstein/loss-landscape's plot_surface.crunch evaluates a surface:
+     for each point p.data = w + alpha d for every parameter (net_plotter.set_weights, new
+     tensors), then evaluation.eval_loss (net.eval(), torch.no_grad(), a DataLoader over the set
+     in batches of --batch, num_workers 0 at one thread) on the train and then the test set, each
+     value array then written whole to an h5py dataset (rank 0's write after every point).
+     crunch itself takes one set per call (a test surface is a second pass that sets the weights
+     again); setting them once per point for both sets is the cheaper reading, used here;
    - "lean": the same net, weights set in place (p.copy_(w).add_(d, alpha)), the train and test
      samples preloaded and evaluated in one batch of all of them.
 4. Efficiency of 2 ranks = rate(2 ranks) / (2 rate(1 rank)).
 
-The machine is shared: the first line prints the load average; run on an idle machine for numbers.
+The machine is shared: the first and last lines print the load average; run on an idle machine for
+numbers. Beside the wall-clock rates, the 1-rank rates per CPU second (the children's user + system
+time, and torch's process time) are printed: one thread each, so they are the same on an idle
+machine and move less when other jobs share the cores.
 """
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -49,14 +55,19 @@ def deck(path, a):
                 "-optimizer gd\n-steps 2\n-ntk_batch 10\n-theta_every 1\n-quiet\n" % (a.width, a.n_train, a.n_test))
 
 
+def cpu_children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def ntk_time(a, dk, out, np_, n, extra=()):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     land = out + ".l%d_%d_%d.h5" % (np_, n, len(extra))
     cmd = [a.mpiexec, "--oversubscribe", "-n", str(np_), a.ntkhpc, dk, "-output", out, "-landscape_from", out, "-landscape_steps", "end",
            "-landscape_dim", "1", "-landscape_alpha", "-1,1,%d" % n, "-landscape_output", land] + list(extra)
-    t0 = time.time()
+    t0, c0 = time.time(), cpu_children()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    return time.time() - t0
+    return time.time() - t0, cpu_children() - c0
 
 
 def torch_rates(a, out, n, tmp):
@@ -90,11 +101,11 @@ def torch_rates(a, out, n, tmp):
     for key in vals:
         store[key] = vals[key]
 
-    def faithful(k, alpha):  # one point of plot_surface.crunch per key
+    def faithful(k, alpha):  # one point of plot_surface.crunch, both sets evaluated after one set_weights
         res = []
+        for p, w0, d0 in zip(net.parameters(), w, d):  # net_plotter.set_weights
+            p.data = w0 + d0 * alpha
         for key, loader in zip(("train_loss", "test_loss"), loaders):
-            for p, w0, d0 in zip(net.parameters(), w, d):  # net_plotter.set_weights
-                p.data = w0 + d0 * alpha
             net.eval()
             tot, corr, cnt = 0.0, 0, 0
             with torch.no_grad():  # evaluation.eval_loss
@@ -125,9 +136,9 @@ def torch_rates(a, out, n, tmp):
     rates, values = [], []
     for point in (faithful, lean):
         point(0, 0.0)
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         v = [point(k, -1 + 2 * k / max(n - 1, 1)) for k in range(n)]
-        rates.append(n / (time.time() - t0))
+        rates.append((n / (time.time() - t0), n / (time.process_time() - c0)))
         values.append(np.array(v))
     store.close()
     assert np.allclose(values[0], values[1], rtol=1e-10, atol=1e-12), "the two torch loops disagree"
@@ -152,18 +163,20 @@ def main():
         deck(dk, a)
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads))
         subprocess.run([a.mpiexec, "-n", "1", a.ntkhpc, dk, "-output", out], check=True, env=env, stdout=subprocess.DEVNULL)
-        rate = {}
+        rate, cpu = {}, {}
         for np_ in (1, 2):
-            t1, t2 = ntk_time(a, dk, out, np_, n1), ntk_time(a, dk, out, np_, n2)
-            rate[np_] = (n2 - n1) / (t2 - t1)
+            (t1, c1), (t2, c2) = ntk_time(a, dk, out, np_, n1), ntk_time(a, dk, out, np_, n2)
+            rate[np_], cpu[np_] = (n2 - n1) / (t2 - t1), (n2 - n1) / (c2 - c1)
             print("ntkhpc %d rank(s): %d points %.2f s, %d points %.2f s: %.2f points/s" % (np_, n1, t1, n2, t2, rate[np_]))
         plain = ["-landscape_affine_cache_mb", "0"]
-        t1, t2 = ntk_time(a, dk, out, 1, n1, plain), ntk_time(a, dk, out, 1, n2, plain)
-        print("ntkhpc 1 rank, plain first layer (-landscape_affine_cache_mb 0): %.2f points/s" % ((n2 - n1) / (t2 - t1)))
-        tr, tl = torch_rates(a, out, n1, tmp)
-        print("torch, loss-landscape loop (%d thread(s)): %.2f points/s" % (a.threads, tr))
-        print("torch, lean loop (%d thread(s)): %.2f points/s" % (a.threads, tl))
+        (t1, c1), (t2, c2) = ntk_time(a, dk, out, 1, n1, plain), ntk_time(a, dk, out, 1, n2, plain)
+        print("ntkhpc 1 rank, plain first layer (-landscape_affine_cache_mb 0): %.2f points/s (per CPU second %.2f)" % ((n2 - n1) / (t2 - t1), (n2 - n1) / (c2 - c1)))
+        (tr, trc), (tl, tlc) = torch_rates(a, out, n1, tmp)
+        print("torch, loss-landscape loop (%d thread(s)): %.2f points/s (per CPU second %.2f)" % (a.threads, tr, trc))
+        print("torch, lean loop (%d thread(s)): %.2f points/s (per CPU second %.2f)" % (a.threads, tl, tlc))
+        print("ntkhpc 1 rank per CPU second: %.2f points" % cpu[1])
         print("ntkhpc / torch at 1 rank x %d thread(s): %.2fx the loss-landscape loop (target 2x), %.2fx the lean loop" % (a.threads, rate[1] / tr, rate[1] / tl))
+        print("  the same per CPU second (less sensitive to other jobs): %.2fx and %.2fx" % (cpu[1] / trc, cpu[1] / tlc))
         print("2-rank scheduler efficiency: %.0f%% (target 90%%)" % (100 * rate[2] / (2 * rate[1])))
     print("load average %s at the end" % " ".join("%.2f" % v for v in os.getloadavg()))
 
