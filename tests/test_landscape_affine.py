@@ -10,7 +10,8 @@ A relu fc net (784-64-64-10, ntk, biases) trained a few steps with theta recorde
     same values to round-off (1e-13 relative);
   - with a cap below the cache's size (0.05 MB): the plain pass, the line naming the size needed;
   - on 3 ranks (one per point): the cached file bit for bit; on 2 ranks per point (each rank its
-    slice of the samples): to 1e-12.
+    slice of the samples): to 1e-12;
+and a negative cap is refused with one error line naming the option.
 Last line: "N passed, M failed".
 
   NTKHPC=... NTK_SOURCE_DIR=... test_landscape_affine.py
@@ -61,6 +62,10 @@ def run_all(tmp):
     check(rc == 0, "the sweep exited %d" % rc)
     if rc:
         return
+    bad = os.path.join(tmp, "bad.h5")
+    rc, log = ntk(1, "-output", out, "-landscape_from", out, "-landscape_steps", "end", "-landscape_output", bad, "-landscape_affine_cache_mb", "-1")
+    check(rc != 0 and "ntkhpc: error: option -landscape_affine_cache_mb" in log and not os.path.exists(bad),
+          "a negative -landscape_affine_cache_mb: one error line naming it, no file")
     xtr, ytr, ltr, xte, yte, lte = data(120, 50)
     net = Net(784, 64, 2, 10, act=lambda z: np.maximum(z, 0))
     src = h5py.File(out, "r")
