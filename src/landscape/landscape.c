@@ -705,18 +705,22 @@ static int slice_nvec(const Slice *s) { return s->kind == SL_BEZIER || s->dim ==
 
 /* Their coefficients at point (i, j), and the parameters for every tensor (rest_only: all but the
  * first op's, which the affine cache replaces). */
+static void params_range(double *theta /* P */, const Slice *s, const Dirs *D, double a, double b, size_t o, size_t n)
+{
+  if (s->kind == SL_BEZIER) landscape_bezier_point(theta + o, D->c + o, D->d1 + o, D->d2 + o, a, n);
+  else landscape_point(theta + o, D->c + o, D->d1 + o, s->dim == 2 ? D->d2 + o : NULL, a, b, n);
+}
 static void point_params(double *theta /* P */, double *coef /* 3 */, const Model *m, const Slice *s, const Dirs *D, int i, int j, bool rest_only)
 {
   const double a = coord(s->ax, s->nx, i), b = coord(s->by, s->ny, j);
-  const int w = m->ops[0].w, bt = m->ops[0].b;
   if (s->kind == SL_BEZIER) coef[0] = (1 - a) * (1 - a), coef[1] = 2 * a * (1 - a), coef[2] = a * a;
   else coef[0] = 1, coef[1] = a, coef[2] = s->dim == 2 ? b : 0;
-  for (int t = 0; t < (rest_only ? m->n_tensors : 1); t++) {
-    const size_t o = rest_only ? m->tensors[t].offset : 0, n = rest_only ? m->tensors[t].size : (size_t)s->P;
-    if (rest_only && (t == w || t == bt)) continue;
-    if (s->kind == SL_BEZIER) landscape_bezier_point(theta + o, D->c + o, D->d1 + o, D->d2 + o, a, n);
-    else landscape_point(theta + o, D->c + o, D->d1 + o, s->dim == 2 ? D->d2 + o : NULL, a, b, n);
+  if (!rest_only) {
+    params_range(theta, s, D, a, b, 0, (size_t)s->P);
+    return;
   }
+  for (int t = 0; t < m->n_tensors; t++)
+    if (t != m->ops[0].w && t != m->ops[0].b) params_range(theta, s, D, a, b, m->tensors[t].offset, m->tensors[t].size);
 }
 
 /* Which slices take their first layer from the affine cache: an eligible model, and the cache of
