@@ -11,12 +11,15 @@ A relu fc net (784-64-64-10, ntk, biases) trained a few steps with theta recorde
   - with a cap below the cache's size (0.05 MB): the plain pass, the line naming the size needed;
   - on 3 ranks (one per point): the cached file bit for bit; on 2 ranks per point (each rank its
     slice of the samples): to 1e-12;
+a plain-path file is not resumed with the cache (exit 2), and one made before the cache existed
+(its spec without the path; half its points not done) is resumed on the plain path bit for bit;
 and a negative cap is refused with one error line naming the option.
 Last line: "N passed, M failed".
 
   NTKHPC=... NTK_SOURCE_DIR=... test_landscape_affine.py
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,6 +112,27 @@ def run_all(tmp):
                       "%d-D %s %s: accuracies equal the cached path's" % (dim, tag, name))
             check(e < 1e-13, "%d-D %s vs cached: losses rel err %.1e (round-off)" % (dim, tag, e))
             print("%d-D %s vs cached: rel err %.1e" % (dim, tag, e))
+        if dim == 2:  # resuming: a file of the other path is refused; one made before the cache existed resumes on the plain path
+            rc, log = ntk(1, *common, "-landscape_output", files["plain"])
+            check(rc == 2 and "holds other surfaces" in log, "2-D: a plain-path file is not resumed with the cache (exit %d)" % rc)
+            old = os.path.join(tmp, "legacy.h5")
+            shutil.copy(files["plain"], old)
+            with h5py.File(old, "r+") as f:  # the spec as written before the affine first layer, half the points not done
+                spec = f.attrs["spec"]
+                spec = spec.decode() if isinstance(spec, bytes) else spec
+                f.attrs["spec"] = np.bytes_(spec.replace(" first layer plain", "").encode())
+                for n in ("surfaces/surface_000", "paths/path_000"):
+                    done = f[n]["done"][:]
+                    done.flat[::2] = 0
+                    f[n]["done"][:] = done
+                    v = f[n]["train_loss"][:]
+                    v.flat[::2] = -1
+                    f[n]["train_loss"][:] = v
+            rc, log = ntk(2, *common, "-landscape_output", old)
+            same = rc == 0 and all(np.array_equal(values(files["plain"], n)[k], values(old, n)[k])
+                                   for n in ("surfaces/surface_000", "surfaces/surface_001", "paths/path_000") for k in ("train_loss", "test_loss"))
+            check(same and "resuming a file made before the affine first layer" in log,
+                  "2-D: a file made before the cache resumes on the plain path, bit for bit (exit %d)" % rc)
         # ranks: one rank per point gives the file bit for bit; two ranks per point, to round-off
         r3 = os.path.join(tmp, "r3_%d.h5" % dim)
         rc, _ = ntk(3, *common, "-landscape_output", r3, "-quiet")

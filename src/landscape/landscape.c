@@ -620,10 +620,11 @@ static int write_static(hid_t f, hid_t src, const Config *cfg, const Slice *sl, 
 }
 
 /* The specification a resumed file must match: the sweep's deck, the landscape options that
- * change values, and the resolved slices. malloc'd. */
-static char *spec_text(const Config *cfg, const char *deck_text, const Slice *sl, int n, int64_t ntr, int64_t nte)
+ * change values, and the resolved slices with their first-layer path. legacy: as written before
+ * the affine first layer existed (no path; such a file is resumed on the plain path). malloc'd. */
+static char *spec_text(const Config *cfg, const char *deck_text, const Slice *sl, int n, int64_t ntr, int64_t nte, bool legacy)
 {
-  size_t cap = strlen(deck_text) + 4096 + (size_t)n * 160;
+  size_t cap = strlen(deck_text) + 4096 + (size_t)n * 320;
   char *s = malloc(cap);
   if (!s) return NULL;
   size_t k = (size_t)snprintf(s, cap, "%s-landscape_dir %s\n-landscape_seed %lld\n-landscape_filter %d\n-landscape_bias %d\n"
@@ -631,9 +632,9 @@ static char *spec_text(const Config *cfg, const char *deck_text, const Slice *sl
                               deck_text, landscape_dir_name(cfg->landscape_dir), (long long)cfg->landscape_seed, cfg->landscape_filter,
                               cfg->landscape_bias, cfg->landscape_bezier_steps, cfg->landscape_bezier_lr, cfg->landscape_hess_every, cfg->landscape_hess_batch, cfg->hess_batch, cfg->landscape_tensors, (long long)ntr, (long long)nte, cfg->landscape_ranks_per_point);
   for (int i = 0; i < n && k < cap; i++)
-    k += (size_t)snprintf(s + k, cap - k, "slice %d: kind %d run %d rec %d run_b %d rec_b %d dim %d grid %d x %d [%.17g, %.17g] x [%.17g, %.17g] first layer %s\n", i,
+    k += (size_t)snprintf(s + k, cap - k, "slice %d: kind %d run %d rec %d run_b %d rec_b %d dim %d grid %d x %d [%.17g, %.17g] x [%.17g, %.17g]%s%s\n", i,
                           sl[i].kind, sl[i].run, sl[i].rec, sl[i].run_b, sl[i].rec_b, sl[i].dim, sl[i].nx, sl[i].ny, sl[i].ax[0], sl[i].ax[1],
-                          sl[i].by[0], sl[i].by[1], sl[i].affine ? "affine cache" : "plain");
+                          sl[i].by[0], sl[i].by[1], legacy ? "" : " first layer ", legacy ? "" : sl[i].affine ? "affine cache" : "plain");
   return s;
 }
 
@@ -823,23 +824,29 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
   const int64_t total = n ? sl[n - 1].first + (int64_t)sl[n - 1].nx * sl[n - 1].ny : 0;
   char note[400];
   choose_first_layer(cfg, runs, &trv, &tev, sl, n, G, note, sizeof note);
-  char *spec = spec_text(cfg, deck_text, sl, n, trv.n, tev.n);
+  char *spec = spec_text(cfg, deck_text, sl, n, trv.n, tev.n, false);
 
   /* 2. create, resume or refuse (rank 0 decides) */
-  int mode = 0; /* 0 create, 1 resume */
+  int mode = 0, legacy = 0; /* 0 create, 1 resume */
   const char *path = cfg->landscape_output;
   if (rank == 0) {
     struct stat st;
     if (stat(path, &st) == 0) {
-      char *theirs = read_spec(path);
+      char *theirs = read_spec(path), *old = theirs ? spec_text(cfg, deck_text, sl, n, trv.n, tev.n, true) : NULL;
       if (theirs && !strcmp(theirs, spec)) mode = 1;
+      else if (old && !strcmp(theirs, old)) mode = 1, legacy = 1; /* made before the affine first layer: resumed on the plain path */
       else if (theirs && !cfg->overwrite)
         snprintf(err, sizeof err, "landscape file %s holds other surfaces (another deck or landscape options): give -overwrite to replace it, or another -landscape_output", path), bad = 2;
-      free(theirs); /* no spec: a creation that was killed: made again */
+      free(theirs), free(old); /* no spec: a creation that was killed: made again */
     }
   }
   MPI_Bcast(&bad, 1, MPI_INT, 0, world);
   MPI_Bcast(&mode, 1, MPI_INT, 0, world);
+  MPI_Bcast(&legacy, 1, MPI_INT, 0, world);
+  if (legacy) {
+    for (int k = 0; k < n; k++) sl[k].affine = 0;
+    snprintf(note, sizeof note, "plain forward: resuming a file made before the affine first layer (its spec names no path)");
+  }
   if (bad) {
     say(rank, err);
     free(sl), free(n_recs), free(spec);
