@@ -59,11 +59,17 @@ def data(n_train, n_test):
     xte = idx(DATA + "/t10k-images-idx3-ubyte.gz", n_test).reshape(n_test, -1) / 255.0
     ltr = idx(DATA + "/train-labels-idx1-ubyte.gz", n_train).astype(int)
     lte = idx(DATA + "/t10k-labels-idx1-ubyte.gz", n_test).astype(int)
-    mu = xtr.mean(0)
-    sd = np.sqrt(((xtr - mu) ** 2).mean(0))
-    sc = np.where(sd < 1e-8, 1.0, 1.0 / np.where(sd < 1e-8, 1.0, sd))
+    mu, sc = standardisation(xtr)
     xtr, xte = (xtr - mu) * sc, (xte - mu) * sc
     return xtr, np.eye(10)[ltr], ltr, xte, np.eye(10)[lte], lte
+
+
+def standardisation(xtr):
+    """ntkhpc's -standardize: the training samples' mean and 1 / standard deviation per pixel (1
+    where a pixel does not vary)."""
+    mu = xtr.mean(0)
+    sd = np.sqrt(((xtr - mu) ** 2).mean(0))
+    return mu, np.where(sd < 1e-8, 1.0, 1.0 / np.where(sd < 1e-8, 1.0, sd))
 
 
 class Net:

@@ -58,6 +58,10 @@ static const OptionDesc opts[] = {
    OPTION_FIELD(landscape_hess_every)},
   {.name = "-landscape_hess_batch", .kind = KIND_INT, .def = "0", .def_shown = "-hess_batch", .lo = 0, .hi = 1e8,
    .meaning = "The Hessian of -landscape_hess_every on the first this many training samples", OPTION_FIELD(landscape_hess_batch)},
+  {.name = "-landscape_affine_cache_mb", .kind = KIND_REAL, .def = "512", .lo = 0, .hi = 1e9,
+   .meaning = "Per-rank memory (MB) for the first layer's outputs along the directions, precomputed once per slice so a grid point skips "
+              "the first layer's GEMM (fc nets without batch norm; 0 = never; too small: the plain forward pass)",
+   OPTION_FIELD(landscape_affine_cache_mb)},
   {.name = "-landscape_output", .kind = KIND_STRING, .def = "", .def_shown = "<output stem>.landscape.h5", .flags = OPTION_ALLOC,
    .meaning = "HDF5 file of the surfaces (resumed if it exists with the same specification)", OPTION_FIELD(landscape_output)},
   {.name = "-landscape_from", .kind = KIND_STRING, .def = "", .flags = OPTION_ALLOC,

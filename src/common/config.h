@@ -145,6 +145,7 @@ typedef struct {
   int landscape_ranks_per_point;/* ranks evaluating one grid point together (data-parallel) */
   int landscape_hess_every;     /* gradient norm and top Hessian eigenvalue at every k-th point of each axis (0 = off) */
   int landscape_hess_batch;     /* ... on the first this many training samples (0: -hess_batch) */
+  double landscape_affine_cache_mb; /* per-rank memory cap of the affine first-layer cache (0 = never cache) */
   char *landscape_output;  /* (allocated, any length) the surfaces' HDF5 file */
   char *landscape_from;    /* (allocated, any length) evaluate surfaces of this finished output instead of training */
   bool wrn_residual;            /* -wrn_residual: false sets model.wrn_plain */

@@ -763,10 +763,17 @@ static BnState bn_state(const Tape *t, const Op *op) {
 
 const double *model_forward(const Model *m, const double *theta /* P */, const double *x /* B x d */,
                             int B, Tape *t, const Reducer *red) {
+  return model_forward_from(m, theta, 0, x, B, t, red);
+}
+
+const double *model_forward_from(const Model *m, const double *theta /* P */, int first,
+                                 const double *in /* B x buf_size[ops[first].in] */, int B, Tape *t,
+                                 const Reducer *red) {
   check_batch(t, B, "model_forward");
   /* Copied, not aliased: the VJP/JVP must not depend on the caller keeping x alive. */
-  copy_doubles(t->act[0], x, (size_t)B * m->buf_size[0]);
-  for (int i = 0; i < m->n_ops; i++) {
+  const int in0 = first < m->n_ops ? m->ops[first].in : m->out_buf;
+  if (in != t->act[in0]) copy_doubles(t->act[in0], in, (size_t)B * m->buf_size[in0]);
+  for (int i = first; i < m->n_ops; i++) {
     const double t0 = t->prof ? wall_s() : 0.0;
     const Op *op = &m->ops[i];
     const double *in = t->act[op->in]; /* B x n_in */

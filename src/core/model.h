@@ -214,6 +214,15 @@ void tape_destroy(Tape *t);
 /* f = network(x) on B <= capacity samples; returns a pointer into the tape (B x out_dim). */
 const double *model_forward(const Model *m, const double *theta /* P */, const double *x /* B x d */,
                             int B, Tape *t, const Reducer *red);
+/* The forward pass from op `first` on: `in` is the input buffer of that op (B x its per-sample
+ * size), for example the first layer's output computed another way (the loss landscape's affine
+ * first layer, landscape/landscape_eval.c). The ops from `first` on must read only that buffer or
+ * buffers they write; model_forward is model_forward_from(m, theta, 0, x, ...). Ops before
+ * `first` leave their tape buffers as they were (a VJP or JVP after this call is not defined).
+ * `in` may be that buffer of the tape itself (t->act[ops[first].in]): then nothing is copied. */
+const double *model_forward_from(const Model *m, const double *theta /* P */, int first,
+                                 const double *in /* B x buf_size[ops[first].in] */, int B, Tape *t,
+                                 const Reducer *red);
 /* grad += J^T dout: the VJP of the last model_forward on this tape. With grad == NULL only the
  * cotangents of the activation buffers (t->grad) are computed, skipping the parameter products
  * (left in t->grad on a tape_create tape; a training tape reuses them along the sweep). */

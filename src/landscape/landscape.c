@@ -27,6 +27,7 @@
 #include "checkpoint.h"
 #include "hessian.h"
 #include "landscape_dirs.h"
+#include "landscape_eval.h"
 #include "rng.h"
 #include "run_state.h"
 
@@ -44,9 +45,10 @@ typedef struct {
   double ax[2], by[2];   /* lo, hi of each coordinate */
   int64_t P;
   int64_t first;         /* its first point in the job's numbering */
+  int affine;            /* its first layer from the affine cache (landscape_eval.h), else the plain forward */
 } Slice;
 
-static PetscLogEvent EV_POINT, EV_DIRS;
+static PetscLogEvent EV_POINT, EV_DIRS, EV_CACHE, EV_PARAMS, EV_EVAL;
 
 bool landscape_on(const Config *cfg) { return cfg->n_landscape_centres > 0 || cfg->landscape_paths[0]; }
 
@@ -618,10 +620,11 @@ static int write_static(hid_t f, hid_t src, const Config *cfg, const Slice *sl, 
 }
 
 /* The specification a resumed file must match: the sweep's deck, the landscape options that
- * change values, and the resolved slices. malloc'd. */
-static char *spec_text(const Config *cfg, const char *deck_text, const Slice *sl, int n, int64_t ntr, int64_t nte)
+ * change values, and the resolved slices with their first-layer path. legacy: as written before
+ * the affine first layer existed (no path; such a file is resumed on the plain path). malloc'd. */
+static char *spec_text(const Config *cfg, const char *deck_text, const Slice *sl, int n, int64_t ntr, int64_t nte, bool legacy)
 {
-  size_t cap = strlen(deck_text) + 4096 + (size_t)n * 160;
+  size_t cap = strlen(deck_text) + 4096 + (size_t)n * 320;
   char *s = malloc(cap);
   if (!s) return NULL;
   size_t k = (size_t)snprintf(s, cap, "%s-landscape_dir %s\n-landscape_seed %lld\n-landscape_filter %d\n-landscape_bias %d\n"
@@ -629,9 +632,9 @@ static char *spec_text(const Config *cfg, const char *deck_text, const Slice *sl
                               deck_text, landscape_dir_name(cfg->landscape_dir), (long long)cfg->landscape_seed, cfg->landscape_filter,
                               cfg->landscape_bias, cfg->landscape_bezier_steps, cfg->landscape_bezier_lr, cfg->landscape_hess_every, cfg->landscape_hess_batch, cfg->hess_batch, cfg->landscape_tensors, (long long)ntr, (long long)nte, cfg->landscape_ranks_per_point);
   for (int i = 0; i < n && k < cap; i++)
-    k += (size_t)snprintf(s + k, cap - k, "slice %d: kind %d run %d rec %d run_b %d rec_b %d dim %d grid %d x %d [%.17g, %.17g] x [%.17g, %.17g]\n", i,
+    k += (size_t)snprintf(s + k, cap - k, "slice %d: kind %d run %d rec %d run_b %d rec_b %d dim %d grid %d x %d [%.17g, %.17g] x [%.17g, %.17g]%s%s\n", i,
                           sl[i].kind, sl[i].run, sl[i].rec, sl[i].run_b, sl[i].rec_b, sl[i].dim, sl[i].nx, sl[i].ny, sl[i].ax[0], sl[i].ax[1],
-                          sl[i].by[0], sl[i].by[1]);
+                          sl[i].by[0], sl[i].by[1], legacy ? "" : " first layer ", legacy ? "" : sl[i].affine ? "affine cache" : "plain");
   return s;
 }
 
@@ -698,6 +701,66 @@ static int write_point(hid_t f, const Slice *s, int i, int j, const double *v /*
   return rc ? -1 : 0;
 }
 
+/* Vectors a slice's parameters combine (landscape_eval.h): theta_c, dir1 (, dir2). */
+static int slice_nvec(const Slice *s) { return s->kind == SL_BEZIER || s->dim == 2 ? 3 : 2; }
+
+/* Their coefficients at point (i, j), and the parameters for every tensor (rest_only: all but the
+ * first op's, which the affine cache replaces). */
+static void params_range(double *theta /* P */, const Slice *s, const Dirs *D, double a, double b, size_t o, size_t n)
+{
+  if (s->kind == SL_BEZIER) landscape_bezier_point(theta + o, D->c + o, D->d1 + o, D->d2 + o, a, n);
+  else landscape_point(theta + o, D->c + o, D->d1 + o, s->dim == 2 ? D->d2 + o : NULL, a, b, n);
+}
+static void point_params(double *theta /* P */, double *coef /* 3 */, const Model *m, const Slice *s, const Dirs *D, int i, int j, bool rest_only)
+{
+  const double a = coord(s->ax, s->nx, i), b = coord(s->by, s->ny, j);
+  if (s->kind == SL_BEZIER) coef[0] = (1 - a) * (1 - a), coef[1] = 2 * a * (1 - a), coef[2] = a * a;
+  else coef[0] = 1, coef[1] = a, coef[2] = s->dim == 2 ? b : 0;
+  if (!rest_only) {
+    params_range(theta, s, D, a, b, 0, (size_t)s->P);
+    return;
+  }
+  for (int t = 0; t < m->n_tensors; t++)
+    if (t != m->ops[0].w && t != m->ops[0].b) params_range(theta, s, D, a, b, m->tensors[t].offset, m->tensors[t].size);
+}
+
+/* Which slices take their first layer from the affine cache: an eligible model, and the cache of
+ * the largest rank's samples (ceil(n / G) of each set) within -landscape_affine_cache_mb. The same
+ * on every rank; the choice is part of the file's spec (it changes values by round-off). A line
+ * saying what was chosen goes into note. */
+static void choose_first_layer(const Config *cfg, const RunSpec *runs, const Dataset *trv, const Dataset *tev, Slice *sl, int n, int G, char *note,
+                               size_t notelen)
+{
+  const int64_t rows = ((int64_t)trv->n + G - 1) / G + ((int64_t)tev->n + G - 1) / G;
+  const double cap = cfg->landscape_affine_cache_mb * 1048576.0;
+  double big = 0;
+  int n_aff = 0;
+  char why[300] = "";
+  for (int k = 0; k < n; k++) {
+    Slice *s = &sl[k];
+    ModelConfig mc = cfg->model;
+    Model m;
+    char err[256];
+    mc.width = runs[s->run].width, mc.param = runs[s->run].param, mc.in_dim = trv->d;
+    mc.in_channels = trv->channels, mc.in_height = trv->height, mc.in_width = trv->width, mc.out_dim = trv->k;
+    s->affine = 0;
+    if (model_build(&m, &mc, err, sizeof err)) continue;
+    const double bytes = landscape_affine_bytes(&m, rows, slice_nvec(s));
+    if (!landscape_affine_eligible(&m, err, sizeof err)) {
+      if (!why[0]) snprintf(why, sizeof why, "%s", err);
+    } else if (cap <= 0 || bytes > cap) {
+      if (!why[0]) snprintf(why, sizeof why, "the cache would need %.1f MB per rank, over -landscape_affine_cache_mb %g", bytes / 1048576.0, cfg->landscape_affine_cache_mb);
+    } else {
+      s->affine = 1, n_aff++;
+      if (bytes > big) big = bytes;
+    }
+    model_destroy(&m);
+  }
+  if (n_aff == n) snprintf(note, notelen, "first layer from the affine cache for all %d slice(s) (at most %.1f MB per rank)", n, big / 1048576.0);
+  else if (n_aff) snprintf(note, notelen, "first layer from the affine cache for %d of %d slices (at most %.1f MB per rank); plain forward for the rest: %s", n_aff, n, big / 1048576.0, why);
+  else snprintf(note, notelen, "plain forward (no affine first-layer cache): %s", why);
+}
+
 static void say(int rank, const char *msg)
 {
   if (rank == 0) fprintf(stderr, "ntkhpc: error: %s\n", msg), fflush(stderr);
@@ -715,6 +778,9 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
     PetscCall(PetscClassIdRegister("ntkhpc landscape", &cls));
     PetscCall(PetscLogEventRegister("LandscapePoint", cls, &EV_POINT));
     PetscCall(PetscLogEventRegister("LandscapeDirs", cls, &EV_DIRS));
+    PetscCall(PetscLogEventRegister("LandscapeCache", cls, &EV_CACHE));
+    PetscCall(PetscLogEventRegister("LandscapeParams", cls, &EV_PARAMS));
+    PetscCall(PetscLogEventRegister("LandscapeEvalAffine", cls, &EV_EVAL));
     registered = 1;
   }
   const int G = cfg->landscape_ranks_per_point;
@@ -756,23 +822,31 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
   MPI_Bcast(sl, (int)(n * sizeof *sl), MPI_BYTE, 0, world);
   MPI_Bcast(n_recs, n, MPI_INT, 0, world);
   const int64_t total = n ? sl[n - 1].first + (int64_t)sl[n - 1].nx * sl[n - 1].ny : 0;
-  char *spec = spec_text(cfg, deck_text, sl, n, trv.n, tev.n);
+  char note[400];
+  choose_first_layer(cfg, runs, &trv, &tev, sl, n, G, note, sizeof note);
+  char *spec = spec_text(cfg, deck_text, sl, n, trv.n, tev.n, false);
 
   /* 2. create, resume or refuse (rank 0 decides) */
-  int mode = 0; /* 0 create, 1 resume */
+  int mode = 0, legacy = 0; /* 0 create, 1 resume */
   const char *path = cfg->landscape_output;
   if (rank == 0) {
     struct stat st;
     if (stat(path, &st) == 0) {
-      char *theirs = read_spec(path);
+      char *theirs = read_spec(path), *old = theirs ? spec_text(cfg, deck_text, sl, n, trv.n, tev.n, true) : NULL;
       if (theirs && !strcmp(theirs, spec)) mode = 1;
+      else if (old && !strcmp(theirs, old)) mode = 1, legacy = 1; /* made before the affine first layer: resumed on the plain path */
       else if (theirs && !cfg->overwrite)
         snprintf(err, sizeof err, "landscape file %s holds other surfaces (another deck or landscape options): give -overwrite to replace it, or another -landscape_output", path), bad = 2;
-      free(theirs); /* no spec: a creation that was killed: made again */
+      free(theirs), free(old); /* no spec: a creation that was killed: made again */
     }
   }
   MPI_Bcast(&bad, 1, MPI_INT, 0, world);
   MPI_Bcast(&mode, 1, MPI_INT, 0, world);
+  MPI_Bcast(&legacy, 1, MPI_INT, 0, world);
+  if (legacy) {
+    for (int k = 0; k < n; k++) sl[k].affine = 0;
+    snprintf(note, sizeof note, "plain forward: resuming a file made before the affine first layer (its spec names no path)");
+  }
   if (bad) {
     say(rank, err);
     free(sl), free(n_recs), free(spec);
@@ -824,7 +898,7 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
   if (rank) todo = malloc((size_t)(n_todo ? n_todo : 1) * sizeof *todo);
   MPI_Bcast(todo, (int)n_todo, MPI_INT64_T, 0, world);
   if (rank == 0 && !cfg->quiet) {
-    printf("[landscape] %d slice(s), %lld points, %lld to do, into %s\n", n, (long long)total, (long long)n_todo, path);
+    printf("[landscape] %d slice(s), %lld points, %lld to do, into %s\n[landscape] %s\n", n, (long long)total, (long long)n_todo, path, note);
     fflush(stdout);
   }
 
@@ -839,6 +913,14 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
   int rs_run = -1, stopped = 0;
   Dirs D = {.slice = -1};
   HessianOperator *hop = NULL;
+  LandscapeAffine aff = {0};
+  int aff_slice = -1;
+  const Dataset *const sets[2] = {&trv, &tev};
+  int64_t lo[2], rows[2]; /* this rank's samples of each set (as run_state's evaluations cut them) */
+  for (int q = 0; q < 2; q++) {
+    const int64_t nq = sets[q]->n;
+    lo[q] = nq * grank / G, rows[q] = nq * (grank + 1) / G - lo[q];
+  }
   int64_t pos;
   while (!code && (pos = hooks->next(sched)) >= 0) {
     const int64_t item = todo[pos];
@@ -863,6 +945,13 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
       }
     }
     if (!e) e = src < 0 || load_dirs(f, s, k, src, &D) != 0;
+    if (!e && s->affine && aff_slice != k) { /* the slice's Z_k, once */
+      PetscLogEventBegin(EV_CACHE, 0, 0, 0, 0);
+      const double *const vecs[3] = {D.c, D.d1, D.d2};
+      e = landscape_affine_build(&aff, &rs.model, vecs, slice_nvec(s), sets, lo, rows) != 0;
+      aff_slice = e ? -1 : k;
+      PetscLogEventEnd(EV_CACHE, 0, 0, 0, 0);
+    }
     MPI_Allreduce(MPI_IN_PLACE, &e, 1, MPI_INT, MPI_MAX, group);
     if (e) {
       if (grank == 0) fprintf(stderr, "ntkhpc: error: landscape: cannot set up slice %d of run %d (source %s)\n", k, s->run, source);
@@ -871,13 +960,25 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
       PetscLogEventEnd(EV_POINT, 0, 0, 0, 0);
       break;
     }
-    if (s->kind == SL_BEZIER) landscape_bezier_point(rs.theta, D.c, D.d1, D.d2, coord(s->ax, s->nx, i), (size_t)s->P);
-    else landscape_point(rs.theta, D.c, D.d1, s->dim == 2 ? D.d2 : NULL, coord(s->ax, s->nx, i), coord(s->by, s->ny, j), (size_t)s->P);
-    double v[6] = {NAN, NAN, NAN, NAN, NAN, NAN};
+    double v[6] = {NAN, NAN, NAN, NAN, NAN, NAN}, coef[3];
     const int nv = cfg->landscape_hess_every ? 6 : 4, hk = cfg->landscape_hess_every;
-    run_state_evaluate(&rs, &trv, &v[0], &v[1]);
-    run_state_evaluate(&rs, &tev, &v[2], &v[3]);
-    if (hk && i % hk == 0 && j % hk == 0) { /* the coarse subgrid: each point from a cold start (no order dependence) */
+    const bool hess_point = hk && i % hk == 0 && j % hk == 0;
+    PetscLogEventBegin(EV_PARAMS, 0, 0, 0, 0);
+    point_params(rs.theta, coef, &rs.model, s, &D, i, j, s->affine && !hess_point); /* the cache needs no first layer */
+    PetscLogEventEnd(EV_PARAMS, 0, 0, 0, 0);
+    if (s->affine) { /* train and test in one sweep of chunks, one group sum */
+      double sums[4];
+      PetscLogEventBegin(EV_EVAL, 0, 0, 0, 0);
+      landscape_affine_eval(sums, &aff, &rs.model, rs.theta, coef, sets, &rs.tape);
+      if (G > 1) MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, group);
+      PetscLogEventEnd(EV_EVAL, 0, 0, 0, 0);
+      v[0] = sums[0] / trv.n, v[1] = trv.label[0] >= 0 ? sums[1] / trv.n : NAN;
+      v[2] = sums[2] / tev.n, v[3] = tev.label[0] >= 0 ? sums[3] / tev.n : NAN;
+    } else {
+      run_state_evaluate(&rs, &trv, &v[0], &v[1]);
+      run_state_evaluate(&rs, &tev, &v[2], &v[3]);
+    }
+    if (hess_point) { /* the coarse subgrid: each point from a cold start (no order dependence) */
       double acc, g2 = 0, res;
       int nconv;
       run_state_gradient(&rs, 0, &acc);
@@ -906,6 +1007,7 @@ int landscape_run(const Config *cfg, const RunSpec *runs, int n_runs, const Data
   }
   if (hop) PetscCall(hessian_operator_destroy(&hop));
   if (rs_run >= 0) run_state_teardown(&rs);
+  landscape_affine_free(&aff);
   free(D.c), free(D.d1), free(D.d2);
   if (src >= 0) H5Fclose(src);
   hooks->destroy(sched);
