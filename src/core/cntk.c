@@ -52,7 +52,7 @@ void cntk_variances(double *q, const double *x, const CntkSpec *s)
 size_t cntk_work_size(const CntkSpec *s)
 {
   const size_t P = (size_t)s->H * s->W;
-  return 4 * P * P;
+  return 4 * P * P + 4 * P;
 }
 
 /* out_m = sum over the 3x3 diagonal offsets o of in_m(p + o, p' + o), zero outside, for the n_m
@@ -92,7 +92,7 @@ NTK_VECTOR_CLONES void cntk_pair(double *K, double *Theta, const double *x1, con
 {
   const int H = s->H, W = s->W, P = H * W, L = s->depth;
   const size_t PP = (size_t)P * P;
-  double *k = work, *th = work + PP, *e = work + 2 * PP, *ed = work + 3 * PP;
+  double *k = work, *th = work + PP, *e = work + 2 * PP, *ed = work + 3 * PP, *sa = work + 4 * PP, *ia = sa + P, *sb = ia + P, *ib = sb + P;
   const double a = s->sigma_w * s->sigma_w / 9, b2 = s->sigma_b * s->sigma_b;
   /* Sigma_0 = X1^T X2 / C (channel-major images: C x P) */
   cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, P, s->C, 1.0 / s->C, x1, P, x2, P, 0.0, e, P);
@@ -100,9 +100,11 @@ NTK_VECTOR_CLONES void cntk_pair(double *K, double *Theta, const double *x1, con
   for (size_t i = 0; i < PP; i++) th[i] = k[i] = a * k[i] + b2;
   for (int l = 0;; l++) {
     const double *qa = q1 + (size_t)l * P, *qb = q2 + (size_t)l * P;
+    sqrt_and_inverse(sa, ia, qa, P);
+    sqrt_and_inverse(sb, ib, qb, P);
     for (int p = 0; p < P; p++) {
       const size_t r = (size_t)p * P;
-      relu_arccos_row(e + r, ed + r, qa[p], qb, k + r, P);
+      relu_arccos_row(e + r, ed + r, sa[p], ia[p], sb, ib, k + r, P);
       if (same) relu_expect(&e[r + p], &ed[r + p], qa[p], qb[p], k[r + p], 1); /* a pixel with itself: correlation 1 */
       for (int p2 = 0; p2 < P; p2++) ed[r + p2] *= th[r + p2]; /* Ed Theta */
     }
