@@ -247,23 +247,27 @@ void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const 
         const size_t ij = (size_t)i * n2 + j;
         pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, g[ij] + sb2, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
       }
-  if (sym) /* the lower triangle: K_1 for the check below, the kernels by symmetry */
-    for (int i = 0; i < n1; i++)
-      for (int j = 0; j < i; j++) {
-        const size_t ij = (size_t)i * n2 + j, ji = (size_t)j * n2 + i;
-        g[ij] = g[ji];
-        if (K) K[ij] = K[ji];
-        if (Theta) Theta[ij] = Theta[ji];
-      }
   /* A sample paired with itself takes its diagonal value, bit for bit: the GEMM's rounding of x.x
-   * leaves c a few ulps off q, and arccos near 1 turns that into 1e-8. */
+   * leaves c a few ulps off q, and arccos near 1 turns that into 1e-8. (Symmetric: the upper
+   * triangle, which the mirror below copies.) */
   for (int i = 0; i < n1; i++)
-    for (int j = 0; j < n2; j++) {
+    for (int j = sym ? i : 0; j < n2; j++) {
       const size_t ij = (size_t)i * n2 + j;
       const double qi = q1[(size_t)i * L], *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
       if (fabs(g[ij] + sb2 - qi) <= 1e-12 * qi && (a == b || memcmp(a, b, (size_t)d * sizeof *a) == 0))
         pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, qi, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
     }
+  if (sym) { /* the lower triangle by symmetry, in cache-sized blocks */
+    const int B = 32;
+    for (int bi = 0; bi < n1; bi += B)
+      for (int bj = 0; bj <= bi; bj += B)
+        for (int i = bi; i < bi + B && i < n1; i++)
+          for (int j = bj; j < bj + B && j < i; j++) {
+            const size_t ij = (size_t)i * n2 + j, ji = (size_t)j * n2 + i;
+            if (K) K[ij] = K[ji];
+            if (Theta) Theta[ij] = Theta[ji];
+          }
+  }
   free(q1), free(g);
   if (!sym) free(q2);
 }
