@@ -55,10 +55,13 @@ size_t cntk_work_size(const CntkSpec *s)
   return 4 * P * P + 4 * P;
 }
 
-/* out_m = sum over the 3x3 diagonal offsets o of in_m(p + o, p' + o), zero outside, for the n_m
- * (1 or 2) arrays at once; layout [h][w][h'][w'] (P x P). Each output row (h, w, h', .) is
- * written once from the up to 9 shifted input rows, which are in cache. */
-static void patch_sum(double *restrict out0, const double *restrict in0, double *restrict out1, const double *restrict in1, int H, int W)
+/* out0 = a S(in0) + b2 and, if in1, out1 = out0 + a S(in1), with S(in)(p, p') = sum over the 3x3
+ * diagonal offsets o of in(p + o, p' + o), zero outside; layout [h][w][h'][w'] (P x P): the next
+ * layer's K and Theta from E and Ed Theta. Each output row (h, w, h', .) is written once from the
+ * up to 9 shifted input rows, which are in cache (for fixed (h, w) they lie in 9 slabs of P; in
+ * raster order a slab is reused within W slabs: one pass over memory per array). */
+static void patch_sum(double *restrict out0, const double *restrict in0, double *restrict out1, const double *restrict in1, int H, int W, double a,
+                      double b2)
 {
   const size_t row = W;
   for (int h = 0; h < H; h++)
@@ -84,7 +87,36 @@ static void patch_sum(double *restrict out0, const double *restrict in0, double 
             }
           }
         }
+        for (int w2 = 0; w2 < W; w2++) o0[w2] = a * o0[w2] + b2;
+        if (o1)
+          for (int w2 = 0; w2 < W; w2++) o1[w2] = o0[w2] + a * o1[w2];
       }
+}
+
+/* One row of pixel pairs through the relu: e = E[relu relu], et = E[relu' relu'] th, from the
+ * covariances k and the square roots (and inverses) of the variances (arccos.h). */
+static inline void relu_row_theta(double *restrict e /* n */, double *restrict et /* n */, double sa, double ia, const double *restrict sb /* n */,
+                                  const double *restrict ib /* n */, const double *restrict k /* n */, const double *restrict th /* n */, int n)
+{
+  for (int j = 0; j < n; j++) {
+    double ev, dv;
+    relu_arccos1(&ev, &dv, sa * sb[j], k[j] * (ia * ib[j]));
+    e[j] = ev;
+    et[j] = dv * th[j];
+  }
+}
+
+/* Sums of two rows in 8 partial sums each (vectorised), added to *se, *st. */
+static inline void row_sums(double *se, double *st, const double *restrict e /* n */, const double *restrict et /* n */, int n)
+{
+  double ae[8] = {0}, at[8] = {0};
+  int j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int u = 0; u < 8; u++) ae[u] += e[j + u], at[u] += et[j + u];
+  for (; j < n; j++) ae[0] += e[j], at[0] += et[j];
+  double a = 0, b = 0;
+  for (int u = 0; u < 8; u++) a += ae[u], b += at[u];
+  *se += a, *st += b;
 }
 
 NTK_VECTOR_CLONES void cntk_pair(double *K, double *Theta, const double *x1, const double *q1, const double *x2, const double *q2, int same, const CntkSpec *s,
@@ -96,27 +128,25 @@ NTK_VECTOR_CLONES void cntk_pair(double *K, double *Theta, const double *x1, con
   const double a = s->sigma_w * s->sigma_w / 9, b2 = s->sigma_b * s->sigma_b;
   /* Sigma_0 = X1^T X2 / C (channel-major images: C x P) */
   cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, P, P, s->C, 1.0 / s->C, x1, P, x2, P, 0.0, e, P);
-  patch_sum(k, e, NULL, NULL, H, W);
-  for (size_t i = 0; i < PP; i++) th[i] = k[i] = a * k[i] + b2;
-  for (int l = 0;; l++) {
+  patch_sum(k, e, NULL, NULL, H, W, a, b2);
+  memcpy(th, k, PP * sizeof *th);
+  double se = 0, sd = 0;
+  for (int l = 0; l < L; l++) {
     const double *qa = q1 + (size_t)l * P, *qb = q2 + (size_t)l * P;
+    const int last = l == L - 1; /* the last layer's E and Ed Theta are only summed (pooling) */
     sqrt_and_inverse(sa, ia, qa, P);
     sqrt_and_inverse(sb, ib, qb, P);
     for (int p = 0; p < P; p++) {
-      const size_t r = (size_t)p * P;
-      relu_arccos_row(e + r, ed + r, sa[p], ia[p], sb, ib, k + r, P);
-      if (same) relu_expect(&e[r + p], &ed[r + p], qa[p], qb[p], k[r + p], 1); /* a pixel with itself: correlation 1 */
-      for (int p2 = 0; p2 < P; p2++) ed[r + p2] *= th[r + p2]; /* Ed Theta */
+      const size_t r = (size_t)p * P, o = last ? 0 : r;
+      relu_row_theta(e + o, ed + o, sa[p], ia[p], sb, ib, k + r, th + r, P);
+      if (same) { /* a pixel with itself: correlation 1 */
+        relu_expect(&e[o + p], &ed[o + p], qa[p], qb[p], k[r + p], 1);
+        ed[o + p] *= th[r + p];
+      }
+      if (last) row_sums(&se, &sd, e, ed, P);
     }
-    if (l == L - 1) break;
-    patch_sum(k, e, th, ed, H, W);
-    for (size_t i = 0; i < PP; i++) {
-      k[i] = a * k[i] + b2;
-      th[i] = k[i] + a * th[i];
-    }
+    if (!last) patch_sum(k, e, th, ed, H, W, a, b2);
   }
-  double se = 0, sd = 0;
-  for (size_t i = 0; i < PP; i++) se += e[i], sd += ed[i];
   const double w2 = s->sigma_w * s->sigma_w, kk = w2 * se / (double)PP + b2;
   if (K) *K = kk;
   if (Theta) *Theta = kk + w2 * sd / (double)PP;
