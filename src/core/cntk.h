@@ -34,7 +34,7 @@ typedef struct {
 /* Per-pixel variances q_l(x, p), l = 1..L, of one image: q[(l - 1) * P + p]. */
 void cntk_variances(double *q /* L x P */, const double *x /* C x H x W */, const CntkSpec *s);
 
-/* Doubles of workspace cntk_pair needs: 4 P^2 + 4 P. */
+/* Doubles of workspace cntk_pair needs: 2 P^2 + 8 W P + 7 P. */
 size_t cntk_work_size(const CntkSpec *s);
 
 /* NNGP *K and NTK *Theta (either may be NULL) of one image pair, from the images and their
