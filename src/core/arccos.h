@@ -3,11 +3,12 @@
  *   - acos through asin(s) = s + s z R(z) (fdlibm's reduction: z = rho^2 for |rho| < 1/2, else
  *     z = (1 - |rho|) / 2 and s = sqrt z), with R a degree-12 polynomial in z on [0, 1/4] in place of
  *     fdlibm's rational p/q (Chebyshev interpolation in 50-digit arithmetic, relative error of R
- *     8e-17, which enters asin scaled by z R / (1 + z R) < 0.05). Against mpmath's acos over
- *     [-1, 1] (uniform, and clustered at +-1 and +-1/2) the maximum error is 1.12 ulp, mean 0.33 ulp,
- *     the same as fdlibm's rational in the same branch-free form (the 1.12 from pi/2 - w near -1/2);
- *     tests/test_arccos.c checks it against glibc's acos;
- *   - sin(acos rho) as sqrt((1 - rho)(1 + rho));
+ *     8e-17, which enters asin scaled by z R / (1 + z R) < 0.05), evaluated by Estrin's scheme
+ *     with fused multiply-adds. Against mpmath's acos over [-1, 1] (uniform, and clustered at +-1
+ *     and +-1/2) the maximum error is 1.14 ulp, mean 0.33 ulp, as for fdlibm's rational p/q in the
+ *     same branch-free form (1.12 ulp; the maximum from pi/2 - w near -1/2); checked by
+ *     tests/test_arccos.c (against glibc's acos) and tests/arccos_check.py (against mpmath);
+ *   - sin(acos rho) as sqrt(1 - rho^2), 1 - rho^2 by one fma;
  *   - the callers pass sqrt(q) and 1 / sqrt(q) of the variances, computed once per sample (pixel),
  *     so rho = c (1/sqrt(qa)) (1/sqrt(qb)) and sqrt(qa qb) = sqrt(qa) sqrt(qb) cost two products.
  * Used by the fc NTK (inf_kernels.c) and the CNTK (cntk.c). */
@@ -15,11 +16,14 @@
 #define NTK_ARCCOS_H
 #include <math.h>
 
-/* A function whose loops call these, compiled for AVX-512, AVX2 and the baseline, the best picked
- * at load time (GCC target_clones). The clones run the same operations (-std=c11 contracts no FMA)
- * and give the same bits; not under the sanitizers, whose runtime does not resolve clones early. */
+/* A function whose loops call these, compiled for AVX-512, FMA (Haswell on) and the baseline, the
+ * best picked at load time (GCC target_clones). The clones run the same operations and give the
+ * same bits: -std=c11 contracts nothing, and every fused multiply-add is an explicit fma(), which
+ * is correctly rounded wherever it runs (one instruction in the avx512f and fma clones, glibc's
+ * fma in the default one and in builds without clones). Not under the sanitizers, whose runtime
+ * does not resolve clones early. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define NTK_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define NTK_VECTOR_CLONES __attribute__((target_clones("avx512f", "fma", "default")))
 #else
 #define NTK_VECTOR_CLONES
 #endif
@@ -37,10 +41,11 @@ static inline double arccos_fast(double r)
   const double s = big ? sqrt(z) : a;
   const double z2 = z * z, z4 = z2 * z2;
   /* Estrin's scheme: short dependency chains */
-  const double p01 = c0 + c1 * z, p23 = c2 + c3 * z, p45 = c4 + c5 * z, p67 = c6 + c7 * z, p89 = c8 + c9 * z, p1011 = c10 + c11 * z;
-  const double p03 = p01 + p23 * z2, p47 = p45 + p67 * z2, p811 = p89 + p1011 * z2;
-  const double R = p03 + z4 * (p47 + z4 * (p811 + z4 * c12));
-  const double w = s + s * (z * R); /* asin(s) */
+  const double p01 = fma(c1, z, c0), p23 = fma(c3, z, c2), p45 = fma(c5, z, c4), p67 = fma(c7, z, c6), p89 = fma(c9, z, c8),
+               p1011 = fma(c11, z, c10);
+  const double p03 = fma(p23, z2, p01), p47 = fma(p67, z2, p45), p811 = fma(p1011, z2, p89);
+  const double R = fma(z4, fma(z4, fma(z4, c12, p811), p47), p03);
+  const double w = fma(s, z * R, s); /* asin(s) */
   const double small = M_PI_2 - (r < 0 ? -w : w);
   const double large = r > 0 ? 2 * w : M_PI - 2 * w;
   return big ? large : small;
@@ -53,7 +58,7 @@ static inline void relu_arccos1(double *e, double *ed, double sd, double r)
   r = r > 1 ? 1 : r;
   r = r < -1 ? -1 : r;
   const double th = arccos_fast(r);
-  const double ev = sd * (1 / (2 * M_PI)) * (sqrt((1 - r) * (1 + r)) + (M_PI - th) * r);
+  const double ev = sd * (1 / (2 * M_PI)) * fma(M_PI - th, r, sqrt(fma(-r, r, 1)));
   const double dv = (M_PI - th) * (1 / (2 * M_PI));
   *e = sd > 0 ? ev : 0.0;
   *ed = sd > 0 ? dv : 0.0;

@@ -201,27 +201,47 @@ NTK_VECTOR_CLONES static void relu_rows(double *restrict k, double *restrict t, 
     for (int j = 0; j < n; j++) {
       double e, ed;
       relu_arccos1(&e, &ed, sa * sb[j], k[j] * (ia * ib[j]));
-      k[j] = sw2 * e + sb2;
-      t[j] = k[j] + sw2 * ed * t[j];
+      k[j] = fma(sw2, e, sb2);
+      t[j] = fma(sw2 * ed, t[j], k[j]);
     }
   }
 }
 
 void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const double *x2, int n2, int d, const InfKernelSpec *s)
 {
-  if (n1 <= 0 || n2 <= 0) return;
+  if (n1 <= 0 || n2 <= 0 || (!K && !Theta)) return;
   const int L = s->depth;
   /* the same samples on both sides: the upper triangle only (K_1 by SYRK, the recursion for j >= i),
    * then mirrored */
   const int sym = x1 == x2 && n1 == n2;
   double *q1 = malloc((size_t)n1 * L * sizeof *q1), *q2 = sym ? q1 : malloc((size_t)n2 * L * sizeof *q2);
-  double *g = malloc((size_t)n1 * n2 * sizeof *g);
   diag_vars(q1, x1, n1, d, s);
   if (!sym) diag_vars(q2, x2, n2, d, s);
-  /* K_1 off the diagonal: sigma_w^2 / d * x1 x2^T + sigma_b^2 */
+  /* K_1 off the diagonal, sigma_w^2 / d * x1 x2^T (+ sigma_b^2 below), into an output array: each
+   * row is read before the recursion writes it */
+  double *g = K ? K : Theta;
   if (sym) cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n1, d, s->sigma_w * s->sigma_w / d, x1, d, 0.0, g, n2);
   else cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1, n2, d, s->sigma_w * s->sigma_w / d, x1, d, x2, d, 0.0, g, n2);
   const double sb2 = s->sigma_b * s->sigma_b;
+  /* A sample paired with itself takes its diagonal value, bit for bit: the GEMM's rounding of x.x
+   * leaves c a few ulps off q, and arccos near 1 turns that into 1e-8. Such pairs are found from K_1
+   * first (a vectorised test per row, then the row's candidates; symmetric: the upper triangle) and
+   * set after the recursion. */
+  int nself = 0, cap = 0, *self = NULL;
+  for (int i = 0; i < n1; i++) {
+    const int j0 = sym ? i : 0;
+    const double qi = q1[(size_t)i * L], *gi = g + (size_t)i * n2;
+    int any = 0;
+    for (int j = j0; j < n2; j++) any |= fabs(gi[j] + sb2 - qi) <= 1e-12 * qi;
+    if (!any) continue;
+    for (int j = j0; j < n2; j++) {
+      const double *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
+      if (fabs(gi[j] + sb2 - qi) <= 1e-12 * qi && (a == b || memcmp(a, b, (size_t)d * sizeof *a) == 0)) {
+        if (nself == cap) self = realloc(self, 2 * (size_t)(cap = 2 * cap + 16) * sizeof *self);
+        self[2 * nself] = i, self[2 * nself + 1] = j, nself++;
+      }
+    }
+  }
   if (s->act == ACT_RELU) { /* row by row, every layer over the whole row: the loops vectorise (arccos.h) */
     const double sw2 = s->sigma_w * s->sigma_w;
     /* sqrt and 1 / sqrt of the variances: columns layer-major (L x n2), rows per sample (n1 x L) */
@@ -247,16 +267,11 @@ void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const 
         const size_t ij = (size_t)i * n2 + j;
         pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, g[ij] + sb2, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
       }
-  /* A sample paired with itself takes its diagonal value, bit for bit: the GEMM's rounding of x.x
-   * leaves c a few ulps off q, and arccos near 1 turns that into 1e-8. (Symmetric: the upper
-   * triangle, which the mirror below copies.) */
-  for (int i = 0; i < n1; i++)
-    for (int j = sym ? i : 0; j < n2; j++) {
-      const size_t ij = (size_t)i * n2 + j;
-      const double qi = q1[(size_t)i * L], *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
-      if (fabs(g[ij] + sb2 - qi) <= 1e-12 * qi && (a == b || memcmp(a, b, (size_t)d * sizeof *a) == 0))
-        pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, qi, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
-    }
+  for (int u = 0; u < nself; u++) {
+    const int i = self[2 * u], j = self[2 * u + 1];
+    const size_t ij = (size_t)i * n2 + j;
+    pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, q1[(size_t)i * L], q1 + (size_t)i * L, q2 + (size_t)j * L, s);
+  }
   if (sym) { /* the lower triangle by symmetry, in cache-sized blocks */
     const int B = 32;
     for (int bi = 0; bi < n1; bi += B)
@@ -268,7 +283,7 @@ void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const 
             if (Theta) Theta[ij] = Theta[ji];
           }
   }
-  free(q1), free(g);
+  free(q1), free(self);
   if (!sym) free(q2);
 }
 
