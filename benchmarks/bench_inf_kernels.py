@@ -2,11 +2,15 @@
 parallel efficiency (benchmarks/README.md).
 
 1. Entries per second of the 3-hidden-layer relu NTK (sigma_w^2 = 2, sigma_b = 0.1) on an N x N
-   block of D-dimensional inputs: bench_inf_kernels fc (one GEMM, then the arc-cosine recursion per
-   entry) against numpy doing the same on whole N x N arrays (one matmul, then array arithmetic).
+   block of D-dimensional inputs: bench_inf_kernels fc (one SYRK or GEMM, then the arc-cosine
+   recursion per entry) against numpy doing the same on whole N x N arrays (one matmul, then array
+   arithmetic), written two ways: directly (np.arccos, np.sin, np.cos) and tuned (see
+   relu_ntk_tuned); the ratio that counts is against the tuned one. Symmetric blocks (X against X)
+   and cross blocks (X against X2), each with the first layer's product timed alone.
 2. The same for the CNTK (two 3x3 conv + relu layers, global average pooling) of C x H x W images:
    bench_inf_kernels cntk against numpy vectorised over the P^2 pixel pairs of an image pair (the
-   patch sums as padded slices), which is how the recursion vectorises in numpy.
+   patch sums as padded slices), which is how the recursion vectorises in numpy; again direct and
+   tuned (cntk_pair_tuned).
    Both at one thread (OPENBLAS_NUM_THREADS=1), fastest of --reps calls; the values are compared.
 3. The distributed assembly (tests/test_kernel_inf gram: the fc NTK of --gram-n samples, tiles of
    64, dynamic scheduler) at 1 and 2 ranks: wall seconds and the efficiency T1 / (2 T2).
@@ -50,41 +54,54 @@ def best(f, reps):
     return min(t[1:]), r
 
 
-def same_inputs(n, d):
-    # the C driver's inputs: srand(1), 2 rand() / RAND_MAX - 1 (glibc), reproduced through ctypes
+def same_inputs(n, d, m=1):
+    # the C driver's inputs: srand(1), 2 rand() / RAND_MAX - 1 (glibc), reproduced through ctypes;
+    # m = 2: the next n d numbers too (its cross block's second set)
     import ctypes
     libc = ctypes.CDLL("libc.so.6")
     libc.srand(1)
-    return np.array([2.0 * libc.rand() / 2147483647 - 1.0 for _ in range(n * d)]).reshape(n, d)
+    v = np.array([2.0 * libc.rand() / 2147483647 - 1.0 for _ in range(m * n * d)]).reshape(m, n, d)
+    return v[0] if m == 1 else (v[0], v[1])
 
 
-def relu_ntk(x, depth=3, sw2=2.0, sb2=0.01):
+def relu_ntk(x, x2=None, depth=3, sw2=2.0, sb2=0.01):
+    """The recursion transcribed directly: arccos, sin and cos of the angle on N x N arrays."""
     d = x.shape[1]
-    k = sw2 * x @ x.T / d + sb2
-    q = np.diag(k).copy()
+    if x2 is None:  # x @ x.T: numpy calls SYRK
+        k = sw2 * x @ x.T / d + sb2
+        q1 = q2 = np.diag(k).copy()
+    else:
+        k = sw2 * x @ x2.T / d + sb2
+        q1, q2 = sw2 * (x * x).sum(1) / d + sb2, sw2 * (x2 * x2).sum(1) / d + sb2
     th = k.copy()
     for _ in range(depth):
-        s = np.sqrt(np.outer(q, q))
+        s = np.sqrt(np.outer(q1, q2))
         t = np.arccos(np.clip(k / s, -1, 1))
         k = sw2 * s / (2 * np.pi) * (np.sin(t) + (np.pi - t) * np.cos(t)) + sb2
         th = k + sw2 * (np.pi - t) / (2 * np.pi) * th
-        q = sw2 * q / 2 + sb2
+        q1, q2 = sw2 * q1 / 2 + sb2, sw2 * q2 / 2 + sb2
     return th
 
 
-def relu_ntk_tuned(x, depth=3, sw2=2.0, sb2=0.01):
+def relu_ntk_tuned(x, x2=None, depth=3, sw2=2.0, sb2=0.01, gemm_only=False):
     """The same, as a careful numpy user writes it: sqrt of the N diagonals instead of the N^2
-    products (r = k * outer(1/sqrt q, 1/sqrt q)), sin(arccos r) = sqrt(1 - r^2) and cos = r instead
-    of np.sin / np.cos, in-place updates (fewer N x N temporaries). x @ x.T is SYRK in numpy."""
+    products (r = k * outer(1/sqrt q1, 1/sqrt q2)), sin(arccos r) = sqrt(1 - r^2) and cos = r
+    instead of np.sin / np.cos, in-place updates (fewer N x N temporaries). x @ x.T is SYRK in
+    numpy (half the flops of x @ x2.T). gemm_only: stop after the first layer's product."""
     d = x.shape[1]
-    k = x @ x.T
+    k = x @ x.T if x2 is None else x @ x2.T
+    if gemm_only:
+        return k
     k *= sw2 / d
     k += sb2
-    q = np.diag(k).copy()
+    if x2 is None:
+        q1 = q2 = np.diag(k).copy()
+    else:
+        q1, q2 = sw2 * (x * x).sum(1) / d + sb2, sw2 * (x2 * x2).sum(1) / d + sb2
     th = k.copy()
     for _ in range(depth):
-        sq = np.sqrt(q)
-        r = k * np.outer(1 / sq, 1 / sq)
+        s1, s2 = np.sqrt(q1), np.sqrt(q2)
+        r = k * np.outer(1 / s1, 1 / s2)
         np.clip(r, -1, 1, out=r)
         pt = np.arccos(r)
         np.subtract(np.pi, pt, out=pt)  # pi - theta
@@ -93,12 +110,12 @@ def relu_ntk_tuned(x, depth=3, sw2=2.0, sb2=0.01):
         np.sqrt(k, out=k)
         r *= pt
         k += r  # sqrt(1 - r^2) + (pi - theta) r
-        k *= np.outer(sq, sq * (sw2 / (2 * np.pi)))
+        k *= np.outer(s1, s2 * (sw2 / (2 * np.pi)))
         k += sb2
         th *= pt
         th *= sw2 / (2 * np.pi)
         th += k
-        q = sw2 * q / 2 + sb2
+        q1, q2 = sw2 * q1 / 2 + sb2, sw2 * q2 / 2 + sb2
     return th
 
 
@@ -191,16 +208,24 @@ def cntk_pair_tuned(x1, x2, sq1, sq2, C, H, W, L=2, sw2=2.0, sb2=0.01):
         th += k
 
 
-# 1. fc NTK, at the data's dimension and at a small one (the kernel without the shared GEMM)
+# 1. fc NTK, at the data's dimension and at a small one (the kernel without the shared GEMM); the
+# symmetric block X against X (SYRK on both sides, ours also the recursion on one triangle) and a
+# cross block X against X2 (a GEMM, every entry), with the first layer's product timed alone
 for d in (a.fc_d, 16):
     n = a.fc_n
-    e, t_ours, chk = ours("fc", n, d, a.reps)
-    x = same_inputs(n, d)
-    t_np0, th0 = best(lambda: relu_ntk(x), a.reps)
-    t_np, th = best(lambda: relu_ntk_tuned(x), a.reps)
-    print("fc relu NTK, depth 3, %d x %d block, d = %d: ours %.3g entries/s, numpy tuned %.3g entries/s, ours/numpy %.1fx "
-          "(numpy direct %.3g entries/s, ours/direct %.1fx; checksums %.12g / %.12g / %.12g)"
-          % (n, n, d, e / t_ours, e / t_np, t_np / t_ours, e / t_np0, t_np0 / t_ours, chk, th.sum(), th0.sum()))
+    for cross in (False, True):
+        extra = ["cross"] if cross else []
+        e, t_ours, chk = ours("fc", n, d, a.reps, *extra)
+        _, t_og, _ = ours("gemm", n, d, a.reps, *extra)
+        x, x2 = same_inputs(n, d, 2) if cross else (same_inputs(n, d), None)
+        t_np0, th0 = best(lambda: relu_ntk(x, x2), a.reps)
+        t_np, th = best(lambda: relu_ntk_tuned(x, x2), a.reps)
+        t_ng, _ = best(lambda: relu_ntk_tuned(x, x2, gemm_only=True), a.reps)
+        print("fc relu NTK, depth 3, %d x %d %s block, d = %d: ours %.3g entries/s, numpy tuned %.3g entries/s, ours/numpy %.1fx "
+              "(numpy direct %.3g entries/s, ours/direct %.1fx); ms: ours %.2f = %s %.2f + rest %.2f, numpy tuned %.2f = matmul %.2f + rest %.2f; "
+              "checksums %.12g / %.12g / %.12g"
+              % (n, n, "cross" if cross else "symmetric", d, e / t_ours, e / t_np, t_np / t_ours, e / t_np0, t_np0 / t_ours, 1e3 * t_ours,
+                 "GEMM" if cross else "SYRK", 1e3 * t_og, 1e3 * (t_ours - t_og), 1e3 * t_np, 1e3 * t_ng, 1e3 * (t_np - t_ng), chk, th.sum(), th0.sum()))
 
 # 2. CNTK
 n, hw = a.cntk_n, a.cntk_hw
