@@ -83,6 +83,23 @@ def relu_ntk(x, x2=None, depth=3, sw2=2.0, sb2=0.01):
     return th
 
 
+def relu_terms(k, s1, s2):
+    """E[relu(u) relu(v)] and pi - theta for the covariances k (consumed) and standard deviations
+    s1, s2 of the two sides, vectorised the tuned way: rho = k * outer(1/s1, 1/s2), sin(theta) as
+    sqrt(1 - rho^2), in place where possible."""
+    r = k * np.multiply.outer(1 / s1, 1 / s2)
+    np.clip(r, -1, 1, out=r)
+    pt = np.arccos(r)
+    np.subtract(np.pi, pt, out=pt)  # pi - theta
+    e = np.multiply(r, r)
+    np.subtract(1, e, out=e)
+    np.sqrt(e, out=e)
+    r *= pt
+    e += r  # sqrt(1 - r^2) + (pi - theta) r
+    e *= np.multiply.outer(s1, s2 / (2 * np.pi))
+    return e, pt
+
+
 def relu_ntk_tuned(x, x2=None, depth=3, sw2=2.0, sb2=0.01, gemm_only=False):
     """The same, as a careful numpy user writes it: sqrt of the N diagonals instead of the N^2
     products (r = k * outer(1/sqrt q1, 1/sqrt q2)), sin(arccos r) = sqrt(1 - r^2) and cos = r
@@ -100,17 +117,8 @@ def relu_ntk_tuned(x, x2=None, depth=3, sw2=2.0, sb2=0.01, gemm_only=False):
         q1, q2 = sw2 * (x * x).sum(1) / d + sb2, sw2 * (x2 * x2).sum(1) / d + sb2
     th = k.copy()
     for _ in range(depth):
-        s1, s2 = np.sqrt(q1), np.sqrt(q2)
-        r = k * np.outer(1 / s1, 1 / s2)
-        np.clip(r, -1, 1, out=r)
-        pt = np.arccos(r)
-        np.subtract(np.pi, pt, out=pt)  # pi - theta
-        k = np.multiply(r, r)
-        np.subtract(1, k, out=k)
-        np.sqrt(k, out=k)
-        r *= pt
-        k += r  # sqrt(1 - r^2) + (pi - theta) r
-        k *= np.outer(s1, s2 * (sw2 / (2 * np.pi)))
+        k, pt = relu_terms(k, np.sqrt(q1), np.sqrt(q2))
+        k *= sw2
         k += sb2
         th *= pt
         th *= sw2 / (2 * np.pi)
@@ -184,17 +192,7 @@ def cntk_pair_tuned(x1, x2, sq1, sq2, C, H, W, L=2, sw2=2.0, sb2=0.01):
     k += sb2
     th = k.copy()
     for l in range(L):
-        a, b = sq1[l], sq2[l]
-        r = k * np.multiply.outer(1 / a, 1 / b)
-        np.clip(r, -1, 1, out=r)
-        pt = np.arccos(r)
-        np.subtract(np.pi, pt, out=pt)  # pi - theta
-        e = np.multiply(r, r)
-        np.subtract(1, e, out=e)
-        np.sqrt(e, out=e)
-        r *= pt
-        e += r
-        e *= np.multiply.outer(a, b / (2 * np.pi))  # E[relu relu]
+        e, pt = relu_terms(k, sq1[l], sq2[l])  # E[relu relu], pi - theta
         th *= pt
         th *= 1 / (2 * np.pi)  # Ed Theta
         if l == L - 1:
