@@ -183,8 +183,14 @@ void inf_kernel_block_ref(double *K, double *Theta, const double *x1, int n1, co
 static void diag_vars(double *q, const double *x, int n, int d, const InfKernelSpec *s)
 {
   for (int i = 0; i < n; i++) {
-    double *qi = q + (size_t)i * s->depth;
-    qi[0] = first_layer(x + (size_t)i * d, x + (size_t)i * d, d, s);
+    double *qi = q + (size_t)i * s->depth, acc[8] = {0}, dot = 0;
+    const double *xi = x + (size_t)i * d;
+    int j = 0;
+    for (; j + 8 <= d; j += 8) /* x.x in 8 partial sums: vectorised, not bound by the add latency */
+      for (int u = 0; u < 8; u++) acc[u] += xi[j + u] * xi[j + u];
+    for (; j < d; j++) acc[0] += xi[j] * xi[j];
+    for (int u = 0; u < 8; u++) dot += acc[u];
+    qi[0] = s->sigma_w * s->sigma_w * dot / d + s->sigma_b * s->sigma_b;
     for (int l = 1; l < s->depth; l++) qi[l] = next_var(qi[l - 1], s);
   }
 }
