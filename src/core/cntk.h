@@ -38,9 +38,11 @@ void cntk_variances(double *q /* L x P */, const double *x /* C x H x W */, cons
 size_t cntk_work_size(const CntkSpec *s);
 
 /* NNGP *K and NTK *Theta (either may be NULL) of one image pair, from the images and their
- * variances; same: x1 and x2 are the same image. The patch sums write each output row once from the
- * shifted input rows (vectorised along the image rows), E and Ed Theta in one sweep; the arc-cosine
- * expectations are vectorised rows (arccos.h); Sigma_0 is one GEMM. */
+ * variances; same: x1 and x2 are the same image. Each layer is streamed one image row of first
+ * pixels at a time (a plane of W P pixel pairs): Sigma_0 by a small GEMM per plane, or E and
+ * Ed Theta by the vectorised arc-cosine rows (arccos.h), go straight into the separable patch sums
+ * (column offsets, then row offsets, over a ring of 3 planes), and K, Theta are updated in place;
+ * the last layer is only summed. */
 void cntk_pair(double *K, double *Theta, const double *x1 /* C x H x W */, const double *q1 /* L x P */, const double *x2 /* C x H x W */,
                const double *q2 /* L x P */, int same, const CntkSpec *s, double *work /* cntk_work_size */);
 
