@@ -272,11 +272,14 @@ void cntk_block(double *K, double *Theta, const double *x1, int n1, const double
   double *work = malloc(cntk_work_size(s) * sizeof *work);
   for (int i = 0; i < n1; i++) cntk_variances(q1 + i * L * P, x1 + i * d, s);
   for (int j = 0; j < n2; j++) cntk_variances(q2 + j * L * P, x2 + j * d, s);
+  const int sym = x1 == x2 && n1 == n2; /* a symmetric block: the pairs j >= i, mirrored */
   for (int i = 0; i < n1; i++)
-    for (int j = 0; j < n2; j++) {
-      const size_t ij = (size_t)i * n2 + j;
+    for (int j = sym ? i : 0; j < n2; j++) {
+      const size_t ij = (size_t)i * n2 + j, ji = (size_t)j * n2 + i;
       cntk_pair(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, x1 + i * d, q1 + i * L * P, x2 + j * d, q2 + j * L * P, x1 == x2 && i == j, s,
                 work);
+      if (sym && K) K[ji] = K[ij];
+      if (sym && Theta) Theta[ji] = Theta[ij];
     }
   free(q1), free(q2), free(work);
 }

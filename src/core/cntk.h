@@ -50,7 +50,8 @@ void cntk_pair(double *K, double *Theta, const double *x1 /* C x H x W */, const
 void cntk_pair_ref(double *K, double *Theta, const double *x1 /* C x H x W */, const double *x2 /* C x H x W */, int same, const CntkSpec *s);
 
 /* The n1 x n2 blocks K[i * n2 + j], Theta[i * n2 + j] (either may be NULL); d = C H W. Images that
- * are the same array element (x1 == x2 and i == j) are treated as the same image. */
+ * are the same array element (x1 == x2 and i == j) are treated as the same image. The same array on
+ * both sides (x1 == x2, n1 == n2) is a symmetric block: the pairs j >= i, mirrored. */
 void cntk_block(double *K /* n1 x n2 */, double *Theta /* n1 x n2 */, const double *x1 /* n1 x d */, int n1, const double *x2 /* n2 x d */,
                 int n2, const CntkSpec *s);
 
