@@ -40,18 +40,23 @@ env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", OMPI_ALLOW
 print("load average %.2f %.2f %.2f" % os.getloadavg())
 
 
-def ours(*args):
+def ours(*args):  # entries, fastest seconds, checksum, fastest first-layer product alone (fc)
     out = subprocess.run([a.bench, *map(str, args)], env=env, check=True, capture_output=True, text=True).stdout.split()
-    return int(out[1]), float(out[3]), float(out[5])
+    return int(out[1]), float(out[3]), float(out[5]), float(out[7])
 
 
-def best(f, reps):
-    t = []
+def best(f, reps, g=None):
+    """Fastest of reps calls of f after one warm-up (and of g, called in turn with f: the same load)."""
+    t, u = [], []
     for _ in range(reps + 1):
         t0 = time.perf_counter()
         r = f()
         t.append(time.perf_counter() - t0)
-    return min(t[1:]), r
+        if g:
+            t0 = time.perf_counter()
+            g()
+            u.append(time.perf_counter() - t0)
+    return (min(t[1:]), r) if g is None else (min(t[1:]), r, min(u[1:]))
 
 
 def same_inputs(n, d, m=1):
@@ -214,12 +219,10 @@ for d in (a.fc_d, 16):
     n = a.fc_n
     for cross in (False, True):
         extra = ["cross"] if cross else []
-        e, t_ours, chk = ours("fc", n, d, a.reps, *extra)
-        _, t_og, _ = ours("gemm", n, d, a.reps, *extra)
+        e, t_ours, chk, t_og = ours("fc", n, d, a.reps, *extra)
         x, x2 = same_inputs(n, d, 2) if cross else (same_inputs(n, d), None)
         t_np0, th0 = best(lambda: relu_ntk(x, x2), a.reps)
-        t_np, th = best(lambda: relu_ntk_tuned(x, x2), a.reps)
-        t_ng, _ = best(lambda: relu_ntk_tuned(x, x2, gemm_only=True), a.reps)
+        t_np, th, t_ng = best(lambda: relu_ntk_tuned(x, x2), a.reps, lambda: relu_ntk_tuned(x, x2, gemm_only=True))
         print("fc relu NTK, depth 3, %d x %d %s block, d = %d: ours %.3g entries/s, numpy tuned %.3g entries/s, ours/numpy %.1fx "
               "(numpy direct %.3g entries/s, ours/direct %.1fx); ms: ours %.2f = %s %.2f + rest %.2f, numpy tuned %.2f = matmul %.2f + rest %.2f; "
               "checksums %.12g / %.12g / %.12g"
@@ -228,7 +231,7 @@ for d in (a.fc_d, 16):
 
 # 2. CNTK
 n, hw = a.cntk_n, a.cntk_hw
-e, t_ours, chk = ours("cntk", n, 1, hw, hw, 2, a.reps)
+e, t_ours, chk, _ = ours("cntk", n, 1, hw, hw, 2, a.reps)
 x = same_inputs(n, hw * hw)
 t_np0, vals0 = best(lambda: [cntk_pair(x[i], x[j], 1, hw, hw) for i in range(n) for j in range(n)], max(1, a.reps - 2))
 
