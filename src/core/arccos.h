@@ -51,17 +51,25 @@ static inline double arccos_fast(double r)
   return big ? large : small;
 }
 
+/* f = sin(theta) + (pi - theta) cos(theta) and pt = pi - theta, theta = acos(r), r clamped to
+ * [-1, 1] here: E[relu(u) relu(v)] = sd f / 2 pi and E[relu'(u) relu'(v)] = pt / 2 pi for
+ * sqrt(Var u Var v) = sd and correlation r (callers fold the 1 / 2 pi into their own constants). */
+static inline void relu_arccos_raw(double *f, double *pt, double r)
+{
+  r = r > 1 ? 1 : r;
+  r = r < -1 ? -1 : r;
+  *pt = M_PI - arccos_fast(r);
+  *f = fma(*pt, r, sqrt(fma(-r, r, 1)));
+}
+
 /* e = E[relu(u) relu(v)], ed = E[relu'(u) relu'(v)] for sqrt(Var u Var v) = sd and correlation r
  * (clamped to [-1, 1] here); 0 and 0 where sd = 0. */
 static inline void relu_arccos1(double *e, double *ed, double sd, double r)
 {
-  r = r > 1 ? 1 : r;
-  r = r < -1 ? -1 : r;
-  const double th = arccos_fast(r);
-  const double ev = sd * (1 / (2 * M_PI)) * fma(M_PI - th, r, sqrt(fma(-r, r, 1)));
-  const double dv = (M_PI - th) * (1 / (2 * M_PI));
-  *e = sd > 0 ? ev : 0.0;
-  *ed = sd > 0 ? dv : 0.0;
+  double f, pt;
+  relu_arccos_raw(&f, &pt, r);
+  *e = sd > 0 ? sd * (1 / (2 * M_PI)) * f : 0.0;
+  *ed = sd > 0 ? pt * (1 / (2 * M_PI)) : 0.0;
 }
 
 /* sqrt(q) and 1 / sqrt(q) (0 for q = 0) of n variances. */

@@ -202,15 +202,26 @@ static void diag_vars(double *q, const double *x, int n, int d, const InfKernelS
 NTK_VECTOR_CLONES static void relu_rows(double *restrict k, double *restrict t, const double *restrict sqi, const double *restrict iqi,
                                         const double *restrict sqt, const double *restrict iqt, size_t ld, int L, int n, double sw2, double sb2)
 {
+  const double c = sw2 * (1 / (2 * M_PI));
   for (int l = 0; l < L; l++) {
-    const double sa = sqi[l], ia = iqi[l], *sb = sqt + l * ld, *ib = iqt + l * ld;
+    const double sa = sqi[l] * c, ia = iqi[l], *sb = sqt + l * ld, *ib = iqt + l * ld;
     for (int j = 0; j < n; j++) {
-      double e, ed;
-      relu_arccos1(&e, &ed, sa * sb[j], k[j] * (ia * ib[j]));
-      k[j] = fma(sw2, e, sb2);
-      t[j] = fma(sw2 * ed, t[j], k[j]);
+      double f, pt;
+      relu_arccos_raw(&f, &pt, k[j] * (ia * ib[j]));
+      /* sw2 E = (c sqrt(qa) sqrt(qb)) f, 0 at a zero variance (f is finite there: r = 0);
+       * sw2 Ed = c pt, 0 at a zero variance (relu'(0) = 0) */
+      k[j] = fma(sa * sb[j], f, sb2);
+      t[j] = fma(sb[j] > 0 && sa > 0 ? c * pt : 0.0, t[j], k[j]);
     }
   }
+}
+
+/* How many of g (n) lie within tol of c (written as a count so that it vectorises). */
+NTK_VECTOR_CLONES static int count_near(const double *restrict g, int n, double c, double tol)
+{
+  int m = 0;
+  for (int j = 0; j < n; j++) m += fabs(g[j] - c) <= tol;
+  return m;
 }
 
 void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const double *x2, int n2, int d, const InfKernelSpec *s)
@@ -237,9 +248,7 @@ void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const 
   for (int i = 0; i < n1; i++) {
     const int j0 = sym ? i : 0;
     const double qi = q1[(size_t)i * L], *gi = g + (size_t)i * n2;
-    int any = 0;
-    for (int j = j0; j < n2; j++) any |= fabs(gi[j] + sb2 - qi) <= 1e-12 * qi;
-    if (!any) continue;
+    if (!count_near(gi + j0, n2 - j0, qi - sb2, 1e-12 * qi)) continue;
     for (int j = j0; j < n2; j++) {
       const double *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
       if (fabs(gi[j] + sb2 - qi) <= 1e-12 * qi && (a == b || memcmp(a, b, (size_t)d * sizeof *a) == 0)) {
