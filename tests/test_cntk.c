@@ -1,6 +1,7 @@
 /* The analytic CNTK (src/core/cntk.c): the optimised pair (separable patch sums, one GEMM) against
  * the pixel-pair-by-pixel-pair reference for depths 1 to 3, with and without bias, square and
- * non-square images, 1 and 3 channels; the block against the pairs; symmetry; finite values.
+ * non-square images, 1 and 3 channels; the block against the pairs, symmetric (one triangle,
+ * mirrored) and cross; symmetry; finite values.
  * With an argument FILE it also writes the tiny case of tests/cntk_check.py (two 4x4 images of 2
  * channels, two conv layers, sigma_w^2 = 2, sigma_b = 0.1): n, C, H, W, depth, sigma_w, sigma_b, the
  * images, then the 2 x 2 NNGP and NTK. */
@@ -40,7 +41,21 @@ int main(int argc, char **argv)
           }
         /* Theta >= K (the NTK adds the positive Ed Theta terms) */
         CHECK(T[0] > K[0], "Theta > K on the diagonal");
-        free(x);
+        /* a cross block (the 3 images against 2 others: every pair computed, no pixel pinned to
+         * correlation 1) against the reference */
+        double Kc[6], Tc[6], *x2 = malloc(2 * (size_t)d * sizeof *x2);
+        images(x2, n - 1, d, 0.1 * si + depth + 0.7);
+        cntk_block(Kc, Tc, x, n, x2, n - 1, &s);
+        for (int i = 0; i < n; i++)
+          for (int j = 0; j < n - 1; j++) {
+            cntk_pair_ref(&Kr, &Tr, x + i * d, x2 + j * d, 0, &s);
+            const double ek = fabs(Kc[i * (n - 1) + j] - Kr) / fabs(Kr), et = fabs(Tc[i * (n - 1) + j] - Tr) / fabs(Tr);
+            if (ek > worst) worst = ek;
+            if (et > worst) worst = et;
+            CHECK(ek < 1e-12 && et < 1e-12, "cross block = reference (C%d %dx%d depth %d bias %d pair %d,%d: %.2e %.2e)", s.C, s.H, s.W, depth, bias,
+                  i, j, ek, et);
+          }
+        free(x), free(x2);
       }
   printf("worst relative difference optimised vs reference: %.2e\n", worst);
   if (argc > 1) {

@@ -1,5 +1,7 @@
 /* inf_kernels.c against independent references:
- *   - inf_kernel_block (diagonals once, GEMM) against inf_kernel_block_ref (pair by pair);
+ *   - inf_kernel_block (diagonals once, GEMM) against inf_kernel_block_ref (pair by pair), on a cross
+ *     block and on a symmetric one (SYRK, one triangle mirrored, a repeated sample), K and Theta
+ *     alone as together;
  *   - relu's closed forms against 1-D integrals of the conditional Gaussian (v | u is Gaussian, so
  *     E[relu(v) | u] and P(v > 0 | u) are closed and one Simpson integral over u remains);
  *   - erf's and identity's closed forms, and tanh's Gauss-Hermite quadrature, against a fine 2-D
@@ -115,6 +117,41 @@ static void test_block_vs_ref(void)
         for (int i = 0; i < 35; i++) fin &= isfinite(K[i]) && isfinite(T[i]);
         CHECK(fin && tu_rel_err(K, Kr, 35) < 1e-14 && tu_rel_err(T, Tr, 35) < 1e-14, "%s depth %d bias %d: block vs ref %.2e %.2e",
               act_name(acts[a]), L, b, tu_rel_err(K, Kr, 35), tu_rel_err(T, Tr, 35));
+        /* one output at a time (the first layer's product then lives in that output) */
+        double K1[35], T1[35];
+        inf_kernel_block(K1, NULL, x1, n1, x2, n2, d, &s);
+        inf_kernel_block(NULL, T1, x1, n1, x2, n2, d, &s);
+        CHECK(memcmp(K1, K, sizeof K) == 0 && memcmp(T1, T, sizeof T) == 0, "%s depth %d bias %d: K alone and Theta alone as together",
+              act_name(acts[a]), L, b);
+      }
+  /* the symmetric block (x against itself: SYRK, one triangle, mirrored), with a zero sample and a
+   * sample repeated (rows 1 and 4: its off-diagonal self-pair also takes the diagonal value) */
+  enum { n = 6 };
+  double x[n * 6], Ks[n * n], Ts[n * n], Ksr[n * n], Tsr[n * n];
+  rng_normal_fill(x, (size_t)n * d, 5, RNG_STREAM_TEACHER_X, 0);
+  memset(x + 2 * d, 0, (size_t)d * sizeof *x);
+  memcpy(x + 4 * d, x + 1 * d, (size_t)d * sizeof *x);
+  for (int a = 0; a < 4; a++)
+    for (int L = 1; L <= 3; L++)
+      for (int b = 0; b <= 1; b++) {
+        const InfKernelSpec s = {L, acts[a], 1.3, b ? 0.4 : 0.0, 0};
+        inf_kernel_block(Ks, Ts, x, n, x, n, d, &s);
+        inf_kernel_block_ref(Ksr, Tsr, x, n, x, n, d, &s);
+        /* against the reference on the upper triangle (which the block computes; tanh's quadrature
+         * in the reference is not exactly symmetric in the pair, to ~1e-14), and exactly symmetric */
+        int fin = 1, symm = 1, m = 0;
+        double ku[n * n], tu[n * n], kur[n * n], tur[n * n];
+        for (int i = 0; i < n * n; i++) fin &= isfinite(Ks[i]) && isfinite(Ts[i]);
+        for (int i = 0; i < n; i++)
+          for (int j = 0; j < n; j++) {
+            symm &= Ks[i * n + j] == Ks[j * n + i] && Ts[i * n + j] == Ts[j * n + i];
+            if (j >= i) ku[m] = Ks[i * n + j], tu[m] = Ts[i * n + j], kur[m] = Ksr[i * n + j], tur[m] = Tsr[i * n + j], m++;
+          }
+        CHECK(fin && symm && tu_rel_err(ku, kur, m) < 1e-14 && tu_rel_err(tu, tur, m) < 1e-14,
+              "%s depth %d bias %d: symmetric block vs ref %.2e %.2e (symmetric %d)", act_name(acts[a]), L, b, tu_rel_err(ku, kur, m),
+              tu_rel_err(tu, tur, m), symm);
+        CHECK(Ts[1 * n + 4] == Ts[1 * n + 1] && Ks[4 * n + 1] == Ks[4 * n + 4], "%s depth %d bias %d: a repeated sample's pair takes the diagonal value",
+              act_name(acts[a]), L, b);
       }
 }
 

@@ -34,13 +34,15 @@ typedef struct {
 /* Per-pixel variances q_l(x, p), l = 1..L, of one image: q[(l - 1) * P + p]. */
 void cntk_variances(double *q /* L x P */, const double *x /* C x H x W */, const CntkSpec *s);
 
-/* Doubles of workspace cntk_pair needs: 4 P^2. */
+/* Doubles of workspace cntk_pair needs: 2 P^2 + 8 W P + 7 P. */
 size_t cntk_work_size(const CntkSpec *s);
 
 /* NNGP *K and NTK *Theta (either may be NULL) of one image pair, from the images and their
- * variances; same: x1 and x2 are the same image. The patch sums write each output row once from the
- * shifted input rows (vectorised along the image rows), E and Ed Theta in one sweep; the arc-cosine
- * expectations are vectorised rows (arccos.h); Sigma_0 is one GEMM. */
+ * variances; same: x1 and x2 are the same image. Each layer is streamed one image row of first
+ * pixels at a time (a plane of W P pixel pairs): Sigma_0 by a small GEMM per plane, or E and
+ * Ed Theta by the vectorised arc-cosine rows (arccos.h), go straight into the separable patch sums
+ * (column offsets, then row offsets, over a ring of 3 planes), and K, Theta are updated in place;
+ * the last layer is only summed. */
 void cntk_pair(double *K, double *Theta, const double *x1 /* C x H x W */, const double *q1 /* L x P */, const double *x2 /* C x H x W */,
                const double *q2 /* L x P */, int same, const CntkSpec *s, double *work /* cntk_work_size */);
 
@@ -48,7 +50,8 @@ void cntk_pair(double *K, double *Theta, const double *x1 /* C x H x W */, const
 void cntk_pair_ref(double *K, double *Theta, const double *x1 /* C x H x W */, const double *x2 /* C x H x W */, int same, const CntkSpec *s);
 
 /* The n1 x n2 blocks K[i * n2 + j], Theta[i * n2 + j] (either may be NULL); d = C H W. Images that
- * are the same array element (x1 == x2 and i == j) are treated as the same image. */
+ * are the same array element (x1 == x2 and i == j) are treated as the same image. The same array on
+ * both sides (x1 == x2, n1 == n2) is a symmetric block: the pairs j >= i, mirrored. */
 void cntk_block(double *K /* n1 x n2 */, double *Theta /* n1 x n2 */, const double *x1 /* n1 x d */, int n1, const double *x2 /* n2 x d */,
                 int n2, const CntkSpec *s);
 

@@ -183,68 +183,123 @@ void inf_kernel_block_ref(double *K, double *Theta, const double *x1, int n1, co
 static void diag_vars(double *q, const double *x, int n, int d, const InfKernelSpec *s)
 {
   for (int i = 0; i < n; i++) {
-    double *qi = q + (size_t)i * s->depth;
-    qi[0] = first_layer(x + (size_t)i * d, x + (size_t)i * d, d, s);
+    double *qi = q + (size_t)i * s->depth, acc[8] = {0}, dot = 0;
+    const double *xi = x + (size_t)i * d;
+    int j = 0;
+    for (; j + 8 <= d; j += 8) /* x.x in 8 partial sums: vectorised, not bound by the add latency */
+      for (int u = 0; u < 8; u++) acc[u] += xi[j + u] * xi[j + u];
+    for (; j < d; j++) acc[0] += xi[j] * xi[j];
+    for (int u = 0; u < 8; u++) dot += acc[u];
+    qi[0] = s->sigma_w * s->sigma_w * dot / d + s->sigma_b * s->sigma_b;
     for (int l = 1; l < s->depth; l++) qi[l] = next_var(qi[l - 1], s);
   }
 }
 
 /* The relu recursion of one row: k (n) = K_1 on entry, K_{L+1} on exit; t (n) = Theta likewise;
- * qt (L x n) the column samples' variances, qi (L) the row sample's; e, ed (n) scratch. Layer by
- * layer over the whole row, so the loops vectorise, as wide as the machine allows (arccos.h). */
-NTK_VECTOR_CLONES static void relu_rows(double *restrict k, double *restrict t, double *restrict e, double *restrict ed, const double *restrict qi,
-                      const double *restrict qt, int L, int n, double sw2, double sb2)
+ * sqi, iqi (L) sqrt and 1 / sqrt of the row sample's variances, sqt, iqt (L x n, row stride ld)
+ * the column samples'. Layer by layer over the whole row (k and t stay in L1), the expectations and
+ * the update in one loop, so it vectorises as wide as the machine allows (arccos.h). */
+NTK_VECTOR_CLONES static void relu_rows(double *restrict k, double *restrict t, const double *restrict sqi, const double *restrict iqi,
+                                        const double *restrict sqt, const double *restrict iqt, size_t ld, int L, int n, double sw2, double sb2)
 {
+  const double c = sw2 * (1 / (2 * M_PI));
   for (int l = 0; l < L; l++) {
-    relu_arccos_row(e, ed, qi[l], qt + (size_t)l * n, k, n);
+    const double sa = sqi[l] * c, ia = iqi[l], *sb = sqt + l * ld, *ib = iqt + l * ld;
     for (int j = 0; j < n; j++) {
-      k[j] = sw2 * e[j] + sb2;
-      t[j] = k[j] + sw2 * ed[j] * t[j];
+      double f, pt;
+      relu_arccos_raw(&f, &pt, k[j] * (ia * ib[j]));
+      /* sw2 E = (c sqrt(qa) sqrt(qb)) f, 0 at a zero variance (f is finite there: r = 0);
+       * sw2 Ed = c pt, 0 at a zero variance (relu'(0) = 0) */
+      k[j] = fma(sa * sb[j], f, sb2);
+      t[j] = fma(sb[j] > 0 && sa > 0 ? c * pt : 0.0, t[j], k[j]);
     }
   }
 }
 
+/* How many of g (n) lie within tol of c (written as a count so that it vectorises). */
+NTK_VECTOR_CLONES static int count_near(const double *restrict g, int n, double c, double tol)
+{
+  int m = 0;
+  for (int j = 0; j < n; j++) m += fabs(g[j] - c) <= tol;
+  return m;
+}
+
 void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const double *x2, int n2, int d, const InfKernelSpec *s)
 {
-  if (n1 <= 0 || n2 <= 0) return;
+  if (n1 <= 0 || n2 <= 0 || (!K && !Theta)) return;
   const int L = s->depth;
-  double *q1 = malloc((size_t)n1 * L * sizeof *q1), *q2 = malloc((size_t)n2 * L * sizeof *q2);
-  double *g = malloc((size_t)n1 * n2 * sizeof *g);
+  /* the same samples on both sides: the upper triangle only (K_1 by SYRK, the recursion for j >= i),
+   * then mirrored */
+  const int sym = x1 == x2 && n1 == n2;
+  double *q1 = malloc((size_t)n1 * L * sizeof *q1), *q2 = sym ? q1 : malloc((size_t)n2 * L * sizeof *q2);
   diag_vars(q1, x1, n1, d, s);
-  diag_vars(q2, x2, n2, d, s);
-  /* K_1 off the diagonal: sigma_w^2 / d * x1 x2^T + sigma_b^2 */
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1, n2, d, s->sigma_w * s->sigma_w / d, x1, d, x2, d, 0.0, g, n2);
+  if (!sym) diag_vars(q2, x2, n2, d, s);
+  /* K_1 off the diagonal, sigma_w^2 / d * x1 x2^T (+ sigma_b^2 below), into an output array: each
+   * row is read before the recursion writes it */
+  double *g = K ? K : Theta;
+  if (sym) cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n1, d, s->sigma_w * s->sigma_w / d, x1, d, 0.0, g, n2);
+  else cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n1, n2, d, s->sigma_w * s->sigma_w / d, x1, d, x2, d, 0.0, g, n2);
   const double sb2 = s->sigma_b * s->sigma_b;
+  /* A sample paired with itself takes its diagonal value, bit for bit: the GEMM's rounding of x.x
+   * leaves c a few ulps off q, and arccos near 1 turns that into 1e-8. Such pairs are found from K_1
+   * first (a vectorised test per row, then the row's candidates; symmetric: the upper triangle) and
+   * set after the recursion. */
+  int nself = 0, cap = 0, *self = NULL;
+  for (int i = 0; i < n1; i++) {
+    const int j0 = sym ? i : 0;
+    const double qi = q1[(size_t)i * L], *gi = g + (size_t)i * n2;
+    if (!count_near(gi + j0, n2 - j0, qi - sb2, 1e-12 * qi)) continue;
+    for (int j = j0; j < n2; j++) {
+      const double *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
+      if (fabs(gi[j] + sb2 - qi) <= 1e-12 * qi && (a == b || memcmp(a, b, (size_t)d * sizeof *a) == 0)) {
+        if (nself == cap) self = realloc(self, 2 * (size_t)(cap = 2 * cap + 16) * sizeof *self);
+        self[2 * nself] = i, self[2 * nself + 1] = j, nself++;
+      }
+    }
+  }
   if (s->act == ACT_RELU) { /* row by row, every layer over the whole row: the loops vectorise (arccos.h) */
     const double sw2 = s->sigma_w * s->sigma_w;
-    double *qt = malloc((size_t)L * n2 * sizeof *qt), *k = malloc((size_t)n2 * 4 * sizeof *k), *t = k + n2, *e = k + 2 * (size_t)n2,
-           *ed = k + 3 * (size_t)n2;
+    /* sqrt and 1 / sqrt of the variances: columns layer-major (L x n2), rows per sample (n1 x L) */
+    double *qt = malloc((size_t)L * n2 * sizeof *qt), *sqt = malloc(2 * (size_t)L * n2 * sizeof *sqt), *iqt = sqt + (size_t)L * n2;
+    double *sq1 = malloc(2 * (size_t)L * n1 * sizeof *sq1), *iq1 = sq1 + (size_t)L * n1;
     for (int j = 0; j < n2; j++)
       for (int l = 0; l < L; l++) qt[(size_t)l * n2 + j] = q2[(size_t)j * L + l];
+    sqrt_and_inverse(sqt, iqt, qt, L * n2);
+    sqrt_and_inverse(sq1, iq1, q1, L * n1);
+    double *k = malloc((size_t)n2 * 2 * sizeof *k), *t = k + n2;
     for (int i = 0; i < n1; i++) {
-      const double *gi = g + (size_t)i * n2;
-      for (int j = 0; j < n2; j++) k[j] = t[j] = gi[j] + sb2;
-      relu_rows(k, t, e, ed, q1 + (size_t)i * L, qt, L, n2, sw2, sb2);
-      if (K) memcpy(K + (size_t)i * n2, k, (size_t)n2 * sizeof *k);
-      if (Theta) memcpy(Theta + (size_t)i * n2, t, (size_t)n2 * sizeof *t);
+      const int j0 = sym ? i : 0, m = n2 - j0;
+      const double *gi = g + (size_t)i * n2 + j0;
+      for (int j = 0; j < m; j++) k[j] = t[j] = gi[j] + sb2;
+      relu_rows(k, t, sq1 + (size_t)i * L, iq1 + (size_t)i * L, sqt + j0, iqt + j0, (size_t)n2, L, m, sw2, sb2);
+      if (K) memcpy(K + (size_t)i * n2 + j0, k, (size_t)m * sizeof *k);
+      if (Theta) memcpy(Theta + (size_t)i * n2 + j0, t, (size_t)m * sizeof *t);
     }
-    free(qt), free(k);
+    free(qt), free(sqt), free(sq1), free(k);
   } else
     for (int i = 0; i < n1; i++)
-      for (int j = 0; j < n2; j++) {
+      for (int j = sym ? i : 0; j < n2; j++) {
         const size_t ij = (size_t)i * n2 + j;
         pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, g[ij] + sb2, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
       }
-  /* A sample paired with itself takes its diagonal value, bit for bit: the GEMM's rounding of x.x
-   * leaves c a few ulps off q, and arccos near 1 turns that into 1e-8. */
-  for (int i = 0; i < n1; i++)
-    for (int j = 0; j < n2; j++) {
-      const size_t ij = (size_t)i * n2 + j;
-      const double qi = q1[(size_t)i * L], *a = x1 + (size_t)i * d, *b = x2 + (size_t)j * d;
-      if (fabs(g[ij] + sb2 - qi) <= 1e-12 * qi && (a == b || memcmp(a, b, (size_t)d * sizeof *a) == 0))
-        pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, qi, q1 + (size_t)i * L, q2 + (size_t)j * L, s);
-    }
-  free(q1), free(q2), free(g);
+  for (int u = 0; u < nself; u++) {
+    const int i = self[2 * u], j = self[2 * u + 1];
+    const size_t ij = (size_t)i * n2 + j;
+    pair_from_diag(K ? &K[ij] : NULL, Theta ? &Theta[ij] : NULL, q1[(size_t)i * L], q1 + (size_t)i * L, q2 + (size_t)j * L, s);
+  }
+  if (sym) { /* the lower triangle by symmetry, in cache-sized blocks */
+    const int B = 32;
+    for (int bi = 0; bi < n1; bi += B)
+      for (int bj = 0; bj <= bi; bj += B)
+        for (int i = bi; i < bi + B && i < n1; i++)
+          for (int j = bj; j < bj + B && j < i; j++) {
+            const size_t ij = (size_t)i * n2 + j, ji = (size_t)j * n2 + i;
+            if (K) K[ij] = K[ji];
+            if (Theta) Theta[ij] = Theta[ji];
+          }
+  }
+  free(q1), free(self);
+  if (!sym) free(q2);
 }
 
 bool inf_kernel_activation_supported(Activation a) { return a == ACT_IDENTITY || a == ACT_RELU || a == ACT_ERF || a == ACT_TANH; }

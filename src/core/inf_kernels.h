@@ -47,7 +47,10 @@ void inf_kernel_pair(double *K, double *Theta, double k11, double k22, double k1
 
 /* The n1 x n2 blocks K[i*n2 + j] = K_{L+1}(x1_i, x2_j), Theta likewise (either output may be NULL).
  * The per-sample diagonal recursions are computed once per sample and x1 x2^T by one GEMM; a sample
- * paired with itself takes its diagonal value exactly (the GEMM's x.x rounds differently). */
+ * paired with itself takes its diagonal value exactly (the GEMM's x.x rounds differently). The same
+ * array on both sides (x1 == x2, n1 == n2) is a symmetric block: x x^T by SYRK, the recursion on
+ * the upper triangle, mirrored (exactly symmetric). relu runs all layers of a row in one vectorised
+ * loop (arccos.h). */
 void inf_kernel_block(double *K /* n1 x n2 */, double *Theta /* n1 x n2 */, const double *x1 /* n1 x d */, int n1,
                       const double *x2 /* n2 x d */, int n2, int d, const InfKernelSpec *s);
 /* The same, pair by pair with inf_kernel_pair: the reference for the one above. */
