@@ -5,3 +5,5 @@
 ntk_unit_test(test_cnn)
 set_tests_properties(test_cnn PROPERTIES TIMEOUT 300)
 ntk_script_test(torch_cnn ${NTK_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torch_cnn_check.py $<TARGET_FILE:test_cnn>)
+ntk_script_test(cnn_runs bash ${CMAKE_CURRENT_SOURCE_DIR}/test_cnn_runs.sh)
+set_tests_properties(cnn_runs PROPERTIES TIMEOUT 300)
