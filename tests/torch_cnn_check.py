@@ -22,27 +22,13 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
+from checklib import expect as check, rel_err, summary_exit
+
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
 TOL = 1e-12
-passed = failed = 0
 PRESETS = {"sp": [[0, 0, 0], [0, 0.5, 0], [0, 0.5, 0], [0, 0, 0]], "mup": [[0, 0, -1], [0, 0.5, 0], [0, 1, 1], [0, 0, -1]]}
 ACTS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": lambda h: h * 0.5 * (1 + torch.erf(h / math.sqrt(2)))}
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + msg, file=sys.stderr)
-
-
-def rel_err(a, b):
-    d = float(torch.linalg.norm(a - b))
-    s = max(float(torch.linalg.norm(a)), float(torch.linalg.norm(b)))
-    return d / s if s > 1e-300 else d
 
 
 def parse(path):
@@ -135,17 +121,16 @@ def main():
         loss = ((f - c["y"].view(B, -1)) ** 2).sum() / (2 * B)
         loss.backward()
         _, jv = torch.autograd.functional.jvp(lambda th: network(c, th, x), (c["theta"],), (c["v"],))
-        e_f, e_g = rel_err(f.detach().reshape(-1), c["f"]), rel_err(theta.grad, c["grad"])
+        e_f, e_g = rel_err(f.detach(), c["f"]), rel_err(theta.grad, c["grad"])
         e_l = abs(float(loss) - float(c["loss"][0])) / abs(float(loss))
-        e_jv = rel_err(jv.reshape(-1), c["jv"])
+        e_jv = rel_err(jv, c["jv"])
         finite = all(bool(torch.isfinite(c[k]).all()) for k in ("f", "grad", "jv"))
         check(finite and e_f < TOL, "%s: outputs rel err %.3g" % (tag, e_f))
         check(e_l < TOL, "%s: loss rel err %.3g" % (tag, e_l))
         check(e_g < TOL, "%s: gradient rel err %.3g" % (tag, e_g))
         check(e_jv < TOL, "%s: J v rel err %.3g" % (tag, e_jv))
         print("%-40s P %5d loss %.6f  rel err f %.1e loss %.1e grad %.1e jv %.1e" % (tag, P, float(loss), e_f, e_l, e_g, e_jv))
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    summary_exit()
 
 
 if __name__ == "__main__":
