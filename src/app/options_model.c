@@ -32,7 +32,7 @@ static const OptionDesc opts[] = {
   {.name = "-arch", .kind = KIND_CHOICE, .def = "fc", .n_choices = ARCH_COUNT, .choice = arch_choice,
    .meaning = "Architecture (wrn: pre-activation Wide ResNet, -widths = widening factor k; cnn: -depth 3x3 conv layers of -widths "
               "channels, global average pooling, dense readout: the CNTK's net)", OPTION_FIELD(model.arch)},
-  {.name = "-depth", .kind = KIND_INT, .def = "3", .lo = 1, .hi = 1000, .meaning = "Number of hidden layers L",
+  {.name = "-depth", .kind = KIND_INT, .def = "3", .lo = 1, .hi = 1000, .meaning = "Number of hidden layers L (cnn: conv layers)",
    OPTION_FIELD(model.depth)},
   {.name = "-activation", .kind = KIND_CHOICE, .def = "relu", .n_choices = ACT_COUNT, .choice = act_choice,
    .meaning = "Activation phi of the hidden layers", OPTION_FIELD(model.act)},
