@@ -7,7 +7,8 @@
  *            biases; a training tape's VJP equal to the plain tape's;
  *          - the empirical NTK J J^T and the NNGP of the readout's features of wide CNNs on three
  *            2 x 6 x 6 images against cntk_block's Theta and K: relative Frobenius error below
- *            4 / sqrt(width) at widths 128 and 1024, and smaller at 1024 (two seeds each);
+ *            4 / sqrt(width) at widths 128 and 1024, and smaller at 1024 (two seeds each; the
+ *            environment's CNN_NTK_WIDTHS=n1,n2 and CNN_NTK_SEEDS=s change them);
  *          - a wrong image shape refused with one line.
  *        test_cnn FILE  writes CNNs, their parameters, a batch, outputs, loss, gradient and one JVP
  *          for tests/torch_cnn_check.py (the format of tests/test_torch_wrn.c, "case" line:
@@ -209,7 +210,18 @@ static void ntk_errors(double *e_theta, double *e_k, int width, uint64_t seed, c
 
 static void ntk_vs_cntk(void) {
   const CntkSpec s = {2, 2, 6, 6, 1.4142135623730951, 0.2};
-  const int d = s.C * s.H * s.W, widths[2] = {128, 1024}, seeds = 2;
+  /* the CI form; the longer one of docs/infinite_width.md: CNN_NTK_WIDTHS=256,2048 CNN_NTK_SEEDS=6 */
+  int widths[2] = {128, 1024}, seeds = 2;
+  const int d = s.C * s.H * s.W;
+  const char *ew = getenv("CNN_NTK_WIDTHS"), *es = getenv("CNN_NTK_SEEDS");
+  if (ew && (sscanf(ew, "%d,%d", &widths[0], &widths[1]) != 2 || widths[0] < 1 || widths[1] <= widths[0] || widths[1] > 4096)) {
+    CHECK(0, "CNN_NTK_WIDTHS=%s: want two widths n1,n2 with 0 < n1 < n2 <= 4096", ew);
+    return;
+  }
+  if (es && (seeds = atoi(es)) < 1) {
+    CHECK(0, "CNN_NTK_SEEDS=%s: want a positive count", es);
+    return;
+  }
   double x[NI * 72];
   rng_normal_fill(x, (size_t)NI * d, 7, RNG_STREAM_TEACHER_X, 0);
   for (int i = 0; i < d; i++) x[2 * d + i] = 0.6 * x[i] + 0.8 * x[2 * d + i]; /* a correlated pair */
