@@ -1,43 +1,63 @@
-"""docs/img/inf_fmnist.png: finite fc nets beside the infinite-width kernel runs on one Fashion-MNIST
+"""docs/img/inf_fmnist.png: finite nets beside their infinite-width kernel runs on one Fashion-MNIST
 split (100 train, 100 test), full-batch GD at eta = 1 / lambda_0 of each instance, 1000 steps.
 
-Made from two ntkhpc jobs (2 ranks; commands in docs/infinite_width.md, "Science"):
+Made from two ntkhpc jobs (commands in docs/infinite_width.md, "Science"):
   fc.h5    fc relu depth 2, widths 128 and 512, and -kernel_regression true (the fc NTK)
-  cntk.h5  fc relu depth 2, width 256, and -kernel_regression true -kernel_net cntk (CNTK, 2 conv layers)
-usage: inf_fmnist.py fc.h5 cntk.h5 out.png"""
+  cnn.h5   inputs/cntk_fmnist.in: the plain CNN (-arch cnn, 2 conv layers), widths 16, 32, 64 over
+           2 seeds, and -kernel_regression true -kernel_net cntk (the CNTK of the same net)
+Finite curves of several seeds are drawn as their seed mean (the seeds' range shaded).
+usage: inf_fmnist.py fc.h5 cnn.h5 out.png"""
 import sys
+from collections import defaultdict
 
 import h5py
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-styles = {}
-for path, kname in ((sys.argv[1], "fc NTK (inf)"), (sys.argv[2], "CNTK (inf)")):
-    f = h5py.File(path, "r")
-    for r in f["runs"]:
-        g = f["runs"][r]
-        w = int(g.attrs["width"])
-        if w and path == sys.argv[2] and w == 256 and "fc w=256" in styles:
-            continue
-        lab = kname if w == 0 else "fc w=%d" % w
-        st, sl = g["train/step"][()], g["train/loss"][()]
-        ts, ta = g["test/step"][()], g["test/accuracy"][()]
+
+def curves(path):
+    """{width: [(train steps, train loss, test steps, test accuracy, converged test accuracy or None), per seed]}"""
+    out = defaultdict(list)
+    with h5py.File(path, "r") as f:
+        arch = f["config"].attrs["arch"]
+        arch = arch.decode() if isinstance(arch, bytes) else str(arch)
+        for g in f["runs"].values():
+            st, sl = g["train/step"][()], g["train/loss"][()]
+            ts, ta = g["test/step"][()], g["test/accuracy"][()]
+            conv = float(g["kernel/conv_test_accuracy"][0]) if "kernel" in g else None
+            out[int(g.attrs["width"])].append((st[st >= 0], sl[st >= 0], ts[ts >= 0], ta[ts >= 0], conv))
+    return arch, out
+
+
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+families = {"fc": (plt.cm.Blues, "fc NTK (inf)", "fc relu w=%d"), "cnn": (plt.cm.Oranges, "CNTK (inf)", "CNN w=%d")}
+for path in sys.argv[1:3]:
+    arch, runs = curves(path)
+    cmap, kname, fname = families[arch]
+    finite = sorted(w for w in runs if w)
+    for i, w in enumerate(finite + [0]):
+        color = "k" if w == 0 and arch == "fc" else "tab:red" if w == 0 else cmap(0.35 + 0.5 * i / max(1, len(finite) - 1))
+        rs = runs[w]
+        n = min(len(r[1]) for r in rs), min(len(r[3]) for r in rs)
+        lab = kname if w == 0 else fname % w + (" (%d seeds)" % len(rs) if len(rs) > 1 else "")
         ls = "-" if w == 0 else "--"
-        (l,) = a1.plot(st[st >= 0], sl[st >= 0], ls, label=lab)
-        a2.plot(ts[ts >= 0], ta[ts >= 0], ls, color=l.get_color(), label=lab)
+        for ax, (si, vi, m) in ((a1, (0, 1, n[0])), (a2, (2, 3, n[1]))):
+            y = np.array([r[vi][:m] for r in rs])
+            ax.plot(rs[0][si][:m], y.mean(0), ls, color=color, label=lab, lw=1.6 if w == 0 else 1.2)
+            if len(rs) > 1:
+                ax.fill_between(rs[0][si][:m], y.min(0), y.max(0), color=color, alpha=0.15, lw=0)
         if w == 0:
-            a2.axhline(g["kernel/conv_test_accuracy"][0], color=l.get_color(), lw=0.8, ls=":")
-        styles[lab] = 1
+            a2.axhline(rs[0][4], color=color, lw=0.9, ls=":")
 a1.set_yscale("log")
 a1.set_xlabel("step")
 a1.set_ylabel("train loss (1/2N) sum |f - y|^2")
 a2.set_xlabel("step")
 a2.set_ylabel("test accuracy (100 images)")
-a2.legend(fontsize=8, title="dotted: converged kernel predictor", title_fontsize=7)
-a1.set_title("training, eta = 1 / lambda_0", fontsize=9)
+a2.legend(fontsize=7.5, ncol=2, title="dotted: converged kernel predictor", title_fontsize=7)
+a1.set_title("training, eta = 1 / lambda_0 of each instance", fontsize=9)
 a2.set_title("Fashion-MNIST, 100 train / 100 test", fontsize=9)
 fig.tight_layout()
 fig.savefig(sys.argv[3], dpi=110)

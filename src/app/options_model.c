@@ -30,8 +30,9 @@ static bool has_limit(const Config *c) { return c->mup_limit; }
 
 static const OptionDesc opts[] = {
   {.name = "-arch", .kind = KIND_CHOICE, .def = "fc", .n_choices = ARCH_COUNT, .choice = arch_choice,
-   .meaning = "Architecture (wrn: pre-activation Wide ResNet, -widths = widening factor k)", OPTION_FIELD(model.arch)},
-  {.name = "-depth", .kind = KIND_INT, .def = "3", .lo = 1, .hi = 1000, .meaning = "Number of hidden layers L",
+   .meaning = "Architecture (wrn: pre-activation Wide ResNet, -widths = widening factor k; cnn: -depth 3x3 conv layers of -widths "
+              "channels, global average pooling, dense readout: the CNTK's net)", OPTION_FIELD(model.arch)},
+  {.name = "-depth", .kind = KIND_INT, .def = "3", .lo = 1, .hi = 1000, .meaning = "Number of hidden layers L (cnn: conv layers)",
    OPTION_FIELD(model.depth)},
   {.name = "-activation", .kind = KIND_CHOICE, .def = "relu", .n_choices = ACT_COUNT, .choice = act_choice,
    .meaning = "Activation phi of the hidden layers", OPTION_FIELD(model.act)},
@@ -76,8 +77,8 @@ static void check(Config *cfg, OptionReader *r)
   if ((m->wrn_depth - 4) % 6 != 0) options_fail(r, "option -wrn_depth: %d is not 6n+4 (10, 16, 22, 28, 40, ...)", m->wrn_depth);
   if (m->arch == ARCH_UV && (cfg->n_params != 1 || cfg->params[0] != PARAM_NTK))
     options_fail(r, "option -params: the uv model is defined in the ntk parameterization only");
-  if (m->arch == ARCH_WRN && (data == DATA_TEACHER || data == DATA_UV))
-    options_fail(r, "option -arch: wrn needs an image dataset (fashion_mnist, mnist or cifar10), not %s", data_kind_name(data));
+  if ((m->arch == ARCH_WRN || m->arch == ARCH_CNN) && (data == DATA_TEACHER || data == DATA_UV))
+    options_fail(r, "option -arch: %s needs an image dataset (fashion_mnist, mnist or cifar10), not %s", arch_name(m->arch), data_kind_name(data));
   if (m->arch != ARCH_WRN)
     for (const char *const *o = (const char *const[]){"-wrn_depth", "-batch_norm", NULL}; *o; o++)
       if (options_given(r, *o)) {
@@ -92,7 +93,7 @@ static void check(Config *cfg, OptionReader *r)
         options_fail(r, "option %s: only used with batch norm (-fc_batch_norm true, or -arch wrn)", *o);
         break;
       }
-  if (m->arch == ARCH_UV && (options_given(r, "-bn_eps") || options_given(r, "-bn_no_affine")))
+  if ((m->arch == ARCH_UV || m->arch == ARCH_CNN) && (options_given(r, "-bn_eps") || options_given(r, "-bn_no_affine")))
     options_fail(r, "option -bn_eps/-bn_no_affine: only used with batch norm (-fc_batch_norm true, or -arch wrn)");
   static const char *const abc_opt[ABC_KINDS] = {"-abc_input", "-abc_hidden", "-abc_output", "-abc_bias"};
   for (int k = 0; k < ABC_KINDS; k++) {

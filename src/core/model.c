@@ -39,7 +39,7 @@ static inline void zero_doubles(double *dst, size_t n)
 }
 
 static const char *const param_names[PARAM_COUNT] = {"ntk", "sp", "mup", "abc", "mf"};
-static const char *const arch_names[ARCH_COUNT] = {"fc", "uv", "wrn"};
+static const char *const arch_names[ARCH_COUNT] = {"fc", "uv", "wrn", "cnn"};
 
 const char *param_name(Parameterization p) {
   return (p >= 0 && p < PARAM_COUNT) ? param_names[p] : "unknown";
@@ -89,13 +89,13 @@ static int check_config(const ModelConfig *c, char *err, size_t errlen) {
     return errbuf_set(err, errlen, "model: width must be positive, got %d", c->width);
   }
   if (c->arch != ARCH_WRN && c->depth < 1) return errbuf_set(err, errlen, "model: depth must be >= 1, got %d", c->depth);
-  if (c->arch == ARCH_WRN) {
-    if (c->wrn_depth < 10 || (c->wrn_depth - 4) % 6 != 0)
-      return errbuf_set(err, errlen, "model: wrn_depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got %d", c->wrn_depth);
+  if (c->arch == ARCH_WRN && (c->wrn_depth < 10 || (c->wrn_depth - 4) % 6 != 0))
+    return errbuf_set(err, errlen, "model: wrn_depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got %d", c->wrn_depth);
+  if (c->arch == ARCH_WRN || c->arch == ARCH_CNN) {
     if (c->in_channels <= 0 || c->in_height <= 0 || c->in_width <= 0 ||
         (int64_t)c->in_channels * c->in_height * c->in_width != c->in_dim)
-      return errbuf_set(err, errlen, "model: wrn needs an image shape with channels x height x width = in_dim, got %d x %d x %d for %d",
-                  c->in_channels, c->in_height, c->in_width, c->in_dim);
+      return errbuf_set(err, errlen, "model: %s needs an image shape with channels x height x width = in_dim, got %d x %d x %d for %d",
+                  arch_name(c->arch), c->in_channels, c->in_height, c->in_width, c->in_dim);
   }
   if (((c->arch == ARCH_WRN && c->batch_norm) || (c->arch == ARCH_FC && c->fc_batch_norm)) && !(isfinite(c->bn_eps) && c->bn_eps >= 0))
     return errbuf_set(err, errlen, "model: bn_eps must be finite and >= 0, got %g", c->bn_eps);
@@ -360,6 +360,32 @@ static int build_wrn(Model *m, char *err, size_t errlen) {
   return 0;
 }
 
+/* The plain CNN, see model.h: conv{l}.* (l = 0..depth-1), fc.*. conv0 is the input layer of the
+ * abc table, the other convs hidden layers, fc the output layer; in the ntk parameterization every
+ * weight's multiplier is sigma_w / sqrt(fan_in) (9 C_in for a conv) and every bias's sigma_b, the
+ * normalisation of cntk.h. */
+static int build_cnn(Model *m, char *err, size_t errlen) {
+  const ModelConfig *c = &m->cfg;
+  const int L = c->depth, n = c->width, H = c->in_height, W = c->in_width;
+  if (L > 100000 || (uint64_t)n * H * W > ((uint64_t)1 << 30) || (uint64_t)n * n * 9 * (uint64_t)L > ((uint64_t)1 << 40))
+    return errbuf_set(err, errlen, "model: network too large (cnn depth %d, width %d, input %d x %d x %d)", L, n, c->in_channels, H, W);
+  m->ops = xcalloc(2 * (size_t)L + 2, sizeof *m->ops, "ops");
+  m->buf_size = xcalloc(2 * (size_t)L + 3, sizeof *m->buf_size, "buffer sizes");
+  m->tensors = xcalloc(2 * (size_t)L + 2, sizeof *m->tensors, "tensors");
+  m->buf_size[m->n_bufs++] = (size_t)c->in_dim; /* buffer 0: the input */
+  int x = 0, C = c->in_channels;
+  char name[32];
+  for (int l = 0; l < L; l++) {
+    snprintf(name, sizeof name, "conv%d", l);
+    x = add_conv(m, x, C, H, W, n, 3, 1, c->bias, name, l == 0 ? 0 : 1);
+    x = add_act(m, x, n * H * W, c->act);
+    C = n;
+  }
+  x = add_pool(m, x, n, H * W);
+  m->out_buf = add_dense(m, x, n, c->out_dim, "fc", 2);
+  return 0;
+}
+
 int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
   memset(m, 0, sizeof *m);
   if (check_config(cfg, err, errlen)) return -1;
@@ -385,7 +411,7 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
   const int L = cfg->depth, d = cfg->in_dim, n = cfg->width, k = cfg->out_dim;
   /* Keep P and every tape buffer far from size_t/int overflow (kernels index with int sizes). */
   const uint64_t maxdim = (uint64_t)(d > n ? (d > k ? d : k) : (n > k ? n : k));
-  if (cfg->arch != ARCH_WRN && (L > (1 << 20) || (uint64_t)n * maxdim * ((uint64_t)L + 1) > (uint64_t)1 << 40))
+  if (cfg->arch != ARCH_WRN && cfg->arch != ARCH_CNN && (L > (1 << 20) || (uint64_t)n * maxdim * ((uint64_t)L + 1) > (uint64_t)1 << 40))
     return errbuf_set(err, errlen, "model: network too large (in_dim %d, width %d, depth %d, out_dim %d)",
                 d, n, L, k);
 
@@ -418,7 +444,8 @@ int model_build(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
       break;
     }
     case ARCH_WRN:
-      if (build_wrn(m, err, errlen)) {
+    case ARCH_CNN:
+      if ((cfg->arch == ARCH_WRN ? build_wrn : build_cnn)(m, err, errlen)) {
         model_destroy(m);
         return -1;
       }

@@ -34,12 +34,15 @@ enum { ABC_A = 0, ABC_B, ABC_C };
  * [BN-act-conv3x3(stride s)-BN-act-conv3x3] + shortcut, with 16k, 32k, 64k channels and s = 1, 2, 2
  * in each group's first block (1x1 projection conv of the block's act(BN(x)) when channels or
  * resolution change, identity otherwise); final BN-act; global average pool; dense(64k -> k_out).
- * Without batch_norm the BN ops are absent. act is cfg->act (relu for the WRN). docs/layers.md. */
-typedef enum { ARCH_FC = 0, ARCH_UV, ARCH_WRN, ARCH_COUNT } Architecture;
+ * Without batch_norm the BN ops are absent. act is cfg->act (relu for the WRN). docs/layers.md.
+ * ARCH_CNN: the plain convolutional net of the analytic CNTK (cntk.h): depth x [conv3x3 (stride 1,
+ * zero "same" padding, width channels, biases if bias) - act]; global average pool; dense(width ->
+ * k_out). In the ntk parameterization with relu its NTK and NNGP tend to cntk.c's as width -> inf. */
+typedef enum { ARCH_FC = 0, ARCH_UV, ARCH_WRN, ARCH_CNN, ARCH_COUNT } Architecture;
 
 const char *param_name(Parameterization p);   /* "ntk", "sp", "mup", "abc", "mf" */
 int param_from_name(const char *name);        /* -1 if unknown */
-const char *arch_name(Architecture a);        /* "fc", "uv", "wrn" */
+const char *arch_name(Architecture a);        /* "fc", "uv", "wrn", "cnn" */
 int arch_from_name(const char *name);         /* -1 if unknown */
 
 /* ModelConfig.width of the exact infinite-width limit of the one-hidden-layer linear muP net: built
@@ -50,10 +53,10 @@ int arch_from_name(const char *name);         /* -1 if unknown */
 typedef struct {
   Architecture arch;
   int in_dim;           /* d: features per input sample */
-  int in_channels, in_height, in_width; /* image shape of an input sample (ARCH_WRN: product = in_dim) */
+  int in_channels, in_height, in_width; /* image shape of an input sample (ARCH_WRN, ARCH_CNN: product = in_dim) */
   int out_dim;          /* k: outputs */
-  int depth;            /* number of hidden layers L (>= 1; fc only) */
-  int width;            /* hidden width n (ARCH_WRN: widening factor k) */
+  int depth;            /* number of hidden layers L (>= 1; fc, and the conv layers of ARCH_CNN) */
+  int width;            /* hidden width n (ARCH_WRN: widening factor k; ARCH_CNN: channels) */
   Activation act;
   bool bias;            /* biases on every dense layer */
   double sigma_w, sigma_b;

@@ -31,6 +31,8 @@ static int validate(const Config *c, char *err, size_t errlen)
 {
   if (!c->kernel_regression) return 0;
   const char *why = c->model.arch != ARCH_FC && c->kernel_net == 0 ? "-arch fc, or -kernel_net cntk (the analytic NTK is of fully connected nets)"
+                    : c->model.arch == ARCH_CNN && c->kernel_net == 1 && c->model.act != ACT_RELU
+                        ? "-activation relu with -arch cnn (the CNTK is the relu net's)"
                     : c->mup_limit          ? "-mup_limit false (both would be width 0)"
                     : c->optimizer != OPT_GD ? "-optimizer gd (kernel regression is full-batch gradient descent)"
                     : c->momentum != 0       ? "-momentum 0"
