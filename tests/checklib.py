@@ -52,10 +52,3 @@ def rel_err(a, b):
 def summary_exit():
     import sys
     sys.exit(summary())
-
-
-def rel_err(a, b):
-    """|a - b| / max(|a|, |b|) in the 2-norm over all entries (|a - b| where both are 0); a, b arrays or tensors."""
-    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    d, s = float(np.linalg.norm(a - b)), max(float(np.linalg.norm(a)), float(np.linalg.norm(b)))
-    return d / s if s > 1e-300 else d
