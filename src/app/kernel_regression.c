@@ -211,18 +211,18 @@ PetscErrorCode kreg_setup(KernelRegression *kr, MPI_Comm comm, Mat G, Mat C, con
     PetscCall(MatDuplicate(Bs, MAT_DO_NOT_COPY_VALUES, &Xs));
     PetscCall(MatMatSolve(Gs, Bs, Xs));
     PetscCall(MatConvert(Xs, MATDENSE, MAT_INITIAL_MATRIX, &X));
-    /* alpha on every rank, row-major N x k */
-    double *aloc = malloc((size_t)((re - rs) * k + 1) * sizeof *aloc), *alpha = malloc((size_t)N * k * sizeof *alpha);
+    /* alpha on every rank from X's own rows: the layout ScaLAPACK's matrix converts back to need not
+     * be G's (6 rows on 4 ranks: 2 2 1 1 against 2 1 2 1) */
     PetscInt xs, xe, ldx;
     PetscCall(MatGetOwnershipRange(X, &xs, &xe));
-    PetscCheck(xs == rs && xe == re, comm, PETSC_ERR_PLIB, "the solution's row layout differs from the kernel matrix's");
+    double *aloc = malloc((size_t)((xe - xs) * k + 1) * sizeof *aloc), *alpha = malloc((size_t)N * k * sizeof *alpha);
     const double *xa;
     PetscCall(MatDenseGetLDA(X, &ldx));
     PetscCall(MatDenseGetArrayRead(X, &xa));
-    for (PetscInt i = 0; i < re - rs; i++)
+    for (PetscInt i = 0; i < xe - xs; i++)
       for (int o = 0; o < k; o++) aloc[i * k + o] = xa[i + o * ldx];
     PetscCall(MatDenseRestoreArrayRead(X, &xa));
-    PetscCall(gather_rows(G, aloc, alpha, k, comm));
+    PetscCall(gather_rows(X, aloc, alpha, k, comm));
     /* train: Theta(X, X) alpha (Y up to the solve's round-off); test: Theta(X*, X) alpha */
     double acc[4] = {0, 0, 0, 0};
     const double *ga;
