@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # -kernel_regression in a sweep (src/app/kernel_run.c, docs/infinite_width.md):
-#   - a 2-hidden-layer relu net on a Fashion-MNIST subset, two widths and two learning rates given
+#   - a 2-hidden-layer relu net on a Fashion-MNIST subset, three widths and two learning rates given
 #     in units of 1/lambda_0: the output has one width-0 run per rate, param ntk, whose eta is the
 #     factor over lambda_0(inf); its train/ and test/ rows on the finite runs' schedule, starting
 #     from f_0 = 0 (train loss 1/2N sum |y|^2 = 0.5 for one-hot targets), kernel/ with the whole
 #     spectrum (positive, largest first, its largest lambda_0(inf)), /summary and /instances rows,
 #     the prior-expected losses (kernel/prior_*_loss) on the train/ and test/ records;
 #   - the same job on 1 and 4 ranks (-ranks_per_run 1 and 2): the kernel runs agree to 1e-10;
-#   - ntkpost loads the file and labels the width-0 runs "inf";
+#   - ntkpost loads the file and labels the width-0 runs "inf"; every figure is drawn or skipped
+#     with a reason, none fails on them (width_scaling draws lambda_0(inf) as a line);
 #   - the kernel's tile checkpoints are gone when the job has finished;
 #   - options that contradict kernel regression: one line, exit 2.
 set -uo pipefail
 : "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}"
 MPIEXEC=${NTK_MPIEXEC:-mpiexec}
 source "$NTK_SOURCE_DIR/tests/testlib.sh"
-a=(-quiet -arch fc -depth 2 -activation relu -widths 32,64 -seeds 1 -params ntk -eta_factors 0.5,2.5 -dataset fashion_mnist
+a=(-quiet -arch fc -depth 2 -activation relu -widths 16,32,64 -seeds 1 -params ntk -eta_factors 0.5,2.5 -dataset fashion_mnist
    -n_train 120 -n_test 40 -steps 12 -record_every 2 -test_every 5 -kernel_regression true -kernel_tile 32 -ntk_batch 60)
 check "1 rank" "$MPIEXEC" -q --oversubscribe -n 1 "$NTKHPC" -output "$tmp/a1.h5" "${a[@]}"
 check "4 ranks" "$MPIEXEC" -q --oversubscribe -n 4 "$NTKHPC" -output "$tmp/a4.h5" "${a[@]}" -ranks_per_run 2
@@ -69,7 +70,7 @@ import sys, h5py, numpy as np, ntkpost
 from ntkpost import figures, infinite
 an = ntkpost.Analysis(ntkpost.load(sys.argv[1]))
 rows = [r for r in infinite.prior_gaps(an) if r["part"] == "train"]
-assert {r["width"] for r in rows} == {32, 64}, rows
+assert {r["width"] for r in rows} == {16, 32, 64}, rows
 f = h5py.File(sys.argv[1], "r")
 for r in rows:  # the gap recomputed here from the file: seed mean (one seed) against the prior curve
     kern = next(f["runs"][q] for q in f["runs"] if f["runs"][q].attrs["width"] == 0 and f["runs"][q].attrs["eta_factor"] == r["eta"][1])
@@ -78,8 +79,11 @@ for r in rows:  # the gap recomputed here from the file: seed mean (one seed) ag
     ok = (s >= 0) & np.isfinite(p)
     want = np.sqrt(np.mean(((fin["train/loss"][()][ok] - p[ok]) / p[ok]) ** 2))
     assert np.isfinite(r["gap"]) and abs(r["gap"] - want) <= 1e-12 * want, (r, want)
-res = figures.make_all(an, sys.argv[2], names=["kernel_prior"])
-assert res[0]["path"] and not res[0]["skipped"], res
+res = {r["name"]: r for r in figures.make_all(an, sys.argv[2])}  # every figure: the width-0 runs break none
+assert res["kernel_prior"]["path"] and not res["kernel_prior"]["skipped"], res["kernel_prior"]
+assert res["width_scaling"]["path"] and not res["width_scaling"]["skipped"], res["width_scaling"]  # the limit as a line
+errors = {n: r["skipped"] for n, r in res.items() if (r["skipped"] or "").startswith("error")}
+assert not errors, errors
 print("kernel_prior gaps", [(r["width"], round(r["gap"], 4)) for r in rows])
 PY
 bad_opt() { # expected message, options

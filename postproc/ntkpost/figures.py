@@ -592,7 +592,7 @@ def _width_have(an):
         by = {}
         for i, r in enumerate(an.sweep.runs):
             v = an.rows[i][spec[0]]
-            if np.isfinite(v) and v > 0:
+            if r.width > 0 and np.isfinite(v) and v > 0:  # width 0: the kernel limit, drawn as a line
                 by.setdefault((r.cfg_label, r.param), set()).add(r.width)
         if any(len(ws) >= MIN_WIDTHS for ws in by.values()):
             have.append(spec)
@@ -604,7 +604,8 @@ def _width_caption(an):
     what = " and ".join(s[2] for s in have) or "nothing"
     return ("%s vs width n, log-log, mean over seeds (band min-max) per parameterization with at least %d widths; "
             "the legend gives the fitted power-law exponent (slope of log value vs log n). η_crit = 2/λ_0, so "
-            "the slope of λ_0 is minus that of η_crit." % (what[0].upper() + what[1:], MIN_WIDTHS))
+            "the slope of λ_0 is minus that of η_crit. A dotted line: the infinite-width kernel run's value (n = ∞), "
+            "when the file has one." % (what[0].upper() + what[1:], MIN_WIDTHS))
 
 
 def _param_colors(params):
@@ -622,12 +623,16 @@ def width_scaling(an):
     fig, axes = _grid(len(have), len(have), size=(4.6, 3.6), title=title[0:4] + title[4].upper() + title[5:])
     pcol = _param_colors(an.sweep.params)
     for ax, (field, short, long_) in zip(axes, have):
-        by = OrderedDict()
+        by, limit = OrderedDict(), {}
         for i, r in enumerate(an.sweep.runs):
             v = an.rows[i][field]
-            if np.isfinite(v) and v > 0:
-                # one value per instance
-                by.setdefault((r.cfg_label, r.param), {}).setdefault(r.width, {})[(r.file_index, r.instance, r.seed)] = v
+            if not (np.isfinite(v) and v > 0):
+                continue
+            if r.width <= 0:  # the infinite-width kernel run (-kernel_regression): its value as a line
+                limit[(r.cfg_label, r.param)] = v
+                continue
+            # one value per instance
+            by.setdefault((r.cfg_label, r.param), {}).setdefault(r.width, {})[(r.file_index, r.instance, r.seed)] = v
         by = OrderedDict((k, d) for k, d in by.items() if len(d) >= MIN_WIDTHS)
         for (cfg, param), d in by.items():
             ws = np.array(sorted(d), float)
@@ -638,6 +643,9 @@ def width_scaling(an):
             lab = param + ((" [%s]" % cfg) if cfg else "") + "  (slope %.2f)" % slope
             _plot_agg(ax, agg, pcol.get(param, "k"), label=lab, marker=PARAM_MARKERS.get(param, "o"),
                       ls=PARAM_LINES.get(param, "-"), x=ws)
+            if (cfg, param) in limit:
+                ax.axhline(limit[(cfg, param)], color=pcol.get(param, "k"), ls=":", lw=1,
+                           label="%s, n = ∞ (%.4g)" % (param, limit[(cfg, param)]))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ws_all = sorted({w for d in by.values() for w in d})
