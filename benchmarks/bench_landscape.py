@@ -142,21 +142,25 @@ def torch_rates(a, out, n, tmp):
         vals[key] = np.full(n, -1.0)
         store[key] = vals[key]
 
+    def eval_loss(loader):  # loss-landscape's evaluation.eval_loss (with the mse loss of ntkhpc)
+        net.eval()
+        tot, corr, cnt = 0.0, 0, 0
+        with torch.no_grad():
+            for x, y, lab in loader:
+                f = net(x)
+                tot += float(((f - y) ** 2).sum()) / 2
+                corr += int((f.argmax(1) == lab).sum())
+                cnt += len(x)
+        return tot / cnt, corr / cnt
+
     def as_written(k, alpha):  # plot_surface.crunch once per set, as its code runs
         res = []
         for key, loader in zip(("train", "test"), ondemand):
             for p, w0, d0 in zip(net.parameters(), w, d):  # net_plotter.set_weights, every pass
                 p.data = w0 + d0 * alpha
-            net.eval()
-            tot, corr, cnt = 0.0, 0, 0
-            with torch.no_grad():  # evaluation.eval_loss
-                for x, y, lab in loader:
-                    f = net(x)
-                    tot += float(((f - y) ** 2).sum()) / 2
-                    corr += int((f.argmax(1) == lab).sum())
-                    cnt += len(x)
-            res += [tot / cnt, corr / cnt]
-            vals[key + "_loss"][k], vals[key + "_acc"][k] = tot / cnt, corr / cnt
+            loss, acc = eval_loss(loader)
+            res += [loss, acc]
+            vals[key + "_loss"][k], vals[key + "_acc"][k] = loss, acc
             store[key + "_loss"][:] = vals[key + "_loss"]  # rank 0 rewrites both arrays after each point
             store[key + "_acc"][:] = vals[key + "_acc"]
         return res
@@ -166,16 +170,9 @@ def torch_rates(a, out, n, tmp):
         for p, w0, d0 in zip(net.parameters(), w, d):  # net_plotter.set_weights
             p.data = w0 + d0 * alpha
         for key, loader in zip(("train_loss", "test_loss"), loaders):
-            net.eval()
-            tot, corr, cnt = 0.0, 0, 0
-            with torch.no_grad():  # evaluation.eval_loss
-                for x, y, lab in loader:
-                    f = net(x)
-                    tot += float(((f - y) ** 2).sum()) / 2
-                    corr += int((f.argmax(1) == lab).sum())
-                    cnt += len(x)
-            res += [tot / cnt, corr / cnt]
-            vals[key][k] = tot / cnt
+            loss, acc = eval_loss(loader)
+            res += [loss, acc]
+            vals[key][k] = loss
             store[key][:] = vals[key]  # rank 0 rewrites the value array after each point
         return res
 

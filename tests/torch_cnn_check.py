@@ -14,15 +14,12 @@ loss, gradient and J v agree to 1e-12 relative, and the C multipliers and learni
 equal the table's. Last line: "N passed, N failed".
 """
 import math
-import os
-import subprocess
 import sys
-import tempfile
 
 import torch
 import torch.nn.functional as F
 
-from checklib import expect as check, rel_err, summary_exit
+from checklib import expect as check, rel_err, summary_exit, read_tensor_table, read_arrays, helper_cases, autograd_errors
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
@@ -43,14 +40,8 @@ def parse(path):
         t = next(it).split()
         assert t[0] == "abc" and len(t) == 13, t
         c["abc"] = [[float(v) for v in t[1 + 3 * k:4 + 3 * k]] for k in range(4)]
-        c["tensors"] = {}
-        for _ in range(int(next(it).split()[1])):
-            t = next(it).split()
-            c["tensors"][t[1]] = dict(offset=int(t[2]), size=int(t[3]), fan_in=int(t[4]), mult=float(t[5]), lr=float(t[6]))
-        for key in ("theta", "x", "y", "f", "loss", "grad", "v", "jv"):
-            t = next(it).split()
-            assert t[0] == key and int(t[1]) == len(t) - 2, (key, t[:2])
-            c[key] = torch.tensor([float(v) for v in t[2:]])
+        c["tensors"] = read_tensor_table(it)
+        c.update(read_arrays(it, ("theta", "x", "y", "f", "loss", "grad", "v", "jv")))
         cases.append(c)
     return cases
 
@@ -92,12 +83,7 @@ def network(c, theta, x):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: torch_cnn_check.py PATH_TO_test_cnn")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "cnn.txt")
-        subprocess.run([sys.argv[1], path], check=True, stdout=subprocess.DEVNULL)
-        cases = parse(path)
+    cases = helper_cases(sys.argv, "test_cnn", parse)
     check(len(cases) == 5, "expected 5 cases, got %d" % len(cases))
     for c in cases:
         tag = "cnn %s %s depth %d width %d bias %d %dx%dx%d" % (c["act"], c["param"], c["depth"], c["n"], c["bias"], c["C"], c["H"], c["W"])
@@ -116,20 +102,13 @@ def main():
         check(ok, "%s: C parameter table (sizes, fan_in, multipliers, lr scales) differs from docs/conventions.md" % tag)
         B = c["B"]
         x = c["x"].view(B, c["C"], c["H"], c["W"])
-        theta = c["theta"].clone().requires_grad_(True)
-        f = network(c, theta, x)
-        loss = ((f - c["y"].view(B, -1)) ** 2).sum() / (2 * B)
-        loss.backward()
-        _, jv = torch.autograd.functional.jvp(lambda th: network(c, th, x), (c["theta"],), (c["v"],))
-        e_f, e_g = rel_err(f.detach(), c["f"]), rel_err(theta.grad, c["grad"])
-        e_l = abs(float(loss) - float(c["loss"][0])) / abs(float(loss))
-        e_jv = rel_err(jv, c["jv"])
+        e_f, e_l, e_g, e_jv, _, loss = autograd_errors(c, network, x)
         finite = all(bool(torch.isfinite(c[k]).all()) for k in ("f", "grad", "jv"))
         check(finite and e_f < TOL, "%s: outputs rel err %.3g" % (tag, e_f))
         check(e_l < TOL, "%s: loss rel err %.3g" % (tag, e_l))
         check(e_g < TOL, "%s: gradient rel err %.3g" % (tag, e_g))
         check(e_jv < TOL, "%s: J v rel err %.3g" % (tag, e_jv))
-        print("%-40s P %5d loss %.6f  rel err f %.1e loss %.1e grad %.1e jv %.1e" % (tag, P, float(loss), e_f, e_l, e_g, e_jv))
+        print("%-40s P %5d loss %.6f  rel err f %.1e loss %.1e grad %.1e jv %.1e" % (tag, P, loss, e_f, e_l, e_g, e_jv))
     summary_exit()
 
 

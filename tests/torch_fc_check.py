@@ -9,14 +9,11 @@ layout and multipliers (docs/conventions.md table, not the C table: the C table 
 and asserts loss, outputs and gradient agree to 1e-10 relative. Last line: "N passed, N failed".
 """
 import math
-import os
-import subprocess
 import sys
-import tempfile
 
 import torch
 
-from checklib import expect as check, rel_err, summary
+from checklib import expect as check, rel_err, summary, read_arrays, helper_cases
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
@@ -42,10 +39,7 @@ def parse(path):
         for _ in range(n_t):
             t = next(it).split()
             c["tensors"].append((t[1], int(t[2]), int(t[3]), int(t[4]), float(t[5])))
-        for key in ("theta", "x", "y", "f", "loss", "grad"):
-            t = next(it).split()
-            assert t[0] == key and int(t[1]) == len(t) - 2, (key, t[:2])
-            c[key] = torch.tensor([float(v) for v in t[2:]])
+        c.update(read_arrays(it, ("theta", "x", "y", "f", "loss", "grad")))
         cases.append(c)
     return cases
 
@@ -91,12 +85,7 @@ def torch_loss_grad(c, table):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: torch_fc_check.py PATH_TO_test_torch_fc")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "fc.txt")
-        subprocess.run([sys.argv[1], path], check=True, stdout=subprocess.DEVNULL)
-        cases = parse(path)
+    cases = helper_cases(sys.argv, "test_torch_fc", parse)
     check(len(cases) == 6 * len(ACTS), "expected %d cases, got %d" % (6 * len(ACTS), len(cases)))
     seen = set()
     for c in cases:

@@ -13,15 +13,12 @@ and per tensor) and J v agree to 1e-10 relative; the C multipliers and learning-
 compared with the table too. Last line: "N passed, N failed".
 """
 import math
-import os
-import subprocess
 import sys
-import tempfile
 
 import torch
 import torch.nn.functional as F
 
-from checklib import expect as check, rel_err, summary
+from checklib import expect as check, rel_err, summary, read_tensor_table, read_arrays, helper_cases, autograd_errors
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
@@ -36,14 +33,8 @@ def parse(path):
         c = dict(act=t[1], param=t[2], bias=int(t[3]), bn=int(t[4]), eps=float(t[5]), depth=int(t[6]), k=int(t[7]),
                  C=int(t[8]), H=int(t[9]), W=int(t[10]), k_out=int(t[11]), B=int(t[12]), sigma_w=float(t[13]),
                  sigma_b=float(t[14]), base_width=int(t[15]))
-        c["tensors"] = {}
-        for _ in range(int(next(it).split()[1])):
-            t = next(it).split()
-            c["tensors"][t[1]] = dict(offset=int(t[2]), size=int(t[3]), fan_in=int(t[4]), mult=float(t[5]), lr=float(t[6]))
-        for key in ("theta", "x", "y", "f", "loss", "grad", "v", "jv"):
-            t = next(it).split()
-            assert t[0] == key and int(t[1]) == len(t) - 2, (key, t[:2])
-            c[key] = torch.tensor([float(v) for v in t[2:]])
+        c["tensors"] = read_tensor_table(it)
+        c.update(read_arrays(it, ("theta", "x", "y", "f", "loss", "grad", "v", "jv")))
         cases.append(c)
     return cases
 
@@ -132,12 +123,7 @@ def network(c, theta, x):
 
 
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: torch_wrn_check.py PATH_TO_test_torch_wrn")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "wrn.txt")
-        subprocess.run([sys.argv[1], path], check=True, stdout=subprocess.DEVNULL)
-        cases = parse(path)
+    cases = helper_cases(sys.argv, "test_torch_wrn", parse)
     check(len(cases) == 8, "expected 8 cases, got %d" % len(cases))
     for c in cases:
         tag = "WRN-%d-%d %s bn=%d bias=%d" % (c["depth"], c["k"], c["param"], c["bn"], c["bias"])
@@ -154,24 +140,17 @@ def main():
         check(ok, "%s: C parameter table (sizes, fan_in, multipliers, lr scales) differs from docs/conventions.md" % tag)
         B = c["B"]
         x = c["x"].view(B, c["C"], c["H"], c["W"])
-        theta = c["theta"].clone().requires_grad_(True)
-        f = network(c, theta, x)
-        loss = ((f - c["y"].view(B, -1)) ** 2).sum() / (2 * B)
-        loss.backward()
-        _, jv = torch.autograd.functional.jvp(lambda th: network(c, th, x), (c["theta"],), (c["v"],))
-        e_f, e_g = rel_err(f.detach().reshape(-1), c["f"]), rel_err(theta.grad, c["grad"])
-        e_l = abs(float(loss) - float(c["loss"][0])) / abs(float(loss))
-        e_jv = rel_err(jv.reshape(-1), c["jv"])
-        worst = max(rel_err(theta.grad[t["offset"]:t["offset"] + t["size"]], c["grad"][t["offset"]:t["offset"] + t["size"]])
+        e_f, e_l, e_g, e_jv, grad, loss = autograd_errors(c, network, x)
+        worst = max(rel_err(grad[t["offset"]:t["offset"] + t["size"]], c["grad"][t["offset"]:t["offset"] + t["size"]])
                     for name, t in c["tensors"].items()
-                    if float(torch.linalg.norm(theta.grad[t["offset"]:t["offset"] + t["size"]])) > 1e-12 * float(torch.linalg.norm(theta.grad)))
+                    if float(torch.linalg.norm(grad[t["offset"]:t["offset"] + t["size"]])) > 1e-12 * float(torch.linalg.norm(grad)))
         check(e_f < TOL, "%s: outputs rel err %.3g" % (tag, e_f))
         check(e_l < TOL, "%s: loss rel err %.3g" % (tag, e_l))
         check(e_g < TOL, "%s: gradient rel err %.3g" % (tag, e_g))
         check(worst < 1e-8, "%s: worst per-tensor gradient rel err %.3g" % (tag, worst))
         check(e_jv < TOL, "%s: J v rel err %.3g" % (tag, e_jv))
         print("%-30s P %6d loss %.6f  rel err f %.1e loss %.1e grad %.1e per-tensor %.1e jv %.1e" %
-              (tag, P, float(loss), e_f, e_l, e_g, worst, e_jv))
+              (tag, P, loss, e_f, e_l, e_g, worst, e_jv))
     sys.exit(summary())
 
 
