@@ -182,7 +182,7 @@ static PetscErrorCode deliver_rows(MPI_Comm comm, Mat G, Mat C, int N, const Til
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1) {
       for (int r = 0; r < size; r++) {
-        PetscCheck(cnt[r] < (size_t)INT32_MAX, comm, PETSC_ERR_SUP, "kernel tiles: more than 2^31 values for one rank in one exchange");
+        PetscCheck(cnt[r] < (size_t)INT32_MAX, PETSC_COMM_SELF, PETSC_ERR_SUP, "kernel tiles: more than 2^31 values for one rank in one exchange");
         sc[r] = (int)cnt[r], sd[r] = (int)tot, tot += cnt[r];
       }
       sb = malloc((tot ? tot : 1) * sizeof *sb);
@@ -212,7 +212,7 @@ static PetscErrorCode deliver_rows(MPI_Comm comm, Mat G, Mat C, int N, const Til
   PetscCallMPI(MPI_Alltoall(sc, 1, MPI_INT, rcn, 1, MPI_INT, comm));
   size_t rtot = 0;
   for (int r = 0; r < size; r++) {
-    PetscCheck(rtot + rcn[r] < (size_t)INT32_MAX, comm, PETSC_ERR_SUP, "kernel tiles: more than 2^31 values to receive in one exchange");
+    PetscCheck(rtot + rcn[r] < (size_t)INT32_MAX, PETSC_COMM_SELF, PETSC_ERR_SUP, "kernel tiles: more than 2^31 values to receive in one exchange");
     rd[r] = (int)rtot, rtot += rcn[r];
   }
   double *rb = malloc((rtot ? rtot : 1) * sizeof *rb);

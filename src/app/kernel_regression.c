@@ -268,7 +268,7 @@ static PetscErrorCode column_dots(Mat A, Mat B, int n, double *out, MPI_Comm com
   PetscInt rs, re, as, ae, lda, ldb;
   PetscCall(MatGetOwnershipRange(A, &rs, &re));
   PetscCall(MatGetOwnershipRange(B, &as, &ae));
-  PetscCheck(rs == as && re == ae, comm, PETSC_ERR_PLIB, "kernel prior: row layouts differ");
+  PetscCheck(rs == as && re == ae, PETSC_COMM_SELF, PETSC_ERR_PLIB, "kernel prior: row layouts differ");
   PetscCall(MatDenseGetLDA(A, &lda));
   PetscCall(MatDenseGetLDA(B, &ldb));
   const double *a, *b;
@@ -307,7 +307,7 @@ PetscErrorCode kreg_setup_prior(KernelRegression *kr, Mat K, Mat Kc, double k_te
     PetscInt rs, re, ss, se, ldq, lds;
     PetscCall(MatGetOwnershipRange(Q, &rs, &re));
     PetscCall(MatGetOwnershipRange(S, &ss, &se));
-    PetscCheck(rs == ss && re == se, kr->comm, PETSC_ERR_PLIB, "kernel prior: row layouts differ");
+    PetscCheck(rs == ss && re == se, PETSC_COMM_SELF, PETSC_ERR_PLIB, "kernel prior: row layouts differ");
     PetscCall(MatDenseGetLDA(Q, &ldq));
     PetscCall(MatDenseGetLDA(S, &lds));
     const double *qa, *sa;
