@@ -49,7 +49,7 @@ PetscErrorCode opbase_create(OpBase *b, const char *name, MPI_Comm comm, const M
                              int first, int n_global)
 {
   PetscFunctionBeginUser;
-  PetscCheck(n_local >= 0 && first >= 0 && n_global > 0 && (int64_t)first + n_local <= n_global, comm, PETSC_ERR_ARG_OUTOFRANGE,
+  PetscCheck(n_local >= 0 && first >= 0 && n_global > 0 && (int64_t)first + n_local <= n_global, PETSC_COMM_SELF, PETSC_ERR_ARG_OUTOFRANGE,
              "%s: bad slice first %d n_local %d of %d samples", name, first, n_local, n_global);
   b->name = name;
   b->comm = comm;
