@@ -9,7 +9,8 @@
 #   - the same job on 1 and 4 ranks (-ranks_per_run 1 and 2): the kernel runs agree to 1e-10;
 #   - ntkpost loads the file and labels the width-0 runs "inf"; every figure is drawn or skipped
 #     with a reason, none fails on them (width_scaling draws lambda_0(inf) as a line);
-#   - the kernel's tile checkpoints are gone when the job has finished;
+#   - the kernel's tile checkpoints are gone when the job has finished; the tile assembly reports
+#     its progress (not under -quiet);
 #   - options that contradict kernel regression: one line, exit 2.
 set -uo pipefail
 : "${NTKHPC:?}" "${NTK_PYTHON:?}" "${NTK_SOURCE_DIR:?}"
@@ -20,6 +21,14 @@ a=(-quiet -arch fc -depth 2 -activation relu -widths 16,32,64 -seeds 1 -params n
 check "1 rank" "$MPIEXEC" -q --oversubscribe -n 1 "$NTKHPC" -output "$tmp/a1.h5" "${a[@]}"
 check "4 ranks" "$MPIEXEC" -q --oversubscribe -n 4 "$NTKHPC" -output "$tmp/a4.h5" "${a[@]}" -ranks_per_run 2
 check "no tile checkpoints left" test ! -e "$tmp/a1.h5.ckpt/kernel_tiles"
+# progress of the tile assembly: rank 0 reports at its chunk fetches once -progress_seconds has
+# passed (here at once), never under -quiet; and no "restart" line, the kernel runs being no restart
+progress_lines() {
+  "$MPIEXEC" -q --oversubscribe -n 2 "$NTKHPC" -output "$tmp/p.h5" -overwrite "${a[@]:1}" -steps 2 -progress_seconds 1e-9 "$@" >"$tmp/p.out" 2>&1 &&
+    grep -c '^\[ntkhpc\] infinite width: ntk_fc 120 x 120 kernel (+ 40 test rows): [0-9]*% of the tiles handed out, .* elapsed, ~.* left$' "$tmp/p.out"
+}
+check "tile progress reported" eval '[[ $(progress_lines) -ge 1 ]] && ! grep -q "restart:" "$tmp/p.out"'
+check "no tile progress under -quiet" eval '[[ $(progress_lines -quiet) -eq 0 ]]'
 check "the width-0 runs" "$NTK_PYTHON" - "$tmp/a1.h5" "$tmp/a4.h5" <<'PY'
 import sys, h5py, numpy as np
 f1, f4 = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
@@ -84,6 +93,11 @@ assert res["kernel_prior"]["path"] and not res["kernel_prior"]["skipped"], res["
 assert res["width_scaling"]["path"] and not res["width_scaling"]["skipped"], res["width_scaling"]  # the limit as a line
 errors = {n: r["skipped"] for n, r in res.items() if (r["skipped"] or "").startswith("error")}
 assert not errors, errors
+from ntkpost import report  # the tables say "inf" for the kernel run, as the figures do
+crit = report.text_summary(an).split("Critical learning rates")[1].split("\n\n")[0]
+assert any(l.split()[1:2] == ["inf"] for l in crit.splitlines()[2:]), crit
+html = open(report.html_report(an, [], sys.argv[2] + "/r.html"), encoding="utf-8").read()
+assert "<td>inf</td>" in html and "<td>0</td>" not in html.split("Critical learning rates")[1].split("</table>")[0]
 print("kernel_prior gaps", [(r["width"], round(r["gap"], 4)) for r in rows])
 PY
 bad_opt() { # expected message, options

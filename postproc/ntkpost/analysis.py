@@ -276,7 +276,7 @@ class Analysis:
 
     def panel_title(self, panel):
         cfg, param, width = panel
-        return "%s, width %d%s" % (param, width, (" [%s]" % cfg) if cfg else "")
+        return "%s, width %s%s" % (param, width or "inf", (" [%s]" % cfg) if cfg else "")  # 0: the kernel run
 
     def panel_groups(self, panel):
         """[(eta_key, [run indices])] of one panel, ordered by x."""

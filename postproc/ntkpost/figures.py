@@ -140,6 +140,8 @@ def _eta_handles(an, colors, used):
 
 def _plot_agg(ax, agg, color, label=None, ls="-", lw=1.6, marker=None, x=None):
     xs = agg["step"] if x is None else x
+    if marker is None and np.size(xs) == 1:
+        marker = "o"  # a run recorded at one step only (-steps 0): a line alone would be invisible
     (line,) = ax.plot(xs, agg["mean"], color=color, ls=ls, lw=lw, label=label, marker=marker,
                       ms=4 if marker else None, gid="curve")
     if agg.get("n_curves", 1) > 1 and np.any(agg["hi"] > agg["lo"]):
@@ -825,6 +827,11 @@ def phase_diagram(an):
                       "(c) Phase diagram: width × %s (seed majority)" % an.xshort)
     used, bound_handles = [], []
     for ax, ((cfg, param), cells) in zip(axes, by.items()):
+        # The width-0 (kernel regression) runs get a row of their own above the widest net, "inf".
+        finite = [c[0] for c in cells if c[0] > 0]
+        y_inf = 4 * max(finite) if finite else 1
+        has_inf = len(finite) < len(cells)
+        cells = [(w if w > 0 else y_inf, key, idx) for w, key, idx in cells]
         pts = OrderedDict((p, []) for p in PHASE_COLORS)
         for width, key, idx in cells:
             ph = an.group_phase(idx)
@@ -847,7 +854,7 @@ def phase_diagram(an):
         ax.set_yscale("log", base=2)
         ws = sorted({c[0] for c in cells})
         ax.set_yticks(ws)
-        ax.set_yticklabels([str(w) for w in ws])
+        ax.set_yticklabels(["inf" if has_inf and w == y_inf else str(w) for w in ws])
         ax.minorticks_off()
         _xscale(ax, [an.group_x(c[2]) for c in cells])
         if len(ws) == 1:
@@ -956,7 +963,7 @@ def make_all(an, outdir, dpi=110, names=None, keep_figures=False):
         else:
             res["caption"] = fig.ntk_caption
             res["path"] = os.path.join(outdir, name + ".png")
-            fig.savefig(res["path"], dpi=dpi)
+            fig.savefig(res["path"], dpi=dpi, bbox_inches="tight", pad_inches=0.1)  # wide tick labels stay in
             if keep_figures:
                 res["figure"] = fig
             else:

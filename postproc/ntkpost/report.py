@@ -65,9 +65,17 @@ def _g(v, fmt="%.4g"):
     return str(v)
 
 
+def _shown(col, v):
+    """A table cell as shown: width 0 is the infinite-width (kernel) run, shown as "inf" as in the
+    figures; the CSV files keep the file's 0."""
+    if col == "width" and not isinstance(v, (str, bool)) and v == 0:
+        return "inf"
+    return _g(v)
+
+
 def _table_text(rows, cols, headers=None):
     headers = headers or cols
-    data = [[_g(r.get(c, "")) for c in cols] for r in rows]
+    data = [[_shown(c, r.get(c, "")) for c in cols] for r in rows]
     widths = [max([len(h)] + [len(d[i]) for d in data]) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(d) for d in data])
@@ -155,7 +163,7 @@ def _html_table(rows, cols, phase_col=None):
             if c == phase_col and v in F.PHASE_COLORS:
                 style = ' style="background:%s33"' % F.PHASE_COLORS[v]
             cls = ' class="s"' if isinstance(v, str) else ""
-            cells.append("<td%s%s>%s</td>" % (cls, style, e(_g(v))))
+            cells.append("<td%s%s>%s</td>" % (cls, style, e(_shown(c, v))))
         h.append("<tr>" + "".join(cells) + "</tr>")
     h.append("</tbody></table></div>")
     return "\n".join(h)

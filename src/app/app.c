@@ -213,7 +213,10 @@ static int run_sweep(const Config *cfg, const Dataset *train, const Dataset *tes
            cfg->ranks_per_run, cfg->output);
   }
   if (rank == 0 && !cfg->quiet) {
-    if (n_todo < sw->n_runs) printf("[ntkhpc] restart: %d runs finished earlier, %d to do\n", sw->n_runs - n_todo, n_todo);
+    int n_kernel = 0; /* the width-inf runs, finished by kernel regression before training starts */
+    for (int i = 0; i < sw->n_runs; i++) n_kernel += sw->runs[i].width == MODEL_WIDTH_INF;
+    if (n_todo + n_kernel < sw->n_runs)
+      printf("[ntkhpc] restart: %d runs finished earlier, %d to do\n", sw->n_runs - n_todo - n_kernel, n_todo);
     fflush(stdout);
   }
   int stopped = 0, finished = 0;

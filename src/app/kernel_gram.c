@@ -12,6 +12,7 @@
 #include "cntk.h"
 #include "inf_kernels.h"
 #include "kernel_gram.h"
+#include "progress.h"
 #include "sweep.h"
 
 #define TILE_DIR "kernel_tiles"
@@ -243,6 +244,21 @@ static PetscErrorCode deliver_rows(MPI_Comm comm, Mat G, Mat C, int N, const Til
   return 0;
 }
 
+/* Rank 0's progress line, at its own chunk fetches: the scheduler's counter says how many chunks
+ * every rank has taken, so the fraction handed out (minus the chunks still in work) is the job's.
+ * The time left extrapolates the rate so far; tiles loaded from checkpoints make it optimistic. */
+static void report_progress(const char *name, int N, int M, int cpos, int n_chunks, double t_start, double *t_report)
+{
+  const double now = MPI_Wtime(), el = now - t_start, f = (double)cpos / n_chunks;
+  char s_el[32], s_left[32];
+  progress_format_duration(s_el, sizeof s_el, el);
+  progress_format_duration(s_left, sizeof s_left, f > 0 ? el * (1 - f) / f : -1);
+  printf("[ntkhpc] infinite width: %s %d x %d kernel (+ %d test rows): %.0f%% of the tiles handed out, %s elapsed, ~%s left\n", name,
+         N, N, M, 100 * f, s_el, s_left);
+  fflush(stdout);
+  *t_report = now;
+}
+
 PetscErrorCode kernel_gram_assemble(MPI_Comm comm, const KernelFn *k, const double *x, int N, int M, int d, const KernelGramOptions *opt,
                                     Mat *G, Mat *C, KernelGramStats *st)
 {
@@ -288,12 +304,14 @@ PetscErrorCode kernel_gram_assemble(MPI_Comm comm, const KernelFn *k, const doub
   const int chunk = nt / (16 * size) > 1 ? nt / (16 * size) : 1, n_chunks = (nt + chunk - 1) / chunk;
   PetscCheck(scheduler_create(&sched, comm, PETSC_COMM_SELF, n_chunks) == 0, comm, PETSC_ERR_LIB, "cannot create the tile scheduler's MPI window");
   int computed = 0, loaded = 0, save_failed = 0, cpos = -1, pos = 0, cend = 0;
-  double busy = 0;
+  double busy = 0, t_report = t_start;
   for (;;) {
     if (pos >= cend) { /* the next chunk */
       if (ckpt_signal_received()) scheduler_request_stop(&sched);
       if ((cpos = scheduler_next(&sched)) < 0) break;
       pos = cpos * chunk, cend = pos + chunk < nt ? pos + chunk : nt;
+      if (rank == 0 && opt->progress_seconds > 0 && MPI_Wtime() - t_report >= opt->progress_seconds)
+        report_progress(k->name, N, M, cpos, n_chunks, t_start, &t_report);
     }
     const Tile *t = &tiles[pos];
     double *v = malloc((size_t)t->nr * t->nc * sizeof *v);

@@ -36,6 +36,7 @@ typedef struct {
   /* optional hook, called on the rank that saved a tile after its file is renamed into place */
   void (*tile_saved)(void *ctx, int tile_index, int n_saved_here);
   void *hook_ctx;
+  double progress_seconds; /* rank 0 reports the tiles handed out at most this often (0: never) */
 } KernelGramOptions;
 
 typedef struct {

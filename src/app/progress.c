@@ -18,7 +18,7 @@ typedef struct {
                      clocks of different nodes need not agree, their differences do) */
 } Message;
 
-static void format_duration(char *buf, size_t len, double s)
+void progress_format_duration(char *buf, size_t len, double s)
 {
   if (!isfinite(s) || s < 0) snprintf(buf, len, "?");
   else if (s < 60) snprintf(buf, len, "%.0fs", s);
@@ -59,8 +59,8 @@ static void print_summary(Progress *p, double now)
     if (r->run >= 0 && r->steps > 0) done += p->sweep->runs[r->run].cost * (double)r->step / (double)r->steps;
   }
   double remaining = done > 0 ? elapsed * (p->total_cost - done) / done : NAN;
-  format_duration(el, sizeof el, elapsed);
-  format_duration(left, sizeof left, remaining);
+  progress_format_duration(el, sizeof el, elapsed);
+  progress_format_duration(left, sizeof left, remaining);
   printf("[ntkhpc] %d/%d runs done (%d diverged), %s elapsed, ~%s left, idle %.1f%% (%d/%d ranks idle)", p->n_done, p->sweep->n_runs,
          p->n_diverged, el, left, 100.0 * progress_idle_fraction(p, elapsed), p->idle_ranks, p->size);
   int shown = 0;

@@ -34,6 +34,9 @@ typedef struct {
   double last_left;     /* the latest such time: the end of training */
 } Progress;
 
+/* "42s", "3m07s", "2h05m"; "?" for a negative or non-finite s. */
+void progress_format_duration(char *buf, size_t len, double s);
+
 void progress_init(Progress *p, MPI_Comm world, const Sweep *sw, double interval, bool quiet);
 /* Group leaders: a run has ended; its summary row goes to rank 0. */
 void progress_run_done(Progress *p, const SummaryRow *row);
