@@ -1,9 +1,10 @@
 """docs/img/inf_fmnist.png: finite nets beside their infinite-width kernel runs on one Fashion-MNIST
-split (100 train, 100 test), full-batch GD at eta = 1 / lambda_0 of each instance, 1000 steps.
+split (the first n_train training and n_test test images, read from the files, the same in both),
+full-batch GD at eta = 1 / lambda_0 of each instance.
 
 Made from two ntkhpc jobs (commands in docs/infinite_width.md, "Science"):
   fc.h5    fc relu depth 2, widths 128 and 512, and -kernel_regression true (the fc NTK)
-  cnn.h5   inputs/cntk_fmnist.in: the plain CNN (-arch cnn, 2 conv layers), widths 16, 32, 64 over
+  cnn.h5   inputs/cntk_fmnist.in: the plain CNN (-arch cnn, 2 conv layers), widths 16 and 32 over
            2 seeds, and -kernel_regression true -kernel_net cntk (the CNTK of the same net)
 Finite curves of several seeds are drawn as their seed mean (the seeds' range shaded).
 usage: inf_fmnist.py fc.h5 cnn.h5 out.png"""
@@ -22,8 +23,9 @@ def curves(path):
     """{width: [(train steps, train loss, test steps, test accuracy, converged test accuracy or None), per seed]}"""
     out = defaultdict(list)
     with h5py.File(path, "r") as f:
-        arch = f["config"].attrs["arch"]
-        arch = arch.decode() if isinstance(arch, bytes) else str(arch)
+        attr = lambda k: f["config"].attrs[k].decode() if isinstance(f["config"].attrs[k], bytes) else f["config"].attrs[k]
+        arch = str(attr("arch"))
+        split.add((int(attr("n_train")), int(attr("n_test"))))
         for g in f["runs"].values():
             st, sl = g["train/step"][()], g["train/loss"][()]
             ts, ta = g["test/step"][()], g["test/accuracy"][()]
@@ -32,6 +34,7 @@ def curves(path):
     return arch, out
 
 
+split = set()  # (n_train, n_test) of every file: one split, or the comparison is void
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
 families = {"fc": (plt.cm.Blues, "fc NTK (inf)", "fc relu w=%d"), "cnn": (plt.cm.Oranges, "CNTK (inf)", "CNN w=%d")}
 for path in sys.argv[1:3]:
@@ -51,13 +54,16 @@ for path in sys.argv[1:3]:
                 ax.fill_between(rs[0][si][:m], y.min(0), y.max(0), color=color, alpha=0.15, lw=0)
         if w == 0:
             a2.axhline(rs[0][4], color=color, lw=0.9, ls=":")
+if len(split) != 1:
+    sys.exit("inf_fmnist.py: the files hold different splits (n_train, n_test): %s" % sorted(split))
+n_train, n_test = split.pop()
 a1.set_yscale("log")
 a1.set_xlabel("step")
 a1.set_ylabel("train loss (1/2N) sum |f - y|^2")
 a2.set_xlabel("step")
-a2.set_ylabel("test accuracy (100 images)")
+a2.set_ylabel("test accuracy (%d images)" % n_test)
 a2.legend(fontsize=7.5, ncol=2, title="dotted: converged kernel predictor", title_fontsize=7)
 a1.set_title("training, eta = 1 / lambda_0 of each instance", fontsize=9)
-a2.set_title("Fashion-MNIST, 100 train / 100 test", fontsize=9)
+a2.set_title("Fashion-MNIST, %d train / %d test" % (n_train, n_test), fontsize=9)
 fig.tight_layout()
 fig.savefig(sys.argv[3], dpi=110)
