@@ -11,7 +11,8 @@ the deck); every run in exactly one group, its group no larger than the batch ru
 than the memory rule (min_ranks; with --min-ranks width:G,... the expected value per width, from
 needs the test measured); group sizes that
 sum to W and cover the ranks in order; each group's runs back to back from 0; the idle fraction
-from the groups' ends; the predicted training time at or above the moldable-schedule lower bound
+from the groups' ends; the kernel phase from the kernel runs' FLOPs (with --kernel N,M,d,depth
+recomputed for a relu fc NTK, prior 0 or 1); the predicted training time at or above the moldable-schedule lower bound
 max(max_i min_G t_i(G), sum_i min_G G t_i(G) / W), G from min_ranks to the cap; with --fc-dims the FLOPs per sample of a fully
 connected net (2 sum n_in n_out). Prints "N passed, M failed"; exit 1 on a failure.
 """
@@ -35,6 +36,7 @@ ap.add_argument("--gflops", type=float, default=15)
 ap.add_argument("--bandwidth", type=float, default=100)
 ap.add_argument("--latency", type=float, default=2)
 ap.add_argument("--fc-dims", default="")
+ap.add_argument("--kernel", default="", help="N,M,d,depth,prior: a relu fc kernel run's cost, recomputed here")
 ap.add_argument("--max-idle", type=float, default=1.0)
 ap.add_argument("--expect-idle", type=float, default=None)
 ap.add_argument("--fixed", type=int, default=0)
@@ -55,9 +57,10 @@ for line in text.splitlines():
         kv = m.group(2).split() + m.group(3).split()
         runs[int(m.group(1))] = {kv[i]: float(kv[i + 1]) for i in range(0, len(kv), 2)}
         continue
-    m = re.match(r"\[ntkhpc\] plan: predicted time (\S+) s: lambda_0 phase (\S+) s, training (\S+) s; idle fraction (\S+);", line)
+    m = re.match(r"\[ntkhpc\] plan: predicted time (\S+) s: kernel phase (\S+) s, lambda_0 phase (\S+) s, training (\S+) s; "
+                 r"idle fraction (\S+);", line)
     if m:
-        total, lam0, makespan, idle = (float(m.group(i)) for i in range(1, 5))
+        total, kernel, lam0, makespan, idle = (float(m.group(i)) for i in range(1, 6))
 check(runs and groups, "the listing has runs and groups")
 if not runs or not groups:
     summary()
@@ -88,9 +91,23 @@ rule = max(1, int(a.batch // (4 if a.batch_norm else 1)))
 # every run once, in the group it names, within the batch rule
 listed = sorted(i for g in groups.values() for i in g["runs"])
 check(listed == sorted(runs), f"every run in exactly one group: {listed} vs {sorted(runs)}")
+# the kernel limit's runs (-kernel_regression): no network to train; their instance's preparation is
+# phase 0 on every rank: (N(N+1)/2 + M N) entries of 2 d + 50 depth FLOPs (relu; twice with the NNGP
+# prior), and 10 N^3 + N^3/3
+kruns = {i for i, r in runs.items() if r["kernel_flops"] > 0}
+check(abs(total - (kernel + lam0 + makespan)) <= 1e-5 * max(total, 1e-300), f"predicted time {total} = {kernel} + {lam0} + {makespan}")
+kflops = max([runs[i]["kernel_flops"] for i in kruns] or [0.0])
+check(abs(kernel - kflops / (W * a.gflops * 1e9)) <= 1e-5 * max(kernel, 1e-300), f"kernel phase {kernel} s for {kflops} FLOPs")
+if a.kernel:
+    N, M, d, depth, prior = (float(x) for x in a.kernel.split(","))
+    want = (N * (N + 1) / 2 + M * N) * (2 * d + 50 * depth) * (1 + prior) + (10 + 1 / 3) * N**3
+    check(kruns and abs(kflops - want) <= 1e-12 * want, f"kernel FLOPs {kflops}, the relu NTK's count {want}")
 for i, r in runs.items():
     g = groups[int(r["group"])]
     check(i in g["runs"] and int(r["ranks"]) == g["size"], f"run {i}: its group {int(r['group'])}")
+    if i in kruns:
+        check(r["flops_per_sample"] == 0 and r["time"] == 0, f"kernel run {i}: no training time")
+        continue
     check(int(r["max_ranks"]) == rule, f"run {i}: max_ranks {int(r['max_ranks'])}, the batch rule gives {rule}")
     if not a.fixed:
         check(g["size"] <= rule, f"run {i}: group of {g['size']} ranks above the batch rule {rule}")

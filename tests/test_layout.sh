@@ -4,7 +4,8 @@
 #     batch rule, the FLOPs of an fc net, the schedule's lower bound and the idle fraction:
 #     inputs/wrn.in on 256 ranks (idle under 5%; the integer layout of groups of 32: 0 idle with 8
 #     runs, 25% with the 6 runs of before), inputs/fc_fmnist.in on 32, 64 and 256 ranks, a small
-#     sweep on 1, 2 and 4; -plan_only writes no file;
+#     sweep on 1, 2 and 4; fc_fmnist.in with kernel regression, its kernel phase from the relu NTK's
+#     counted FLOPs (with and without the NNGP prior); -plan_only writes no file;
 #   - a small sweep trained under auto on 1, 2 and 4 ranks (4 ranks: groups of 2, 1 and 1) against
 #     the same runs under fixed layouts: bit for bit where a run's group has the same size, to 1e-10
 #     elsewhere; the progress line reports the idle fraction;
@@ -41,6 +42,11 @@ for W in 32 64 256; do
 done
 plan "$tmp/plan_fc1w" "$S/inputs/fc_fmnist.in" -plan_ranks 64 -ranks_per_run auto -widths 256 -plan_gflops 2 -plan_bandwidth 10 -plan_latency 50
 lcheck "$tmp/plan_fc1w" --ranks 64 --batch 2048 --fc-dims 784,256,256,256,10 --gflops 2 --bandwidth 10 --latency 50
+for prior in true false; do # the kernel phase: the relu NTK's Gram matrices (and the NNGP's) and their algebra
+  plan "$tmp/plan_fck" "$S/inputs/fc_fmnist.in" -plan_ranks 64 -ranks_per_run auto -kernel_regression true -kernel_prior $prior \
+    -n_train 1000 -n_test 500
+  lcheck "$tmp/plan_fck" --ranks 64 --batch 1000 --kernel 1000,500,784,3,$([[ $prior == true ]] && echo 1 || echo 0)
+done
 (cd "$tmp" && "$MPIEXEC" -q --oversubscribe -n 2 "$NTKHPC" "$S/inputs/fc_fmnist.in" -ranks_per_run auto -plan_only true) >"$tmp/plan_np2" 2>&1
 check "-plan_only on 2 processes plans for the job's 2 ranks, printed once" \
   test "$(grep -c 'plan: 144 runs on 2 ranks' "$tmp/plan_np2")" = 1

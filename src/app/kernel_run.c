@@ -18,6 +18,26 @@ static int kernel_instance(const Config *cfg, const Sweep *sw)
   return -1;
 }
 
+/* The deck's kernel: the fc net's (spec) or the CNTK's (cspec), by cfg->kernel_net. */
+static void kernel_specs(const Config *cfg, const Dataset *train, InfKernelSpec *spec, CntkSpec *cspec)
+{
+  const ModelConfig *m = &cfg->model;
+  *spec = (InfKernelSpec){m->depth, m->act, m->sigma_w, m->bias ? m->sigma_b : 0.0, 0};
+  *cspec = (CntkSpec){m->depth, train->channels, train->height, train->width, m->sigma_w, m->bias ? m->sigma_b : 0.0};
+}
+
+double kernel_runs_flops(const Config *cfg, const Dataset *train, const Dataset *test)
+{
+  if (!cfg->kernel_regression) return 0.0;
+  InfKernelSpec spec;
+  CntkSpec cspec;
+  kernel_specs(cfg, train, &spec, &cspec);
+  const double N = train->n, M = test->n;
+  const double entry = cfg->kernel_net == 1 ? cntk_pair_flops(&cspec) : inf_kernel_pair_flops(train->d, &spec);
+  const double gram = (N * (N + 1) / 2 + M * N) * entry * (cfg->kernel_prior ? 2.0 : 1.0);
+  return gram + (10.0 + 1.0 / 3.0) * N * N * N; /* the eigendecomposition with vectors and the Cholesky solve */
+}
+
 int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train, const Dataset *test, const Sweep *sw, MPI_Comm world,
                         InstanceRow *rows, int32_t *measured, int *stopped)
 {
@@ -26,9 +46,9 @@ int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train,
   if (inst < 0) return 0; /* off, or no kernel run in this -sweep_part */
   int rank;
   MPI_Comm_rank(world, &rank);
-  const ModelConfig *m = &cfg->model;
-  const InfKernelSpec spec = {m->depth, m->act, m->sigma_w, m->bias ? m->sigma_b : 0.0, 0};
-  const CntkSpec cspec = {m->depth, train->channels, train->height, train->width, m->sigma_w, m->bias ? m->sigma_b : 0.0};
+  InfKernelSpec spec;
+  CntkSpec cspec;
+  kernel_specs(cfg, train, &spec, &cspec);
   const KernelFn k = cfg->kernel_net == 1 ? (KernelFn){"cntk", kernel_block_cntk, &cspec, sizeof cspec}
                                           : (KernelFn){"ntk_fc", kernel_block_ntk_fc, &spec, sizeof spec};
   const KernelFn kp_fn = cfg->kernel_net == 1 ? (KernelFn){"cnngp", kernel_block_cnngp, &cspec, sizeof cspec}

@@ -15,6 +15,11 @@ typedef struct {
   KernelGramStats gram;
 } KernelRuns;
 
+/* FLOPs of the kernel runs' preparation for the planner (layout.c): the tiles of Theta(X, X) and
+ * Theta(X*, X) (and of the NNGP with -kernel_prior), from the kernels' counted cost per entry, and
+ * the dense eigendecomposition and Cholesky solve (10 N^3 + N^3 / 3). 0 without -kernel_regression. */
+double kernel_runs_flops(const Config *cfg, const Dataset *train, const Dataset *test);
+
 /* Collective over world, before lambda_0 is measured: assembles Theta(X, X) and Theta(X*, X) (tiles
  * checkpointed in cfg->checkpoint_dir), eigendecomposes, and fills the kernel instance's row
  * (lambda_0(inf)) and measured flag, so that -eta_factors give its learning rates. Sets *stopped

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hessian.h"
+#include "kernel_run.h"
 #include "memory.h"
 #include "ntk.h"
 #include "optimizer.h"
@@ -99,7 +100,11 @@ int layout_models(const Config *cfg, const Sweep *sw, const Dataset *train, cons
     r->evals_train = cfg->optimizer == OPT_SGD ? (double)record_count(cfg->steps, cfg->record_every) : 0.0;
     r->evals_test = (double)record_count(cfg->steps, cfg->test_every);
     r->max_ranks = 0, r->min_ranks = 1; /* any group */
-    if (run->width == MODEL_WIDTH_INF && cfg->kernel_regression) continue; /* the kernel limit: no network, no run time */
+    if (run->width == MODEL_WIDTH_INF && cfg->kernel_regression) { /* the kernel limit: no network, no run time */
+      r->kernel_flops = kernel_runs_flops(cfg, train, test);
+      r->steps = r->evals_train = r->evals_test = 0; /* no group trains it: its trajectory comes with phase 0 */
+      continue;
+    }
     ModelConfig mc = cfg->model;
     mc.width = run->width, mc.param = run->param;
     mc.in_dim = train->d, mc.out_dim = train->k;
@@ -265,6 +270,10 @@ static void finish_layout(Layout *L, const Sweep *sw, const RunModel *rm, const 
   L->l0_instance = malloc((size_t)(L->n_l0 > 0 ? L->n_l0 : 1) * sizeof *L->l0_instance);
   L->l0_group = malloc((size_t)(L->n_l0 > 0 ? L->n_l0 : 1) * sizeof *L->l0_group);
   L->lambda0_time = phase1_time(rep, L->n_l0, rm, mc, L->n_groups, L->size, L->l0_group);
+  L->kernel_time = 0; /* phase 0: each kernel instance once (its runs share the model), over every rank */
+  for (int i = 0; i < L->n_runs; i++)
+    if (rm[i].kernel_flops > 0 && (i == 0 || sw->runs[i].instance != sw->runs[i - 1].instance))
+      L->kernel_time += rm[i].kernel_flops / (L->n_ranks * mc->rate);
   for (int k = 0; k < L->n_l0; k++) L->l0_instance[k] = sw->runs[rep[k]].instance;
   free(rep);
 }
@@ -373,9 +382,9 @@ void layout_bcast(Layout *L, MPI_Comm comm)
   }
   MPI_Bcast(L->l0_instance, L->n_l0, MPI_INT, 0, comm);
   MPI_Bcast(L->l0_group, L->n_l0, MPI_INT, 0, comm);
-  double v[4] = {L->lambda0_time, L->makespan, L->serial, L->idle_fraction};
-  MPI_Bcast(v, 4, MPI_DOUBLE, 0, comm);
-  L->lambda0_time = v[0], L->makespan = v[1], L->serial = v[2], L->idle_fraction = v[3];
+  double v[5] = {L->lambda0_time, L->makespan, L->serial, L->idle_fraction, L->kernel_time};
+  MPI_Bcast(v, 5, MPI_DOUBLE, 0, comm);
+  L->lambda0_time = v[0], L->makespan = v[1], L->serial = v[2], L->idle_fraction = v[3], L->kernel_time = v[4];
 }
 
 int layout_group_of_rank(const Layout *L, int rank)
@@ -407,15 +416,15 @@ void layout_print(FILE *f, const Layout *L, const Config *cfg, const Sweep *sw, 
     fprintf(f,
             "[ntkhpc] plan: run %d: width %d seed %lld %s eta %g | flops_per_sample %.17g batch %.17g steps %.17g n_train %.17g "
             "evals_train %.17g n_test %.17g evals_test %.17g measure_flops %.17g bytes %.17g small_reductions %.17g io_bytes %.17g "
-            "max_ranks %d min_ranks %d | group %d ranks %d start %.17g end %.17g time %.17g compute %.17g comm %.17g io %.17g time1 %.17g\n",
+            "max_ranks %d min_ranks %d kernel_flops %.17g | group %d ranks %d start %.17g end %.17g time %.17g compute %.17g comm %.17g io %.17g time1 %.17g\n",
             i, r->width, (long long)r->seed, param_name(r->param), cfg->eta_in_lambda0_units ? r->eta_factor : r->eta, m->flops_per_sample,
             m->batch, m->steps, m->n_train, m->evals_train, m->n_test, m->evals_test, m->measure_flops, m->bytes, m->small_reductions,
-            m->io_bytes, m->max_ranks, m->min_ranks, L->group_of[i], G, L->start[i], L->end[i], t, parts[0], parts[1], parts[2],
+            m->io_bytes, m->max_ranks, m->min_ranks, m->kernel_flops, L->group_of[i], G, L->start[i], L->end[i], t, parts[0], parts[1], parts[2],
             layout_run_time(m, &mc, 1, NULL));
   }
-  fprintf(f, "[ntkhpc] plan: predicted time %.6g s: lambda_0 phase %.6g s, training %.6g s; idle fraction %.4f; efficiency %.4f "
-             "(one rank: %.6g s)\n",
-          L->lambda0_time + L->makespan, L->lambda0_time, L->makespan, L->idle_fraction,
+  fprintf(f, "[ntkhpc] plan: predicted time %.6g s: kernel phase %.6g s, lambda_0 phase %.6g s, training %.6g s; idle fraction %.4f; "
+             "efficiency %.4f (one rank: %.6g s)\n",
+          L->kernel_time + L->lambda0_time + L->makespan, L->kernel_time, L->lambda0_time, L->makespan, L->idle_fraction,
           L->makespan > 0 ? L->serial / (L->n_ranks * L->makespan) : 1.0, L->serial);
 }
 

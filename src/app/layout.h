@@ -43,6 +43,8 @@ typedef struct {
   double n_train, evals_train, n_test, evals_test;
   double measure_flops;      /* M */
   double lambda0_flops;      /* the cold lambda_0 solve of its instance (phase 1) */
+  double kernel_flops;       /* the kernel limit's runs: their instance's Gram matrices and dense
+                                algebra, on every rank before phase 1 (phase 0) */
   double bytes;              /* 8 P: the gradient allreduce */
   double small_reductions;   /* L per step */
   double io_bytes;
@@ -70,6 +72,7 @@ typedef struct {
   int n_l0;                  /* phase 1 (lambda_0 per instance), planned too: under auto the */
   int *l0_instance, *l0_group; /* [n_l0] instance i is measured by group l0_group[i], so a restart
                                   finds the same value bit for bit */
+  double kernel_time;        /* phase 0: the kernel runs' preparation, all ranks together */
   double lambda0_time;       /* phase 1: every instance's lambda_0, before training */
   double makespan;           /* training */
   double serial;             /* sum of t_i(1): the training on one rank */

@@ -283,3 +283,9 @@ void cntk_block(double *K, double *Theta, const double *x1, int n1, const double
     }
   free(q1), free(q2), free(work);
 }
+
+double cntk_pair_flops(const CntkSpec *s)
+{
+  const double P = (double)s->H * s->W;
+  return P * P * (2.0 * s->C + 60.0 * s->depth + 2.0);
+}

@@ -46,6 +46,12 @@ size_t cntk_work_size(const CntkSpec *s);
 void cntk_pair(double *K, double *Theta, const double *x1 /* C x H x W */, const double *q1 /* L x P */, const double *x2 /* C x H x W */,
                const double *q2 /* L x P */, int same, const CntkSpec *s, double *work /* cntk_work_size */);
 
+/* FLOPs of one image pair (K and Theta) in cntk_pair, for the planner's cost model (layout.c),
+ * counted from the loops, not measured: per layer and pixel pair the two separable patch sums (12),
+ * the relu expectations (about 45: the arc-cosine polynomial, a square root, their products) and
+ * the Theta update (3); the input correlations 2 C and the pooling sums 2 per pixel pair. */
+double cntk_pair_flops(const CntkSpec *s);
+
 /* The same, by the definition pixel pair by pixel pair (variances computed inside): the reference. */
 void cntk_pair_ref(double *K, double *Theta, const double *x1 /* C x H x W */, const double *x2 /* C x H x W */, int same, const CntkSpec *s);
 

@@ -303,3 +303,10 @@ void inf_kernel_block(double *K, double *Theta, const double *x1, int n1, const 
 }
 
 bool inf_kernel_activation_supported(Activation a) { return a == ACT_IDENTITY || a == ACT_RELU || a == ACT_ERF || a == ACT_TANH; }
+
+double inf_kernel_pair_flops(int d, const InfKernelSpec *s)
+{
+  const double n = s->gh_points > 0 ? (s->gh_points < GH_MAX ? s->gh_points : GH_MAX) : 83.0;
+  const double per_layer = s->act == ACT_TANH ? 50.0 * n * n : 50.0;
+  return 2.0 * d + per_layer * s->depth;
+}

@@ -53,6 +53,12 @@ void inf_kernel_pair(double *K, double *Theta, double k11, double k22, double k1
  * loop (arccos.h). */
 void inf_kernel_block(double *K /* n1 x n2 */, double *Theta /* n1 x n2 */, const double *x1 /* n1 x d */, int n1,
                       const double *x2 /* n2 x d */, int n2, int d, const InfKernelSpec *s);
+/* FLOPs of one entry (K and Theta of one pair) in inf_kernel_block, for the planner's cost model
+ * (layout.c), counted from the code, not measured: the input product 2 d, and per layer about 50
+ * for the closed forms (relu: the arc-cosine polynomial, a square root, the products), 50 n^2 for
+ * tanh's n x n quadrature (n = gh_points, or the trapezoidal rule's 83 nodes at unit variance). */
+double inf_kernel_pair_flops(int d, const InfKernelSpec *s);
+
 /* The same, pair by pair with inf_kernel_pair: the reference for the one above. */
 void inf_kernel_block_ref(double *K /* n1 x n2 */, double *Theta /* n1 x n2 */, const double *x1 /* n1 x d */, int n1,
                           const double *x2 /* n2 x d */, int n2, int d, const InfKernelSpec *s);
