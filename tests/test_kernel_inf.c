@@ -64,7 +64,7 @@ static PetscErrorCode do_gram(char **argv)
   for (int i = 0; i < (N + M) * d; i++) x[i] = sin(0.7 * i + 0.3) + 0.25 * cos(1.9 * ((i * i) % 17)); /* deterministic, every rank */
   const InfKernelSpec spec = {3, ACT_RELU, sqrt(2.0), 0.1, 0};
   const KernelFn k = {"ntk_fc", kernel_block_ntk_fc, &spec, sizeof spec};
-  const KernelGramOptions opt = {T, ck, on_tile, NULL};
+  const KernelGramOptions opt = {.tile = T, .ckpt_dir = ck, .tile_saved = on_tile};
   Mat G, C = NULL;
   KernelGramStats st;
   PetscCall(kernel_gram_assemble(PETSC_COMM_WORLD, &k, x, N, M, d, &opt, &G, M ? &C : NULL, &st));
