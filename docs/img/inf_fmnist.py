@@ -4,10 +4,12 @@ full-batch GD at eta = 1 / lambda_0 of each instance.
 
 Made from two ntkhpc jobs (commands in docs/infinite_width.md, "Science"):
   fc.h5    fc relu depth 2, widths 128 and 512, and -kernel_regression true (the fc NTK)
-  cnn.h5   inputs/cntk_fmnist.in: the plain CNN (-arch cnn, 2 conv layers), widths 16 and 32 over
+  cnn.h5   inputs/cntk_fmnist.in: the plain CNN (-arch cnn, 2 conv layers), widths 16 to 64 over
            2 seeds, and -kernel_regression true -kernel_net cntk (the CNTK of the same net)
 Finite curves of several seeds are drawn as their seed mean (the seeds' range shaded).
-usage: inf_fmnist.py fc.h5 cnn.h5 out.png"""
+Further files of either family (the same deck run in parts, e.g. one width per job) are merged
+into it by width.
+usage: inf_fmnist.py fc.h5 cnn.h5 [more.h5 ...] out.png"""
 import sys
 from collections import defaultdict
 
@@ -37,8 +39,12 @@ def curves(path):
 split = set()  # (n_train, n_test) of every file: one split, or the comparison is void
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
 families = {"fc": (plt.cm.Blues, "fc NTK (inf)", "fc relu w=%d"), "cnn": (plt.cm.Oranges, "CNTK (inf)", "CNN w=%d")}
-for path in sys.argv[1:3]:
+merged = {}  # arch -> {width: [per-seed curves]}, over every file
+for path in sys.argv[1:-1]:
     arch, runs = curves(path)
+    for w, rs in runs.items():
+        merged.setdefault(arch, defaultdict(list))[w].extend(rs)
+for arch, runs in merged.items():
     cmap, kname, fname = families[arch]
     finite = sorted(w for w in runs if w)
     for i, w in enumerate(finite + [0]):
@@ -66,4 +72,4 @@ a2.legend(fontsize=7.5, ncol=2, title="dotted: converged kernel predictor", titl
 a1.set_title("training, eta = 1 / lambda_0 of each instance", fontsize=9)
 a2.set_title("Fashion-MNIST, %d train / %d test" % (n_train, n_test), fontsize=9)
 fig.tight_layout()
-fig.savefig(sys.argv[3], dpi=110)
+fig.savefig(sys.argv[-1], dpi=110)
