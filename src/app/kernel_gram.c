@@ -244,9 +244,10 @@ static PetscErrorCode deliver_rows(MPI_Comm comm, Mat G, Mat C, int N, const Til
   return 0;
 }
 
-/* Rank 0's progress line, at its own chunk fetches: the scheduler's counter says how many chunks
- * every rank has taken, so the fraction handed out (minus the chunks still in work) is the job's.
- * The time left extrapolates the rate so far; tiles loaded from checkpoints make it optimistic. */
+/* Rank 0's progress line, at its own chunk fetches: the scheduler's counter is global, so cpos /
+ * n_chunks is the share of the whole job's tiles handed out (the last size chunks of it may still
+ * be in work). The time left extrapolates the rate so far; tiles loaded from checkpoints make it
+ * optimistic. */
 static void report_progress(const char *name, int N, int M, int cpos, int n_chunks, double t_start, double *t_report)
 {
   const double now = MPI_Wtime(), el = now - t_start, f = (double)cpos / n_chunks;

@@ -65,7 +65,8 @@ int kernel_runs_prepare(KernelRuns *kp, const Config *cfg, const Dataset *train,
     memcpy(joined + (size_t)N * d, test->x, (size_t)M * d * sizeof *joined);
     x = joined;
   }
-  const KernelGramOptions opt = {cfg->kernel_tile, cfg->checkpoint_dir, NULL, NULL, cfg->quiet ? 0.0 : cfg->progress_seconds};
+  const KernelGramOptions opt = {.tile = cfg->kernel_tile, .ckpt_dir = cfg->checkpoint_dir,
+                                 .progress_seconds = cfg->quiet ? 0.0 : cfg->progress_seconds};
   Mat G = NULL, C = NULL, K = NULL, Kc = NULL;
   KernelGramStats prior_gram = {0};
   PetscErrorCode ierr = kernel_gram_assemble(world, &k, x, N, M, d, &opt, &G, M ? &C : NULL, &kp->gram);
