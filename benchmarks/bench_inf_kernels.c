@@ -36,7 +36,7 @@ int main(int argc, char **argv)
     x2 = malloc((size_t)N * d * sizeof *x2);
     for (size_t i = 0; i < (size_t)N * d; i++) x2[i] = 2.0 * rand() / RAND_MAX - 1.0;
   }
-  const InfKernelSpec fs = {3, ACT_RELU, sqrt(2.0), 0.1, 0};
+  const InfKernelSpec fs = {.depth = 3, .act = ACT_RELU, .sigma_w = sqrt(2.0), .sigma_b = 0.1, .gh_points = 0};
   const CntkSpec cs = {fc ? 1 : atoi(argv[6]), fc ? 1 : atoi(argv[3]), fc ? 1 : atoi(argv[4]), fc ? 1 : atoi(argv[5]), sqrt(2.0), 0.1};
   double best = INFINITY, best_product = INFINITY, *scratch = fc ? malloc((size_t)N * N * sizeof *scratch) : NULL;
   for (int r = 0; r <= reps; r++) {

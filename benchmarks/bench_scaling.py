@@ -10,6 +10,8 @@
       time (/summary wall_seconds). Target >= 80%.
   (c) the same run as the catapult decks train it: full-batch gd on 1024 images (10 steps), where
       each rank's half of the batch is 512 samples and the 80 MB gradient sum is a smaller share.
+  (b') (b) with -grad_sum mpi: the gradient summed by MPI_Iallreduce buckets instead of the node's
+      shared memory (the default), side by side.
 Each case also runs ntkhpc -plan_only with the rate measured on 1 rank (its GFLOP/s) to print the
 model's prediction beside the measurement. The load average is printed first and last.
 
@@ -117,5 +119,8 @@ with tempfile.TemporaryDirectory() as tmp:
               lambda r: (r[1][0], r[1][0]), 0.80, "the run's training time t1 / (2 t2)")
     ec = case(tmp, "(c) the same run as the catapult decks train it (full-batch gd on 1024 images, 10 steps)", fc_gd(10), 2,
               lambda r: (r[1][0], r[1][0]), 0.80, "the run's training time t1 / (2 t2)")
-print(f"ratios: sweep {ea:.3f} (target 0.90), data-parallel {eb:.3f} (sgd batch 256) and {ec:.3f} (gd, 1024 images; target 0.80)")
+    eb_mpi = case(tmp, f"(b') as (b), the gradient summed by MPI_Iallreduce buckets (-grad_sum mpi)",
+                  fc(a.steps) + ["-grad_sum", "mpi"], 2, lambda r: (r[1][0], r[1][0]), 0.80, "the run's training time t1 / (2 t2)")
+print(f"ratios: sweep {ea:.3f} (target 0.90), data-parallel {eb:.3f} (sgd batch 256) and {ec:.3f} (gd, 1024 images; target 0.80); "
+      f"(b) with -grad_sum mpi {eb_mpi:.3f}")
 print(load())

@@ -2,7 +2,7 @@
 """Compares two ntkhpc output files completely: every group, dataset and attribute, bit for bit
 (NaN equals NaN), except wall-clock fields (root attribute "created", /summary wall_seconds,
 /instances seconds, the kernel runs' assembly_seconds) and the /deck lines of options that do not change results (output paths,
-timing, checkpoint options, -restart, -ranks_per_run, -grad_overlap, -grad_bucket_mb, -data_shared). With --rtol/--atol > 0
+timing, checkpoint options, -restart, -ranks_per_run, -grad_overlap, -grad_bucket_mb, -grad_sum, -grad_node_ranks, -data_shared). With --rtol/--atol > 0
 floating-point values
 may differ by that much (a different number of ranks), and world_size is not compared. With
 --ignore-schema the attributes that describe the measurements' schema (root "measurements", and
@@ -26,7 +26,7 @@ SCHEMA_ATTRS = {"measurements", "units", "description"}
 REFERENCE_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST"}
 IGNORED_DECK_KEYS = {"-output", "-overwrite", "-flush_seconds", "-progress_seconds", "-quiet", "-checkpoint_every",
                      "-checkpoint_minutes", "-checkpoint_dir", "-restart", "-ranks_per_run",
-                     "-grad_overlap", "-grad_bucket_mb", "-data_shared"}
+                     "-grad_overlap", "-grad_bucket_mb", "-grad_sum", "-grad_node_ranks", "-data_shared"}
 
 
 def deck_lines(raw):

@@ -66,7 +66,7 @@ static void test_expectations(void)
   for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
     const double q1 = cases[k][0], q2 = cases[k][1], c = cases[k][2];
     double e, ed, r, rd;
-    InfKernelSpec s = {1, ACT_RELU, 1, 0, 0};
+    InfKernelSpec s = {.depth = 1, .act = ACT_RELU, .sigma_w = 1, .sigma_b = 0, .gh_points = 0};
     inf_gauss_expect(&e, &ed, q1, q2, c, &s);
     relu_by_integral(&r, &rd, q1, q2, c);
     worst[0] = fmax(worst[0], fmax(fabs(e - r) / fabs(r), fabs(ed - rd) / fabs(rd)));
@@ -81,7 +81,7 @@ static void test_expectations(void)
     /* tanh: the default trapezoidal rule against a fine 2-D midpoint rule, and 128-point
      * Gauss-Hermite where it is accurate (variances about 1) */
     double t0, d0;
-    s = (InfKernelSpec){1, ACT_TANH, 1, 0, 0};
+    s = (InfKernelSpec){.depth = 1, .act = ACT_TANH, .sigma_w = 1, .sigma_b = 0, .gh_points = 0};
     inf_gauss_expect(&t0, &d0, q1, q2, c, &s);
     double gp, gd;
     midpoint_expect(&gp, &gd, ACT_TANH, q1, q2, c);
@@ -110,7 +110,7 @@ static void test_block_vs_ref(void)
   for (int a = 0; a < 4; a++)
     for (int L = 1; L <= 3; L++)
       for (int b = 0; b <= 1; b++) {
-        const InfKernelSpec s = {L, acts[a], 1.3, b ? 0.4 : 0.0, 0};
+        const InfKernelSpec s = {.depth = L, .act = acts[a], .sigma_w = 1.3, .sigma_b = b ? 0.4 : 0.0, .gh_points = 0};
         inf_kernel_block(K, T, x1, n1, x2, n2, d, &s);
         inf_kernel_block_ref(Kr, Tr, x1, n1, x2, n2, d, &s);
         int fin = 1;
@@ -134,7 +134,7 @@ static void test_block_vs_ref(void)
   for (int a = 0; a < 4; a++)
     for (int L = 1; L <= 3; L++)
       for (int b = 0; b <= 1; b++) {
-        const InfKernelSpec s = {L, acts[a], 1.3, b ? 0.4 : 0.0, 0};
+        const InfKernelSpec s = {.depth = L, .act = acts[a], .sigma_w = 1.3, .sigma_b = b ? 0.4 : 0.0, .gh_points = 0};
         inf_kernel_block(Ks, Ts, x, n, x, n, d, &s);
         inf_kernel_block_ref(Ksr, Tsr, x, n, x, n, d, &s);
         /* against the reference on the upper triangle (which the block computes; tanh's quadrature
@@ -173,7 +173,7 @@ static void test_wide_nets(void)
       CHECK(0, "build: %s", err);
       continue;
     }
-    const InfKernelSpec s = {L, acts[a], c.sigma_w, c.sigma_b, 0};
+    const InfKernelSpec s = {.depth = L, .act = acts[a], .sigma_w = c.sigma_w, .sigma_b = c.sigma_b, .gh_points = 0};
     double K[9], T[9], sumT[9] = {0}, sqT[9] = {0}, sumK[9] = {0}, sqK[9] = {0};
     inf_kernel_block(K, T, x, N, x, N, d, &s);
     double *theta = malloc(m.n_params * sizeof *theta), *J = malloc((size_t)N * m.n_params * sizeof *J);

@@ -62,7 +62,7 @@ static PetscErrorCode do_gram(char **argv)
   if (ka && rank == size - 1) kill_after = atoi(ka);
   double *x = malloc((size_t)(N + M) * d * sizeof *x);
   for (int i = 0; i < (N + M) * d; i++) x[i] = sin(0.7 * i + 0.3) + 0.25 * cos(1.9 * ((i * i) % 17)); /* deterministic, every rank */
-  const InfKernelSpec spec = {3, ACT_RELU, sqrt(2.0), 0.1, 0};
+  const InfKernelSpec spec = {.depth = 3, .act = ACT_RELU, .sigma_w = sqrt(2.0), .sigma_b = 0.1, .gh_points = 0};
   const KernelFn k = {"ntk_fc", kernel_block_ntk_fc, &spec, sizeof spec};
   const KernelGramOptions opt = {.tile = T, .ckpt_dir = ck, .tile_saved = on_tile};
   Mat G, C = NULL;

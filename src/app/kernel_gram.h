@@ -27,7 +27,7 @@ typedef struct {
   const char *name;        /* "ntk_fc", "cntk": part of the checkpoint key */
   KernelBlockFn block;
   const void *spec;        /* the kernel's parameters ... */
-  size_t spec_bytes;       /* ... hashed into the checkpoint key (plain data, no pointers) */
+  size_t spec_bytes;       /* ... hashed into the checkpoint key (plain data: no pointers, no padding bytes) */
 } KernelFn;
 
 typedef struct {

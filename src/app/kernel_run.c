@@ -22,7 +22,7 @@ static int kernel_instance(const Config *cfg, const Sweep *sw)
 static void kernel_specs(const Config *cfg, const Dataset *train, InfKernelSpec *spec, CntkSpec *cspec)
 {
   const ModelConfig *m = &cfg->model;
-  *spec = (InfKernelSpec){m->depth, m->act, m->sigma_w, m->bias ? m->sigma_b : 0.0, 0};
+  *spec = (InfKernelSpec){.depth = m->depth, .act = m->act, .sigma_w = m->sigma_w, .sigma_b = m->bias ? m->sigma_b : 0.0, .gh_points = 0};
   *cspec = (CntkSpec){m->depth, train->channels, train->height, train->width, m->sigma_w, m->bias ? m->sigma_b : 0.0};
 }
 

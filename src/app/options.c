@@ -71,7 +71,7 @@ static const char *const deck_order[] = {
   "-loss", "-fc_batch_norm", "-bn_no_affine", "-lr_exp_factor", "-onecycle_pct", "-onecycle_div", "-onecycle_final_div", "-freeze",
   "-momentum_init", "-align_every", "-loss_peak", "-scale_inv_every",
   "-theta_every", "-wrn_residual", "-theta_dense_steps",
-  "-grad_overlap", "-grad_bucket_mb", "-data_shared"};
+  "-grad_overlap", "-grad_bucket_mb", "-grad_sum", "-grad_node_ranks", "-data_shared"};
 
 /* ------------------------------------------------------------------ errors and lookups */
 

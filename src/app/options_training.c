@@ -2,6 +2,7 @@
  * augmentation, and the thresholds that classify a run's phase (options.h describes the table). */
 #include <inttypes.h>
 #include "augment.h"
+#include "grad_reduce.h"
 #include "options.h"
 
 static const char *optimizer_choice(int i) { return optimizer_name((OptimizerKind)i); }
@@ -16,6 +17,7 @@ static bool has_freeze(const Config *c) { return c->freeze[0] != 0; }
 static bool has_vinit(const Config *c) { return c->momentum_init != 0; }
 static bool is_xent(const Config *c) { return c->model.loss != LOSS_MSE; }
 static const char *loss_choice(int i) { return loss_name((LossKind)i); }
+static const char *grad_sum_choice(int i) { return grad_sum_name((GradSum)i); }
 
 static const OptionDesc opts[] = {
   {.name = "-optimizer", .kind = KIND_CHOICE, .def = "gd", .n_choices = 2, .choice = optimizer_choice,
@@ -46,6 +48,13 @@ static const OptionDesc opts[] = {
   {.name = "-grad_bucket_mb", .kind = KIND_REAL, .def = "8", .lo = 0, .hi = 1e6,
    .meaning = "Data-parallel groups: gradient bucket size in MiB, whole layers (0 = one allreduce after the backward pass)",
    OPTION_FIELD(grad_bucket_mb)},
+  {.name = "-grad_sum", .kind = KIND_CHOICE, .def = "node", .n_choices = 2, .choice = grad_sum_choice,
+   .meaning = "Data-parallel groups: sum the gradient through the node's shared memory (node; across nodes by slices) or "
+              "MPI_Iallreduce buckets (mpi)",
+   OPTION_FIELD(grad_sum)},
+  {.name = "-grad_node_ranks", .kind = KIND_INT, .def = "0", .lo = 0, .hi = 1e8,
+   .meaning = "-grad_sum node: treat every this many ranks of a node as a node of their own (0 = the hardware's nodes; tests)",
+   OPTION_FIELD(grad_node_ranks)},
   {.name = "-augment", .kind = KIND_BOOL, .def = "false",
    .meaning = "Augment training batches: random crop with zero padding and horizontal flip (image data only)", OPTION_FIELD(augment)},
   {.name = "-augment_pad", .kind = KIND_INT, .def = "4", .lo = 0, .hi = AUGMENT_MAX_PAD, .in_deck = augments,

@@ -47,6 +47,8 @@ typedef struct {
   int eval_chunk;               /* samples per forward pass in evaluations (memory bound) */
   bool grad_overlap;            /* group gradient sums start during the backward pass (grad_reduce.h) */
   double grad_bucket_mb;        /* their bucket size (0: one sum after the pass) */
+  int grad_sum;                 /* GradSum: through the node's shared memory or MPI's allreduce (grad_reduce.h) */
+  int grad_node_ranks;          /* > 0: nodes of at most this many ranks for the node sum (tests of several nodes) */
   bool augment;                 /* random crop + horizontal flip of training batches (augment.h) */
   int augment_pad;              /* zero padding p of the random crop */
   /* NTK spectrum (docs/conventions.md: Theta = J J^T / N on the NTK batch) */

@@ -30,6 +30,7 @@ typedef struct {
   int C, H, W;            /* image shape */
   double sigma_w, sigma_b;
 } CntkSpec;
+_Static_assert(sizeof(CntkSpec) == 2 * sizeof(double) + 4 * sizeof(int), "CntkSpec must have no padding bytes (a checkpoint key)");
 
 /* Per-pixel variances q_l(x, p), l = 1..L, of one image: q[(l - 1) * P + p]. */
 void cntk_variances(double *q /* L x P */, const double *x /* C x H x W */, const CntkSpec *s);

@@ -33,7 +33,10 @@ typedef struct {
   Activation act;
   double sigma_w, sigma_b;
   int gh_points;          /* tanh: 0 = trapezoidal rule (default), n > 0 = n-point Gauss-Hermite (n <= 160) */
+  int zero;               /* always 0: the padding made explicit, so that the struct's bytes (the Gram
+                             assembly's checkpoint key hashes them) are all defined */
 } InfKernelSpec;
+_Static_assert(sizeof(InfKernelSpec) == 2 * sizeof(double) + 4 * sizeof(int), "InfKernelSpec must have no padding bytes");
 
 /* The activations with an analytic kernel here: identity, relu, erf, tanh. */
 bool inf_kernel_activation_supported(Activation a);

@@ -585,7 +585,7 @@ static bool ignored_key(const char *k, size_t n)
 {
   static const char *const keys[] = {"-output", "-overwrite", "-flush_seconds", "-progress_seconds", "-quiet", "-checkpoint_every",
                                      "-checkpoint_minutes", "-checkpoint_dir", "-restart", "-ranks_per_run",
-                                     "-grad_overlap", "-grad_bucket_mb", "-data_shared"};
+                                     "-grad_overlap", "-grad_bucket_mb", "-grad_sum", "-grad_node_ranks", "-data_shared"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     if (strlen(keys[i]) == n && strncmp(k, keys[i], n) == 0) return true;
   return false;

@@ -186,17 +186,20 @@ int run_state_setup(RunState *s, MPI_Comm group, const Config *cfg, const RunSpe
     return -1;
   }
   s->P = s->model.n_params;
+  /* Collective over the group (the node window), so before anything one rank alone may fail at. */
+  if (grad_reduce_setup(&s->reduce, &s->model, group, cfg->grad_bucket_mb, cfg->grad_overlap, (GradSum)cfg->grad_sum,
+                        cfg->grad_node_ranks, cfg->linearized)) goto oom;
   if (batch_plan_init(&s->batches, cfg, train->n, (uint64_t)run->seed)) goto oom;
   int chunk = cfg->eval_chunk;
   /* Batch norm: a rank's slice of a batch is one model call, so the tape holds the largest slice
    * (-eval_chunk does not apply; docs/layers.md). */
   if (model_has_batch_norm(&s->model)) chunk = (int)((s->batches.size + s->gsize - 1) / s->gsize);
   if (tape_create_train(&s->tape, &s->model, chunk)) goto oom; /* forward, JVP, VJP only: cotangents reused */
-  if (grad_reduce_setup(&s->reduce, &s->model, group, cfg->grad_bucket_mb, cfg->grad_overlap)) goto oom;
   s->opt = optimizer_for(cfg);
   s->theta = malloc(s->P * sizeof(double));
   s->theta0 = malloc(s->P * sizeof(double));
-  s->grad = malloc((s->P + 2) * sizeof(double));
+  s->grad = grad_reduce_buffer(&s->reduce); /* the node window's slot: summed in place */
+  if (!s->grad) s->grad = s->grad_own = malloc((s->P + 2) * sizeof(double));
   s->lr_scale = malloc(s->P * sizeof(double));
   s->xbuf = malloc((size_t)chunk * train->d * sizeof(double));
   s->ybuf = malloc((size_t)chunk * train->k * sizeof(double));
@@ -228,7 +231,7 @@ void run_state_teardown(RunState *s)
 {
   ntk_probe_destroy(&s->mrun.ntk); /* before the model they point to */
   hess_probe_destroy(&s->mrun.hess);
-  free(s->theta), free(s->theta0), free(s->grad), free(s->lr_scale);
+  free(s->theta), free(s->theta0), free(s->grad_own), free(s->lr_scale);
   free(s->xbuf), free(s->ybuf), free(s->lbuf), free(s->dfbuf), free(s->flin);
   for (int i = 0; i < OPTIMIZER_MAX_STATE; i++) free(s->opt_state[i]);
   batch_plan_free(&s->batches);

@@ -29,7 +29,9 @@ typedef struct {
   size_t P;
   double *theta;        /* P */
   double *theta0;       /* P, initialisation (distance from init) */
-  double *grad;         /* P + 2: gradient, then loss sum and correct count (summed together) */
+  double *grad;         /* P + 2: gradient, then loss sum and correct count (summed together): the
+                           node window's slot (grad_reduce_buffer) or grad_own */
+  double *grad_own;     /* P + 2, when the sum goes through MPI */
   double *lr_scale;     /* P, per-parameter learning-rate multipliers (muP) */
   double *xbuf, *ybuf;  /* chunk x d, chunk x k: gathered minibatch rows */
   int *lbuf;            /* chunk labels */
