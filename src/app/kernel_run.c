@@ -23,7 +23,8 @@ static void kernel_specs(const Config *cfg, const Dataset *train, InfKernelSpec 
 {
   const ModelConfig *m = &cfg->model;
   *spec = (InfKernelSpec){.depth = m->depth, .act = m->act, .sigma_w = m->sigma_w, .sigma_b = m->bias ? m->sigma_b : 0.0, .gh_points = 0};
-  *cspec = (CntkSpec){m->depth, train->channels, train->height, train->width, m->sigma_w, m->bias ? m->sigma_b : 0.0};
+  *cspec = (CntkSpec){.depth = m->depth, .C = train->channels, .H = train->height, .W = train->width, .sigma_w = m->sigma_w,
+                      .sigma_b = m->bias ? m->sigma_b : 0.0};
 }
 
 double kernel_runs_flops(const Config *cfg, const Dataset *train, const Dataset *test)

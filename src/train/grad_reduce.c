@@ -113,6 +113,7 @@ static void node_sum(GradReduce *g, double *grad)
   const size_t lo = g->lo_mine, hi = g->hi_mine, len = hi - lo;
   enum { BLOCK = 512 }; /* the partial sums stay in L1 */
   double acc[BLOCK];
+  const int one_node = g->n_nodes == 1; /* the node's sum is the group's: written to every slot at once */
   for (size_t b0 = lo; b0 < hi; b0 += BLOCK) { /* s_0 + s_1 + ... in slot order, whichever rank adds */
     const size_t nb = hi - b0 < BLOCK ? hi - b0 : BLOCK;
     memcpy(acc, slot[0] + b0, nb * sizeof(double));
@@ -120,15 +121,18 @@ static void node_sum(GradReduce *g, double *grad)
       const double *src = slot[q] + b0;
       for (size_t i = 0; i < nb; i++) acc[i] += src[i];
     }
-    memcpy(mine + b0, acc, nb * sizeof(double));
+    for (int q = 0; q < g->node_size; q++)
+      if (one_node || q == g->node_rank) memcpy(slot[q] + b0, acc, nb * sizeof(double));
   }
-  for (size_t off = 0; g->n_nodes > 1 && off < len;) { /* the slice's owners on the other nodes; MPI counts are int */
-    const int cnt = (int)(len - off < (size_t)INT_MAX ? len - off : (size_t)INT_MAX);
-    MPI_Allreduce(MPI_IN_PLACE, mine + lo + off, cnt, MPI_DOUBLE, MPI_SUM, g->cross);
-    off += (size_t)cnt;
+  if (!one_node) { /* the slice's owners on the other nodes add theirs, then the sum goes to every slot */
+    for (size_t off = 0; off < len;) { /* MPI counts are int */
+      const int cnt = (int)(len - off < (size_t)INT_MAX ? len - off : (size_t)INT_MAX);
+      MPI_Allreduce(MPI_IN_PLACE, mine + lo + off, cnt, MPI_DOUBLE, MPI_SUM, g->cross);
+      off += (size_t)cnt;
+    }
+    for (int q = 0; q < g->node_size; q++)
+      if (q != g->node_rank) memcpy(slot[q] + lo, mine + lo, len * sizeof(double));
   }
-  for (int q = 0; q < g->node_size; q++)
-    if (q != g->node_rank) memcpy(slot[q] + lo, mine + lo, len * sizeof(double));
   node_sync(g); /* nobody touches this slot again before the next sum */
   if (grad != mine) {
     memcpy(grad, mine, n * sizeof(double));

@@ -14,9 +14,9 @@
  * all. A group over several nodes with the same number of ranks on each then allreduces every
  * slice among the ranks that own it on the other nodes (one MPI_Allreduce of P / ranks-per-node
  * doubles per rank, all NICs busy). On a node the sum moves 2 (P + 2) doubles per rank through
- * memory, where Open MPI copies through its own shared-memory buffers: for P = 1e7 on two ranks
- * here it adds 33 ms to a half-batch step against the buckets' 76 ms (benchmarks/README.md,
- * bench_scaling.py). It has no overlap (nothing is in flight while the pass runs). A group whose
+ * memory, where Open MPI copies through its own shared-memory buffers (the figures:
+ * benchmarks/README.md, bench_scaling.py). It has no overlap (nothing is in flight while the pass
+ * runs). A group whose
  * nodes hold unequal numbers of its ranks, or a window that cannot be made, falls back to the
  * buckets. -grad_node_ranks k cuts each real node into nodes of k ranks, so that one machine runs
  * the several-node path (tests). */
